@@ -1,0 +1,3 @@
+//! One module per subcommand; each turns arguments into library calls and an exit code.
+
+pub mod stack;

@@ -1,0 +1,61 @@
+//! The `faultline` command line: parses arguments, sets up logging on stderr and calls into
+//! the workspace's libraries. Each subcommand lives in `cmd/`.
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Load testing, chaos and benchmarking for event-driven systems, with the reference
+/// system it was built to exercise.
+#[derive(Debug, Parser)]
+#[command(name = "faultline", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    /// Log filter for stderr (tracing's EnvFilter syntax, e.g. `info` or
+    /// `faultline_system=debug`).
+    #[arg(long, global = true, env = "FAULTLINE_LOG", default_value = "info")]
+    log: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Real infrastructure on loopback: Apache Kafka (KRaft), PostgreSQL, Redis.
+    #[command(subcommand)]
+    Stack(cmd::stack::StackCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Logs go to stderr: stdout carries only what a command promises to print.
+    let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: could not start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Stack(command) => cmd::stack::run(command).await,
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The reference system that faultline exercises, and the real infrastructure it runs on.
+//!
+//! - [`stack`] starts Apache Kafka (KRaft), PostgreSQL and Redis as supervised child
+//!   processes on loopback with temporary data, or connects to external ones, and makes
+//!   sure none of them outlives faultline.
+//!
+//! The services of the reference system (gateway, users, orders, inventory, payments,
+//! shipping, notifications, analytics, ingest) will live beside it; nothing in `loadgen`,
+//! `chaos` or `reports` depends on this crate.
+
+pub mod stack;

@@ -1,0 +1,347 @@
+//! The real stack under the reference system: Apache Kafka (KRaft), PostgreSQL and Redis.
+//!
+//! [`Stack::start`] brings each component up according to a [`StackSpec`]:
+//!
+//! - **local** (the default): a child process on a free loopback port with its data in a
+//!   fresh temporary directory ([`postgres`], [`redis`], [`kafka`]), supervised by
+//!   [`process`] so that none can outlive faultline;
+//! - **external**: an address of a component someone else runs (a Kafka cluster's bootstrap
+//!   servers, a PostgreSQL URL, a Redis URL), only checked for readiness;
+//! - **containers** (cargo feature `containers`): Docker containers through testcontainers.
+//!
+//! Readiness is checked for real: a Kafka metadata request that lists every broker,
+//! `SELECT 1`, `PING`. A component that fails to start ends in [`StackError::ComponentFailed`],
+//! naming it, its port, its data directory and the last lines of its log.
+//!
+//! The result is a [`Stack`] with [`Endpoints`] (the three addresses clients need) and, for
+//! local components, handles that fault injection can signal.
+
+pub mod kafka;
+pub mod postgres;
+pub mod process;
+pub mod ports;
+pub mod redis;
+pub mod smoke;
+mod ready;
+
+#[cfg(feature = "containers")]
+pub mod containers;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use kafka::{KafkaBroker, KafkaCluster, KafkaSpec, KAFKA_VERSION};
+pub use postgres::{PostgresServer, PostgresSpec};
+pub use redis::{RedisServer, RedisSpec};
+
+/// Everything that can go wrong bringing the stack up or down.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error(
+        "{component} failed to start on 127.0.0.1:{port} (data directory {data_dir}): {reason}\n\
+         --- last lines of {log} ---\n{log_tail}"
+    )]
+    ComponentFailed {
+        component: String,
+        port: u16,
+        data_dir: PathBuf,
+        reason: String,
+        log: PathBuf,
+        log_tail: String,
+    },
+
+    #[error("port {port} asked for {component} is already in use on 127.0.0.1 ({reason})")]
+    PortTaken {
+        component: String,
+        port: u16,
+        reason: String,
+    },
+
+    #[error(
+        "Apache Kafka {version} was not found in {path}: run `make setup` (scripts/setup) \
+         to fetch its jars, or point FAULTLINE_KAFKA_HOME at a directory with libs/*.jar"
+    )]
+    KafkaMissing { version: String, path: PathBuf },
+
+    #[error("{program} was not found: {hint}")]
+    ProgramMissing { program: String, hint: String },
+
+    #[error("external {component} at {address} is unreachable: {reason}")]
+    ExternalUnreachable {
+        component: String,
+        address: String,
+        reason: String,
+    },
+
+    #[error("invalid stack settings: {0}")]
+    Invalid(String),
+
+    #[error("could not start {name} ({program}): {reason}")]
+    Spawn {
+        name: String,
+        program: PathBuf,
+        reason: String,
+    },
+
+    #[error("could not signal {name}: {reason}")]
+    Signal { name: String, reason: String },
+
+    #[error("{doing}: {source}")]
+    Io {
+        doing: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{component}: {reason}")]
+    Client { component: String, reason: String },
+}
+
+impl StackError {
+    pub(crate) fn io(doing: impl Into<String>, source: std::io::Error) -> Self {
+        StackError::Io {
+            doing: doing.into(),
+            source,
+        }
+    }
+}
+
+/// What to bring up, component by component.
+#[derive(Debug, Clone)]
+pub struct StackSpec {
+    pub kafka: KafkaSpec,
+    pub postgres: PostgresSpec,
+    pub redis: RedisSpec,
+    /// Where local components keep their data; a fresh temporary directory when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// Keep the data directory after stopping.
+    pub keep_data: bool,
+    /// How long each component may take to become ready.
+    pub ready_timeout: Duration,
+}
+
+impl Default for StackSpec {
+    fn default() -> Self {
+        StackSpec {
+            kafka: KafkaSpec::default(),
+            postgres: PostgresSpec::default(),
+            redis: RedisSpec::default(),
+            data_dir: None,
+            keep_data: false,
+            ready_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+/// The addresses clients of the stack need, as `faultline stack up` prints them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// Comma-separated `host:port` list.
+    pub kafka_bootstrap: String,
+    /// `postgres://user@host:port/db` of the stack's default database.
+    pub database_url: String,
+    /// `redis://host:port`
+    pub redis_url: String,
+}
+
+impl Endpoints {
+    /// The env-file lines, in a fixed order.
+    pub fn env_lines(&self) -> [String; 3] {
+        [
+            format!("KAFKA_BOOTSTRAP={}", self.kafka_bootstrap),
+            format!("DATABASE_URL={}", self.database_url),
+            format!("REDIS_URL={}", self.redis_url),
+        ]
+    }
+}
+
+impl fmt::Display for Endpoints {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for line in self.env_lines() {
+            writeln!(f, "{line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The data directory of a run: a temporary one removed on drop unless kept.
+#[derive(Debug)]
+struct DataDir {
+    path: PathBuf,
+    remove_on_drop: bool,
+}
+
+impl DataDir {
+    fn create(spec: &StackSpec) -> Result<DataDir, StackError> {
+        let (path, remove_on_drop) = match &spec.data_dir {
+            Some(path) => {
+                std::fs::create_dir_all(path).map_err(|source| {
+                    StackError::io(format!("creating data directory {}", path.display()), source)
+                })?;
+                (path.clone(), false)
+            }
+            None => {
+                let dir = tempfile::Builder::new()
+                    .prefix("faultline-stack-")
+                    .tempdir()
+                    .map_err(|source| StackError::io("creating a temporary data directory", source))?;
+                (dir.keep(), !spec.keep_data)
+            }
+        };
+        // PostgreSQL runs as its own user and must be able to reach its subdirectory.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).map_err(
+            |source| StackError::io(format!("opening up {}", path.display()), source),
+        )?;
+        Ok(DataDir {
+            path,
+            remove_on_drop,
+        })
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        if self.remove_on_drop {
+            if let Err(error) = std::fs::remove_dir_all(&self.path) {
+                tracing::warn!(path = %self.path.display(), %error, "could not remove the data directory");
+            }
+        }
+    }
+}
+
+/// A running stack. Dropping it stops every local component and removes its data directory
+/// (unless kept); [`Stack::stop`] does the same gracefully and asynchronously.
+#[derive(Debug)]
+pub struct Stack {
+    // Field order is drop order: the servers stop before their data directory goes.
+    kafka: KafkaCluster,
+    redis: RedisServer,
+    postgres: PostgresServer,
+    #[cfg(feature = "containers")]
+    containers: Option<containers::Containers>,
+    data: DataDir,
+}
+
+impl Stack {
+    /// Brings every component up and waits until each answers.
+    ///
+    /// PostgreSQL, Redis and Kafka start concurrently; Kafka, the slowest (a JVM per
+    /// broker), sets the pace.
+    pub async fn start(spec: StackSpec) -> Result<Stack, StackError> {
+        let data = DataDir::create(&spec)?;
+        let timeout = spec.ready_timeout;
+        tracing::info!(data_dir = %data.path.display(), "starting the stack");
+        let (kafka, postgres, redis) = tokio::join!(
+            KafkaCluster::start(&spec.kafka, &data.path, timeout),
+            PostgresServer::start(&spec.postgres, &data.path, timeout),
+            RedisServer::start(&spec.redis, &data.path, timeout),
+        );
+        // On an error the others are dropped here, which stops them.
+        let (kafka, postgres, redis) = (kafka?, postgres?, redis?);
+        Ok(Stack {
+            kafka,
+            redis,
+            postgres,
+            #[cfg(feature = "containers")]
+            containers: None,
+            data,
+        })
+    }
+
+    /// Starts the three components as Docker containers (needs a Docker daemon).
+    #[cfg(feature = "containers")]
+    pub async fn start_containers(spec: StackSpec) -> Result<Stack, StackError> {
+        let data = DataDir::create(&spec)?;
+        let (started, endpoints) = containers::Containers::start().await?;
+        Ok(Stack {
+            kafka: KafkaCluster::external_unchecked(&endpoints.kafka_bootstrap),
+            redis: RedisServer::external_unchecked(&endpoints.redis_url),
+            postgres: PostgresServer::external_unchecked(&endpoints.database_url),
+            containers: Some(started),
+            data,
+        })
+    }
+
+    pub fn endpoints(&self) -> Endpoints {
+        Endpoints {
+            kafka_bootstrap: self.kafka.bootstrap(),
+            database_url: self.postgres.url(),
+            redis_url: self.redis.url(),
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data.path
+    }
+
+    pub fn kafka(&self) -> &KafkaCluster {
+        &self.kafka
+    }
+
+    pub fn kafka_mut(&mut self) -> &mut KafkaCluster {
+        &mut self.kafka
+    }
+
+    pub fn postgres(&self) -> &PostgresServer {
+        &self.postgres
+    }
+
+    pub fn redis(&self) -> &RedisServer {
+        &self.redis
+    }
+
+    /// Creates a database (if it does not exist) and returns its URL: one database per
+    /// service.
+    pub async fn create_database(&self, name: &str) -> Result<String, StackError> {
+        self.postgres.create_database(name).await
+    }
+
+    /// The first local component found dead, as an error quoting its log; `None` while all
+    /// run. A broker stopped on purpose with [`KafkaCluster::kill_broker`] does not count.
+    pub fn exited_component(&mut self) -> Option<StackError> {
+        let data_dir = self.data.path.clone();
+        let mut candidates: Vec<(&str, u16, &mut process::ManagedProcess)> = Vec::new();
+        for broker in self.kafka.brokers_mut() {
+            let port = broker.client_port;
+            if let Some(process) = broker.process_mut() {
+                candidates.push(("Kafka", port, process));
+            }
+        }
+        let postgres_port = self.postgres.port().unwrap_or(0);
+        if let Some(process) = self.postgres.process_mut() {
+            candidates.push(("PostgreSQL", postgres_port, process));
+        }
+        let redis_port = self.redis.port().unwrap_or(0);
+        if let Some(process) = self.redis.process_mut() {
+            candidates.push(("Redis", redis_port, process));
+        }
+        for (component, port, process) in candidates {
+            if let Some(status) = process.try_exit_status() {
+                return Some(StackError::ComponentFailed {
+                    component: format!("{component} ({})", process.name()),
+                    port,
+                    data_dir,
+                    reason: format!("it exited with {status} while the stack was up"),
+                    log: process.log_path().to_path_buf(),
+                    log_tail: process.log_tail(ready::LOG_TAIL_LINES),
+                });
+            }
+        }
+        None
+    }
+
+    /// Stops Kafka first (so clients see a clean shutdown), then Redis and PostgreSQL, each
+    /// with SIGTERM and a grace period before SIGKILL.
+    pub async fn stop(mut self) {
+        tracing::info!("stopping the stack");
+        self.kafka.stop().await;
+        tokio::join!(self.redis.stop(), self.postgres.stop());
+        #[cfg(feature = "containers")]
+        if let Some(containers) = self.containers.take() {
+            containers.stop().await;
+        }
+        // Dropping `self` removes the data directory.
+    }
+}

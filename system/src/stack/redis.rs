@@ -1,0 +1,165 @@
+//! Redis: a local `redis-server` without persistence (unless asked), or an external one.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::process::{self, ManagedProcess, ProcessSpec};
+use super::ready::{self, Where};
+use super::{ports, StackError};
+
+/// How long an external component may take to answer before it is called unreachable.
+pub(crate) const EXTERNAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub enum RedisSpec {
+    Local {
+        /// A fixed port, or `None` for a free one.
+        port: Option<u16>,
+        /// Append-only file persistence (off by default: Redis is a cache here).
+        persistence: bool,
+    },
+    External {
+        url: String,
+    },
+}
+
+impl Default for RedisSpec {
+    fn default() -> Self {
+        RedisSpec::Local {
+            port: None,
+            persistence: false,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct RedisServer {
+    url: String,
+    /// The local port, `None` for an external server.
+    port: Option<u16>,
+    process: Option<ManagedProcess>,
+}
+
+impl RedisServer {
+    pub(crate) async fn start(
+        spec: &RedisSpec,
+        data_root: &Path,
+        timeout: Duration,
+    ) -> Result<RedisServer, StackError> {
+        match spec {
+            RedisSpec::External { url } => {
+                ready::wait_for_external("Redis", url, timeout.min(EXTERNAL_TIMEOUT), || {
+                    ping(url)
+                })
+                .await?;
+                Ok(RedisServer::external_unchecked(url))
+            }
+            RedisSpec::Local { port, persistence } => {
+                let port = ports::port_for("Redis", *port)?;
+                let dir = data_root.join("redis");
+                std::fs::create_dir_all(&dir)
+                    .map_err(|source| StackError::io(format!("creating {}", dir.display()), source))?;
+                let program = process::find_program("redis-server", &[]).ok_or_else(|| {
+                    StackError::ProgramMissing {
+                        program: "redis-server".into(),
+                        hint: "run `make setup` (scripts/setup) to install Redis".into(),
+                    }
+                })?;
+                let mut args = vec![
+                    "--port".into(),
+                    port.to_string(),
+                    "--bind".into(),
+                    "127.0.0.1".into(),
+                    "--dir".into(),
+                    dir.display().to_string(),
+                    "--save".into(),
+                    String::new(),
+                    "--daemonize".into(),
+                    "no".into(),
+                    "--protected-mode".into(),
+                    "no".into(),
+                ];
+                args.extend(
+                    ["--appendonly", if *persistence { "yes" } else { "no" }]
+                        .iter()
+                        .map(|s| s.to_string()),
+                );
+                let mut server = process::spawn(&ProcessSpec {
+                    name: "redis".into(),
+                    program,
+                    args,
+                    env: Vec::new(),
+                    cwd: Some(dir.clone()),
+                    log_path: dir.join("redis.log"),
+                    run_as: None,
+                })?;
+                let url = format!("redis://127.0.0.1:{port}");
+                let place = Where {
+                    component: "Redis",
+                    port,
+                    data_dir: &dir,
+                };
+                ready::wait_until_ready(&mut server, place, timeout, || ping(&url)).await?;
+                Ok(RedisServer {
+                    url,
+                    port: Some(port),
+                    process: Some(server),
+                })
+            }
+        }
+    }
+
+    /// An external server whose readiness was checked elsewhere.
+    pub(crate) fn external_unchecked(url: &str) -> RedisServer {
+        RedisServer {
+            url: url.to_string(),
+            port: None,
+            process: None,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// The local process, if this stack started one.
+    pub fn process(&self) -> Option<&ManagedProcess> {
+        self.process.as_ref()
+    }
+
+    pub(crate) fn process_mut(&mut self) -> Option<&mut ManagedProcess> {
+        self.process.as_mut()
+    }
+
+    /// The local port, `None` for an external server.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    pub(crate) async fn stop(&mut self) {
+        if let Some(server) = self.process.as_mut() {
+            server.stop(Duration::from_secs(5)).await;
+        }
+    }
+}
+
+/// `PING` must answer `PONG`.
+async fn ping(url: &str) -> Result<(), String> {
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    let mut connection = tokio::time::timeout(
+        Duration::from_secs(2),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .map_err(|_| "connect timed out".to_string())?
+    .map_err(|e| e.to_string())?;
+    let pong: String = redis::cmd("PING")
+        .query_async(&mut connection)
+        .await
+        .map_err(|e| e.to_string())?;
+    if pong == "PONG" {
+        Ok(())
+    } else {
+        Err(format!("PING answered {pong:?}"))
+    }
+}

@@ -165,6 +165,24 @@ impl fmt::Display for Endpoints {
     }
 }
 
+/// Checks what can be checked before anything starts, so that a taken port or a missing
+/// Kafka cache is reported at once rather than after other components started.
+fn preflight(spec: &StackSpec) -> Result<(), StackError> {
+    if let KafkaSpec::Local(local) = &spec.kafka {
+        kafka::kafka_home(local.home.as_deref())?;
+        for (index, port) in local.client_ports.iter().enumerate() {
+            ports::port_for(&format!("Kafka broker {}", index + 1), Some(*port))?;
+        }
+    }
+    if let PostgresSpec::Local { port: Some(port), .. } = &spec.postgres {
+        ports::port_for("PostgreSQL", Some(*port))?;
+    }
+    if let RedisSpec::Local { port: Some(port), .. } = &spec.redis {
+        ports::port_for("Redis", Some(*port))?;
+    }
+    Ok(())
+}
+
 /// The data directory of a run: a temporary one removed on drop unless kept.
 #[derive(Debug)]
 struct DataDir {
@@ -230,6 +248,7 @@ impl Stack {
     /// PostgreSQL, Redis and Kafka start concurrently; Kafka, the slowest (a JVM per
     /// broker), sets the pace.
     pub async fn start(spec: StackSpec) -> Result<Stack, StackError> {
+        preflight(&spec)?;
         let data = DataDir::create(&spec)?;
         let timeout = spec.ready_timeout;
         tracing::info!(data_dir = %data.path.display(), "starting the stack");

@@ -1,0 +1,9 @@
+//! Integration tests of the `faultline` binary itself, run as a child process the way a user
+//! or CI runs it. Each test here is about the stack's life cycle as seen from outside (start,
+//! print, stop, die), so each starts its own `faultline stack up`.
+
+#![allow(clippy::unwrap_used)]
+
+mod lifecycle;
+mod procs;
+mod usage_errors;

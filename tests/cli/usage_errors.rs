@@ -1,0 +1,61 @@
+//! Bad input and missing prerequisites: exit code 2 and a message that says what to do.
+
+use std::net::TcpListener;
+use std::process::{Command, Output};
+
+fn faultline(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("FAULTLINE_LOG", "warn")
+        .output()
+        .expect("faultline runs")
+}
+
+fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_missing_kafka_cache_exits_2_and_says_to_run_setup() {
+    let empty = tempfile::tempdir().unwrap();
+    let output = faultline(
+        &["stack", "up"],
+        &[("FAULTLINE_KAFKA_HOME", empty.path().to_str().unwrap())],
+    );
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("make setup"), "{stderr}");
+    assert!(output.stdout.is_empty(), "stdout must stay empty on failure");
+}
+
+#[test]
+fn a_taken_port_exits_2_and_names_the_port() {
+    let squatter = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = squatter.local_addr().unwrap().port().to_string();
+    let output = faultline(&["stack", "up", "--redis-port", &port], &[]);
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&port) && stderr.contains("already in use"), "{stderr}");
+    assert!(stderr.contains("Redis"), "{stderr}");
+}
+
+#[test]
+fn an_unreachable_external_bootstrap_exits_2_and_names_it() {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let bootstrap = format!("127.0.0.1:{port}");
+    let output = faultline(
+        &["stack", "up", "--kafka-bootstrap", &bootstrap, "--ready-timeout", "3s"],
+        &[],
+    );
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&bootstrap) && stderr.contains("unreachable"), "{stderr}");
+}
+
+#[test]
+fn a_zero_broker_count_is_refused_by_the_parser() {
+    let output = faultline(&["stack", "up", "--kafka-brokers", "0"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr_of(&output).contains("--kafka-brokers"));
+}

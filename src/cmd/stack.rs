@@ -257,7 +257,11 @@ async fn smoke(args: SmokeArgs) -> anyhow::Result<ExitCode> {
     match outcome {
         Ok(report) => {
             println!("{report}");
-            Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Err(error) => {
             eprintln!("error: {error}");

@@ -83,11 +83,21 @@ fn port_of(value: &str) -> u16 {
 }
 
 fn check_env_lines(lines: &[String]) -> Vec<u16> {
-    let kafka = lines[0].strip_prefix("KAFKA_BOOTSTRAP=127.0.0.1:").unwrap_or_else(|| panic!("{}", lines[0]));
-    assert!(kafka.parse::<u16>().is_ok(), "one broker, one address: {}", lines[0]);
-    let database = lines[1].strip_prefix("DATABASE_URL=postgres://faultline@127.0.0.1:").unwrap_or_else(|| panic!("{}", lines[1]));
+    let kafka = lines[0]
+        .strip_prefix("KAFKA_BOOTSTRAP=127.0.0.1:")
+        .unwrap_or_else(|| panic!("{}", lines[0]));
+    assert!(
+        kafka.parse::<u16>().is_ok(),
+        "one broker, one address: {}",
+        lines[0]
+    );
+    let database = lines[1]
+        .strip_prefix("DATABASE_URL=postgres://faultline@127.0.0.1:")
+        .unwrap_or_else(|| panic!("{}", lines[1]));
     assert!(database.ends_with("/faultline"), "{}", lines[1]);
-    let redis = lines[2].strip_prefix("REDIS_URL=redis://127.0.0.1:").unwrap_or_else(|| panic!("{}", lines[2]));
+    let redis = lines[2]
+        .strip_prefix("REDIS_URL=redis://127.0.0.1:")
+        .unwrap_or_else(|| panic!("{}", lines[2]));
     assert!(redis.parse::<u16>().is_ok(), "{}", lines[2]);
     lines.iter().map(|l| port_of(l)).collect()
 }
@@ -101,7 +111,11 @@ fn stack_up_prints_three_env_lines_and_stops_everything_on_sigterm() {
         TcpStream::connect(("127.0.0.1", *port)).unwrap_or_else(|e| panic!("port {port}: {e}"));
     }
     let groups = procs::child_groups(up.child.id());
-    assert_eq!(groups.len(), 3, "expected postgres, redis-server and one Kafka JVM, found groups {groups:?}");
+    assert_eq!(
+        groups.len(),
+        3,
+        "expected postgres, redis-server and one Kafka JVM, found groups {groups:?}"
+    );
     let stack_processes = procs::descendants(up.child.id());
 
     up.signal(Signal::SIGTERM);
@@ -109,7 +123,10 @@ fn stack_up_prints_three_env_lines_and_stops_everything_on_sigterm() {
     assert!(status.success(), "stack up exited with {status} on SIGTERM");
     // Nothing else was printed on stdout.
     let extra: Vec<String> = up.lines.try_iter().collect();
-    assert!(extra.is_empty(), "stdout had more than the three lines: {extra:?}");
+    assert!(
+        extra.is_empty(),
+        "stdout had more than the three lines: {extra:?}"
+    );
     procs::wait_until_gone(&stack_processes, Duration::from_secs(5))
         .unwrap_or_else(|alive| panic!("still alive after a clean stop: {alive:?}"));
 }
@@ -119,10 +136,17 @@ fn sigkill_of_stack_up_leaves_no_process_of_its_stack_alive() {
     let mut up = stack_up();
     let ports = check_env_lines(&up.env_lines());
     let groups = procs::child_groups(up.child.id());
-    assert_eq!(groups.len(), 3, "expected three component groups, found {groups:?}");
+    assert_eq!(
+        groups.len(),
+        3,
+        "expected three component groups, found {groups:?}"
+    );
     // postgres' own children (checkpointer, walwriter, ...) count too.
     let stack_processes = procs::descendants(up.child.id());
-    assert!(stack_processes.len() > 3, "expected postgres' helpers among {stack_processes:?}");
+    assert!(
+        stack_processes.len() > 3,
+        "expected postgres' helpers among {stack_processes:?}"
+    );
 
     up.signal(Signal::SIGKILL);
     let _ = up.child.wait();
@@ -132,7 +156,10 @@ fn sigkill_of_stack_up_leaves_no_process_of_its_stack_alive() {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     for port in ports {
         while TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            assert!(std::time::Instant::now() < deadline, "something still listens on port {port}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "something still listens on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 /// (pid, parent pid, process group) of every process, from /proc/<pid>/stat.
 pub fn process_table() -> Vec<(i32, i32, i32)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     entries
         .flatten()
         .filter_map(|entry| {

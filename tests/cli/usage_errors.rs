@@ -26,7 +26,10 @@ fn a_missing_kafka_cache_exits_2_and_says_to_run_setup() {
     let stderr = stderr_of(&output);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("make setup"), "{stderr}");
-    assert!(output.stdout.is_empty(), "stdout must stay empty on failure");
+    assert!(
+        output.stdout.is_empty(),
+        "stdout must stay empty on failure"
+    );
 }
 
 #[test]
@@ -36,21 +39,38 @@ fn a_taken_port_exits_2_and_names_the_port() {
     let output = faultline(&["stack", "up", "--redis-port", &port], &[]);
     let stderr = stderr_of(&output);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains(&port) && stderr.contains("already in use"), "{stderr}");
+    assert!(
+        stderr.contains(&port) && stderr.contains("already in use"),
+        "{stderr}"
+    );
     assert!(stderr.contains("Redis"), "{stderr}");
 }
 
 #[test]
 fn an_unreachable_external_bootstrap_exits_2_and_names_it() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let bootstrap = format!("127.0.0.1:{port}");
     let output = faultline(
-        &["stack", "up", "--kafka-bootstrap", &bootstrap, "--ready-timeout", "3s"],
+        &[
+            "stack",
+            "up",
+            "--kafka-bootstrap",
+            &bootstrap,
+            "--ready-timeout",
+            "3s",
+        ],
         &[],
     );
     let stderr = stderr_of(&output);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains(&bootstrap) && stderr.contains("unreachable"), "{stderr}");
+    assert!(
+        stderr.contains(&bootstrap) && stderr.contains("unreachable"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -167,7 +167,11 @@ impl KafkaCluster {
 
     /// Starts broker `node_id` again on its ports and data, and waits until the cluster
     /// lists it again.
-    pub async fn restart_broker(&mut self, node_id: u32, timeout: Duration) -> Result<(), StackError> {
+    pub async fn restart_broker(
+        &mut self,
+        node_id: u32,
+        timeout: Duration,
+    ) -> Result<(), StackError> {
         let expected = self.brokers.len();
         let bootstrap = self.bootstrap.clone();
         let broker = self.broker_mut(node_id)?;
@@ -227,7 +231,9 @@ fn default_cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
         return PathBuf::from(dir).join("faultline");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
     home.join(".cache").join("faultline")
 }
 
@@ -306,7 +312,10 @@ async fn start_local(
                 "-XX:MaxGCPauseMillis=20".into(),
                 "-XX:+ExitOnOutOfMemoryError".into(),
                 "-Djava.awt.headless=true".into(),
-                format!("-Dlog4j2.configurationFile={}", dir.join("log4j2.properties").display()),
+                format!(
+                    "-Dlog4j2.configurationFile={}",
+                    dir.join("log4j2.properties").display()
+                ),
                 "-cp".into(),
                 classpath.clone(),
             ]
@@ -338,7 +347,10 @@ async fn start_local(
         ));
 
         let mut server_args = jvm_args(spec.heap_mb);
-        server_args.extend(["kafka.Kafka".into(), dir.join("server.properties").display().to_string()]);
+        server_args.extend([
+            "kafka.Kafka".into(),
+            dir.join("server.properties").display().to_string(),
+        ]);
         brokers.push(KafkaBroker {
             node_id,
             client_port: ports.client,
@@ -369,7 +381,11 @@ async fn start_local(
         match formatter.wait_exit(timeout).await {
             Some(status) if status.success() => {}
             Some(status) => {
-                return Err(ready::failed(&mut formatter, &place, format!("exited with {status}")))
+                return Err(ready::failed(
+                    &mut formatter,
+                    &place,
+                    format!("exited with {status}"),
+                ))
             }
             None => {
                 return Err(ready::failed(
@@ -395,7 +411,9 @@ async fn start_local(
 
 fn validate(spec: &LocalKafka) -> Result<(), StackError> {
     if spec.brokers == 0 {
-        return Err(StackError::Invalid("Kafka needs at least one broker".into()));
+        return Err(StackError::Invalid(
+            "Kafka needs at least one broker".into(),
+        ));
     }
     if spec.heap_mb == 0 || spec.heap_mb > MAX_HEAP_MB {
         return Err(StackError::Invalid(format!(
@@ -403,7 +421,10 @@ fn validate(spec: &LocalKafka) -> Result<(), StackError> {
             spec.heap_mb
         )));
     }
-    for (what, given) in [("client ports", spec.client_ports.len()), ("advertised addresses", spec.advertised.len())] {
+    for (what, given) in [
+        ("client ports", spec.client_ports.len()),
+        ("advertised addresses", spec.advertised.len()),
+    ] {
         if given != 0 && given != spec.brokers {
             return Err(StackError::Invalid(format!(
                 "{given} Kafka {what} for {} brokers: give one per broker or none",
@@ -487,14 +508,20 @@ async fn wait_for_cluster(
     let mut last;
     loop {
         for broker in brokers.iter_mut() {
-            let Some(process) = broker.process.as_mut() else { continue };
+            let Some(process) = broker.process.as_mut() else {
+                continue;
+            };
             if let Some(status) = process.try_exit_status() {
                 let place = Where {
                     component: &format!("Kafka broker {}", broker.node_id),
                     port: broker.client_port,
                     data_dir: &broker.dir,
                 };
-                return Err(ready::failed(process, &place, format!("it exited with {status}")));
+                return Err(ready::failed(
+                    process,
+                    &place,
+                    format!("it exited with {status}"),
+                ));
             }
         }
         match broker_count(bootstrap.to_string()).await {
@@ -570,14 +597,19 @@ mod tests {
     fn kafka_version_matches_the_setup_pom() {
         let pom = include_str!("../../../scripts/kafka/pom.xml");
         let pinned = format!("<kafka.version>{KAFKA_VERSION}</kafka.version>");
-        assert!(pom.contains(&pinned), "scripts/kafka/pom.xml must pin {pinned}");
+        assert!(
+            pom.contains(&pinned),
+            "scripts/kafka/pom.xml must pin {pinned}"
+        );
     }
 
     #[test]
     fn cluster_ids_are_22_url_safe_characters() {
         let id = new_cluster_id();
         assert_eq!(id.len(), 22);
-        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
     }
 
     #[test]
@@ -586,7 +618,10 @@ mod tests {
         let error = kafka_home(Some(dir.path())).expect_err("no jars there");
         let message = error.to_string();
         assert!(message.contains("make setup"), "{message}");
-        assert!(message.contains(&dir.path().display().to_string()), "{message}");
+        assert!(
+            message.contains(&dir.path().display().to_string()),
+            "{message}"
+        );
     }
 
     #[test]

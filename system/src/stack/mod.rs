@@ -17,12 +17,12 @@
 //! local components, handles that fault injection can signal.
 
 pub mod kafka;
+pub mod ports;
 pub mod postgres;
 pub mod process;
-pub mod ports;
+mod ready;
 pub mod redis;
 pub mod smoke;
-mod ready;
 
 #[cfg(feature = "containers")]
 pub mod containers;
@@ -174,10 +174,16 @@ fn preflight(spec: &StackSpec) -> Result<(), StackError> {
             ports::port_for(&format!("Kafka broker {}", index + 1), Some(*port))?;
         }
     }
-    if let PostgresSpec::Local { port: Some(port), .. } = &spec.postgres {
+    if let PostgresSpec::Local {
+        port: Some(port), ..
+    } = &spec.postgres
+    {
         ports::port_for("PostgreSQL", Some(*port))?;
     }
-    if let RedisSpec::Local { port: Some(port), .. } = &spec.redis {
+    if let RedisSpec::Local {
+        port: Some(port), ..
+    } = &spec.redis
+    {
         ports::port_for("Redis", Some(*port))?;
     }
     Ok(())
@@ -195,7 +201,10 @@ impl DataDir {
         let (path, remove_on_drop) = match &spec.data_dir {
             Some(path) => {
                 std::fs::create_dir_all(path).map_err(|source| {
-                    StackError::io(format!("creating data directory {}", path.display()), source)
+                    StackError::io(
+                        format!("creating data directory {}", path.display()),
+                        source,
+                    )
                 })?;
                 (path.clone(), false)
             }
@@ -203,15 +212,16 @@ impl DataDir {
                 let dir = tempfile::Builder::new()
                     .prefix("faultline-stack-")
                     .tempdir()
-                    .map_err(|source| StackError::io("creating a temporary data directory", source))?;
+                    .map_err(|source| {
+                        StackError::io("creating a temporary data directory", source)
+                    })?;
                 (dir.keep(), !spec.keep_data)
             }
         };
         // PostgreSQL runs as its own user and must be able to reach its subdirectory.
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).map_err(
-            |source| StackError::io(format!("opening up {}", path.display()), source),
-        )?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .map_err(|source| StackError::io(format!("opening up {}", path.display()), source))?;
         Ok(DataDir {
             path,
             remove_on_drop,

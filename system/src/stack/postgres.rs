@@ -112,10 +112,14 @@ impl PostgresServer {
             .is_some();
         if !exists {
             // Identifiers cannot be bound as parameters; the name was checked above.
-            match client.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await {
+            match client
+                .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+                .await
+            {
                 Ok(()) => {}
                 // Two callers raced to create it: the database exists, which is the goal.
-                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+                Err(e)
+                    if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
                 Err(e) => return Err(client_error(e.to_string())),
             }
         }
@@ -151,8 +155,9 @@ async fn start_local(
         .map_err(|source| StackError::io(format!("creating {}", dir.display()), source))?;
     let run_as = run_as_for_postgres()?;
     if let Some(user) = &run_as {
-        std::os::unix::fs::chown(&dir, Some(user.uid), Some(user.gid))
-            .map_err(|source| StackError::io(format!("handing {} to postgres", dir.display()), source))?;
+        std::os::unix::fs::chown(&dir, Some(user.uid), Some(user.gid)).map_err(|source| {
+            StackError::io(format!("handing {} to postgres", dir.display()), source)
+        })?;
     }
     let log_path = dir.join("postgres.log");
 
@@ -188,7 +193,11 @@ async fn start_local(
     match initdb.wait_exit(timeout).await {
         Some(status) if status.success() => {}
         Some(status) => {
-            return Err(ready::failed(&mut initdb, &place, format!("initdb exited with {status}")))
+            return Err(ready::failed(
+                &mut initdb,
+                &place,
+                format!("initdb exited with {status}"),
+            ))
         }
         None => {
             return Err(ready::failed(

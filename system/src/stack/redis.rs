@@ -48,17 +48,16 @@ impl RedisServer {
     ) -> Result<RedisServer, StackError> {
         match spec {
             RedisSpec::External { url } => {
-                ready::wait_for_external("Redis", url, timeout.min(EXTERNAL_TIMEOUT), || {
-                    ping(url)
-                })
-                .await?;
+                ready::wait_for_external("Redis", url, timeout.min(EXTERNAL_TIMEOUT), || ping(url))
+                    .await?;
                 Ok(RedisServer::external_unchecked(url))
             }
             RedisSpec::Local { port, persistence } => {
                 let port = ports::port_for("Redis", *port)?;
                 let dir = data_root.join("redis");
-                std::fs::create_dir_all(&dir)
-                    .map_err(|source| StackError::io(format!("creating {}", dir.display()), source))?;
+                std::fs::create_dir_all(&dir).map_err(|source| {
+                    StackError::io(format!("creating {}", dir.display()), source)
+                })?;
                 let program = process::find_program("redis-server", &[]).ok_or_else(|| {
                     StackError::ProgramMissing {
                         program: "redis-server".into(),

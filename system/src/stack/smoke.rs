@@ -100,10 +100,18 @@ impl fmt::Display for SmokeReport {
         writeln!(
             f,
             "redis     SET then GET {} in {:.1} ms",
-            if self.redis_value_matches { "returned the value" } else { "returned something else" },
+            if self.redis_value_matches {
+                "returned the value"
+            } else {
+                "returned something else"
+            },
             self.redis_time.as_secs_f64() * 1e3
         )?;
-        write!(f, "result    {}", if self.passed() { "PASS" } else { "FAIL" })
+        write!(
+            f,
+            "result    {}",
+            if self.passed() { "PASS" } else { "FAIL" }
+        )
     }
 }
 
@@ -117,7 +125,13 @@ fn kafka_error(reason: impl fmt::Display) -> StackError {
 /// Runs the smoke checks against `endpoints`.
 pub async fn run(endpoints: &Endpoints, spec: &SmokeSpec) -> Result<SmokeReport, StackError> {
     let topic = format!("faultline.smoke.{}", uuid::Uuid::new_v4().simple());
-    create_topic(&endpoints.kafka_bootstrap, &topic, spec.partitions, spec.replication).await?;
+    create_topic(
+        &endpoints.kafka_bootstrap,
+        &topic,
+        spec.partitions,
+        spec.replication,
+    )
+    .await?;
 
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &endpoints.kafka_bootstrap)
@@ -140,7 +154,9 @@ pub async fn run(endpoints: &Endpoints, spec: &SmokeSpec) -> Result<SmokeReport,
                     Duration::from_secs(30),
                 )
                 .await
-                .map_err(|(error, _)| kafka_error(format!("event {seq} was not acknowledged: {error}")))
+                .map_err(|(error, _)| {
+                    kafka_error(format!("event {seq} was not acknowledged: {error}"))
+                })
         }
     });
     // Bounded concurrency keeps memory flat; the idempotent producer keeps per-partition order.
@@ -166,7 +182,9 @@ pub async fn run(endpoints: &Endpoints, spec: &SmokeSpec) -> Result<SmokeReport,
     let mut stream = consumer.stream();
     while consumed < spec.events {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let Ok(next) = tokio::time::timeout(remaining, stream.next()).await else { break };
+        let Ok(next) = tokio::time::timeout(remaining, stream.next()).await else {
+            break;
+        };
         let message = match next {
             Some(Ok(message)) => message,
             Some(Err(error)) => return Err(kafka_error(error)),
@@ -224,7 +242,10 @@ pub async fn create_topic(
         .map_err(kafka_error)?;
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
     let results = admin
-        .create_topics([&new_topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))))
+        .create_topics(
+            [&new_topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
         .await
         .map_err(kafka_error)?;
     for result in results {
@@ -241,7 +262,10 @@ async fn postgres_round_trip(url: &str) -> Result<(i64, Duration), StackError> {
     let started = Instant::now();
     let mut client = postgres::connect(url).await.map_err(pg_error)?;
     let table = format!("smoke_{}", uuid::Uuid::new_v4().simple());
-    let transaction = client.transaction().await.map_err(|e| pg_error(e.to_string()))?;
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(|e| pg_error(e.to_string()))?;
     transaction
         .batch_execute(&format!(
             "CREATE TABLE {table} (id BIGINT PRIMARY KEY, body TEXT NOT NULL);
@@ -258,7 +282,10 @@ async fn postgres_round_trip(url: &str) -> Result<(i64, Duration), StackError> {
         .batch_execute(&format!("DROP TABLE {table}"))
         .await
         .map_err(|e| pg_error(e.to_string()))?;
-    transaction.commit().await.map_err(|e| pg_error(e.to_string()))?;
+    transaction
+        .commit()
+        .await
+        .map_err(|e| pg_error(e.to_string()))?;
     Ok((rows, started.elapsed()))
 }
 

@@ -56,12 +56,17 @@ fn main() -> ExitCode {
     let trial = {
         let runtime = runtime.clone();
         let stack = stack.clone();
-        Trial::test("killing_a_broker_mid_stream_loses_no_acknowledged_message", move || {
-            let stack = stack.map_err(libtest_mimic::Failed::from)?;
-            runtime
-                .block_on(killing_a_broker_mid_stream_loses_no_acknowledged_message(stack))
-                .map_err(|e| format!("{e:#}").into())
-        })
+        Trial::test(
+            "killing_a_broker_mid_stream_loses_no_acknowledged_message",
+            move || {
+                let stack = stack.map_err(libtest_mimic::Failed::from)?;
+                runtime
+                    .block_on(killing_a_broker_mid_stream_loses_no_acknowledged_message(
+                        stack,
+                    ))
+                    .map_err(|e| format!("{e:#}").into())
+            },
+        )
     };
     let conclusion = libtest_mimic::run(&args, vec![trial]);
     if let Ok(stack) = stack {
@@ -76,14 +81,21 @@ async fn killing_a_broker_mid_stream_loses_no_acknowledged_message(
     stack: Arc<Mutex<Stack>>,
 ) -> anyhow::Result<()> {
     let bootstrap = stack.lock().await.endpoints().kafka_bootstrap;
-    ensure!(bootstrap.split(',').count() == BROKERS, "bootstrap {bootstrap}");
+    ensure!(
+        bootstrap.split(',').count() == BROKERS,
+        "bootstrap {bootstrap}"
+    );
     let topic = format!("durable-{}", uuid::Uuid::new_v4().simple());
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", &bootstrap).create()?;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()?;
     let new_topic = NewTopic::new(&topic, PARTITIONS, TopicReplication::Fixed(3))
         .set("min.insync.replicas", "2");
     for result in admin
-        .create_topics([&new_topic], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))))
+        .create_topics(
+            [&new_topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
         .await?
     {
         result.map_err(|(t, code)| anyhow::anyhow!("creating {t}: {code}"))?;
@@ -112,7 +124,10 @@ async fn killing_a_broker_mid_stream_loses_no_acknowledged_message(
                 let key = format!("k{}", seq % 31);
                 let payload = seq.to_string();
                 let outcome = producer
-                    .send(FutureRecord::to(topic).key(&key).payload(&payload), Duration::from_secs(60))
+                    .send(
+                        FutureRecord::to(topic).key(&key).payload(&payload),
+                        Duration::from_secs(60),
+                    )
                     .await;
                 (seq, outcome.is_ok())
             }
@@ -138,7 +153,10 @@ async fn killing_a_broker_mid_stream_loses_no_acknowledged_message(
         "producing did not go on after the kill: {acknowledged_after_kill} acknowledged after it, {failed} failed"
     );
     let new_leader = partition_leader(&bootstrap, &topic, 0)?;
-    ensure!(new_leader != victim, "partition 0 is still led by the killed broker {victim}");
+    ensure!(
+        new_leader != victim,
+        "partition 0 is still led by the killed broker {victim}"
+    );
 
     // Every acknowledged message must come back.
     let consumer: StreamConsumer = ClientConfig::new()
@@ -156,13 +174,17 @@ async fn killing_a_broker_mid_stream_loses_no_acknowledged_message(
         match tokio::time::timeout(remaining, stream.next()).await {
             Ok(Some(message)) => {
                 let message = message?;
-                let seq: usize = std::str::from_utf8(message.payload().context("no payload")?)?.parse()?;
+                let seq: usize =
+                    std::str::from_utf8(message.payload().context("no payload")?)?.parse()?;
                 seen.insert(seq);
             }
             Ok(None) => bail!("the consumer stream ended"),
             Err(_) => {
                 let missing = acknowledged.difference(&seen).count();
-                bail!("{missing} acknowledged messages never came back (of {})", acknowledged.len());
+                bail!(
+                    "{missing} acknowledged messages never came back (of {})",
+                    acknowledged.len()
+                );
             }
         }
     }
@@ -180,7 +202,9 @@ async fn killing_a_broker_mid_stream_loses_no_acknowledged_message(
 
 /// Node id of the leader of `partition` of `topic`.
 fn partition_leader(bootstrap: &str, topic: &str, partition: i32) -> anyhow::Result<u32> {
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;

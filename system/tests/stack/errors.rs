@@ -22,7 +22,9 @@ fn external_stores(stack: &Stack) -> (PostgresSpec, RedisSpec) {
     )
 }
 
-pub async fn an_unreachable_external_bootstrap_is_a_clear_error(stack: Arc<Stack>) -> anyhow::Result<()> {
+pub async fn an_unreachable_external_bootstrap_is_a_clear_error(
+    stack: Arc<Stack>,
+) -> anyhow::Result<()> {
     // A port nobody listens on: bound, then released.
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let bootstrap = format!("127.0.0.1:{port}");
@@ -47,7 +49,10 @@ pub async fn an_unreachable_external_bootstrap_is_a_clear_error(stack: Arc<Stack
         Err(other) => bail!("expected ExternalUnreachable, got: {other}"),
         Ok(_) => bail!("a stack started against a bootstrap server that does not exist"),
     }
-    ensure!(started.elapsed() < Duration::from_secs(30), "the check did not honour its timeout");
+    ensure!(
+        started.elapsed() < Duration::from_secs(30),
+        "the check did not honour its timeout"
+    );
     Ok(())
 }
 
@@ -77,7 +82,10 @@ pub async fn a_taken_port_is_a_clear_error_and_starts_nothing() -> anyhow::Resul
         Err(other) => bail!("expected PortTaken, got: {other}"),
         Ok(_) => bail!("the stack started on a taken port"),
     }
-    ensure!(!data_dir.exists(), "something was started before the port check");
+    ensure!(
+        !data_dir.exists(),
+        "something was started before the port check"
+    );
     drop(squatter);
     Ok(())
 }
@@ -96,7 +104,10 @@ pub async fn a_missing_kafka_cache_tells_to_run_setup() -> anyhow::Result<()> {
         Err(error @ StackError::KafkaMissing { .. }) => {
             let message = error.to_string();
             ensure!(message.contains("make setup"), "{message}");
-            ensure!(message.contains(&empty.path().display().to_string()), "{message}");
+            ensure!(
+                message.contains(&empty.path().display().to_string()),
+                "{message}"
+            );
         }
         Err(other) => bail!("expected KafkaMissing, got: {other}"),
         Ok(_) => bail!("a stack started without Kafka's jars"),
@@ -104,7 +115,9 @@ pub async fn a_missing_kafka_cache_tells_to_run_setup() -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn a_component_that_cannot_start_is_named_with_its_log(stack: Arc<Stack>) -> anyhow::Result<()> {
+pub async fn a_component_that_cannot_start_is_named_with_its_log(
+    stack: Arc<Stack>,
+) -> anyhow::Result<()> {
     // A Kafka "installation" whose only jar is empty: the JVM starts and cannot find
     // Kafka's classes, so the storage formatter fails and says why in its log.
     let home = tempfile::tempdir()?;
@@ -132,7 +145,11 @@ pub async fn a_component_that_cannot_start_is_named_with_its_log(stack: Arc<Stac
         }) => {
             ensure!(component.contains("Kafka broker 1"), "named {component}");
             ensure!(port > 0);
-            ensure!(data_dir.to_string_lossy().contains("kafka-1"), "data dir {}", data_dir.display());
+            ensure!(
+                data_dir.to_string_lossy().contains("kafka-1"),
+                "data dir {}",
+                data_dir.display()
+            );
             ensure!(
                 log_tail.contains("kafka.tools.StorageTool"),
                 "the log tail does not say what failed:\n{log_tail}"

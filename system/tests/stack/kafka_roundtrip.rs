@@ -17,7 +17,9 @@ const MESSAGES: usize = 10_000;
 const KEYS: usize = 257;
 const PARTITIONS: i32 = 6;
 
-pub async fn ten_thousand_keyed_messages_come_back_in_order(stack: Arc<Stack>) -> anyhow::Result<()> {
+pub async fn ten_thousand_keyed_messages_come_back_in_order(
+    stack: Arc<Stack>,
+) -> anyhow::Result<()> {
     let bootstrap = stack.endpoints().kafka_bootstrap;
     let topic = format!("roundtrip-{}", uuid::Uuid::new_v4().simple());
     create_topic(&bootstrap, &topic, PARTITIONS, 1).await?;
@@ -49,7 +51,10 @@ pub async fn ten_thousand_keyed_messages_come_back_in_order(stack: Arc<Stack>) -
             Ok(delivery) => (delivery.partition, delivery.offset),
             Err((error, _)) => bail!("message {seq} was not acknowledged: {error}"),
         };
-        produced_by_partition.entry(partition).or_default().push((offset, seq));
+        produced_by_partition
+            .entry(partition)
+            .or_default()
+            .push((offset, seq));
     }
     ensure!(
         produced_by_partition.len() == PARTITIONS as usize,
@@ -75,9 +80,13 @@ pub async fn ten_thousand_keyed_messages_come_back_in_order(stack: Arc<Stack>) -
             Ok(None) => bail!("the consumer stream ended after {consumed} messages"),
             Err(_) => bail!("only {consumed} of {MESSAGES} messages came back within 90 s"),
         };
-        let seq: usize = std::str::from_utf8(message.payload().context("a message without payload")?)?
-            .parse()?;
-        consumed_by_partition.entry(message.partition()).or_default().push(seq);
+        let seq: usize =
+            std::str::from_utf8(message.payload().context("a message without payload")?)?
+                .parse()?;
+        consumed_by_partition
+            .entry(message.partition())
+            .or_default()
+            .push(seq);
         consumed += 1;
     }
 
@@ -97,6 +106,9 @@ pub async fn ten_thousand_keyed_messages_come_back_in_order(stack: Arc<Stack>) -
             "partition {partition}: the broker's offset order differs from the send order"
         );
     }
-    ensure!(consumed_by_partition.is_empty(), "messages came back from partitions never written");
+    ensure!(
+        consumed_by_partition.is_empty(),
+        "messages came back from partitions never written"
+    );
     Ok(())
 }

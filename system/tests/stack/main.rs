@@ -28,7 +28,9 @@ fn main() -> ExitCode {
         Err("listing only".to_string())
     } else {
         runtime
-            .block_on(faultline_system::stack::Stack::start(support::single_broker_spec()))
+            .block_on(faultline_system::stack::Stack::start(
+                support::single_broker_spec(),
+            ))
             .map(Arc::new)
             .map_err(|e| format!("the shared stack did not start: {e}"))
     };
@@ -39,32 +41,50 @@ fn main() -> ExitCode {
         let shared = shared.clone();
         Trial::test(name, move || {
             let stack = shared.map_err(libtest_mimic::Failed::from)?;
-            runtime.block_on(test(stack)).map_err(|e| format!("{e:#}").into())
+            runtime
+                .block_on(test(stack))
+                .map_err(|e| format!("{e:#}").into())
         })
     };
     trials.push(with_stack(
         "kafka_ten_thousand_keyed_messages_come_back_in_order_per_partition",
         |s| Box::pin(kafka_roundtrip::ten_thousand_keyed_messages_come_back_in_order(s)),
     ));
-    trials.push(with_stack("postgres_round_trip_in_a_database_created_on_request", |s| {
-        Box::pin(stores::postgres_round_trip_in_a_database_created_on_request(s))
-    }));
+    trials.push(with_stack(
+        "postgres_round_trip_in_a_database_created_on_request",
+        |s| Box::pin(stores::postgres_round_trip_in_a_database_created_on_request(s)),
+    ));
     trials.push(with_stack("redis_set_then_get_returns_the_value", |s| {
         Box::pin(stores::redis_set_then_get_returns_the_value(s))
     }));
-    trials.push(with_stack("an_unreachable_external_bootstrap_is_a_clear_error", |s| {
-        Box::pin(errors::an_unreachable_external_bootstrap_is_a_clear_error(s))
-    }));
-    trials.push(with_stack("a_component_that_cannot_start_is_named_with_its_log", |s| {
-        Box::pin(errors::a_component_that_cannot_start_is_named_with_its_log(s))
-    }));
+    trials.push(with_stack(
+        "an_unreachable_external_bootstrap_is_a_clear_error",
+        |s| {
+            Box::pin(errors::an_unreachable_external_bootstrap_is_a_clear_error(
+                s,
+            ))
+        },
+    ));
+    trials.push(with_stack(
+        "a_component_that_cannot_start_is_named_with_its_log",
+        |s| {
+            Box::pin(errors::a_component_that_cannot_start_is_named_with_its_log(
+                s,
+            ))
+        },
+    ));
     let plain = |name: &'static str, test: fn() -> support::PlainTest| {
         let runtime = runtime.clone();
-        Trial::test(name, move || runtime.block_on(test()).map_err(|e| format!("{e:#}").into()))
+        Trial::test(name, move || {
+            runtime
+                .block_on(test())
+                .map_err(|e| format!("{e:#}").into())
+        })
     };
-    trials.push(plain("a_taken_port_is_a_clear_error_and_starts_nothing", || {
-        Box::pin(errors::a_taken_port_is_a_clear_error_and_starts_nothing())
-    }));
+    trials.push(plain(
+        "a_taken_port_is_a_clear_error_and_starts_nothing",
+        || Box::pin(errors::a_taken_port_is_a_clear_error_and_starts_nothing()),
+    ));
     trials.push(plain("a_missing_kafka_cache_tells_to_run_setup", || {
         Box::pin(errors::a_missing_kafka_cache_tells_to_run_setup())
     }));
@@ -73,7 +93,9 @@ fn main() -> ExitCode {
     if let Ok(stack) = shared {
         match Arc::try_unwrap(stack) {
             Ok(stack) => runtime.block_on(stack.stop()),
-            Err(_) => eprintln!("the shared stack is still referenced; it stops when the process exits"),
+            Err(_) => {
+                eprintln!("the shared stack is still referenced; it stops when the process exits")
+            }
         }
     }
     conclusion.exit_code()

@@ -1,0 +1,33 @@
+# faultline: the two commands of README.md, and their helpers.
+# Every target that runs something first runs `setup`, which installs what is missing
+# (Debian packages, Apache Kafka's jars) and does nothing when all is in place.
+
+CARGO ?= cargo
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: setup build demo test bench lint
+
+setup:
+	@scripts/setup
+
+build: setup
+	$(CARGO) build --release --locked --bin faultline
+
+# The main job. For now: bring the real stack up, push a batch of keyed events through
+# Kafka and back, round-trip PostgreSQL and Redis, print what happened, tear down.
+demo: build
+	./target/release/faultline stack smoke
+
+# The whole test suite against the real stack, plus the Docker (testcontainers) backend,
+# which is built here and whose test skips, saying why, where no Docker daemon answers.
+test: setup
+	$(CARGO) test --workspace --locked
+	$(CARGO) test --locked -p faultline-system --features containers --test containers -- --nocapture
+	$(CARGO) check --locked --features containers
+
+bench: setup
+	scripts/bench-loadgen
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings

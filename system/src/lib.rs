@@ -4,8 +4,13 @@
 //!   processes on loopback with temporary data, or connects to external ones, and makes
 //!   sure none of them outlives faultline.
 //!
+//! - [`platform`] holds what every service is built from: the event envelope, the
+//!   transactional outbox, idempotent consumers with a dead-letter topic, migrations,
+//!   metrics.
+//!
 //! The services of the reference system (gateway, users, orders, inventory, payments,
 //! shipping, notifications, analytics, ingest) will live beside it; nothing in `loadgen`,
 //! `chaos` or `reports` depends on this crate.
 
+pub mod platform;
 pub mod stack;

@@ -1,0 +1,288 @@
+//! Idempotent event consumers with a dead-letter topic.
+//!
+//! [`EventConsumer`] takes records off Kafka one at a time per consumer, in partition order:
+//!
+//! 1. A record that is not an [`Envelope`], or whose type and version the handler does not
+//!    know ([`HandleError::Poison`]), goes to the dead-letter topic with headers saying why
+//!    and where it came from; the consumer goes on with the next record.
+//! 2. Otherwise, in **one** database transaction, the event id is recorded in
+//!    `processed_events` and the handler applies the event. A duplicate (the id is already
+//!    there, after a redelivery) changes nothing.
+//! 3. Only after the commit (or the dead-letter acknowledgement) is the record's offset
+//!    stored for committing, so a crash re-delivers rather than loses.
+//!
+//! A transient failure ([`HandleError::Retry`], or the database being down) rolls back and
+//! retries the same record with exponential backoff, never skipping it.
+
+use std::future::Future;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::Message;
+use tokio_postgres::Transaction;
+use tokio_util::sync::CancellationToken;
+
+use super::envelope::Envelope;
+use super::metrics::Metrics;
+
+/// The table recording which events a consumer applied; part of every consuming service's
+/// schema.
+pub const PROCESSED_EVENTS_SCHEMA: &str = "
+CREATE TABLE processed_events (
+    consumer     TEXT NOT NULL,
+    event_id     UUID NOT NULL,
+    processed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer, event_id)
+);
+";
+
+/// The system's dead-letter topic.
+pub const DEAD_LETTER_TOPIC: &str = "faultline.dead-letter";
+
+/// What a handler can say about an event it could not apply.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// The event can never be applied (unknown version, invalid payload): dead-letter it.
+    #[error("poison event: {0}")]
+    Poison(String),
+    /// Something transient failed (a database error, a timeout): retry the same event.
+    #[error("transient failure: {0}")]
+    Retry(String),
+}
+
+impl From<tokio_postgres::Error> for HandleError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        HandleError::Retry(error.to_string())
+    }
+}
+
+/// Applies events inside the consumer's transaction.
+pub trait EventHandler: Send + Sync + 'static {
+    fn handle<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        event: &'a Envelope,
+    ) -> impl Future<Output = Result<(), HandleError>> + Send + 'a;
+}
+
+/// A consumer group member applying events through an [`EventHandler`].
+pub struct EventConsumer<H> {
+    /// Consumer name: the dedup namespace and the metrics label.
+    name: String,
+    consumer: StreamConsumer,
+    dead_letters: FutureProducer,
+    pool: Pool,
+    handler: H,
+    metrics: Metrics,
+}
+
+/// Why the consumer loop stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error("consumer {name}: Kafka: {source}")]
+    Kafka {
+        name: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+}
+
+impl<H: EventHandler> EventConsumer<H> {
+    /// `consumer` must be created with `enable.auto.offset.store=false` (offsets are stored
+    /// after each event is applied) and already subscribed.
+    pub fn new(
+        name: &str,
+        consumer: StreamConsumer,
+        dead_letters: FutureProducer,
+        pool: Pool,
+        handler: H,
+        metrics: Metrics,
+    ) -> EventConsumer<H> {
+        EventConsumer {
+            name: name.to_string(),
+            consumer,
+            dead_letters,
+            pool,
+            handler,
+            metrics,
+        }
+    }
+
+    /// Consumes until `shutdown` is cancelled, then commits the stored offsets.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumeError> {
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                message = self.consumer.recv() => message,
+            };
+            let message = match message {
+                Ok(message) => message,
+                Err(error) => {
+                    // Broker-side trouble is reported here and retried by librdkafka.
+                    tracing::warn!(consumer = %self.name, %error, "consumer error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            if !self.process(&message, &shutdown).await {
+                break; // shutting down in the middle of retries: the record is redelivered later
+            }
+            self.consumer
+                .store_offset_from_message(&message)
+                .map_err(|source| ConsumeError::Kafka {
+                    name: self.name.clone(),
+                    source,
+                })?;
+        }
+        // Commit what was applied, so a restart does not replay it (it would be deduplicated
+        // anyway, but replaying costs time after every deploy).
+        if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(consumer = %self.name, %error, "final offset commit");
+        }
+        Ok(())
+    }
+
+    /// Applies, deduplicates or dead-letters one record; false if interrupted by shutdown.
+    async fn process(&self, message: &BorrowedMessage<'_>, shutdown: &CancellationToken) -> bool {
+        let event = match Envelope::decode(message.payload(), message.headers()) {
+            Ok(event) => event,
+            Err(error) => {
+                return self
+                    .dead_letter(message, &error.to_string(), shutdown)
+                    .await
+            }
+        };
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.apply(&event).await {
+                Ok(true) => {
+                    self.metrics
+                        .events_consumed
+                        .with_label_values(&[&self.name, "applied"])
+                        .inc();
+                    return true;
+                }
+                Ok(false) => {
+                    self.metrics
+                        .events_consumed
+                        .with_label_values(&[&self.name, "duplicate"])
+                        .inc();
+                    return true;
+                }
+                Err(HandleError::Poison(reason)) => {
+                    return self.dead_letter(message, &reason, shutdown).await
+                }
+                Err(HandleError::Retry(reason)) => {
+                    self.metrics
+                        .event_retries
+                        .with_label_values(&[&self.name])
+                        .inc();
+                    tracing::warn!(consumer = %self.name, event_id = %event.id, %reason, ?backoff, "retrying event");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return false,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Ok(true) if applied now, Ok(false) if it had been applied before.
+    async fn apply(&self, event: &Envelope) -> Result<bool, HandleError> {
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| HandleError::Retry(e.to_string()))?;
+        let tx = client.transaction().await?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&self.name, &event.id],
+            )
+            .await?;
+        if inserted == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        self.handler.handle(&tx, event).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Copies the record to the dead-letter topic; retries until Kafka acknowledges it.
+    async fn dead_letter(
+        &self,
+        message: &BorrowedMessage<'_>,
+        reason: &str,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        tracing::warn!(
+            consumer = %self.name,
+            topic = message.topic(),
+            partition = message.partition(),
+            offset = message.offset(),
+            %reason,
+            "dead-lettering a record"
+        );
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
+        let mut headers = OwnedHeaders::new();
+        if let Some(original) = message.headers() {
+            for header in original.iter() {
+                headers = headers.insert(Header {
+                    key: header.key,
+                    value: header.value,
+                });
+            }
+        }
+        for (key, value) in [
+            ("dlq.reason", reason),
+            ("dlq.consumer", self.name.as_str()),
+            ("dlq.source.topic", message.topic()),
+            ("dlq.source.partition", partition.as_str()),
+            ("dlq.source.offset", offset.as_str()),
+        ] {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            });
+        }
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let mut record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(DEAD_LETTER_TOPIC).headers(headers.clone());
+            if let Some(key) = message.key() {
+                record = record.key(key);
+            }
+            if let Some(payload) = message.payload() {
+                record = record.payload(payload);
+            }
+            match self
+                .dead_letters
+                .send(record, Duration::from_secs(10))
+                .await
+            {
+                Ok(_) => {
+                    self.metrics
+                        .events_consumed
+                        .with_label_values(&[&self.name, "dead_lettered"])
+                        .inc();
+                    return true;
+                }
+                Err((error, _)) => {
+                    tracing::warn!(consumer = %self.name, %error, "could not dead-letter; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return false,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}

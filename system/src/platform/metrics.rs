@@ -1,0 +1,162 @@
+//! Prometheus metrics of one service process, served as text on `/metrics`.
+//!
+//! One [`Metrics`] per process, cloned into every part that counts something; each clone
+//! shares the same registry.
+
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// The metrics every service has; services add their own to [`Metrics::registry`].
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+pub struct Inner {
+    pub registry: Registry,
+    /// Outbox events acknowledged by Kafka and marked published.
+    pub outbox_published: IntCounter,
+    /// Outbox events committed but not yet published.
+    pub outbox_backlog: IntGauge,
+    /// Events a consumer took off Kafka, by consumer and outcome
+    /// (`applied`, `duplicate`, `dead_lettered`).
+    pub events_consumed: IntCounterVec,
+    /// Attempts that failed transiently and were retried, by consumer.
+    pub event_retries: IntCounterVec,
+    /// Messages between a consumer's position and the end of its partitions.
+    pub consumer_lag: IntGaugeVec,
+    /// HTTP request latency by route, method and status.
+    pub http_requests: HistogramVec,
+}
+
+impl std::ops::Deref for Metrics {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// Builds and registers one metric; the names and label sets are fixed at compile time, so
+/// registration can only fail on a programming error (a duplicate name), caught by tests.
+macro_rules! registered {
+    ($registry:expr, $metric:expr) => {{
+        let metric = $metric.expect("metric definition is valid");
+        $registry
+            .register(Box::new(metric.clone()))
+            .expect("metric names are unique");
+        metric
+    }};
+}
+
+impl Metrics {
+    /// Metrics labelled with the service's name (`service="orders"` on every series).
+    #[allow(clippy::expect_used)]
+    pub fn new(service: &str) -> Metrics {
+        let labels = std::iter::once(("service".to_string(), service.to_string())).collect();
+        let registry = Registry::new_custom(Some("faultline".into()), Some(labels))
+            .expect("a registry with a constant label is valid");
+        let outbox_published = registered!(
+            registry,
+            IntCounter::new(
+                "outbox_published_total",
+                "Outbox events acknowledged by Kafka"
+            )
+        );
+        let outbox_backlog = registered!(
+            registry,
+            IntGauge::new(
+                "outbox_backlog",
+                "Outbox events committed and not yet published"
+            )
+        );
+        let events_consumed = registered!(
+            registry,
+            IntCounterVec::new(
+                Opts::new("events_consumed_total", "Events taken off Kafka by outcome"),
+                &["consumer", "outcome"]
+            )
+        );
+        let event_retries = registered!(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "event_retries_total",
+                    "Event handling attempts retried after a transient error"
+                ),
+                &["consumer"]
+            )
+        );
+        let consumer_lag = registered!(
+            registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "consumer_lag",
+                    "Messages between the consumer position and the partition end"
+                ),
+                &["consumer", "topic", "partition"]
+            )
+        );
+        let http_requests = registered!(
+            registry,
+            HistogramVec::new(
+                HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
+                    .buckets(vec![
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0, 10.0
+                    ]),
+                &["route", "method", "status"]
+            )
+        );
+        Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                outbox_published,
+                outbox_backlog,
+                events_consumed,
+                event_retries,
+                consumer_lag,
+                http_requests,
+            }),
+        }
+    }
+
+    /// The Prometheus text exposition of every registered metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::warn!(%error, "could not encode metrics");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_render_with_the_service_label() {
+        let metrics = Metrics::new("orders");
+        metrics.outbox_published.inc();
+        metrics
+            .events_consumed
+            .with_label_values(&["analytics", "applied"])
+            .inc();
+        let text = metrics.render();
+        assert!(
+            text.contains("faultline_outbox_published_total{service=\"orders\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("outcome=\"applied\""), "{text}");
+    }
+}

@@ -1,0 +1,119 @@
+//! Schema migrations of a service's own database, and its connection pool.
+//!
+//! A few lines rather than a migration framework because replicas of a service start at
+//! the same moment and must not race: the whole run holds a transaction-scoped advisory
+//! lock, so the second replica waits and then finds nothing left to do.
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+/// One forward-only step of a schema.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: i32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database URL {url:?} is invalid: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("migration {version} ({name}) of {service} failed: {source}")]
+    Migration {
+        service: String,
+        version: i32,
+        name: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("migrating {service}: {source}")]
+    Postgres {
+        service: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("database pool: {0}")]
+    Pool(String),
+}
+
+/// A pool of up to `max_size` connections to `url`.
+pub fn pool(url: &str, max_size: usize) -> Result<Pool, DbError> {
+    let config: tokio_postgres::Config =
+        url.parse()
+            .map_err(|e: tokio_postgres::Error| DbError::BadUrl {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(max_size)
+        .build()
+        .map_err(|e| DbError::Pool(e.to_string()))
+}
+
+/// Applies the migrations of `service` not yet applied, in version order; returns the
+/// versions applied now.
+pub async fn migrate(
+    client: &mut tokio_postgres::Client,
+    service: &str,
+    migrations: &[Migration],
+) -> Result<Vec<i32>, DbError> {
+    let pg = |source| DbError::Postgres {
+        service: service.to_string(),
+        source,
+    };
+    let tx = client.transaction().await.map_err(pg)?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1))",
+        &[&format!("migrate:{service}")],
+    )
+    .await
+    .map_err(pg)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INT PRIMARY KEY,
+             name       TEXT NOT NULL,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+         )",
+    )
+    .await
+    .map_err(pg)?;
+    let done: Vec<i32> = tx
+        .query("SELECT version FROM schema_migrations", &[])
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut pending: Vec<&Migration> = migrations
+        .iter()
+        .filter(|m| !done.contains(&m.version))
+        .collect();
+    pending.sort_by_key(|m| m.version);
+    let mut applied = Vec::new();
+    for migration in pending {
+        let failed = |source| DbError::Migration {
+            service: service.to_string(),
+            version: migration.version,
+            name: migration.name.to_string(),
+            source,
+        };
+        tx.batch_execute(migration.sql).await.map_err(failed)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[&migration.version, &migration.name],
+        )
+        .await
+        .map_err(failed)?;
+        applied.push(migration.version);
+    }
+    tx.commit().await.map_err(pg)?;
+    Ok(applied)
+}

@@ -1,0 +1,14 @@
+//! What every service of the reference system is built from (DESIGN.md, "Platform rules"):
+//!
+//! - [`envelope`]: the versioned event envelope and its Kafka wire form;
+//! - [`outbox`]: state change and event in one transaction, relayed to Kafka afterwards;
+//! - [`consumer`]: idempotent consumers (event id recorded in the same transaction as the
+//!   state change) that dead-letter what they cannot read;
+//! - [`migrate`]: each service's own schema, migrated safely by concurrent replicas;
+//! - [`metrics`]: the Prometheus metrics every service exposes.
+
+pub mod consumer;
+pub mod envelope;
+pub mod metrics;
+pub mod migrate;
+pub mod outbox;

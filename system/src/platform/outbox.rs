@@ -1,0 +1,252 @@
+//! The transactional outbox: a state change and the event announcing it commit together,
+//! and a relay publishes committed events to Kafka afterwards (at least once, in order).
+//!
+//! - [`enqueue`] inserts the event into the service's `outbox` table inside the caller's
+//!   transaction and `NOTIFY`s the relay, which PostgreSQL delivers only on commit — so a
+//!   rolled-back change never announces anything, and there is no dual write.
+//! - [`OutboxRelay`] holds a session advisory lock so that one replica of a service relays
+//!   at a time (two relays would interleave a key's events), wakes on the notification (or
+//!   once a second if one was missed), publishes batches in `seq` order with an idempotent
+//!   producer, and marks them published once Kafka acknowledged them. A crash between the
+//!   acknowledgement and the mark publishes the batch again: consumers deduplicate on the
+//!   event id.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, NoTls, Transaction};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::envelope::Envelope;
+use super::metrics::Metrics;
+
+/// The outbox table; part of every service's schema (see [`super::migrate`]).
+pub const OUTBOX_SCHEMA: &str = "
+CREATE TABLE outbox (
+    seq          BIGSERIAL PRIMARY KEY,
+    event_id     UUID NOT NULL UNIQUE,
+    topic        TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    event_type   TEXT NOT NULL,
+    version      INT NOT NULL,
+    payload      JSONB NOT NULL,
+    traceparent  TEXT,
+    occurred_at  TIMESTAMPTZ NOT NULL,
+    published_at TIMESTAMPTZ
+);
+CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;
+";
+
+const NOTIFY_CHANNEL: &str = "faultline_outbox";
+const BATCH: i64 = 500;
+
+/// Adds `event` for `topic` to the outbox, inside `tx`.
+pub async fn enqueue(
+    tx: &Transaction<'_>,
+    topic: &str,
+    event: &Envelope,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "INSERT INTO outbox (event_id, topic, key, event_type, version, payload, traceparent, occurred_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            &event.id,
+            &topic,
+            &event.key,
+            &event.event_type,
+            &(event.version as i32),
+            &event.payload,
+            &event.traceparent,
+            &event.occurred_at,
+        ],
+    )
+    .await?;
+    tx.batch_execute(&format!("NOTIFY {NOTIFY_CHANNEL}")).await
+}
+
+/// Why the relay stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("outbox relay: PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+}
+
+/// Publishes a service's outbox to Kafka; see the module documentation.
+pub struct OutboxRelay {
+    database_url: String,
+    producer: FutureProducer,
+    /// Name for the advisory lock and metrics, e.g. the service name.
+    name: String,
+    metrics: Metrics,
+}
+
+impl OutboxRelay {
+    pub fn new(
+        name: &str,
+        database_url: &str,
+        producer: FutureProducer,
+        metrics: Metrics,
+    ) -> OutboxRelay {
+        OutboxRelay {
+            database_url: database_url.to_string(),
+            producer,
+            name: name.to_string(),
+            metrics,
+        }
+    }
+
+    /// Relays until `shutdown` is cancelled; reconnects after a lost connection.
+    pub async fn run(self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            if let Err(error) = self.relay_while_connected(&shutdown).await {
+                tracing::warn!(relay = %self.name, %error, "outbox relay lost its connection; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+
+    async fn relay_while_connected(&self, shutdown: &CancellationToken) -> Result<(), RelayError> {
+        let config: tokio_postgres::Config = self.database_url.parse()?;
+        let (mut client, mut connection) = config.connect(NoTls).await?;
+        // Notifications arrive through the connection object, so drive it here and forward them.
+        let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
+        let driver = tokio::spawn(async move {
+            let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(AsyncMessage::Notification(_)) => {
+                        let _ = wake_tx.try_send(());
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::debug!(%error, "outbox relay connection ended");
+                        break;
+                    }
+                }
+            }
+        });
+        let result = async {
+            // One relay per service database at a time, until this session ends.
+            loop {
+                let locked: bool = client
+                    .query_one(
+                        "SELECT pg_try_advisory_lock(hashtext($1))",
+                        &[&format!("outbox-relay:{}", self.name)],
+                    )
+                    .await?
+                    .get(0);
+                if locked {
+                    break;
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+            client
+                .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
+                .await?;
+            tracing::info!(relay = %self.name, "outbox relay is the active one");
+            loop {
+                // Drain everything committed so far, then wait for news.
+                while self.publish_batch(&mut client).await? > 0 {}
+                self.update_backlog(&client).await?;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = wake_rx.recv() => {}
+                    // A notification can be missed across a reconnect; never wait long.
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+        .await;
+        driver.abort();
+        result
+    }
+
+    /// Publishes up to one batch; returns how many events were marked published.
+    async fn publish_batch(
+        &self,
+        client: &mut tokio_postgres::Client,
+    ) -> Result<usize, RelayError> {
+        let rows = client
+            .query(
+                "SELECT seq, event_id, topic, key, event_type, version, payload, traceparent, occurred_at
+                 FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+                &[&BATCH],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut in_flight = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let seq: i64 = row.get(0);
+            let topic: String = row.get(2);
+            let event = Envelope {
+                id: row.get::<_, Uuid>(1),
+                key: row.get(3),
+                event_type: row.get(4),
+                version: row.get::<_, i32>(5) as u32,
+                payload: row.get(6),
+                traceparent: row.get(7),
+                occurred_at: row.get(8),
+            };
+            let bytes = event.to_bytes();
+            let record = FutureRecord::to(&topic)
+                .key(&event.key)
+                .payload(&bytes)
+                .headers(event.headers());
+            // Enqueue in seq order without waiting, so the producer keeps the order.
+            match self.producer.send_result(record) {
+                Ok(delivery) => in_flight.push((seq, delivery)),
+                Err((error, _)) => {
+                    tracing::warn!(relay = %self.name, %error, "could not enqueue an outbox event");
+                    break;
+                }
+            }
+        }
+        let mut published = Vec::with_capacity(in_flight.len());
+        for (seq, delivery) in in_flight {
+            match delivery.await {
+                Ok(Ok(_)) => published.push(seq),
+                Ok(Err((error, _))) => {
+                    tracing::warn!(relay = %self.name, %error, seq, "Kafka did not acknowledge an outbox event");
+                }
+                Err(_) => tracing::warn!(relay = %self.name, seq, "delivery report lost"),
+            }
+        }
+        if !published.is_empty() {
+            client
+                .execute(
+                    "UPDATE outbox SET published_at = now() WHERE seq = ANY($1)",
+                    &[&published],
+                )
+                .await?;
+            self.metrics.outbox_published.inc_by(published.len() as u64);
+        }
+        if published.len() < rows.len() {
+            // Kafka is unwell: back off instead of spinning on the same rows.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Ok(published.len())
+    }
+
+    async fn update_backlog(&self, client: &tokio_postgres::Client) -> Result<(), RelayError> {
+        let backlog: i64 = client
+            .query_one(
+                "SELECT count(*) FROM outbox WHERE published_at IS NULL",
+                &[],
+            )
+            .await?
+            .get(0);
+        self.metrics.outbox_backlog.set(backlog);
+        Ok(())
+    }
+}

@@ -1,0 +1,104 @@
+//! The outbox relay: what commits is published, in order; what rolls back never is.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::ensure;
+use faultline_system::platform::envelope::Envelope;
+use faultline_system::platform::metrics::Metrics;
+use faultline_system::platform::migrate::{self, Migration};
+use faultline_system::platform::outbox::{self, OutboxRelay, OUTBOX_SCHEMA};
+use faultline_system::stack::{smoke::create_topic, Stack};
+use rdkafka::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::support;
+
+pub async fn publishes_committed_events_in_order_and_never_rolled_back_ones(
+    stack: Arc<Stack>,
+) -> anyhow::Result<()> {
+    let url = stack.create_database("outbox_test").await?;
+    let bootstrap = stack.endpoints().kafka_bootstrap;
+    let topic = "outbox-test.events";
+    create_topic(&bootstrap, topic, 3, 1).await?;
+    let pool = migrate::pool(&url, 4)?;
+    let mut client = pool.get().await?;
+    let schema = [Migration {
+        version: 1,
+        name: "outbox",
+        sql: OUTBOX_SCHEMA,
+    }];
+    migrate::migrate(&mut client, "outbox_test", &schema).await?;
+    // Migrating again applies nothing.
+    ensure!(migrate::migrate(&mut client, "outbox_test", &schema)
+        .await?
+        .is_empty());
+
+    let metrics = Metrics::new("outbox_test");
+    let shutdown = CancellationToken::new();
+    let relay = OutboxRelay::new(
+        "outbox_test",
+        &url,
+        support::producer(&bootstrap)?,
+        metrics.clone(),
+    );
+    let relay_task = tokio::spawn(relay.run(shutdown.clone()));
+
+    // 10 transactions of 20 events for one key; one more transaction rolls back.
+    let mut sent = Vec::new();
+    for batch in 0..10 {
+        let tx = client.transaction().await?;
+        for i in 0..20 {
+            let seq = batch * 20 + i;
+            let event = Envelope::new(
+                "test.counted",
+                1,
+                "the-key",
+                serde_json::json!({ "seq": seq }),
+            );
+            outbox::enqueue(&tx, topic, &event).await?;
+            sent.push(event.id);
+        }
+        tx.commit().await?;
+        if batch == 4 {
+            let tx = client.transaction().await?;
+            let ghost = Envelope::new("test.ghost", 1, "the-key", serde_json::json!({ "seq": -1 }));
+            outbox::enqueue(&tx, topic, &ghost).await?;
+            tx.rollback().await?;
+        }
+    }
+    let records = support::read_until(&bootstrap, topic, Duration::from_secs(60), |records| {
+        records.len() >= sent.len()
+    })
+    .await?;
+    let received: Vec<Envelope> = records
+        .iter()
+        .map(|r| Envelope::decode(r.payload(), r.headers()))
+        .collect::<Result<_, _>>()?;
+    ensure!(
+        received.iter().all(|e| e.event_type == "test.counted"),
+        "a rolled-back event was published"
+    );
+    let ids: Vec<_> = received.iter().map(|e| e.id).collect();
+    ensure!(
+        ids == sent,
+        "events came out of order or duplicated: {} received",
+        ids.len()
+    );
+
+    let unpublished: i64 = client
+        .query_one(
+            "SELECT count(*) FROM outbox WHERE published_at IS NULL",
+            &[],
+        )
+        .await?
+        .get(0);
+    ensure!(
+        unpublished == 0,
+        "{unpublished} events still unpublished after Kafka acknowledged them"
+    );
+    ensure!(metrics.outbox_published.get() == sent.len() as u64);
+    shutdown.cancel();
+    relay_task.await?;
+    Ok(())
+}

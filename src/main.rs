@@ -24,6 +24,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Drive HTTP load at a URL (open model at a rate, or closed model) and write
+    /// results.json; latency is measured from each request's intended send time.
+    Load(cmd::load::LoadArgs),
+    /// Merge the results.json of several load workers exactly (histograms add).
+    Merge(cmd::merge::MergeArgs),
     /// Real infrastructure on loopback: Apache Kafka (KRaft), PostgreSQL, Redis.
     #[command(subcommand)]
     Stack(cmd::stack::StackCommand),
@@ -51,6 +56,8 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
+            Command::Load(args) => cmd::load::run(args).await,
+            Command::Merge(args) => cmd::merge::run(args).await,
             Command::Stack(command) => cmd::stack::run(command).await,
         }
     });

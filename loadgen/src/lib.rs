@@ -1,2 +1,41 @@
-//! The faultline load generator: open-model and closed-model HTTP load, latency recorded
-//! in HdrHistogram from the intended send time. (Being written; see the load-generator issue.)
+//! faultline's load generator: drives HTTP load at any service and measures it
+//! honestly.
+//!
+//! How the parts fit, in the order a run goes through them:
+//!
+//! - [`target`]: the URL and the requests to send, parsed once ([`Target`],
+//!   [`RequestSpec`]).
+//! - [`schedule`]: when requests are due. An open [`Schedule`] (constant rate or
+//!   linear stages such as `10s:0->500, 60s:500`, uniform or Poisson arrivals) yields
+//!   an intended send time per request; a closed one sends back to back.
+//! - [`engine`]: one loop for every mode. One task per connection (HTTP/1.1
+//!   keep-alive or HTTP/2, hyper 1.x) takes the next due request, sends it, and
+//!   records latency *from the intended send time*, so a stalled server cannot hide
+//!   behind requests the generator never sent (coordinated omission). Send delays,
+//!   late and dropped requests are counted so a generator that cannot keep up says
+//!   so.
+//! - [`recorder`]: per-worker, per-endpoint, per-second HdrHistograms and counts,
+//!   collected once a second (no message per request).
+//! - [`results`]: `results.json` (schema `schema/results.schema.json`), the only
+//!   thing reports read; [`Results::merge`] adds results of several workers exactly.
+//! - [`summary`] and [`cli`]: the progress line, the end-of-run table, and the
+//!   `faultline load` / `faultline merge` commands that the binary wraps.
+//! - [`classify`]: error classes (connect, timeout, reset, 4xx, 5xx, protocol).
+
+pub mod classify;
+pub mod cli;
+pub mod engine;
+pub mod error;
+pub mod histogram;
+pub mod recorder;
+pub mod results;
+pub mod schedule;
+pub mod summary;
+pub mod target;
+
+pub use classify::{ErrorClass, ErrorCounts};
+pub use engine::{run, LoadConfig, Progress, RunInfo};
+pub use error::{LoadError, StageParseError};
+pub use results::{HttpVersion, LatencyOrigin, Results};
+pub use schedule::{parse_stages, Arrivals, Schedule, Stage};
+pub use target::{RequestSpec, Target};

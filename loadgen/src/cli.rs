@@ -1,0 +1,220 @@
+//! The `faultline load` and `faultline merge` commands, as library code.
+//!
+//! The binary's `src/cmd/load.rs` and `src/cmd/merge.rs` only flatten these
+//! argument structs into its own and call [`run_load`] / [`run_merge`], so every
+//! check (URL, rate, stages, reachability) is tested here. Errors are [`LoadError`]s;
+//! [`LoadError::exit_code`] gives 2 for the usage errors.
+
+use std::{
+    io::{IsTerminal as _, Write as _},
+    path::PathBuf,
+    time::Duration,
+};
+
+use crate::{
+    engine::{self, LoadConfig, RunInfo},
+    error::LoadError,
+    results::{HttpVersion, Results},
+    schedule::{parse_stages, Arrivals, Schedule},
+    summary::{progress_line, summary_table},
+    target::{parse_headers, parse_method, read_body, RequestSpec, Target},
+};
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (expected e.g. 30s, 500ms, 1m30s)"))
+}
+
+/// Arguments of `faultline load`.
+///
+/// No argument group of its own (`group(skip)`), so the binary can flatten it into
+/// a struct of the same name.
+#[derive(Debug, Clone, clap::Args)]
+#[group(skip)]
+pub struct LoadArgs {
+    /// Target URL, e.g. http://127.0.0.1:8080/orders (plain HTTP).
+    pub url: String,
+
+    /// Constant arrival rate, requests per second (open model).
+    #[arg(long, allow_negative_numbers = true, conflicts_with_all = ["stages", "closed"])]
+    pub rate: Option<f64>,
+
+    /// How long to run with --rate or --closed.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub duration: Duration,
+
+    /// Rate stages instead of --rate, e.g. "10s:0->500, 60s:500, 10s:500->0".
+    #[arg(long, allow_hyphen_values = true, conflicts_with = "closed")]
+    pub stages: Option<String>,
+
+    /// Connections: the bound on requests in flight (open) or the concurrency (closed).
+    #[arg(long, short = 'c', default_value_t = 64)]
+    pub connections: usize,
+
+    /// Closed model: every connection sends back to back, no pacing (maximum rate).
+    #[arg(long)]
+    pub closed: bool,
+
+    /// Poisson arrivals (exponential gaps with the target mean rate).
+    #[arg(long, conflicts_with = "closed")]
+    pub poisson: bool,
+
+    /// Seed of the Poisson arrivals (random when not given).
+    #[arg(long, requires = "poisson")]
+    pub seed: Option<u64>,
+
+    /// Speak HTTP/2 (prior knowledge, no TLS) instead of HTTP/1.1.
+    #[arg(long)]
+    pub http2: bool,
+
+    /// Per-request timeout, from send to the end of the response.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub timeout: Duration,
+
+    /// A request sent later than this after its intended time counts as late.
+    #[arg(long, value_parser = parse_duration, default_value = "10ms")]
+    pub late_threshold: Duration,
+
+    /// A request still unsent this long after its intended time is dropped (default: --timeout).
+    #[arg(long, value_parser = parse_duration)]
+    pub max_send_delay: Option<Duration>,
+
+    /// HTTP method.
+    #[arg(long, short = 'X', default_value = "GET")]
+    pub method: String,
+
+    /// Request body; @FILE reads it from a file.
+    #[arg(long, short = 'd')]
+    pub body: Option<String>,
+
+    /// Request header, NAME:VALUE (repeatable).
+    #[arg(long = "header", short = 'H')]
+    pub headers: Vec<String>,
+
+    /// Write results.json here.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+
+    /// No live progress line (it is also off when stderr is not a terminal).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+impl LoadArgs {
+    /// Checks the arguments and turns them into an engine configuration.
+    pub fn to_config(&self, run_info: RunInfo) -> Result<LoadConfig, LoadError> {
+        let target = Target::parse(&self.url)?;
+        let arrivals = if self.poisson {
+            Arrivals::Poisson {
+                seed: self.seed.unwrap_or_else(rand::random),
+            }
+        } else {
+            Arrivals::Uniform
+        };
+        let schedule = match (&self.stages, self.rate, self.closed) {
+            (Some(stages), _, _) => Schedule::open(parse_stages(stages)?, arrivals)?,
+            (None, Some(rate), _) => Schedule::constant(rate, self.duration, arrivals)?,
+            (None, None, true) => Schedule::closed(self.duration)?,
+            (None, None, false) => {
+                return Err(LoadError::InvalidArgument {
+                    option: "load model",
+                    reason: "give --rate N, --stages \"...\" or --closed".into(),
+                })
+            }
+        };
+        if self.duration.is_zero() {
+            return Err(LoadError::InvalidArgument {
+                option: "--duration",
+                reason: "the duration must be longer than zero".into(),
+            });
+        }
+        let method = parse_method(&self.method)?;
+        let headers = parse_headers(&self.headers)?;
+        let body = read_body(self.body.as_deref())?;
+        let request = RequestSpec::for_target(&target, method, headers, body);
+        let mut config = LoadConfig::new(target, schedule);
+        config.requests = vec![request];
+        config.connections = self.connections;
+        config.http_version = if self.http2 {
+            HttpVersion::Http2
+        } else {
+            HttpVersion::Http1
+        };
+        config.timeout = self.timeout;
+        config.late_threshold = self.late_threshold;
+        config.max_send_delay = self.max_send_delay;
+        config.run_info = run_info;
+        Ok(config)
+    }
+}
+
+/// Runs `faultline load`: checks the arguments and the target, runs the load with a
+/// live progress line on stderr, writes the results file if asked, and prints the
+/// summary on stdout.
+pub async fn run_load(args: LoadArgs, run_info: RunInfo) -> Result<Results, LoadError> {
+    let config = args.to_config(run_info)?;
+    let live = !args.quiet && std::io::stderr().is_terminal();
+    let results = engine::run(config, |progress| {
+        if live {
+            let mut stderr = std::io::stderr().lock();
+            // \r and "erase line" keep it one line that updates in place.
+            let _ = write!(stderr, "\r\x1b[2K{}", progress_line(progress));
+            let _ = stderr.flush();
+        }
+    })
+    .await?;
+    if live {
+        eprint!("\r\x1b[2K");
+    }
+    if let Some(path) = &args.output {
+        results.write(path)?;
+    }
+    print!("{}", summary_table(&results));
+    Ok(results)
+}
+
+/// Arguments of `faultline merge`.
+#[derive(Debug, Clone, clap::Args)]
+#[group(skip)]
+pub struct MergeArgs {
+    /// Results files of several load workers.
+    #[arg(required = true, num_args = 2..)]
+    pub inputs: Vec<PathBuf>,
+
+    /// Write the merged results here (stdout when not given).
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+}
+
+/// Runs `faultline merge`: merges results files exactly, writes them, and prints
+/// the summary (on stderr when the results themselves go to stdout).
+pub fn run_merge(args: &MergeArgs) -> Result<Results, LoadError> {
+    let mut inputs = args.inputs.iter();
+    let first = inputs.next().ok_or_else(|| LoadError::InvalidArgument {
+        option: "inputs",
+        reason: "no results files given".into(),
+    })?;
+    let mut merged = Results::read(first)?;
+    for path in inputs {
+        let next = Results::read(path)?;
+        merged = Results::merge(&merged, &next).map_err(|e| LoadError::BadResults {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    }
+    match &args.output {
+        Some(path) => {
+            merged.write(path)?;
+            print!("{}", summary_table(&merged));
+        }
+        None => {
+            let text =
+                serde_json::to_string_pretty(&merged).map_err(|e| LoadError::BadResults {
+                    path: "(merged)".into(),
+                    reason: e.to_string(),
+                })?;
+            println!("{text}");
+            eprint!("{}", summary_table(&merged));
+        }
+    }
+    Ok(merged)
+}

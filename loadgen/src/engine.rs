@@ -1,0 +1,633 @@
+//! The load engine: one loop, driven by a schedule.
+//!
+//! [`run`] checks the target is reachable, opens every connection, starts the
+//! clock and spawns one task per connection (a *worker*). A worker asks the pacer
+//! for its next request: in an open schedule that is the next intended send time
+//! not yet taken by another worker (so an idle connection takes whatever is due
+//! next, and a request due while every connection is busy waits and counts its
+//! wait), in a closed schedule it is "now" until the run's end. The worker sleeps
+//! until the intended time, sends, reads the whole response and records, into its
+//! own log, latency from the intended time, the send delay, and the outcome.
+//! Meanwhile [`run`] itself collects the logs once a wall-clock second, reports
+//! progress, and at the end builds [`Results`].
+//!
+//! Each worker drives its hyper connection inside its own task (no separate
+//! connection task and no channel hop per request), which is what lets a single
+//! core keep up with wrk.
+
+use std::{
+    future::{poll_fn, Future},
+    pin::{pin, Pin},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    task::Poll,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Uri};
+use http_body_util::{BodyExt as _, Full};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::{task::JoinSet, time::Instant};
+
+use crate::{
+    classify::ErrorClass,
+    error::LoadError,
+    recorder::{lock, Collected, Outcome, SharedLog},
+    results::{
+        HttpVersion, LatencyOrigin, Machine, Results, RunMetadata, RunRecord, TargetSchedule,
+    },
+    schedule::{Schedule, SendTimes},
+    target::{default_content_type, RequestSpec, Target},
+};
+
+/// Who ran the load, for the results' metadata (the binary fills it in).
+#[derive(Debug, Clone, Default)]
+pub struct RunInfo {
+    pub scenario: Option<String>,
+    /// Version of the faultline binary; the library's own when empty.
+    pub faultline_version: Option<String>,
+    pub git_commit: Option<String>,
+}
+
+/// Everything a load run needs.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    pub target: Target,
+    /// Endpoints; request `k` of the schedule goes to endpoint `k % len`.
+    pub requests: Vec<RequestSpec>,
+    pub schedule: Schedule,
+    /// Connections, each carrying one request at a time: the bound on requests in
+    /// flight (open model) or the concurrency (closed model).
+    pub connections: usize,
+    pub http_version: HttpVersion,
+    /// Per request, from its actual send to the end of its response body.
+    pub timeout: Duration,
+    /// A request sent more than this after its intended time counts as late.
+    pub late_threshold: Duration,
+    /// A request still unsent this long after its intended time is dropped and
+    /// counted, not sent (`None`: the timeout).
+    pub max_send_delay: Option<Duration>,
+    pub latency_origin: LatencyOrigin,
+    pub run_info: RunInfo,
+}
+
+impl LoadConfig {
+    /// A GET of the target's URL with defaults for everything else.
+    pub fn new(target: Target, schedule: Schedule) -> LoadConfig {
+        let request = RequestSpec::for_target(&target, Method::GET, HeaderMap::new(), Bytes::new());
+        LoadConfig {
+            target,
+            requests: vec![request],
+            schedule,
+            connections: 64,
+            http_version: HttpVersion::Http1,
+            timeout: Duration::from_secs(5),
+            late_threshold: Duration::from_millis(10),
+            max_send_delay: None,
+            latency_origin: LatencyOrigin::IntendedSendTime,
+            run_info: RunInfo::default(),
+        }
+    }
+
+    fn max_send_delay(&self) -> Duration {
+        self.max_send_delay.unwrap_or(self.timeout)
+    }
+
+    fn validate(&self) -> Result<(), LoadError> {
+        let invalid = |option, reason: &str| {
+            Err(LoadError::InvalidArgument {
+                option,
+                reason: reason.into(),
+            })
+        };
+        if self.connections == 0 {
+            return invalid("connections", "at least one connection is needed");
+        }
+        if self.requests.is_empty() {
+            return invalid("requests", "no request to send");
+        }
+        if self.timeout.is_zero() {
+            return invalid("timeout", "the timeout must be longer than zero");
+        }
+        Ok(())
+    }
+}
+
+/// What the live progress line shows, once a second.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub elapsed: Duration,
+    pub total: Duration,
+    /// Target rate now (`None` in a closed schedule).
+    pub target_rate: Option<f64>,
+    /// Requests finished in the last whole second.
+    pub last_second_requests: u64,
+    pub last_second_p50_us: u64,
+    pub last_second_p99_us: u64,
+    pub last_second_errors: u64,
+    /// Running totals.
+    pub requests: u64,
+    pub errors: u64,
+    pub late: u64,
+    pub dropped: u64,
+}
+
+/// Runs the load described by `config`, calling `progress` once a second.
+pub async fn run(
+    config: LoadConfig,
+    mut progress: impl FnMut(&Progress) + Send,
+) -> Result<Results, LoadError> {
+    config.validate()?;
+    config.target.check_reachable(config.timeout).await?;
+
+    let requests: Vec<PreparedRequest> = config
+        .requests
+        .iter()
+        .map(|spec| PreparedRequest::new(&config, spec))
+        .collect();
+
+    // Connect everything before the clock starts, so connection setup is not
+    // mistaken for server latency in the first second.
+    let mut connecting = JoinSet::new();
+    for _ in 0..config.connections {
+        let target = config.target.clone();
+        let version = config.http_version;
+        let timeout = config.timeout;
+        connecting.spawn(async move {
+            tokio::time::timeout(timeout, Connection::open(&target, version)).await
+        });
+    }
+    let mut connections = Vec::with_capacity(config.connections);
+    while let Some(joined) = connecting.join_next().await {
+        // A connection that fails now is retried by its worker when it has a request.
+        connections.push(joined.ok().and_then(|r| r.ok()).and_then(|r| r.ok()));
+    }
+
+    let start = Instant::now();
+    let start_wall = SystemTime::now();
+    let start_unix_nanos = start_wall
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let pacer = match config.schedule.send_times() {
+        Some(times) => Pacer::Open(Box::new(Mutex::new((times, 0)))),
+        None => Pacer::Closed {
+            end: start + config.schedule.duration(),
+            next: AtomicU64::new(0),
+        },
+    };
+    let shared = Arc::new(Shared {
+        target: config.target.clone(),
+        http_version: config.http_version,
+        requests,
+        pacer,
+        start,
+        start_unix_nanos,
+        timeout: config.timeout,
+        late_threshold: config.late_threshold,
+        max_send_delay: config.max_send_delay(),
+        latency_origin: config.latency_origin,
+    });
+
+    let logs: Vec<SharedLog> = (0..config.connections)
+        .map(|_| SharedLog::default())
+        .collect();
+    let mut workers = JoinSet::new();
+    for (log, connection) in logs.iter().zip(connections) {
+        workers.spawn(worker(shared.clone(), log.clone(), connection));
+    }
+
+    // Collect just after each wall-clock second ends, so each second is whole.
+    let into_second = Duration::from_nanos((start_unix_nanos % 1_000_000_000) as u64);
+    let first_tick = start + (Duration::from_secs(1) - into_second) + Duration::from_millis(20);
+    let mut ticks = tokio::time::interval_at(first_tick, Duration::from_secs(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut collected = Collected::default();
+    let mut running = Progress {
+        total: config.schedule.duration(),
+        ..Progress::default()
+    };
+    loop {
+        tokio::select! {
+            joined = workers.join_next() => {
+                match joined {
+                    None => break,
+                    // A worker that panicked loses only its own unrecorded request.
+                    Some(Err(error)) => tracing::error!(%error, "load worker failed"),
+                    Some(Ok(())) => {}
+                }
+            }
+            _ = ticks.tick() => {
+                let now_second = unix_second(start_unix_nanos, start.elapsed());
+                let seconds = collected.collect(&logs, Some(now_second));
+                update_progress(&mut running, &collected, &seconds, now_second, start, &config.schedule);
+                progress(&running);
+            }
+        }
+    }
+    collected.collect(&logs, None);
+
+    let metadata = RunMetadata {
+        scenario: config.run_info.scenario.clone(),
+        target: config.target.url.clone(),
+        started_at: humantime::format_rfc3339_millis(start_wall).to_string(),
+        duration_secs: config.schedule.duration().as_secs_f64(),
+        machine: Machine::this(),
+        faultline_version: config
+            .run_info
+            .faultline_version
+            .clone()
+            .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string()),
+        git_commit: config.run_info.git_commit.clone(),
+        http_version: config.http_version,
+        connections: config.connections as u64,
+        timeout_ms: config.timeout.as_millis() as u64,
+        latency_origin: config.latency_origin,
+        workers: 1,
+    };
+    let names: Vec<String> = config.requests.iter().map(|r| r.name.clone()).collect();
+    Results::build(RunRecord {
+        metadata,
+        schedule: TargetSchedule::of(&config.schedule),
+        endpoint_names: &names,
+        collected: &collected,
+        late_threshold_ms: config.late_threshold.as_secs_f64() * 1000.0,
+        max_send_delay_ms: config.max_send_delay().as_secs_f64() * 1000.0,
+    })
+    .map_err(|e| LoadError::BadResults {
+        path: "(this run)".into(),
+        reason: e.to_string(),
+    })
+}
+
+fn update_progress(
+    running: &mut Progress,
+    collected: &Collected,
+    seconds: &[u64],
+    now_second: u64,
+    start: Instant,
+    schedule: &Schedule,
+) {
+    for second in seconds {
+        let bucket = collected.second(*second);
+        running.requests += bucket.requests;
+        running.errors += bucket.errors.total();
+        running.late += bucket.late;
+        running.dropped += bucket.dropped;
+    }
+    // Buckets of a second arrive in one collection, except requests that finish
+    // after a stall; the last whole second is what the line shows.
+    let last = collected.second(now_second.saturating_sub(1));
+    running.elapsed = start.elapsed().min(running.total);
+    running.target_rate = schedule.target_rate_at(running.elapsed);
+    running.last_second_requests = last.requests;
+    running.last_second_errors = last.errors.total();
+    running.last_second_p50_us = last.latency.value_at_quantile(0.5);
+    running.last_second_p99_us = last.latency.value_at_quantile(0.99);
+}
+
+/// The granularity of Tokio's timer.
+const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
+
+fn unix_second(start_unix_nanos: u128, elapsed: Duration) -> u64 {
+    ((start_unix_nanos + elapsed.as_nanos()) / 1_000_000_000) as u64
+}
+
+/// What every worker shares.
+struct Shared {
+    target: Target,
+    http_version: HttpVersion,
+    requests: Vec<PreparedRequest>,
+    pacer: Pacer,
+    start: Instant,
+    start_unix_nanos: u128,
+    timeout: Duration,
+    late_threshold: Duration,
+    max_send_delay: Duration,
+    latency_origin: LatencyOrigin,
+}
+
+/// Hands out requests: intended times of an open schedule, or "now" until the end.
+enum Pacer {
+    /// The send times and how many were handed out. A `std::sync::Mutex`: it is
+    /// held only to take the next time, never across an await.
+    Open(Box<Mutex<(SendTimes, u64)>>),
+    Closed {
+        end: Instant,
+        next: AtomicU64,
+    },
+}
+
+/// One request to send: its endpoint and when it was due (`None`: now).
+struct Slot {
+    endpoint: usize,
+    intended: Option<Instant>,
+}
+
+impl Shared {
+    fn second_of(&self, at: Instant) -> u64 {
+        unix_second(
+            self.start_unix_nanos,
+            at.saturating_duration_since(self.start),
+        )
+    }
+
+    /// The next request for an idle worker, dropping (and counting) requests that
+    /// are already overdue by more than the maximum send delay.
+    fn next_slot(&self, log: &SharedLog) -> Option<Slot> {
+        let endpoints = self.requests.len() as u64;
+        match &self.pacer {
+            Pacer::Closed { end, next } => {
+                if Instant::now() >= *end {
+                    return None;
+                }
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                Some(Slot {
+                    endpoint: (index % endpoints) as usize,
+                    intended: None,
+                })
+            }
+            Pacer::Open(times) => loop {
+                let (offset, index) = {
+                    let mut guard = times
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    let offset = guard.0.next()?;
+                    let index = guard.1;
+                    guard.1 += 1;
+                    (offset, index)
+                };
+                let endpoint = (index % endpoints) as usize;
+                let intended = self.start + offset;
+                let now = Instant::now();
+                if now.saturating_duration_since(intended) > self.max_send_delay {
+                    lock(log).record_dropped(endpoint, self.second_of(now));
+                    continue;
+                }
+                return Some(Slot {
+                    endpoint,
+                    intended: Some(intended),
+                });
+            },
+        }
+    }
+}
+
+/// One connection's loop: take the next request, wait for its time, send, record.
+async fn worker(shared: Arc<Shared>, log: SharedLog, mut connection: Option<Connection>) {
+    let closed_model = matches!(shared.pacer, Pacer::Closed { .. });
+    while let Some(slot) = shared.next_slot(&log) {
+        if let Some(at) = slot.intended {
+            // Tokio's timer fires on the first millisecond tick at or after its
+            // deadline: sleeping until `at` would send up to 1 ms late every time and
+            // add that lag to every latency. Waking in the millisecond before `at`
+            // keeps sends within a millisecond of their time without that bias
+            // (latency is then measured from the earlier of intended and actual send).
+            let wake = at.checked_sub(TIMER_RESOLUTION).unwrap_or(at);
+            if wake > Instant::now() {
+                // Keep driving the idle connection while waiting, so a server closing
+                // it is noticed before the next request rather than failing it.
+                let sleep = tokio::time::sleep_until(wake);
+                match &mut connection {
+                    Some(conn) => conn.drive(sleep).await,
+                    None => sleep.await,
+                }
+            }
+        }
+        let intended = slot.intended.unwrap_or_else(Instant::now);
+
+        if connection.as_ref().is_none_or(Connection::is_closed) {
+            connection = None;
+            let opened = tokio::time::timeout(
+                shared.timeout,
+                Connection::open(&shared.target, shared.http_version),
+            )
+            .await;
+            match opened {
+                Ok(Ok(conn)) => connection = Some(conn),
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "connect failed");
+                    let now = Instant::now();
+                    let delay = now.saturating_duration_since(intended);
+                    lock(&log).record(
+                        slot.endpoint,
+                        shared.second_of(now),
+                        delay,
+                        delay > shared.late_threshold,
+                        Outcome::Failed(ErrorClass::Connect),
+                    );
+                    if closed_model {
+                        // Nothing paces a closed model: without a pause a refused
+                        // connection would spin.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    continue;
+                }
+                Err(_elapsed) => {
+                    let now = Instant::now();
+                    let delay = now.saturating_duration_since(intended);
+                    lock(&log).record(
+                        slot.endpoint,
+                        shared.second_of(now),
+                        delay,
+                        delay > shared.late_threshold,
+                        Outcome::Failed(ErrorClass::Connect),
+                    );
+                    continue;
+                }
+            }
+        }
+        let Some(conn) = connection.as_mut() else {
+            continue;
+        };
+
+        let request = shared.requests[slot.endpoint].build();
+        let sent = Instant::now();
+        let answer = conn.send(request, shared.timeout).await;
+        let done = Instant::now();
+        let send_delay = sent.saturating_duration_since(intended);
+        let origin = match shared.latency_origin {
+            LatencyOrigin::IntendedSendTime => intended.min(sent),
+            LatencyOrigin::ActualSendTime => sent,
+        };
+        let outcome = match answer {
+            Ok(status) => Outcome::Answered {
+                latency: done.saturating_duration_since(origin),
+                error: ErrorClass::of_status(status),
+            },
+            Err(class) => {
+                // The connection's state is unknown after a failure: start afresh.
+                connection = None;
+                Outcome::Failed(class)
+            }
+        };
+        lock(&log).record(
+            slot.endpoint,
+            shared.second_of(done),
+            send_delay,
+            send_delay > shared.late_threshold,
+            outcome,
+        );
+    }
+}
+
+/// A request template turned into what hyper takes, built once per run.
+struct PreparedRequest {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl PreparedRequest {
+    fn new(config: &LoadConfig, spec: &RequestSpec) -> PreparedRequest {
+        let mut headers = spec.headers.clone();
+        default_content_type(&mut headers, &spec.body);
+        let uri = match config.http_version {
+            // HTTP/1.1 sends the path in the request line and the host in a header.
+            HttpVersion::Http1 => {
+                if let Ok(host) = HeaderValue::from_str(&config.target.authority) {
+                    headers.entry(header::HOST).or_insert(host);
+                }
+                spec.path_and_query
+                    .parse()
+                    .unwrap_or_else(|_| Uri::from_static("/"))
+            }
+            // HTTP/2 takes scheme and authority from the URI (:scheme, :authority).
+            HttpVersion::Http2 => {
+                format!("http://{}{}", config.target.authority, spec.path_and_query)
+                    .parse()
+                    .unwrap_or_else(|_| Uri::from_static("/"))
+            }
+        };
+        PreparedRequest {
+            method: spec.method.clone(),
+            uri,
+            headers,
+            body: spec.body.clone(),
+        }
+    }
+
+    fn build(&self) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(self.body.clone()));
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
+}
+
+type ConnectionDriver = Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>>;
+
+enum Sender {
+    Http1(http1::SendRequest<Full<Bytes>>),
+    Http2(http2::SendRequest<Full<Bytes>>),
+}
+
+/// One connection: the handle requests are sent through, and the connection
+/// future that does the I/O, driven by the worker's own task.
+struct Connection {
+    sender: Sender,
+    /// `None` once the connection has ended.
+    driver: Option<ConnectionDriver>,
+}
+
+impl Connection {
+    async fn open(target: &Target, version: HttpVersion) -> Result<Connection, std::io::Error> {
+        let io = TokioIo::new(target.connect().await?);
+        let handshake_error = |e: hyper::Error| std::io::Error::other(e);
+        Ok(match version {
+            HttpVersion::Http1 => {
+                let (sender, driver) = http1::handshake(io).await.map_err(handshake_error)?;
+                Connection {
+                    sender: Sender::Http1(sender),
+                    driver: Some(Box::pin(driver)),
+                }
+            }
+            HttpVersion::Http2 => {
+                let (sender, driver) = http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .map_err(handshake_error)?;
+                Connection {
+                    sender: Sender::Http2(sender),
+                    driver: Some(Box::pin(driver)),
+                }
+            }
+        })
+    }
+
+    fn is_closed(&self) -> bool {
+        self.driver.is_none()
+            || match &self.sender {
+                Sender::Http1(sender) => sender.is_closed(),
+                Sender::Http2(sender) => sender.is_closed(),
+            }
+    }
+
+    /// Runs `future` while also driving the connection's I/O.
+    async fn drive<F: Future>(&mut self, future: F) -> F::Output {
+        drive(&mut self.driver, future).await
+    }
+
+    /// Sends one request and reads its whole response within `timeout`.
+    async fn send(
+        &mut self,
+        request: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<http::StatusCode, ErrorClass> {
+        let Connection { sender, driver } = self;
+        let exchange = async {
+            let response = match sender {
+                Sender::Http1(sender) => {
+                    sender
+                        .ready()
+                        .await
+                        .map_err(|e| ErrorClass::of_hyper_error(&e))?;
+                    sender.send_request(request).await
+                }
+                Sender::Http2(sender) => {
+                    sender
+                        .ready()
+                        .await
+                        .map_err(|e| ErrorClass::of_hyper_error(&e))?;
+                    sender.send_request(request).await
+                }
+            }
+            .map_err(|e| ErrorClass::of_hyper_error(&e))?;
+            let status = response.status();
+            let mut body = response.into_body();
+            // Read frames and drop them: the body must be consumed for the
+            // connection to be reused, but nothing needs it kept.
+            while let Some(frame) = body.frame().await {
+                frame.map_err(|e| ErrorClass::of_hyper_error(&e))?;
+            }
+            Ok(status)
+        };
+        match drive(driver, tokio::time::timeout(timeout, exchange)).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(ErrorClass::Timeout),
+        }
+    }
+}
+
+/// Polls `future` to completion while also polling the connection driver (until it
+/// ends, when it is set to `None`; pending requests then fail on their own).
+async fn drive<F: Future>(driver: &mut Option<ConnectionDriver>, future: F) -> F::Output {
+    let mut future = pin!(future);
+    poll_fn(|cx| {
+        if let Some(connection) = driver.as_mut() {
+            if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "connection ended");
+                }
+                *driver = None;
+            }
+        }
+        future.as_mut().poll(cx)
+    })
+    .await
+}

@@ -1,0 +1,284 @@
+//! Recording while the load runs: per worker, per endpoint, per wall-clock second.
+//!
+//! Each worker (one per connection) records into its own [`WorkerLog`] behind a
+//! `std::sync::Mutex` (not a Tokio one: nothing is awaited while it is held, and the
+//! lock is uncontended except for the one moment a second the collector takes the
+//! finished seconds). So there is no message per request: the collector gathers
+//! whole [`Bucket`]s once a second into a [`Collected`] map, merges them, hands
+//! emptied buckets back for reuse, and the results are built from that map.
+//!
+//! Buckets are keyed by the wall-clock (Unix) second in which a request *finished*
+//! (or was dropped). A worker's clock only moves forward, so once the wall clock
+//! has passed a second, no worker will record into it again and the collector can
+//! take it as final.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use hdrhistogram::Histogram;
+
+use crate::{
+    classify::{ErrorClass, ErrorCounts},
+    histogram::{new_histogram, record},
+};
+
+/// What happened in one second at one endpoint, as seen by one or more workers.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    /// Requests that were sent (answered or failed).
+    pub requests: u64,
+    /// Requests answered with a 1xx–3xx status.
+    pub ok: u64,
+    pub errors: ErrorCounts,
+    /// Requests sent later than the late threshold after their intended time.
+    pub late: u64,
+    /// Requests never sent because they were overdue by more than the maximum send
+    /// delay when a connection was free for them.
+    pub dropped: u64,
+    /// Latency of every answered request (any status), from the intended send time.
+    pub latency: Histogram<u64>,
+    /// Send delay (actual minus intended send time) of every sent request.
+    pub send_delay: Histogram<u64>,
+}
+
+impl Default for Bucket {
+    fn default() -> Self {
+        Bucket {
+            requests: 0,
+            ok: 0,
+            errors: ErrorCounts::default(),
+            late: 0,
+            dropped: 0,
+            latency: new_histogram(),
+            send_delay: new_histogram(),
+        }
+    }
+}
+
+impl Bucket {
+    /// Adds another bucket into this one.
+    pub fn merge(&mut self, other: &Bucket) {
+        self.requests += other.requests;
+        self.ok += other.ok;
+        self.errors.merge(&other.errors);
+        self.late += other.late;
+        self.dropped += other.dropped;
+        // Both histograms have the one shape, so adding cannot go out of bounds.
+        let _ = self.latency.add(&other.latency);
+        let _ = self.send_delay.add(&other.send_delay);
+    }
+
+    /// Empties the bucket for reuse without reallocating its histograms.
+    pub fn clear(&mut self) {
+        self.requests = 0;
+        self.ok = 0;
+        self.errors = ErrorCounts::default();
+        self.late = 0;
+        self.dropped = 0;
+        self.latency.reset();
+        self.send_delay.reset();
+    }
+}
+
+/// The outcome of one request, as recorded.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome {
+    /// A response arrived; `error` is set for 4xx/5xx.
+    Answered {
+        latency: Duration,
+        error: Option<ErrorClass>,
+    },
+    /// No response (connect failure, timeout, reset, bad HTTP).
+    Failed(ErrorClass),
+}
+
+/// One worker's recording state.
+#[derive(Debug, Default)]
+pub struct WorkerLog {
+    /// Per endpoint: the second being recorded and its bucket.
+    current: Vec<Option<(u64, Bucket)>>,
+    /// Seconds the worker has moved past, waiting for the collector.
+    finished: Vec<(usize, u64, Bucket)>,
+    /// Emptied buckets handed back by the collector.
+    spare: Vec<Bucket>,
+}
+
+impl WorkerLog {
+    fn bucket(&mut self, endpoint: usize, second: u64) -> &mut Bucket {
+        if self.current.len() <= endpoint {
+            self.current.resize_with(endpoint + 1, || None);
+        }
+        let slot = &mut self.current[endpoint];
+        if let Some((current_second, _)) = slot {
+            if *current_second != second {
+                // A worker's clock only moves forward, but a recorder fed out of
+                // order (or a second not yet collected) must not lose or split data.
+                if let Some(index) = self
+                    .finished
+                    .iter()
+                    .position(|(e, s, _)| *e == endpoint && *s == second)
+                {
+                    return &mut self.finished[index].2;
+                }
+                if let Some((old_second, old)) = slot.take() {
+                    self.finished.push((endpoint, old_second, old));
+                }
+            }
+        }
+        let spare = &mut self.spare;
+        &mut slot
+            .get_or_insert_with(|| (second, spare.pop().unwrap_or_default()))
+            .1
+    }
+
+    /// Records a sent request.
+    pub fn record(
+        &mut self,
+        endpoint: usize,
+        second: u64,
+        send_delay: Duration,
+        late: bool,
+        outcome: Outcome,
+    ) {
+        let bucket = self.bucket(endpoint, second);
+        bucket.requests += 1;
+        if late {
+            bucket.late += 1;
+        }
+        record(&mut bucket.send_delay, send_delay);
+        match outcome {
+            Outcome::Answered { latency, error } => {
+                record(&mut bucket.latency, latency);
+                match error {
+                    None => bucket.ok += 1,
+                    Some(class) => bucket.errors.add(class),
+                }
+            }
+            Outcome::Failed(class) => bucket.errors.add(class),
+        }
+    }
+
+    /// Records a request that was never sent.
+    pub fn record_dropped(&mut self, endpoint: usize, second: u64) {
+        self.bucket(endpoint, second).dropped += 1;
+    }
+
+    /// Takes every bucket of a second before `before` (all of them with `None`).
+    fn take_finished(&mut self, before: Option<u64>) -> Vec<(usize, u64, Bucket)> {
+        let mut taken = std::mem::take(&mut self.finished);
+        for (endpoint, slot) in self.current.iter_mut().enumerate() {
+            let done = matches!((&slot, before), (Some((second, _)), Some(limit)) if *second < limit)
+                || (slot.is_some() && before.is_none());
+            if done {
+                if let Some((second, bucket)) = slot.take() {
+                    taken.push((endpoint, second, bucket));
+                }
+            }
+        }
+        taken
+    }
+}
+
+/// A worker's log, shared between the worker and the collector.
+pub type SharedLog = Arc<Mutex<WorkerLog>>;
+
+/// Locks a log, recovering it if a worker panicked while holding it (the data is
+/// counters and histograms, still meaningful).
+pub fn lock(log: &SharedLog) -> MutexGuard<'_, WorkerLog> {
+    log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Everything collected so far, merged across workers: `(endpoint, second) -> bucket`.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub buckets: BTreeMap<(usize, u64), Bucket>,
+}
+
+impl Collected {
+    /// Moves the finished seconds (before `before`, or all with `None`) of every
+    /// worker into this map, hands emptied buckets back, and returns the seconds
+    /// that received data.
+    pub fn collect(&mut self, logs: &[SharedLog], before: Option<u64>) -> Vec<u64> {
+        let mut seconds = Vec::new();
+        for log in logs {
+            let taken = lock(log).take_finished(before);
+            let mut emptied = Vec::with_capacity(taken.len());
+            for (endpoint, second, mut bucket) in taken {
+                self.buckets
+                    .entry((endpoint, second))
+                    .or_default()
+                    .merge(&bucket);
+                seconds.push(second);
+                bucket.clear();
+                emptied.push(bucket);
+            }
+            // Keep a few spares per worker; more would only hold memory.
+            let mut guard = lock(log);
+            let room = 4usize.saturating_sub(guard.spare.len());
+            guard.spare.extend(emptied.into_iter().take(room));
+        }
+        seconds.sort_unstable();
+        seconds.dedup();
+        seconds
+    }
+
+    /// The buckets of one second, merged across endpoints.
+    pub fn second(&self, second: u64) -> Bucket {
+        let mut sum = Bucket::default();
+        for ((_, s), bucket) in &self.buckets {
+            if *s == second {
+                sum.merge(bucket);
+            }
+        }
+        sum
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn answered(ms: u64) -> Outcome {
+        Outcome::Answered {
+            latency: Duration::from_millis(ms),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_collector_takes_only_seconds_the_clock_has_passed() {
+        let log: SharedLog = Arc::default();
+        lock(&log).record(0, 100, Duration::ZERO, false, answered(1));
+        lock(&log).record(0, 101, Duration::ZERO, false, answered(2));
+        let mut collected = Collected::default();
+        assert_eq!(
+            collected.collect(std::slice::from_ref(&log), Some(101)),
+            vec![100]
+        );
+        assert_eq!(
+            collected.collect(std::slice::from_ref(&log), Some(101)),
+            Vec::<u64>::new()
+        );
+        lock(&log).record(
+            0,
+            101,
+            Duration::ZERO,
+            true,
+            Outcome::Failed(ErrorClass::Timeout),
+        );
+        lock(&log).record_dropped(1, 101);
+        assert_eq!(collected.collect(&[log], None), vec![101]);
+        let second = collected.second(101);
+        assert_eq!(
+            (second.requests, second.ok, second.late, second.dropped),
+            (2, 1, 1, 1)
+        );
+        assert_eq!(second.errors.timeout, 1);
+        assert_eq!(second.latency.len(), 1);
+    }
+}

@@ -1,0 +1,590 @@
+//! Load schedules: when each request is due.
+//!
+//! A [`Schedule`] is either *open* (an arrival rate made of linear [`Stage`]s, each
+//! request having an intended send time) or *closed* (a fixed number of connections
+//! sending back to back, no pacing). The engine has one loop; the schedule alone
+//! decides the mode: [`Schedule::send_times`] yields the intended send offsets of an
+//! open schedule, and a closed schedule yields none and is bounded by its duration.
+//!
+//! Arrival times come from the cumulative target count `N(t)` of the stages: with
+//! uniform arrivals the k-th request is due when `N(t) = k`; with Poisson arrivals
+//! the cumulative count advances by exponential(1) steps instead (time rescaling of a
+//! non-homogeneous Poisson process), so ramps stay exact in both cases.
+
+use std::time::Duration;
+
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use rand_distr::Exp1;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{LoadError, StageParseError};
+
+/// One linear piece of an open schedule: the rate goes from `from_rate` to `to_rate`
+/// (requests per second) over `duration`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Stage {
+    #[serde(with = "secs_f64")]
+    #[serde(rename = "duration_secs")]
+    pub duration: Duration,
+    pub from_rate: f64,
+    pub to_rate: f64,
+}
+
+impl Stage {
+    /// A stage at a constant rate.
+    pub fn constant(duration: Duration, rate: f64) -> Stage {
+        Stage {
+            duration,
+            from_rate: rate,
+            to_rate: rate,
+        }
+    }
+
+    /// The number of requests this stage asks for (the area under its rate line).
+    pub fn expected_requests(&self) -> f64 {
+        (self.from_rate + self.to_rate) / 2.0 * self.duration.as_secs_f64()
+    }
+
+    /// The target rate `offset` seconds into the stage.
+    pub fn rate_at(&self, offset: f64) -> f64 {
+        let length = self.duration.as_secs_f64();
+        if length <= 0.0 {
+            return self.to_rate;
+        }
+        self.from_rate + (self.to_rate - self.from_rate) * (offset / length).clamp(0.0, 1.0)
+    }
+
+    /// Seconds into the stage at which the cumulative count reaches `count`
+    /// (`0 <= count <= expected_requests()`): the inverse of
+    /// `N(t) = from·t + slope/2·t²`.
+    fn offset_of_count(&self, count: f64) -> f64 {
+        if count <= 0.0 {
+            return 0.0;
+        }
+        let length = self.duration.as_secs_f64();
+        let half_slope = (self.to_rate - self.from_rate) / (2.0 * length);
+        if half_slope == 0.0 {
+            return count / self.from_rate;
+        }
+        // 2n / (r0 + sqrt(r0² + 4an)) is the root of a·t² + r0·t − n = 0 written so it
+        // stays exact when a is tiny and when the ramp goes down (a < 0).
+        let discriminant = (self.from_rate * self.from_rate + 4.0 * half_slope * count).max(0.0);
+        let denominator = self.from_rate + discriminant.sqrt();
+        if denominator <= 0.0 {
+            return length;
+        }
+        (2.0 * count / denominator).min(length)
+    }
+}
+
+/// How requests arrive within a rate: evenly spaced or as a Poisson process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Arrivals {
+    Uniform,
+    /// Exponential gaps with the target mean rate; the seed makes runs repeatable.
+    Poisson {
+        seed: u64,
+    },
+}
+
+/// When requests are due.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Schedule {
+    /// Arrival-rate model: every request has an intended send time.
+    Open {
+        stages: Vec<Stage>,
+        arrivals: Arrivals,
+    },
+    /// Fixed connections sending back to back for `duration` (maximum-rate finding).
+    Closed { duration: Duration },
+}
+
+impl Schedule {
+    /// A constant rate for a duration.
+    pub fn constant(rate: f64, duration: Duration, arrivals: Arrivals) -> Result<Self, LoadError> {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(LoadError::InvalidRate { rate });
+        }
+        Self::open(vec![Stage::constant(duration, rate)], arrivals)
+    }
+
+    /// An open schedule from stages; at least one stage must ask for requests.
+    pub fn open(stages: Vec<Stage>, arrivals: Arrivals) -> Result<Self, LoadError> {
+        if stages.is_empty() {
+            return Err(LoadError::InvalidArgument {
+                option: "stages",
+                reason: "no stages given".into(),
+            });
+        }
+        if let Some(stage) = stages.iter().find(|s| s.duration.is_zero()) {
+            return Err(LoadError::InvalidArgument {
+                option: "stages",
+                reason: format!("stage {stage:?} has a zero duration"),
+            });
+        }
+        for stage in &stages {
+            for rate in [stage.from_rate, stage.to_rate] {
+                if !(rate.is_finite() && rate >= 0.0) {
+                    return Err(LoadError::InvalidRate { rate });
+                }
+            }
+        }
+        if stages.iter().all(|s| s.expected_requests() <= 0.0) {
+            return Err(LoadError::InvalidRate { rate: 0.0 });
+        }
+        Ok(Schedule::Open { stages, arrivals })
+    }
+
+    /// A closed schedule (no pacing) for a duration.
+    pub fn closed(duration: Duration) -> Result<Self, LoadError> {
+        if duration.is_zero() {
+            return Err(LoadError::InvalidArgument {
+                option: "duration",
+                reason: "the duration must be longer than zero".into(),
+            });
+        }
+        Ok(Schedule::Closed { duration })
+    }
+
+    /// How long the schedule runs.
+    pub fn duration(&self) -> Duration {
+        match self {
+            Schedule::Open { stages, .. } => stages.iter().map(|s| s.duration).sum(),
+            Schedule::Closed { duration } => *duration,
+        }
+    }
+
+    /// The target rate at `elapsed`, or `None` for a closed schedule.
+    pub fn target_rate_at(&self, elapsed: Duration) -> Option<f64> {
+        let Schedule::Open { stages, .. } = self else {
+            return None;
+        };
+        let mut offset = elapsed.as_secs_f64();
+        for stage in stages {
+            let length = stage.duration.as_secs_f64();
+            if offset < length {
+                return Some(stage.rate_at(offset));
+            }
+            offset -= length;
+        }
+        Some(0.0)
+    }
+
+    /// The number of requests an open schedule asks for.
+    pub fn expected_requests(&self) -> Option<f64> {
+        match self {
+            Schedule::Open { stages, .. } => {
+                Some(stages.iter().map(Stage::expected_requests).sum())
+            }
+            Schedule::Closed { .. } => None,
+        }
+    }
+
+    /// The intended send offsets (from the run's start) of an open schedule, in
+    /// order; `None` for a closed schedule.
+    pub fn send_times(&self) -> Option<SendTimes> {
+        let Schedule::Open { stages, arrivals } = self else {
+            return None;
+        };
+        let rng = match arrivals {
+            Arrivals::Uniform => None,
+            Arrivals::Poisson { seed } => Some(StdRng::seed_from_u64(*seed)),
+        };
+        let mut times = SendTimes {
+            stages: stages.clone(),
+            stage_index: 0,
+            stage_start: 0.0,
+            count_before_stage: 0.0,
+            next_count: 0.0,
+            rng,
+        };
+        // Uniform arrivals start with a request at t = 0; Poisson ones after a first
+        // exponential gap, as a Poisson process does.
+        if times.rng.is_some() {
+            times.next_count = times.step();
+        }
+        Some(times)
+    }
+}
+
+/// Iterator over the intended send offsets of an open schedule.
+#[derive(Debug, Clone)]
+pub struct SendTimes {
+    stages: Vec<Stage>,
+    stage_index: usize,
+    /// Start of the current stage, in seconds from the run's start.
+    stage_start: f64,
+    /// Cumulative target count at the start of the current stage.
+    count_before_stage: f64,
+    /// The cumulative count at which the next request is due.
+    next_count: f64,
+    rng: Option<StdRng>,
+}
+
+impl SendTimes {
+    /// How far the cumulative count advances to the next request: 1 for uniform
+    /// arrivals (the first request is due at 0), exponential(1) for Poisson.
+    fn step(&mut self) -> f64 {
+        match &mut self.rng {
+            None => 1.0,
+            Some(rng) => rng.sample::<f64, _>(Exp1),
+        }
+    }
+}
+
+impl Iterator for SendTimes {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        loop {
+            let stage = *self.stages.get(self.stage_index)?;
+            let in_stage = self.next_count - self.count_before_stage;
+            if in_stage < stage.expected_requests() {
+                let offset = self.stage_start + stage.offset_of_count(in_stage);
+                self.next_count += self.step();
+                return Some(Duration::from_secs_f64(offset.max(0.0)));
+            }
+            self.count_before_stage += stage.expected_requests();
+            self.stage_start += stage.duration.as_secs_f64();
+            self.stage_index += 1;
+        }
+    }
+}
+
+/// Parses stages such as `10s:0->500, 60s:500, 10s:500->0`: comma-separated
+/// `DURATION:RATE` (constant) or `DURATION:FROM->TO` (linear ramp), durations in
+/// humantime form (`500ms`, `10s`, `1m30s`), rates in requests per second.
+pub fn parse_stages(input: &str) -> Result<Vec<Stage>, StageParseError> {
+    let fail = |stage: usize, byte_offset: usize, problem: String| StageParseError {
+        input: input.to_string(),
+        stage,
+        column: input[..byte_offset.min(input.len())].chars().count() + 1,
+        problem,
+    };
+    if input.trim().is_empty() {
+        return Err(fail(
+            0,
+            0,
+            "the string is empty; expected e.g. \"10s:0->500, 60s:500\"".into(),
+        ));
+    }
+    let mut stages = Vec::new();
+    let mut part_start = 0;
+    for (index, part) in input.split(',').enumerate() {
+        let number = index + 1;
+        let leading = part.len() - part.trim_start().len();
+        let text = part.trim();
+        let start = part_start + leading;
+        part_start += part.len() + 1;
+        if text.is_empty() {
+            return Err(fail(
+                number,
+                start,
+                "empty stage (two commas, or a trailing comma?)".into(),
+            ));
+        }
+        let Some(colon) = text.find(':') else {
+            return Err(fail(
+                number,
+                start,
+                format!(
+                    "{text:?} has no ':' between duration and rate (expected e.g. \"60s:500\")"
+                ),
+            ));
+        };
+        let duration_text = text[..colon].trim();
+        let duration = humantime::parse_duration(duration_text).map_err(|e| {
+            fail(
+                number,
+                start,
+                format!("bad duration {duration_text:?}: {e}"),
+            )
+        })?;
+        if duration.is_zero() {
+            return Err(fail(
+                number,
+                start,
+                "the duration must be longer than zero".into(),
+            ));
+        }
+        let rates_start = start + colon + 1;
+        let rates_text = &text[colon + 1..];
+        let (from_text, to_text, to_start) = match rates_text.find("->") {
+            Some(arrow) => (
+                &rates_text[..arrow],
+                Some(&rates_text[arrow + 2..]),
+                rates_start + arrow + 2,
+            ),
+            None => (rates_text, None, rates_start),
+        };
+        let parse_rate = |raw: &str, at: usize| -> Result<f64, StageParseError> {
+            let trimmed = raw.trim();
+            let at = at + (raw.len() - raw.trim_start().len());
+            let rate: f64 = trimmed.parse().map_err(|_| {
+                fail(
+                    number,
+                    at,
+                    format!("bad rate {trimmed:?}: expected requests per second, e.g. 500"),
+                )
+            })?;
+            if !rate.is_finite() || rate < 0.0 {
+                return Err(fail(
+                    number,
+                    at,
+                    format!("bad rate {trimmed:?}: a rate must be zero or positive"),
+                ));
+            }
+            Ok(rate)
+        };
+        let from_rate = parse_rate(from_text, rates_start)?;
+        let to_rate = match to_text {
+            Some(to) => parse_rate(to, to_start)?,
+            None => from_rate,
+        };
+        stages.push(Stage {
+            duration,
+            from_rate,
+            to_rate,
+        });
+    }
+    if stages.iter().all(|s| s.expected_requests() <= 0.0) {
+        return Err(fail(
+            0,
+            0,
+            "every stage has rate 0: nothing would be sent".into(),
+        ));
+    }
+    Ok(stages)
+}
+
+/// Serde helper: a `Duration` as fractional seconds.
+pub(crate) mod secs_f64 {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(value.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(deserializer)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn stages_parse_constants_and_ramps() {
+        let stages = parse_stages("10s:0->500, 60s:500, 10s:500->0").unwrap();
+        assert_eq!(
+            stages,
+            vec![
+                Stage {
+                    duration: secs(10.0),
+                    from_rate: 0.0,
+                    to_rate: 500.0
+                },
+                Stage::constant(secs(60.0), 500.0),
+                Stage {
+                    duration: secs(10.0),
+                    from_rate: 500.0,
+                    to_rate: 0.0
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn stages_accept_compound_durations_and_fractional_rates() {
+        let stages = parse_stages("1m30s:2.5,500ms:10 -> 20").unwrap();
+        assert_eq!(stages[0], Stage::constant(secs(90.0), 2.5));
+        assert_eq!(
+            stages[1],
+            Stage {
+                duration: secs(0.5),
+                from_rate: 10.0,
+                to_rate: 20.0
+            }
+        );
+    }
+
+    #[test]
+    fn a_stage_without_colon_names_the_stage_and_column() {
+        let err = parse_stages("10s:0->500, 60s500").unwrap_err();
+        assert_eq!(err.stage, 2);
+        assert_eq!(err.column, 13);
+        assert!(err.problem.contains("no ':'"), "{err}");
+        assert!(err.to_string().contains("stage 2 at column 13"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_rate_points_at_the_rate() {
+        let err = parse_stages("10s:0->fast").unwrap_err();
+        assert_eq!((err.stage, err.column), (1, 8));
+        assert!(err.problem.contains("\"fast\""), "{err}");
+    }
+
+    #[test]
+    fn a_negative_rate_is_rejected() {
+        let err = parse_stages("10s:-5").unwrap_err();
+        assert!(err.problem.contains("zero or positive"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_duration_is_rejected() {
+        let err = parse_stages("10x:5").unwrap_err();
+        assert_eq!((err.stage, err.column), (1, 1));
+        assert!(err.problem.contains("bad duration \"10x\""), "{err}");
+    }
+
+    #[test]
+    fn empty_parts_and_all_zero_stages_are_rejected() {
+        assert!(parse_stages("").unwrap_err().problem.contains("empty"));
+        assert_eq!(parse_stages("10s:5,,5s:1").unwrap_err().stage, 2);
+        assert!(parse_stages("10s:0, 5s:0")
+            .unwrap_err()
+            .problem
+            .contains("rate 0"));
+        assert!(parse_stages("0s:5")
+            .unwrap_err()
+            .problem
+            .contains("longer than zero"));
+    }
+
+    #[test]
+    fn constant_rate_sends_rate_times_duration_evenly() {
+        let schedule = Schedule::constant(100.0, secs(2.0), Arrivals::Uniform).unwrap();
+        let times: Vec<Duration> = schedule.send_times().unwrap().collect();
+        assert_eq!(times.len(), 200);
+        assert_eq!(times[0], Duration::ZERO);
+        assert!((times[1].as_secs_f64() - 0.01).abs() < 1e-9);
+        assert!((times[199].as_secs_f64() - 1.99).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_ramp_sends_the_area_under_the_rate_line() {
+        let schedule = Schedule::open(
+            vec![
+                Stage {
+                    duration: secs(10.0),
+                    from_rate: 0.0,
+                    to_rate: 100.0,
+                },
+                Stage::constant(secs(5.0), 100.0),
+                Stage {
+                    duration: secs(10.0),
+                    from_rate: 100.0,
+                    to_rate: 0.0,
+                },
+            ],
+            Arrivals::Uniform,
+        )
+        .unwrap();
+        let times: Vec<f64> = schedule
+            .send_times()
+            .unwrap()
+            .map(|d| d.as_secs_f64())
+            .collect();
+        assert_eq!(times.len(), 500 + 500 + 500);
+        assert!(
+            times.windows(2).all(|w| w[0] <= w[1]),
+            "send times must be ordered"
+        );
+        // During the up-ramp, requests in the first half are a quarter of the stage.
+        let first_half = times.iter().filter(|t| **t < 5.0).count();
+        assert!((124..=126).contains(&first_half), "{first_half}");
+        let plateau = times.iter().filter(|t| (10.0..15.0).contains(*t)).count();
+        assert_eq!(plateau, 500);
+        assert!(times.last().unwrap() < &25.0);
+    }
+
+    #[test]
+    fn poisson_arrivals_keep_the_mean_rate() {
+        let schedule =
+            Schedule::constant(1000.0, secs(20.0), Arrivals::Poisson { seed: 7 }).unwrap();
+        let times: Vec<f64> = schedule
+            .send_times()
+            .unwrap()
+            .map(|d| d.as_secs_f64())
+            .collect();
+        // 20,000 expected; a Poisson count has standard deviation sqrt(20,000) ≈ 141.
+        let count = times.len() as f64;
+        assert!((count - 20_000.0).abs() < 600.0, "{count}");
+        // Gaps are exponential: their standard deviation equals their mean.
+        let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        let variance = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
+        assert!((mean - 0.001).abs() < 0.00005, "{mean}");
+        assert!(
+            (variance.sqrt() / mean - 1.0).abs() < 0.05,
+            "{}",
+            variance.sqrt() / mean
+        );
+    }
+
+    #[test]
+    fn poisson_arrivals_follow_a_ramp() {
+        let stages = vec![Stage {
+            duration: secs(10.0),
+            from_rate: 0.0,
+            to_rate: 2000.0,
+        }];
+        let schedule = Schedule::open(stages, Arrivals::Poisson { seed: 3 }).unwrap();
+        let times: Vec<f64> = schedule
+            .send_times()
+            .unwrap()
+            .map(|d| d.as_secs_f64())
+            .collect();
+        let late_half = times.iter().filter(|t| **t >= 5.0).count() as f64;
+        // 10,000 expected, three quarters in the second half.
+        assert!((late_half / times.len() as f64 - 0.75).abs() < 0.02);
+    }
+
+    #[test]
+    fn zero_negative_and_nan_rates_are_rejected() {
+        for rate in [0.0, -5.0, f64::NAN, f64::INFINITY] {
+            let err = Schedule::constant(rate, secs(1.0), Arrivals::Uniform).unwrap_err();
+            assert!(
+                matches!(err, LoadError::InvalidRate { .. }),
+                "{rate}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_target_rate_follows_the_stages() {
+        let schedule = Schedule::open(
+            vec![
+                Stage {
+                    duration: secs(10.0),
+                    from_rate: 0.0,
+                    to_rate: 100.0,
+                },
+                Stage::constant(secs(5.0), 40.0),
+            ],
+            Arrivals::Uniform,
+        )
+        .unwrap();
+        assert_eq!(schedule.target_rate_at(secs(5.0)), Some(50.0));
+        assert_eq!(schedule.target_rate_at(secs(12.0)), Some(40.0));
+        assert_eq!(schedule.target_rate_at(secs(20.0)), Some(0.0));
+        assert_eq!(
+            Schedule::closed(secs(1.0))
+                .unwrap()
+                .target_rate_at(secs(0.5)),
+            None
+        );
+        assert!(Schedule::closed(secs(1.0)).unwrap().send_times().is_none());
+    }
+}

@@ -1,0 +1,168 @@
+//! Human-readable output: the end-of-run summary table and the live progress line.
+//!
+//! Both read plain data ([`Results`], [`Progress`]) and return strings, so the CLI
+//! decides where they go and tests can check them.
+
+use std::fmt::Write as _;
+
+use crate::{
+    classify::ErrorClass,
+    engine::Progress,
+    histogram::LatencySummary,
+    results::{HttpVersion, LatencyOrigin, LoadModel, Results},
+    schedule::Arrivals,
+};
+
+/// Formats microseconds for people: `0.21 ms`, `12.3 ms`, `1.50 s`.
+pub fn format_micros(micros: u64) -> String {
+    let ms = micros as f64 / 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.2} ms")
+    } else if ms < 1000.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{:.2} s", ms / 1000.0)
+    }
+}
+
+fn percentiles(summary: &LatencySummary) -> String {
+    format!(
+        "p50 {} | p90 {} | p99 {} | p99.9 {} | max {}",
+        format_micros(summary.p50_us),
+        format_micros(summary.p90_us),
+        format_micros(summary.p99_us),
+        format_micros(summary.p99_9_us),
+        format_micros(summary.max_us)
+    )
+}
+
+/// The summary printed at the end of a run (or a merge).
+pub fn summary_table(results: &Results) -> String {
+    let meta = &results.metadata;
+    let totals = &results.totals;
+    let schedule = &results.schedule;
+    let mut out = String::new();
+    let model = match (schedule.model, schedule.arrivals) {
+        (LoadModel::Closed, _) => "closed model (no pacing)".to_string(),
+        (LoadModel::Open, Some(Arrivals::Poisson { .. })) => {
+            "open model, Poisson arrivals".to_string()
+        }
+        (LoadModel::Open, _) => "open model, uniform arrivals".to_string(),
+    };
+    let http = match meta.http_version {
+        HttpVersion::Http1 => "HTTP/1.1",
+        HttpVersion::Http2 => "HTTP/2",
+    };
+    let _ = writeln!(out, "target      {}", meta.target);
+    let _ = writeln!(
+        out,
+        "load        {model}, {:.1} s, {} connections, {http}{}",
+        meta.duration_secs,
+        meta.connections,
+        if meta.workers > 1 {
+            format!(", {} workers merged", meta.workers)
+        } else {
+            String::new()
+        }
+    );
+    let target_rate = match schedule.model {
+        LoadModel::Open if schedule.duration_secs > 0.0 => {
+            let expected: f64 = schedule.stages.iter().map(|s| s.expected_requests()).sum();
+            format!(" (target {:.1}/s)", expected / schedule.duration_secs)
+        }
+        _ => String::new(),
+    };
+    let _ = writeln!(
+        out,
+        "requests    {} sent, {} ok, {:.1}/s achieved{target_rate}",
+        totals.requests, totals.ok, totals.achieved_rate
+    );
+    let origin = match meta.latency_origin {
+        LatencyOrigin::IntendedSendTime => "from the intended send time",
+        LatencyOrigin::ActualSendTime => {
+            "from the actual send time: hides stalls (coordinated omission)"
+        }
+    };
+    if schedule.model == LoadModel::Open {
+        let _ = writeln!(
+            out,
+            "latency     {}   ({origin})",
+            percentiles(&totals.latency_summary)
+        );
+    } else {
+        let _ = writeln!(out, "latency     {}", percentiles(&totals.latency_summary));
+    }
+    let errors: Vec<String> = ErrorClass::ALL
+        .iter()
+        .map(|c| format!("{} {}", c.name(), totals.errors.get(*c)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "errors      {} ({})",
+        totals.errors.total(),
+        errors.join(", ")
+    );
+    if schedule.model == LoadModel::Open {
+        let _ = writeln!(
+            out,
+            "send delay  {}",
+            percentiles(&totals.send_delay_summary)
+        );
+        let _ = writeln!(
+            out,
+            "late        {} sent more than {} ms late, {} dropped",
+            totals.late, results.generator.late_threshold_ms, totals.dropped
+        );
+    }
+    if results.endpoints.len() > 1 {
+        let _ = writeln!(out, "endpoints");
+        for (name, endpoint) in &results.endpoints {
+            let t = &endpoint.totals;
+            let _ = writeln!(
+                out,
+                "  {name:<30} {:>9} req  {:>9.1}/s  p50 {:>9}  p99 {:>9}  errors {}",
+                t.requests,
+                t.achieved_rate,
+                format_micros(t.latency_summary.p50_us),
+                format_micros(t.latency_summary.p99_us),
+                t.errors.total()
+            );
+        }
+    }
+    if let Some(message) = &results.generator.message {
+        let _ = writeln!(out, "WARNING     {message}");
+    }
+    out
+}
+
+/// The one-line live progress (without the leading `\r`).
+pub fn progress_line(progress: &Progress) -> String {
+    let target = match progress.target_rate {
+        Some(rate) => format!("target {rate:.0}/s  "),
+        None => String::new(),
+    };
+    format!(
+        "[{:>5.0}s/{:.0}s] {target}achieved {}/s  p50 {}  p99 {}  errors {} ({} last s)  late {}  dropped {}",
+        progress.elapsed.as_secs_f64(),
+        progress.total.as_secs_f64(),
+        progress.last_second_requests,
+        format_micros(progress.last_second_p50_us),
+        format_micros(progress.last_second_p99_us),
+        progress.errors,
+        progress.last_second_errors,
+        progress.late,
+        progress.dropped
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn micros_are_formatted_for_people() {
+        assert_eq!(format_micros(210), "0.21 ms");
+        assert_eq!(format_micros(12_345), "12.3 ms");
+        assert_eq!(format_micros(1_500_000), "1.50 s");
+    }
+}

@@ -1,0 +1,126 @@
+//! The `load` and `merge` commands as the binary runs them.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use faultline_loadgen::{
+    cli::{run_load, run_merge, LoadArgs, MergeArgs},
+    LoadError, Results, RunInfo,
+};
+
+use crate::support::TestServer;
+
+#[derive(Parser)]
+struct Load {
+    #[command(flatten)]
+    args: LoadArgs,
+}
+
+#[derive(Parser)]
+struct Merge {
+    #[command(flatten)]
+    args: MergeArgs,
+}
+
+fn load_args(argv: &[&str]) -> LoadArgs {
+    Load::try_parse_from(std::iter::once("load").chain(argv.iter().copied()))
+        .unwrap()
+        .args
+}
+
+fn config_error(argv: &[&str]) -> LoadError {
+    load_args(argv).to_config(RunInfo::default()).unwrap_err()
+}
+
+fn temp_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("faultline-loadgen-{}-{name}", std::process::id()))
+}
+
+#[test]
+fn bad_input_is_a_usage_error_with_exit_code_two() {
+    for (argv, expected) in [
+        (&["not a url", "--rate", "5"][..], "bad URL"),
+        (&["http://127.0.0.1:1/", "--rate", "0"][..], "bad rate 0"),
+        (&["http://127.0.0.1:1/", "--rate", "-5"][..], "bad rate -5"),
+        (
+            &["http://127.0.0.1:1/", "--stages", "10s:0->500, 60s500"][..],
+            "stage 2 at column 13",
+        ),
+        (&["http://127.0.0.1:1/"][..], "give --rate"),
+        (
+            &["http://127.0.0.1:1/", "--rate", "5", "-H", "nocolon"][..],
+            "--header",
+        ),
+    ] {
+        let err = config_error(argv);
+        assert!(err.to_string().contains(expected), "{argv:?}: {err}");
+        assert_eq!(err.exit_code(), 2, "{argv:?}");
+    }
+}
+
+#[test]
+fn conflicting_models_are_refused_by_the_parser() {
+    assert!(Load::try_parse_from(["load", "http://x/", "--rate", "5", "--closed"]).is_err());
+    assert!(
+        Load::try_parse_from(["load", "http://x/", "--rate", "5", "--stages", "1s:5"]).is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_writes_results_that_merge_reads() {
+    let server = TestServer::start().await;
+    let (first, second, merged) = (
+        temp_path("a.json"),
+        temp_path("b.json"),
+        temp_path("all.json"),
+    );
+    for path in [&first, &second] {
+        let url = server.url("/");
+        let out = path.to_str().unwrap();
+        let args = load_args(&[
+            &url,
+            "--rate",
+            "100",
+            "--duration",
+            "1s",
+            "-c",
+            "4",
+            "-q",
+            "-o",
+            out,
+        ]);
+        let info = RunInfo {
+            git_commit: Some("abc123".into()),
+            ..RunInfo::default()
+        };
+        run_load(args, info).await.unwrap();
+    }
+    let merge = Merge::try_parse_from([
+        "merge",
+        first.to_str().unwrap(),
+        second.to_str().unwrap(),
+        "-o",
+        merged.to_str().unwrap(),
+    ])
+    .unwrap();
+    run_merge(&merge.args).unwrap();
+    let all = Results::read(&merged).unwrap();
+    assert_eq!(all.totals.requests, 200);
+    assert_eq!(all.metadata.workers, 2);
+    assert_eq!(all.metadata.git_commit.as_deref(), Some("abc123"));
+    for path in [first, second, merged] {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+#[tokio::test]
+async fn load_against_an_unreachable_target_exits_two() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    drop(listener);
+    let err = run_load(load_args(&[&url, "--rate", "5", "-q"]), RunInfo::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LoadError::Unreachable { .. }), "{err}");
+    assert_eq!(err.exit_code(), 2);
+}

@@ -20,6 +20,11 @@ struct Cli {
     /// `faultline_system=debug`).
     #[arg(long, global = true, env = "FAULTLINE_LOG", default_value = "info")]
     log: String,
+
+    /// Log format on stderr: `text` for people, `json` for machines (one object a line,
+    /// with the trace id of the request being served).
+    #[arg(long, global = true, env = "FAULTLINE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -29,6 +34,11 @@ enum Command {
     Load(cmd::load::LoadArgs),
     /// Merge the results.json of several load workers exactly (histograms add).
     Merge(cmd::merge::MergeArgs),
+    /// Run one service of the reference system (the supervisor starts one per replica).
+    Serve(faultline_system::services::serve::ServeArgs),
+    /// The whole reference system on this machine.
+    #[command(subcommand)]
+    System(cmd::system::SystemCommand),
     /// Real infrastructure on loopback: Apache Kafka (KRaft), PostgreSQL, Redis.
     #[command(subcommand)]
     Stack(cmd::stack::StackCommand),
@@ -38,11 +48,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr: stdout carries only what a command promises to print.
     let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json().with_current_span(true).init();
+    } else {
+        logs.with_target(false).init();
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -58,7 +69,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Load(args) => cmd::load::run(args).await,
             Command::Merge(args) => cmd::merge::run(args).await,
+            Command::Serve(args) => cmd::serve::run(args).await,
             Command::Stack(command) => cmd::stack::run(command).await,
+            Command::System(command) => cmd::system::run(command).await,
         }
     });
     match outcome {

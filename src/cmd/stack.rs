@@ -93,7 +93,7 @@ pub struct StackArgs {
 }
 
 impl StackArgs {
-    fn spec(&self) -> StackSpec {
+    pub fn spec(&self) -> StackSpec {
         let kafka = match &self.kafka_bootstrap {
             Some(bootstrap) => KafkaSpec::External {
                 bootstrap: bootstrap.clone(),
@@ -168,7 +168,7 @@ pub async fn run(command: StackCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// Bad input or a missing prerequisite exits 2; a component that broke exits 1.
-fn exit_code_for(error: &StackError) -> ExitCode {
+pub fn exit_code_for(error: &StackError) -> ExitCode {
     match error {
         StackError::PortTaken { .. }
         | StackError::KafkaMissing { .. }

@@ -2,15 +2,19 @@
 //!
 //! - [`stack`] starts Apache Kafka (KRaft), PostgreSQL and Redis as supervised child
 //!   processes on loopback with temporary data, or connects to external ones, and makes
-//!   sure none of them outlives faultline.
-//!
+//!   sure none of them outlives faultline;
 //! - [`platform`] holds what every service is built from: the event envelope, the
 //!   transactional outbox, idempotent consumers with a dead-letter topic, migrations,
-//!   metrics.
+//!   metrics;
+//! - [`services`] are the reference system's services (gateway, users, orders, inventory,
+//!   payments, shipping, notifications, analytics, ingest), each run as its own process by
+//!   `faultline serve`;
+//! - [`supervisor`] runs the whole system: stack, one database per service, every replica
+//!   as a supervised process, the gateway in front (`faultline system up`).
 //!
-//! The services of the reference system (gateway, users, orders, inventory, payments,
-//! shipping, notifications, analytics, ingest) will live beside it; nothing in `loadgen`,
-//! `chaos` or `reports` depends on this crate.
+//! Nothing in `loadgen`, `chaos` or `reports` depends on this crate.
 
 pub mod platform;
+pub mod services;
 pub mod stack;
+pub mod supervisor;

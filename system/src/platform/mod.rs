@@ -5,10 +5,16 @@
 //! - [`consumer`]: idempotent consumers (event id recorded in the same transaction as the
 //!   state change) that dead-letter what they cannot read;
 //! - [`migrate`]: each service's own schema, migrated safely by concurrent replicas;
-//! - [`metrics`]: the Prometheus metrics every service exposes.
+//! - [`metrics`]: the Prometheus metrics every service exposes;
+//! - [`http`]: the error type that becomes a response, health and metrics routes, trace
+//!   context and request timing.
 
+pub mod auth;
+pub mod breaker;
 pub mod consumer;
 pub mod envelope;
+pub mod http;
 pub mod metrics;
 pub mod migrate;
+pub mod notify;
 pub mod outbox;

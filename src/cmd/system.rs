@@ -1,0 +1,190 @@
+//! `faultline system ...`: the whole reference system on this machine (`up`), or its
+//! catalogue (`seed`).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use faultline_system::platform::migrate;
+use faultline_system::services::inventory;
+use faultline_system::services::serve::ServiceKind;
+use faultline_system::supervisor::{System, SystemError, SystemSpec};
+
+use super::stack::StackArgs;
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Bring the stack up (or use external components), start every service as a
+    /// supervised process (restarted with backoff if it dies), wait until all are ready,
+    /// seed the catalogue, and print the stack's three lines, GATEWAY_URL and one
+    /// SERVICE_<NAME>_<replica>=URL pid=PID line per process. Stays up until Ctrl-C.
+    Up(UpArgs),
+    /// Create products 1..=N with the given stock in an inventory database.
+    Seed(SeedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+
+    /// Replicas per service, e.g. `orders=2,inventory=2` (the gateway runs one).
+    #[arg(long, value_delimiter = ',', value_name = "SERVICE=N")]
+    replicas: Vec<String>,
+
+    /// Probability that a payment fails (the saga then compensates).
+    #[arg(long, default_value_t = 0.0)]
+    payments_fail_rate: f64,
+
+    /// Time each payment takes, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    payments_latency_ms: u64,
+
+    /// Probability that scheduling a shipment fails.
+    #[arg(long, default_value_t = 0.0)]
+    shipping_fail_rate: f64,
+
+    /// Products in the seeded catalogue.
+    #[arg(long, default_value_t = 100)]
+    products: i64,
+
+    /// Units in stock of each product.
+    #[arg(long, default_value_t = 1_000_000)]
+    stock: i32,
+
+    /// Gateway rate limit, requests per second per user (0: off).
+    #[arg(long, default_value_t = 1000.0)]
+    rate_limit: f64,
+
+    /// HS256 secret for tokens (random when not given).
+    #[arg(long, env = "FAULTLINE_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+
+    /// Notifications also POST to this URL.
+    #[arg(long)]
+    webhook_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// The inventory service's database.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    #[arg(long, default_value_t = 100)]
+    products: i64,
+    #[arg(long, default_value_t = 1_000_000)]
+    stock: i32,
+}
+
+pub async fn run(command: SystemCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        SystemCommand::Up(args) => up(args).await,
+        SystemCommand::Seed(args) => seed(args).await,
+    }
+}
+
+fn parse_replicas(values: &[String]) -> Result<HashMap<ServiceKind, usize>, String> {
+    let mut replicas = HashMap::new();
+    for value in values {
+        let (name, count) = value
+            .split_once('=')
+            .ok_or_else(|| format!("--replicas {value:?}: expected SERVICE=N"))?;
+        let kind = ServiceKind::ALL
+            .into_iter()
+            .find(|k| k.name() == name.trim())
+            .ok_or_else(|| format!("--replicas {value:?}: unknown service {name:?}"))?;
+        if kind == ServiceKind::Gateway {
+            return Err("--replicas: the gateway runs one replica".into());
+        }
+        let count: usize = count
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=8).contains(n))
+            .ok_or_else(|| format!("--replicas {value:?}: give 1 to 8 replicas"))?;
+        replicas.insert(kind, count);
+    }
+    Ok(replicas)
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let replicas = match parse_replicas(&args.replicas) {
+        Ok(replicas) => replicas,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    for (flag, rate) in [("--payments-fail-rate", args.payments_fail_rate), ("--shipping-fail-rate", args.shipping_fail_rate)] {
+        if !(0.0..=1.0).contains(&rate) {
+            eprintln!("error: {flag} {rate} is not between 0 and 1");
+            return Ok(ExitCode::from(2));
+        }
+    }
+    let mut spec = SystemSpec::new(std::env::current_exe().context("finding the faultline binary")?);
+    spec.stack = args.stack.spec();
+    spec.replicas = replicas;
+    spec.payments_fail_rate = args.payments_fail_rate;
+    spec.payments_latency_ms = args.payments_latency_ms;
+    spec.shipping_fail_rate = args.shipping_fail_rate;
+    spec.products = args.products;
+    spec.stock = args.stock;
+    spec.rate_limit = args.rate_limit;
+    spec.jwt_secret = args.jwt_secret;
+    if let Some(url) = args.webhook_url {
+        spec.extra_args.insert(ServiceKind::Notifications, vec!["--webhook-url".into(), url]);
+    }
+    let started = std::time::Instant::now();
+    let system = match System::start(spec).await {
+        Ok(system) => system,
+        Err(error) => {
+            eprintln!("error: {error}");
+            let code = match error {
+                SystemError::Stack(ref stack) => super::stack::exit_code_for(stack),
+                SystemError::Invalid(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            };
+            return Ok(code);
+        }
+    };
+    tracing::info!(seconds = format!("{:.1}", started.elapsed().as_secs_f64()), "the system is up");
+    {
+        let mut stdout = std::io::stdout().lock();
+        if let Some(stack) = system.stack() {
+            for line in stack.endpoints().env_lines() {
+                writeln!(stdout, "{line}")?;
+            }
+        }
+        writeln!(stdout, "GATEWAY_URL={}", system.gateway_url)?;
+        for (name, url, pid) in system.services() {
+            writeln!(stdout, "{name}={url} pid={}", pid.map_or("-".to_string(), |p| p.to_string()))?;
+        }
+        stdout.flush()?;
+    }
+    tracing::info!("press Ctrl-C (or send SIGTERM) to stop");
+    super::terminated().await;
+    system.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn seed(args: SeedArgs) -> anyhow::Result<ExitCode> {
+    if args.products < 1 || args.stock < 0 {
+        eprintln!("error: --products must be at least 1 and --stock at least 0");
+        return Ok(ExitCode::from(2));
+    }
+    let pool = migrate::pool(&args.database_url, 2)?;
+    let mut client = tokio::time::timeout(Duration::from_secs(10), pool.get())
+        .await
+        .context("connecting to the inventory database timed out")?
+        .context("connecting to the inventory database")?;
+    migrate::migrate(&mut client, inventory::NAME, inventory::MIGRATIONS).await?;
+    drop(client);
+    let created = inventory::seed(&pool, args.products, args.stock)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("created {created} products ({} requested), {} units each where new", args.products, args.stock);
+    Ok(ExitCode::SUCCESS)
+}

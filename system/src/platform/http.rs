@@ -1,0 +1,315 @@
+//! The HTTP side every service shares: one error type that becomes a JSON response, a JSON
+//! extractor whose rejections use it, health and metrics routes, and a middleware that
+//! carries the W3C trace context and a request id and times every request.
+//!
+//! A 500 says little to the client ("internal error" and the request id); the cause is
+//! logged with the trace id, so the two can be matched.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+
+use super::metrics::Metrics;
+
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Set by the gateway after it validated the caller's token; services behind it trust it.
+pub const USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+
+/// Every error a handler can answer with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("rate limit exceeded")]
+    TooManyRequests { retry_after: Duration },
+    /// The server gave up waiting for something upstream (504).
+    #[error("{0}")]
+    Timeout(String),
+    /// A long-poll's wait ran out before the condition held (408).
+    #[error("{0}")]
+    WaitExpired(String),
+    #[error("{0}")]
+    Unavailable(String),
+    /// Logged in full; the client sees only "internal error".
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn internal(error: impl std::fmt::Display) -> ApiError {
+        ApiError::Internal(error.to_string())
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::WaitExpired(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        ApiError::Internal(format!("database: {error}"))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        ApiError::Unavailable(format!("database unavailable: {error}"))
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = match &self {
+            ApiError::Internal(cause) => {
+                tracing::error!(%cause, "internal error");
+                "internal error".to_string()
+            }
+            other => other.to_string(),
+        };
+        let kind = status.canonical_reason().unwrap_or("error");
+        let mut response = (status, axum::Json(ErrorBody { error: kind, message })).into_response();
+        if let ApiError::TooManyRequests { retry_after } = &self {
+            let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}
+
+/// `axum::Json` whose rejection is an [`ApiError::BadRequest`] naming the field and the
+/// position (axum reports serde's path, e.g. `items[0].quantity: invalid type`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<S, T> FromRequest<S> for Json<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Json(value)),
+            Err(rejection) => Err(ApiError::BadRequest(rejection.body_text())),
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// One readiness check: a name and a probe that says what is wrong.
+pub type ReadinessProbe =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// Health and metrics routes, with the probes `/health/ready` runs.
+#[derive(Clone)]
+pub struct Operational {
+    pub metrics: Metrics,
+    pub probes: Vec<(&'static str, ReadinessProbe)>,
+}
+
+/// `/health/live`, `/health/ready` and `/metrics`.
+pub fn operational_routes(operational: Operational) -> Router {
+    Router::new()
+        .route("/health/live", get(|| async { "live" }))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(render_metrics))
+        .with_state(operational)
+}
+
+async fn ready(State(operational): State<Operational>) -> Response {
+    let mut failures = Vec::new();
+    for (name, probe) in &operational.probes {
+        match tokio::time::timeout(Duration::from_secs(2), probe()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => failures.push(format!("{name}: {reason}")),
+            Err(_) => failures.push(format!("{name}: no answer within 2 s")),
+        }
+    }
+    if failures.is_empty() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, failures.join("; ")).into_response()
+    }
+}
+
+async fn render_metrics(State(operational): State<Operational>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        operational.metrics.render(),
+    )
+        .into_response()
+}
+
+/// The trace context of one request, available to handlers as an extension.
+#[derive(Debug, Clone)]
+pub struct TraceContext {
+    pub trace_id: String,
+    pub traceparent: String,
+    pub request_id: String,
+}
+
+impl TraceContext {
+    /// Continues the caller's `traceparent` (with a new span id) or starts a trace.
+    pub fn from_headers(headers: &HeaderMap) -> TraceContext {
+        let incoming = headers
+            .get(&TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_traceparent);
+        let trace_id = incoming.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let span_id = &uuid::Uuid::new_v4().simple().to_string()[..16];
+        let request_id = headers
+            .get(&REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .map(str::to_string)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        TraceContext {
+            traceparent: format!("00-{trace_id}-{span_id}-01"),
+            trace_id,
+            request_id,
+        }
+    }
+}
+
+/// The trace id of a valid W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
+fn parse_traceparent(value: &str) -> Option<String> {
+    let parts: Vec<&str> = value.split('-').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit());
+    match parts.as_slice() {
+        [version, trace, span, flags]
+            if hex(version, 2) && hex(trace, 32) && hex(span, 16) && hex(flags, 2) && *trace != "0".repeat(32) =>
+        {
+            Some(trace.to_ascii_lowercase())
+        }
+        _ => None,
+    }
+}
+
+/// The route pattern of a response, for handlers that route by themselves (the gateway);
+/// [`observe`] prefers it to the label "unmatched".
+#[derive(Debug, Clone, Copy)]
+pub struct RouteLabel(pub &'static str);
+
+/// Middleware (install with `Router::route_layer`, so that the matched route is known):
+/// trace context in and out, a span with the trace id around the handler, and
+/// the request timed into `http_request_duration_seconds` by route, method and status.
+pub async fn observe(State(metrics): State<Metrics>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let context = TraceContext::from_headers(request.headers());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = request.method().to_string();
+    request.extensions_mut().insert(context.clone());
+    let span = tracing::info_span!("request", trace_id = %context.trace_id, request_id = %context.request_id, %method, %route);
+    let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    let status = response.status();
+    let route = match response.extensions().get::<RouteLabel>() {
+        Some(label) => label.0.to_string(),
+        None => route,
+    };
+    metrics
+        .http_requests
+        .with_label_values(&[&route, &method, status.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    if status.is_server_error() {
+        span.in_scope(|| tracing::warn!(status = status.as_u16(), "request failed"));
+    }
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&context.traceparent) {
+        headers.insert(TRACEPARENT, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&context.request_id) {
+        headers.insert(REQUEST_ID, value);
+    }
+    response
+}
+
+/// Serves `router` on `listener` until `shutdown`, then lets in-flight requests finish
+/// (for at most `drain`).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: tokio_util::sync::CancellationToken,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let stopping = shutdown.clone();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move { stopping.cancelled().await });
+    let server = tokio::spawn(async move { server.await });
+    shutdown.cancelled().await;
+    match tokio::time::timeout(drain, server).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => Err(std::io::Error::other(join.to_string())),
+        Err(_) => {
+            tracing::warn!(?drain, "in-flight requests did not finish in time");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_valid_traceparent_is_continued_and_garbage_starts_a_new_trace() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            TRACEPARENT,
+            HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        );
+        let context = TraceContext::from_headers(&headers);
+        assert_eq!(context.trace_id, "0af7651916cd43dd8448eb211c80319c");
+        assert!(context.traceparent.starts_with("00-0af7651916cd43dd8448eb211c80319c-"));
+        assert!(!context.traceparent.contains("b7ad6b7169203331"), "a new span id");
+
+        headers.insert(TRACEPARENT, HeaderValue::from_static("00-zz-yy-01"));
+        let fresh = TraceContext::from_headers(&headers);
+        assert_eq!(fresh.trace_id.len(), 32);
+        assert_ne!(fresh.trace_id, "0af7651916cd43dd8448eb211c80319c");
+    }
+}

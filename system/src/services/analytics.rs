@@ -1,0 +1,301 @@
+//! Analytics: the CQRS read side. It consumes `orders.events` into a denormalized view per
+//! order and running aggregates, in its own database, and serves them.
+//!
+//! `GET /orders/{id}/view?min_version=N&wait=5s` long-polls until the view has reached
+//! version N: the consumer `NOTIFY`s in the transaction that changes a view, and every
+//! replica's [`Listener`] wakes its waiters, so a client learns of the change as soon as it
+//! commits. This is how the consistency window (write acknowledged -> read model serves it)
+//! is measured from outside, with no polling loop. Projection lag (event time to applied
+//! time) is a metric, and part of the summary.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use prometheus::{Gauge, Opts};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+use super::messages::{self, types, OrderChanged, V1};
+use super::orders::caller;
+use crate::platform::consumer::{EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA};
+use crate::platform::envelope::Envelope;
+use crate::platform::http::{ApiError, Json};
+use crate::platform::metrics::Metrics;
+use crate::platform::migrate::Migration;
+use crate::platform::notify::Listener;
+
+pub const NAME: &str = "analytics";
+/// The channel views are announced on.
+pub const VIEW_CHANNEL: &str = "order_views";
+/// The longest a long-poll may wait.
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
+
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "processed events", sql: PROCESSED_EVENTS_SCHEMA },
+    Migration {
+        version: 2,
+        name: "order views and aggregates",
+        sql: "
+CREATE TABLE order_views (
+    order_id     UUID PRIMARY KEY,
+    user_id      UUID NOT NULL,
+    status       TEXT NOT NULL,
+    step         TEXT NOT NULL,
+    items        JSONB NOT NULL,
+    amount_cents BIGINT,
+    reason       TEXT,
+    version      BIGINT NOT NULL,
+    created_at   TIMESTAMPTZ NOT NULL,
+    updated_at   TIMESTAMPTZ NOT NULL,
+    projected_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE order_totals (
+    status        TEXT PRIMARY KEY,
+    orders        BIGINT NOT NULL,
+    amount_cents  BIGINT NOT NULL
+);",
+    },
+];
+
+pub const TOPICS: &[&str] = &[messages::ORDERS_EVENTS];
+
+#[derive(Debug, Serialize)]
+pub struct OrderView {
+    pub order_id: Uuid,
+    pub user_id: Uuid,
+    pub status: String,
+    pub step: String,
+    pub items: serde_json::Value,
+    pub amount_cents: Option<i64>,
+    pub reason: Option<String>,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub projected_at: DateTime<Utc>,
+}
+
+#[derive(Clone)]
+struct ViewState {
+    pool: Pool,
+    views: Listener,
+}
+
+/// `GET /orders/{id}/view`, `GET /analytics/summary`.
+pub fn routes(pool: Pool, views: Listener) -> Router {
+    Router::new()
+        .route("/orders/{id}/view", get(get_view))
+        .route("/analytics/summary", get(summary))
+        .with_state(ViewState { pool, views })
+}
+
+#[derive(Debug, Deserialize)]
+struct ViewQuery {
+    min_version: Option<i64>,
+    /// e.g. `5s`, `250ms`.
+    wait: Option<String>,
+}
+
+async fn load_view(pool: &Pool, order_id: Uuid) -> Result<Option<OrderView>, ApiError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT order_id, user_id, status, step, items, amount_cents, reason, version, created_at, updated_at, projected_at
+             FROM order_views WHERE order_id = $1",
+            &[&order_id],
+        )
+        .await?;
+    Ok(row.map(|row| OrderView {
+        order_id: row.get(0),
+        user_id: row.get(1),
+        status: row.get(2),
+        step: row.get(3),
+        items: row.get(4),
+        amount_cents: row.get(5),
+        reason: row.get(6),
+        version: row.get(7),
+        created_at: row.get(8),
+        updated_at: row.get(9),
+        projected_at: row.get(10),
+    }))
+}
+
+async fn get_view(
+    State(state): State<ViewState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<ViewQuery>,
+) -> Result<Json<OrderView>, ApiError> {
+    let user_id = caller(&headers)?;
+    let order_id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound(format!("no order {id}")))?;
+    let wait = match &query.wait {
+        Some(text) => humantime::parse_duration(text)
+            .map_err(|e| ApiError::BadRequest(format!("wait: {text:?} is not a duration ({e})")))?,
+        None => Duration::ZERO,
+    };
+    if wait > MAX_WAIT {
+        return Err(ApiError::BadRequest(format!("wait: at most {}s", MAX_WAIT.as_secs())));
+    }
+    let min_version = query.min_version.unwrap_or(1);
+    let deadline = Instant::now() + wait;
+    // Subscribe before looking, so a change between the look and the wait is not missed.
+    let mut changes = state.views.subscribe();
+    let target = order_id.to_string();
+    loop {
+        if let Some(view) = load_view(&state.pool, order_id).await? {
+            if view.user_id != user_id {
+                return Err(ApiError::NotFound(format!("no order {order_id}")));
+            }
+            if view.version >= min_version {
+                return Ok(Json(view));
+            }
+        }
+        // Wait for a change of this order (or a lagged channel, which may hide one).
+        let woke = loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break false;
+            }
+            match tokio::time::timeout(remaining, changes.recv()).await {
+                Ok(Ok(changed)) if changed == target => break true,
+                Ok(Ok(_)) => continue,
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => break true,
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) | Err(_) => break false,
+            }
+        };
+        if !woke {
+            return Err(ApiError::WaitExpired(format!(
+                "the view of order {order_id} did not reach version {min_version} within {wait:?}"
+            )));
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub orders: i64,
+    pub by_status: serde_json::Value,
+    pub revenue_cents: i64,
+    /// Seconds between the newest applied event's time and its projection.
+    pub projection_lag_seconds: f64,
+}
+
+async fn summary(State(state): State<ViewState>, headers: HeaderMap) -> Result<Json<Summary>, ApiError> {
+    caller(&headers)?;
+    let client = state.pool.get().await?;
+    let rows = client.query("SELECT status, orders, amount_cents FROM order_totals", &[]).await?;
+    let mut by_status = serde_json::Map::new();
+    let mut orders = 0;
+    let mut revenue = 0;
+    for row in &rows {
+        let (status, count, amount): (String, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        orders += count;
+        if status == "COMPLETED" {
+            revenue = amount;
+        }
+        by_status.insert(status, serde_json::json!(count));
+    }
+    let lag: Option<f64> = client
+        .query_one(
+            "SELECT EXTRACT(EPOCH FROM (projected_at - updated_at))::FLOAT8 FROM order_views ORDER BY projected_at DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .ok()
+        .and_then(|row| row.get(0));
+    Ok(Json(Summary {
+        orders,
+        by_status: serde_json::Value::Object(by_status),
+        revenue_cents: revenue,
+        projection_lag_seconds: lag.unwrap_or(0.0),
+    }))
+}
+
+/// Applies `order.created` / `order.updated` to the view and the totals.
+pub struct Projector {
+    lag: Gauge,
+}
+
+impl Projector {
+    #[allow(clippy::expect_used)]
+    pub fn new(metrics: &Metrics) -> Projector {
+        // A constant definition: registration fails only on a programming error.
+        let lag = Gauge::with_opts(Opts::new(
+            "projection_lag_seconds",
+            "Seconds from an order event's time to its projection into the read model",
+        ))
+        .expect("valid metric");
+        metrics.registry.register(Box::new(lag.clone())).expect("unique metric");
+        Projector { lag }
+    }
+}
+
+impl EventHandler for Projector {
+    async fn handle<'a>(&'a self, tx: &'a Transaction<'a>, event: &'a Envelope) -> Result<(), HandleError> {
+        if event.version != V1 || !matches!(event.event_type.as_str(), types::ORDER_CREATED | types::ORDER_UPDATED) {
+            return Err(HandleError::Poison(format!("analytics does not handle {} v{}", event.event_type, event.version)));
+        }
+        let order: OrderChanged = event.payload_as().map_err(|e| HandleError::Poison(e.to_string()))?;
+        let previous = tx
+            .query_opt("SELECT status, version, amount_cents FROM order_views WHERE order_id = $1 FOR UPDATE", &[&order.order_id])
+            .await?;
+        if let Some(row) = &previous {
+            if row.get::<_, i64>(1) >= order.version {
+                return Ok(()); // an older or repeated state: the view is already past it
+            }
+        }
+        let items = serde_json::to_value(&order.items).map_err(|e| HandleError::Poison(e.to_string()))?;
+        tx.execute(
+            "INSERT INTO order_views (order_id, user_id, status, step, items, amount_cents, reason, version, created_at, updated_at, projected_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
+             ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, step = EXCLUDED.step, items = EXCLUDED.items,
+                 amount_cents = EXCLUDED.amount_cents, reason = EXCLUDED.reason, version = EXCLUDED.version,
+                 updated_at = EXCLUDED.updated_at, projected_at = now()",
+            &[
+                &order.order_id,
+                &order.user_id,
+                &order.status,
+                &order.step,
+                &items,
+                &order.amount_cents,
+                &order.reason,
+                &order.version,
+                &order.created_at,
+                &order.updated_at,
+            ],
+        )
+        .await?;
+        let old_status: Option<String> = previous.as_ref().map(|r| r.get(0));
+        let old_amount: i64 = previous.as_ref().and_then(|r| r.get::<_, Option<i64>>(2)).unwrap_or(0);
+        if old_status.as_deref() != Some(order.status.as_str()) {
+            if let Some(old) = &old_status {
+                tx.execute(
+                    "UPDATE order_totals SET orders = orders - 1, amount_cents = amount_cents - $2 WHERE status = $1",
+                    &[old, &old_amount],
+                )
+                .await?;
+            }
+            tx.execute(
+                "INSERT INTO order_totals (status, orders, amount_cents) VALUES ($1, 1, $2)
+                 ON CONFLICT (status) DO UPDATE SET orders = order_totals.orders + 1, amount_cents = order_totals.amount_cents + $2",
+                &[&order.status, &order.amount_cents.unwrap_or(0)],
+            )
+            .await?;
+        } else if old_amount != order.amount_cents.unwrap_or(0) {
+            tx.execute(
+                "UPDATE order_totals SET amount_cents = amount_cents + $2 WHERE status = $1",
+                &[&order.status, &(order.amount_cents.unwrap_or(0) - old_amount)],
+            )
+            .await?;
+        }
+        tx.execute("SELECT pg_notify($1, $2)", &[&VIEW_CHANNEL, &order.order_id.to_string()]).await?;
+        let lag = (Utc::now() - event.occurred_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+        self.lag.set(lag.max(0.0));
+        Ok(())
+    }
+}

@@ -1,0 +1,426 @@
+//! The API gateway: the system's only public entry.
+//!
+//! For each request it: finds the route (path prefix -> upstream service), checks the bearer
+//! JWT where the route needs one (signature and expiry) and passes the user on as
+//! `x-user-id` (a client's own `x-user-id` is dropped), applies a per-user token bucket
+//! (429 with Retry-After), picks a replica round-robin among those that pass active health
+//! checks and whose circuit breaker lets calls through, forwards with a timeout, and carries
+//! `traceparent` and `x-request-id` through (the [`observe`] middleware creates them).
+//! Idempotent requests (GET, HEAD) that fail to connect are tried once more on another
+//! replica; others are not, since they may have been applied.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Router};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use prometheus::{IntGaugeVec, Opts};
+use tokio_util::sync::CancellationToken;
+
+use crate::platform::auth::{AuthError, Tokens};
+use crate::platform::breaker::CircuitBreaker;
+use crate::platform::http::{ApiError, RouteLabel, TraceContext, REQUEST_ID, TRACEPARENT, USER_ID};
+use crate::platform::metrics::Metrics;
+
+pub const NAME: &str = "gateway";
+
+/// The upstream services the gateway routes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Upstream {
+    Users,
+    Inventory,
+    Orders,
+    Analytics,
+    Ingest,
+}
+
+impl Upstream {
+    pub const ALL: [Upstream; 5] = [Upstream::Users, Upstream::Inventory, Upstream::Orders, Upstream::Analytics, Upstream::Ingest];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Upstream::Users => "users",
+            Upstream::Inventory => "inventory",
+            Upstream::Orders => "orders",
+            Upstream::Analytics => "analytics",
+            Upstream::Ingest => "ingest",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Upstream> {
+        Upstream::ALL.into_iter().find(|u| u.name() == name)
+    }
+}
+
+/// Where a public path goes: the upstream, whether it needs a token, and the route's
+/// pattern (the metrics label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub upstream: Upstream,
+    pub authenticated: bool,
+    pub pattern: &'static str,
+    /// A long-poll: its timeout is the longest wait it may ask for, plus a margin.
+    pub long_poll: bool,
+}
+
+/// The public API's routing table. Paths are forwarded without the `/api` prefix.
+pub fn route(method: &Method, path: &str) -> Option<Route> {
+    let rest = path.strip_prefix("/api/")?;
+    let segments: Vec<&str> = rest.split('/').collect();
+    let r = |upstream, authenticated, pattern| Some(Route { upstream, authenticated, pattern, long_poll: false });
+    match (method, segments.as_slice()) {
+        (&Method::POST, ["users", "register"]) => r(Upstream::Users, false, "/api/users/register"),
+        (&Method::POST, ["users", "login"]) => r(Upstream::Users, false, "/api/users/login"),
+        (_, ["users", "me"]) => r(Upstream::Users, true, "/api/users/me"),
+        (&Method::GET, ["products"]) => r(Upstream::Inventory, false, "/api/products"),
+        (&Method::GET, ["products", _]) => r(Upstream::Inventory, false, "/api/products/{id}"),
+        (&Method::POST, ["orders"]) => r(Upstream::Orders, true, "/api/orders"),
+        (&Method::GET, ["orders", _]) => r(Upstream::Orders, true, "/api/orders/{id}"),
+        (&Method::GET, ["orders", _, "view"]) => Some(Route {
+            upstream: Upstream::Analytics,
+            authenticated: true,
+            pattern: "/api/orders/{id}/view",
+            long_poll: true,
+        }),
+        (&Method::GET, ["analytics", "summary"]) => r(Upstream::Analytics, true, "/api/analytics/summary"),
+        (&Method::POST, ["ingest", "events"]) => r(Upstream::Ingest, true, "/api/ingest/events"),
+        _ => None,
+    }
+}
+
+/// A token bucket per key (user id, or client address for anonymous calls), in shards so
+/// that concurrent requests rarely meet on one lock.
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    shards: Vec<Mutex<HashMap<String, (f64, Instant)>>>,
+}
+
+impl RateLimiter {
+    pub fn new(rate_per_second: f64, burst: u32) -> RateLimiter {
+        RateLimiter {
+            rate: rate_per_second,
+            burst: f64::from(burst.max(1)),
+            shards: (0..16).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+
+    /// `Ok` if `key` may make a call now, else how long until it may.
+    pub fn check(&self, key: &str) -> Result<(), Duration> {
+        if self.rate <= 0.0 {
+            return Ok(()); // limiting off
+        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut hasher);
+        let shard = &self.shards[(hasher.finish() % self.shards.len() as u64) as usize];
+        let mut buckets = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = Instant::now();
+        let (tokens, last) = buckets.entry(key.to_string()).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - *tokens) / self.rate))
+        }
+    }
+}
+
+/// One replica of an upstream: its address, health and breaker.
+pub struct Replica {
+    pub base: String,
+    pub healthy: AtomicBool,
+    pub breaker: CircuitBreaker,
+}
+
+/// The replicas of one upstream, taken round-robin.
+pub struct ReplicaSet {
+    pub replicas: Vec<Arc<Replica>>,
+    next: AtomicUsize,
+}
+
+impl ReplicaSet {
+    pub fn new(bases: &[String]) -> ReplicaSet {
+        ReplicaSet {
+            replicas: bases
+                .iter()
+                .map(|base| {
+                    Arc::new(Replica {
+                        base: base.trim_end_matches('/').to_string(),
+                        // Optimistic until the first health check says otherwise.
+                        healthy: AtomicBool::new(true),
+                        breaker: CircuitBreaker::new(5, Duration::from_secs(5)),
+                    })
+                })
+                .collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The next replica that is healthy and whose breaker admits a call, skipping `avoid`.
+    fn pick(&self, avoid: Option<&Arc<Replica>>) -> Option<Arc<Replica>> {
+        let count = self.replicas.len();
+        for _ in 0..count {
+            let index = self.next.fetch_add(1, Ordering::Relaxed) % count;
+            let replica = &self.replicas[index];
+            if avoid.is_some_and(|a| Arc::ptr_eq(a, replica)) || !replica.healthy.load(Ordering::Relaxed) {
+                continue;
+            }
+            if replica.breaker.try_acquire() {
+                return Some(replica.clone());
+            }
+        }
+        None
+    }
+}
+
+/// Gateway settings.
+#[derive(Clone)]
+pub struct GatewayConfig {
+    pub upstreams: HashMap<Upstream, Vec<String>>,
+    pub tokens: Tokens,
+    pub rate_per_user: f64,
+    pub burst: u32,
+    pub request_timeout: Duration,
+    pub health_interval: Duration,
+}
+
+#[derive(Clone)]
+pub struct Gateway {
+    sets: Arc<HashMap<Upstream, ReplicaSet>>,
+    client: Client<HttpConnector, Body>,
+    tokens: Tokens,
+    limiter: Arc<RateLimiter>,
+    timeout: Duration,
+}
+
+impl Gateway {
+    pub fn new(config: &GatewayConfig) -> Gateway {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Gateway {
+            sets: Arc::new(config.upstreams.iter().map(|(u, bases)| (*u, ReplicaSet::new(bases))).collect()),
+            client,
+            tokens: config.tokens.clone(),
+            limiter: Arc::new(RateLimiter::new(config.rate_per_user, config.burst)),
+            timeout: config.request_timeout,
+        }
+    }
+
+    /// Checks every replica's `/health/ready` every `interval` until `shutdown`, and keeps
+    /// the breaker-state gauge current.
+    pub async fn health_checks(self, interval: Duration, metrics: Metrics, shutdown: CancellationToken) {
+        let breaker_gauge = breaker_gauge(&metrics);
+        let mut tick = tokio::time::interval(interval);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for (upstream, set) in self.sets.iter() {
+                for replica in &set.replicas {
+                    let uri: Result<Uri, _> = format!("{}/health/ready", replica.base).parse();
+                    let Ok(uri) = uri else { continue };
+                    let probe = self.client.get(uri);
+                    let healthy = matches!(
+                        tokio::time::timeout(Duration::from_secs(1), probe).await,
+                        Ok(Ok(response)) if response.status().is_success()
+                    );
+                    if replica.healthy.swap(healthy, Ordering::Relaxed) != healthy {
+                        tracing::info!(upstream = upstream.name(), replica = %replica.base, healthy, "replica health changed");
+                    }
+                    breaker_gauge
+                        .with_label_values(&[upstream.name(), &replica.base])
+                        .set(replica.breaker.state().as_gauge());
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::expect_used)]
+fn breaker_gauge(metrics: &Metrics) -> IntGaugeVec {
+    // A constant definition: registration fails only on a programming error.
+    let gauge = IntGaugeVec::new(
+        Opts::new("circuit_breaker_state", "Circuit breaker per upstream replica: 0 closed, 1 open, 2 half-open"),
+        &["upstream", "replica"],
+    )
+    .expect("valid metric");
+    metrics.registry.register(Box::new(gauge.clone())).expect("unique metric");
+    gauge
+}
+
+/// The gateway's router: everything goes through [`proxy`].
+pub fn routes(gateway: Gateway) -> Router {
+    Router::new().fallback(proxy).with_state(gateway)
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+async fn proxy(
+    State(gateway): State<Gateway>,
+    Extension(trace): Extension<TraceContext>,
+    request: Request,
+) -> Response {
+    let path = request.uri().path().to_string();
+    let Some(route) = route(request.method(), &path) else {
+        return ApiError::NotFound(format!("no route for {} {path}", request.method())).into_response();
+    };
+    let mut response = match forward(&gateway, route, &trace, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    response.extensions_mut().insert(RouteLabel(route.pattern));
+    response
+}
+
+async fn forward(gateway: &Gateway, route: Route, trace: &TraceContext, request: Request) -> Result<Response, ApiError> {
+    let (mut parts, body) = request.into_parts();
+    // Never trust a client's claim to be someone.
+    parts.headers.remove(&USER_ID);
+    let limit_key = if route.authenticated {
+        let token = bearer(&parts.headers).ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
+        let user = gateway.tokens.validate(token).map_err(|e| match e {
+            AuthError::Expired => ApiError::Unauthorized("the token has expired".into()),
+            _ => ApiError::Unauthorized("the token is not valid".into()),
+        })?;
+        let value = HeaderValue::from_str(&user.to_string()).map_err(ApiError::internal)?;
+        parts.headers.insert(USER_ID, value);
+        user.to_string()
+    } else {
+        // Anonymous calls are limited per client address as the gateway saw it.
+        parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_else(|| "anonymous".into())
+    };
+    gateway
+        .limiter
+        .check(&limit_key)
+        .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
+
+    for name in HOP_BY_HOP {
+        parts.headers.remove(name);
+    }
+    parts.headers.insert(TRACEPARENT, HeaderValue::from_str(&trace.traceparent).map_err(ApiError::internal)?);
+    parts.headers.insert(REQUEST_ID, HeaderValue::from_str(&trace.request_id).map_err(ApiError::internal)?);
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str().strip_prefix("/api").unwrap_or(pq.as_str()).to_string())
+        .unwrap_or_else(|| "/".into());
+
+    let set = gateway
+        .sets
+        .get(&route.upstream)
+        .ok_or_else(|| ApiError::Unavailable(format!("no replicas of {} are configured", route.upstream.name())))?;
+    let retryable = matches!(parts.method, Method::GET | Method::HEAD);
+    let mut body = Some(body);
+    let mut tried: Option<Arc<Replica>> = None;
+    let timeout = if route.long_poll {
+        gateway.timeout.max(super::analytics::MAX_WAIT + Duration::from_secs(5))
+    } else {
+        gateway.timeout
+    };
+    for attempt in 0..2 {
+        let replica = set.pick(tried.as_ref()).ok_or_else(|| {
+            ApiError::Unavailable(format!("no healthy replica of {} is available", route.upstream.name()))
+        })?;
+        let uri: Uri = format!("{}{}", replica.base, path_and_query).parse().map_err(ApiError::internal)?;
+        let mut outgoing = axum::http::Request::from_parts(parts.clone(), body.take().unwrap_or_default());
+        *outgoing.uri_mut() = uri;
+        match tokio::time::timeout(timeout, gateway.client.request(outgoing)).await {
+            Err(_) => {
+                replica.breaker.record_failure();
+                return Err(ApiError::Timeout(format!("{} did not answer within {timeout:?}", route.upstream.name())));
+            }
+            Ok(Err(error)) => {
+                replica.breaker.record_failure();
+                tracing::warn!(upstream = route.upstream.name(), replica = %replica.base, %error, "upstream request failed");
+                // Only a failure to connect proves the request was not sent.
+                if retryable && attempt == 0 && error.is_connect() {
+                    tried = Some(replica);
+                    continue;
+                }
+                return Err(ApiError::Unavailable(format!("{} is unavailable", route.upstream.name())));
+            }
+            Ok(Ok(response)) => {
+                if response.status().is_server_error() {
+                    replica.breaker.record_failure();
+                } else {
+                    replica.breaker.record_success();
+                }
+                let (mut parts, body) = response.into_parts();
+                for name in HOP_BY_HOP {
+                    parts.headers.remove(name);
+                }
+                return Ok(Response::from_parts(parts, Body::new(body)));
+            }
+        }
+    }
+    Err(ApiError::Unavailable(format!("{} is unavailable", route.upstream.name())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_routing_table_sends_paths_to_their_services() {
+        let get = Method::GET;
+        let post = Method::POST;
+        assert_eq!(route(&post, "/api/users/login").map(|r| (r.upstream, r.authenticated)), Some((Upstream::Users, false)));
+        assert_eq!(route(&get, "/api/products/7").map(|r| r.upstream), Some(Upstream::Inventory));
+        assert_eq!(route(&get, "/api/orders/abc").map(|r| (r.upstream, r.authenticated)), Some((Upstream::Orders, true)));
+        assert_eq!(route(&get, "/api/orders/abc/view").map(|r| r.upstream), Some(Upstream::Analytics));
+        assert_eq!(route(&post, "/api/ingest/events").map(|r| r.upstream), Some(Upstream::Ingest));
+        assert_eq!(route(&get, "/api/admin/secret"), None);
+        assert_eq!(route(&get, "/health/ready"), None);
+    }
+
+    #[test]
+    fn the_token_bucket_allows_a_burst_then_limits_to_the_rate() {
+        let limiter = RateLimiter::new(10.0, 3);
+        assert!(limiter.check("u").is_ok());
+        assert!(limiter.check("u").is_ok());
+        assert!(limiter.check("u").is_ok());
+        let wait = limiter.check("u").expect_err("the burst is spent");
+        assert!(wait <= Duration::from_millis(100), "{wait:?}");
+        assert!(limiter.check("someone else").is_ok(), "buckets are per key");
+    }
+}

@@ -1,0 +1,68 @@
+//! Ingest: the "data processing" service of the documents. It accepts batches of telemetry
+//! events over HTTP and writes them to Kafka (`ingest.telemetry`), answering 202 only once
+//! Kafka acknowledged every event of the batch (acks=all): an accepted event is never lost.
+//! Events go straight to Kafka rather than through an outbox, since there is no state
+//! change to keep consistent with them.
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::Router;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use super::messages;
+use crate::platform::http::{ApiError, Json};
+
+pub const NAME: &str = "ingest";
+pub const TOPICS: &[&str] = &[messages::INGEST_TELEMETRY];
+/// The most events one request may carry.
+pub const MAX_BATCH: usize = 10_000;
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// `POST /ingest/events` with a JSON array of objects.
+pub fn routes(producer: FutureProducer) -> Router {
+    Router::new()
+        .route("/ingest/events", post(accept))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(producer)
+}
+
+async fn accept(
+    State(producer): State<FutureProducer>,
+    Json(events): Json<Vec<serde_json::Map<String, serde_json::Value>>>,
+) -> Result<impl IntoResponse, ApiError> {
+    if events.is_empty() || events.len() > MAX_BATCH {
+        return Err(ApiError::BadRequest(format!("give 1 to {MAX_BATCH} events")));
+    }
+    let mut deliveries = Vec::with_capacity(events.len());
+    for (index, event) in events.iter().enumerate() {
+        // Partition by the event's source when it names one, so a source's events stay in order.
+        let key = event
+            .get("source")
+            .and_then(|s| s.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| index.to_string());
+        let payload = serde_json::to_vec(event).map_err(ApiError::internal)?;
+        let record = FutureRecord::to(messages::INGEST_TELEMETRY).key(&key).payload(&payload);
+        match producer.send_result(record) {
+            Ok(delivery) => deliveries.push(delivery),
+            Err((error, _)) => {
+                return Err(ApiError::Unavailable(format!("Kafka refused event {index}: {error}")));
+            }
+        }
+    }
+    let accepted = deliveries.len();
+    for delivery in deliveries {
+        match tokio::time::timeout(Duration::from_secs(30), delivery).await {
+            Ok(Ok(Ok(_))) => {}
+            Ok(Ok(Err((error, _)))) => {
+                return Err(ApiError::Unavailable(format!("Kafka did not acknowledge the batch: {error}")))
+            }
+            _ => return Err(ApiError::Unavailable("Kafka did not acknowledge the batch in time".into())),
+        }
+    }
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "accepted": accepted }))))
+}

@@ -1,0 +1,318 @@
+//! Inventory: event-sourced stock with optimistic concurrency; it never oversells.
+//!
+//! Each product's stock is an append-only stream in `stock_events` (restocked, reserved,
+//! released), numbered by `version`. `stock_levels` holds the head of each stream (version
+//! and available quantity), updated in the same transaction as the append and only if the
+//! version is still the one read: a concurrent writer makes the update touch no row, and the
+//! whole command is retried from a fresh read. `available >= 0` is also a CHECK constraint,
+//! a second line of defence. [`audit`] re-derives every level from the events.
+//!
+//! The saga talks to it over Kafka: `inventory.reserve` reserves all items of an order or
+//! none (replying with the order's price, since inventory owns the catalogue), and
+//! `inventory.release` gives a reservation back, once.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::Router;
+use deadpool_postgres::Pool;
+use serde::Serialize;
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+use super::messages::{self, types, Amount, Failed, OrderItem, OrderRef, Reserve, V1};
+use crate::platform::consumer::{EventHandler, HandleError};
+use crate::platform::envelope::Envelope;
+use crate::platform::http::{ApiError, Json};
+use crate::platform::migrate::Migration;
+use crate::platform::outbox::{self, OUTBOX_SCHEMA};
+use crate::platform::consumer::PROCESSED_EVENTS_SCHEMA;
+
+pub const NAME: &str = "inventory";
+
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "outbox", sql: OUTBOX_SCHEMA },
+    Migration { version: 2, name: "processed events", sql: PROCESSED_EVENTS_SCHEMA },
+    Migration {
+        version: 3,
+        name: "products and stock",
+        sql: "
+CREATE TABLE products (
+    id          BIGINT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    price_cents BIGINT NOT NULL CHECK (price_cents >= 0)
+);
+CREATE TABLE stock_events (
+    product_id  BIGINT NOT NULL REFERENCES products (id),
+    version     BIGINT NOT NULL,
+    kind        TEXT NOT NULL,
+    quantity    INT NOT NULL,
+    order_id    UUID,
+    occurred_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (product_id, version)
+);
+CREATE TABLE stock_levels (
+    product_id BIGINT PRIMARY KEY REFERENCES products (id),
+    version    BIGINT NOT NULL,
+    available  INT NOT NULL CHECK (available >= 0)
+);
+CREATE TABLE reservations (
+    order_id   UUID NOT NULL,
+    product_id BIGINT NOT NULL,
+    quantity   INT NOT NULL,
+    released   BOOLEAN NOT NULL DEFAULT false,
+    PRIMARY KEY (order_id, product_id)
+);",
+    },
+];
+
+/// Topics inventory reads and writes.
+pub const TOPICS: &[&str] = &[messages::INVENTORY_COMMANDS, messages::INVENTORY_REPLIES];
+
+#[derive(Debug, Serialize)]
+pub struct Product {
+    pub id: i64,
+    pub name: String,
+    pub price_cents: i64,
+    pub available: i32,
+    /// Version of the product's stock stream.
+    pub version: i64,
+}
+
+/// `GET /products`, `GET /products/{id}`.
+pub fn routes(pool: Pool) -> Router {
+    Router::new()
+        .route("/products", get(list_products))
+        .route("/products/{id}", get(get_product))
+        .with_state(pool)
+}
+
+const PRODUCT_COLUMNS: &str =
+    "SELECT p.id, p.name, p.price_cents, s.available, s.version FROM products p JOIN stock_levels s ON s.product_id = p.id";
+
+fn product(row: &tokio_postgres::Row) -> Product {
+    Product {
+        id: row.get(0),
+        name: row.get(1),
+        price_cents: row.get(2),
+        available: row.get(3),
+        version: row.get(4),
+    }
+}
+
+async fn list_products(State(pool): State<Pool>) -> Result<Json<Vec<Product>>, ApiError> {
+    let client = pool.get().await?;
+    let rows = client.query(&format!("{PRODUCT_COLUMNS} ORDER BY p.id LIMIT 1000"), &[]).await?;
+    Ok(Json(rows.iter().map(product).collect()))
+}
+
+async fn get_product(State(pool): State<Pool>, Path(id): Path<String>) -> Result<Json<Product>, ApiError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("product id {id:?} is not a number")))?;
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(&format!("{PRODUCT_COLUMNS} WHERE p.id = $1"), &[&id])
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no product {id}")))?;
+    Ok(Json(product(&row)))
+}
+
+/// Creates products `1..=count` priced 1.00 to 100.00 with `stock` each, unless present.
+pub async fn seed(pool: &Pool, count: i64, stock: i32) -> Result<u64, ApiError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let created = tx
+        .execute(
+            "INSERT INTO products (id, name, price_cents)
+             SELECT n, 'Product ' || n, 100 + (n * 7919) % 9901 FROM generate_series(1, $1::BIGINT) AS n
+             ON CONFLICT (id) DO NOTHING",
+            &[&count],
+        )
+        .await?;
+    tx.execute(
+        "INSERT INTO stock_events (product_id, version, kind, quantity)
+         SELECT id, 1, 'restocked', $1 FROM products WHERE id NOT IN (SELECT product_id FROM stock_levels)",
+        &[&stock],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO stock_levels (product_id, version, available)
+         SELECT id, 1, $1 FROM products WHERE id NOT IN (SELECT product_id FROM stock_levels)",
+        &[&stock],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// A stock level that does not equal the fold of its events.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditFinding {
+    pub product_id: i64,
+    pub level: i32,
+    pub derived: i64,
+}
+
+/// Re-derives every product's stock from its events and lists the disagreements.
+pub async fn audit(pool: &Pool) -> Result<Vec<AuditFinding>, ApiError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT s.product_id, s.available, COALESCE(SUM(e.quantity), 0)
+             FROM stock_levels s LEFT JOIN stock_events e ON e.product_id = s.product_id
+             GROUP BY s.product_id, s.available
+             HAVING s.available <> COALESCE(SUM(e.quantity), 0)",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| AuditFinding {
+            product_id: r.get(0),
+            level: r.get(1),
+            derived: r.get(2),
+        })
+        .collect())
+}
+
+/// Handles `inventory.reserve` and `inventory.release`.
+pub struct CommandHandler;
+
+impl EventHandler for CommandHandler {
+    async fn handle<'a>(&'a self, tx: &'a Transaction<'a>, event: &'a Envelope) -> Result<(), HandleError> {
+        if event.version != V1 {
+            return Err(HandleError::Poison(format!("{} v{} is not known", event.event_type, event.version)));
+        }
+        let poison = |e: crate::platform::envelope::EnvelopeError| HandleError::Poison(e.to_string());
+        match event.event_type.as_str() {
+            types::RESERVE => reserve(tx, event, event.payload_as::<Reserve>().map_err(poison)?).await,
+            types::RELEASE => release(tx, event, event.payload_as::<OrderRef>().map_err(poison)?).await,
+            other => Err(HandleError::Poison(format!("inventory does not handle {other}"))),
+        }
+    }
+}
+
+async fn reply(tx: &Transaction<'_>, request: &Envelope, event_type: &str, payload: serde_json::Value) -> Result<(), HandleError> {
+    let reply = Envelope::new(event_type, V1, request.key.clone(), payload).with_traceparent(request.traceparent.clone());
+    outbox::enqueue(tx, messages::INVENTORY_REPLIES, &reply).await?;
+    Ok(())
+}
+
+fn json<T: Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or_default()
+}
+
+async fn reserve(tx: &Transaction<'_>, event: &Envelope, command: Reserve) -> Result<(), HandleError> {
+    let order_id = command.order_id;
+    // A second reserve for the same order (the saga re-sent it) answers like the first.
+    let existing = tx
+        .query(
+            "SELECT r.quantity, p.price_cents FROM reservations r JOIN products p ON p.id = r.product_id
+             WHERE r.order_id = $1",
+            &[&order_id],
+        )
+        .await?;
+    if !existing.is_empty() {
+        let amount: i64 = existing.iter().map(|r| i64::from(r.get::<_, i32>(0)) * r.get::<_, i64>(1)).sum();
+        return reply(tx, event, types::RESERVED, json(&Amount { order_id, amount_cents: amount })).await;
+    }
+
+    // Merge repeated products and take them in id order, so concurrent reservations touch
+    // rows in the same order.
+    let mut wanted: BTreeMap<i64, i64> = BTreeMap::new();
+    for OrderItem { product_id, quantity } in &command.items {
+        if *quantity <= 0 {
+            return reply(tx, event, types::RESERVATION_FAILED, json(&Failed { order_id, reason: format!("quantity {quantity} of product {product_id} is not positive") })).await;
+        }
+        *wanted.entry(*product_id).or_default() += i64::from(*quantity);
+    }
+    if wanted.is_empty() {
+        return reply(tx, event, types::RESERVATION_FAILED, json(&Failed { order_id, reason: "no items".into() })).await;
+    }
+    let mut plan = Vec::with_capacity(wanted.len());
+    for (product_id, quantity) in &wanted {
+        let row = tx
+            .query_opt(
+                "SELECT s.version, s.available, p.price_cents FROM stock_levels s JOIN products p ON p.id = s.product_id
+                 WHERE s.product_id = $1",
+                &[product_id],
+            )
+            .await?;
+        let Some(row) = row else {
+            return reply(tx, event, types::RESERVATION_FAILED, json(&Failed { order_id, reason: format!("no product {product_id}") })).await;
+        };
+        let (version, available, price): (i64, i32, i64) = (row.get(0), row.get(1), row.get(2));
+        if i64::from(available) < *quantity {
+            return reply(
+                tx,
+                event,
+                types::RESERVATION_FAILED,
+                json(&Failed { order_id, reason: format!("product {product_id}: {available} available, {quantity} wanted") }),
+            )
+            .await;
+        }
+        plan.push((*product_id, *quantity as i32, version, available, price));
+    }
+    let mut amount = 0i64;
+    for (product_id, quantity, version, available, price) in plan {
+        append(tx, product_id, version, "reserved", -quantity, available - quantity, order_id).await?;
+        tx.execute(
+            "INSERT INTO reservations (order_id, product_id, quantity) VALUES ($1, $2, $3)",
+            &[&order_id, &product_id, &quantity],
+        )
+        .await?;
+        amount += i64::from(quantity) * price;
+    }
+    reply(tx, event, types::RESERVED, json(&Amount { order_id, amount_cents: amount })).await
+}
+
+async fn release(tx: &Transaction<'_>, event: &Envelope, command: OrderRef) -> Result<(), HandleError> {
+    let order_id = command.order_id;
+    let held = tx
+        .query(
+            "SELECT product_id, quantity FROM reservations WHERE order_id = $1 AND NOT released ORDER BY product_id",
+            &[&order_id],
+        )
+        .await?;
+    for row in &held {
+        let (product_id, quantity): (i64, i32) = (row.get(0), row.get(1));
+        let head = tx
+            .query_one("SELECT version, available FROM stock_levels WHERE product_id = $1", &[&product_id])
+            .await?;
+        let (version, available): (i64, i32) = (head.get(0), head.get(1));
+        append(tx, product_id, version, "released", quantity, available + quantity, order_id).await?;
+    }
+    tx.execute("UPDATE reservations SET released = true WHERE order_id = $1", &[&order_id]).await?;
+    // Released (or never held): either way the order holds no stock now.
+    reply(tx, event, types::RELEASED, json(&OrderRef { order_id })).await
+}
+
+/// Appends one event to a product's stream at `expected + 1`, moving its head, or fails
+/// with a retry if another writer moved the head first.
+async fn append(
+    tx: &Transaction<'_>,
+    product_id: i64,
+    expected: i64,
+    kind: &str,
+    quantity: i32,
+    available_after: i32,
+    order_id: Uuid,
+) -> Result<(), HandleError> {
+    let moved = tx
+        .execute(
+            "UPDATE stock_levels SET version = $3, available = $4 WHERE product_id = $1 AND version = $2",
+            &[&product_id, &expected, &(expected + 1), &available_after],
+        )
+        .await?;
+    if moved == 0 {
+        return Err(HandleError::Retry(format!("product {product_id} moved past version {expected}")));
+    }
+    tx.execute(
+        "INSERT INTO stock_events (product_id, version, kind, quantity, order_id) VALUES ($1, $2, $3, $4, $5)",
+        &[&product_id, &(expected + 1), &kind, &quantity, &order_id],
+    )
+    .await?;
+    Ok(())
+}

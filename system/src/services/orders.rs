@@ -1,0 +1,429 @@
+//! Orders: the saga orchestrator. Placing an order starts
+//! reserve inventory -> charge payment -> schedule shipping -> COMPLETED;
+//! a failed step compensates the completed ones in reverse (refund, release) -> CANCELLED.
+//!
+//! The saga's state is a row of `orders` (`status` and `step`), and every move is one
+//! transaction: read the row `FOR UPDATE`, apply the reply, write the next step, enqueue the
+//! next command and an `order.updated` event into the outbox. Commands and replies travel
+//! over Kafka. So a process killed at any point resumes after restart from what committed:
+//! a reply whose transaction did not commit is redelivered, a command that committed is
+//! relayed, and a reply that does not fit the current step (a duplicate, a late one) is
+//! ignored. Every saga ends in exactly one terminal state.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use prometheus::{IntCounterVec, IntGaugeVec, Opts};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+use super::messages::{self, types, Amount, Failed, OrderChanged, OrderItem, OrderRef, Reserve, V1};
+use crate::platform::consumer::{EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA};
+use crate::platform::envelope::Envelope;
+use crate::platform::http::{ApiError, Json, TraceContext, USER_ID};
+use crate::platform::metrics::Metrics;
+use crate::platform::migrate::Migration;
+use crate::platform::outbox::{self, OUTBOX_SCHEMA};
+
+pub const NAME: &str = "orders";
+
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "outbox", sql: OUTBOX_SCHEMA },
+    Migration { version: 2, name: "processed events", sql: PROCESSED_EVENTS_SCHEMA },
+    Migration {
+        version: 3,
+        name: "orders",
+        sql: "
+CREATE TABLE orders (
+    id              UUID PRIMARY KEY,
+    user_id         UUID NOT NULL,
+    idempotency_key TEXT,
+    status          TEXT NOT NULL CHECK (status IN ('PENDING', 'COMPLETED', 'CANCELLED')),
+    step            TEXT NOT NULL,
+    items           JSONB NOT NULL,
+    amount_cents    BIGINT,
+    reason          TEXT,
+    version         BIGINT NOT NULL,
+    created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    UNIQUE (user_id, idempotency_key)
+);
+CREATE INDEX orders_by_status ON orders (status);",
+    },
+];
+
+pub const TOPICS: &[&str] = &[
+    messages::ORDERS_EVENTS,
+    messages::INVENTORY_COMMANDS,
+    messages::INVENTORY_REPLIES,
+    messages::PAYMENTS_COMMANDS,
+    messages::PAYMENTS_REPLIES,
+    messages::SHIPPING_COMMANDS,
+    messages::SHIPPING_REPLIES,
+];
+
+/// The topics the saga consumer reads.
+pub const REPLY_TOPICS: &[&str] = &[messages::INVENTORY_REPLIES, messages::PAYMENTS_REPLIES, messages::SHIPPING_REPLIES];
+
+/// Saga steps (`orders.step`).
+pub mod step {
+    pub const RESERVING: &str = "RESERVING";
+    pub const CHARGING: &str = "CHARGING";
+    pub const SHIPPING: &str = "SHIPPING";
+    pub const REFUNDING: &str = "REFUNDING";
+    pub const RELEASING: &str = "RELEASING";
+    pub const DONE: &str = "DONE";
+}
+
+const MAX_ITEMS: usize = 100;
+const MAX_QUANTITY: i32 = 1000;
+
+/// The orders service's own metrics, registered in the process registry.
+#[derive(Clone)]
+pub struct SagaMetrics {
+    /// Orders by status, refreshed every second from the database.
+    pub by_status: IntGaugeVec,
+    /// Saga moves by the step they left and the step they entered.
+    pub transitions: IntCounterVec,
+}
+
+impl SagaMetrics {
+    #[allow(clippy::expect_used)]
+    pub fn register(metrics: &Metrics) -> SagaMetrics {
+        // Names and labels are constants: registration fails only on a programming error.
+        let by_status = IntGaugeVec::new(Opts::new("saga_orders", "Orders by saga status"), &["status"])
+            .expect("valid metric");
+        let transitions = IntCounterVec::new(
+            Opts::new("saga_transitions_total", "Saga moves by step left and step entered"),
+            &["from", "to"],
+        )
+        .expect("valid metric");
+        metrics.registry.register(Box::new(by_status.clone())).expect("unique metric");
+        metrics.registry.register(Box::new(transitions.clone())).expect("unique metric");
+        SagaMetrics { by_status, transitions }
+    }
+
+    /// Keeps `by_status` current until `shutdown`.
+    pub async fn refresh(self, pool: Pool, shutdown: tokio_util::sync::CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let Ok(client) = pool.get().await else { continue };
+            if let Ok(rows) = client.query("SELECT status, count(*) FROM orders GROUP BY status", &[]).await {
+                for status in ["PENDING", "COMPLETED", "CANCELLED"] {
+                    let count = rows
+                        .iter()
+                        .find(|r| r.get::<_, String>(0) == status)
+                        .map_or(0, |r| r.get::<_, i64>(1));
+                    self.by_status.with_label_values(&[status]).set(count);
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PlaceOrder {
+    pub items: Vec<OrderItem>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Placed {
+    pub id: Uuid,
+    pub status: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Order {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub status: String,
+    pub step: String,
+    pub items: Vec<OrderItem>,
+    pub amount_cents: Option<i64>,
+    pub reason: Option<String>,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `POST /orders`, `GET /orders/{id}`; the caller is the `x-user-id` the gateway set.
+pub fn routes(pool: Pool) -> Router {
+    Router::new()
+        .route("/orders", post(place_order))
+        .route("/orders/{id}", get(get_order))
+        .with_state(pool)
+}
+
+/// The caller, as the gateway vouched for it.
+pub fn caller(headers: &HeaderMap) -> Result<Uuid, ApiError> {
+    headers
+        .get(&USER_ID)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Uuid::parse_str(v).ok())
+        .ok_or_else(|| ApiError::Unauthorized("no authenticated user".into()))
+}
+
+async fn place_order(
+    State(pool): State<Pool>,
+    Extension(trace): Extension<TraceContext>,
+    headers: HeaderMap,
+    Json(request): Json<PlaceOrder>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user_id = caller(&headers)?;
+    let idempotency_key = match headers.get("idempotency-key") {
+        Some(value) => {
+            let key = value
+                .to_str()
+                .map_err(|_| ApiError::BadRequest("Idempotency-Key must be visible ASCII".into()))?;
+            if key.is_empty() || key.len() > 200 {
+                return Err(ApiError::BadRequest("Idempotency-Key must be 1 to 200 characters".into()));
+            }
+            Some(key.to_string())
+        }
+        None => None,
+    };
+    if request.items.is_empty() || request.items.len() > MAX_ITEMS {
+        return Err(ApiError::BadRequest(format!("items: give 1 to {MAX_ITEMS} items")));
+    }
+    for (index, item) in request.items.iter().enumerate() {
+        if item.quantity <= 0 || item.quantity > MAX_QUANTITY {
+            return Err(ApiError::BadRequest(format!(
+                "items[{index}].quantity: {} is not between 1 and {MAX_QUANTITY}",
+                item.quantity
+            )));
+        }
+    }
+
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let order_id = Uuid::new_v4();
+    let items = serde_json::to_value(&request.items).map_err(ApiError::internal)?;
+    let inserted = tx
+        .query_opt(
+            "INSERT INTO orders (id, user_id, idempotency_key, status, step, items, version)
+             VALUES ($1, $2, $3, 'PENDING', $4, $5, 1)
+             ON CONFLICT (user_id, idempotency_key) DO NOTHING
+             RETURNING created_at",
+            &[&order_id, &user_id, &idempotency_key, &step::RESERVING, &items],
+        )
+        .await?;
+    let Some(row) = inserted else {
+        // The same key was used before: answer with that order, create nothing.
+        let existing = tx
+            .query_one(
+                "SELECT id, status FROM orders WHERE user_id = $1 AND idempotency_key = $2",
+                &[&user_id, &idempotency_key],
+            )
+            .await?;
+        tx.rollback().await?;
+        return Ok((
+            StatusCode::OK,
+            Json(Placed {
+                id: existing.get(0),
+                status: existing.get(1),
+            }),
+        ));
+    };
+    let created_at: DateTime<Utc> = row.get(0);
+    let key = order_id.to_string();
+    let traceparent = Some(trace.traceparent.clone());
+    let reserve = Envelope::new(
+        types::RESERVE,
+        V1,
+        key.clone(),
+        serde_json::to_value(Reserve { order_id, items: request.items.clone() }).map_err(ApiError::internal)?,
+    )
+    .with_traceparent(traceparent.clone());
+    outbox::enqueue(&tx, messages::INVENTORY_COMMANDS, &reserve).await?;
+    let created = OrderChanged {
+        order_id,
+        user_id,
+        version: 1,
+        status: "PENDING".into(),
+        step: step::RESERVING.into(),
+        items: request.items,
+        amount_cents: None,
+        reason: None,
+        created_at,
+        updated_at: created_at,
+    };
+    let event = Envelope::new(types::ORDER_CREATED, V1, key, serde_json::to_value(&created).map_err(ApiError::internal)?)
+        .with_traceparent(traceparent);
+    outbox::enqueue(&tx, messages::ORDERS_EVENTS, &event).await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Placed {
+            id: order_id,
+            status: "PENDING".into(),
+        }),
+    ))
+}
+
+async fn get_order(State(pool): State<Pool>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Order>, ApiError> {
+    let user_id = caller(&headers)?;
+    // Another user's order and a malformed id are both "not found": ids are not probeable.
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound(format!("no order {id}")))?;
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT id, user_id, status, step, items, amount_cents, reason, version, created_at, updated_at
+             FROM orders WHERE id = $1 AND user_id = $2",
+            &[&id, &user_id],
+        )
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no order {id}")))?;
+    Ok(Json(Order {
+        id: row.get(0),
+        user_id: row.get(1),
+        status: row.get(2),
+        step: row.get(3),
+        items: serde_json::from_value(row.get(4)).map_err(ApiError::internal)?,
+        amount_cents: row.get(5),
+        reason: row.get(6),
+        version: row.get(7),
+        created_at: row.get(8),
+        updated_at: row.get(9),
+    }))
+}
+
+/// Moves sagas on the participants' replies.
+pub struct SagaHandler {
+    pub metrics: SagaMetrics,
+}
+
+/// What a reply makes of the saga: the next step, the status, and the command to send.
+struct Move {
+    step: &'static str,
+    status: &'static str,
+    command: Option<(&'static str, &'static str, serde_json::Value)>,
+    amount_cents: Option<i64>,
+    reason: Option<String>,
+}
+
+impl EventHandler for SagaHandler {
+    async fn handle<'a>(&'a self, tx: &'a Transaction<'a>, event: &'a Envelope) -> Result<(), HandleError> {
+        if event.version != V1 {
+            return Err(HandleError::Poison(format!("{} v{} is not known", event.event_type, event.version)));
+        }
+        let OrderRef { order_id } = event
+            .payload_as()
+            .map_err(|e| HandleError::Poison(e.to_string()))?;
+        let Some(row) = tx
+            .query_opt(
+                "SELECT step, status, amount_cents, version, user_id, items, created_at, reason FROM orders WHERE id = $1 FOR UPDATE",
+                &[&order_id],
+            )
+            .await?
+        else {
+            return Err(HandleError::Poison(format!("a reply for unknown order {order_id}")));
+        };
+        let current: String = row.get(0);
+        let poison = |e: crate::platform::envelope::EnvelopeError| HandleError::Poison(e.to_string());
+        let order_ref = || serde_json::json!({ "order_id": order_id });
+        let next = match (current.as_str(), event.event_type.as_str()) {
+            (step::RESERVING, types::RESERVED) => {
+                let Amount { amount_cents, .. } = event.payload_as().map_err(poison)?;
+                Some(Move {
+                    step: step::CHARGING,
+                    status: "PENDING",
+                    command: Some((messages::PAYMENTS_COMMANDS, types::CHARGE, serde_json::json!({ "order_id": order_id, "amount_cents": amount_cents }))),
+                    amount_cents: Some(amount_cents),
+                    reason: None,
+                })
+            }
+            (step::RESERVING, types::RESERVATION_FAILED) => {
+                let Failed { reason, .. } = event.payload_as().map_err(poison)?;
+                Some(Move { step: step::DONE, status: "CANCELLED", command: None, amount_cents: None, reason: Some(reason) })
+            }
+            (step::CHARGING, types::CHARGED) => Some(Move {
+                step: step::SHIPPING,
+                status: "PENDING",
+                command: Some((messages::SHIPPING_COMMANDS, types::SCHEDULE, order_ref())),
+                amount_cents: None,
+                reason: None,
+            }),
+            (step::CHARGING, types::CHARGE_FAILED) => {
+                let Failed { reason, .. } = event.payload_as().map_err(poison)?;
+                Some(Move {
+                    step: step::RELEASING,
+                    status: "PENDING",
+                    command: Some((messages::INVENTORY_COMMANDS, types::RELEASE, order_ref())),
+                    amount_cents: None,
+                    reason: Some(reason),
+                })
+            }
+            (step::SHIPPING, types::SCHEDULED) => {
+                Some(Move { step: step::DONE, status: "COMPLETED", command: None, amount_cents: None, reason: None })
+            }
+            (step::SHIPPING, types::SCHEDULE_FAILED) => {
+                let Failed { reason, .. } = event.payload_as().map_err(poison)?;
+                Some(Move {
+                    step: step::REFUNDING,
+                    status: "PENDING",
+                    command: Some((messages::PAYMENTS_COMMANDS, types::REFUND, order_ref())),
+                    amount_cents: None,
+                    reason: Some(reason),
+                })
+            }
+            (step::REFUNDING, types::REFUNDED) => Some(Move {
+                step: step::RELEASING,
+                status: "PENDING",
+                command: Some((messages::INVENTORY_COMMANDS, types::RELEASE, order_ref())),
+                amount_cents: None,
+                reason: None,
+            }),
+            (step::RELEASING, types::RELEASED) => {
+                Some(Move { step: step::DONE, status: "CANCELLED", command: None, amount_cents: None, reason: None })
+            }
+            _ => None,
+        };
+        let Some(next) = next else {
+            tracing::debug!(%order_id, step = %current, reply = %event.event_type, "reply does not fit the saga's step; ignored");
+            return Ok(());
+        };
+        let version: i64 = row.get::<_, i64>(3) + 1;
+        let amount_cents: Option<i64> = next.amount_cents.or(row.get(2));
+        let reason: Option<String> = next.reason.or(row.get(7));
+        let updated = tx
+            .query_one(
+                "UPDATE orders SET step = $2, status = $3, amount_cents = $4, reason = $5, version = $6, updated_at = now()
+                 WHERE id = $1 RETURNING updated_at",
+                &[&order_id, &next.step, &next.status, &amount_cents, &reason, &version],
+            )
+            .await?;
+        let key = order_id.to_string();
+        if let Some((topic, command_type, payload)) = next.command {
+            let command = Envelope::new(command_type, V1, key.clone(), payload).with_traceparent(event.traceparent.clone());
+            outbox::enqueue(tx, topic, &command).await?;
+        }
+        let changed = OrderChanged {
+            order_id,
+            user_id: row.get(4),
+            version,
+            status: next.status.into(),
+            step: next.step.into(),
+            items: serde_json::from_value(row.get(5)).map_err(|e| HandleError::Poison(e.to_string()))?,
+            amount_cents,
+            reason,
+            created_at: row.get(6),
+            updated_at: updated.get(0),
+        };
+        let payload = serde_json::to_value(&changed).map_err(|e| HandleError::Poison(e.to_string()))?;
+        let announcement = Envelope::new(types::ORDER_UPDATED, V1, key, payload).with_traceparent(event.traceparent.clone());
+        outbox::enqueue(tx, messages::ORDERS_EVENTS, &announcement).await?;
+        self.metrics.transitions.with_label_values(&[current.as_str(), next.step]).inc();
+        Ok(())
+    }
+}

@@ -1,0 +1,76 @@
+//! Shipping: schedules a shipment per order, idempotently, with a configurable failure rate
+//! and latency like payments. A failed schedule makes the saga refund and release.
+
+use tokio_postgres::Transaction;
+
+use super::behaviour::SharedBehaviour;
+use super::messages::{self, types, Failed, OrderRef, V1};
+use crate::platform::consumer::{EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA};
+use crate::platform::envelope::Envelope;
+use crate::platform::migrate::Migration;
+use crate::platform::outbox::{self, OUTBOX_SCHEMA};
+
+pub const NAME: &str = "shipping";
+
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "outbox", sql: OUTBOX_SCHEMA },
+    Migration { version: 2, name: "processed events", sql: PROCESSED_EVENTS_SCHEMA },
+    Migration {
+        version: 3,
+        name: "shipments",
+        sql: "
+CREATE TABLE shipments (
+    order_id   UUID PRIMARY KEY,
+    status     TEXT NOT NULL CHECK (status IN ('SCHEDULED', 'FAILED')),
+    reason     TEXT,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);",
+    },
+];
+
+pub const TOPICS: &[&str] = &[messages::SHIPPING_COMMANDS, messages::SHIPPING_REPLIES];
+
+/// Handles `shipping.schedule`.
+pub struct CommandHandler {
+    pub behaviour: SharedBehaviour,
+}
+
+impl EventHandler for CommandHandler {
+    async fn handle<'a>(&'a self, tx: &'a Transaction<'a>, event: &'a Envelope) -> Result<(), HandleError> {
+        if event.version != V1 || event.event_type != types::SCHEDULE {
+            return Err(HandleError::Poison(format!("shipping does not handle {} v{}", event.event_type, event.version)));
+        }
+        let OrderRef { order_id } = event
+            .payload_as()
+            .map_err(|e| HandleError::Poison(e.to_string()))?;
+        let existing = tx
+            .query_opt("SELECT status, reason FROM shipments WHERE order_id = $1", &[&order_id])
+            .await?;
+        let (status, reason): (String, Option<String>) = match existing {
+            Some(row) => (row.get(0), row.get(1)),
+            None => {
+                let failed = self.behaviour.decide().await;
+                let (status, reason) = if failed {
+                    ("FAILED", Some("no carrier available (injected failure)".to_string()))
+                } else {
+                    ("SCHEDULED", None)
+                };
+                tx.execute(
+                    "INSERT INTO shipments (order_id, status, reason) VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING",
+                    &[&order_id, &status, &reason],
+                )
+                .await?;
+                (status.to_string(), reason)
+            }
+        };
+        let (reply_type, payload) = if status == "SCHEDULED" {
+            (types::SCHEDULED, serde_json::to_value(OrderRef { order_id }))
+        } else {
+            (types::SCHEDULE_FAILED, serde_json::to_value(Failed { order_id, reason: reason.unwrap_or_default() }))
+        };
+        let reply = Envelope::new(reply_type, V1, event.key.clone(), payload.unwrap_or_default())
+            .with_traceparent(event.traceparent.clone());
+        outbox::enqueue(tx, messages::SHIPPING_REPLIES, &reply).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,268 @@
+//! Users: registration (argon2 password hashes), login (issues JWTs), and profiles read
+//! through Redis cache-aside: a read tries Redis, falls back to the database and fills the
+//! cache; an update writes the database, then deletes the cached copy so the next read
+//! fills it afresh. Registration announces `user.registered` through the outbox.
+
+use std::time::Duration;
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use prometheus::{IntCounterVec, Opts};
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::messages::{self, types, UserRegistered, V1};
+use super::orders::caller;
+use crate::platform::auth::Tokens;
+use crate::platform::envelope::Envelope;
+use crate::platform::http::{ApiError, Json, TraceContext};
+use crate::platform::metrics::Metrics;
+use crate::platform::migrate::Migration;
+use crate::platform::outbox::{self, OUTBOX_SCHEMA};
+
+pub const NAME: &str = "users";
+/// How long a cached profile lives even if nothing invalidates it.
+pub const CACHE_TTL: Duration = Duration::from_secs(300);
+
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "outbox", sql: OUTBOX_SCHEMA },
+    Migration {
+        version: 2,
+        name: "users",
+        sql: "
+CREATE TABLE users (
+    id            UUID PRIMARY KEY,
+    email         TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at    TIMESTAMPTZ NOT NULL DEFAULT now()
+);",
+    },
+];
+
+pub const TOPICS: &[&str] = &[messages::USERS_EVENTS];
+
+#[derive(Clone)]
+pub struct UsersState {
+    pub pool: Pool,
+    pub redis: ConnectionManager,
+    pub tokens: Tokens,
+    pub cache: IntCounterVec,
+}
+
+impl UsersState {
+    #[allow(clippy::expect_used)]
+    pub fn new(pool: Pool, redis: ConnectionManager, tokens: Tokens, metrics: &Metrics) -> UsersState {
+        // A constant definition: registration fails only on a programming error.
+        let cache = IntCounterVec::new(Opts::new("profile_cache_total", "Profile reads by cache outcome"), &["outcome"])
+            .expect("valid metric");
+        metrics.registry.register(Box::new(cache.clone())).expect("unique metric");
+        UsersState { pool, redis, tokens, cache }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Register {
+    pub email: String,
+    pub password: String,
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Login {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UpdateProfile {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Profile {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `POST /users/register`, `POST /users/login`, `GET` and `PUT /users/me`.
+pub fn routes(state: UsersState) -> Router {
+    Router::new()
+        .route("/users/register", post(register))
+        .route("/users/login", post(login))
+        .route("/users/me", get(me).put(update_me))
+        .with_state(state)
+}
+
+fn check_email(email: &str) -> Result<String, ApiError> {
+    let email = email.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.starts_with('.'));
+    if valid {
+        Ok(email)
+    } else {
+        Err(ApiError::BadRequest(format!("email: {email:?} is not an email address")))
+    }
+}
+
+fn check_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::BadRequest("name: give 1 to 100 characters".into()));
+    }
+    Ok(name.to_string())
+}
+
+async fn register(
+    State(state): State<UsersState>,
+    Extension(trace): Extension<TraceContext>,
+    Json(request): Json<Register>,
+) -> Result<impl IntoResponse, ApiError> {
+    let email = check_email(&request.email)?;
+    let name = check_name(&request.name)?;
+    if request.password.chars().count() < 8 || request.password.len() > 1024 {
+        return Err(ApiError::BadRequest("password: use 8 to 1024 characters".into()));
+    }
+    // Hashing is deliberately slow CPU work: keep it off the async workers.
+    let password = request.password;
+    let hash = tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+
+    let id = Uuid::new_v4();
+    let mut client = state.pool.get().await?;
+    let tx = client.transaction().await?;
+    let inserted = tx
+        .execute(
+            "INSERT INTO users (id, email, password_hash, name) VALUES ($1, $2, $3, $4) ON CONFLICT (email) DO NOTHING",
+            &[&id, &email, &hash, &name],
+        )
+        .await?;
+    if inserted == 0 {
+        return Err(ApiError::Conflict(format!("a user with email {email} exists")));
+    }
+    let event = Envelope::new(
+        types::USER_REGISTERED,
+        V1,
+        id.to_string(),
+        serde_json::to_value(UserRegistered { user_id: id, email, name }).map_err(ApiError::internal)?,
+    )
+    .with_traceparent(Some(trace.traceparent));
+    outbox::enqueue(&tx, messages::USERS_EVENTS, &event).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))))
+}
+
+async fn login(State(state): State<UsersState>, Json(request): Json<Login>) -> Result<Json<serde_json::Value>, ApiError> {
+    let refused = || ApiError::Unauthorized("wrong email or password".into());
+    let email = request.email.trim().to_lowercase();
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt("SELECT id, password_hash FROM users WHERE email = $1", &[&email])
+        .await?
+        .ok_or_else(refused)?;
+    let (id, hash): (Uuid, String) = (row.get(0), row.get(1));
+    let password = request.password;
+    let matches = tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash)
+            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .unwrap_or(false)
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    if !matches {
+        return Err(refused());
+    }
+    let token = state.tokens.issue(id).map_err(ApiError::internal)?;
+    Ok(Json(serde_json::json!({ "token": token, "user_id": id })))
+}
+
+fn cache_key(id: Uuid) -> String {
+    format!("faultline:user:{id}")
+}
+
+async fn me(State(mut state): State<UsersState>, headers: HeaderMap) -> Result<Json<Profile>, ApiError> {
+    let id = caller(&headers)?;
+    // A cache that does not answer is skipped, not fatal: the database is the truth.
+    let cached: Option<String> = redis::cmd("GET")
+        .arg(cache_key(id))
+        .query_async(&mut state.redis)
+        .await
+        .unwrap_or_else(|error| {
+            tracing::warn!(%error, "profile cache read failed");
+            None
+        });
+    if let Some(profile) = cached.and_then(|json| serde_json::from_str::<Profile>(&json).ok()) {
+        state.cache.with_label_values(&["hit"]).inc();
+        return Ok(Json(profile));
+    }
+    state.cache.with_label_values(&["miss"]).inc();
+    let client = state.pool.get().await?;
+    let row = client
+        .query_opt("SELECT id, email, name, created_at FROM users WHERE id = $1", &[&id])
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
+    let profile = Profile {
+        id: row.get(0),
+        email: row.get(1),
+        name: row.get(2),
+        created_at: row.get(3),
+    };
+    if let Ok(json) = serde_json::to_string(&profile) {
+        let stored: Result<(), _> = redis::cmd("SET")
+            .arg(cache_key(id))
+            .arg(json)
+            .arg("EX")
+            .arg(CACHE_TTL.as_secs())
+            .query_async(&mut state.redis)
+            .await;
+        if let Err(error) = stored {
+            tracing::warn!(%error, "profile cache write failed");
+        }
+    }
+    Ok(Json(profile))
+}
+
+async fn update_me(
+    State(mut state): State<UsersState>,
+    headers: HeaderMap,
+    Json(request): Json<UpdateProfile>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = caller(&headers)?;
+    let name = check_name(&request.name)?;
+    let client = state.pool.get().await?;
+    let updated = client
+        .execute("UPDATE users SET name = $2, updated_at = now() WHERE id = $1", &[&id, &name])
+        .await?;
+    if updated == 0 {
+        return Err(ApiError::NotFound("no such user".into()));
+    }
+    // After the commit, so a reader cannot refill the cache with the old row in between
+    // (a reader that read before the commit can, until the TTL: that window is the price of
+    // cache-aside).
+    let deleted: Result<(), _> = redis::cmd("DEL").arg(cache_key(id)).query_async(&mut state.redis).await;
+    if let Err(error) = deleted {
+        return Err(ApiError::Unavailable(format!("profile updated, but the cache could not be invalidated: {error}")));
+    }
+    Ok(Json(serde_json::json!({ "id": id, "name": name })))
+}

@@ -1,0 +1,435 @@
+//! `faultline system up`: the whole reference system on one machine.
+//!
+//! [`System::start`] brings the stack up (or uses external components), creates one
+//! database per service, starts every service replica as its own OS process
+//! (`faultline serve <service>`, through [`crate::stack::process`], so none outlives us),
+//! waits until each answers `/health/ready`, seeds the catalogue, and starts the gateway in
+//! front of the replicas. A supervision task restarts any process that dies, with
+//! exponential backoff, on the same port (so the gateway's upstream list stays right).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use nix::sys::signal::Signal;
+use tokio_util::sync::CancellationToken;
+
+use crate::platform::migrate;
+use crate::services::inventory;
+use crate::services::serve::ServiceKind;
+use crate::stack::process::{self, ManagedProcess, ProcessSpec};
+use crate::stack::{ports, Stack, StackError, StackSpec};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SystemError {
+    #[error(transparent)]
+    Stack(#[from] StackError),
+    #[error("{name} did not become ready within {timeout:?}: {reason}\n--- last lines of {log} ---\n{tail}")]
+    NotReady {
+        name: String,
+        timeout: Duration,
+        reason: String,
+        log: PathBuf,
+        tail: String,
+    },
+    #[error("seeding the catalogue: {0}")]
+    Seed(String),
+    #[error("invalid system settings: {0}")]
+    Invalid(String),
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct SystemSpec {
+    pub stack: StackSpec,
+    /// The `faultline` binary whose `serve` subcommand runs each service.
+    pub faultline_bin: PathBuf,
+    /// Replicas per service (1 when absent); the gateway always runs one.
+    pub replicas: HashMap<ServiceKind, usize>,
+    pub payments_fail_rate: f64,
+    pub shipping_fail_rate: f64,
+    pub payments_latency_ms: u64,
+    /// Gateway limit, requests per second per user (0: off).
+    pub rate_limit: f64,
+    pub burst: u32,
+    /// Catalogue seeded at start: products `1..=products`, `stock` units each.
+    pub products: i64,
+    pub stock: i32,
+    /// HS256 secret; a random one when `None`.
+    pub jwt_secret: Option<String>,
+    pub ready_timeout: Duration,
+    /// Extra `serve` flags for one service (e.g. notifications' `--webhook-url`).
+    pub extra_args: HashMap<ServiceKind, Vec<String>>,
+}
+
+impl SystemSpec {
+    pub fn new(faultline_bin: PathBuf) -> SystemSpec {
+        SystemSpec {
+            stack: StackSpec::default(),
+            faultline_bin,
+            replicas: HashMap::new(),
+            payments_fail_rate: 0.0,
+            shipping_fail_rate: 0.0,
+            payments_latency_ms: 0,
+            rate_limit: 1000.0,
+            burst: 2000,
+            products: 100,
+            stock: 1_000_000,
+            jwt_secret: None,
+            ready_timeout: Duration::from_secs(120),
+            extra_args: HashMap::new(),
+        }
+    }
+}
+
+/// One running service process.
+#[derive(Debug)]
+pub struct ServiceProcess {
+    pub kind: ServiceKind,
+    pub replica: usize,
+    pub port: u16,
+    spec: ProcessSpec,
+    process: Option<ManagedProcess>,
+    pub restarts: u32,
+    next_restart: Option<Instant>,
+}
+
+impl ServiceProcess {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(ManagedProcess::pid)
+    }
+
+    /// `SERVICE_<NAME>_<replica>`
+    pub fn env_name(&self) -> String {
+        format!("SERVICE_{}_{}", self.kind.name().to_uppercase(), self.replica)
+    }
+}
+
+/// The running system; dropping it stops every process and the stack.
+pub struct System {
+    // Processes first: services stop before the stack they use.
+    processes: Arc<Mutex<Vec<ServiceProcess>>>,
+    supervision: CancellationToken,
+    stack: Option<Stack>,
+    pub gateway_url: String,
+    pub jwt_secret: String,
+    pub database_urls: HashMap<ServiceKind, String>,
+}
+
+fn lock(processes: &Mutex<Vec<ServiceProcess>>) -> std::sync::MutexGuard<'_, Vec<ServiceProcess>> {
+    processes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl System {
+    pub async fn start(spec: SystemSpec) -> Result<System, SystemError> {
+        if !spec.faultline_bin.is_file() {
+            return Err(SystemError::Invalid(format!("{} is not the faultline binary", spec.faultline_bin.display())));
+        }
+        let stack = Stack::start(spec.stack.clone()).await?;
+        let endpoints = stack.endpoints();
+        let jwt_secret = spec
+            .jwt_secret
+            .clone()
+            .unwrap_or_else(|| format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()));
+        let logs = stack.data_dir().join("services");
+        std::fs::create_dir_all(&logs).map_err(|e| SystemError::Invalid(format!("creating {}: {e}", logs.display())))?;
+
+        let mut database_urls = HashMap::new();
+        for kind in ServiceKind::ALL.into_iter().filter(|k| k.has_database()) {
+            database_urls.insert(kind, stack.create_database(kind.name()).await?);
+        }
+        let system = System {
+            processes: Arc::new(Mutex::new(Vec::new())),
+            supervision: CancellationToken::new(),
+            stack: Some(stack),
+            gateway_url: String::new(),
+            jwt_secret,
+            database_urls,
+        };
+        let mut system = system;
+
+        // Everything but the gateway, concurrently; each service migrates its own schema.
+        let mut started = Vec::new();
+        for kind in ServiceKind::ALL.into_iter().filter(|k| *k != ServiceKind::Gateway) {
+            let count = spec.replicas.get(&kind).copied().unwrap_or(1).max(1);
+            for replica in 1..=count {
+                let port = ports::free_port(kind.name())?;
+                let args = system.service_args(&spec, kind, port, &endpoints.kafka_bootstrap, &endpoints.redis_url, &[]);
+                started.push(system.spawn_service(&spec, &logs, kind, replica, port, args)?);
+            }
+        }
+        lock(&system.processes).extend(started);
+        system.wait_all_ready(spec.ready_timeout).await?;
+
+        let inventory_url = system.database_urls.get(&ServiceKind::Inventory).cloned().unwrap_or_default();
+        let pool = migrate::pool(&inventory_url, 2).map_err(|e| SystemError::Seed(e.to_string()))?;
+        let seeded = inventory::seed(&pool, spec.products, spec.stock).await.map_err(|e| SystemError::Seed(e.to_string()))?;
+        tracing::info!(products = seeded, stock = spec.stock, "catalogue seeded");
+
+        let upstreams: Vec<String> = [
+            ServiceKind::Users,
+            ServiceKind::Inventory,
+            ServiceKind::Orders,
+            ServiceKind::Analytics,
+            ServiceKind::Ingest,
+        ]
+        .into_iter()
+        .map(|kind| {
+            let urls: Vec<String> = lock(&system.processes).iter().filter(|p| p.kind == kind).map(ServiceProcess::url).collect();
+            format!("{}={}", kind.name(), urls.join(","))
+        })
+        .collect();
+        let mut gateway_args = Vec::new();
+        for upstream in &upstreams {
+            gateway_args.push("--upstream".to_string());
+            gateway_args.push(upstream.clone());
+        }
+        gateway_args.extend(["--rate-limit".into(), spec.rate_limit.to_string(), "--burst".into(), spec.burst.to_string()]);
+        let port = ports::free_port("gateway")?;
+        let args = system.service_args(&spec, ServiceKind::Gateway, port, &endpoints.kafka_bootstrap, &endpoints.redis_url, &gateway_args);
+        let gateway = system.spawn_service(&spec, &logs, ServiceKind::Gateway, 1, port, args)?;
+        system.gateway_url = gateway.url();
+        lock(&system.processes).push(gateway);
+        system.wait_all_ready(spec.ready_timeout).await?;
+
+        tokio::spawn(supervise(system.processes.clone(), system.supervision.clone()));
+        Ok(system)
+    }
+
+    fn service_args(
+        &self,
+        spec: &SystemSpec,
+        kind: ServiceKind,
+        port: u16,
+        bootstrap: &str,
+        redis_url: &str,
+        extra: &[String],
+    ) -> Vec<String> {
+        let mut args = vec![
+            "--log-format".to_string(),
+            "json".into(),
+            "serve".into(),
+            kind.name().into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--kafka-bootstrap".into(),
+            bootstrap.into(),
+        ];
+        if let Some(url) = self.database_urls.get(&kind) {
+            args.extend(["--database-url".into(), url.clone()]);
+        }
+        if kind == ServiceKind::Users {
+            args.extend(["--redis-url".into(), redis_url.into()]);
+        }
+        match kind {
+            ServiceKind::Payments => args.extend([
+                "--fail-rate".into(),
+                spec.payments_fail_rate.to_string(),
+                "--latency-ms".into(),
+                spec.payments_latency_ms.to_string(),
+            ]),
+            ServiceKind::Shipping => args.extend(["--fail-rate".into(), spec.shipping_fail_rate.to_string()]),
+            _ => {}
+        }
+        args.extend(extra.iter().cloned());
+        if let Some(more) = spec.extra_args.get(&kind) {
+            args.extend(more.iter().cloned());
+        }
+        args
+    }
+
+    fn spawn_service(
+        &self,
+        spec: &SystemSpec,
+        logs: &Path,
+        kind: ServiceKind,
+        replica: usize,
+        port: u16,
+        args: Vec<String>,
+    ) -> Result<ServiceProcess, SystemError> {
+        let process_spec = ProcessSpec {
+            name: format!("{}-{replica}", kind.name()),
+            program: spec.faultline_bin.clone(),
+            args,
+            // The secret travels in the environment, not in argv where `ps` shows it.
+            env: vec![("FAULTLINE_JWT_SECRET".into(), self.jwt_secret.clone()), ("FAULTLINE_LOG".into(), "info".into())],
+            cwd: None,
+            log_path: logs.join(format!("{}-{replica}.log", kind.name())),
+            run_as: None,
+        };
+        let process = process::spawn(&process_spec)?;
+        Ok(ServiceProcess {
+            kind,
+            replica,
+            port,
+            spec: process_spec,
+            process: Some(process),
+            restarts: 0,
+            next_restart: None,
+        })
+    }
+
+    /// Waits until every process answers `/health/ready`, or says which did not and why.
+    pub async fn wait_all_ready(&self, timeout: Duration) -> Result<(), SystemError> {
+        let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        let deadline = Instant::now() + timeout;
+        loop {
+            let targets: Vec<(String, String, Option<(String, PathBuf)>)> = {
+                let mut processes = lock(&self.processes);
+                processes
+                    .iter_mut()
+                    .map(|p| {
+                        let exited = p.process.as_mut().and_then(|m| m.try_exit_status()).map(|s| {
+                            (format!("it exited with {s}"), p.spec.log_path.clone())
+                        });
+                        (p.spec.name.clone(), p.url(), exited)
+                    })
+                    .collect()
+            };
+            let mut waiting = None;
+            for (name, url, exited) in targets {
+                if let Some((reason, log)) = exited {
+                    return Err(SystemError::NotReady {
+                        name,
+                        timeout,
+                        reason,
+                        tail: process::log_tail(&log, 20),
+                        log,
+                    });
+                }
+                let ready = match format!("{url}/health/ready").parse() {
+                    Ok(uri) => matches!(
+                        tokio::time::timeout(Duration::from_secs(2), client.get(uri)).await,
+                        Ok(Ok(response)) if response.status().is_success()
+                    ),
+                    Err(_) => false,
+                };
+                if !ready {
+                    waiting = Some(name);
+                    break;
+                }
+            }
+            let Some(name) = waiting else { return Ok(()) };
+            if Instant::now() >= deadline {
+                let log = lock(&self.processes)
+                    .iter()
+                    .find(|p| p.spec.name == name)
+                    .map(|p| p.spec.log_path.clone())
+                    .unwrap_or_default();
+                return Err(SystemError::NotReady {
+                    name,
+                    timeout,
+                    reason: "/health/ready did not answer 200".into(),
+                    tail: process::log_tail(&log, 20),
+                    log,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn stack(&self) -> Option<&Stack> {
+        self.stack.as_ref()
+    }
+
+    /// (env name, URL, pid) of every process, in start order.
+    pub fn services(&self) -> Vec<(String, String, Option<u32>)> {
+        lock(&self.processes).iter().map(|p| (p.env_name(), p.url(), p.pid())).collect()
+    }
+
+    /// The URL of one replica (1-based).
+    pub fn service_url(&self, kind: ServiceKind, replica: usize) -> Option<String> {
+        lock(&self.processes).iter().find(|p| p.kind == kind && p.replica == replica).map(ServiceProcess::url)
+    }
+
+    /// Sends `signal` to a replica's process group (a fault: SIGKILL, SIGSTOP, SIGCONT...).
+    /// A killed process is restarted by the supervisor.
+    pub fn signal(&self, kind: ServiceKind, replica: usize, signal: Signal) -> Result<u32, SystemError> {
+        let processes = lock(&self.processes);
+        let target = processes
+            .iter()
+            .find(|p| p.kind == kind && p.replica == replica)
+            .ok_or_else(|| SystemError::Invalid(format!("no replica {replica} of {}", kind.name())))?;
+        let process = target
+            .process
+            .as_ref()
+            .ok_or_else(|| SystemError::Invalid(format!("{} is not running", target.spec.name)))?;
+        process.signal_group(signal)?;
+        Ok(process.pid())
+    }
+
+    /// Restarts of one replica so far.
+    pub fn restarts(&self, kind: ServiceKind, replica: usize) -> u32 {
+        lock(&self.processes).iter().find(|p| p.kind == kind && p.replica == replica).map_or(0, |p| p.restarts)
+    }
+
+    /// Stops every service (SIGTERM, then SIGKILL after a grace), then the stack.
+    pub async fn stop(mut self) {
+        self.supervision.cancel();
+        let mut processes: Vec<ServiceProcess> = std::mem::take(&mut *lock(&self.processes));
+        // The gateway first, so no new work enters while the others drain.
+        processes.sort_by_key(|p| p.kind != ServiceKind::Gateway);
+        for process in &mut processes {
+            if let Some(managed) = process.process.as_mut() {
+                managed.stop(Duration::from_secs(15)).await;
+            }
+        }
+        if let Some(stack) = self.stack.take() {
+            stack.stop().await;
+        }
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        self.supervision.cancel();
+        // ManagedProcess' own Drop stops each process; the stack's Drop stops the stack.
+        lock(&self.processes).clear();
+    }
+}
+
+/// Restarts dead processes with exponential backoff (0.25 s, 0.5 s, 1 s, ... up to 30 s).
+async fn supervise(processes: Arc<Mutex<Vec<ServiceProcess>>>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let mut processes = lock(&processes);
+        for service in processes.iter_mut() {
+            let exited = service.process.as_mut().and_then(|p| p.try_exit_status());
+            if let Some(status) = exited {
+                let backoff = Duration::from_millis(250 << service.restarts.min(7)).min(Duration::from_secs(30));
+                tracing::warn!(service = %service.spec.name, %status, ?backoff, "service died; restarting");
+                if let Some(mut dead) = service.process.take() {
+                    dead.kill_and_reap();
+                }
+                service.next_restart = Some(Instant::now() + backoff);
+            }
+            if service.process.is_none() && service.next_restart.is_some_and(|at| Instant::now() >= at) {
+                match process::spawn(&service.spec) {
+                    Ok(process) => {
+                        service.process = Some(process);
+                        service.restarts += 1;
+                        service.next_restart = None;
+                        tracing::info!(service = %service.spec.name, restarts = service.restarts, "restarted");
+                    }
+                    Err(error) => {
+                        tracing::error!(service = %service.spec.name, %error, "could not restart; will try again");
+                        service.next_restart = Some(Instant::now() + Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+    }
+}

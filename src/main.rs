@@ -48,7 +48,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr: stdout carries only what a command promises to print.
     let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if cli.log_format == "json" {
         logs.json().with_current_span(true).init();
     } else {

@@ -10,7 +10,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
         Err(error) => {
-            eprintln!("error: {} cannot listen on {}: {error}", args.service.name(), args.listen);
+            eprintln!(
+                "error: {} cannot listen on {}: {error}",
+                args.service.name(),
+                args.listen
+            );
             return Ok(ExitCode::from(2));
         }
     };

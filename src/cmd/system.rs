@@ -21,7 +21,7 @@ pub enum SystemCommand {
     /// supervised process (restarted with backoff if it dies), wait until all are ready,
     /// seed the catalogue, and print the stack's three lines, GATEWAY_URL and one
     /// SERVICE_<NAME>_<replica>=URL pid=PID line per process. Stays up until Ctrl-C.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Create products 1..=N with the given stock in an inventory database.
     Seed(SeedArgs),
 }
@@ -81,7 +81,7 @@ pub struct SeedArgs {
 
 pub async fn run(command: SystemCommand) -> anyhow::Result<ExitCode> {
     match command {
-        SystemCommand::Up(args) => up(args).await,
+        SystemCommand::Up(args) => up(*args).await,
         SystemCommand::Seed(args) => seed(args).await,
     }
 }
@@ -118,13 +118,17 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    for (flag, rate) in [("--payments-fail-rate", args.payments_fail_rate), ("--shipping-fail-rate", args.shipping_fail_rate)] {
+    for (flag, rate) in [
+        ("--payments-fail-rate", args.payments_fail_rate),
+        ("--shipping-fail-rate", args.shipping_fail_rate),
+    ] {
         if !(0.0..=1.0).contains(&rate) {
             eprintln!("error: {flag} {rate} is not between 0 and 1");
             return Ok(ExitCode::from(2));
         }
     }
-    let mut spec = SystemSpec::new(std::env::current_exe().context("finding the faultline binary")?);
+    let mut spec =
+        SystemSpec::new(std::env::current_exe().context("finding the faultline binary")?);
     spec.stack = args.stack.spec();
     spec.replicas = replicas;
     spec.payments_fail_rate = args.payments_fail_rate;
@@ -135,7 +139,10 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     spec.rate_limit = args.rate_limit;
     spec.jwt_secret = args.jwt_secret;
     if let Some(url) = args.webhook_url {
-        spec.extra_args.insert(ServiceKind::Notifications, vec!["--webhook-url".into(), url]);
+        spec.extra_args.insert(
+            ServiceKind::Notifications,
+            vec!["--webhook-url".into(), url],
+        );
     }
     let started = std::time::Instant::now();
     let system = match System::start(spec).await {
@@ -150,7 +157,10 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             return Ok(code);
         }
     };
-    tracing::info!(seconds = format!("{:.1}", started.elapsed().as_secs_f64()), "the system is up");
+    tracing::info!(
+        seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
+        "the system is up"
+    );
     {
         let mut stdout = std::io::stdout().lock();
         if let Some(stack) = system.stack() {
@@ -160,7 +170,11 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         }
         writeln!(stdout, "GATEWAY_URL={}", system.gateway_url)?;
         for (name, url, pid) in system.services() {
-            writeln!(stdout, "{name}={url} pid={}", pid.map_or("-".to_string(), |p| p.to_string()))?;
+            writeln!(
+                stdout,
+                "{name}={url} pid={}",
+                pid.map_or("-".to_string(), |p| p.to_string())
+            )?;
         }
         stdout.flush()?;
     }
@@ -185,6 +199,9 @@ async fn seed(args: SeedArgs) -> anyhow::Result<ExitCode> {
     let created = inventory::seed(&pool, args.products, args.stock)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!("created {created} products ({} requested), {} units each where new", args.products, args.stock);
+    println!(
+        "created {created} products ({} requested), {} units each where new",
+        args.products, args.stock
+    );
     Ok(ExitCode::SUCCESS)
 }

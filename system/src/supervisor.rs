@@ -25,10 +25,19 @@ use crate::services::serve::ServiceKind;
 use crate::stack::process::{self, ManagedProcess, ProcessSpec};
 use crate::stack::{ports, Stack, StackError, StackSpec};
 
+impl From<StackError> for SystemError {
+    fn from(error: StackError) -> Self {
+        SystemError::Stack(Box::new(error))
+    }
+}
+
+/// A process that has exited: why, and where its log is.
+type Exited = Option<(String, PathBuf)>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SystemError {
     #[error(transparent)]
-    Stack(#[from] StackError),
+    Stack(#[from] Box<StackError>),
     #[error("{name} did not become ready within {timeout:?}: {reason}\n--- last lines of {log} ---\n{tail}")]
     NotReady {
         name: String,
@@ -110,7 +119,11 @@ impl ServiceProcess {
 
     /// `SERVICE_<NAME>_<replica>`
     pub fn env_name(&self) -> String {
-        format!("SERVICE_{}_{}", self.kind.name().to_uppercase(), self.replica)
+        format!(
+            "SERVICE_{}_{}",
+            self.kind.name().to_uppercase(),
+            self.replica
+        )
     }
 }
 
@@ -126,22 +139,31 @@ pub struct System {
 }
 
 fn lock(processes: &Mutex<Vec<ServiceProcess>>) -> std::sync::MutexGuard<'_, Vec<ServiceProcess>> {
-    processes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    processes
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl System {
     pub async fn start(spec: SystemSpec) -> Result<System, SystemError> {
         if !spec.faultline_bin.is_file() {
-            return Err(SystemError::Invalid(format!("{} is not the faultline binary", spec.faultline_bin.display())));
+            return Err(SystemError::Invalid(format!(
+                "{} is not the faultline binary",
+                spec.faultline_bin.display()
+            )));
         }
         let stack = Stack::start(spec.stack.clone()).await?;
         let endpoints = stack.endpoints();
-        let jwt_secret = spec
-            .jwt_secret
-            .clone()
-            .unwrap_or_else(|| format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()));
+        let jwt_secret = spec.jwt_secret.clone().unwrap_or_else(|| {
+            format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            )
+        });
         let logs = stack.data_dir().join("services");
-        std::fs::create_dir_all(&logs).map_err(|e| SystemError::Invalid(format!("creating {}: {e}", logs.display())))?;
+        std::fs::create_dir_all(&logs)
+            .map_err(|e| SystemError::Invalid(format!("creating {}: {e}", logs.display())))?;
 
         let mut database_urls = HashMap::new();
         for kind in ServiceKind::ALL.into_iter().filter(|k| k.has_database()) {
@@ -159,20 +181,37 @@ impl System {
 
         // Everything but the gateway, concurrently; each service migrates its own schema.
         let mut started = Vec::new();
-        for kind in ServiceKind::ALL.into_iter().filter(|k| *k != ServiceKind::Gateway) {
+        for kind in ServiceKind::ALL
+            .into_iter()
+            .filter(|k| *k != ServiceKind::Gateway)
+        {
             let count = spec.replicas.get(&kind).copied().unwrap_or(1).max(1);
             for replica in 1..=count {
                 let port = ports::free_port(kind.name())?;
-                let args = system.service_args(&spec, kind, port, &endpoints.kafka_bootstrap, &endpoints.redis_url, &[]);
+                let args = system.service_args(
+                    &spec,
+                    kind,
+                    port,
+                    &endpoints.kafka_bootstrap,
+                    &endpoints.redis_url,
+                    &[],
+                );
                 started.push(system.spawn_service(&spec, &logs, kind, replica, port, args)?);
             }
         }
         lock(&system.processes).extend(started);
         system.wait_all_ready(spec.ready_timeout).await?;
 
-        let inventory_url = system.database_urls.get(&ServiceKind::Inventory).cloned().unwrap_or_default();
-        let pool = migrate::pool(&inventory_url, 2).map_err(|e| SystemError::Seed(e.to_string()))?;
-        let seeded = inventory::seed(&pool, spec.products, spec.stock).await.map_err(|e| SystemError::Seed(e.to_string()))?;
+        let inventory_url = system
+            .database_urls
+            .get(&ServiceKind::Inventory)
+            .cloned()
+            .unwrap_or_default();
+        let pool =
+            migrate::pool(&inventory_url, 2).map_err(|e| SystemError::Seed(e.to_string()))?;
+        let seeded = inventory::seed(&pool, spec.products, spec.stock)
+            .await
+            .map_err(|e| SystemError::Seed(e.to_string()))?;
         tracing::info!(products = seeded, stock = spec.stock, "catalogue seeded");
 
         let upstreams: Vec<String> = [
@@ -184,7 +223,11 @@ impl System {
         ]
         .into_iter()
         .map(|kind| {
-            let urls: Vec<String> = lock(&system.processes).iter().filter(|p| p.kind == kind).map(ServiceProcess::url).collect();
+            let urls: Vec<String> = lock(&system.processes)
+                .iter()
+                .filter(|p| p.kind == kind)
+                .map(ServiceProcess::url)
+                .collect();
             format!("{}={}", kind.name(), urls.join(","))
         })
         .collect();
@@ -193,15 +236,30 @@ impl System {
             gateway_args.push("--upstream".to_string());
             gateway_args.push(upstream.clone());
         }
-        gateway_args.extend(["--rate-limit".into(), spec.rate_limit.to_string(), "--burst".into(), spec.burst.to_string()]);
+        gateway_args.extend([
+            "--rate-limit".into(),
+            spec.rate_limit.to_string(),
+            "--burst".into(),
+            spec.burst.to_string(),
+        ]);
         let port = ports::free_port("gateway")?;
-        let args = system.service_args(&spec, ServiceKind::Gateway, port, &endpoints.kafka_bootstrap, &endpoints.redis_url, &gateway_args);
+        let args = system.service_args(
+            &spec,
+            ServiceKind::Gateway,
+            port,
+            &endpoints.kafka_bootstrap,
+            &endpoints.redis_url,
+            &gateway_args,
+        );
         let gateway = system.spawn_service(&spec, &logs, ServiceKind::Gateway, 1, port, args)?;
         system.gateway_url = gateway.url();
         lock(&system.processes).push(gateway);
         system.wait_all_ready(spec.ready_timeout).await?;
 
-        tokio::spawn(supervise(system.processes.clone(), system.supervision.clone()));
+        tokio::spawn(supervise(
+            system.processes.clone(),
+            system.supervision.clone(),
+        ));
         Ok(system)
     }
 
@@ -237,7 +295,9 @@ impl System {
                 "--latency-ms".into(),
                 spec.payments_latency_ms.to_string(),
             ]),
-            ServiceKind::Shipping => args.extend(["--fail-rate".into(), spec.shipping_fail_rate.to_string()]),
+            ServiceKind::Shipping => {
+                args.extend(["--fail-rate".into(), spec.shipping_fail_rate.to_string()])
+            }
             _ => {}
         }
         args.extend(extra.iter().cloned());
@@ -261,7 +321,10 @@ impl System {
             program: spec.faultline_bin.clone(),
             args,
             // The secret travels in the environment, not in argv where `ps` shows it.
-            env: vec![("FAULTLINE_JWT_SECRET".into(), self.jwt_secret.clone()), ("FAULTLINE_LOG".into(), "info".into())],
+            env: vec![
+                ("FAULTLINE_JWT_SECRET".into(), self.jwt_secret.clone()),
+                ("FAULTLINE_LOG".into(), "info".into()),
+            ],
             cwd: None,
             log_path: logs.join(format!("{}-{replica}.log", kind.name())),
             run_as: None,
@@ -280,17 +343,20 @@ impl System {
 
     /// Waits until every process answers `/health/ready`, or says which did not and why.
     pub async fn wait_all_ready(&self, timeout: Duration) -> Result<(), SystemError> {
-        let client: Client<HttpConnector, Body> = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        let client: Client<HttpConnector, Body> =
+            Client::builder(TokioExecutor::new()).build(HttpConnector::new());
         let deadline = Instant::now() + timeout;
         loop {
-            let targets: Vec<(String, String, Option<(String, PathBuf)>)> = {
+            let targets: Vec<(String, String, Exited)> = {
                 let mut processes = lock(&self.processes);
                 processes
                     .iter_mut()
                     .map(|p| {
-                        let exited = p.process.as_mut().and_then(|m| m.try_exit_status()).map(|s| {
-                            (format!("it exited with {s}"), p.spec.log_path.clone())
-                        });
+                        let exited = p
+                            .process
+                            .as_mut()
+                            .and_then(|m| m.try_exit_status())
+                            .map(|s| (format!("it exited with {s}"), p.spec.log_path.clone()));
                         (p.spec.name.clone(), p.url(), exited)
                     })
                     .collect()
@@ -343,22 +409,35 @@ impl System {
 
     /// (env name, URL, pid) of every process, in start order.
     pub fn services(&self) -> Vec<(String, String, Option<u32>)> {
-        lock(&self.processes).iter().map(|p| (p.env_name(), p.url(), p.pid())).collect()
+        lock(&self.processes)
+            .iter()
+            .map(|p| (p.env_name(), p.url(), p.pid()))
+            .collect()
     }
 
     /// The URL of one replica (1-based).
     pub fn service_url(&self, kind: ServiceKind, replica: usize) -> Option<String> {
-        lock(&self.processes).iter().find(|p| p.kind == kind && p.replica == replica).map(ServiceProcess::url)
+        lock(&self.processes)
+            .iter()
+            .find(|p| p.kind == kind && p.replica == replica)
+            .map(ServiceProcess::url)
     }
 
     /// Sends `signal` to a replica's process group (a fault: SIGKILL, SIGSTOP, SIGCONT...).
     /// A killed process is restarted by the supervisor.
-    pub fn signal(&self, kind: ServiceKind, replica: usize, signal: Signal) -> Result<u32, SystemError> {
+    pub fn signal(
+        &self,
+        kind: ServiceKind,
+        replica: usize,
+        signal: Signal,
+    ) -> Result<u32, SystemError> {
         let processes = lock(&self.processes);
         let target = processes
             .iter()
             .find(|p| p.kind == kind && p.replica == replica)
-            .ok_or_else(|| SystemError::Invalid(format!("no replica {replica} of {}", kind.name())))?;
+            .ok_or_else(|| {
+                SystemError::Invalid(format!("no replica {replica} of {}", kind.name()))
+            })?;
         let process = target
             .process
             .as_ref()
@@ -369,7 +448,10 @@ impl System {
 
     /// Restarts of one replica so far.
     pub fn restarts(&self, kind: ServiceKind, replica: usize) -> u32 {
-        lock(&self.processes).iter().find(|p| p.kind == kind && p.replica == replica).map_or(0, |p| p.restarts)
+        lock(&self.processes)
+            .iter()
+            .find(|p| p.kind == kind && p.replica == replica)
+            .map_or(0, |p| p.restarts)
     }
 
     /// Stops every service (SIGTERM, then SIGKILL after a grace), then the stack.
@@ -409,14 +491,17 @@ async fn supervise(processes: Arc<Mutex<Vec<ServiceProcess>>>, shutdown: Cancell
         for service in processes.iter_mut() {
             let exited = service.process.as_mut().and_then(|p| p.try_exit_status());
             if let Some(status) = exited {
-                let backoff = Duration::from_millis(250 << service.restarts.min(7)).min(Duration::from_secs(30));
+                let backoff = Duration::from_millis(250 << service.restarts.min(7))
+                    .min(Duration::from_secs(30));
                 tracing::warn!(service = %service.spec.name, %status, ?backoff, "service died; restarting");
                 if let Some(mut dead) = service.process.take() {
                     dead.kill_and_reap();
                 }
                 service.next_restart = Some(Instant::now() + backoff);
             }
-            if service.process.is_none() && service.next_restart.is_some_and(|at| Instant::now() >= at) {
+            if service.process.is_none()
+                && service.next_restart.is_some_and(|at| Instant::now() >= at)
+            {
                 match process::spawn(&service.spec) {
                     Ok(process) => {
                         service.process = Some(process);

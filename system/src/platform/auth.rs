@@ -58,7 +58,9 @@ pub struct Tokens {
 
 impl fmt::Debug for Tokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tokens").field("ttl", &self.ttl).finish_non_exhaustive()
+        f.debug_struct("Tokens")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
     }
 }
 
@@ -99,13 +101,14 @@ impl Tokens {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|e| {
-            match e.kind() {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(
+            |e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
                 _ => AuthError::Invalid(e.to_string()),
-            }
-        })?;
-        Uuid::parse_str(&data.claims.sub).map_err(|_| AuthError::Invalid("sub is not a user id".into()))
+            },
+        )?;
+        Uuid::parse_str(&data.claims.sub)
+            .map_err(|_| AuthError::Invalid("sub is not a user id".into()))
     }
 
     /// A token that expired a minute ago (for tests of expiry).
@@ -133,17 +136,27 @@ mod tests {
     fn a_token_names_its_user_until_it_expires() {
         let tokens = tokens("0123456789abcdef0123456789abcdef");
         let user = Uuid::new_v4();
-        assert_eq!(tokens.validate(&tokens.issue(user).expect("issued")).expect("valid"), user);
+        assert_eq!(
+            tokens
+                .validate(&tokens.issue(user).expect("issued"))
+                .expect("valid"),
+            user
+        );
         let expired = tokens.issue_expired(user).expect("issued");
         assert!(matches!(tokens.validate(&expired), Err(AuthError::Expired)));
     }
 
     #[test]
     fn a_token_signed_with_another_secret_is_refused() {
-        let forged = tokens("another secret that is long enough!!").issue(Uuid::new_v4()).expect("issued");
+        let forged = tokens("another secret that is long enough!!")
+            .issue(Uuid::new_v4())
+            .expect("issued");
         let ours = tokens("0123456789abcdef0123456789abcdef");
         assert!(matches!(ours.validate(&forged), Err(AuthError::Invalid(_))));
-        assert!(matches!(ours.validate("not.a.jwt"), Err(AuthError::Invalid(_))));
+        assert!(matches!(
+            ours.validate("not.a.jwt"),
+            Err(AuthError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -56,7 +56,9 @@ impl CircuitBreaker {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// May a call go through now? In half-open state only one trial at a time may.
@@ -65,7 +67,10 @@ impl CircuitBreaker {
         match inner.state {
             BreakerState::Closed => true,
             BreakerState::Open => {
-                if inner.opened_at.is_some_and(|at| at.elapsed() >= self.cooldown) {
+                if inner
+                    .opened_at
+                    .is_some_and(|at| at.elapsed() >= self.cooldown)
+                {
                     inner.state = BreakerState::HalfOpen;
                     inner.trial_in_flight = true;
                     true
@@ -96,7 +101,9 @@ impl CircuitBreaker {
         let mut inner = self.lock();
         inner.consecutive_failures += 1;
         inner.trial_in_flight = false;
-        if inner.state == BreakerState::HalfOpen || inner.consecutive_failures >= self.failure_threshold {
+        if inner.state == BreakerState::HalfOpen
+            || inner.consecutive_failures >= self.failure_threshold
+        {
             inner.state = BreakerState::Open;
             inner.opened_at = Some(Instant::now());
         }
@@ -123,10 +130,17 @@ mod tests {
         assert_eq!(breaker.state(), BreakerState::Open);
         assert!(!breaker.try_acquire(), "open: calls are refused");
         std::thread::sleep(Duration::from_millis(40));
-        assert!(breaker.try_acquire(), "after the cooldown one trial goes through");
+        assert!(
+            breaker.try_acquire(),
+            "after the cooldown one trial goes through"
+        );
         assert!(!breaker.try_acquire(), "but only one");
         breaker.record_failure();
-        assert_eq!(breaker.state(), BreakerState::Open, "a failed trial opens it again");
+        assert_eq!(
+            breaker.state(),
+            BreakerState::Open,
+            "a failed trial opens it again"
+        );
         std::thread::sleep(Duration::from_millis(40));
         assert!(breaker.try_acquire());
         breaker.record_success();

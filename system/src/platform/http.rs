@@ -101,11 +101,20 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let kind = status.canonical_reason().unwrap_or("error");
-        let mut response = (status, axum::Json(ErrorBody { error: kind, message })).into_response();
+        let mut response = (
+            status,
+            axum::Json(ErrorBody {
+                error: kind,
+                message,
+            }),
+        )
+            .into_response();
         if let ApiError::TooManyRequests { retry_after } = &self {
             let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
             if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-                response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, value);
             }
         }
         response
@@ -176,7 +185,10 @@ async fn ready(State(operational): State<Operational>) -> Response {
 
 async fn render_metrics(State(operational): State<Operational>) -> Response {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         operational.metrics.render(),
     )
         .into_response()
@@ -219,7 +231,11 @@ fn parse_traceparent(value: &str) -> Option<String> {
     let hex = |s: &str, n: usize| s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit());
     match parts.as_slice() {
         [version, trace, span, flags]
-            if hex(version, 2) && hex(trace, 32) && hex(span, 16) && hex(flags, 2) && *trace != "0".repeat(32) =>
+            if hex(version, 2)
+                && hex(trace, 32)
+                && hex(span, 16)
+                && hex(flags, 2)
+                && *trace != "0".repeat(32) =>
         {
             Some(trace.to_ascii_lowercase())
         }
@@ -278,7 +294,8 @@ pub async fn serve(
     drain: Duration,
 ) -> std::io::Result<()> {
     let stopping = shutdown.clone();
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move { stopping.cancelled().await });
+    let server = axum::serve(listener, router)
+        .with_graceful_shutdown(async move { stopping.cancelled().await });
     let server = tokio::spawn(async move { server.await });
     shutdown.cancelled().await;
     match tokio::time::timeout(drain, server).await {
@@ -304,8 +321,13 @@ mod tests {
         );
         let context = TraceContext::from_headers(&headers);
         assert_eq!(context.trace_id, "0af7651916cd43dd8448eb211c80319c");
-        assert!(context.traceparent.starts_with("00-0af7651916cd43dd8448eb211c80319c-"));
-        assert!(!context.traceparent.contains("b7ad6b7169203331"), "a new span id");
+        assert!(context
+            .traceparent
+            .starts_with("00-0af7651916cd43dd8448eb211c80319c-"));
+        assert!(
+            !context.traceparent.contains("b7ad6b7169203331"),
+            "a new span id"
+        );
 
         headers.insert(TRACEPARENT, HeaderValue::from_static("00-zz-yy-01"));
         let fresh = TraceContext::from_headers(&headers);

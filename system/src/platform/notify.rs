@@ -18,9 +18,15 @@ pub struct Listener {
 impl Listener {
     /// Listens on `channel` of `database_url` until `shutdown`, reconnecting after errors.
     /// A waiter that subscribes, then checks the database, then waits, misses nothing.
-    pub fn spawn(database_url: &str, channel: &'static str, shutdown: CancellationToken) -> Listener {
+    pub fn spawn(
+        database_url: &str,
+        channel: &'static str,
+        shutdown: CancellationToken,
+    ) -> Listener {
         let (sender, _) = broadcast::channel(4096);
-        let listener = Listener { sender: sender.clone() };
+        let listener = Listener {
+            sender: sender.clone(),
+        };
         let url = database_url.to_string();
         tokio::spawn(async move {
             while !shutdown.is_cancelled() {

@@ -37,7 +37,11 @@ pub const VIEW_CHANNEL: &str = "order_views";
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 
 pub const MIGRATIONS: &[Migration] = &[
-    Migration { version: 1, name: "processed events", sql: PROCESSED_EVENTS_SCHEMA },
+    Migration {
+        version: 1,
+        name: "processed events",
+        sql: PROCESSED_EVENTS_SCHEMA,
+    },
     Migration {
         version: 2,
         name: "order views and aggregates",
@@ -132,14 +136,18 @@ async fn get_view(
     Query(query): Query<ViewQuery>,
 ) -> Result<Json<OrderView>, ApiError> {
     let user_id = caller(&headers)?;
-    let order_id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound(format!("no order {id}")))?;
+    let order_id =
+        Uuid::parse_str(&id).map_err(|_| ApiError::NotFound(format!("no order {id}")))?;
     let wait = match &query.wait {
         Some(text) => humantime::parse_duration(text)
             .map_err(|e| ApiError::BadRequest(format!("wait: {text:?} is not a duration ({e})")))?,
         None => Duration::ZERO,
     };
     if wait > MAX_WAIT {
-        return Err(ApiError::BadRequest(format!("wait: at most {}s", MAX_WAIT.as_secs())));
+        return Err(ApiError::BadRequest(format!(
+            "wait: at most {}s",
+            MAX_WAIT.as_secs()
+        )));
     }
     let min_version = query.min_version.unwrap_or(1);
     let deadline = Instant::now() + wait;
@@ -185,10 +193,15 @@ pub struct Summary {
     pub projection_lag_seconds: f64,
 }
 
-async fn summary(State(state): State<ViewState>, headers: HeaderMap) -> Result<Json<Summary>, ApiError> {
+async fn summary(
+    State(state): State<ViewState>,
+    headers: HeaderMap,
+) -> Result<Json<Summary>, ApiError> {
     caller(&headers)?;
     let client = state.pool.get().await?;
-    let rows = client.query("SELECT status, orders, amount_cents FROM order_totals", &[]).await?;
+    let rows = client
+        .query("SELECT status, orders, amount_cents FROM order_totals", &[])
+        .await?;
     let mut by_status = serde_json::Map::new();
     let mut orders = 0;
     let mut revenue = 0;
@@ -230,17 +243,34 @@ impl Projector {
             "Seconds from an order event's time to its projection into the read model",
         ))
         .expect("valid metric");
-        metrics.registry.register(Box::new(lag.clone())).expect("unique metric");
+        metrics
+            .registry
+            .register(Box::new(lag.clone()))
+            .expect("unique metric");
         Projector { lag }
     }
 }
 
 impl EventHandler for Projector {
-    async fn handle<'a>(&'a self, tx: &'a Transaction<'a>, event: &'a Envelope) -> Result<(), HandleError> {
-        if event.version != V1 || !matches!(event.event_type.as_str(), types::ORDER_CREATED | types::ORDER_UPDATED) {
-            return Err(HandleError::Poison(format!("analytics does not handle {} v{}", event.event_type, event.version)));
+    async fn handle<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        event: &'a Envelope,
+    ) -> Result<(), HandleError> {
+        if event.version != V1
+            || !matches!(
+                event.event_type.as_str(),
+                types::ORDER_CREATED | types::ORDER_UPDATED
+            )
+        {
+            return Err(HandleError::Poison(format!(
+                "analytics does not handle {} v{}",
+                event.event_type, event.version
+            )));
         }
-        let order: OrderChanged = event.payload_as().map_err(|e| HandleError::Poison(e.to_string()))?;
+        let order: OrderChanged = event
+            .payload_as()
+            .map_err(|e| HandleError::Poison(e.to_string()))?;
         let previous = tx
             .query_opt("SELECT status, version, amount_cents FROM order_views WHERE order_id = $1 FOR UPDATE", &[&order.order_id])
             .await?;
@@ -249,7 +279,8 @@ impl EventHandler for Projector {
                 return Ok(()); // an older or repeated state: the view is already past it
             }
         }
-        let items = serde_json::to_value(&order.items).map_err(|e| HandleError::Poison(e.to_string()))?;
+        let items =
+            serde_json::to_value(&order.items).map_err(|e| HandleError::Poison(e.to_string()))?;
         tx.execute(
             "INSERT INTO order_views (order_id, user_id, status, step, items, amount_cents, reason, version, created_at, updated_at, projected_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
@@ -271,7 +302,10 @@ impl EventHandler for Projector {
         )
         .await?;
         let old_status: Option<String> = previous.as_ref().map(|r| r.get(0));
-        let old_amount: i64 = previous.as_ref().and_then(|r| r.get::<_, Option<i64>>(2)).unwrap_or(0);
+        let old_amount: i64 = previous
+            .as_ref()
+            .and_then(|r| r.get::<_, Option<i64>>(2))
+            .unwrap_or(0);
         if old_status.as_deref() != Some(order.status.as_str()) {
             if let Some(old) = &old_status {
                 tx.execute(
@@ -289,12 +323,22 @@ impl EventHandler for Projector {
         } else if old_amount != order.amount_cents.unwrap_or(0) {
             tx.execute(
                 "UPDATE order_totals SET amount_cents = amount_cents + $2 WHERE status = $1",
-                &[&order.status, &(order.amount_cents.unwrap_or(0) - old_amount)],
+                &[
+                    &order.status,
+                    &(order.amount_cents.unwrap_or(0) - old_amount),
+                ],
             )
             .await?;
         }
-        tx.execute("SELECT pg_notify($1, $2)", &[&VIEW_CHANNEL, &order.order_id.to_string()]).await?;
-        let lag = (Utc::now() - event.occurred_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+        tx.execute(
+            "SELECT pg_notify($1, $2)",
+            &[&VIEW_CHANNEL, &order.order_id.to_string()],
+        )
+        .await?;
+        let lag = (Utc::now() - event.occurred_at)
+            .num_microseconds()
+            .unwrap_or(0) as f64
+            / 1e6;
         self.lag.set(lag.max(0.0));
         Ok(())
     }

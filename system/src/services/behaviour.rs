@@ -31,7 +31,10 @@ impl Default for Behaviour {
 impl Behaviour {
     pub fn validate(&self) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.fail_rate) || self.fail_rate.is_nan() {
-            return Err(format!("fail_rate {} is not between 0 and 1", self.fail_rate));
+            return Err(format!(
+                "fail_rate {} is not between 0 and 1",
+                self.fail_rate
+            ));
         }
         if self.latency_ms > 60_000 {
             return Err(format!("latency_ms {} is above 60000", self.latency_ms));
@@ -51,11 +54,17 @@ impl SharedBehaviour {
     }
 
     pub fn get(&self) -> Behaviour {
-        *self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        *self
+            .0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn set(&self, behaviour: Behaviour) {
-        *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = behaviour;
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = behaviour;
     }
 
     /// Waits the configured latency, then says whether this operation fails.

@@ -44,7 +44,13 @@ pub enum Upstream {
 }
 
 impl Upstream {
-    pub const ALL: [Upstream; 5] = [Upstream::Users, Upstream::Inventory, Upstream::Orders, Upstream::Analytics, Upstream::Ingest];
+    pub const ALL: [Upstream; 5] = [
+        Upstream::Users,
+        Upstream::Inventory,
+        Upstream::Orders,
+        Upstream::Analytics,
+        Upstream::Ingest,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -76,7 +82,14 @@ pub struct Route {
 pub fn route(method: &Method, path: &str) -> Option<Route> {
     let rest = path.strip_prefix("/api/")?;
     let segments: Vec<&str> = rest.split('/').collect();
-    let r = |upstream, authenticated, pattern| Some(Route { upstream, authenticated, pattern, long_poll: false });
+    let r = |upstream, authenticated, pattern| {
+        Some(Route {
+            upstream,
+            authenticated,
+            pattern,
+            long_poll: false,
+        })
+    };
     match (method, segments.as_slice()) {
         (&Method::POST, ["users", "register"]) => r(Upstream::Users, false, "/api/users/register"),
         (&Method::POST, ["users", "login"]) => r(Upstream::Users, false, "/api/users/login"),
@@ -91,7 +104,9 @@ pub fn route(method: &Method, path: &str) -> Option<Route> {
             pattern: "/api/orders/{id}/view",
             long_poll: true,
         }),
-        (&Method::GET, ["analytics", "summary"]) => r(Upstream::Analytics, true, "/api/analytics/summary"),
+        (&Method::GET, ["analytics", "summary"]) => {
+            r(Upstream::Analytics, true, "/api/analytics/summary")
+        }
         (&Method::POST, ["ingest", "events"]) => r(Upstream::Ingest, true, "/api/ingest/events"),
         _ => None,
     }
@@ -122,7 +137,9 @@ impl RateLimiter {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         key.hash(&mut hasher);
         let shard = &self.shards[(hasher.finish() % self.shards.len() as u64) as usize];
-        let mut buckets = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut buckets = shard
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let now = Instant::now();
         let (tokens, last) = buckets.entry(key.to_string()).or_insert((self.burst, now));
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
@@ -173,7 +190,9 @@ impl ReplicaSet {
         for _ in 0..count {
             let index = self.next.fetch_add(1, Ordering::Relaxed) % count;
             let replica = &self.replicas[index];
-            if avoid.is_some_and(|a| Arc::ptr_eq(a, replica)) || !replica.healthy.load(Ordering::Relaxed) {
+            if avoid.is_some_and(|a| Arc::ptr_eq(a, replica))
+                || !replica.healthy.load(Ordering::Relaxed)
+            {
                 continue;
             }
             if replica.breaker.try_acquire() {
@@ -214,7 +233,13 @@ impl Gateway {
             .pool_max_idle_per_host(256)
             .build(connector);
         Gateway {
-            sets: Arc::new(config.upstreams.iter().map(|(u, bases)| (*u, ReplicaSet::new(bases))).collect()),
+            sets: Arc::new(
+                config
+                    .upstreams
+                    .iter()
+                    .map(|(u, bases)| (*u, ReplicaSet::new(bases)))
+                    .collect(),
+            ),
             client,
             tokens: config.tokens.clone(),
             limiter: Arc::new(RateLimiter::new(config.rate_per_user, config.burst)),
@@ -224,7 +249,12 @@ impl Gateway {
 
     /// Checks every replica's `/health/ready` every `interval` until `shutdown`, and keeps
     /// the breaker-state gauge current.
-    pub async fn health_checks(self, interval: Duration, metrics: Metrics, shutdown: CancellationToken) {
+    pub async fn health_checks(
+        self,
+        interval: Duration,
+        metrics: Metrics,
+        shutdown: CancellationToken,
+    ) {
         let breaker_gauge = breaker_gauge(&metrics);
         let mut tick = tokio::time::interval(interval);
         loop {
@@ -257,11 +287,17 @@ impl Gateway {
 fn breaker_gauge(metrics: &Metrics) -> IntGaugeVec {
     // A constant definition: registration fails only on a programming error.
     let gauge = IntGaugeVec::new(
-        Opts::new("circuit_breaker_state", "Circuit breaker per upstream replica: 0 closed, 1 open, 2 half-open"),
+        Opts::new(
+            "circuit_breaker_state",
+            "Circuit breaker per upstream replica: 0 closed, 1 open, 2 half-open",
+        ),
         &["upstream", "replica"],
     )
     .expect("valid metric");
-    metrics.registry.register(Box::new(gauge.clone())).expect("unique metric");
+    metrics
+        .registry
+        .register(Box::new(gauge.clone()))
+        .expect("unique metric");
     gauge
 }
 
@@ -298,7 +334,8 @@ async fn proxy(
 ) -> Response {
     let path = request.uri().path().to_string();
     let Some(route) = route(request.method(), &path) else {
-        return ApiError::NotFound(format!("no route for {} {path}", request.method())).into_response();
+        return ApiError::NotFound(format!("no route for {} {path}", request.method()))
+            .into_response();
     };
     let mut response = match forward(&gateway, route, &trace, request).await {
         Ok(response) => response,
@@ -308,12 +345,18 @@ async fn proxy(
     response
 }
 
-async fn forward(gateway: &Gateway, route: Route, trace: &TraceContext, request: Request) -> Result<Response, ApiError> {
+async fn forward(
+    gateway: &Gateway,
+    route: Route,
+    trace: &TraceContext,
+    request: Request,
+) -> Result<Response, ApiError> {
     let (mut parts, body) = request.into_parts();
     // Never trust a client's claim to be someone.
     parts.headers.remove(&USER_ID);
     let limit_key = if route.authenticated {
-        let token = bearer(&parts.headers).ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
+        let token = bearer(&parts.headers)
+            .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
         let user = gateway.tokens.validate(token).map_err(|e| match e {
             AuthError::Expired => ApiError::Unauthorized("the token has expired".into()),
             _ => ApiError::Unauthorized("the token is not valid".into()),
@@ -337,37 +380,61 @@ async fn forward(gateway: &Gateway, route: Route, trace: &TraceContext, request:
     for name in HOP_BY_HOP {
         parts.headers.remove(name);
     }
-    parts.headers.insert(TRACEPARENT, HeaderValue::from_str(&trace.traceparent).map_err(ApiError::internal)?);
-    parts.headers.insert(REQUEST_ID, HeaderValue::from_str(&trace.request_id).map_err(ApiError::internal)?);
+    parts.headers.insert(
+        TRACEPARENT,
+        HeaderValue::from_str(&trace.traceparent).map_err(ApiError::internal)?,
+    );
+    parts.headers.insert(
+        REQUEST_ID,
+        HeaderValue::from_str(&trace.request_id).map_err(ApiError::internal)?,
+    );
     let path_and_query = parts
         .uri
         .path_and_query()
-        .map(|pq| pq.as_str().strip_prefix("/api").unwrap_or(pq.as_str()).to_string())
+        .map(|pq| {
+            pq.as_str()
+                .strip_prefix("/api")
+                .unwrap_or(pq.as_str())
+                .to_string()
+        })
         .unwrap_or_else(|| "/".into());
 
-    let set = gateway
-        .sets
-        .get(&route.upstream)
-        .ok_or_else(|| ApiError::Unavailable(format!("no replicas of {} are configured", route.upstream.name())))?;
+    let set = gateway.sets.get(&route.upstream).ok_or_else(|| {
+        ApiError::Unavailable(format!(
+            "no replicas of {} are configured",
+            route.upstream.name()
+        ))
+    })?;
     let retryable = matches!(parts.method, Method::GET | Method::HEAD);
     let mut body = Some(body);
     let mut tried: Option<Arc<Replica>> = None;
     let timeout = if route.long_poll {
-        gateway.timeout.max(super::analytics::MAX_WAIT + Duration::from_secs(5))
+        gateway
+            .timeout
+            .max(super::analytics::MAX_WAIT + Duration::from_secs(5))
     } else {
         gateway.timeout
     };
     for attempt in 0..2 {
         let replica = set.pick(tried.as_ref()).ok_or_else(|| {
-            ApiError::Unavailable(format!("no healthy replica of {} is available", route.upstream.name()))
+            ApiError::Unavailable(format!(
+                "no healthy replica of {} is available",
+                route.upstream.name()
+            ))
         })?;
-        let uri: Uri = format!("{}{}", replica.base, path_and_query).parse().map_err(ApiError::internal)?;
-        let mut outgoing = axum::http::Request::from_parts(parts.clone(), body.take().unwrap_or_default());
+        let uri: Uri = format!("{}{}", replica.base, path_and_query)
+            .parse()
+            .map_err(ApiError::internal)?;
+        let mut outgoing =
+            axum::http::Request::from_parts(parts.clone(), body.take().unwrap_or_default());
         *outgoing.uri_mut() = uri;
         match tokio::time::timeout(timeout, gateway.client.request(outgoing)).await {
             Err(_) => {
                 replica.breaker.record_failure();
-                return Err(ApiError::Timeout(format!("{} did not answer within {timeout:?}", route.upstream.name())));
+                return Err(ApiError::Timeout(format!(
+                    "{} did not answer within {timeout:?}",
+                    route.upstream.name()
+                )));
             }
             Ok(Err(error)) => {
                 replica.breaker.record_failure();
@@ -377,7 +444,10 @@ async fn forward(gateway: &Gateway, route: Route, trace: &TraceContext, request:
                     tried = Some(replica);
                     continue;
                 }
-                return Err(ApiError::Unavailable(format!("{} is unavailable", route.upstream.name())));
+                return Err(ApiError::Unavailable(format!(
+                    "{} is unavailable",
+                    route.upstream.name()
+                )));
             }
             Ok(Ok(response)) => {
                 if response.status().is_server_error() {
@@ -393,7 +463,10 @@ async fn forward(gateway: &Gateway, route: Route, trace: &TraceContext, request:
             }
         }
     }
-    Err(ApiError::Unavailable(format!("{} is unavailable", route.upstream.name())))
+    Err(ApiError::Unavailable(format!(
+        "{} is unavailable",
+        route.upstream.name()
+    )))
 }
 
 #[cfg(test)]
@@ -404,11 +477,26 @@ mod tests {
     fn the_routing_table_sends_paths_to_their_services() {
         let get = Method::GET;
         let post = Method::POST;
-        assert_eq!(route(&post, "/api/users/login").map(|r| (r.upstream, r.authenticated)), Some((Upstream::Users, false)));
-        assert_eq!(route(&get, "/api/products/7").map(|r| r.upstream), Some(Upstream::Inventory));
-        assert_eq!(route(&get, "/api/orders/abc").map(|r| (r.upstream, r.authenticated)), Some((Upstream::Orders, true)));
-        assert_eq!(route(&get, "/api/orders/abc/view").map(|r| r.upstream), Some(Upstream::Analytics));
-        assert_eq!(route(&post, "/api/ingest/events").map(|r| r.upstream), Some(Upstream::Ingest));
+        assert_eq!(
+            route(&post, "/api/users/login").map(|r| (r.upstream, r.authenticated)),
+            Some((Upstream::Users, false))
+        );
+        assert_eq!(
+            route(&get, "/api/products/7").map(|r| r.upstream),
+            Some(Upstream::Inventory)
+        );
+        assert_eq!(
+            route(&get, "/api/orders/abc").map(|r| (r.upstream, r.authenticated)),
+            Some((Upstream::Orders, true))
+        );
+        assert_eq!(
+            route(&get, "/api/orders/abc/view").map(|r| r.upstream),
+            Some(Upstream::Analytics)
+        );
+        assert_eq!(
+            route(&post, "/api/ingest/events").map(|r| r.upstream),
+            Some(Upstream::Ingest)
+        );
         assert_eq!(route(&get, "/api/admin/secret"), None);
         assert_eq!(route(&get, "/health/ready"), None);
     }

@@ -35,7 +35,9 @@ async fn accept(
     Json(events): Json<Vec<serde_json::Map<String, serde_json::Value>>>,
 ) -> Result<impl IntoResponse, ApiError> {
     if events.is_empty() || events.len() > MAX_BATCH {
-        return Err(ApiError::BadRequest(format!("give 1 to {MAX_BATCH} events")));
+        return Err(ApiError::BadRequest(format!(
+            "give 1 to {MAX_BATCH} events"
+        )));
     }
     let mut deliveries = Vec::with_capacity(events.len());
     for (index, event) in events.iter().enumerate() {
@@ -46,11 +48,15 @@ async fn accept(
             .map(str::to_string)
             .unwrap_or_else(|| index.to_string());
         let payload = serde_json::to_vec(event).map_err(ApiError::internal)?;
-        let record = FutureRecord::to(messages::INGEST_TELEMETRY).key(&key).payload(&payload);
+        let record = FutureRecord::to(messages::INGEST_TELEMETRY)
+            .key(&key)
+            .payload(&payload);
         match producer.send_result(record) {
             Ok(delivery) => deliveries.push(delivery),
             Err((error, _)) => {
-                return Err(ApiError::Unavailable(format!("Kafka refused event {index}: {error}")));
+                return Err(ApiError::Unavailable(format!(
+                    "Kafka refused event {index}: {error}"
+                )));
             }
         }
     }
@@ -59,10 +65,19 @@ async fn accept(
         match tokio::time::timeout(Duration::from_secs(30), delivery).await {
             Ok(Ok(Ok(_))) => {}
             Ok(Ok(Err((error, _)))) => {
-                return Err(ApiError::Unavailable(format!("Kafka did not acknowledge the batch: {error}")))
+                return Err(ApiError::Unavailable(format!(
+                    "Kafka did not acknowledge the batch: {error}"
+                )))
             }
-            _ => return Err(ApiError::Unavailable("Kafka did not acknowledge the batch in time".into())),
+            _ => {
+                return Err(ApiError::Unavailable(
+                    "Kafka did not acknowledge the batch in time".into(),
+                ))
+            }
         }
     }
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "accepted": accepted }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "accepted": accepted })),
+    ))
 }

@@ -22,18 +22,26 @@ use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use super::messages::{self, types, Amount, Failed, OrderItem, OrderRef, Reserve, V1};
+use crate::platform::consumer::PROCESSED_EVENTS_SCHEMA;
 use crate::platform::consumer::{EventHandler, HandleError};
 use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, Json};
 use crate::platform::migrate::Migration;
 use crate::platform::outbox::{self, OUTBOX_SCHEMA};
-use crate::platform::consumer::PROCESSED_EVENTS_SCHEMA;
 
 pub const NAME: &str = "inventory";
 
 pub const MIGRATIONS: &[Migration] = &[
-    Migration { version: 1, name: "outbox", sql: OUTBOX_SCHEMA },
-    Migration { version: 2, name: "processed events", sql: PROCESSED_EVENTS_SCHEMA },
+    Migration {
+        version: 1,
+        name: "outbox",
+        sql: OUTBOX_SCHEMA,
+    },
+    Migration {
+        version: 2,
+        name: "processed events",
+        sql: PROCESSED_EVENTS_SCHEMA,
+    },
     Migration {
         version: 3,
         name: "products and stock",
@@ -103,11 +111,16 @@ fn product(row: &tokio_postgres::Row) -> Product {
 
 async fn list_products(State(pool): State<Pool>) -> Result<Json<Vec<Product>>, ApiError> {
     let client = pool.get().await?;
-    let rows = client.query(&format!("{PRODUCT_COLUMNS} ORDER BY p.id LIMIT 1000"), &[]).await?;
+    let rows = client
+        .query(&format!("{PRODUCT_COLUMNS} ORDER BY p.id LIMIT 1000"), &[])
+        .await?;
     Ok(Json(rows.iter().map(product).collect()))
 }
 
-async fn get_product(State(pool): State<Pool>, Path(id): Path<String>) -> Result<Json<Product>, ApiError> {
+async fn get_product(
+    State(pool): State<Pool>,
+    Path(id): Path<String>,
+) -> Result<Json<Product>, ApiError> {
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("product id {id:?} is not a number")))?;
@@ -147,6 +160,38 @@ pub async fn seed(pool: &Pool, count: i64, stock: i32) -> Result<u64, ApiError> 
     Ok(created)
 }
 
+/// Adds one product with `stock` units, unless a product with that id exists.
+pub async fn add_product(
+    pool: &Pool,
+    id: i64,
+    name: &str,
+    price_cents: i64,
+    stock: i32,
+) -> Result<bool, ApiError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let created = tx
+        .execute(
+            "INSERT INTO products (id, name, price_cents) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+            &[&id, &name, &price_cents],
+        )
+        .await?;
+    if created == 1 {
+        tx.execute(
+            "INSERT INTO stock_events (product_id, version, kind, quantity) VALUES ($1, 1, 'restocked', $2)",
+            &[&id, &stock],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO stock_levels (product_id, version, available) VALUES ($1, 1, $2)",
+            &[&id, &stock],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(created == 1)
+}
+
 /// A stock level that does not equal the fold of its events.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditFinding {
@@ -181,21 +226,41 @@ pub async fn audit(pool: &Pool) -> Result<Vec<AuditFinding>, ApiError> {
 pub struct CommandHandler;
 
 impl EventHandler for CommandHandler {
-    async fn handle<'a>(&'a self, tx: &'a Transaction<'a>, event: &'a Envelope) -> Result<(), HandleError> {
+    async fn handle<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        event: &'a Envelope,
+    ) -> Result<(), HandleError> {
         if event.version != V1 {
-            return Err(HandleError::Poison(format!("{} v{} is not known", event.event_type, event.version)));
+            return Err(HandleError::Poison(format!(
+                "{} v{} is not known",
+                event.event_type, event.version
+            )));
         }
-        let poison = |e: crate::platform::envelope::EnvelopeError| HandleError::Poison(e.to_string());
+        let poison =
+            |e: crate::platform::envelope::EnvelopeError| HandleError::Poison(e.to_string());
         match event.event_type.as_str() {
-            types::RESERVE => reserve(tx, event, event.payload_as::<Reserve>().map_err(poison)?).await,
-            types::RELEASE => release(tx, event, event.payload_as::<OrderRef>().map_err(poison)?).await,
-            other => Err(HandleError::Poison(format!("inventory does not handle {other}"))),
+            types::RESERVE => {
+                reserve(tx, event, event.payload_as::<Reserve>().map_err(poison)?).await
+            }
+            types::RELEASE => {
+                release(tx, event, event.payload_as::<OrderRef>().map_err(poison)?).await
+            }
+            other => Err(HandleError::Poison(format!(
+                "inventory does not handle {other}"
+            ))),
         }
     }
 }
 
-async fn reply(tx: &Transaction<'_>, request: &Envelope, event_type: &str, payload: serde_json::Value) -> Result<(), HandleError> {
-    let reply = Envelope::new(event_type, V1, request.key.clone(), payload).with_traceparent(request.traceparent.clone());
+async fn reply(
+    tx: &Transaction<'_>,
+    request: &Envelope,
+    event_type: &str,
+    payload: serde_json::Value,
+) -> Result<(), HandleError> {
+    let reply = Envelope::new(event_type, V1, request.key.clone(), payload)
+        .with_traceparent(request.traceparent.clone());
     outbox::enqueue(tx, messages::INVENTORY_REPLIES, &reply).await?;
     Ok(())
 }
@@ -204,7 +269,11 @@ fn json<T: Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or_default()
 }
 
-async fn reserve(tx: &Transaction<'_>, event: &Envelope, command: Reserve) -> Result<(), HandleError> {
+async fn reserve(
+    tx: &Transaction<'_>,
+    event: &Envelope,
+    command: Reserve,
+) -> Result<(), HandleError> {
     let order_id = command.order_id;
     // A second reserve for the same order (the saga re-sent it) answers like the first.
     let existing = tx
@@ -215,21 +284,55 @@ async fn reserve(tx: &Transaction<'_>, event: &Envelope, command: Reserve) -> Re
         )
         .await?;
     if !existing.is_empty() {
-        let amount: i64 = existing.iter().map(|r| i64::from(r.get::<_, i32>(0)) * r.get::<_, i64>(1)).sum();
-        return reply(tx, event, types::RESERVED, json(&Amount { order_id, amount_cents: amount })).await;
+        let amount: i64 = existing
+            .iter()
+            .map(|r| i64::from(r.get::<_, i32>(0)) * r.get::<_, i64>(1))
+            .sum();
+        return reply(
+            tx,
+            event,
+            types::RESERVED,
+            json(&Amount {
+                order_id,
+                amount_cents: amount,
+            }),
+        )
+        .await;
     }
 
     // Merge repeated products and take them in id order, so concurrent reservations touch
     // rows in the same order.
     let mut wanted: BTreeMap<i64, i64> = BTreeMap::new();
-    for OrderItem { product_id, quantity } in &command.items {
+    for OrderItem {
+        product_id,
+        quantity,
+    } in &command.items
+    {
         if *quantity <= 0 {
-            return reply(tx, event, types::RESERVATION_FAILED, json(&Failed { order_id, reason: format!("quantity {quantity} of product {product_id} is not positive") })).await;
+            return reply(
+                tx,
+                event,
+                types::RESERVATION_FAILED,
+                json(&Failed {
+                    order_id,
+                    reason: format!("quantity {quantity} of product {product_id} is not positive"),
+                }),
+            )
+            .await;
         }
         *wanted.entry(*product_id).or_default() += i64::from(*quantity);
     }
     if wanted.is_empty() {
-        return reply(tx, event, types::RESERVATION_FAILED, json(&Failed { order_id, reason: "no items".into() })).await;
+        return reply(
+            tx,
+            event,
+            types::RESERVATION_FAILED,
+            json(&Failed {
+                order_id,
+                reason: "no items".into(),
+            }),
+        )
+        .await;
     }
     let mut plan = Vec::with_capacity(wanted.len());
     for (product_id, quantity) in &wanted {
@@ -241,7 +344,16 @@ async fn reserve(tx: &Transaction<'_>, event: &Envelope, command: Reserve) -> Re
             )
             .await?;
         let Some(row) = row else {
-            return reply(tx, event, types::RESERVATION_FAILED, json(&Failed { order_id, reason: format!("no product {product_id}") })).await;
+            return reply(
+                tx,
+                event,
+                types::RESERVATION_FAILED,
+                json(&Failed {
+                    order_id,
+                    reason: format!("no product {product_id}"),
+                }),
+            )
+            .await;
         };
         let (version, available, price): (i64, i32, i64) = (row.get(0), row.get(1), row.get(2));
         if i64::from(available) < *quantity {
@@ -249,7 +361,12 @@ async fn reserve(tx: &Transaction<'_>, event: &Envelope, command: Reserve) -> Re
                 tx,
                 event,
                 types::RESERVATION_FAILED,
-                json(&Failed { order_id, reason: format!("product {product_id}: {available} available, {quantity} wanted") }),
+                json(&Failed {
+                    order_id,
+                    reason: format!(
+                        "product {product_id}: {available} available, {quantity} wanted"
+                    ),
+                }),
             )
             .await;
         }
@@ -257,7 +374,16 @@ async fn reserve(tx: &Transaction<'_>, event: &Envelope, command: Reserve) -> Re
     }
     let mut amount = 0i64;
     for (product_id, quantity, version, available, price) in plan {
-        append(tx, product_id, version, "reserved", -quantity, available - quantity, order_id).await?;
+        append(
+            tx,
+            product_id,
+            version,
+            "reserved",
+            -quantity,
+            available - quantity,
+            order_id,
+        )
+        .await?;
         tx.execute(
             "INSERT INTO reservations (order_id, product_id, quantity) VALUES ($1, $2, $3)",
             &[&order_id, &product_id, &quantity],
@@ -265,10 +391,23 @@ async fn reserve(tx: &Transaction<'_>, event: &Envelope, command: Reserve) -> Re
         .await?;
         amount += i64::from(quantity) * price;
     }
-    reply(tx, event, types::RESERVED, json(&Amount { order_id, amount_cents: amount })).await
+    reply(
+        tx,
+        event,
+        types::RESERVED,
+        json(&Amount {
+            order_id,
+            amount_cents: amount,
+        }),
+    )
+    .await
 }
 
-async fn release(tx: &Transaction<'_>, event: &Envelope, command: OrderRef) -> Result<(), HandleError> {
+async fn release(
+    tx: &Transaction<'_>,
+    event: &Envelope,
+    command: OrderRef,
+) -> Result<(), HandleError> {
     let order_id = command.order_id;
     let held = tx
         .query(
@@ -279,12 +418,28 @@ async fn release(tx: &Transaction<'_>, event: &Envelope, command: OrderRef) -> R
     for row in &held {
         let (product_id, quantity): (i64, i32) = (row.get(0), row.get(1));
         let head = tx
-            .query_one("SELECT version, available FROM stock_levels WHERE product_id = $1", &[&product_id])
+            .query_one(
+                "SELECT version, available FROM stock_levels WHERE product_id = $1",
+                &[&product_id],
+            )
             .await?;
         let (version, available): (i64, i32) = (head.get(0), head.get(1));
-        append(tx, product_id, version, "released", quantity, available + quantity, order_id).await?;
+        append(
+            tx,
+            product_id,
+            version,
+            "released",
+            quantity,
+            available + quantity,
+            order_id,
+        )
+        .await?;
     }
-    tx.execute("UPDATE reservations SET released = true WHERE order_id = $1", &[&order_id]).await?;
+    tx.execute(
+        "UPDATE reservations SET released = true WHERE order_id = $1",
+        &[&order_id],
+    )
+    .await?;
     // Released (or never held): either way the order holds no stock now.
     reply(tx, event, types::RELEASED, json(&OrderRef { order_id })).await
 }
@@ -307,7 +462,9 @@ async fn append(
         )
         .await?;
     if moved == 0 {
-        return Err(HandleError::Retry(format!("product {product_id} moved past version {expected}")));
+        return Err(HandleError::Retry(format!(
+            "product {product_id} moved past version {expected}"
+        )));
     }
     tx.execute(
         "INSERT INTO stock_events (product_id, version, kind, quantity, order_id) VALUES ($1, $2, $3, $4, $5)",

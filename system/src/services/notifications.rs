@@ -28,7 +28,11 @@ use crate::platform::migrate::Migration;
 
 pub const NAME: &str = "notifications";
 
-pub const MIGRATIONS: &[Migration] = &[Migration { version: 1, name: "processed events", sql: PROCESSED_EVENTS_SCHEMA }];
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "processed events",
+    sql: PROCESSED_EVENTS_SCHEMA,
+}];
 
 pub const TOPICS: &[&str] = &[messages::ORDERS_EVENTS, messages::USERS_EVENTS];
 
@@ -44,7 +48,10 @@ pub struct Notification {
 /// A way to send notifications.
 pub trait Channel: Send + Sync + 'static {
     fn name(&self) -> &str;
-    fn send<'a>(&'a self, notification: &'a Notification) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+    fn send<'a>(
+        &'a self,
+        notification: &'a Notification,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
 }
 
 /// Writes notifications to the log.
@@ -55,7 +62,10 @@ impl Channel for LogChannel {
         "log"
     }
 
-    fn send<'a>(&'a self, notification: &'a Notification) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+    fn send<'a>(
+        &'a self,
+        notification: &'a Notification,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(async move {
             tracing::info!(kind = %notification.kind, subject = %notification.subject, "{}", notification.message);
             Ok(())
@@ -85,7 +95,10 @@ impl Channel for WebhookChannel {
         "webhook"
     }
 
-    fn send<'a>(&'a self, notification: &'a Notification) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+    fn send<'a>(
+        &'a self,
+        notification: &'a Notification,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(async move {
             let body = serde_json::to_vec(notification).map_err(|e| e.to_string())?;
             let request = axum::http::Request::post(&self.url)
@@ -123,7 +136,10 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Full jitter: a random wait in [0, min(cap, base * 2^attempt)].
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let ceiling = self.base.saturating_mul(1u32 << attempt.min(16)).min(self.cap);
+        let ceiling = self
+            .base
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.cap);
         ceiling.mul_f64(rand::random::<f64>())
     }
 }
@@ -142,14 +158,24 @@ pub struct Notifier {
 
 impl Notifier {
     #[allow(clippy::expect_used)]
-    pub fn new(channels: Vec<Box<dyn Channel>>, policy: RetryPolicy, metrics: &Metrics) -> Notifier {
+    pub fn new(
+        channels: Vec<Box<dyn Channel>>,
+        policy: RetryPolicy,
+        metrics: &Metrics,
+    ) -> Notifier {
         // A constant definition: registration fails only on a programming error.
         let sent = IntCounterVec::new(
-            Opts::new("notifications_total", "Notification sends by channel and outcome"),
+            Opts::new(
+                "notifications_total",
+                "Notification sends by channel and outcome",
+            ),
             &["channel", "outcome"],
         )
         .expect("valid metric");
-        metrics.registry.register(Box::new(sent.clone())).expect("unique metric");
+        metrics
+            .registry
+            .register(Box::new(sent.clone()))
+            .expect("unique metric");
         Notifier {
             channels: channels
                 .into_iter()
@@ -165,7 +191,11 @@ impl Notifier {
         }
     }
 
-    async fn deliver(&self, channel: &ChannelWithBreaker, notification: &Notification) -> Result<(), String> {
+    async fn deliver(
+        &self,
+        channel: &ChannelWithBreaker,
+        notification: &Notification,
+    ) -> Result<(), String> {
         let name = channel.channel.name().to_string();
         let mut last_error = String::from("the circuit breaker is open");
         for attempt in 0..self.policy.max_attempts {
@@ -173,7 +203,9 @@ impl Notifier {
                 tokio::time::sleep(self.policy.backoff(attempt)).await;
             }
             if !channel.breaker.try_acquire() {
-                self.sent.with_label_values(&[&name, "refused_by_breaker"]).inc();
+                self.sent
+                    .with_label_values(&[&name, "refused_by_breaker"])
+                    .inc();
                 continue;
             }
             match channel.channel.send(notification).await {
@@ -184,13 +216,18 @@ impl Notifier {
                 }
                 Err(error) => {
                     channel.breaker.record_failure();
-                    self.sent.with_label_values(&[&name, "failed_attempt"]).inc();
+                    self.sent
+                        .with_label_values(&[&name, "failed_attempt"])
+                        .inc();
                     last_error = error;
                 }
             }
         }
         self.sent.with_label_values(&[&name, "gave_up"]).inc();
-        Err(format!("channel {name} gave up after {} attempts: {last_error}", self.policy.max_attempts))
+        Err(format!(
+            "channel {name} gave up after {} attempts: {last_error}",
+            self.policy.max_attempts
+        ))
     }
 }
 
@@ -225,20 +262,31 @@ fn notification_for(event: &Envelope) -> Result<Option<Notification>, HandleErro
                 event_id: event.id.to_string(),
             }))
         }
-        other => Err(HandleError::Poison(format!("notifications does not handle {other}"))),
+        other => Err(HandleError::Poison(format!(
+            "notifications does not handle {other}"
+        ))),
     }
 }
 
 impl EventHandler for Notifier {
-    async fn handle<'a>(&'a self, _tx: &'a Transaction<'a>, event: &'a Envelope) -> Result<(), HandleError> {
+    async fn handle<'a>(
+        &'a self,
+        _tx: &'a Transaction<'a>,
+        event: &'a Envelope,
+    ) -> Result<(), HandleError> {
         if event.version != V1 {
-            return Err(HandleError::Poison(format!("{} v{} is not known", event.event_type, event.version)));
+            return Err(HandleError::Poison(format!(
+                "{} v{} is not known",
+                event.event_type, event.version
+            )));
         }
         let Some(notification) = notification_for(event)? else {
             return Ok(());
         };
         for channel in &self.channels {
-            self.deliver(channel, &notification).await.map_err(HandleError::Poison)?;
+            self.deliver(channel, &notification)
+                .await
+                .map_err(HandleError::Poison)?;
         }
         Ok(())
     }
@@ -262,6 +310,9 @@ mod tests {
             }
         }
         let waits: Vec<Duration> = (0..50).map(|_| policy.backoff(3)).collect();
-        assert!(waits.iter().any(|w| *w != waits[0]), "jitter varies the waits");
+        assert!(
+            waits.iter().any(|w| *w != waits[0]),
+            "jitter varies the waits"
+        );
     }
 }

@@ -24,7 +24,9 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Transaction;
 use uuid::Uuid;
 
-use super::messages::{self, types, Amount, Failed, OrderChanged, OrderItem, OrderRef, Reserve, V1};
+use super::messages::{
+    self, types, Amount, Failed, OrderChanged, OrderItem, OrderRef, Reserve, V1,
+};
 use crate::platform::consumer::{EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA};
 use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, Json, TraceContext, USER_ID};
@@ -35,8 +37,16 @@ use crate::platform::outbox::{self, OUTBOX_SCHEMA};
 pub const NAME: &str = "orders";
 
 pub const MIGRATIONS: &[Migration] = &[
-    Migration { version: 1, name: "outbox", sql: OUTBOX_SCHEMA },
-    Migration { version: 2, name: "processed events", sql: PROCESSED_EVENTS_SCHEMA },
+    Migration {
+        version: 1,
+        name: "outbox",
+        sql: OUTBOX_SCHEMA,
+    },
+    Migration {
+        version: 2,
+        name: "processed events",
+        sql: PROCESSED_EVENTS_SCHEMA,
+    },
     Migration {
         version: 3,
         name: "orders",
@@ -70,7 +80,11 @@ pub const TOPICS: &[&str] = &[
 ];
 
 /// The topics the saga consumer reads.
-pub const REPLY_TOPICS: &[&str] = &[messages::INVENTORY_REPLIES, messages::PAYMENTS_REPLIES, messages::SHIPPING_REPLIES];
+pub const REPLY_TOPICS: &[&str] = &[
+    messages::INVENTORY_REPLIES,
+    messages::PAYMENTS_REPLIES,
+    messages::SHIPPING_REPLIES,
+];
 
 /// Saga steps (`orders.step`).
 pub mod step {
@@ -98,16 +112,31 @@ impl SagaMetrics {
     #[allow(clippy::expect_used)]
     pub fn register(metrics: &Metrics) -> SagaMetrics {
         // Names and labels are constants: registration fails only on a programming error.
-        let by_status = IntGaugeVec::new(Opts::new("saga_orders", "Orders by saga status"), &["status"])
-            .expect("valid metric");
+        let by_status = IntGaugeVec::new(
+            Opts::new("saga_orders", "Orders by saga status"),
+            &["status"],
+        )
+        .expect("valid metric");
         let transitions = IntCounterVec::new(
-            Opts::new("saga_transitions_total", "Saga moves by step left and step entered"),
+            Opts::new(
+                "saga_transitions_total",
+                "Saga moves by step left and step entered",
+            ),
             &["from", "to"],
         )
         .expect("valid metric");
-        metrics.registry.register(Box::new(by_status.clone())).expect("unique metric");
-        metrics.registry.register(Box::new(transitions.clone())).expect("unique metric");
-        SagaMetrics { by_status, transitions }
+        metrics
+            .registry
+            .register(Box::new(by_status.clone()))
+            .expect("unique metric");
+        metrics
+            .registry
+            .register(Box::new(transitions.clone()))
+            .expect("unique metric");
+        SagaMetrics {
+            by_status,
+            transitions,
+        }
     }
 
     /// Keeps `by_status` current until `shutdown`.
@@ -118,8 +147,13 @@ impl SagaMetrics {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let Ok(client) = pool.get().await else { continue };
-            if let Ok(rows) = client.query("SELECT status, count(*) FROM orders GROUP BY status", &[]).await {
+            let Ok(client) = pool.get().await else {
+                continue;
+            };
+            if let Ok(rows) = client
+                .query("SELECT status, count(*) FROM orders GROUP BY status", &[])
+                .await
+            {
                 for status in ["PENDING", "COMPLETED", "CANCELLED"] {
                     let count = rows
                         .iter()
@@ -183,18 +217,22 @@ async fn place_order(
     let user_id = caller(&headers)?;
     let idempotency_key = match headers.get("idempotency-key") {
         Some(value) => {
-            let key = value
-                .to_str()
-                .map_err(|_| ApiError::BadRequest("Idempotency-Key must be visible ASCII".into()))?;
+            let key = value.to_str().map_err(|_| {
+                ApiError::BadRequest("Idempotency-Key must be visible ASCII".into())
+            })?;
             if key.is_empty() || key.len() > 200 {
-                return Err(ApiError::BadRequest("Idempotency-Key must be 1 to 200 characters".into()));
+                return Err(ApiError::BadRequest(
+                    "Idempotency-Key must be 1 to 200 characters".into(),
+                ));
             }
             Some(key.to_string())
         }
         None => None,
     };
     if request.items.is_empty() || request.items.len() > MAX_ITEMS {
-        return Err(ApiError::BadRequest(format!("items: give 1 to {MAX_ITEMS} items")));
+        return Err(ApiError::BadRequest(format!(
+            "items: give 1 to {MAX_ITEMS} items"
+        )));
     }
     for (index, item) in request.items.iter().enumerate() {
         if item.quantity <= 0 || item.quantity > MAX_QUANTITY {
@@ -215,7 +253,13 @@ async fn place_order(
              VALUES ($1, $2, $3, 'PENDING', $4, $5, 1)
              ON CONFLICT (user_id, idempotency_key) DO NOTHING
              RETURNING created_at",
-            &[&order_id, &user_id, &idempotency_key, &step::RESERVING, &items],
+            &[
+                &order_id,
+                &user_id,
+                &idempotency_key,
+                &step::RESERVING,
+                &items,
+            ],
         )
         .await?;
     let Some(row) = inserted else {
@@ -242,7 +286,11 @@ async fn place_order(
         types::RESERVE,
         V1,
         key.clone(),
-        serde_json::to_value(Reserve { order_id, items: request.items.clone() }).map_err(ApiError::internal)?,
+        serde_json::to_value(Reserve {
+            order_id,
+            items: request.items.clone(),
+        })
+        .map_err(ApiError::internal)?,
     )
     .with_traceparent(traceparent.clone());
     outbox::enqueue(&tx, messages::INVENTORY_COMMANDS, &reserve).await?;
@@ -258,8 +306,13 @@ async fn place_order(
         created_at,
         updated_at: created_at,
     };
-    let event = Envelope::new(types::ORDER_CREATED, V1, key, serde_json::to_value(&created).map_err(ApiError::internal)?)
-        .with_traceparent(traceparent);
+    let event = Envelope::new(
+        types::ORDER_CREATED,
+        V1,
+        key,
+        serde_json::to_value(&created).map_err(ApiError::internal)?,
+    )
+    .with_traceparent(traceparent);
     outbox::enqueue(&tx, messages::ORDERS_EVENTS, &event).await?;
     tx.commit().await?;
     Ok((
@@ -271,7 +324,11 @@ async fn place_order(
     ))
 }
 
-async fn get_order(State(pool): State<Pool>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Order>, ApiError> {
+async fn get_order(
+    State(pool): State<Pool>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Order>, ApiError> {
     let user_id = caller(&headers)?;
     // Another user's order and a malformed id are both "not found": ids are not probeable.
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound(format!("no order {id}")))?;
@@ -313,9 +370,16 @@ struct Move {
 }
 
 impl EventHandler for SagaHandler {
-    async fn handle<'a>(&'a self, tx: &'a Transaction<'a>, event: &'a Envelope) -> Result<(), HandleError> {
+    async fn handle<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        event: &'a Envelope,
+    ) -> Result<(), HandleError> {
         if event.version != V1 {
-            return Err(HandleError::Poison(format!("{} v{} is not known", event.event_type, event.version)));
+            return Err(HandleError::Poison(format!(
+                "{} v{} is not known",
+                event.event_type, event.version
+            )));
         }
         let OrderRef { order_id } = event
             .payload_as()
@@ -330,7 +394,8 @@ impl EventHandler for SagaHandler {
             return Err(HandleError::Poison(format!("a reply for unknown order {order_id}")));
         };
         let current: String = row.get(0);
-        let poison = |e: crate::platform::envelope::EnvelopeError| HandleError::Poison(e.to_string());
+        let poison =
+            |e: crate::platform::envelope::EnvelopeError| HandleError::Poison(e.to_string());
         let order_ref = || serde_json::json!({ "order_id": order_id });
         let next = match (current.as_str(), event.event_type.as_str()) {
             (step::RESERVING, types::RESERVED) => {
@@ -338,14 +403,24 @@ impl EventHandler for SagaHandler {
                 Some(Move {
                     step: step::CHARGING,
                     status: "PENDING",
-                    command: Some((messages::PAYMENTS_COMMANDS, types::CHARGE, serde_json::json!({ "order_id": order_id, "amount_cents": amount_cents }))),
+                    command: Some((
+                        messages::PAYMENTS_COMMANDS,
+                        types::CHARGE,
+                        serde_json::json!({ "order_id": order_id, "amount_cents": amount_cents }),
+                    )),
                     amount_cents: Some(amount_cents),
                     reason: None,
                 })
             }
             (step::RESERVING, types::RESERVATION_FAILED) => {
                 let Failed { reason, .. } = event.payload_as().map_err(poison)?;
-                Some(Move { step: step::DONE, status: "CANCELLED", command: None, amount_cents: None, reason: Some(reason) })
+                Some(Move {
+                    step: step::DONE,
+                    status: "CANCELLED",
+                    command: None,
+                    amount_cents: None,
+                    reason: Some(reason),
+                })
             }
             (step::CHARGING, types::CHARGED) => Some(Move {
                 step: step::SHIPPING,
@@ -364,9 +439,13 @@ impl EventHandler for SagaHandler {
                     reason: Some(reason),
                 })
             }
-            (step::SHIPPING, types::SCHEDULED) => {
-                Some(Move { step: step::DONE, status: "COMPLETED", command: None, amount_cents: None, reason: None })
-            }
+            (step::SHIPPING, types::SCHEDULED) => Some(Move {
+                step: step::DONE,
+                status: "COMPLETED",
+                command: None,
+                amount_cents: None,
+                reason: None,
+            }),
             (step::SHIPPING, types::SCHEDULE_FAILED) => {
                 let Failed { reason, .. } = event.payload_as().map_err(poison)?;
                 Some(Move {
@@ -384,9 +463,13 @@ impl EventHandler for SagaHandler {
                 amount_cents: None,
                 reason: None,
             }),
-            (step::RELEASING, types::RELEASED) => {
-                Some(Move { step: step::DONE, status: "CANCELLED", command: None, amount_cents: None, reason: None })
-            }
+            (step::RELEASING, types::RELEASED) => Some(Move {
+                step: step::DONE,
+                status: "CANCELLED",
+                command: None,
+                amount_cents: None,
+                reason: None,
+            }),
             _ => None,
         };
         let Some(next) = next else {
@@ -405,7 +488,8 @@ impl EventHandler for SagaHandler {
             .await?;
         let key = order_id.to_string();
         if let Some((topic, command_type, payload)) = next.command {
-            let command = Envelope::new(command_type, V1, key.clone(), payload).with_traceparent(event.traceparent.clone());
+            let command = Envelope::new(command_type, V1, key.clone(), payload)
+                .with_traceparent(event.traceparent.clone());
             outbox::enqueue(tx, topic, &command).await?;
         }
         let changed = OrderChanged {
@@ -414,16 +498,22 @@ impl EventHandler for SagaHandler {
             version,
             status: next.status.into(),
             step: next.step.into(),
-            items: serde_json::from_value(row.get(5)).map_err(|e| HandleError::Poison(e.to_string()))?,
+            items: serde_json::from_value(row.get(5))
+                .map_err(|e| HandleError::Poison(e.to_string()))?,
             amount_cents,
             reason,
             created_at: row.get(6),
             updated_at: updated.get(0),
         };
-        let payload = serde_json::to_value(&changed).map_err(|e| HandleError::Poison(e.to_string()))?;
-        let announcement = Envelope::new(types::ORDER_UPDATED, V1, key, payload).with_traceparent(event.traceparent.clone());
+        let payload =
+            serde_json::to_value(&changed).map_err(|e| HandleError::Poison(e.to_string()))?;
+        let announcement = Envelope::new(types::ORDER_UPDATED, V1, key, payload)
+            .with_traceparent(event.traceparent.clone());
         outbox::enqueue(tx, messages::ORDERS_EVENTS, &announcement).await?;
-        self.metrics.transitions.with_label_values(&[current.as_str(), next.step]).inc();
+        self.metrics
+            .transitions
+            .with_label_values(&[current.as_str(), next.step])
+            .inc();
         Ok(())
     }
 }

@@ -24,8 +24,16 @@ use crate::platform::outbox::{self, OUTBOX_SCHEMA};
 pub const NAME: &str = "payments";
 
 pub const MIGRATIONS: &[Migration] = &[
-    Migration { version: 1, name: "outbox", sql: OUTBOX_SCHEMA },
-    Migration { version: 2, name: "processed events", sql: PROCESSED_EVENTS_SCHEMA },
+    Migration {
+        version: 1,
+        name: "outbox",
+        sql: OUTBOX_SCHEMA,
+    },
+    Migration {
+        version: 2,
+        name: "processed events",
+        sql: PROCESSED_EVENTS_SCHEMA,
+    },
     Migration {
         version: 3,
         name: "payments",
@@ -53,13 +61,21 @@ pub struct Payment {
 
 /// `GET /payments/{order_id}` (internal: the checker and tests read it).
 pub fn routes(pool: Pool) -> Router {
-    Router::new().route("/payments/{order_id}", get(get_payment)).with_state(pool)
+    Router::new()
+        .route("/payments/{order_id}", get(get_payment))
+        .with_state(pool)
 }
 
-async fn get_payment(State(pool): State<Pool>, Path(order_id): Path<Uuid>) -> Result<Json<Payment>, ApiError> {
+async fn get_payment(
+    State(pool): State<Pool>,
+    Path(order_id): Path<Uuid>,
+) -> Result<Json<Payment>, ApiError> {
     let client = pool.get().await?;
     let row = client
-        .query_opt("SELECT order_id, amount_cents, status, reason FROM payments WHERE order_id = $1", &[&order_id])
+        .query_opt(
+            "SELECT order_id, amount_cents, status, reason FROM payments WHERE order_id = $1",
+            &[&order_id],
+        )
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no payment for order {order_id}")))?;
     Ok(Json(Payment {
@@ -75,8 +91,14 @@ pub struct CommandHandler {
     pub behaviour: SharedBehaviour,
 }
 
-async fn reply(tx: &Transaction<'_>, request: &Envelope, event_type: &str, payload: serde_json::Value) -> Result<(), HandleError> {
-    let reply = Envelope::new(event_type, V1, request.key.clone(), payload).with_traceparent(request.traceparent.clone());
+async fn reply(
+    tx: &Transaction<'_>,
+    request: &Envelope,
+    event_type: &str,
+    payload: serde_json::Value,
+) -> Result<(), HandleError> {
+    let reply = Envelope::new(event_type, V1, request.key.clone(), payload)
+        .with_traceparent(request.traceparent.clone());
     outbox::enqueue(tx, messages::PAYMENTS_REPLIES, &reply).await?;
     Ok(())
 }
@@ -86,26 +108,53 @@ fn json<T: Serialize>(value: &T) -> serde_json::Value {
 }
 
 impl EventHandler for CommandHandler {
-    async fn handle<'a>(&'a self, tx: &'a Transaction<'a>, event: &'a Envelope) -> Result<(), HandleError> {
+    async fn handle<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        event: &'a Envelope,
+    ) -> Result<(), HandleError> {
         if event.version != V1 {
-            return Err(HandleError::Poison(format!("{} v{} is not known", event.event_type, event.version)));
+            return Err(HandleError::Poison(format!(
+                "{} v{} is not known",
+                event.event_type, event.version
+            )));
         }
-        let poison = |e: crate::platform::envelope::EnvelopeError| HandleError::Poison(e.to_string());
+        let poison =
+            |e: crate::platform::envelope::EnvelopeError| HandleError::Poison(e.to_string());
         match event.event_type.as_str() {
             types::CHARGE => {
-                let Amount { order_id, amount_cents } = event.payload_as().map_err(poison)?;
+                let Amount {
+                    order_id,
+                    amount_cents,
+                } = event.payload_as().map_err(poison)?;
                 let existing = tx
-                    .query_opt("SELECT status, reason FROM payments WHERE order_id = $1 FOR UPDATE", &[&order_id])
+                    .query_opt(
+                        "SELECT status, reason FROM payments WHERE order_id = $1 FOR UPDATE",
+                        &[&order_id],
+                    )
                     .await?;
                 match existing {
                     Some(row) if row.get::<_, String>(0) == "FAILED" => {
                         let reason: Option<String> = row.get(1);
-                        reply(tx, event, types::CHARGE_FAILED, json(&Failed { order_id, reason: reason.unwrap_or_default() })).await
+                        reply(
+                            tx,
+                            event,
+                            types::CHARGE_FAILED,
+                            json(&Failed {
+                                order_id,
+                                reason: reason.unwrap_or_default(),
+                            }),
+                        )
+                        .await
                     }
                     Some(_) => reply(tx, event, types::CHARGED, json(&OrderRef { order_id })).await,
                     None => {
                         let failed = self.behaviour.decide().await;
-                        let (status, reason) = if failed { ("FAILED", Some("card declined (injected failure)")) } else { ("CAPTURED", None) };
+                        let (status, reason) = if failed {
+                            ("FAILED", Some("card declined (injected failure)"))
+                        } else {
+                            ("CAPTURED", None)
+                        };
                         // ON CONFLICT: a concurrent charge of the same order won; its outcome stands.
                         tx.execute(
                             "INSERT INTO payments (order_id, amount_cents, status, reason) VALUES ($1, $2, $3, $4)
@@ -114,8 +163,21 @@ impl EventHandler for CommandHandler {
                         )
                         .await?;
                         match reason {
-                            Some(reason) => reply(tx, event, types::CHARGE_FAILED, json(&Failed { order_id, reason: reason.into() })).await,
-                            None => reply(tx, event, types::CHARGED, json(&OrderRef { order_id })).await,
+                            Some(reason) => {
+                                reply(
+                                    tx,
+                                    event,
+                                    types::CHARGE_FAILED,
+                                    json(&Failed {
+                                        order_id,
+                                        reason: reason.into(),
+                                    }),
+                                )
+                                .await
+                            }
+                            None => {
+                                reply(tx, event, types::CHARGED, json(&OrderRef { order_id })).await
+                            }
                         }
                     }
                 }
@@ -129,7 +191,9 @@ impl EventHandler for CommandHandler {
                 .await?;
                 reply(tx, event, types::REFUNDED, json(&OrderRef { order_id })).await
             }
-            other => Err(HandleError::Poison(format!("payments does not handle {other}"))),
+            other => Err(HandleError::Poison(format!(
+                "payments does not handle {other}"
+            ))),
         }
     }
 }

@@ -110,7 +110,12 @@ impl Platform {
 
     /// Starts the outbox relay of this service's database.
     pub fn spawn_relay(&self, shutdown: CancellationToken) -> JoinHandle<()> {
-        let relay = OutboxRelay::new(self.service, &self.database_url, self.producer.clone(), self.metrics.clone());
+        let relay = OutboxRelay::new(
+            self.service,
+            &self.database_url,
+            self.producer.clone(),
+            self.metrics.clone(),
+        );
         tokio::spawn(relay.run(shutdown))
     }
 
@@ -160,7 +165,10 @@ impl Platform {
             let pool = pool.clone();
             Box::pin(async move {
                 let client = pool.get().await.map_err(|e| e.to_string())?;
-                client.query_one("SELECT 1", &[]).await.map_err(|e| e.to_string())?;
+                client
+                    .query_one("SELECT 1", &[])
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok(())
             })
         });

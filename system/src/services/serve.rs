@@ -19,8 +19,10 @@ use tokio_util::sync::CancellationToken;
 use super::behaviour::{Behaviour, SharedBehaviour};
 use super::gateway::{Gateway, GatewayConfig, Upstream};
 use super::notifications::{Channel, LogChannel, Notifier, RetryPolicy, WebhookChannel};
-use super::runtime::{producer, ServiceError, Platform};
-use super::{analytics, gateway, ingest, inventory, notifications, orders, payments, shipping, users};
+use super::runtime::{producer, Platform, ServiceError};
+use super::{
+    analytics, gateway, ingest, inventory, notifications, orders, payments, shipping, users,
+};
 use crate::platform::auth::{Secret, Tokens};
 use crate::platform::http::{self, observe, Operational, ReadinessProbe};
 use crate::platform::metrics::Metrics;
@@ -169,7 +171,9 @@ pub fn parse_upstreams(values: &[String]) -> Result<HashMap<Upstream, Vec<String
             .ok_or_else(|| format!("--upstream {value:?}: unknown service {name:?}"))?;
         for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
             if !url.starts_with("http://") {
-                return Err(format!("--upstream {value:?}: {url:?} is not an http:// URL"));
+                return Err(format!(
+                    "--upstream {value:?}: {url:?} is not an http:// URL"
+                ));
             }
             upstreams.entry(upstream).or_default().push(url.to_string());
         }
@@ -193,157 +197,245 @@ pub async fn serve(
     let background = CancellationToken::new();
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
 
-    let (routes, metrics, probes): (Router, Metrics, Vec<(&'static str, ReadinessProbe)>) = match service {
-        ServiceKind::Gateway => {
-            let secret = required(service, &args.jwt_secret, "a JWT secret", "jwt-secret", "FAULTLINE_JWT_SECRET")?;
-            let tokens = Tokens::new(&Secret::new(secret), args.token_ttl).map_err(|e| invalid(e.to_string()))?;
-            let upstreams = parse_upstreams(&args.upstreams).map_err(invalid)?;
-            let config = GatewayConfig {
-                upstreams,
-                tokens,
-                rate_per_user: args.rate_limit,
-                burst: args.burst,
-                request_timeout: args.request_timeout,
-                health_interval: Duration::from_secs(1),
-            };
-            let metrics = Metrics::new(name);
-            let gateway = Gateway::new(&config);
-            tasks.push(tokio::spawn(gateway.clone().health_checks(config.health_interval, metrics.clone(), background.clone())));
-            (gateway::routes(gateway), metrics, Vec::new())
-        }
-        ServiceKind::Ingest => {
-            let bootstrap = required(service, &args.kafka_bootstrap, "Kafka", "kafka-bootstrap", "KAFKA_BOOTSTRAP")?;
-            super::runtime::ensure_topics(bootstrap, ingest::TOPICS)
-                .await
-                .map_err(|reason| ServiceError::Kafka { service: name.into(), reason })?;
-            let producer = producer(bootstrap).map_err(|reason| ServiceError::Kafka { service: name.into(), reason })?;
-            let metrics = Metrics::new(name);
-            let kafka_bootstrap = bootstrap.to_string();
-            let kafka: ReadinessProbe = Arc::new(move || {
-                let bootstrap = kafka_bootstrap.clone();
-                Box::pin(async move {
-                    match crate::stack::kafka::broker_count(bootstrap).await? {
-                        0 => Err("no broker listed".to_string()),
-                        _ => Ok(()),
+    let (routes, metrics, probes): (Router, Metrics, Vec<(&'static str, ReadinessProbe)>) =
+        match service {
+            ServiceKind::Gateway => {
+                let secret = required(
+                    service,
+                    &args.jwt_secret,
+                    "a JWT secret",
+                    "jwt-secret",
+                    "FAULTLINE_JWT_SECRET",
+                )?;
+                let tokens = Tokens::new(&Secret::new(secret), args.token_ttl)
+                    .map_err(|e| invalid(e.to_string()))?;
+                let upstreams = parse_upstreams(&args.upstreams).map_err(invalid)?;
+                let config = GatewayConfig {
+                    upstreams,
+                    tokens,
+                    rate_per_user: args.rate_limit,
+                    burst: args.burst,
+                    request_timeout: args.request_timeout,
+                    health_interval: Duration::from_secs(1),
+                };
+                let metrics = Metrics::new(name);
+                let gateway = Gateway::new(&config);
+                tasks.push(tokio::spawn(gateway.clone().health_checks(
+                    config.health_interval,
+                    metrics.clone(),
+                    background.clone(),
+                )));
+                (gateway::routes(gateway), metrics, Vec::new())
+            }
+            ServiceKind::Ingest => {
+                let bootstrap = required(
+                    service,
+                    &args.kafka_bootstrap,
+                    "Kafka",
+                    "kafka-bootstrap",
+                    "KAFKA_BOOTSTRAP",
+                )?;
+                super::runtime::ensure_topics(bootstrap, ingest::TOPICS)
+                    .await
+                    .map_err(|reason| ServiceError::Kafka {
+                        service: name.into(),
+                        reason,
+                    })?;
+                let producer = producer(bootstrap).map_err(|reason| ServiceError::Kafka {
+                    service: name.into(),
+                    reason,
+                })?;
+                let metrics = Metrics::new(name);
+                let kafka_bootstrap = bootstrap.to_string();
+                let kafka: ReadinessProbe = Arc::new(move || {
+                    let bootstrap = kafka_bootstrap.clone();
+                    Box::pin(async move {
+                        match crate::stack::kafka::broker_count(bootstrap).await? {
+                            0 => Err("no broker listed".to_string()),
+                            _ => Ok(()),
+                        }
+                    })
+                });
+                (ingest::routes(producer), metrics, vec![("kafka", kafka)])
+            }
+            _ => {
+                let database_url = required(
+                    service,
+                    &args.database_url,
+                    "a database",
+                    "database-url",
+                    "DATABASE_URL",
+                )?;
+                let bootstrap = required(
+                    service,
+                    &args.kafka_bootstrap,
+                    "Kafka",
+                    "kafka-bootstrap",
+                    "KAFKA_BOOTSTRAP",
+                )?;
+                let (migrations, topics): (&[_], &[&str]) = match service {
+                    ServiceKind::Users => (users::MIGRATIONS, users::TOPICS),
+                    ServiceKind::Orders => (orders::MIGRATIONS, orders::TOPICS),
+                    ServiceKind::Inventory => (inventory::MIGRATIONS, inventory::TOPICS),
+                    ServiceKind::Payments => (payments::MIGRATIONS, payments::TOPICS),
+                    ServiceKind::Shipping => (shipping::MIGRATIONS, shipping::TOPICS),
+                    ServiceKind::Notifications => {
+                        (notifications::MIGRATIONS, notifications::TOPICS)
                     }
-                })
-            });
-            (ingest::routes(producer), metrics, vec![("kafka", kafka)])
-        }
-        _ => {
-            let database_url = required(service, &args.database_url, "a database", "database-url", "DATABASE_URL")?;
-            let bootstrap = required(service, &args.kafka_bootstrap, "Kafka", "kafka-bootstrap", "KAFKA_BOOTSTRAP")?;
-            let (migrations, topics): (&[_], &[&str]) = match service {
-                ServiceKind::Users => (users::MIGRATIONS, users::TOPICS),
-                ServiceKind::Orders => (orders::MIGRATIONS, orders::TOPICS),
-                ServiceKind::Inventory => (inventory::MIGRATIONS, inventory::TOPICS),
-                ServiceKind::Payments => (payments::MIGRATIONS, payments::TOPICS),
-                ServiceKind::Shipping => (shipping::MIGRATIONS, shipping::TOPICS),
-                ServiceKind::Notifications => (notifications::MIGRATIONS, notifications::TOPICS),
-                ServiceKind::Analytics => (analytics::MIGRATIONS, analytics::TOPICS),
-                ServiceKind::Gateway | ServiceKind::Ingest => (&[], &[]),
-            };
-            let platform = Platform::start(name, database_url, bootstrap, migrations, topics).await?;
-            let metrics = platform.metrics.clone();
-            let mut probes = platform.probes();
-            let behaviour = || {
-                let behaviour = Behaviour { fail_rate: args.fail_rate, latency_ms: args.latency_ms };
-                behaviour.validate().map(|()| SharedBehaviour::new(behaviour)).map_err(invalid)
-            };
-            let routes = match service {
-                ServiceKind::Users => {
-                    tasks.push(platform.spawn_relay(background.clone()));
-                    let secret = required(service, &args.jwt_secret, "a JWT secret", "jwt-secret", "FAULTLINE_JWT_SECRET")?;
-                    let tokens = Tokens::new(&Secret::new(secret), args.token_ttl).map_err(|e| invalid(e.to_string()))?;
-                    let redis_url = required(service, &args.redis_url, "Redis", "redis-url", "REDIS_URL")?;
-                    let redis_error = |e: redis::RedisError| ServiceError::Redis { service: name.into(), reason: e.to_string() };
-                    let client = redis::Client::open(redis_url).map_err(redis_error)?;
-                    let connection = redis::aio::ConnectionManager::new(client).await.map_err(redis_error)?;
-                    let probe_connection = connection.clone();
-                    let redis_probe: ReadinessProbe = Arc::new(move || {
-                        let mut connection = probe_connection.clone();
-                        Box::pin(async move {
-                            redis::cmd("PING").query_async::<String>(&mut connection).await.map(|_| ()).map_err(|e| e.to_string())
-                        })
-                    });
-                    probes.push(("redis", redis_probe));
-                    users::routes(users::UsersState::new(platform.pool.clone(), connection, tokens, &metrics))
-                }
-                ServiceKind::Orders => {
-                    tasks.push(platform.spawn_relay(background.clone()));
-                    let saga_metrics = orders::SagaMetrics::register(&metrics);
-                    tasks.push(tokio::spawn(saga_metrics.clone().refresh(platform.pool.clone(), background.clone())));
-                    tasks.push(platform.spawn_consumer(
-                        "orders-saga",
-                        orders::REPLY_TOPICS,
-                        orders::SagaHandler { metrics: saga_metrics },
-                        background.clone(),
-                    )?);
-                    orders::routes(platform.pool.clone())
-                }
-                ServiceKind::Inventory => {
-                    tasks.push(platform.spawn_relay(background.clone()));
-                    tasks.push(platform.spawn_consumer(
-                        "inventory-commands",
-                        &[super::messages::INVENTORY_COMMANDS],
-                        inventory::CommandHandler,
-                        background.clone(),
-                    )?);
-                    inventory::routes(platform.pool.clone())
-                }
-                ServiceKind::Payments => {
-                    tasks.push(platform.spawn_relay(background.clone()));
-                    let behaviour = behaviour()?;
-                    tasks.push(platform.spawn_consumer(
-                        "payments-commands",
-                        &[super::messages::PAYMENTS_COMMANDS],
-                        payments::CommandHandler { behaviour: behaviour.clone() },
-                        background.clone(),
-                    )?);
-                    payments::routes(platform.pool.clone()).merge(super::behaviour::routes(behaviour))
-                }
-                ServiceKind::Shipping => {
-                    tasks.push(platform.spawn_relay(background.clone()));
-                    let behaviour = behaviour()?;
-                    tasks.push(platform.spawn_consumer(
-                        "shipping-commands",
-                        &[super::messages::SHIPPING_COMMANDS],
-                        shipping::CommandHandler { behaviour: behaviour.clone() },
-                        background.clone(),
-                    )?);
-                    super::behaviour::routes(behaviour)
-                }
-                ServiceKind::Notifications => {
-                    let mut channels: Vec<Box<dyn Channel>> = vec![Box::new(LogChannel)];
-                    if let Some(url) = &args.webhook_url {
-                        channels.push(Box::new(WebhookChannel::new(url)));
+                    ServiceKind::Analytics => (analytics::MIGRATIONS, analytics::TOPICS),
+                    ServiceKind::Gateway | ServiceKind::Ingest => (&[], &[]),
+                };
+                let platform =
+                    Platform::start(name, database_url, bootstrap, migrations, topics).await?;
+                let metrics = platform.metrics.clone();
+                let mut probes = platform.probes();
+                let behaviour = || {
+                    let behaviour = Behaviour {
+                        fail_rate: args.fail_rate,
+                        latency_ms: args.latency_ms,
+                    };
+                    behaviour
+                        .validate()
+                        .map(|()| SharedBehaviour::new(behaviour))
+                        .map_err(invalid)
+                };
+                let routes = match service {
+                    ServiceKind::Users => {
+                        tasks.push(platform.spawn_relay(background.clone()));
+                        let secret = required(
+                            service,
+                            &args.jwt_secret,
+                            "a JWT secret",
+                            "jwt-secret",
+                            "FAULTLINE_JWT_SECRET",
+                        )?;
+                        let tokens = Tokens::new(&Secret::new(secret), args.token_ttl)
+                            .map_err(|e| invalid(e.to_string()))?;
+                        let redis_url =
+                            required(service, &args.redis_url, "Redis", "redis-url", "REDIS_URL")?;
+                        let redis_error = |e: redis::RedisError| ServiceError::Redis {
+                            service: name.into(),
+                            reason: e.to_string(),
+                        };
+                        let client = redis::Client::open(redis_url).map_err(redis_error)?;
+                        let connection = redis::aio::ConnectionManager::new(client)
+                            .await
+                            .map_err(redis_error)?;
+                        let probe_connection = connection.clone();
+                        let redis_probe: ReadinessProbe = Arc::new(move || {
+                            let mut connection = probe_connection.clone();
+                            Box::pin(async move {
+                                redis::cmd("PING")
+                                    .query_async::<String>(&mut connection)
+                                    .await
+                                    .map(|_| ())
+                                    .map_err(|e| e.to_string())
+                            })
+                        });
+                        probes.push(("redis", redis_probe));
+                        users::routes(users::UsersState::new(
+                            platform.pool.clone(),
+                            connection,
+                            tokens,
+                            &metrics,
+                        ))
                     }
-                    let policy = RetryPolicy { max_attempts: args.max_attempts.max(1), ..RetryPolicy::default() };
-                    tasks.push(platform.spawn_consumer(
-                        "notifications",
-                        notifications::TOPICS,
-                        Notifier::new(channels, policy, &metrics),
-                        background.clone(),
-                    )?);
-                    Router::new()
-                }
-                ServiceKind::Analytics => {
-                    let views = Listener::spawn(database_url, analytics::VIEW_CHANNEL, background.clone());
-                    tasks.push(platform.spawn_consumer(
-                        "analytics-projector",
-                        analytics::TOPICS,
-                        analytics::Projector::new(&metrics),
-                        background.clone(),
-                    )?);
-                    analytics::routes(platform.pool.clone(), views)
-                }
-                ServiceKind::Gateway | ServiceKind::Ingest => Router::new(),
-            };
-            (routes, metrics, probes)
-        }
-    };
+                    ServiceKind::Orders => {
+                        tasks.push(platform.spawn_relay(background.clone()));
+                        let saga_metrics = orders::SagaMetrics::register(&metrics);
+                        tasks.push(tokio::spawn(
+                            saga_metrics
+                                .clone()
+                                .refresh(platform.pool.clone(), background.clone()),
+                        ));
+                        tasks.push(platform.spawn_consumer(
+                            "orders-saga",
+                            orders::REPLY_TOPICS,
+                            orders::SagaHandler {
+                                metrics: saga_metrics,
+                            },
+                            background.clone(),
+                        )?);
+                        orders::routes(platform.pool.clone())
+                    }
+                    ServiceKind::Inventory => {
+                        tasks.push(platform.spawn_relay(background.clone()));
+                        tasks.push(platform.spawn_consumer(
+                            "inventory-commands",
+                            &[super::messages::INVENTORY_COMMANDS],
+                            inventory::CommandHandler,
+                            background.clone(),
+                        )?);
+                        inventory::routes(platform.pool.clone())
+                    }
+                    ServiceKind::Payments => {
+                        tasks.push(platform.spawn_relay(background.clone()));
+                        let behaviour = behaviour()?;
+                        tasks.push(platform.spawn_consumer(
+                            "payments-commands",
+                            &[super::messages::PAYMENTS_COMMANDS],
+                            payments::CommandHandler {
+                                behaviour: behaviour.clone(),
+                            },
+                            background.clone(),
+                        )?);
+                        payments::routes(platform.pool.clone())
+                            .merge(super::behaviour::routes(behaviour))
+                    }
+                    ServiceKind::Shipping => {
+                        tasks.push(platform.spawn_relay(background.clone()));
+                        let behaviour = behaviour()?;
+                        tasks.push(platform.spawn_consumer(
+                            "shipping-commands",
+                            &[super::messages::SHIPPING_COMMANDS],
+                            shipping::CommandHandler {
+                                behaviour: behaviour.clone(),
+                            },
+                            background.clone(),
+                        )?);
+                        super::behaviour::routes(behaviour)
+                    }
+                    ServiceKind::Notifications => {
+                        let mut channels: Vec<Box<dyn Channel>> = vec![Box::new(LogChannel)];
+                        if let Some(url) = &args.webhook_url {
+                            channels.push(Box::new(WebhookChannel::new(url)));
+                        }
+                        let policy = RetryPolicy {
+                            max_attempts: args.max_attempts.max(1),
+                            ..RetryPolicy::default()
+                        };
+                        tasks.push(platform.spawn_consumer(
+                            "notifications",
+                            notifications::TOPICS,
+                            Notifier::new(channels, policy, &metrics),
+                            background.clone(),
+                        )?);
+                        Router::new()
+                    }
+                    ServiceKind::Analytics => {
+                        let views = Listener::spawn(
+                            database_url,
+                            analytics::VIEW_CHANNEL,
+                            background.clone(),
+                        );
+                        tasks.push(platform.spawn_consumer(
+                            "analytics-projector",
+                            analytics::TOPICS,
+                            analytics::Projector::new(&metrics),
+                            background.clone(),
+                        )?);
+                        analytics::routes(platform.pool.clone(), views)
+                    }
+                    ServiceKind::Gateway | ServiceKind::Ingest => Router::new(),
+                };
+                (routes, metrics, probes)
+            }
+        };
 
-    let router = routes.merge(http::operational_routes(Operational { metrics: metrics.clone(), probes }));
+    let router = routes.merge(http::operational_routes(Operational {
+        metrics: metrics.clone(),
+        probes,
+    }));
     let observed = middleware::from_fn_with_state(metrics, observe);
     // `route_layer` sees the matched route (the metrics label) but does not wrap a fallback,
     // and the gateway routes by itself in one: it labels its responses instead.
@@ -352,15 +444,24 @@ pub async fn serve(
     } else {
         router.route_layer(observed)
     };
-    let address = listener.local_addr().map_err(|source| ServiceError::Http { service: name.into(), source })?;
+    let address = listener.local_addr().map_err(|source| ServiceError::Http {
+        service: name.into(),
+        source,
+    })?;
     tracing::info!(service = name, %address, "serving");
     let served = http::serve(listener, router, shutdown, args.drain_timeout).await;
     background.cancel();
     for task in tasks {
-        if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .is_err()
+        {
             tracing::warn!(service = name, "a background task did not stop within 10 s");
         }
     }
     tracing::info!(service = name, "stopped");
-    served.map_err(|source| ServiceError::Http { service: name.into(), source })
+    served.map_err(|source| ServiceError::Http {
+        service: name.into(),
+        source,
+    })
 }

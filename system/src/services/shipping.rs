@@ -13,8 +13,16 @@ use crate::platform::outbox::{self, OUTBOX_SCHEMA};
 pub const NAME: &str = "shipping";
 
 pub const MIGRATIONS: &[Migration] = &[
-    Migration { version: 1, name: "outbox", sql: OUTBOX_SCHEMA },
-    Migration { version: 2, name: "processed events", sql: PROCESSED_EVENTS_SCHEMA },
+    Migration {
+        version: 1,
+        name: "outbox",
+        sql: OUTBOX_SCHEMA,
+    },
+    Migration {
+        version: 2,
+        name: "processed events",
+        sql: PROCESSED_EVENTS_SCHEMA,
+    },
     Migration {
         version: 3,
         name: "shipments",
@@ -36,22 +44,35 @@ pub struct CommandHandler {
 }
 
 impl EventHandler for CommandHandler {
-    async fn handle<'a>(&'a self, tx: &'a Transaction<'a>, event: &'a Envelope) -> Result<(), HandleError> {
+    async fn handle<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        event: &'a Envelope,
+    ) -> Result<(), HandleError> {
         if event.version != V1 || event.event_type != types::SCHEDULE {
-            return Err(HandleError::Poison(format!("shipping does not handle {} v{}", event.event_type, event.version)));
+            return Err(HandleError::Poison(format!(
+                "shipping does not handle {} v{}",
+                event.event_type, event.version
+            )));
         }
         let OrderRef { order_id } = event
             .payload_as()
             .map_err(|e| HandleError::Poison(e.to_string()))?;
         let existing = tx
-            .query_opt("SELECT status, reason FROM shipments WHERE order_id = $1", &[&order_id])
+            .query_opt(
+                "SELECT status, reason FROM shipments WHERE order_id = $1",
+                &[&order_id],
+            )
             .await?;
         let (status, reason): (String, Option<String>) = match existing {
             Some(row) => (row.get(0), row.get(1)),
             None => {
                 let failed = self.behaviour.decide().await;
                 let (status, reason) = if failed {
-                    ("FAILED", Some("no carrier available (injected failure)".to_string()))
+                    (
+                        "FAILED",
+                        Some("no carrier available (injected failure)".to_string()),
+                    )
                 } else {
                     ("SCHEDULED", None)
                 };
@@ -64,12 +85,26 @@ impl EventHandler for CommandHandler {
             }
         };
         let (reply_type, payload) = if status == "SCHEDULED" {
-            (types::SCHEDULED, serde_json::to_value(OrderRef { order_id }))
+            (
+                types::SCHEDULED,
+                serde_json::to_value(OrderRef { order_id }),
+            )
         } else {
-            (types::SCHEDULE_FAILED, serde_json::to_value(Failed { order_id, reason: reason.unwrap_or_default() }))
+            (
+                types::SCHEDULE_FAILED,
+                serde_json::to_value(Failed {
+                    order_id,
+                    reason: reason.unwrap_or_default(),
+                }),
+            )
         };
-        let reply = Envelope::new(reply_type, V1, event.key.clone(), payload.unwrap_or_default())
-            .with_traceparent(event.traceparent.clone());
+        let reply = Envelope::new(
+            reply_type,
+            V1,
+            event.key.clone(),
+            payload.unwrap_or_default(),
+        )
+        .with_traceparent(event.traceparent.clone());
         outbox::enqueue(tx, messages::SHIPPING_REPLIES, &reply).await?;
         Ok(())
     }

@@ -34,7 +34,11 @@ pub const NAME: &str = "users";
 pub const CACHE_TTL: Duration = Duration::from_secs(300);
 
 pub const MIGRATIONS: &[Migration] = &[
-    Migration { version: 1, name: "outbox", sql: OUTBOX_SCHEMA },
+    Migration {
+        version: 1,
+        name: "outbox",
+        sql: OUTBOX_SCHEMA,
+    },
     Migration {
         version: 2,
         name: "users",
@@ -62,12 +66,28 @@ pub struct UsersState {
 
 impl UsersState {
     #[allow(clippy::expect_used)]
-    pub fn new(pool: Pool, redis: ConnectionManager, tokens: Tokens, metrics: &Metrics) -> UsersState {
+    pub fn new(
+        pool: Pool,
+        redis: ConnectionManager,
+        tokens: Tokens,
+        metrics: &Metrics,
+    ) -> UsersState {
         // A constant definition: registration fails only on a programming error.
-        let cache = IntCounterVec::new(Opts::new("profile_cache_total", "Profile reads by cache outcome"), &["outcome"])
-            .expect("valid metric");
-        metrics.registry.register(Box::new(cache.clone())).expect("unique metric");
-        UsersState { pool, redis, tokens, cache }
+        let cache = IntCounterVec::new(
+            Opts::new("profile_cache_total", "Profile reads by cache outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        metrics
+            .registry
+            .register(Box::new(cache.clone()))
+            .expect("unique metric");
+        UsersState {
+            pool,
+            redis,
+            tokens,
+            cache,
+        }
     }
 }
 
@@ -109,20 +129,24 @@ pub fn routes(state: UsersState) -> Router {
 fn check_email(email: &str) -> Result<String, ApiError> {
     let email = email.trim().to_lowercase();
     let valid = email.len() <= 254
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.starts_with('.'));
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
+        });
     if valid {
         Ok(email)
     } else {
-        Err(ApiError::BadRequest(format!("email: {email:?} is not an email address")))
+        Err(ApiError::BadRequest(format!(
+            "email: {email:?} is not an email address"
+        )))
     }
 }
 
 fn check_name(name: &str) -> Result<String, ApiError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::BadRequest("name: give 1 to 100 characters".into()));
+        return Err(ApiError::BadRequest(
+            "name: give 1 to 100 characters".into(),
+        ));
     }
     Ok(name.to_string())
 }
@@ -135,7 +159,9 @@ async fn register(
     let email = check_email(&request.email)?;
     let name = check_name(&request.name)?;
     if request.password.chars().count() < 8 || request.password.len() > 1024 {
-        return Err(ApiError::BadRequest("password: use 8 to 1024 characters".into()));
+        return Err(ApiError::BadRequest(
+            "password: use 8 to 1024 characters".into(),
+        ));
     }
     // Hashing is deliberately slow CPU work: keep it off the async workers.
     let password = request.password;
@@ -159,13 +185,20 @@ async fn register(
         )
         .await?;
     if inserted == 0 {
-        return Err(ApiError::Conflict(format!("a user with email {email} exists")));
+        return Err(ApiError::Conflict(format!(
+            "a user with email {email} exists"
+        )));
     }
     let event = Envelope::new(
         types::USER_REGISTERED,
         V1,
         id.to_string(),
-        serde_json::to_value(UserRegistered { user_id: id, email, name }).map_err(ApiError::internal)?,
+        serde_json::to_value(UserRegistered {
+            user_id: id,
+            email,
+            name,
+        })
+        .map_err(ApiError::internal)?,
     )
     .with_traceparent(Some(trace.traceparent));
     outbox::enqueue(&tx, messages::USERS_EVENTS, &event).await?;
@@ -173,19 +206,29 @@ async fn register(
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))))
 }
 
-async fn login(State(state): State<UsersState>, Json(request): Json<Login>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn login(
+    State(state): State<UsersState>,
+    Json(request): Json<Login>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let refused = || ApiError::Unauthorized("wrong email or password".into());
     let email = request.email.trim().to_lowercase();
     let client = state.pool.get().await?;
     let row = client
-        .query_opt("SELECT id, password_hash FROM users WHERE email = $1", &[&email])
+        .query_opt(
+            "SELECT id, password_hash FROM users WHERE email = $1",
+            &[&email],
+        )
         .await?
         .ok_or_else(refused)?;
     let (id, hash): (Uuid, String) = (row.get(0), row.get(1));
     let password = request.password;
     let matches = tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
-            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
             .unwrap_or(false)
     })
     .await
@@ -201,7 +244,10 @@ fn cache_key(id: Uuid) -> String {
     format!("faultline:user:{id}")
 }
 
-async fn me(State(mut state): State<UsersState>, headers: HeaderMap) -> Result<Json<Profile>, ApiError> {
+async fn me(
+    State(mut state): State<UsersState>,
+    headers: HeaderMap,
+) -> Result<Json<Profile>, ApiError> {
     let id = caller(&headers)?;
     // A cache that does not answer is skipped, not fatal: the database is the truth.
     let cached: Option<String> = redis::cmd("GET")
@@ -219,7 +265,10 @@ async fn me(State(mut state): State<UsersState>, headers: HeaderMap) -> Result<J
     state.cache.with_label_values(&["miss"]).inc();
     let client = state.pool.get().await?;
     let row = client
-        .query_opt("SELECT id, email, name, created_at FROM users WHERE id = $1", &[&id])
+        .query_opt(
+            "SELECT id, email, name, created_at FROM users WHERE id = $1",
+            &[&id],
+        )
         .await?
         .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
     let profile = Profile {
@@ -252,7 +301,10 @@ async fn update_me(
     let name = check_name(&request.name)?;
     let client = state.pool.get().await?;
     let updated = client
-        .execute("UPDATE users SET name = $2, updated_at = now() WHERE id = $1", &[&id, &name])
+        .execute(
+            "UPDATE users SET name = $2, updated_at = now() WHERE id = $1",
+            &[&id, &name],
+        )
         .await?;
     if updated == 0 {
         return Err(ApiError::NotFound("no such user".into()));
@@ -260,9 +312,14 @@ async fn update_me(
     // After the commit, so a reader cannot refill the cache with the old row in between
     // (a reader that read before the commit can, until the TTL: that window is the price of
     // cache-aside).
-    let deleted: Result<(), _> = redis::cmd("DEL").arg(cache_key(id)).query_async(&mut state.redis).await;
+    let deleted: Result<(), _> = redis::cmd("DEL")
+        .arg(cache_key(id))
+        .query_async(&mut state.redis)
+        .await;
     if let Err(error) = deleted {
-        return Err(ApiError::Unavailable(format!("profile updated, but the cache could not be invalidated: {error}")));
+        return Err(ApiError::Unavailable(format!(
+            "profile updated, but the cache could not be invalidated: {error}"
+        )));
     }
     Ok(Json(serde_json::json!({ "id": id, "name": name })))
 }

@@ -1,0 +1,104 @@
+//! Integration tests of the reference system against the real stack: one `System` (every
+//! service a real process behind the gateway) is started for the whole binary, and the
+//! tests run one after another on it, since some change the payments service's behaviour.
+//! Set TEST_LOG=1 to see the supervisor's logs; each service's log is in the stack's data
+//! directory under `services/`.
+
+#![allow(clippy::unwrap_used)]
+
+mod api;
+mod events;
+mod faults;
+mod saga;
+mod support;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use libtest_mimic::{Arguments, Trial};
+use support::{Harness, TestFn};
+
+fn main() -> ExitCode {
+    let mut args = Arguments::from_args();
+    // Tests share one system and some change its behaviour: one at a time.
+    args.test_threads = Some(1);
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter("info").try_init();
+    }
+    let runtime = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime"),
+    );
+    let harness = if args.list {
+        Err("listing only".to_string())
+    } else {
+        runtime
+            .block_on(Harness::start())
+            .map(Arc::new)
+            .map_err(|e| format!("the system did not start: {e:#}"))
+    };
+    let tests: Vec<(&'static str, TestFn)> = vec![
+        (
+            "happy_path_through_the_gateway_completes_and_the_view_shows_it",
+            |h| Box::pin(saga::happy_path_completes_and_the_view_shows_it(h)),
+        ),
+        (
+            "a_payment_failure_cancels_releases_the_reservation_and_leaves_no_charge",
+            |h| Box::pin(saga::payment_failure_cancels_and_releases(h)),
+        ),
+        (
+            "two_hundred_concurrent_orders_for_fifty_in_stock_complete_exactly_fifty",
+            |h| Box::pin(saga::concurrent_orders_never_oversell(h)),
+        ),
+        ("the_same_idempotency_key_twice_creates_one_order", |h| {
+            Box::pin(saga::idempotency_key_creates_one_order(h))
+        }),
+        (
+            "missing_forged_or_expired_tokens_are_refused_with_401",
+            |h| Box::pin(api::bad_tokens_are_refused(h)),
+        ),
+        ("another_users_order_is_not_found", |h| {
+            Box::pin(api::another_users_order_is_not_found(h))
+        }),
+        (
+            "malformed_json_and_wrong_types_are_400_naming_the_field",
+            |h| Box::pin(api::bad_bodies_are_400_naming_the_field(h)),
+        ),
+        ("over_the_rate_limit_is_429_with_retry_after", |h| {
+            Box::pin(api::rate_limit_answers_429(h))
+        }),
+        (
+            "an_undecodable_event_is_dead_lettered_and_the_projector_goes_on",
+            |h| Box::pin(events::undecodable_event_is_dead_lettered(h)),
+        ),
+        ("every_service_metrics_pass_promtool", |h| {
+            Box::pin(api::metrics_pass_promtool(h))
+        }),
+        (
+            "orders_killed_mid_saga_restarts_and_every_saga_ends_once",
+            |h| Box::pin(faults::orders_killed_mid_saga(h)),
+        ),
+    ];
+    let trials = tests
+        .into_iter()
+        .map(|(name, test)| {
+            let runtime = runtime.clone();
+            let harness = harness.clone();
+            Trial::test(name, move || {
+                let harness = harness.map_err(libtest_mimic::Failed::from)?;
+                runtime
+                    .block_on(test(harness))
+                    .map_err(|e| format!("{e:#}").into())
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    if let Ok(harness) = harness {
+        if let Ok(harness) = Arc::try_unwrap(harness) {
+            runtime.block_on(harness.system.stop());
+        }
+    }
+    conclusion.exit_code()
+}

@@ -1,0 +1,179 @@
+//! The shared system and a typed client of its public API.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use faultline_system::supervisor::{System, SystemSpec};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+pub type TestFn = fn(Arc<Harness>) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+pub struct Harness {
+    pub system: System,
+    pub http: reqwest::Client,
+}
+
+/// Gateway limits of the test system: low enough for a test to hit, high enough for the
+/// others, which spread their calls over users of their own.
+pub const RATE_LIMIT: f64 = 50.0;
+pub const BURST: u32 = 200;
+
+impl Harness {
+    pub async fn start() -> anyhow::Result<Harness> {
+        let mut spec = SystemSpec::new(env!("CARGO_BIN_EXE_faultline").into());
+        spec.rate_limit = RATE_LIMIT;
+        spec.burst = BURST;
+        spec.products = 20;
+        spec.stock = 100_000;
+        let system = System::start(spec).await?;
+        Ok(Harness {
+            system,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()?,
+        })
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/api{path}", self.system.gateway_url)
+    }
+
+    /// Registers and logs in a fresh user.
+    pub async fn user(&self) -> anyhow::Result<User> {
+        let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
+        let response = self
+            .http
+            .post(self.api("/users/register"))
+            .json(&json!({ "email": email, "password": "correct horse", "name": "Test User" }))
+            .send()
+            .await?;
+        if response.status() != StatusCode::CREATED {
+            bail!(
+                "register answered {}: {}",
+                response.status(),
+                response.text().await?
+            );
+        }
+        let id = response.json::<Value>().await?["id"]
+            .as_str()
+            .context("no id")?
+            .to_string();
+        let response = self
+            .http
+            .post(self.api("/users/login"))
+            .json(&json!({ "email": email, "password": "correct horse" }))
+            .send()
+            .await?;
+        if response.status() != StatusCode::OK {
+            bail!("login answered {}", response.status());
+        }
+        let token = response.json::<Value>().await?["token"]
+            .as_str()
+            .context("no token")?
+            .to_string();
+        Ok(User { id, token })
+    }
+
+    pub async fn place_order(
+        &self,
+        user: &User,
+        key: &str,
+        items: Value,
+    ) -> anyhow::Result<(StatusCode, Value)> {
+        let response = self
+            .http
+            .post(self.api("/orders"))
+            .bearer_auth(&user.token)
+            .header("idempotency-key", key)
+            .json(&json!({ "items": items }))
+            .send()
+            .await?;
+        let status = response.status();
+        Ok((status, response.json().await?))
+    }
+
+    pub async fn order(&self, user: &User, id: &str) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .get(self.api(&format!("/orders/{id}")))
+            .bearer_auth(&user.token)
+            .send()
+            .await?;
+        if response.status() != StatusCode::OK {
+            bail!("GET order answered {}", response.status());
+        }
+        Ok(response.json().await?)
+    }
+
+    /// The read model's view once it reached `min_version` (long-poll, no sleeping).
+    pub async fn view(
+        &self,
+        user: &User,
+        id: &str,
+        min_version: i64,
+    ) -> anyhow::Result<(StatusCode, Value)> {
+        let response = self
+            .http
+            .get(self.api(&format!(
+                "/orders/{id}/view?min_version={min_version}&wait=20s"
+            )))
+            .bearer_auth(&user.token)
+            .send()
+            .await?;
+        let status = response.status();
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// Follows the view until the order is COMPLETED or CANCELLED.
+    pub async fn terminal_view(&self, user: &User, id: &str) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut min_version = 1;
+        loop {
+            let (status, view) = self.view(user, id, min_version).await?;
+            if status == StatusCode::OK {
+                let state = view["status"].as_str().unwrap_or_default();
+                if state == "COMPLETED" || state == "CANCELLED" {
+                    return Ok(view);
+                }
+                min_version = view["version"].as_i64().unwrap_or(min_version) + 1;
+            } else if status != StatusCode::REQUEST_TIMEOUT {
+                bail!("view of {id} answered {status}: {view}");
+            }
+            if Instant::now() >= deadline {
+                bail!("order {id} did not reach a terminal state in the read model within 120 s");
+            }
+        }
+    }
+
+    pub async fn product(&self, id: i64) -> anyhow::Result<Value> {
+        Ok(self
+            .http
+            .get(self.api(&format!("/products/{id}")))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    pub fn database(
+        &self,
+        kind: faultline_system::services::serve::ServiceKind,
+    ) -> anyhow::Result<deadpool_postgres::Pool> {
+        let url = self
+            .system
+            .database_urls
+            .get(&kind)
+            .context("no database")?;
+        Ok(faultline_system::platform::migrate::pool(url, 4)?)
+    }
+}
+
+pub struct User {
+    pub id: String,
+    pub token: String,
+}

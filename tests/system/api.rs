@@ -238,3 +238,39 @@ fn which(program: &str) -> Option<std::path::PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+pub async fn openapi_document_lists_the_public_api(h: Arc<Harness>) -> anyhow::Result<()> {
+    let document: Value = h
+        .http
+        .get(format!("{}/openapi.json", h.system.gateway_url))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    ensure!(
+        document["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.")),
+        "not OpenAPI 3: {}",
+        document["openapi"]
+    );
+    for (path, method) in [
+        ("/api/users/register", "post"),
+        ("/api/users/login", "post"),
+        ("/api/users/me", "get"),
+        ("/api/products", "get"),
+        ("/api/products/{id}", "get"),
+        ("/api/orders", "post"),
+        ("/api/orders/{id}", "get"),
+        ("/api/orders/{id}/view", "get"),
+        ("/api/ingest/events", "post"),
+        ("/api/analytics/summary", "get"),
+    ] {
+        ensure!(
+            document["paths"][path][method].is_object(),
+            "{method} {path} is not documented"
+        );
+    }
+    Ok(())
+}

@@ -73,6 +73,10 @@ fn main() -> ExitCode {
             "an_undecodable_event_is_dead_lettered_and_the_projector_goes_on",
             |h| Box::pin(events::undecodable_event_is_dead_lettered(h)),
         ),
+        (
+            "the_gateway_serves_the_openapi_document_of_the_public_api",
+            |h| Box::pin(api::openapi_document_lists_the_public_api(h)),
+        ),
         ("every_service_metrics_pass_promtool", |h| {
             Box::pin(api::metrics_pass_promtool(h))
         }),

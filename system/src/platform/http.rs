@@ -84,10 +84,13 @@ impl From<deadpool_postgres::PoolError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-    message: String,
+/// The body of every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    /// The status' reason phrase, e.g. "Bad Request".
+    pub error: &'a str,
+    /// What went wrong, for a person.
+    pub message: String,
 }
 
 impl IntoResponse for ApiError {

@@ -25,7 +25,7 @@ use super::messages::{self, types, OrderChanged, V1};
 use super::orders::caller;
 use crate::platform::consumer::{EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA};
 use crate::platform::envelope::Envelope;
-use crate::platform::http::{ApiError, Json};
+use crate::platform::http::{ApiError, ErrorBody, Json};
 use crate::platform::metrics::Metrics;
 use crate::platform::migrate::Migration;
 use crate::platform::notify::Listener;
@@ -69,12 +69,13 @@ CREATE TABLE order_totals (
 
 pub const TOPICS: &[&str] = &[messages::ORDERS_EVENTS];
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OrderView {
     pub order_id: Uuid,
     pub user_id: Uuid,
     pub status: String,
     pub step: String,
+    #[schema(value_type = Vec<super::messages::OrderItem>)]
     pub items: serde_json::Value,
     pub amount_cents: Option<i64>,
     pub reason: Option<String>,
@@ -85,7 +86,7 @@ pub struct OrderView {
 }
 
 #[derive(Clone)]
-struct ViewState {
+pub(crate) struct ViewState {
     pool: Pool,
     views: Listener,
 }
@@ -99,7 +100,7 @@ pub fn routes(pool: Pool, views: Listener) -> Router {
 }
 
 #[derive(Debug, Deserialize)]
-struct ViewQuery {
+pub(crate) struct ViewQuery {
     min_version: Option<i64>,
     /// e.g. `5s`, `250ms`.
     wait: Option<String>,
@@ -129,7 +130,16 @@ async fn load_view(pool: &Pool, order_id: Uuid) -> Result<Option<OrderView>, Api
     }))
 }
 
-async fn get_view(
+/// The read model's view of an order, once it reached `min_version` (long-poll up to
+/// `wait`, at most 30 s). This is how the consistency window is observed.
+#[utoipa::path(get, path = "/api/orders/{id}/view", tag = "orders", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Order id (UUID)"),
+           ("min_version" = Option<i64>, Query, description = "Wait for at least this version (default 1)"),
+           ("wait" = Option<String>, Query, description = "How long to wait, e.g. `5s` (default 0)")),
+    responses((status = 200, body = OrderView),
+              (status = 408, description = "The wait ran out first", body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub(crate) async fn get_view(
     State(state): State<ViewState>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -184,16 +194,20 @@ async fn get_view(
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     pub orders: i64,
+    #[schema(value_type = Object)]
     pub by_status: serde_json::Value,
     pub revenue_cents: i64,
     /// Seconds between the newest applied event's time and its projection.
     pub projection_lag_seconds: f64,
 }
 
-async fn summary(
+/// Aggregates of the read model and its projection lag.
+#[utoipa::path(get, path = "/api/analytics/summary", tag = "analytics", security(("bearer" = [])),
+    responses((status = 200, body = Summary), (status = 401, body = ErrorBody)))]
+pub(crate) async fn summary(
     State(state): State<ViewState>,
     headers: HeaderMap,
 ) -> Result<Json<Summary>, ApiError> {

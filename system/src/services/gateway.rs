@@ -303,7 +303,22 @@ fn breaker_gauge(metrics: &Metrics) -> IntGaugeVec {
 
 /// The gateway's router: everything goes through [`proxy`].
 pub fn routes(gateway: Gateway) -> Router {
-    Router::new().fallback(proxy).with_state(gateway)
+    Router::new()
+        .route("/openapi.json", axum::routing::get(openapi))
+        .fallback(proxy)
+        .with_state(gateway)
+}
+
+async fn openapi() -> Response {
+    let mut response = (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        super::openapi::document(),
+    )
+        .into_response();
+    response
+        .extensions_mut()
+        .insert(RouteLabel("/openapi.json"));
+    response
 }
 
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1).

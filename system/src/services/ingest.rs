@@ -14,7 +14,7 @@ use axum::Router;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::messages;
-use crate::platform::http::{ApiError, Json};
+use crate::platform::http::{ApiError, ErrorBody, Json};
 
 pub const NAME: &str = "ingest";
 pub const TOPICS: &[&str] = &[messages::INGEST_TELEMETRY];
@@ -30,7 +30,12 @@ pub fn routes(producer: FutureProducer) -> Router {
         .with_state(producer)
 }
 
-async fn accept(
+/// Accepts a batch of telemetry events (a JSON array of objects); 202 once Kafka has all.
+#[utoipa::path(post, path = "/api/ingest/events", tag = "ingest", security(("bearer" = [])),
+    request_body(content = Vec<Object>, description = "1 to 10,000 events; `source` keys the partition"),
+    responses((status = 202, description = "`{\"accepted\": n}`"), (status = 503, description = "Kafka did not acknowledge", body = ErrorBody),
+              (status = 400, description = "Invalid input; the message names the field", body = ErrorBody)))]
+pub(crate) async fn accept(
     State(producer): State<FutureProducer>,
     Json(events): Json<Vec<serde_json::Map<String, serde_json::Value>>>,
 ) -> Result<impl IntoResponse, ApiError> {

@@ -25,7 +25,7 @@ use super::messages::{self, types, Amount, Failed, OrderItem, OrderRef, Reserve,
 use crate::platform::consumer::PROCESSED_EVENTS_SCHEMA;
 use crate::platform::consumer::{EventHandler, HandleError};
 use crate::platform::envelope::Envelope;
-use crate::platform::http::{ApiError, Json};
+use crate::platform::http::{ApiError, ErrorBody, Json};
 use crate::platform::migrate::Migration;
 use crate::platform::outbox::{self, OUTBOX_SCHEMA};
 
@@ -78,7 +78,7 @@ CREATE TABLE reservations (
 /// Topics inventory reads and writes.
 pub const TOPICS: &[&str] = &[messages::INVENTORY_COMMANDS, messages::INVENTORY_REPLIES];
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Product {
     pub id: i64,
     pub name: String,
@@ -109,7 +109,11 @@ fn product(row: &tokio_postgres::Row) -> Product {
     }
 }
 
-async fn list_products(State(pool): State<Pool>) -> Result<Json<Vec<Product>>, ApiError> {
+/// The catalogue with prices and available stock.
+#[utoipa::path(get, path = "/api/products", tag = "products", responses((status = 200, body = Vec<Product>)))]
+pub(crate) async fn list_products(
+    State(pool): State<Pool>,
+) -> Result<Json<Vec<Product>>, ApiError> {
     let client = pool.get().await?;
     let rows = client
         .query(&format!("{PRODUCT_COLUMNS} ORDER BY p.id LIMIT 1000"), &[])
@@ -117,7 +121,10 @@ async fn list_products(State(pool): State<Pool>) -> Result<Json<Vec<Product>>, A
     Ok(Json(rows.iter().map(product).collect()))
 }
 
-async fn get_product(
+/// One product with its price and available stock.
+#[utoipa::path(get, path = "/api/products/{id}", tag = "products", params(("id" = i64, Path, description = "Product id")),
+    responses((status = 200, body = Product), (status = 404, body = ErrorBody), (status = 400, description = "Invalid input; the message names the field", body = ErrorBody)))]
+pub(crate) async fn get_product(
     State(pool): State<Pool>,
     Path(id): Path<String>,
 ) -> Result<Json<Product>, ApiError> {

@@ -52,7 +52,7 @@ pub mod types {
     pub const USER_REGISTERED: &str = "user.registered";
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderItem {
     pub product_id: i64,
     pub quantity: i32,

@@ -19,6 +19,7 @@ pub mod ingest;
 pub mod inventory;
 pub mod messages;
 pub mod notifications;
+pub mod openapi;
 pub mod orders;
 pub mod payments;
 pub mod runtime;

@@ -29,7 +29,7 @@ use super::messages::{
 };
 use crate::platform::consumer::{EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA};
 use crate::platform::envelope::Envelope;
-use crate::platform::http::{ApiError, Json, TraceContext, USER_ID};
+use crate::platform::http::{ApiError, ErrorBody, Json, TraceContext, USER_ID};
 use crate::platform::metrics::Metrics;
 use crate::platform::migrate::Migration;
 use crate::platform::outbox::{self, OUTBOX_SCHEMA};
@@ -166,18 +166,18 @@ impl SagaMetrics {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PlaceOrder {
     pub items: Vec<OrderItem>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Placed {
     pub id: Uuid,
     pub status: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Order {
     pub id: Uuid,
     pub user_id: Uuid,
@@ -208,7 +208,15 @@ pub fn caller(headers: &HeaderMap) -> Result<Uuid, ApiError> {
         .ok_or_else(|| ApiError::Unauthorized("no authenticated user".into()))
 }
 
-async fn place_order(
+/// Places an order and starts its saga. The same `Idempotency-Key` never creates a second
+/// order: the first one is answered again (200).
+#[utoipa::path(post, path = "/api/orders", tag = "orders", security(("bearer" = [])), request_body = PlaceOrder,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    responses((status = 202, description = "Accepted; the saga runs", body = Placed),
+              (status = 200, description = "This key was used before: that order", body = Placed),
+              (status = 401, body = ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody),
+              (status = 400, description = "Invalid input; the message names the field", body = ErrorBody)))]
+pub(crate) async fn place_order(
     State(pool): State<Pool>,
     Extension(trace): Extension<TraceContext>,
     headers: HeaderMap,
@@ -324,7 +332,11 @@ async fn place_order(
     ))
 }
 
-async fn get_order(
+/// The write side's order with its saga status; 404 if it is not the caller's.
+#[utoipa::path(get, path = "/api/orders/{id}", tag = "orders", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Order id (UUID)")),
+    responses((status = 200, body = Order), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get_order(
     State(pool): State<Pool>,
     headers: HeaderMap,
     Path(id): Path<String>,

@@ -24,7 +24,7 @@ use super::messages::{self, types, UserRegistered, V1};
 use super::orders::caller;
 use crate::platform::auth::Tokens;
 use crate::platform::envelope::Envelope;
-use crate::platform::http::{ApiError, Json, TraceContext};
+use crate::platform::http::{ApiError, ErrorBody, Json, TraceContext};
 use crate::platform::metrics::Metrics;
 use crate::platform::migrate::Migration;
 use crate::platform::outbox::{self, OUTBOX_SCHEMA};
@@ -91,25 +91,25 @@ impl UsersState {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Register {
     pub email: String,
     pub password: String,
     pub name: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Login {
     pub email: String,
     pub password: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct UpdateProfile {
     pub name: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Profile {
     pub id: Uuid,
     pub email: String,
@@ -151,7 +151,12 @@ fn check_name(name: &str) -> Result<String, ApiError> {
     Ok(name.to_string())
 }
 
-async fn register(
+/// Registers a user.
+#[utoipa::path(post, path = "/api/users/register", tag = "users", request_body = Register,
+    responses((status = 201, description = "Registered; the body is `{\"id\"}`"),
+              (status = 409, description = "The email is taken", body = ErrorBody),
+              (status = 400, description = "Invalid input; the message names the field", body = ErrorBody)))]
+pub(crate) async fn register(
     State(state): State<UsersState>,
     Extension(trace): Extension<TraceContext>,
     Json(request): Json<Register>,
@@ -206,7 +211,11 @@ async fn register(
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))))
 }
 
-async fn login(
+/// Logs in: a bearer token (HS256 JWT) for the other calls.
+#[utoipa::path(post, path = "/api/users/login", tag = "users", request_body = Login,
+    responses((status = 200, description = "`{\"token\", \"user_id\"}`"),
+              (status = 401, description = "Wrong email or password", body = ErrorBody)))]
+pub(crate) async fn login(
     State(state): State<UsersState>,
     Json(request): Json<Login>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -244,7 +253,10 @@ fn cache_key(id: Uuid) -> String {
     format!("faultline:user:{id}")
 }
 
-async fn me(
+/// The caller's profile (read through the Redis cache).
+#[utoipa::path(get, path = "/api/users/me", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = Profile), (status = 401, body = ErrorBody)))]
+pub(crate) async fn me(
     State(mut state): State<UsersState>,
     headers: HeaderMap,
 ) -> Result<Json<Profile>, ApiError> {
@@ -292,7 +304,10 @@ async fn me(
     Ok(Json(profile))
 }
 
-async fn update_me(
+/// Changes the caller's name (and invalidates the cached profile).
+#[utoipa::path(put, path = "/api/users/me", tag = "users", security(("bearer" = [])), request_body = UpdateProfile,
+    responses((status = 200, description = "`{\"id\", \"name\"}`"), (status = 401, body = ErrorBody), (status = 400, description = "Invalid input; the message names the field", body = ErrorBody)))]
+pub(crate) async fn update_me(
     State(mut state): State<UsersState>,
     headers: HeaderMap,
     Json(request): Json<UpdateProfile>,

@@ -13,10 +13,10 @@ setup:
 build: setup
 	$(CARGO) build --release --locked --bin faultline
 
-# The main job. For now: bring the real stack up, push a batch of keyed events through
-# Kafka and back, round-trip PostgreSQL and Redis, print what happened, tear down.
+# The main job, as far as it exists: the reference system on the real stack, open-model
+# load through its gateway, a pause fault on one service mid-run, results (see scripts/demo).
 demo: build
-	./target/release/faultline stack smoke
+	scripts/demo
 
 # The whole test suite against the real stack, plus the Docker (testcontainers) backend,
 # which is built here and whose test skips, saying why, where no Docker daemon answers.
@@ -25,8 +25,10 @@ test: setup
 	$(CARGO) test --locked -p faultline-system --features containers --test containers -- --nocapture
 	$(CARGO) check --locked --features containers
 
-bench: setup
+# Benchmarks, not tests: ratios in one run (loadgen vs wrk and oha), system throughput.
+bench: build
 	scripts/bench-loadgen
+	scripts/bench-system
 
 lint:
 	$(CARGO) fmt --all --check

@@ -34,6 +34,11 @@ enum Command {
     Load(cmd::load::LoadArgs),
     /// Merge the results.json of several load workers exactly (histograms add).
     Merge(cmd::merge::MergeArgs),
+    /// Write the HTML report of a run (one self-contained index.html) from results.json.
+    Report(cmd::report::ReportArgs),
+    /// CI gates: thresholds and baseline regressions; exit 0 pass, 1 fail, 2 bad input;
+    /// writes junit.xml and summary.md.
+    Gate(cmd::gate::GateArgs),
     /// Run one service of the reference system (the supervisor starts one per replica).
     Serve(faultline_system::services::serve::ServeArgs),
     /// The whole reference system on this machine.
@@ -71,6 +76,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Load(args) => cmd::load::run(args).await,
             Command::Merge(args) => cmd::merge::run(args).await,
+            Command::Report(args) => cmd::report::run(args).await,
+            Command::Gate(args) => cmd::gate::run(args).await,
             Command::Serve(args) => cmd::serve::run(args).await,
             Command::Stack(command) => cmd::stack::run(command).await,
             Command::System(command) => cmd::system::run(command).await,

@@ -41,6 +41,100 @@ pub struct Results {
     pub consistency_window: Option<EncodedHistogram>,
     /// Where the run's ledger of acknowledged writes is, when it kept one.
     pub write_ledger: Option<String>,
+    /// Faults that were active during the run (the chaos timeline), in start order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultWindow>,
+    /// Series scraped from the services' `/metrics` during the run (consumer lag,
+    /// outbox backlog, saga states, circuit breakers, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_metrics: Vec<MetricSeries>,
+    /// What the consistency checker found after the drain, when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checker: Option<CheckerResults>,
+    /// The gates the run was asked to hold (from its scenario), so a report
+    /// regenerated from these results alone shows and judges them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<GateSpec>,
+    /// The scenario file's text, so the report can show exactly what ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario_text: Option<String>,
+}
+
+/// When something happened: seconds after `metadata.started_at`, or an RFC 3339
+/// UTC timestamp.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TimePoint {
+    Offset(f64),
+    At(String),
+}
+
+/// One fault that was active during the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultWindow {
+    /// Shown on the charts, e.g. `kill orders-1`.
+    pub label: String,
+    /// The kind of fault, e.g. `kill`, `pause`, `partition`, `latency`.
+    pub kind: String,
+    /// What it was applied to, e.g. a process or a proxied address.
+    pub target: String,
+    pub start: TimePoint,
+    /// `None` while the fault was still active when the run ended.
+    #[serde(default)]
+    pub end: Option<TimePoint>,
+}
+
+/// Prometheus metric type of a scraped series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Untyped,
+}
+
+/// One scraped series: a metric name and label set, with its values over time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSeries {
+    /// Full Prometheus name, e.g. `faultline_consumer_lag`.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<MetricKind>,
+    /// `[seconds after metadata.started_at, value]`, in time order.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// What the consistency checker counted after load and drain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckerResults {
+    /// Entities (e.g. acknowledged orders) that were checked.
+    pub checked: u64,
+    /// Acknowledged but nowhere to be found, or not in a terminal state.
+    pub lost: u64,
+    /// Applied more than once (e.g. two captured payments for one order).
+    pub duplicated: u64,
+    /// Found, but the sides disagree (read model vs write model, stock not conserved).
+    pub inconsistent: u64,
+    /// From the end of load until every check held, in seconds; `None` when it
+    /// never settled within the checker's deadline.
+    #[serde(default)]
+    pub settle_secs: Option<f64>,
+    /// Findings in words, for the report (a few examples, not every entity).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// A gate as written in a scenario: a metric and a bound (`max` or `min`, with
+/// units, e.g. `450ms`, `1%`, `900/s`). `faultline-reports` parses and judges it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateSpec {
+    pub metric: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<String>,
 }
 
 /// Facts about the run.
@@ -69,6 +163,12 @@ pub struct RunMetadata {
 pub struct Machine {
     pub cores: u64,
     pub memory_bytes: u64,
+    /// CPU model name (`/proc/cpuinfo`), where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_model: Option<String>,
+    /// Operating system and kernel, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
 }
 
 impl Machine {
@@ -85,9 +185,20 @@ impl Machine {
                 Some(kib * 1024)
             })
             .unwrap_or(0);
+        let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|text| {
+                let line = text.lines().find(|l| l.starts_with("model name"))?;
+                Some(line.split_once(':')?.1.trim().to_string())
+            });
+        let os = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .ok()
+            .map(|kernel| format!("{} {}", std::env::consts::OS, kernel.trim()));
         Machine {
             cores,
             memory_bytes,
+            cpu_model,
+            os,
         }
     }
 }
@@ -319,6 +430,11 @@ impl Results {
             endpoints,
             consistency_window: None,
             write_ledger: None,
+            faults: Vec::new(),
+            server_metrics: Vec::new(),
+            checker: None,
+            gates: Vec::new(),
+            scenario_text: None,
         })
     }
 
@@ -398,6 +514,25 @@ impl Results {
             generator,
             consistency_window,
             write_ledger: a.write_ledger.clone().or(b.write_ledger.clone()),
+            // Workers of one run share its faults, scrape and checker; they are
+            // recorded once, by the run, so the first worker's are kept.
+            faults: if a.faults.is_empty() {
+                b.faults.clone()
+            } else {
+                a.faults.clone()
+            },
+            server_metrics: if a.server_metrics.is_empty() {
+                b.server_metrics.clone()
+            } else {
+                a.server_metrics.clone()
+            },
+            checker: a.checker.clone().or(b.checker.clone()),
+            gates: if a.gates.is_empty() {
+                b.gates.clone()
+            } else {
+                a.gates.clone()
+            },
+            scenario_text: a.scenario_text.clone().or(b.scenario_text.clone()),
         })
     }
 

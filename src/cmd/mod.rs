@@ -1,7 +1,9 @@
 //! One module per subcommand; each turns arguments into library calls and an exit code.
 
+pub mod gate;
 pub mod load;
 pub mod merge;
+pub mod report;
 pub mod serve;
 pub mod stack;
 pub mod system;

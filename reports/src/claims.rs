@@ -1,0 +1,313 @@
+//! Claims: the figures the architecture documents state, held against a run.
+//!
+//! `scenarios/claims.toml` lists every measurable figure of the documents with its
+//! source (document, section, the quoted sentence or row), the metric of the shared
+//! vocabulary ([`crate::metric`]) it maps onto, a comparator and value, and the
+//! hardware the document states. Its `[groups]` table maps the documents' services
+//! onto endpoint names, explicitly, so `group:users.p99` is the merged latency of the
+//! endpoints that stand for the "User Service". The file is compiled into the binary
+//! ([`BUILTIN_CLAIMS`]) and can be replaced with `--claims FILE`.
+//!
+//! Nothing measured is typed by hand: a claim is evaluated only on what the run
+//! recorded, and says "not measured in this run" otherwise.
+
+use std::path::Path;
+
+use faultline_loadgen::Results;
+use serde::Deserialize;
+
+use crate::{
+    error::ReportError,
+    gate::{line_of, Comparator, Gate},
+    metric::{Groups, Measured},
+    quantity::Quantity,
+};
+
+/// The claims file of this repository, compiled in.
+pub const BUILTIN_CLAIMS: &str = include_str!("../../scenarios/claims.toml");
+
+/// One claim as written in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaim {
+    pub id: String,
+    /// File name under the documents' folder.
+    pub document: String,
+    /// Table or section the figure is in.
+    pub section: String,
+    /// The sentence or table row, quoted.
+    pub quote: String,
+    /// What kind of figure: throughput, latency, consistency, availability, recovery.
+    pub category: String,
+    /// Metric of the vocabulary; absent when the figure maps onto nothing faultline
+    /// measures (then `not_mapped` says why).
+    pub metric: Option<String>,
+    pub comparator: Option<String>,
+    /// Value with unit, as the document gives it (`120ms`, `2500/s`, `99.9%`).
+    pub value: Option<String>,
+    /// A condition on the run for the claim to apply, e.g. `http.rate>=1000/s`
+    /// for a figure stated "at 1K req/s".
+    pub condition: Option<String>,
+    /// The hardware the document states, or "not stated".
+    pub hardware: String,
+    pub note: Option<String>,
+    pub not_mapped: Option<String>,
+}
+
+/// A claim checked for consistency with the vocabulary.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub raw: RawClaim,
+    /// The figure as a gate (`None` when not mapped).
+    pub gate: Option<Gate>,
+    pub condition: Option<Gate>,
+    pub line: usize,
+}
+
+/// The claims file: endpoint groups and claims.
+#[derive(Debug, Clone, Default)]
+pub struct Claims {
+    pub groups: Groups,
+    pub claims: Vec<Claim>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    groups: Groups,
+    #[serde(default)]
+    claim: Vec<toml::Spanned<RawClaim>>,
+}
+
+impl Claims {
+    /// The compiled-in claims of this repository.
+    pub fn builtin() -> Result<Claims, ReportError> {
+        Claims::parse(BUILTIN_CLAIMS, Path::new("scenarios/claims.toml"))
+    }
+
+    /// Reads a claims file.
+    pub fn read(path: &Path) -> Result<Claims, ReportError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ReportError::File {
+            action: "reading claims from",
+            path: path.into(),
+            source,
+        })?;
+        Claims::parse(&text, path)
+    }
+
+    /// Parses claims text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Claims, ReportError> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| ReportError::BadToml {
+            path: path.into(),
+            problem: e.to_string(),
+        })?;
+        let mut claims = Vec::new();
+        for spanned in raw.claim {
+            let line = line_of(text, spanned.span().start);
+            let claim = spanned.into_inner();
+            let bad = |problem: String| ReportError::BadToml {
+                path: path.into(),
+                problem: format!("claim {:?} at line {line}: {problem}", claim.id),
+            };
+            let gate = match (&claim.metric, &claim.comparator, &claim.value) {
+                (Some(metric), Some(comparator), Some(value)) => {
+                    let comparator = Comparator::parse(comparator).ok_or_else(|| {
+                        bad(format!("comparator {comparator:?} is not one of < <= > >="))
+                    })?;
+                    Some(
+                        Gate::new(
+                            metric,
+                            comparator,
+                            value,
+                            format!("{}:{line}", path.display()),
+                        )
+                        .map_err(|e| bad(e.to_string()))?,
+                    )
+                }
+                (None, None, _) if claim.not_mapped.is_some() => None,
+                _ => {
+                    return Err(bad(
+                        "give metric, comparator and value, or not_mapped with the reason".into(),
+                    ))
+                }
+            };
+            let condition = claim
+                .condition
+                .as_deref()
+                .map(|c| Gate::parse_expression(c, "condition"))
+                .transpose()
+                .map_err(|e| bad(e.to_string()))?;
+            if let Some(gate) = gate.iter().chain(condition.iter()).find(|g| {
+                matches!(&g.metric.scope, crate::metric::Scope::Group(name) if !raw.groups.contains_key(name))
+            }) {
+                return Err(bad(format!("{} names a group missing from [groups]", gate.metric.text)));
+            }
+            claims.push(Claim {
+                raw: claim,
+                gate,
+                condition,
+                line,
+            });
+        }
+        Ok(Claims {
+            groups: raw.groups,
+            claims,
+        })
+    }
+
+    /// Evaluates every claim on `results`.
+    pub fn evaluate(&self, results: &Results) -> Vec<ClaimResult> {
+        self.claims
+            .iter()
+            .map(|claim| claim.evaluate(results, &self.groups))
+            .collect()
+    }
+}
+
+/// How a claim fared.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimStatus {
+    Pass,
+    Fail,
+    /// The run did not record the metric (the reason).
+    NotMeasured(String),
+    /// The run was not under the claim's condition (what the run had).
+    NotApplicable(String),
+    /// No metric of the vocabulary corresponds (the reason from the file).
+    NotMapped(String),
+}
+
+impl ClaimStatus {
+    pub fn label(&self) -> &'static str {
+        match self {
+            ClaimStatus::Pass => "pass",
+            ClaimStatus::Fail => "fail",
+            ClaimStatus::NotMeasured(_) => "not measured in this run",
+            ClaimStatus::NotApplicable(_) => "not applicable to this run",
+            ClaimStatus::NotMapped(_) => "not mapped",
+        }
+    }
+}
+
+/// One claim held against a run.
+#[derive(Debug, Clone)]
+pub struct ClaimResult {
+    pub claim: Claim,
+    /// The claim's figure, e.g. `≤ 120 ms` (empty when not mapped).
+    pub claimed: String,
+    pub measured: Option<Quantity>,
+    pub status: ClaimStatus,
+}
+
+impl Claim {
+    /// Measures the claim's metric (if its condition holds) and compares.
+    pub fn evaluate(&self, results: &Results, groups: &Groups) -> ClaimResult {
+        let Some(gate) = &self.gate else {
+            return ClaimResult {
+                claim: self.clone(),
+                claimed: self.raw.value.clone().unwrap_or_default(),
+                measured: None,
+                status: ClaimStatus::NotMapped(self.raw.not_mapped.clone().unwrap_or_default()),
+            };
+        };
+        let claimed = format!("{} {}", gate.comparator.symbol(), gate.limit);
+        let result = |measured, status| ClaimResult {
+            claim: self.clone(),
+            claimed: claimed.clone(),
+            measured,
+            status,
+        };
+        if let Some(condition) = &self.condition {
+            match condition.metric.measure(results, groups) {
+                Measured::NotMeasured(reason) => {
+                    return result(None, ClaimStatus::NotMeasured(reason))
+                }
+                Measured::Value(value) => {
+                    if !condition
+                        .comparator
+                        .holds(value.value, condition.limit.value)
+                    {
+                        return result(
+                            None,
+                            ClaimStatus::NotApplicable(format!(
+                                "the claim is stated for {}; this run had {} = {value}",
+                                condition.name(),
+                                condition.metric.text
+                            )),
+                        );
+                    }
+                }
+            }
+        }
+        match gate.metric.measure(results, groups) {
+            Measured::NotMeasured(reason) => result(None, ClaimStatus::NotMeasured(reason)),
+            Measured::Value(value) => {
+                let status = if gate.comparator.holds(value.value, gate.limit.value) {
+                    ClaimStatus::Pass
+                } else {
+                    ClaimStatus::Fail
+                };
+                result(Some(value), status)
+            }
+        }
+    }
+}
+
+/// The run's hardware in words, from its metadata.
+pub fn run_hardware(results: &Results) -> String {
+    let machine = &results.metadata.machine;
+    let mut parts = vec![format!("{} cores", machine.cores)];
+    if machine.memory_bytes > 0 {
+        parts.push(format!(
+            "{:.1} GiB RAM",
+            machine.memory_bytes as f64 / (1024.0 * 1024.0 * 1024.0)
+        ));
+    }
+    if let Some(cpu) = &machine.cpu_model {
+        parts.push(cpu.clone());
+    }
+    if let Some(os) = &machine.os {
+        parts.push(os.clone());
+    }
+    let mut text = parts.join(", ");
+    if results.metadata.workers > 1 {
+        text.push_str(&format!(
+            " (first of {} load workers)",
+            results.metadata.workers
+        ));
+    }
+    text.push_str("; load generator and system on the same machine");
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_builtin_claims_file_parses_and_maps_onto_the_vocabulary() {
+        let claims = Claims::builtin().unwrap();
+        assert!(claims.claims.len() >= 30, "{}", claims.claims.len());
+        let mapped = claims.claims.iter().filter(|c| c.gate.is_some()).count();
+        assert!(mapped >= 20, "{mapped} mapped");
+        for claim in &claims.claims {
+            assert!(!claim.raw.quote.is_empty(), "{}", claim.raw.id);
+            assert!(!claim.raw.hardware.is_empty(), "{}", claim.raw.id);
+        }
+    }
+
+    #[test]
+    fn a_claim_without_metric_or_reason_is_refused_with_its_line() {
+        let text = "[[claim]]\nid = \"x\"\ndocument = \"d\"\nsection = \"s\"\nquote = \"q\"\ncategory = \"latency\"\nhardware = \"not stated\"\n";
+        let error = Claims::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("line 1") && error.contains("not_mapped"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,665 @@
+//! The metric vocabulary shared by gates and claims, and how each is measured.
+//!
+//! A metric is `SCOPE.STAT`:
+//!
+//! | scope | stats |
+//! |---|---|
+//! | `http` (all endpoints), `endpoint:<name>` (e.g. `endpoint:GET /orders`), `group:<name>` (endpoints named by a group of the claims file) | `p50` `p90` `p99` `p99_9` (any `pNN`/`pNN_N`), `mean`, `min`, `max`, `rate` (achieved requests/s), `requests`, `errors`, `error_rate`, `availability` (answered 1xx–3xx / sent), `late`, `dropped` |
+//! | `consistency` (write acknowledged → read side serves it) | `pNN`, `mean`, `min`, `max`, `count` |
+//! | `checker` | `lost`, `duplicated`, `inconsistent`, `checked`, `consistent_ratio`, `settle_time` |
+//! | `server:<name>` or `server:<name>{label="value",...}` (scraped series) | `max`, `mean`, `last` (of the sum over matching series), `rate` (counter increase per second) |
+//! | `faults` | `recovery_time` (longest, over faults, from a fault's end to the first second back to normal), `count` |
+//!
+//! Every metric has a [`Dimension`], so a limit in the wrong unit is refused when
+//! the gate or claim is read, not when it is judged. A metric the run did not record
+//! measures as [`Measured::NotMeasured`] with the reason, never as zero.
+
+use std::collections::BTreeMap;
+
+use faultline_loadgen::{histogram::EncodedHistogram, results::TimePoint, Results};
+use hdrhistogram::Histogram;
+
+use crate::{
+    error::ReportError,
+    quantity::{Dimension, Quantity},
+};
+
+/// Endpoint groups: a name and the endpoint names it covers (`*` matches any text).
+pub type Groups = BTreeMap<String, Vec<String>>;
+
+/// Which requests, series or checks a metric is about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scope {
+    Http,
+    Endpoint(String),
+    Group(String),
+    Consistency,
+    Checker,
+    Server {
+        name: String,
+        labels: Vec<(String, String)>,
+    },
+    Faults,
+}
+
+/// What is computed over the scope.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stat {
+    /// 0–100.
+    Percentile(f64),
+    Mean,
+    Min,
+    Max,
+    Rate,
+    Requests,
+    Errors,
+    ErrorRate,
+    Availability,
+    Late,
+    Dropped,
+    Count,
+    Lost,
+    Duplicated,
+    Inconsistent,
+    Checked,
+    ConsistentRatio,
+    SettleTime,
+    Last,
+    RecoveryTime,
+}
+
+/// A parsed metric name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    /// As written.
+    pub text: String,
+    pub scope: Scope,
+    pub stat: Stat,
+}
+
+/// The result of measuring a metric in a run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Measured {
+    Value(Quantity),
+    /// Why there is no number (the run did not record it).
+    NotMeasured(String),
+}
+
+impl Measured {
+    pub fn value(&self) -> Option<Quantity> {
+        match self {
+            Measured::Value(q) => Some(*q),
+            Measured::NotMeasured(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Measured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Measured::Value(q) => write!(f, "{q}"),
+            Measured::NotMeasured(reason) => write!(f, "not measured in this run ({reason})"),
+        }
+    }
+}
+
+impl Metric {
+    /// Parses `SCOPE.STAT`.
+    pub fn parse(text: &str) -> Result<Metric, ReportError> {
+        let bad = |problem: String| ReportError::spec("metric", text, problem);
+        let trimmed = text.trim();
+        // The stat follows the last dot, except that dots inside a label block belong
+        // to the label values.
+        let split_at = match trimmed.rfind('}') {
+            Some(close) => trimmed[close..].find('.').map(|i| close + i),
+            None => trimmed.rfind('.'),
+        };
+        let Some(dot) = split_at else {
+            return Err(bad("expected SCOPE.STAT, e.g. http.p99".into()));
+        };
+        let (scope_text, stat_text) = (&trimmed[..dot], &trimmed[dot + 1..]);
+        let scope = parse_scope(scope_text).map_err(bad)?;
+        let stat = parse_stat(stat_text).map_err(bad)?;
+        let allowed = match &scope {
+            Scope::Http | Scope::Endpoint(_) | Scope::Group(_) => matches!(
+                stat,
+                Stat::Percentile(_)
+                    | Stat::Mean
+                    | Stat::Min
+                    | Stat::Max
+                    | Stat::Rate
+                    | Stat::Requests
+                    | Stat::Errors
+                    | Stat::ErrorRate
+                    | Stat::Availability
+                    | Stat::Late
+                    | Stat::Dropped
+            ),
+            Scope::Consistency => matches!(
+                stat,
+                Stat::Percentile(_) | Stat::Mean | Stat::Min | Stat::Max | Stat::Count
+            ),
+            Scope::Checker => matches!(
+                stat,
+                Stat::Lost
+                    | Stat::Duplicated
+                    | Stat::Inconsistent
+                    | Stat::Checked
+                    | Stat::ConsistentRatio
+                    | Stat::SettleTime
+            ),
+            Scope::Server { .. } => {
+                matches!(stat, Stat::Max | Stat::Mean | Stat::Last | Stat::Rate)
+            }
+            Scope::Faults => matches!(stat, Stat::RecoveryTime | Stat::Count),
+        };
+        if !allowed {
+            return Err(bad(format!(
+                "{stat_text:?} is not a stat of {scope_text:?} (see the metric table in reports/src/metric.rs)"
+            )));
+        }
+        Ok(Metric {
+            text: trimmed.to_string(),
+            scope,
+            stat,
+        })
+    }
+
+    /// The dimension of the metric's values.
+    pub fn dimension(&self) -> Dimension {
+        match (&self.scope, self.stat) {
+            (Scope::Server { name, .. }, stat) => {
+                let base = if name.ends_with("_bytes") {
+                    Dimension::Bytes
+                } else if name.ends_with("_seconds") {
+                    Dimension::Time
+                } else {
+                    Dimension::Count
+                };
+                match (stat, base) {
+                    (Stat::Rate, Dimension::Count) => Dimension::Rate,
+                    // Seconds per second of a CPU counter is a share of one core.
+                    (Stat::Rate, Dimension::Time) => Dimension::Ratio,
+                    (_, base) => base,
+                }
+            }
+            (_, Stat::Percentile(_) | Stat::Mean | Stat::Min | Stat::Max) => Dimension::Time,
+            (_, Stat::SettleTime | Stat::RecoveryTime | Stat::Last) => Dimension::Time,
+            (_, Stat::Rate) => Dimension::Rate,
+            (_, Stat::ErrorRate | Stat::Availability | Stat::ConsistentRatio) => Dimension::Ratio,
+            _ => Dimension::Count,
+        }
+    }
+
+    /// Measures the metric in `results`.
+    pub fn measure(&self, results: &Results, groups: &Groups) -> Measured {
+        match measure(self, results, groups) {
+            Ok(value) => Measured::Value(Quantity::new(value, self.dimension())),
+            Err(reason) => Measured::NotMeasured(reason),
+        }
+    }
+}
+
+fn parse_scope(text: &str) -> Result<Scope, String> {
+    if let Some(name) = text.strip_prefix("endpoint:") {
+        return Ok(Scope::Endpoint(name.to_string()));
+    }
+    if let Some(name) = text.strip_prefix("group:") {
+        return Ok(Scope::Group(name.to_string()));
+    }
+    if let Some(rest) = text.strip_prefix("server:") {
+        let (name, labels) = match rest.split_once('{') {
+            None => (rest, Vec::new()),
+            Some((name, block)) => {
+                let block = block
+                    .strip_suffix('}')
+                    .ok_or("a label block must end with }")?;
+                let mut labels = Vec::new();
+                for pair in block.split(',').filter(|p| !p.trim().is_empty()) {
+                    let (key, value) = pair
+                        .split_once('=')
+                        .ok_or(format!("label {pair:?} is not key=\"value\""))?;
+                    labels.push((
+                        key.trim().to_string(),
+                        value.trim().trim_matches('"').to_string(),
+                    ));
+                }
+                (name, labels)
+            }
+        };
+        if name.is_empty() {
+            return Err("server: needs a metric name".into());
+        }
+        return Ok(Scope::Server {
+            name: name.to_string(),
+            labels,
+        });
+    }
+    match text {
+        "http" => Ok(Scope::Http),
+        "consistency" => Ok(Scope::Consistency),
+        "checker" => Ok(Scope::Checker),
+        "faults" => Ok(Scope::Faults),
+        other => Err(format!(
+            "unknown scope {other:?} (known: http, endpoint:<name>, group:<name>, consistency, checker, server:<name>, faults)"
+        )),
+    }
+}
+
+fn parse_stat(text: &str) -> Result<Stat, String> {
+    if let Some(digits) = text.strip_prefix('p') {
+        let number = match digits.split_once('_') {
+            Some((whole, fraction)) => format!("{whole}.{fraction}"),
+            // p999 is 99.9, p9999 is 99.99.
+            None if digits.len() > 2 && digits != "100" => {
+                format!("{}.{}", &digits[..2], &digits[2..])
+            }
+            None => digits.to_string(),
+        };
+        return match number.parse::<f64>() {
+            Ok(p) if (0.0..=100.0).contains(&p) => Ok(Stat::Percentile(p)),
+            _ => Err(format!("bad percentile {text:?} (e.g. p50, p99, p99_9)")),
+        };
+    }
+    Ok(match text {
+        "mean" => Stat::Mean,
+        "min" => Stat::Min,
+        "max" => Stat::Max,
+        "rate" => Stat::Rate,
+        "requests" => Stat::Requests,
+        "errors" => Stat::Errors,
+        "error_rate" => Stat::ErrorRate,
+        "availability" => Stat::Availability,
+        "late" => Stat::Late,
+        "dropped" => Stat::Dropped,
+        "count" => Stat::Count,
+        "lost" => Stat::Lost,
+        "duplicated" => Stat::Duplicated,
+        "inconsistent" => Stat::Inconsistent,
+        "checked" => Stat::Checked,
+        "consistent_ratio" => Stat::ConsistentRatio,
+        "settle_time" => Stat::SettleTime,
+        "last" => Stat::Last,
+        "recovery_time" => Stat::RecoveryTime,
+        other => return Err(format!("unknown stat {other:?}")),
+    })
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+pub fn glob_matches(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let mut rest = text;
+    for (index, part) in parts.iter().enumerate() {
+        if index == 0 {
+            match rest.strip_prefix(part) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if index == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(at) => rest = &rest[at + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+/// Request counts and latency of a set of endpoints.
+struct RequestSet {
+    requests: u64,
+    ok: u64,
+    errors: u64,
+    late: u64,
+    dropped: u64,
+    rate: f64,
+    latency: Histogram<u64>,
+}
+
+fn decode(encoded: &EncodedHistogram, what: &str) -> Result<Histogram<u64>, String> {
+    encoded
+        .decode()
+        .map_err(|e| format!("the {what} histogram does not decode: {e}"))
+}
+
+fn request_set(scope: &Scope, results: &Results, groups: &Groups) -> Result<RequestSet, String> {
+    let totals: Vec<&faultline_loadgen::results::Totals> = match scope {
+        Scope::Http => vec![&results.totals],
+        Scope::Endpoint(name) => match results.endpoints.get(name) {
+            Some(endpoint) => vec![&endpoint.totals],
+            None => return Err(format!("no endpoint {name:?} in this run")),
+        },
+        Scope::Group(group) => {
+            let patterns = groups
+                .get(group)
+                .ok_or(format!("no endpoint group {group:?} is defined"))?;
+            let matched: Vec<_> = results
+                .endpoints
+                .iter()
+                .filter(|(name, _)| patterns.iter().any(|p| glob_matches(p, name)))
+                .map(|(_, e)| &e.totals)
+                .collect();
+            if matched.is_empty() {
+                return Err(format!(
+                    "no endpoint of group {group:?} ({}) in this run",
+                    patterns.join(", ")
+                ));
+            }
+            matched
+        }
+        _ => return Err("not a set of requests".into()),
+    };
+    let mut set = RequestSet {
+        requests: 0,
+        ok: 0,
+        errors: 0,
+        late: 0,
+        dropped: 0,
+        rate: 0.0,
+        latency: faultline_loadgen::histogram::new_histogram(),
+    };
+    for t in totals {
+        set.requests += t.requests;
+        set.ok += t.ok;
+        set.errors += t.errors.total();
+        set.late += t.late;
+        set.dropped += t.dropped;
+        set.rate += t.achieved_rate;
+        set.latency
+            .add(decode(&t.latency, "latency")?)
+            .map_err(|e| format!("histograms do not add: {e:?}"))?;
+    }
+    Ok(set)
+}
+
+fn latency_stat(histogram: &Histogram<u64>, stat: Stat) -> Result<f64, String> {
+    if histogram.is_empty() {
+        return Err("no request was answered".into());
+    }
+    let micros = match stat {
+        Stat::Percentile(p) => histogram.value_at_quantile(p / 100.0) as f64,
+        Stat::Mean => histogram.mean(),
+        Stat::Min => histogram.min() as f64,
+        Stat::Max => histogram.max() as f64,
+        _ => return Err("not a latency stat".into()),
+    };
+    Ok(micros / 1e6)
+}
+
+fn ratio(part: u64, whole: u64) -> Result<f64, String> {
+    if whole == 0 {
+        Err("no request was sent".into())
+    } else {
+        Ok(part as f64 / whole as f64)
+    }
+}
+
+fn measure(metric: &Metric, results: &Results, groups: &Groups) -> Result<f64, String> {
+    let stat = metric.stat;
+    match &metric.scope {
+        scope @ (Scope::Http | Scope::Endpoint(_) | Scope::Group(_)) => {
+            let set = request_set(scope, results, groups)?;
+            match stat {
+                Stat::Rate => Ok(set.rate),
+                Stat::Requests => Ok(set.requests as f64),
+                Stat::Errors => Ok(set.errors as f64),
+                Stat::Late => Ok(set.late as f64),
+                Stat::Dropped => Ok(set.dropped as f64),
+                Stat::ErrorRate => ratio(set.errors, set.requests),
+                Stat::Availability => ratio(set.ok, set.requests),
+                _ => latency_stat(&set.latency, stat),
+            }
+        }
+        Scope::Consistency => {
+            let encoded = results
+                .consistency_window
+                .as_ref()
+                .ok_or("the run did not measure the consistency window")?;
+            let histogram = decode(encoded, "consistency window")?;
+            match stat {
+                Stat::Count => Ok(histogram.len() as f64),
+                _ => latency_stat(&histogram, stat)
+                    .map_err(|_| "no consistency window was observed".to_string()),
+            }
+        }
+        Scope::Checker => {
+            let checker = results
+                .checker
+                .as_ref()
+                .ok_or("the consistency checker did not run")?;
+            match stat {
+                Stat::Lost => Ok(checker.lost as f64),
+                Stat::Duplicated => Ok(checker.duplicated as f64),
+                Stat::Inconsistent => Ok(checker.inconsistent as f64),
+                Stat::Checked => Ok(checker.checked as f64),
+                Stat::ConsistentRatio => {
+                    let bad = checker.lost + checker.duplicated + checker.inconsistent;
+                    ratio(checker.checked.saturating_sub(bad), checker.checked)
+                        .map_err(|_| "the checker checked nothing".to_string())
+                }
+                Stat::SettleTime => checker
+                    .settle_secs
+                    .ok_or("the checks never all held before the checker's deadline".into()),
+                _ => Err("not a checker stat".into()),
+            }
+        }
+        Scope::Server { name, labels } => measure_server(results, name, labels, stat),
+        Scope::Faults => match stat {
+            Stat::Count => Ok(results.faults.len() as f64),
+            _ => recovery_time(results),
+        },
+    }
+}
+
+/// Points of the series that match, summed at each whole second.
+pub fn server_sum(
+    results: &Results,
+    name: &str,
+    labels: &[(String, String)],
+) -> Option<BTreeMap<i64, f64>> {
+    let mut sum: BTreeMap<i64, f64> = BTreeMap::new();
+    let mut any = false;
+    for series in &results.server_metrics {
+        let matches = series.name == name
+            && labels
+                .iter()
+                .all(|(k, v)| series.labels.get(k).is_some_and(|have| have == v));
+        if matches {
+            any = true;
+            for (t, v) in &series.points {
+                *sum.entry(t.round() as i64).or_default() += v;
+            }
+        }
+    }
+    any.then_some(sum)
+}
+
+fn measure_server(
+    results: &Results,
+    name: &str,
+    labels: &[(String, String)],
+    stat: Stat,
+) -> Result<f64, String> {
+    let missing = || format!("no series {name} was scraped");
+    if stat == Stat::Rate {
+        // A counter's rate is the increase over the run, per second, per series.
+        let mut total = 0.0;
+        let mut any = false;
+        for series in results.server_metrics.iter().filter(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(k).is_some_and(|have| have == v))
+        }) {
+            if let (Some(first), Some(last)) = (series.points.first(), series.points.last()) {
+                if last.0 > first.0 {
+                    total += (last.1 - first.1).max(0.0) / (last.0 - first.0);
+                    any = true;
+                }
+            }
+        }
+        return if any { Ok(total) } else { Err(missing()) };
+    }
+    let sum = server_sum(results, name, labels).ok_or_else(missing)?;
+    let values: Vec<f64> = sum.values().copied().collect();
+    if values.is_empty() {
+        return Err(missing());
+    }
+    match stat {
+        Stat::Max => Ok(values.iter().copied().fold(f64::MIN, f64::max)),
+        Stat::Mean => Ok(values.iter().sum::<f64>() / values.len() as f64),
+        Stat::Last => Ok(values[values.len() - 1]),
+        _ => Err("not a server stat".into()),
+    }
+}
+
+/// Seconds after `metadata.started_at` of a time point; `None` for a timestamp
+/// that does not parse.
+pub fn offset_of(point: &TimePoint, started_at: &str) -> Option<f64> {
+    match point {
+        TimePoint::Offset(secs) => Some(*secs),
+        TimePoint::At(text) => {
+            let at = humantime::parse_rfc3339_weak(text).ok()?;
+            let start = humantime::parse_rfc3339_weak(started_at).ok()?;
+            Some(match at.duration_since(start) {
+                Ok(after) => after.as_secs_f64(),
+                Err(before) => -before.duration().as_secs_f64(),
+            })
+        }
+    }
+}
+
+/// Unix time (seconds, fractional) of the run's start.
+pub fn start_unix(results: &Results) -> Option<f64> {
+    let start = humantime::parse_rfc3339_weak(&results.metadata.started_at).ok()?;
+    Some(
+        start
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs_f64(),
+    )
+}
+
+/// The longest time, over faults that ended, from a fault's end to the first
+/// whole second that is back to normal: error share at most the larger of 1% and
+/// twice the share before the first fault, and p99 at most twice the p99 before
+/// the first fault (or 10 ms when nothing ran before it). "Twice" leaves room for
+/// the noise of a one-second sample; a second without requests is not normal.
+fn recovery_time(results: &Results) -> Result<f64, String> {
+    if results.faults.is_empty() {
+        return Err("no fault was injected".into());
+    }
+    let start = start_unix(results).ok_or("metadata.started_at does not parse")?;
+    let offset = |second: u64| second as f64 - start.floor();
+    let fault_ranges: Vec<(f64, Option<f64>)> = results
+        .faults
+        .iter()
+        .filter_map(|f| {
+            let s = offset_of(&f.start, &results.metadata.started_at)?;
+            let e = f
+                .end
+                .as_ref()
+                .and_then(|e| offset_of(e, &results.metadata.started_at));
+            Some((s, e))
+        })
+        .collect();
+    let first_fault = fault_ranges
+        .iter()
+        .map(|(s, _)| *s)
+        .fold(f64::INFINITY, f64::min);
+    let mut before = faultline_loadgen::histogram::new_histogram();
+    let (mut before_requests, mut before_errors) = (0u64, 0u64);
+    let mut per_second = Vec::new();
+    for second in &results.seconds {
+        let histogram = decode(&second.latency, "per-second latency")?;
+        if offset(second.second) + 1.0 <= first_fault {
+            before_requests += second.requests;
+            before_errors += second.errors.total();
+            let _ = before.add(&histogram);
+        }
+        per_second.push((offset(second.second), second, histogram));
+    }
+    let normal_p99 = if before.is_empty() {
+        0.010
+    } else {
+        2.0 * before.value_at_quantile(0.99) as f64 / 1e6
+    };
+    let normal_errors = if before_requests == 0 {
+        0.01
+    } else {
+        (2.0 * before_errors as f64 / before_requests as f64).max(0.01)
+    };
+    let mut longest: Option<f64> = None;
+    for (_, end) in &fault_ranges {
+        let Some(end) = end else { continue };
+        let back = per_second.iter().find(|(at, second, histogram)| {
+            *at + 1e-9 >= end.floor()
+                && second.requests > 0
+                && (second.errors.total() as f64 / second.requests as f64) <= normal_errors
+                && !histogram.is_empty()
+                && histogram.value_at_quantile(0.99) as f64 / 1e6 <= normal_p99
+        });
+        match back {
+            Some((at, _, _)) => {
+                let took = (at - end).max(0.0);
+                longest = Some(longest.map_or(took, |l: f64| l.max(took)));
+            }
+            None => return Err("a fault's effects lasted until the end of the run".into()),
+        }
+    }
+    longest.ok_or("no fault has ended".into())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn metrics_parse_into_scope_and_stat() {
+        let m = Metric::parse("http.p99").unwrap();
+        assert_eq!((m.scope, m.stat), (Scope::Http, Stat::Percentile(99.0)));
+        let m = Metric::parse("endpoint:GET /v1.2/orders.p99_9").unwrap();
+        assert_eq!(m.scope, Scope::Endpoint("GET /v1.2/orders".into()));
+        assert_eq!(m.stat, Stat::Percentile(99.9));
+        let m = Metric::parse("server:faultline_consumer_lag{topic=\"a.b\"}.max").unwrap();
+        assert_eq!(
+            m.scope,
+            Scope::Server {
+                name: "faultline_consumer_lag".into(),
+                labels: vec![("topic".into(), "a.b".into())]
+            }
+        );
+        assert_eq!(
+            Metric::parse("http.error_rate").unwrap().dimension(),
+            Dimension::Ratio
+        );
+        assert_eq!(
+            Metric::parse("checker.lost").unwrap().dimension(),
+            Dimension::Count
+        );
+    }
+
+    #[test]
+    fn unknown_scopes_and_stats_are_refused_with_the_known_ones() {
+        let error = Metric::parse("htp.p99").unwrap_err().to_string();
+        assert!(error.contains("unknown scope"), "{error}");
+        let error = Metric::parse("checker.p99").unwrap_err().to_string();
+        assert!(error.contains("not a stat of"), "{error}");
+        assert!(Metric::parse("http").is_err());
+    }
+
+    #[test]
+    fn globs_match_endpoint_names() {
+        assert!(glob_matches("* /users*", "POST /users/login"));
+        assert!(glob_matches("GET /orders", "GET /orders"));
+        assert!(!glob_matches("GET /orders", "GET /orders/1"));
+        assert!(!glob_matches("* /users*", "GET /orders"));
+    }
+}

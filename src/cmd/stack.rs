@@ -93,6 +93,24 @@ pub struct StackArgs {
 }
 
 impl StackArgs {
+    /// Takes external components from the variables `faultline stack up` prints
+    /// (KAFKA_BOOTSTRAP, DATABASE_URL, REDIS_URL) where no flag named one, so that
+    /// `source stack.env` points the next command at a running stack.
+    pub fn use_env_file_variables(&mut self) {
+        for (variable, slot) in [
+            ("KAFKA_BOOTSTRAP", &mut self.kafka_bootstrap),
+            ("DATABASE_URL", &mut self.database_url),
+            ("REDIS_URL", &mut self.redis_url),
+        ] {
+            if slot.is_none() {
+                if let Some(value) = std::env::var(variable).ok().filter(|v| !v.is_empty()) {
+                    tracing::info!("using the external component in ${variable}");
+                    *slot = Some(value);
+                }
+            }
+        }
+    }
+
     pub fn spec(&self) -> StackSpec {
         let kafka = match &self.kafka_bootstrap {
             Some(bootstrap) => KafkaSpec::External {

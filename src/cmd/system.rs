@@ -17,7 +17,8 @@ use super::stack::StackArgs;
 
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
-    /// Bring the stack up (or use external components), start every service as a
+    /// Bring the stack up (or use external components: flags, or the KAFKA_BOOTSTRAP,
+    /// DATABASE_URL and REDIS_URL that `stack up` prints), start every service as a
     /// supervised process (restarted with backoff if it dies), wait until all are ready,
     /// seed the catalogue, and print the stack's three lines, GATEWAY_URL and one
     /// SERVICE_<NAME>_<replica>=URL pid=PID line per process. Stays up until Ctrl-C.
@@ -110,7 +111,8 @@ fn parse_replicas(values: &[String]) -> Result<HashMap<ServiceKind, usize>, Stri
     Ok(replicas)
 }
 
-async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+async fn up(mut args: UpArgs) -> anyhow::Result<ExitCode> {
+    args.stack.use_env_file_variables();
     let replicas = match parse_replicas(&args.replicas) {
         Ok(replicas) => replicas,
         Err(message) => {

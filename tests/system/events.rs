@@ -16,6 +16,183 @@ use serde_json::json;
 
 use crate::support::Harness;
 
+/// Reads `topic` from the start until `wanted` records were found by `matches`.
+async fn find_records(
+    bootstrap: &str,
+    topic: &str,
+    wanted: usize,
+    matches: impl Fn(&rdkafka::message::BorrowedMessage<'_>) -> bool,
+) -> anyhow::Result<Vec<rdkafka::message::OwnedMessage>> {
+    let reader: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set(
+            "group.id",
+            format!("reader-{}", uuid::Uuid::new_v4().simple()),
+        )
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    reader.subscribe(&[topic])?;
+    let mut stream = reader.stream();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut found = Vec::new();
+    while found.len() < wanted {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(remaining, stream.next()).await {
+            Ok(Some(message)) => {
+                let message = message?;
+                if matches(&message) {
+                    found.push(message.detach());
+                }
+            }
+            _ => bail!(
+                "{} of {wanted} records found in {topic} within 30 s",
+                found.len()
+            ),
+        }
+    }
+    Ok(found)
+}
+
+fn header(message: &rdkafka::message::OwnedMessage, key: &str) -> Option<String> {
+    message
+        .headers()
+        .and_then(|h| h.iter().find(|x| x.key == key).and_then(|x| x.value))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+pub async fn ingest_acknowledges_only_what_kafka_has(h: Arc<Harness>) -> anyhow::Result<()> {
+    let user = h.user().await?;
+    let source = format!("sensor-{}", uuid::Uuid::new_v4().simple());
+    let batch: Vec<serde_json::Value> = (0..100)
+        .map(|i| json!({ "source": source, "seq": i, "temperature": 20.5 }))
+        .collect();
+    let response = h
+        .http
+        .post(h.api("/ingest/events"))
+        .bearer_auth(&user.token)
+        .json(&batch)
+        .send()
+        .await?;
+    ensure!(
+        response.status() == StatusCode::ACCEPTED,
+        "{}",
+        response.status()
+    );
+    let body: serde_json::Value = response.json().await?;
+    ensure!(body["accepted"] == 100, "{body}");
+    let bootstrap = h
+        .system
+        .stack()
+        .context("stack")?
+        .endpoints()
+        .kafka_bootstrap;
+    let records = find_records(
+        &bootstrap,
+        faultline_system::services::messages::INGEST_TELEMETRY,
+        100,
+        |m| m.key() == Some(source.as_bytes()),
+    )
+    .await?;
+    let seqs: Vec<i64> = records
+        .iter()
+        .filter_map(|r| {
+            serde_json::from_slice::<serde_json::Value>(r.payload()?).ok()?["seq"].as_i64()
+        })
+        .collect();
+    ensure!(
+        seqs == (0..100).collect::<Vec<_>>(),
+        "one source's events out of order or missing: {seqs:?}"
+    );
+    let empty = h
+        .http
+        .post(h.api("/ingest/events"))
+        .bearer_auth(&user.token)
+        .json(&json!([]))
+        .send()
+        .await?;
+    ensure!(
+        empty.status() == StatusCode::BAD_REQUEST,
+        "empty batch: {}",
+        empty.status()
+    );
+    let not_a_batch = h
+        .http
+        .post(h.api("/ingest/events"))
+        .bearer_auth(&user.token)
+        .json(&json!({"a": 1}))
+        .send()
+        .await?;
+    ensure!(
+        not_a_batch.status() == StatusCode::BAD_REQUEST,
+        "object instead of array: {}",
+        not_a_batch.status()
+    );
+    Ok(())
+}
+
+pub async fn notifications_reach_the_webhook_and_dead_letter_after_retries(
+    h: Arc<Harness>,
+) -> anyhow::Result<()> {
+    // Delivered: a completed order is announced on the webhook.
+    let user = h.user().await?;
+    let (status, placed) = h
+        .place_order(
+            &user,
+            "notify-me",
+            json!([{ "product_id": 6, "quantity": 1 }]),
+        )
+        .await?;
+    ensure!(status == StatusCode::ACCEPTED);
+    let order_id = placed["id"].as_str().context("id")?.to_string();
+    let notification = h
+        .webhook
+        .wait_for(Duration::from_secs(30), |n| {
+            n["kind"] == "order.completed"
+                && n["message"].as_str().is_some_and(|m| m.contains(&order_id))
+        })
+        .await?;
+    ensure!(
+        notification["subject"] == user.id.as_str(),
+        "{notification}"
+    );
+
+    // Not delivered: the webhook fails every attempt, so the welcome of a new user is
+    // dead-lettered after the configured three attempts, and the consumer goes on.
+    h.webhook.set_failing(true);
+    let outcome = async {
+        let unlucky = h.user().await?;
+        let bootstrap = h
+            .system
+            .stack()
+            .context("stack")?
+            .endpoints()
+            .kafka_bootstrap;
+        let dead = find_records(&bootstrap, DEAD_LETTER_TOPIC, 1, |m| {
+            m.key() == Some(unlucky.id.as_bytes())
+        })
+        .await?;
+        anyhow::Ok(dead)
+    }
+    .await;
+    h.webhook.set_failing(false);
+    let dead = outcome?;
+    let reason = header(&dead[0], "dlq.reason").unwrap_or_default();
+    ensure!(
+        reason.contains("webhook gave up after 3 attempts"),
+        "reason: {reason}"
+    );
+    ensure!(header(&dead[0], "dlq.consumer").as_deref() == Some("notifications"));
+
+    // And the consumer went on: the next user's welcome arrives.
+    let next = h.user().await?;
+    h.webhook
+        .wait_for(Duration::from_secs(30), |n| {
+            n["kind"] == "user.welcome" && n["subject"] == next.id.as_str()
+        })
+        .await?;
+    Ok(())
+}
+
 pub async fn undecodable_event_is_dead_lettered(h: Arc<Harness>) -> anyhow::Result<()> {
     let bootstrap = h
         .system

@@ -74,6 +74,14 @@ fn main() -> ExitCode {
             |h| Box::pin(events::undecodable_event_is_dead_lettered(h)),
         ),
         (
+            "ingest_acknowledges_a_batch_only_once_kafka_has_every_event",
+            |h| Box::pin(events::ingest_acknowledges_only_what_kafka_has(h)),
+        ),
+        (
+            "notifications_reach_the_webhook_and_are_dead_lettered_after_three_failed_attempts",
+            |h| Box::pin(events::notifications_reach_the_webhook_and_dead_letter_after_retries(h)),
+        ),
+        (
             "the_gateway_serves_the_openapi_document_of_the_public_api",
             |h| Box::pin(api::openapi_document_lists_the_public_api(h)),
         ),

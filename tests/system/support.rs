@@ -15,6 +15,61 @@ pub type TestFn = fn(Arc<Harness>) -> Pin<Box<dyn Future<Output = anyhow::Result
 pub struct Harness {
     pub system: System,
     pub http: reqwest::Client,
+    pub webhook: Webhook,
+}
+
+/// A local HTTP endpoint the notifications service posts to; it keeps what it received and
+/// can be told to fail (answer 500).
+#[derive(Clone, Default)]
+pub struct Webhook {
+    pub received: Arc<std::sync::Mutex<Vec<Value>>>,
+    pub failing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Webhook {
+    async fn start(&self) -> anyhow::Result<String> {
+        use axum::extract::State;
+        async fn receive(
+            State(hook): State<Webhook>,
+            axum::Json(body): axum::Json<Value>,
+        ) -> StatusCode {
+            if hook.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                return StatusCode::INTERNAL_SERVER_ERROR;
+            }
+            hook.received.lock().unwrap().push(body);
+            StatusCode::NO_CONTENT
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(receive))
+            .with_state(self.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(format!("http://{address}/hook"))
+    }
+
+    pub fn set_failing(&self, failing: bool) {
+        self.failing
+            .store(failing, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Waits until a received notification satisfies `found`.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        found: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(hit) = self.received.lock().unwrap().iter().find(|n| found(n)) {
+                return Ok(hit.clone());
+            }
+            if Instant::now() >= deadline {
+                bail!("no such notification within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// Gateway limits of the test system: low enough for a test to hit, high enough for the
@@ -24,7 +79,18 @@ pub const BURST: u32 = 200;
 
 impl Harness {
     pub async fn start() -> anyhow::Result<Harness> {
+        let webhook = Webhook::default();
+        let webhook_url = webhook.start().await?;
         let mut spec = SystemSpec::new(env!("CARGO_BIN_EXE_faultline").into());
+        spec.extra_args.insert(
+            faultline_system::services::serve::ServiceKind::Notifications,
+            vec![
+                "--webhook-url".into(),
+                webhook_url,
+                "--max-attempts".into(),
+                "3".into(),
+            ],
+        );
         spec.rate_limit = RATE_LIMIT;
         spec.burst = BURST;
         spec.products = 20;
@@ -35,6 +101,7 @@ impl Harness {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()?,
+            webhook,
         })
     }
 

@@ -15,18 +15,70 @@
 //! retries the same record with exponential backoff, never skipping it.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::Message;
+use rdkafka::{Message, Offset};
 use tokio_postgres::Transaction;
 use tokio_util::sync::CancellationToken;
 
 use super::envelope::Envelope;
 use super::metrics::Metrics;
+
+/// Every 2 s, sets `consumer_lag` of each assigned partition: the partition's end offset
+/// minus the consumer's position (the next offset it will hand to the application).
+async fn report_lag(
+    consumer: Arc<StreamConsumer>,
+    name: String,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let consumer = consumer.clone();
+        // Watermark requests block on the network: off the async workers.
+        let lags = tokio::task::spawn_blocking(move || {
+            let Ok(positions) = consumer.position() else {
+                return Vec::new();
+            };
+            positions
+                .elements()
+                .iter()
+                .filter_map(|element| {
+                    let (low, high) = consumer
+                        .fetch_watermarks(
+                            element.topic(),
+                            element.partition(),
+                            Duration::from_secs(1),
+                        )
+                        .ok()?;
+                    let lag = match element.offset() {
+                        Offset::Offset(position) => high - position,
+                        // Nothing consumed yet on this partition: all of it is behind.
+                        _ => high - low,
+                    };
+                    Some((element.topic().to_string(), element.partition(), lag.max(0)))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (topic, partition, lag) in lags {
+            metrics
+                .consumer_lag
+                .with_label_values(&[&name, &topic, &partition.to_string()])
+                .set(lag);
+        }
+    }
+}
 
 /// The table recording which events a consumer applied; part of every consuming service's
 /// schema.
@@ -72,7 +124,7 @@ pub trait EventHandler: Send + Sync + 'static {
 pub struct EventConsumer<H> {
     /// Consumer name: the dedup namespace and the metrics label.
     name: String,
-    consumer: StreamConsumer,
+    consumer: Arc<StreamConsumer>,
     dead_letters: FutureProducer,
     pool: Pool,
     handler: H,
@@ -103,7 +155,7 @@ impl<H: EventHandler> EventConsumer<H> {
     ) -> EventConsumer<H> {
         EventConsumer {
             name: name.to_string(),
-            consumer,
+            consumer: Arc::new(consumer),
             dead_letters,
             pool,
             handler,
@@ -113,6 +165,18 @@ impl<H: EventHandler> EventConsumer<H> {
 
     /// Consumes until `shutdown` is cancelled, then commits the stored offsets.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumeError> {
+        let lag = tokio::spawn(report_lag(
+            self.consumer.clone(),
+            self.name.clone(),
+            self.metrics.clone(),
+            shutdown.clone(),
+        ));
+        let outcome = self.consume(&shutdown).await;
+        lag.abort();
+        outcome
+    }
+
+    async fn consume(&self, shutdown: &CancellationToken) -> Result<(), ConsumeError> {
         loop {
             let message = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -127,7 +191,7 @@ impl<H: EventHandler> EventConsumer<H> {
                     continue;
                 }
             };
-            if !self.process(&message, &shutdown).await {
+            if !self.process(&message, shutdown).await {
                 break; // shutting down in the middle of retries: the record is redelivered later
             }
             self.consumer

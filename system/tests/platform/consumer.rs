@@ -157,6 +157,19 @@ pub async fn applies_each_event_once_and_dead_letters_what_it_cannot_read(
             == 1
     );
 
+    // The lag reporter saw the partition, and it is caught up.
+    let caught_up = format!("faultline_consumer_lag{{consumer=\"counter\",partition=\"0\",topic=\"{topic}\",service=\"consumer_test\"}} 0");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !metrics.render().contains(&caught_up) {
+        if Instant::now() >= deadline {
+            bail!(
+                "no caught-up consumer_lag series ({caught_up}) in:\n{}",
+                metrics.render()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     shutdown.cancel();
     task.await??;
     Ok(())

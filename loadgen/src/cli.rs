@@ -97,6 +97,19 @@ pub struct LoadArgs {
     /// No live progress line (it is also off when stderr is not a terminal).
     #[arg(long, short = 'q')]
     pub quiet: bool,
+
+    /// Scrape this Prometheus endpoint during the run (a service's base URL, or its
+    /// /metrics URL) and record the series into results.json; repeatable.
+    #[arg(long = "scrape", value_name = "URL")]
+    pub scrape: Vec<String>,
+
+    /// How often to scrape.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub scrape_interval: Duration,
+
+    /// Metric names to keep from the scrapes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = crate::scrape::DEFAULT_METRICS.iter().map(|m| m.to_string()))]
+    pub scrape_metrics: Vec<String>,
 }
 
 impl LoadArgs {
@@ -153,7 +166,14 @@ impl LoadArgs {
 pub async fn run_load(args: LoadArgs, run_info: RunInfo) -> Result<Results, LoadError> {
     let config = args.to_config(run_info)?;
     let live = !args.quiet && std::io::stderr().is_terminal();
-    let results = engine::run(config, |progress| {
+    let scraper = (!args.scrape.is_empty()).then(|| {
+        crate::scrape::Scraper::start(crate::scrape::ScrapeSpec {
+            targets: args.scrape.clone(),
+            metrics: args.scrape_metrics.clone(),
+            interval: args.scrape_interval,
+        })
+    });
+    let mut results = engine::run(config, |progress| {
         if live {
             let mut stderr = std::io::stderr().lock();
             // \r and "erase line" keep it one line that updates in place.
@@ -164,6 +184,11 @@ pub async fn run_load(args: LoadArgs, run_info: RunInfo) -> Result<Results, Load
     .await?;
     if live {
         eprint!("\r\x1b[2K");
+    }
+    if let Some(scraper) = scraper {
+        let started_at = humantime::parse_rfc3339(&results.metadata.started_at)
+            .unwrap_or(std::time::SystemTime::now());
+        results.server_metrics = scraper.finish(started_at).await;
     }
     if let Some(path) = &args.output {
         results.write(path)?;

@@ -20,6 +20,8 @@
 //!   thing reports read; [`Results::merge`] adds results of several workers exactly.
 //! - [`summary`] and [`cli`]: the progress line, the end-of-run table, and the
 //!   `faultline load` / `faultline merge` commands that the binary wraps.
+//! - [`scrape`]: the services' Prometheus `/metrics`, polled during the run into
+//!   `results.json` (`--scrape URL`), for the server-side charts.
 //! - [`classify`]: error classes (connect, timeout, reset, 4xx, 5xx, protocol).
 
 pub mod classify;
@@ -30,6 +32,7 @@ pub mod histogram;
 pub mod recorder;
 pub mod results;
 pub mod schedule;
+pub mod scrape;
 pub mod summary;
 pub mod target;
 

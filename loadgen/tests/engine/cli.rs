@@ -124,3 +124,57 @@ async fn load_against_an_unreachable_target_exits_two() {
     assert!(matches!(err, LoadError::Unreachable { .. }), "{err}");
     assert_eq!(err.exit_code(), 2);
 }
+
+#[tokio::test]
+async fn scraped_server_metrics_are_recorded_on_the_runs_time_axis() {
+    let server = TestServer::start().await;
+    let url = server.url("/");
+    let base = server.url("");
+    let args = load_args(&[
+        &url,
+        "--rate",
+        "50",
+        "--duration",
+        "2500ms",
+        "-q",
+        "--scrape",
+        &base,
+        "--scrape-interval",
+        "200ms",
+    ]);
+    let results = run_load(args, RunInfo::default()).await.unwrap();
+    assert_eq!(
+        results.server_metrics.len(),
+        1,
+        "only the wanted metric: {:?}",
+        results.server_metrics
+    );
+    let series = &results.server_metrics[0];
+    assert_eq!(series.name, "faultline_outbox_backlog");
+    assert_eq!(
+        series.labels.get("service").map(String::as_str),
+        Some("test")
+    );
+    assert_eq!(
+        series.labels.get("instance"),
+        Some(&server.addr.to_string())
+    );
+    assert!(
+        series.points.len() >= 8,
+        "{} points in 2.5 s at 200 ms",
+        series.points.len()
+    );
+    assert!(
+        series.points.iter().all(|(t, _)| (-0.5..3.5).contains(t)),
+        "{:?}",
+        series.points
+    );
+    assert!(series
+        .points
+        .windows(2)
+        .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1));
+    assert!(
+        series.points.last().unwrap().1 >= 2.0,
+        "the gauge grew with time"
+    );
+}

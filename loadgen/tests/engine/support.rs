@@ -4,7 +4,7 @@
 //! differently: `/` answers at once, `/stall` stops answering for the first 500 ms
 //! of every second since the server started (like a stop-the-world pause),
 //! `/status/N` answers status N, `/reset` drops the connection without an answer,
-//! `/hang` never answers.
+//! `/hang` never answers, `/metrics` serves a Prometheus gauge of the seconds since start.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -106,6 +106,16 @@ async fn respond(
             reply(200)
         }
         "/reset" => Err(DropConnection),
+        // A Prometheus endpoint whose gauge counts the seconds since the server started.
+        "/metrics" => {
+            let seconds = started.elapsed().as_secs();
+            let text = format!(
+                "# HELP faultline_outbox_backlog test gauge\n# TYPE faultline_outbox_backlog gauge\n\
+                 faultline_outbox_backlog{{service=\"test\"}} {seconds}\n\
+                 # TYPE unwanted_total counter\nunwanted_total 1\n"
+            );
+            Ok(Response::new(Full::new(Bytes::from(text))))
+        }
         "/hang" => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             reply(200)

@@ -41,10 +41,13 @@ pub struct ScrapeSpec {
     pub interval: Duration,
 }
 
+/// A series: metric name and label set.
 type SeriesKey = (String, BTreeMap<String, String>);
+/// A series' type and its (scrape time, value) points.
+type SeriesPoints = (Option<MetricKind>, Vec<(SystemTime, f64)>);
 
 struct Collected {
-    points: HashMap<SeriesKey, (Option<MetricKind>, Vec<(SystemTime, f64)>)>,
+    points: HashMap<SeriesKey, SeriesPoints>,
 }
 
 /// A running scrape; see the module documentation.

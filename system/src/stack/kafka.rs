@@ -179,7 +179,14 @@ impl KafkaCluster {
             return Ok(());
         }
         broker.process = Some(process::spawn(&broker.spec)?);
-        wait_for_cluster(&mut self.brokers, &bootstrap, expected, timeout).await
+        wait_for_cluster(
+            &mut self.brokers,
+            &bootstrap,
+            expected,
+            Instant::now(),
+            timeout,
+        )
+        .await
     }
 
     fn broker_mut(&mut self, node_id: u32) -> Result<&mut KafkaBroker, StackError> {
@@ -274,6 +281,7 @@ async fn start_local(
     data_root: &Path,
     timeout: Duration,
 ) -> Result<KafkaCluster, StackError> {
+    let since = Instant::now();
     validate(spec)?;
     let home = kafka_home(spec.home.as_deref())?;
     let java = java_program()?;
@@ -413,7 +421,7 @@ async fn start_local(
         .map(|b| b.advertised.clone())
         .collect::<Vec<_>>()
         .join(",");
-    wait_for_cluster(&mut brokers, &bootstrap, spec.brokers, timeout).await?;
+    wait_for_cluster(&mut brokers, &bootstrap, spec.brokers, since, timeout).await?;
     Ok(KafkaCluster { bootstrap, brokers })
 }
 
@@ -505,10 +513,12 @@ fn write_file(path: &Path, contents: &str) -> Result<(), StackError> {
 
 /// Waits until a metadata request lists `expected` brokers, while every broker process
 /// stays alive.
+/// `since` is when the cluster's start began (before formatting), for the logged time.
 async fn wait_for_cluster(
     brokers: &mut [KafkaBroker],
     bootstrap: &str,
     expected: usize,
+    since: Instant,
     timeout: Duration,
 ) -> Result<(), StackError> {
     let started = Instant::now();
@@ -538,7 +548,7 @@ async fn wait_for_cluster(
                     component = "Kafka",
                     brokers = count,
                     bootstrap,
-                    ready_after_ms = started.elapsed().as_millis() as u64,
+                    ready_after_ms = since.elapsed().as_millis() as u64,
                     "ready"
                 );
                 return Ok(());

@@ -148,6 +148,7 @@ async fn start_local(
     data_root: &Path,
     timeout: Duration,
 ) -> Result<PostgresServer, StackError> {
+    let since = std::time::Instant::now();
     let bin = pg_bin_dir()?;
     let dir = data_root.join("postgres");
     let data = dir.join("data");
@@ -236,7 +237,10 @@ async fn start_local(
         run_as,
     })?;
     let admin_url = format!("postgres://{LOCAL_USER}@127.0.0.1:{port}/postgres");
-    ready::wait_until_ready(&mut server, place, timeout, || select_one(&admin_url)).await?;
+    ready::wait_until_ready(&mut server, place, since, timeout, || {
+        select_one(&admin_url)
+    })
+    .await?;
     let admin = PostgresServer {
         url: admin_url,
         port: Some(port),

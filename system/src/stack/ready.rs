@@ -17,10 +17,12 @@ pub struct Where<'a> {
     pub data_dir: &'a Path,
 }
 
-/// Runs `check` until it succeeds, the process exits, or `timeout` passes.
+/// Runs `check` until it succeeds, the process exits, or `timeout` passes. `since` is
+/// when the component's start began (before initdb, say), for the logged start-up time.
 pub async fn wait_until_ready<F, Fut>(
     process: &mut ManagedProcess,
     place: Where<'_>,
+    since: Instant,
     timeout: Duration,
     mut check: F,
 ) -> Result<(), StackError>
@@ -40,7 +42,7 @@ where
                 tracing::info!(
                     component = place.component,
                     port = place.port,
-                    ready_after_ms = started.elapsed().as_millis() as u64,
+                    ready_after_ms = since.elapsed().as_millis() as u64,
                     "ready"
                 );
                 return Ok(());

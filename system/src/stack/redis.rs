@@ -53,6 +53,7 @@ impl RedisServer {
                 Ok(RedisServer::external_unchecked(url))
             }
             RedisSpec::Local { port, persistence } => {
+                let since = std::time::Instant::now();
                 let port = ports::port_for("Redis", *port)?;
                 let dir = data_root.join("redis");
                 std::fs::create_dir_all(&dir).map_err(|source| {
@@ -98,7 +99,7 @@ impl RedisServer {
                     port,
                     data_dir: &dir,
                 };
-                ready::wait_until_ready(&mut server, place, timeout, || ping(&url)).await?;
+                ready::wait_until_ready(&mut server, place, since, timeout, || ping(&url)).await?;
                 Ok(RedisServer {
                     url,
                     port: Some(port),

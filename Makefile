@@ -21,7 +21,7 @@ demo: build
 # The whole test suite against the real stack, plus the Docker (testcontainers) backend,
 # which is built here and whose test skips, saying why, where no Docker daemon answers.
 test: setup
-	$(CARGO) test --workspace --locked
+	$(CARGO) test --workspace --locked --no-fail-fast
 	$(CARGO) test --locked -p faultline-system --features containers --test containers -- --nocapture
 	$(CARGO) check --locked --features containers
 

@@ -27,7 +27,7 @@ use crate::platform::consumer::{EventHandler, HandleError};
 use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, ErrorBody, Json};
 use crate::platform::migrate::Migration;
-use crate::platform::outbox::{self, OUTBOX_SCHEMA};
+use crate::platform::outbox::OUTBOX_SCHEMA;
 
 pub const NAME: &str = "inventory";
 
@@ -260,20 +260,20 @@ impl EventHandler for CommandHandler {
     }
 }
 
-async fn reply(
+async fn reply<T: Serialize>(
     tx: &Transaction<'_>,
     request: &Envelope,
     event_type: &str,
-    payload: serde_json::Value,
+    payload: &T,
 ) -> Result<(), HandleError> {
-    let reply = Envelope::new(event_type, V1, request.key.clone(), payload)
-        .with_traceparent(request.traceparent.clone());
-    outbox::enqueue(tx, messages::INVENTORY_REPLIES, &reply).await?;
-    Ok(())
-}
-
-fn json<T: Serialize>(value: &T) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or_default()
+    messages::reply(
+        tx,
+        messages::INVENTORY_REPLIES,
+        request,
+        event_type,
+        payload,
+    )
+    .await
 }
 
 async fn reserve(
@@ -299,10 +299,10 @@ async fn reserve(
             tx,
             event,
             types::RESERVED,
-            json(&Amount {
+            &Amount {
                 order_id,
                 amount_cents: amount,
-            }),
+            },
         )
         .await;
     }
@@ -320,10 +320,10 @@ async fn reserve(
                 tx,
                 event,
                 types::RESERVATION_FAILED,
-                json(&Failed {
+                &Failed {
                     order_id,
                     reason: format!("quantity {quantity} of product {product_id} is not positive"),
-                }),
+                },
             )
             .await;
         }
@@ -334,10 +334,10 @@ async fn reserve(
             tx,
             event,
             types::RESERVATION_FAILED,
-            json(&Failed {
+            &Failed {
                 order_id,
                 reason: "no items".into(),
-            }),
+            },
         )
         .await;
     }
@@ -355,10 +355,10 @@ async fn reserve(
                 tx,
                 event,
                 types::RESERVATION_FAILED,
-                json(&Failed {
+                &Failed {
                     order_id,
                     reason: format!("no product {product_id}"),
-                }),
+                },
             )
             .await;
         };
@@ -368,12 +368,12 @@ async fn reserve(
                 tx,
                 event,
                 types::RESERVATION_FAILED,
-                json(&Failed {
+                &Failed {
                     order_id,
                     reason: format!(
                         "product {product_id}: {available} available, {quantity} wanted"
                     ),
-                }),
+                },
             )
             .await;
         }
@@ -402,10 +402,10 @@ async fn reserve(
         tx,
         event,
         types::RESERVED,
-        json(&Amount {
+        &Amount {
             order_id,
             amount_cents: amount,
-        }),
+        },
     )
     .await
 }
@@ -448,7 +448,7 @@ async fn release(
     )
     .await?;
     // Released (or never held): either way the order holds no stock now.
-    reply(tx, event, types::RELEASED, json(&OrderRef { order_id })).await
+    reply(tx, event, types::RELEASED, &OrderRef { order_id }).await
 }
 
 /// Appends one event to a product's stream at `expected + 1`, moving its head, or fails

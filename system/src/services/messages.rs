@@ -5,7 +5,12 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tokio_postgres::Transaction;
 use uuid::Uuid;
+
+use crate::platform::consumer::HandleError;
+use crate::platform::envelope::Envelope;
+use crate::platform::outbox;
 
 pub const ORDERS_EVENTS: &str = "orders.events";
 pub const INVENTORY_COMMANDS: &str = "inventory.commands";
@@ -108,4 +113,20 @@ pub struct UserRegistered {
     pub user_id: Uuid,
     pub email: String,
     pub name: String,
+}
+
+/// Enqueues, inside `tx`, the reply to a command: on `topic`, with the command's entity key
+/// (so it lands on the same partition) and trace context.
+pub async fn reply<T: Serialize>(
+    tx: &Transaction<'_>,
+    topic: &str,
+    request: &Envelope,
+    event_type: &str,
+    payload: &T,
+) -> Result<(), HandleError> {
+    let payload = serde_json::to_value(payload).map_err(|e| HandleError::Poison(e.to_string()))?;
+    let reply = Envelope::new(event_type, V1, request.key.clone(), payload)
+        .with_traceparent(request.traceparent.clone());
+    outbox::enqueue(tx, topic, &reply).await?;
+    Ok(())
 }

@@ -19,7 +19,7 @@ use crate::platform::consumer::{EventHandler, HandleError, PROCESSED_EVENTS_SCHE
 use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, Json};
 use crate::platform::migrate::Migration;
-use crate::platform::outbox::{self, OUTBOX_SCHEMA};
+use crate::platform::outbox::OUTBOX_SCHEMA;
 
 pub const NAME: &str = "payments";
 
@@ -91,20 +91,13 @@ pub struct CommandHandler {
     pub behaviour: SharedBehaviour,
 }
 
-async fn reply(
+async fn reply<T: Serialize>(
     tx: &Transaction<'_>,
     request: &Envelope,
     event_type: &str,
-    payload: serde_json::Value,
+    payload: &T,
 ) -> Result<(), HandleError> {
-    let reply = Envelope::new(event_type, V1, request.key.clone(), payload)
-        .with_traceparent(request.traceparent.clone());
-    outbox::enqueue(tx, messages::PAYMENTS_REPLIES, &reply).await?;
-    Ok(())
-}
-
-fn json<T: Serialize>(value: &T) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or_default()
+    messages::reply(tx, messages::PAYMENTS_REPLIES, request, event_type, payload).await
 }
 
 impl EventHandler for CommandHandler {
@@ -140,14 +133,14 @@ impl EventHandler for CommandHandler {
                             tx,
                             event,
                             types::CHARGE_FAILED,
-                            json(&Failed {
+                            &Failed {
                                 order_id,
                                 reason: reason.unwrap_or_default(),
-                            }),
+                            },
                         )
                         .await
                     }
-                    Some(_) => reply(tx, event, types::CHARGED, json(&OrderRef { order_id })).await,
+                    Some(_) => reply(tx, event, types::CHARGED, &OrderRef { order_id }).await,
                     None => {
                         let failed = self.behaviour.decide().await;
                         let (status, reason) = if failed {
@@ -168,16 +161,14 @@ impl EventHandler for CommandHandler {
                                     tx,
                                     event,
                                     types::CHARGE_FAILED,
-                                    json(&Failed {
+                                    &Failed {
                                         order_id,
                                         reason: reason.into(),
-                                    }),
+                                    },
                                 )
                                 .await
                             }
-                            None => {
-                                reply(tx, event, types::CHARGED, json(&OrderRef { order_id })).await
-                            }
+                            None => reply(tx, event, types::CHARGED, &OrderRef { order_id }).await,
                         }
                     }
                 }
@@ -189,7 +180,7 @@ impl EventHandler for CommandHandler {
                     &[&order_id],
                 )
                 .await?;
-                reply(tx, event, types::REFUNDED, json(&OrderRef { order_id })).await
+                reply(tx, event, types::REFUNDED, &OrderRef { order_id }).await
             }
             other => Err(HandleError::Poison(format!(
                 "payments does not handle {other}"

@@ -8,7 +8,7 @@ use super::messages::{self, types, Failed, OrderRef, V1};
 use crate::platform::consumer::{EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA};
 use crate::platform::envelope::Envelope;
 use crate::platform::migrate::Migration;
-use crate::platform::outbox::{self, OUTBOX_SCHEMA};
+use crate::platform::outbox::OUTBOX_SCHEMA;
 
 pub const NAME: &str = "shipping";
 
@@ -84,28 +84,28 @@ impl EventHandler for CommandHandler {
                 (status.to_string(), reason)
             }
         };
-        let (reply_type, payload) = if status == "SCHEDULED" {
-            (
+        if status == "SCHEDULED" {
+            messages::reply(
+                tx,
+                messages::SHIPPING_REPLIES,
+                event,
                 types::SCHEDULED,
-                serde_json::to_value(OrderRef { order_id }),
+                &OrderRef { order_id },
             )
+            .await
         } else {
-            (
+            let failed = Failed {
+                order_id,
+                reason: reason.unwrap_or_default(),
+            };
+            messages::reply(
+                tx,
+                messages::SHIPPING_REPLIES,
+                event,
                 types::SCHEDULE_FAILED,
-                serde_json::to_value(Failed {
-                    order_id,
-                    reason: reason.unwrap_or_default(),
-                }),
+                &failed,
             )
-        };
-        let reply = Envelope::new(
-            reply_type,
-            V1,
-            event.key.clone(),
-            payload.unwrap_or_default(),
-        )
-        .with_traceparent(event.traceparent.clone());
-        outbox::enqueue(tx, messages::SHIPPING_REPLIES, &reply).await?;
-        Ok(())
+            .await
+        }
     }
 }

@@ -11,6 +11,9 @@
 //! 3. Only after the commit (or the dead-letter acknowledgement) is the record's offset
 //!    stored for committing, so a crash re-delivers rather than loses.
 //!
+//! Partitions are applied in parallel by [`PARTITION_WORKERS`] workers, each partition always
+//! by the same one, so events of one key (one partition) keep their order.
+//!
 //! A transient failure ([`HandleError::Retry`], or the database being down) rolls back and
 //! retries the same record with exponential backoff, never skipping it.
 
@@ -20,9 +23,10 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset};
+use tokio::sync::mpsc;
 use tokio_postgres::Transaction;
 use tokio_util::sync::CancellationToken;
 
@@ -90,6 +94,11 @@ CREATE TABLE processed_events (
     PRIMARY KEY (consumer, event_id)
 );
 ";
+
+/// Workers applying records in parallel, one partition always on the same worker.
+pub const PARTITION_WORKERS: usize = 4;
+/// Records waiting per worker; a full queue stops taking records off Kafka.
+const WORKER_QUEUE: usize = 64;
 
 /// The system's dead-letter topic.
 pub const DEAD_LETTER_TOPIC: &str = "faultline.dead-letter";
@@ -171,19 +180,49 @@ impl<H: EventHandler> EventConsumer<H> {
             self.metrics.clone(),
             shutdown.clone(),
         ));
-        let outcome = self.consume(&shutdown).await;
+        let this = Arc::new(self);
+        let outcome = this.clone().consume(&shutdown).await;
         lag.abort();
         outcome
     }
 
-    async fn consume(&self, shutdown: &CancellationToken) -> Result<(), ConsumeError> {
+    /// Takes records off Kafka and hands each to the worker of its partition: partitions
+    /// are applied in parallel (each transaction waits on its commit, not on the CPU), and
+    /// in order within each partition, which is all the ordering events have.
+    async fn consume(self: Arc<Self>, shutdown: &CancellationToken) -> Result<(), ConsumeError> {
+        let mut workers = Vec::with_capacity(PARTITION_WORKERS);
+        let mut queues = Vec::with_capacity(PARTITION_WORKERS);
+        for _ in 0..PARTITION_WORKERS {
+            let (queue, mut records) = mpsc::channel::<OwnedMessage>(WORKER_QUEUE);
+            let this = self.clone();
+            let shutdown = shutdown.clone();
+            queues.push(queue);
+            workers.push(tokio::spawn(async move {
+                while let Some(message) = records.recv().await {
+                    if !this.process(&message, &shutdown).await {
+                        break; // shutting down in the middle of retries: redelivered later
+                    }
+                    // Stored only once the record is applied. librdkafka's offset store adds
+                    // the 1 itself (it commits the next offset to read).
+                    if let Err(error) = this.consumer.store_offset(
+                        message.topic(),
+                        message.partition(),
+                        message.offset(),
+                    ) {
+                        // A partition revoked in a rebalance: its new owner reads the record
+                        // again, and the event id makes that harmless.
+                        tracing::debug!(consumer = %this.name, %error, "offset not stored");
+                    }
+                }
+            }));
+        }
         loop {
             let message = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 message = self.consumer.recv() => message,
             };
             let message = match message {
-                Ok(message) => message,
+                Ok(message) => message.detach(),
                 Err(error) => {
                     // Broker-side trouble is reported here and retried by librdkafka.
                     tracing::warn!(consumer = %self.name, %error, "consumer error");
@@ -191,15 +230,15 @@ impl<H: EventHandler> EventConsumer<H> {
                     continue;
                 }
             };
-            if !self.process(&message, shutdown).await {
-                break; // shutting down in the middle of retries: the record is redelivered later
+            let worker = message.partition().unsigned_abs() as usize % PARTITION_WORKERS;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                sent = queues[worker].send(message) => if sent.is_err() { break },
             }
-            self.consumer
-                .store_offset_from_message(&message)
-                .map_err(|source| ConsumeError::Kafka {
-                    name: self.name.clone(),
-                    source,
-                })?;
+        }
+        drop(queues);
+        for worker in workers {
+            let _ = worker.await;
         }
         // Commit what was applied, so a restart does not replay it (it would be deduplicated
         // anyway, but replaying costs time after every deploy).
@@ -210,7 +249,7 @@ impl<H: EventHandler> EventConsumer<H> {
     }
 
     /// Applies, deduplicates or dead-letters one record; false if interrupted by shutdown.
-    async fn process(&self, message: &BorrowedMessage<'_>, shutdown: &CancellationToken) -> bool {
+    async fn process(&self, message: &OwnedMessage, shutdown: &CancellationToken) -> bool {
         let event = match Envelope::decode(message.payload(), message.headers()) {
             Ok(event) => event,
             Err(error) => {
@@ -281,7 +320,7 @@ impl<H: EventHandler> EventConsumer<H> {
     /// Copies the record to the dead-letter topic; retries until Kafka acknowledges it.
     async fn dead_letter(
         &self,
-        message: &BorrowedMessage<'_>,
+        message: &OwnedMessage,
         reason: &str,
         shutdown: &CancellationToken,
     ) -> bool {

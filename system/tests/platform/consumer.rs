@@ -172,5 +172,21 @@ pub async fn applies_each_event_once_and_dead_letters_what_it_cannot_read(
 
     shutdown.cancel();
     task.await??;
+
+    // The group's committed position is past the last record (6 were sent), so a restart
+    // would not read any of them again.
+    let group = support::service_consumer(&bootstrap, "consumer-test", &[topic])?;
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    partitions.add_partition(topic, 0);
+    let committed = rdkafka::consumer::Consumer::committed_offsets(
+        &group,
+        partitions,
+        Duration::from_secs(10),
+    )?;
+    let offset = committed.find_partition(topic, 0).map(|p| p.offset());
+    ensure!(
+        offset == Some(rdkafka::Offset::Offset(6)),
+        "committed offset {offset:?}, expected 6"
+    );
     Ok(())
 }

@@ -100,6 +100,9 @@ pub const PARTITION_WORKERS: usize = 4;
 /// Records waiting per worker; a full queue stops taking records off Kafka.
 const WORKER_QUEUE: usize = 64;
 
+/// Conflicts retried without a pause before the backoff starts.
+const IMMEDIATE_CONFLICT_RETRIES: u32 = 5;
+
 /// The system's dead-letter topic.
 pub const DEAD_LETTER_TOPIC: &str = "faultline.dead-letter";
 
@@ -112,6 +115,10 @@ pub enum HandleError {
     /// Something transient failed (a database error, a timeout): retry the same event.
     #[error("transient failure: {0}")]
     Retry(String),
+    /// An optimistic-concurrency conflict (another writer got there first): retry the same
+    /// event at once from a fresh read, backing off only if it keeps losing.
+    #[error("conflict: {0}")]
+    Conflict(String),
 }
 
 impl From<tokio_postgres::Error> for HandleError {
@@ -259,6 +266,7 @@ impl<H: EventHandler> EventConsumer<H> {
             }
         };
         let mut backoff = Duration::from_millis(50);
+        let mut conflicts = 0;
         loop {
             match self.apply(&event).await {
                 Ok(true) => {
@@ -278,7 +286,15 @@ impl<H: EventHandler> EventConsumer<H> {
                 Err(HandleError::Poison(reason)) => {
                     return self.dead_letter(message, &reason, shutdown).await
                 }
-                Err(HandleError::Retry(reason)) => {
+                Err(HandleError::Conflict(reason)) if conflicts < IMMEDIATE_CONFLICT_RETRIES => {
+                    conflicts += 1;
+                    self.metrics
+                        .event_retries
+                        .with_label_values(&[&self.name])
+                        .inc();
+                    tracing::debug!(consumer = %self.name, event_id = %event.id, %reason, conflicts, "conflict; retrying at once");
+                }
+                Err(HandleError::Retry(reason) | HandleError::Conflict(reason)) => {
                     self.metrics
                         .event_retries
                         .with_label_values(&[&self.name])

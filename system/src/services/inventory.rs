@@ -469,7 +469,7 @@ async fn append(
         )
         .await?;
     if moved == 0 {
-        return Err(HandleError::Retry(format!(
+        return Err(HandleError::Conflict(format!(
             "product {product_id} moved past version {expected}"
         )));
     }

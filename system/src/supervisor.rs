@@ -169,7 +169,7 @@ impl System {
         for kind in ServiceKind::ALL.into_iter().filter(|k| k.has_database()) {
             database_urls.insert(kind, stack.create_database(kind.name()).await?);
         }
-        let system = System {
+        let mut system = System {
             processes: Arc::new(Mutex::new(Vec::new())),
             supervision: CancellationToken::new(),
             stack: Some(stack),
@@ -177,7 +177,6 @@ impl System {
             jwt_secret,
             database_urls,
         };
-        let mut system = system;
 
         // Everything but the gateway, concurrently; each service migrates its own schema.
         let mut started = Vec::new();

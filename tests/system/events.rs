@@ -227,41 +227,22 @@ pub async fn undecodable_event_is_dead_lettered(h: Arc<Harness>) -> anyhow::Resu
     h.terminal_view(&user, placed["id"].as_str().context("id")?)
         .await?;
 
-    // And the poison record is in the dead-letter topic, saying who gave up on it and why.
-    let reader: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", format!("dlq-reader-{marker}"))
-        .set("auto.offset.reset", "earliest")
-        .create()?;
-    reader.subscribe(&[DEAD_LETTER_TOPIC])?;
-    let mut stream = reader.stream();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // And the poison record is in the dead-letter topic, saying who gave up on it and why:
+    // both consumers of orders.events (analytics and notifications) dead-letter it.
+    let dead = find_records(&bootstrap, DEAD_LETTER_TOPIC, 2, |m| {
+        m.key() == Some(marker.as_bytes())
+    })
+    .await?;
     let mut consumers = Vec::new();
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let Ok(Some(message)) = tokio::time::timeout(remaining, stream.next()).await else {
-            break;
-        };
-        let message = message?;
-        if message.key() != Some(marker.as_bytes()) {
-            continue;
-        }
-        let header = |key: &str| {
-            message
-                .headers()
-                .and_then(|h| h.iter().find(|x| x.key == key).and_then(|x| x.value))
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-        };
+    for record in &dead {
+        let reason = header(record, "dlq.reason");
         ensure!(
-            header("dlq.reason").is_some_and(|r| r.contains("not an event envelope")),
-            "reason {:?}",
-            header("dlq.reason")
+            reason
+                .as_deref()
+                .is_some_and(|r| r.contains("not an event envelope")),
+            "reason {reason:?}"
         );
-        consumers.push(header("dlq.consumer").unwrap_or_default());
-        // Both consumers of orders.events (analytics and notifications) dead-letter it.
-        if consumers.len() == 2 {
-            break;
-        }
+        consumers.push(header(record, "dlq.consumer").unwrap_or_default());
     }
     consumers.sort();
     if consumers != ["analytics-projector", "notifications"] {

@@ -121,6 +121,25 @@ pub enum HandleError {
     Conflict(String),
 }
 
+/// A payload that does not decode can never be applied: it is poison, by definition.
+impl From<super::envelope::EnvelopeError> for HandleError {
+    fn from(error: super::envelope::EnvelopeError) -> Self {
+        HandleError::Poison(error.to_string())
+    }
+}
+
+/// Poison unless `event` has the schema version a handler reads.
+pub fn expect_version(event: &Envelope, version: u32) -> Result<(), HandleError> {
+    if event.version == version {
+        Ok(())
+    } else {
+        Err(HandleError::Poison(format!(
+            "{} v{} is not known (this consumer reads v{version})",
+            event.event_type, event.version
+        )))
+    }
+}
+
 impl From<tokio_postgres::Error> for HandleError {
     fn from(error: tokio_postgres::Error) -> Self {
         HandleError::Retry(error.to_string())

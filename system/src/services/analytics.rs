@@ -23,7 +23,9 @@ use uuid::Uuid;
 
 use super::messages::{self, types, OrderChanged, V1};
 use super::orders::caller;
-use crate::platform::consumer::{EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA};
+use crate::platform::consumer::{
+    expect_version, EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA,
+};
 use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, ErrorBody, Json};
 use crate::platform::metrics::Metrics;
@@ -271,20 +273,17 @@ impl EventHandler for Projector {
         tx: &'a Transaction<'a>,
         event: &'a Envelope,
     ) -> Result<(), HandleError> {
-        if event.version != V1
-            || !matches!(
-                event.event_type.as_str(),
-                types::ORDER_CREATED | types::ORDER_UPDATED
-            )
-        {
+        expect_version(event, V1)?;
+        if !matches!(
+            event.event_type.as_str(),
+            types::ORDER_CREATED | types::ORDER_UPDATED
+        ) {
             return Err(HandleError::Poison(format!(
-                "analytics does not handle {} v{}",
-                event.event_type, event.version
+                "analytics does not handle {}",
+                event.event_type
             )));
         }
-        let order: OrderChanged = event
-            .payload_as()
-            .map_err(|e| HandleError::Poison(e.to_string()))?;
+        let order: OrderChanged = event.payload_as()?;
         let previous = tx
             .query_opt("SELECT status, version, amount_cents FROM order_views WHERE order_id = $1 FOR UPDATE", &[&order.order_id])
             .await?;

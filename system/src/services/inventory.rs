@@ -22,8 +22,10 @@ use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use super::messages::{self, types, Amount, Failed, OrderItem, OrderRef, Reserve, V1};
-use crate::platform::consumer::PROCESSED_EVENTS_SCHEMA;
-use crate::platform::consumer::{EventHandler, HandleError};
+
+use crate::platform::consumer::{
+    expect_version, EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA,
+};
 use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, ErrorBody, Json};
 use crate::platform::migrate::Migration;
@@ -238,21 +240,10 @@ impl EventHandler for CommandHandler {
         tx: &'a Transaction<'a>,
         event: &'a Envelope,
     ) -> Result<(), HandleError> {
-        if event.version != V1 {
-            return Err(HandleError::Poison(format!(
-                "{} v{} is not known",
-                event.event_type, event.version
-            )));
-        }
-        let poison =
-            |e: crate::platform::envelope::EnvelopeError| HandleError::Poison(e.to_string());
+        expect_version(event, V1)?;
         match event.event_type.as_str() {
-            types::RESERVE => {
-                reserve(tx, event, event.payload_as::<Reserve>().map_err(poison)?).await
-            }
-            types::RELEASE => {
-                release(tx, event, event.payload_as::<OrderRef>().map_err(poison)?).await
-            }
+            types::RESERVE => reserve(tx, event, event.payload_as::<Reserve>()?).await,
+            types::RELEASE => release(tx, event, event.payload_as::<OrderRef>()?).await,
             other => Err(HandleError::Poison(format!(
                 "inventory does not handle {other}"
             ))),

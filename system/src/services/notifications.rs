@@ -21,7 +21,9 @@ use tokio_postgres::Transaction;
 
 use super::messages::{self, types, OrderChanged, UserRegistered, V1};
 use crate::platform::breaker::CircuitBreaker;
-use crate::platform::consumer::{EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA};
+use crate::platform::consumer::{
+    expect_version, EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA,
+};
 use crate::platform::envelope::Envelope;
 use crate::platform::metrics::Metrics;
 use crate::platform::migrate::Migration;
@@ -232,11 +234,10 @@ impl Notifier {
 }
 
 fn notification_for(event: &Envelope) -> Result<Option<Notification>, HandleError> {
-    let poison = |e: crate::platform::envelope::EnvelopeError| HandleError::Poison(e.to_string());
     match event.event_type.as_str() {
         types::ORDER_CREATED => Ok(None),
         types::ORDER_UPDATED => {
-            let order: OrderChanged = event.payload_as().map_err(poison)?;
+            let order: OrderChanged = event.payload_as()?;
             let message = match order.status.as_str() {
                 "COMPLETED" => format!("Your order {} is on its way.", order.order_id),
                 "CANCELLED" => format!(
@@ -254,7 +255,7 @@ fn notification_for(event: &Envelope) -> Result<Option<Notification>, HandleErro
             }))
         }
         types::USER_REGISTERED => {
-            let user: UserRegistered = event.payload_as().map_err(poison)?;
+            let user: UserRegistered = event.payload_as()?;
             Ok(Some(Notification {
                 kind: "user.welcome".into(),
                 subject: user.user_id.to_string(),
@@ -274,12 +275,7 @@ impl EventHandler for Notifier {
         _tx: &'a Transaction<'a>,
         event: &'a Envelope,
     ) -> Result<(), HandleError> {
-        if event.version != V1 {
-            return Err(HandleError::Poison(format!(
-                "{} v{} is not known",
-                event.event_type, event.version
-            )));
-        }
+        expect_version(event, V1)?;
         let Some(notification) = notification_for(event)? else {
             return Ok(());
         };

@@ -27,7 +27,9 @@ use uuid::Uuid;
 use super::messages::{
     self, types, Amount, Failed, OrderChanged, OrderItem, OrderRef, Reserve, V1,
 };
-use crate::platform::consumer::{EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA};
+use crate::platform::consumer::{
+    expect_version, EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA,
+};
 use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, ErrorBody, Json, TraceContext, USER_ID};
 use crate::platform::metrics::Metrics;
@@ -387,15 +389,8 @@ impl EventHandler for SagaHandler {
         tx: &'a Transaction<'a>,
         event: &'a Envelope,
     ) -> Result<(), HandleError> {
-        if event.version != V1 {
-            return Err(HandleError::Poison(format!(
-                "{} v{} is not known",
-                event.event_type, event.version
-            )));
-        }
-        let OrderRef { order_id } = event
-            .payload_as()
-            .map_err(|e| HandleError::Poison(e.to_string()))?;
+        expect_version(event, V1)?;
+        let OrderRef { order_id } = event.payload_as()?;
         let Some(row) = tx
             .query_opt(
                 "SELECT step, status, amount_cents, version, user_id, items, created_at, reason FROM orders WHERE id = $1 FOR UPDATE",
@@ -406,12 +401,10 @@ impl EventHandler for SagaHandler {
             return Err(HandleError::Poison(format!("a reply for unknown order {order_id}")));
         };
         let current: String = row.get(0);
-        let poison =
-            |e: crate::platform::envelope::EnvelopeError| HandleError::Poison(e.to_string());
         let order_ref = || serde_json::json!({ "order_id": order_id });
         let next = match (current.as_str(), event.event_type.as_str()) {
             (step::RESERVING, types::RESERVED) => {
-                let Amount { amount_cents, .. } = event.payload_as().map_err(poison)?;
+                let Amount { amount_cents, .. } = event.payload_as()?;
                 Some(Move {
                     step: step::CHARGING,
                     status: "PENDING",
@@ -425,7 +418,7 @@ impl EventHandler for SagaHandler {
                 })
             }
             (step::RESERVING, types::RESERVATION_FAILED) => {
-                let Failed { reason, .. } = event.payload_as().map_err(poison)?;
+                let Failed { reason, .. } = event.payload_as()?;
                 Some(Move {
                     step: step::DONE,
                     status: "CANCELLED",
@@ -442,7 +435,7 @@ impl EventHandler for SagaHandler {
                 reason: None,
             }),
             (step::CHARGING, types::CHARGE_FAILED) => {
-                let Failed { reason, .. } = event.payload_as().map_err(poison)?;
+                let Failed { reason, .. } = event.payload_as()?;
                 Some(Move {
                     step: step::RELEASING,
                     status: "PENDING",
@@ -459,7 +452,7 @@ impl EventHandler for SagaHandler {
                 reason: None,
             }),
             (step::SHIPPING, types::SCHEDULE_FAILED) => {
-                let Failed { reason, .. } = event.payload_as().map_err(poison)?;
+                let Failed { reason, .. } = event.payload_as()?;
                 Some(Move {
                     step: step::REFUNDING,
                     status: "PENDING",

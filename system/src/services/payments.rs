@@ -15,7 +15,9 @@ use uuid::Uuid;
 
 use super::behaviour::SharedBehaviour;
 use super::messages::{self, types, Amount, Failed, OrderRef, V1};
-use crate::platform::consumer::{EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA};
+use crate::platform::consumer::{
+    expect_version, EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA,
+};
 use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, Json};
 use crate::platform::migrate::Migration;
@@ -106,20 +108,13 @@ impl EventHandler for CommandHandler {
         tx: &'a Transaction<'a>,
         event: &'a Envelope,
     ) -> Result<(), HandleError> {
-        if event.version != V1 {
-            return Err(HandleError::Poison(format!(
-                "{} v{} is not known",
-                event.event_type, event.version
-            )));
-        }
-        let poison =
-            |e: crate::platform::envelope::EnvelopeError| HandleError::Poison(e.to_string());
+        expect_version(event, V1)?;
         match event.event_type.as_str() {
             types::CHARGE => {
                 let Amount {
                     order_id,
                     amount_cents,
-                } = event.payload_as().map_err(poison)?;
+                } = event.payload_as()?;
                 let existing = tx
                     .query_opt(
                         "SELECT status, reason FROM payments WHERE order_id = $1 FOR UPDATE",
@@ -174,7 +169,7 @@ impl EventHandler for CommandHandler {
                 }
             }
             types::REFUND => {
-                let OrderRef { order_id } = event.payload_as().map_err(poison)?;
+                let OrderRef { order_id } = event.payload_as()?;
                 tx.execute(
                     "UPDATE payments SET status = 'REFUNDED', updated_at = now() WHERE order_id = $1 AND status = 'CAPTURED'",
                     &[&order_id],

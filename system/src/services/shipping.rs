@@ -5,7 +5,9 @@ use tokio_postgres::Transaction;
 
 use super::behaviour::SharedBehaviour;
 use super::messages::{self, types, Failed, OrderRef, V1};
-use crate::platform::consumer::{EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA};
+use crate::platform::consumer::{
+    expect_version, EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA,
+};
 use crate::platform::envelope::Envelope;
 use crate::platform::migrate::Migration;
 use crate::platform::outbox::OUTBOX_SCHEMA;
@@ -49,15 +51,14 @@ impl EventHandler for CommandHandler {
         tx: &'a Transaction<'a>,
         event: &'a Envelope,
     ) -> Result<(), HandleError> {
-        if event.version != V1 || event.event_type != types::SCHEDULE {
+        expect_version(event, V1)?;
+        if event.event_type != types::SCHEDULE {
             return Err(HandleError::Poison(format!(
-                "shipping does not handle {} v{}",
-                event.event_type, event.version
+                "shipping does not handle {}",
+                event.event_type
             )));
         }
-        let OrderRef { order_id } = event
-            .payload_as()
-            .map_err(|e| HandleError::Poison(e.to_string()))?;
+        let OrderRef { order_id } = event.payload_as()?;
         let existing = tx
             .query_opt(
                 "SELECT status, reason FROM shipments WHERE order_id = $1",

@@ -17,8 +17,7 @@ use rdkafka::ClientConfig;
 
 use super::process::{self, ManagedProcess, ProcessSpec};
 use super::ready::{self, Where, LOG_TAIL_LINES};
-use super::redis::EXTERNAL_TIMEOUT;
-use super::{ports, StackError};
+use super::{ports, StackError, EXTERNAL_TIMEOUT};
 
 /// The Kafka release `scripts/setup` fetches (see `scripts/kafka/pom.xml`).
 pub const KAFKA_VERSION: &str = "4.3.1";

@@ -35,6 +35,10 @@ pub use kafka::{KafkaBroker, KafkaCluster, KafkaSpec, KAFKA_VERSION};
 pub use postgres::{PostgresServer, PostgresSpec};
 pub use redis::{RedisServer, RedisSpec};
 
+/// How long an external component may take to answer before it is called unreachable
+/// (capped by the stack's ready timeout).
+pub(crate) const EXTERNAL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Everything that can go wrong bringing the stack up or down.
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {

@@ -11,8 +11,7 @@ use tokio_postgres::NoTls;
 
 use super::process::{self, ManagedProcess, ProcessSpec, RunAs};
 use super::ready::{self, Where};
-use super::redis::EXTERNAL_TIMEOUT;
-use super::{ports, StackError};
+use super::{ports, StackError, EXTERNAL_TIMEOUT};
 
 /// The role faultline connects as on a local server (trust authentication on loopback).
 pub const LOCAL_USER: &str = "faultline";

@@ -5,10 +5,7 @@ use std::time::Duration;
 
 use super::process::{self, ManagedProcess, ProcessSpec};
 use super::ready::{self, Where};
-use super::{ports, StackError};
-
-/// How long an external component may take to answer before it is called unreachable.
-pub(crate) const EXTERNAL_TIMEOUT: Duration = Duration::from_secs(10);
+use super::{ports, StackError, EXTERNAL_TIMEOUT};
 
 #[derive(Debug, Clone)]
 pub enum RedisSpec {

@@ -14,7 +14,9 @@ use std::{
 use crate::{
     engine::{self, LoadConfig, RunInfo},
     error::LoadError,
-    results::{HttpVersion, Results},
+    journeys::{self, Driver, JourneyConfig, JourneyMix},
+    results::{GateSpec, HttpVersion, Results},
+    scenario::{LoadPlan, ScenarioFile},
     schedule::{parse_stages, Arrivals, Schedule},
     summary::{progress_line, summary_table},
     target::{parse_headers, parse_method, read_body, RequestSpec, Target},
@@ -24,6 +26,13 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (expected e.g. 30s, 500ms, 1m30s)"))
 }
 
+/// What results keep of a scenario file besides its load: its gates and its text.
+#[derive(Debug, Clone)]
+pub struct ScenarioExtras {
+    pub gates: Vec<GateSpec>,
+    pub text: String,
+}
+
 /// Arguments of `faultline load`.
 ///
 /// No argument group of its own (`group(skip)`), so the binary can flatten it into
@@ -31,8 +40,43 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone, clap::Args)]
 #[group(skip)]
 pub struct LoadArgs {
-    /// Target URL, e.g. http://127.0.0.1:8080/orders (plain HTTP).
-    pub url: String,
+    /// Target URL, e.g. http://127.0.0.1:8080/orders (plain HTTP). With --journeys,
+    /// the gateway's base URL; with --scenario, it overrides the file's target.
+    #[arg(required_unless_present = "scenario")]
+    pub url: Option<String>,
+
+    /// Run the `[load]` of this scenario file (TOML; see scenarios/README.md). Its
+    /// `[[gates]]` and text are kept in the results.
+    #[arg(long, value_name = "FILE", conflicts_with_all = [
+        "rate", "stages", "closed", "poisson", "seed", "http2", "method", "body", "headers",
+        "journeys", "driver", "users", "ledger", "ingest_batch", "consistency_deadline",
+    ])]
+    pub scenario: Option<PathBuf>,
+
+    /// User journeys of the reference system instead of one request, weighted, e.g.
+    /// "browse=6,checkout=3,ingest=1"; the rate is then journeys per second.
+    #[arg(long, value_name = "MIX", conflicts_with_all = ["method", "body", "headers", "http2"])]
+    pub journeys: Option<String>,
+
+    /// What drives the journeys: faultline's engine (open model) or goose (closed only).
+    #[arg(long, value_enum, default_value = "open", requires = "journeys")]
+    pub driver: Driver,
+
+    /// Users registered at set-up that checkout and ingest journeys act as.
+    #[arg(long, default_value_t = 20, requires = "journeys")]
+    pub users: usize,
+
+    /// Write the ledger of acknowledged (and indeterminate) orders here, JSON lines.
+    #[arg(long, value_name = "FILE", requires = "journeys")]
+    pub ledger: Option<PathBuf>,
+
+    /// Events per ingest journey's batch.
+    #[arg(long, default_value_t = 50, requires = "journeys")]
+    pub ingest_batch: usize,
+
+    /// How long a checkout waits for the read model to show its order.
+    #[arg(long, value_parser = parse_duration, default_value = "30s", requires = "journeys")]
+    pub consistency_deadline: Duration,
 
     /// Constant arrival rate, requests per second (open model).
     #[arg(long, allow_negative_numbers = true, conflicts_with_all = ["stages", "closed"])]
@@ -113,9 +157,69 @@ pub struct LoadArgs {
 }
 
 impl LoadArgs {
+    fn url(&self) -> Result<&str, LoadError> {
+        self.url.as_deref().ok_or(LoadError::InvalidArgument {
+            option: "URL",
+            reason: "give a target URL or --scenario FILE".into(),
+        })
+    }
+
+    /// Checks the arguments and turns them into a plan: plain requests or journeys,
+    /// from the command line or from the scenario file. Also returns the scenario's
+    /// gates and text when there is one.
+    pub fn to_plan(
+        &self,
+        mut run_info: RunInfo,
+    ) -> Result<(LoadPlan, Option<ScenarioExtras>), LoadError> {
+        if let Some(path) = &self.scenario {
+            let (scenario, text) = ScenarioFile::read(path)?;
+            run_info.scenario = scenario.name.clone().or_else(|| {
+                path.file_stem()
+                    .map(|stem| stem.to_string_lossy().into_owned())
+            });
+            let mut plan =
+                scenario
+                    .load
+                    .plan(self.url.as_deref(), run_info, &path.display().to_string())?;
+            // The file's connections win; otherwise --connections (or its default).
+            if scenario.load.connections.is_none() {
+                match &mut plan {
+                    LoadPlan::Requests(config) => config.connections = self.connections,
+                    LoadPlan::Journeys(config) => config.concurrency = self.connections,
+                }
+            }
+            let extras = ScenarioExtras {
+                gates: scenario.gates,
+                text,
+            };
+            return Ok((plan, Some(extras)));
+        }
+        let config = self.to_config(run_info)?;
+        let Some(mix) = &self.journeys else {
+            return Ok((LoadPlan::Requests(config), None));
+        };
+        let mix: JourneyMix = mix.parse().map_err(|reason| LoadError::InvalidArgument {
+            option: "--journeys",
+            reason,
+        })?;
+        let mut journeys = JourneyConfig::new(&config.target.url, mix, config.schedule);
+        journeys.driver = self.driver;
+        journeys.concurrency = config.connections;
+        journeys.users = self.users;
+        journeys.timeout = config.timeout;
+        journeys.late_threshold = config.late_threshold;
+        journeys.max_send_delay = config.max_send_delay;
+        journeys.ingest_batch = self.ingest_batch;
+        journeys.consistency_deadline = self.consistency_deadline;
+        journeys.ledger = self.ledger.clone();
+        journeys.seed = self.seed;
+        journeys.run_info = config.run_info;
+        Ok((LoadPlan::Journeys(journeys), None))
+    }
+
     /// Checks the arguments and turns them into an engine configuration.
     pub fn to_config(&self, run_info: RunInfo) -> Result<LoadConfig, LoadError> {
-        let target = Target::parse(&self.url)?;
+        let target = Target::parse(self.url()?)?;
         let arrivals = if self.poisson {
             Arrivals::Poisson {
                 seed: self.seed.unwrap_or_else(rand::random),
@@ -164,7 +268,7 @@ impl LoadArgs {
 /// live progress line on stderr, writes the results file if asked, and prints the
 /// summary on stdout.
 pub async fn run_load(args: LoadArgs, run_info: RunInfo) -> Result<Results, LoadError> {
-    let config = args.to_config(run_info)?;
+    let (plan, scenario) = args.to_plan(run_info)?;
     let live = !args.quiet && std::io::stderr().is_terminal();
     let scraper = (!args.scrape.is_empty()).then(|| {
         crate::scrape::Scraper::start(crate::scrape::ScrapeSpec {
@@ -173,15 +277,22 @@ pub async fn run_load(args: LoadArgs, run_info: RunInfo) -> Result<Results, Load
             interval: args.scrape_interval,
         })
     });
-    let mut results = engine::run(config, |progress| {
+    let show = |progress: &engine::Progress| {
         if live {
             let mut stderr = std::io::stderr().lock();
             // \r and "erase line" keep it one line that updates in place.
             let _ = write!(stderr, "\r\x1b[2K{}", progress_line(progress));
             let _ = stderr.flush();
         }
-    })
-    .await?;
+    };
+    let mut results = match plan {
+        LoadPlan::Requests(config) => engine::run(config, show).await?,
+        LoadPlan::Journeys(config) => journeys::run(config, show).await?,
+    };
+    if let Some(extras) = scenario {
+        results.gates = extras.gates;
+        results.scenario_text = Some(extras.text);
+    }
     if live {
         eprint!("\r\x1b[2K");
     }

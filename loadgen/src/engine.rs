@@ -264,7 +264,7 @@ pub async fn run(
     })
 }
 
-fn update_progress(
+pub(crate) fn update_progress(
     running: &mut Progress,
     collected: &Collected,
     seconds: &[u64],

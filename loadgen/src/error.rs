@@ -45,6 +45,18 @@ pub enum LoadError {
         source: std::io::Error,
     },
 
+    /// A journey run could not set itself up against the target (catalogue, users).
+    #[error("journey set-up, {step}: {reason}")]
+    JourneySetup { step: String, reason: String },
+
+    /// Goose refused its configuration or failed while running.
+    #[error("goose: {0}")]
+    Goose(String),
+
+    /// A scenario file that cannot be read or is not valid (names the file and the field).
+    #[error("scenario {path}: {reason}")]
+    Scenario { path: String, reason: String },
+
     /// A results file that is not valid JSON or does not match the schema this version reads.
     #[error("results {path}: {reason}")]
     BadResults { path: String, reason: String },
@@ -61,6 +73,8 @@ impl LoadError {
                 | LoadError::InvalidRate { .. }
                 | LoadError::Stages(_)
                 | LoadError::InvalidArgument { .. }
+                | LoadError::JourneySetup { .. }
+                | LoadError::Scenario { .. }
         )
     }
 

@@ -41,6 +41,10 @@ pub struct Results {
     pub consistency_window: Option<EncodedHistogram>,
     /// Where the run's ledger of acknowledged writes is, when it kept one.
     pub write_ledger: Option<String>,
+    /// What the user journeys did, when the run drove journeys: the schedule's rate
+    /// is then journeys per second, not requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journeys: Option<JourneyResults>,
     /// Faults that were active during the run (the chaos timeline), in start order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<FaultWindow>,
@@ -58,6 +62,40 @@ pub struct Results {
     /// The scenario file's text, so the report can show exactly what ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario_text: Option<String>,
+}
+
+/// Counts of a journey run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JourneyResults {
+    /// `open` (faultline's engine) or `goose`.
+    pub driver: String,
+    /// Journeys started, by journey name.
+    pub started: BTreeMap<String, u64>,
+    /// Journeys never started: every journey slot was busy past the maximum send delay.
+    pub dropped: u64,
+    /// Acknowledged orders the read model did not show within the deadline.
+    pub consistency_unseen: u64,
+    pub consistency_deadline_ms: f64,
+}
+
+impl JourneyResults {
+    fn merge(a: &JourneyResults, b: &JourneyResults) -> JourneyResults {
+        let mut started = a.started.clone();
+        for (name, count) in &b.started {
+            *started.entry(name.clone()).or_default() += count;
+        }
+        JourneyResults {
+            driver: if a.driver == b.driver {
+                a.driver.clone()
+            } else {
+                format!("{} + {}", a.driver, b.driver)
+            },
+            started,
+            dropped: a.dropped + b.dropped,
+            consistency_unseen: a.consistency_unseen + b.consistency_unseen,
+            consistency_deadline_ms: a.consistency_deadline_ms.max(b.consistency_deadline_ms),
+        }
+    }
 }
 
 /// When something happened: seconds after `metadata.started_at`, or an RFC 3339
@@ -430,6 +468,7 @@ impl Results {
             endpoints,
             consistency_window: None,
             write_ledger: None,
+            journeys: None,
             faults: Vec::new(),
             server_metrics: Vec::new(),
             checker: None,
@@ -514,6 +553,10 @@ impl Results {
             generator,
             consistency_window,
             write_ledger: a.write_ledger.clone().or(b.write_ledger.clone()),
+            journeys: match (&a.journeys, &b.journeys) {
+                (Some(x), Some(y)) => Some(JourneyResults::merge(x, y)),
+                (x, y) => x.clone().or(y.clone()),
+            },
             // Workers of one run share its faults, scrape and checker; they are
             // recorded once, by the run, so the first worker's are kept.
             faults: if a.faults.is_empty() {

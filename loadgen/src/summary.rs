@@ -68,10 +68,31 @@ pub fn summary_table(results: &Results) -> String {
     let target_rate = match schedule.model {
         LoadModel::Open if schedule.duration_secs > 0.0 => {
             let expected: f64 = schedule.stages.iter().map(|s| s.expected_requests()).sum();
-            format!(" (target {:.1}/s)", expected / schedule.duration_secs)
+            let unit = if results.journeys.is_some() {
+                " journeys"
+            } else {
+                ""
+            };
+            format!(" (target {:.1}{unit}/s)", expected / schedule.duration_secs)
         }
         _ => String::new(),
     };
+    if let Some(journeys) = &results.journeys {
+        let started: Vec<String> = journeys
+            .started
+            .iter()
+            .map(|(name, count)| format!("{name} {count}"))
+            .collect();
+        let total: u64 = journeys.started.values().sum();
+        let _ = writeln!(
+            out,
+            "journeys    {total} started ({}), {:.1}/s, {} dropped, driver {}",
+            started.join(", "),
+            total as f64 / meta.duration_secs.max(f64::MIN_POSITIVE),
+            journeys.dropped,
+            journeys.driver
+        );
+    }
     let _ = writeln!(
         out,
         "requests    {} sent, {} ok, {:.1}/s achieved{target_rate}",
@@ -128,6 +149,30 @@ pub fn summary_table(results: &Results) -> String {
                 t.errors.total()
             );
         }
+    }
+    if let Some(window) = &results.consistency_window {
+        if let Ok(histogram) = window.decode() {
+            let unseen = results
+                .journeys
+                .as_ref()
+                .map(|j| {
+                    format!(
+                        ", {} not seen within {:.0} s",
+                        j.consistency_unseen,
+                        j.consistency_deadline_ms / 1000.0
+                    )
+                })
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "consistency {}   (write acknowledged -> read model serves it, {} writes{unseen})",
+                percentiles(&LatencySummary::of(&histogram)),
+                histogram.len()
+            );
+        }
+    }
+    if let Some(ledger) = &results.write_ledger {
+        let _ = writeln!(out, "ledger      {ledger}");
     }
     if let Some(message) = &results.generator.message {
         let _ = writeln!(out, "WARNING     {message}");

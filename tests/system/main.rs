@@ -9,6 +9,7 @@
 mod api;
 mod events;
 mod faults;
+mod journeys;
 mod saga;
 mod support;
 
@@ -40,6 +41,13 @@ fn main() -> ExitCode {
             .map_err(|e| format!("the system did not start: {e:#}"))
     };
     let tests: Vec<(&'static str, TestFn)> = vec![
+        (
+            "open_model_journeys_keep_a_ledger_that_matches_the_orders",
+            |h| Box::pin(journeys::open_model_journeys_keep_a_ledger_that_matches_the_orders(h)),
+        ),
+        ("goose_drives_the_same_journeys", |h| {
+            Box::pin(journeys::goose_drives_the_same_journeys(h))
+        }),
         (
             "happy_path_through_the_gateway_completes_and_the_view_shows_it",
             |h| Box::pin(saga::happy_path_completes_and_the_view_shows_it(h)),

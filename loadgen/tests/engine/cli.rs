@@ -178,3 +178,118 @@ async fn scraped_server_metrics_are_recorded_on_the_runs_time_axis() {
         "the gauge grew with time"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_file_runs_its_requests_and_keeps_its_gates_and_text() {
+    let server = TestServer::start().await;
+    let scenario = temp_path("scenario.toml");
+    let text = format!(
+        r#"name = "two endpoints"
+[load]
+target = "{}"
+rate = 40
+duration = "1s"
+connections = 4
+[[load.requests]]
+path = "/a"
+[[load.requests]]
+method = "POST"
+path = "/b"
+body = "hello"
+[[gates]]
+metric = "http.p99"
+max = "500ms"
+"#,
+        server.url("")
+    );
+    std::fs::write(&scenario, &text).unwrap();
+    let args = load_args(&["--scenario", scenario.to_str().unwrap(), "-q"]);
+    let results = run_load(args, RunInfo::default()).await.unwrap();
+    assert_eq!(results.metadata.scenario.as_deref(), Some("two endpoints"));
+    assert_eq!(results.metadata.connections, 4);
+    assert_eq!(results.totals.requests, 40);
+    assert_eq!(results.endpoints["GET /a"].totals.requests, 20);
+    assert_eq!(results.endpoints["POST /b"].totals.requests, 20);
+    assert_eq!(results.gates.len(), 1);
+    assert_eq!(results.scenario_text.as_deref(), Some(text.as_str()));
+    let _ = std::fs::remove_file(scenario);
+}
+
+#[tokio::test]
+async fn bad_scenarios_and_journey_options_are_usage_errors_naming_what() {
+    let scenario = temp_path("broken.toml");
+    for (text, expected) in [
+        (
+            "[load]\ntarget = \"http://127.0.0.1:1/\"\nrate = 5\nduraton = \"1s\"\n",
+            "line 4",
+        ),
+        (
+            "[load]\ntarget = \"http://127.0.0.1:1/\"\nrate = 5\n",
+            "load.duration is missing",
+        ),
+        ("[load\n", "line 1"),
+    ] {
+        std::fs::write(&scenario, text).unwrap();
+        let args = load_args(&["--scenario", scenario.to_str().unwrap(), "-q"]);
+        let err = run_load(args, RunInfo::default()).await.unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains(expected) && message.contains("broken.toml"),
+            "{text:?}: {message}"
+        );
+        assert_eq!(err.exit_code(), 2, "{message}");
+    }
+    let _ = std::fs::remove_file(&scenario);
+
+    let missing = load_args(&["--scenario", "/nonexistent/scenario.toml", "-q"]);
+    let err = run_load(missing, RunInfo::default()).await.unwrap_err();
+    assert!(
+        err.to_string().contains("/nonexistent/scenario.toml"),
+        "{err}"
+    );
+
+    for (argv, expected) in [
+        (
+            &["http://127.0.0.1:1", "--journeys", "shop=1", "--rate", "1"][..],
+            "unknown journey",
+        ),
+        (
+            &[
+                "http://127.0.0.1:1",
+                "--journeys",
+                "browse=0",
+                "--rate",
+                "1",
+            ][..],
+            "above zero",
+        ),
+        (
+            &[
+                "http://127.0.0.1:1",
+                "--journeys",
+                "browse",
+                "--rate",
+                "1",
+                "--driver",
+                "goose",
+            ][..],
+            "goose has no open",
+        ),
+        (
+            &[
+                "http://127.0.0.1:1/api",
+                "--journeys",
+                "browse",
+                "--rate",
+                "1",
+            ][..],
+            "without a path",
+        ),
+    ] {
+        let err = run_load(load_args(argv), RunInfo::default())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(expected), "{argv:?}: {err}");
+        assert_eq!(err.exit_code(), 2, "{argv:?}");
+    }
+}

@@ -1,0 +1,436 @@
+//! The load part of a scenario file (`[load]`, [`LoadSpec`]), and the file itself as
+//! far as `faultline load` reads it.
+//!
+//! A scenario file is TOML. Each crate owns its part: `[load]` is here, `[[gates]]`
+//! are stored in results as written ([`GateSpec`], judged by `faultline-reports`),
+//! and `[[faults]]` / `[system]` belong to the chaos crate and the run orchestrator,
+//! so this module keeps them as raw TOML. Unknown keys are errors, so a typo does not
+//! silently fall back to a default. Every error names the file and, through the TOML
+//! parser, the line, column and key.
+//!
+//! ```toml
+//! name = "checkout"
+//! [load]
+//! target = "http://127.0.0.1:8080"
+//! stages = "10s:0->20, 40s:20, 10s:20->0"   # or rate = 20 with duration = "60s", or closed = true
+//! arrivals = "poisson"
+//! connections = 64
+//! [load.journeys]
+//! mix = { browse = 6, checkout = 3, ingest = 1 }
+//! ledger = "ledger.jsonl"
+//! [[gates]]
+//! metric = "http.p99"
+//! max = "500ms"
+//! ```
+
+use std::{collections::BTreeMap, path::Path, time::Duration};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use serde::Deserialize;
+
+use crate::{
+    engine::{LoadConfig, RunInfo},
+    error::LoadError,
+    journeys::{Driver, JourneyConfig, JourneyKind, JourneyMix},
+    results::{GateSpec, HttpVersion},
+    schedule::{parse_stages, Arrivals, Schedule},
+    target::{parse_method, RequestSpec, Target},
+};
+
+/// A scenario file, as `faultline load` reads it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// The scenario's name (results' `metadata.scenario`); the file's stem when absent.
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub load: LoadSpec,
+    #[serde(default)]
+    pub gates: Vec<GateSpec>,
+    /// The fault timeline (read by the chaos crate).
+    #[serde(default)]
+    pub faults: Option<toml::Value>,
+    /// The system's topology (read by the run orchestrator).
+    #[serde(default)]
+    pub system: Option<toml::Value>,
+}
+
+/// The `[load]` table: what to send, at what rate, for how long.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSpec {
+    /// Target URL: the full URL of a single request, or the base URL of the requests
+    /// and journeys. The command line's URL overrides it.
+    pub target: Option<String>,
+    /// Constant arrival rate (requests or journeys per second).
+    pub rate: Option<f64>,
+    /// Rate stages, e.g. `"10s:0->500, 60s:500, 10s:500->0"`.
+    pub stages: Option<String>,
+    /// Closed model: back to back on every connection.
+    #[serde(default)]
+    pub closed: bool,
+    /// Length of a `rate` or `closed` run.
+    #[serde(default, deserialize_with = "humantime_serde_opt::deserialize")]
+    pub duration: Option<Duration>,
+    #[serde(default)]
+    pub arrivals: ArrivalsSpec,
+    pub seed: Option<u64>,
+    pub connections: Option<usize>,
+    #[serde(default)]
+    pub http2: bool,
+    #[serde(default, deserialize_with = "humantime_serde_opt::deserialize")]
+    pub timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "humantime_serde_opt::deserialize")]
+    pub late_threshold: Option<Duration>,
+    #[serde(default, deserialize_with = "humantime_serde_opt::deserialize")]
+    pub max_send_delay: Option<Duration>,
+    /// Plain requests, sent in turn.
+    #[serde(default)]
+    pub requests: Vec<RequestEntry>,
+    /// User journeys of the reference system instead of plain requests.
+    pub journeys: Option<JourneysSpec>,
+}
+
+/// Uniform or Poisson arrivals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArrivalsSpec {
+    #[default]
+    Uniform,
+    Poisson,
+}
+
+/// One `[[load.requests]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestEntry {
+    #[serde(default = "get")]
+    pub method: String,
+    /// Path (and query) on the target, e.g. `/api/products`.
+    pub path: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Request body as text.
+    pub body: Option<String>,
+    /// Results go under this name (default `METHOD /path`).
+    pub name: Option<String>,
+}
+
+fn get() -> String {
+    "GET".into()
+}
+
+/// The `[load.journeys]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JourneysSpec {
+    /// Weights, e.g. `{ browse = 6, checkout = 3, ingest = 1 }`.
+    pub mix: BTreeMap<JourneyKind, u32>,
+    #[serde(default)]
+    pub driver: Driver,
+    pub users: Option<usize>,
+    pub ingest_batch: Option<usize>,
+    #[serde(default, deserialize_with = "humantime_serde_opt::deserialize")]
+    pub consistency_deadline: Option<Duration>,
+    /// Where to write the ledger of acknowledged writes (relative to the working
+    /// directory).
+    pub ledger: Option<std::path::PathBuf>,
+}
+
+/// What a scenario's `[load]` asks for, ready to run.
+#[derive(Debug, Clone)]
+pub enum LoadPlan {
+    Requests(LoadConfig),
+    Journeys(JourneyConfig),
+}
+
+impl ScenarioFile {
+    /// Reads and parses a scenario file.
+    pub fn read(path: &Path) -> Result<(ScenarioFile, String), LoadError> {
+        // A scenario that cannot be read is bad input (exit 2), like one that does not parse.
+        let text = std::fs::read_to_string(path).map_err(|e| LoadError::Scenario {
+            path: path.display().to_string(),
+            reason: format!("cannot be read: {e}"),
+        })?;
+        let scenario = ScenarioFile::parse(&text).map_err(|reason| LoadError::Scenario {
+            path: path.display().to_string(),
+            reason,
+        })?;
+        Ok((scenario, text))
+    }
+
+    /// Parses scenario text; the error is the TOML parser's, with line and key.
+    pub fn parse(text: &str) -> Result<ScenarioFile, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+impl LoadSpec {
+    /// Checks the spec and turns it into a runnable plan. `target` overrides the
+    /// spec's own target.
+    pub fn plan(
+        &self,
+        target: Option<&str>,
+        run_info: RunInfo,
+        scenario_path: &str,
+    ) -> Result<LoadPlan, LoadError> {
+        let bad = |reason: String| LoadError::Scenario {
+            path: scenario_path.to_string(),
+            reason,
+        };
+        let url = target
+            .or(self.target.as_deref())
+            .ok_or_else(|| bad("[load] has no target: set load.target or give a URL".into()))?;
+        let arrivals = match self.arrivals {
+            ArrivalsSpec::Uniform => Arrivals::Uniform,
+            ArrivalsSpec::Poisson => Arrivals::Poisson {
+                seed: self.seed.unwrap_or_else(rand::random),
+            },
+        };
+        let schedule = match (&self.stages, self.rate, self.closed, self.duration) {
+            (Some(stages), None, false, None) => Schedule::open(parse_stages(stages)?, arrivals)?,
+            (None, Some(rate), false, Some(duration)) => {
+                Schedule::constant(rate, duration, arrivals)?
+            }
+            (None, None, true, Some(duration)) => Schedule::closed(duration)?,
+            (Some(_), _, _, Some(_)) => {
+                return Err(bad(
+                    "load.duration goes with rate or closed; stages carry their own durations"
+                        .into(),
+                ))
+            }
+            (_, _, _, None) if self.stages.is_none() => {
+                return Err(bad(
+                    "load.duration is missing (e.g. duration = \"30s\")".into()
+                ))
+            }
+            _ => {
+                return Err(bad(
+                    "give exactly one of load.rate, load.stages or load.closed = true".into(),
+                ))
+            }
+        };
+        let timeout = self.timeout.unwrap_or(Duration::from_secs(5));
+        let connections = self.connections.unwrap_or(64);
+        let late_threshold = self.late_threshold.unwrap_or(Duration::from_millis(10));
+
+        match (&self.journeys, self.requests.is_empty()) {
+            (Some(_), false) => Err(bad(
+                "give either [[load.requests]] or [load.journeys], not both".into(),
+            )),
+            (Some(journeys), true) => {
+                if self.http2 {
+                    return Err(bad("load.http2 is not supported by journeys yet".into()));
+                }
+                let mix = JourneyMix::new(journeys.mix.iter().map(|(k, w)| (*k, *w)))
+                    .map_err(|e| bad(format!("load.journeys.mix: {e}")))?;
+                let mut config = JourneyConfig::new(url, mix, schedule);
+                config.driver = journeys.driver;
+                config.concurrency = connections;
+                config.timeout = timeout;
+                config.late_threshold = late_threshold;
+                config.max_send_delay = self.max_send_delay;
+                config.seed = self.seed;
+                if let Some(users) = journeys.users {
+                    config.users = users;
+                }
+                if let Some(batch) = journeys.ingest_batch {
+                    config.ingest_batch = batch;
+                }
+                if let Some(deadline) = journeys.consistency_deadline {
+                    config.consistency_deadline = deadline;
+                }
+                config.ledger = journeys.ledger.clone();
+                config.run_info = run_info;
+                Ok(LoadPlan::Journeys(config))
+            }
+            (None, no_requests) => {
+                let target = Target::parse(url)?;
+                let requests = if no_requests {
+                    vec![RequestSpec::for_target(
+                        &target,
+                        http::Method::GET,
+                        HeaderMap::new(),
+                        Bytes::new(),
+                    )]
+                } else {
+                    self.requests
+                        .iter()
+                        .enumerate()
+                        .map(|(index, entry)| entry.to_spec(&target, index, scenario_path))
+                        .collect::<Result<_, _>>()?
+                };
+                let mut config = LoadConfig::new(target, schedule);
+                config.requests = requests;
+                config.connections = connections;
+                config.http_version = if self.http2 {
+                    HttpVersion::Http2
+                } else {
+                    HttpVersion::Http1
+                };
+                config.timeout = timeout;
+                config.late_threshold = late_threshold;
+                config.max_send_delay = self.max_send_delay;
+                config.run_info = run_info;
+                Ok(LoadPlan::Requests(config))
+            }
+        }
+    }
+}
+
+impl RequestEntry {
+    fn to_spec(
+        &self,
+        target: &Target,
+        index: usize,
+        scenario_path: &str,
+    ) -> Result<RequestSpec, LoadError> {
+        let bad = |field: &str, reason: String| LoadError::Scenario {
+            path: scenario_path.to_string(),
+            reason: format!("load.requests[{index}].{field}: {reason}"),
+        };
+        let method = parse_method(&self.method).map_err(|e| bad("method", e.to_string()))?;
+        if !self.path.starts_with('/') {
+            return Err(bad("path", format!("{:?} must start with /", self.path)));
+        }
+        let lines: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(name, value)| format!("{name}:{value}"))
+            .collect();
+        let headers =
+            crate::target::parse_headers(&lines).map_err(|e| bad("headers", e.to_string()))?;
+        let base = target.path_and_query.trim_end_matches('/');
+        let with_path = Target {
+            path_and_query: format!("{base}{}", self.path),
+            ..target.clone()
+        };
+        let body = self.body.clone().map(Bytes::from).unwrap_or_default();
+        let mut spec = RequestSpec::for_target(&with_path, method, headers, body);
+        if let Some(name) = &self.name {
+            spec.name = name.clone();
+        }
+        Ok(spec)
+    }
+}
+
+/// `Option<Duration>` from humantime text (`"30s"`, `"1m30s"`).
+mod humantime_serde_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize as _, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text).map(Some).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a duration ({e}); write e.g. \"30s\""
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn plan(text: &str) -> Result<LoadPlan, String> {
+        let file = ScenarioFile::parse(text)?;
+        file.load
+            .plan(None, RunInfo::default(), "test.toml")
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn journeys_with_stages_and_a_ledger() {
+        let text = r#"
+            name = "checkout"
+            [load]
+            target = "http://127.0.0.1:8080"
+            stages = "5s:0->10, 10s:10"
+            arrivals = "poisson"
+            seed = 7
+            [load.journeys]
+            mix = { browse = 6, checkout = 3 }
+            users = 5
+            ledger = "ledger.jsonl"
+            [[gates]]
+            metric = "http.p99"
+            max = "500ms"
+            [[faults]]
+            at = "5s"
+            kind = "kill"
+            target = "orders"
+        "#;
+        let file = ScenarioFile::parse(text).unwrap();
+        assert_eq!(file.gates.len(), 1);
+        let LoadPlan::Journeys(config) = plan(text).unwrap() else {
+            panic!("journeys expected");
+        };
+        assert_eq!(config.users, 5);
+        assert_eq!(config.schedule.duration(), Duration::from_secs(15));
+        assert_eq!(
+            config.mix.weights(),
+            &[(JourneyKind::Browse, 6), (JourneyKind::Checkout, 3)]
+        );
+    }
+
+    #[test]
+    fn requests_get_the_target_base_and_names() {
+        let text = r#"
+            [load]
+            target = "http://127.0.0.1:9/api"
+            rate = 10
+            duration = "2s"
+            [[load.requests]]
+            path = "/products"
+            [[load.requests]]
+            method = "POST"
+            path = "/orders"
+            body = '{"items": []}'
+            headers = { "content-type" = "application/json" }
+        "#;
+        let LoadPlan::Requests(config) = plan(text).unwrap() else {
+            panic!("requests expected");
+        };
+        let names: Vec<&str> = config.requests.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["GET /api/products", "POST /api/orders"]);
+    }
+
+    #[test]
+    fn errors_name_the_field_and_the_line() {
+        let typo = "[load]\ntarget = \"http://127.0.0.1:1\"\nrat = 5\n";
+        let error = plan(typo).unwrap_err();
+        assert!(error.contains("rat") && error.contains("line 3"), "{error}");
+
+        let no_model = "[load]\ntarget = \"http://127.0.0.1:1\"\nduration = \"5s\"\n";
+        assert!(plan(no_model).unwrap_err().contains("exactly one of"));
+
+        let bad_duration = "[load]\nrate = 5\nduration = \"five\"\n";
+        let error = plan(bad_duration).unwrap_err();
+        assert!(
+            error.contains("five") && error.contains("duration"),
+            "{error}"
+        );
+
+        let bad_path = "[load]\ntarget = \"http://127.0.0.1:1\"\nrate = 5\nduration = \"1s\"\n[[load.requests]]\npath = \"x\"\n";
+        assert!(plan(bad_path)
+            .unwrap_err()
+            .contains("load.requests[0].path"));
+
+        let unknown_journey = "[load]\ntarget = \"http://127.0.0.1:1\"\nrate = 5\nduration = \"1s\"\n[load.journeys]\nmix = { shop = 1 }\n";
+        let error = plan(unknown_journey).unwrap_err();
+        assert!(error.contains("shop"), "{error}");
+
+        let goose_open = "[load]\ntarget = \"http://127.0.0.1:1\"\nrate = 5\nduration = \"1s\"\n[load.journeys]\nmix = { browse = 1 }\ndriver = \"goose\"\n";
+        let LoadPlan::Journeys(config) = plan(goose_open).unwrap() else {
+            panic!("journeys expected");
+        };
+        assert_eq!(config.driver, Driver::Goose);
+    }
+}

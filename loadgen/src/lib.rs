@@ -22,6 +22,11 @@
 //!   `faultline load` / `faultline merge` commands that the binary wraps.
 //! - [`scrape`]: the services' Prometheus `/metrics`, polled during the run into
 //!   `results.json` (`--scrape URL`), for the server-side charts.
+//! - [`journeys`]: the reference system's user journeys (browse, checkout, ingest),
+//!   driven by the same schedule ("one journey per arrival") or by goose, recorded by
+//!   the same recorder, with the consistency window and the write ledger.
+//! - [`scenario`]: the `[load]` table of a scenario file ([`scenario::LoadSpec`]),
+//!   turned into plain requests or journeys.
 //! - [`classify`]: error classes (connect, timeout, reset, 4xx, 5xx, protocol).
 
 pub mod classify;

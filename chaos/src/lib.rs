@@ -20,7 +20,14 @@
 //! binds the system's processes and proxies as targets and copies the windows into
 //! `results.json`.
 
+pub mod process;
 pub mod proxy;
+pub mod spec;
+pub mod timeline;
 pub mod units;
 
+pub use process::{PauseGuard, PidProcess, ProcessControl, ProcessError, Signal};
 pub use proxy::{Direction, FaultProxy, Faults, Latency, ProxyError, ProxyHandle, ProxyStats};
+pub use spec::{Fault, FaultAction, FaultKind, FaultSpec, SpecError};
+pub use timeline::{ActiveFaults, FaultWindow, Targets, Timeline, TimelineError, TimelineOutcome};
+pub use tokio_util::sync::CancellationToken;

@@ -5,7 +5,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod process;
 mod proxy;
+mod spec;
+mod timeline;
 
 use std::future::Future;
 use std::net::SocketAddr;

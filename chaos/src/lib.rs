@@ -20,6 +20,7 @@
 //! binds the system's processes and proxies as targets and copies the windows into
 //! `results.json`.
 
+pub mod cli;
 pub mod process;
 pub mod proxy;
 pub mod spec;

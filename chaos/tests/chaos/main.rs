@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod cli;
 mod process;
 mod proxy;
 mod spec;

@@ -12,6 +12,32 @@
 //! A fault that fails to apply (say, a kill while the supervisor is restarting the
 //! process) does not stop the run: it is reported in [`TimelineOutcome::failures`] and
 //! has no window.
+//!
+//! How a run uses it:
+//!
+//! ```no_run
+//! # async fn example(orders_1: std::sync::Arc<dyn faultline_chaos::ProcessControl>)
+//! #     -> Result<(), Box<dyn std::error::Error>> {
+//! use faultline_chaos::{spec, CancellationToken, FaultProxy, Targets, Timeline};
+//!
+//! let faults = spec::parse_faults(&std::fs::read_to_string("scenario.toml")?)?;
+//! let kafka = FaultProxy::start("127.0.0.1:0".parse()?, "127.0.0.1:9092".parse()?).await?;
+//! let mut targets = Targets::new();
+//! targets.add_proxy("kafka", kafka.handle()).add_process("orders-1", orders_1);
+//! let timeline = Timeline::new(faults, &targets)?; // unknown targets fail here
+//! let active = timeline.active(); // for the progress line: active.summary()
+//! let cancel = CancellationToken::new();
+//! let start = tokio::time::Instant::now(); // the instant load starts
+//! let faults_task = tokio::spawn(timeline.run(start, cancel.clone()));
+//! // ... run the load ...
+//! cancel.cancel(); // load is over: heal whatever is still in force
+//! let outcome = faults_task.await?;
+//! for window in &outcome.windows {
+//!     println!("{} from {}s to {:?}", window.label, window.start, window.end);
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

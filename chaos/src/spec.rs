@@ -1,0 +1,537 @@
+//! The `[[faults]]` part of a scenario file: [`FaultSpec`] is what the file says
+//! (strings as written, so errors can quote them), [`Fault`] is what it means once
+//! validated (durations, rates, one [`FaultAction`] per kind). Validation names the
+//! fault's number in the file (1-based, in file order), its kind and target, and the
+//! field at fault.
+//!
+//! ```toml
+//! [[faults]]
+//! at = "10s"            # offset from the start of load
+//! duration = "5s"       # absent: until the run ends; not allowed for kill, terminate, restart
+//! kind = "latency"
+//! target = "kafka"      # a name the run binds to a proxy or a process
+//! latency = "200ms"
+//! jitter = "50ms"
+//! direction = "both"    # upstream (client to server) | downstream | both
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::proxy::{Direction, Latency, Slicer};
+use crate::units::{format_bytes, format_duration, format_rate, parse_bytes, parse_rate};
+
+/// One `[[faults]]` entry as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    /// Offset from the start of load, e.g. `"10s"`.
+    pub at: String,
+    /// How long the fault lasts, e.g. `"5s"`.
+    #[serde(default)]
+    pub duration: Option<String>,
+    pub kind: FaultKind,
+    /// The name of a proxy or process the run binds.
+    pub target: String,
+    /// latency: the added delay.
+    #[serde(default)]
+    pub latency: Option<String>,
+    /// latency: uniform jitter around the delay (± this much).
+    #[serde(default)]
+    pub jitter: Option<String>,
+    /// latency, bandwidth, slicer: which way (default both).
+    #[serde(default)]
+    pub direction: Option<Direction>,
+    /// bandwidth: bytes per second, `"1MB/s"` or a number.
+    #[serde(default)]
+    pub bandwidth: Option<Amount>,
+    /// slicer: average slice size, `"64B"` or a number of bytes.
+    #[serde(default)]
+    pub size: Option<Amount>,
+    /// slicer: slices vary by ± this many bytes (default 0).
+    #[serde(default)]
+    pub size_variation: Option<Amount>,
+    /// slicer: pause between slices (default none).
+    #[serde(default)]
+    pub delay: Option<String>,
+    /// timeout: how long connections are held before they are closed.
+    #[serde(default)]
+    pub timeout: Option<String>,
+}
+
+/// A size or rate written as a number or as text with a unit.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Amount {
+    Integer(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl fmt::Display for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Amount::Integer(n) => write!(f, "{n}"),
+            Amount::Float(x) => write!(f, "{x}"),
+            Amount::Text(text) => write!(f, "{text:?}"),
+        }
+    }
+}
+
+/// The kinds of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultKind {
+    Kill,
+    Terminate,
+    Pause,
+    Restart,
+    Partition,
+    Reset,
+    Latency,
+    Bandwidth,
+    Slicer,
+    Timeout,
+}
+
+impl FaultKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Terminate => "terminate",
+            FaultKind::Pause => "pause",
+            FaultKind::Restart => "restart",
+            FaultKind::Partition => "partition",
+            FaultKind::Reset => "reset",
+            FaultKind::Latency => "latency",
+            FaultKind::Bandwidth => "bandwidth",
+            FaultKind::Slicer => "slicer",
+            FaultKind::Timeout => "timeout",
+        }
+    }
+
+    /// Acts on a process (the others act on a proxy).
+    pub fn is_process(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Kill | FaultKind::Terminate | FaultKind::Pause | FaultKind::Restart
+        )
+    }
+
+    /// Happens at one instant: a `duration` means nothing.
+    pub fn is_instant(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Kill | FaultKind::Terminate | FaultKind::Restart
+        )
+    }
+
+    /// The kind-specific fields it takes.
+    fn fields(self) -> &'static [&'static str] {
+        match self {
+            FaultKind::Latency => &["latency", "jitter", "direction"],
+            FaultKind::Bandwidth => &["bandwidth", "direction"],
+            FaultKind::Slicer => &["size", "size_variation", "delay", "direction"],
+            FaultKind::Timeout => &["timeout"],
+            _ => &[],
+        }
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A validated fault.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    /// 1-based position in the scenario's `[[faults]]`.
+    pub number: usize,
+    /// Offset from the start of load.
+    pub at: Duration,
+    /// `None`: instantaneous (kill, terminate, restart, reset without duration), or
+    /// lasting until the run ends.
+    pub duration: Option<Duration>,
+    pub target: String,
+    pub action: FaultAction,
+}
+
+/// What a fault does.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FaultAction {
+    Kill,
+    Terminate,
+    /// SIGSTOP, and SIGCONT when the fault ends.
+    Pause,
+    Restart,
+    /// Traffic through the proxy is held both ways.
+    Partition,
+    /// Current connections are reset; with a duration, new ones are reset meanwhile.
+    Reset,
+    Latency {
+        direction: Direction,
+        latency: Latency,
+    },
+    Bandwidth {
+        direction: Direction,
+        bytes_per_second: u64,
+    },
+    Slicer {
+        direction: Direction,
+        slicer: Slicer,
+    },
+    Timeout {
+        timeout: Duration,
+    },
+}
+
+impl FaultAction {
+    pub fn kind(&self) -> FaultKind {
+        match self {
+            FaultAction::Kill => FaultKind::Kill,
+            FaultAction::Terminate => FaultKind::Terminate,
+            FaultAction::Pause => FaultKind::Pause,
+            FaultAction::Restart => FaultKind::Restart,
+            FaultAction::Partition => FaultKind::Partition,
+            FaultAction::Reset => FaultKind::Reset,
+            FaultAction::Latency { .. } => FaultKind::Latency,
+            FaultAction::Bandwidth { .. } => FaultKind::Bandwidth,
+            FaultAction::Slicer { .. } => FaultKind::Slicer,
+            FaultAction::Timeout { .. } => FaultKind::Timeout,
+        }
+    }
+
+    /// The direction of a link fault; `Both` for the others (they act on both ways).
+    pub fn direction(&self) -> Direction {
+        match self {
+            FaultAction::Latency { direction, .. }
+            | FaultAction::Bandwidth { direction, .. }
+            | FaultAction::Slicer { direction, .. } => *direction,
+            _ => Direction::Both,
+        }
+    }
+}
+
+impl Fault {
+    pub fn kind(&self) -> FaultKind {
+        self.action.kind()
+    }
+
+    /// When the fault ends, as an offset; `None` if it is instantaneous or open-ended.
+    pub fn end(&self) -> Option<Duration> {
+        self.duration.map(|d| self.at + d)
+    }
+
+    /// Shown on charts and the progress line, e.g. `latency 200ms±50ms kafka`,
+    /// `bandwidth 1MB/s upstream postgres`, `kill orders-1`.
+    pub fn label(&self) -> String {
+        let kind = self.kind().name();
+        let target = &self.target;
+        let way = match self.action.direction() {
+            Direction::Both => String::new(),
+            one => format!("{} ", one.name()),
+        };
+        match self.action {
+            FaultAction::Latency { latency, .. } => {
+                let jitter = if latency.jitter.is_zero() {
+                    String::new()
+                } else {
+                    format!("±{}", format_duration(latency.jitter))
+                };
+                format!(
+                    "{kind} {}{jitter} {way}{target}",
+                    format_duration(latency.delay)
+                )
+            }
+            FaultAction::Bandwidth {
+                bytes_per_second, ..
+            } => format!("{kind} {} {way}{target}", format_rate(bytes_per_second)),
+            FaultAction::Slicer { slicer, .. } => {
+                let variation = if slicer.size_variation == 0 {
+                    String::new()
+                } else {
+                    format!("±{}", format_bytes(slicer.size_variation as u64))
+                };
+                format!(
+                    "{kind} {}{variation}/{} {way}{target}",
+                    format_bytes(slicer.size as u64),
+                    format_duration(slicer.delay)
+                )
+            }
+            FaultAction::Timeout { timeout } => {
+                format!("{kind} {} {target}", format_duration(timeout))
+            }
+            _ => format!("{kind} {target}"),
+        }
+    }
+}
+
+/// A scenario's faults that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("reading [[faults]]: {0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("fault #{number} ({kind} on {target:?}): {field}: {problem}")]
+    Invalid {
+        number: usize,
+        kind: FaultKind,
+        target: String,
+        /// The key at fault, e.g. `latency`.
+        field: &'static str,
+        problem: String,
+    },
+    #[error(
+        "faults #{first} and #{second} ({kind} on {target:?}) overlap in time: the end of \
+         one would undo the other; give them separate times or different directions"
+    )]
+    Overlap {
+        first: usize,
+        second: usize,
+        kind: FaultKind,
+        target: String,
+    },
+}
+
+impl SpecError {
+    /// The 1-based number of the (first) fault at fault, when there is one.
+    pub fn fault_number(&self) -> Option<usize> {
+        match self {
+            SpecError::Toml(_) => None,
+            SpecError::Invalid { number, .. } => Some(*number),
+            SpecError::Overlap { first, .. } => Some(*first),
+        }
+    }
+}
+
+/// Reads the `[[faults]]` of a TOML document (other keys are left to their owners) and
+/// validates them.
+pub fn parse_faults(toml_text: &str) -> Result<Vec<Fault>, SpecError> {
+    #[derive(Deserialize)]
+    struct Document {
+        #[serde(default)]
+        faults: Vec<FaultSpec>,
+    }
+    let document: Document = toml::from_str(toml_text)?;
+    validate(&document.faults)
+}
+
+/// Validates every fault, then checks that no two faults of one kind on one target
+/// overlap in time (and direction): the first to end would undo the other.
+pub fn validate(specs: &[FaultSpec]) -> Result<Vec<Fault>, SpecError> {
+    let faults = specs
+        .iter()
+        .enumerate()
+        .map(|(index, spec)| spec.validate(index + 1))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, first) in faults.iter().enumerate() {
+        for second in &faults[i + 1..] {
+            if conflicts(first, second) {
+                return Err(SpecError::Overlap {
+                    first: first.number,
+                    second: second.number,
+                    kind: first.kind(),
+                    target: first.target.clone(),
+                });
+            }
+        }
+    }
+    Ok(faults)
+}
+
+/// Two faults conflict when both hold state on one target that the end of either
+/// would clear: same kind, overlapping time, overlapping direction. Instantaneous
+/// faults hold nothing (a reset without duration only resets current connections).
+fn conflicts(a: &Fault, b: &Fault) -> bool {
+    if a.kind() != b.kind() || a.target != b.target || a.kind().is_instant() {
+        return false;
+    }
+    if a.kind() == FaultKind::Reset && (a.duration.is_none() || b.duration.is_none()) {
+        return false;
+    }
+    if !a.action.direction().overlaps(b.action.direction()) {
+        return false;
+    }
+    // Half-open windows [at, end): one may start exactly when the other ends.
+    let a_before_b = a.end().is_some_and(|end| end <= b.at);
+    let b_before_a = b.end().is_some_and(|end| end <= a.at);
+    !(a_before_b || b_before_a)
+}
+
+impl FaultSpec {
+    /// Validates this fault, the `number`-th in its file (1-based).
+    pub fn validate(&self, number: usize) -> Result<Fault, SpecError> {
+        let kind = self.kind;
+        let fail = |field: &'static str, problem: String| SpecError::Invalid {
+            number,
+            kind,
+            target: self.target.clone(),
+            field,
+            problem,
+        };
+        if self.target.trim().is_empty() {
+            return Err(fail("target", "is empty; name a proxy or a process".into()));
+        }
+        // Fields of other kinds are mistakes (a `latency` on a bandwidth fault would be
+        // silently ignored otherwise).
+        let given: [(&'static str, bool); 8] = [
+            ("latency", self.latency.is_some()),
+            ("jitter", self.jitter.is_some()),
+            ("direction", self.direction.is_some()),
+            ("bandwidth", self.bandwidth.is_some()),
+            ("size", self.size.is_some()),
+            ("size_variation", self.size_variation.is_some()),
+            ("delay", self.delay.is_some()),
+            ("timeout", self.timeout.is_some()),
+        ];
+        for (field, present) in given {
+            if present && !kind.fields().contains(&field) {
+                let takes = match kind.fields() {
+                    [] => "no other fields".to_string(),
+                    fields => fields.join(", "),
+                };
+                return Err(fail(
+                    field,
+                    format!("does not apply to a {kind} fault (it takes {takes})"),
+                ));
+            }
+        }
+
+        let at = parse_duration(&self.at).map_err(|e| fail("at", e))?;
+        let duration = match &self.duration {
+            Some(_) if kind.is_instant() => {
+                return Err(fail(
+                    "duration",
+                    format!("a {kind} fault is instantaneous and takes no duration"),
+                ))
+            }
+            Some(text) => {
+                let duration = parse_duration(text).map_err(|e| fail("duration", e))?;
+                if duration.is_zero() {
+                    return Err(fail("duration", "must be longer than zero".into()));
+                }
+                Some(duration)
+            }
+            None => None,
+        };
+        let direction = self.direction.unwrap_or_default();
+        // A duration field this kind needs.
+        let required = |field: &'static str, value: &Option<String>, example: &str| {
+            let text = value.as_deref().ok_or_else(|| {
+                fail(
+                    field,
+                    format!("is missing: a {kind} fault needs e.g. {field} = {example}"),
+                )
+            })?;
+            parse_duration(text).map_err(|e| fail(field, e))
+        };
+
+        let action = match kind {
+            FaultKind::Kill => FaultAction::Kill,
+            FaultKind::Terminate => FaultAction::Terminate,
+            FaultKind::Pause => FaultAction::Pause,
+            FaultKind::Restart => FaultAction::Restart,
+            FaultKind::Partition => FaultAction::Partition,
+            FaultKind::Reset => FaultAction::Reset,
+            FaultKind::Latency => {
+                let delay = required("latency", &self.latency, "\"200ms\"")?;
+                let jitter = match &self.jitter {
+                    Some(text) => parse_duration(text).map_err(|e| fail("jitter", e))?,
+                    None => Duration::ZERO,
+                };
+                if delay.is_zero() && jitter.is_zero() {
+                    return Err(fail("latency", "must be longer than zero".into()));
+                }
+                FaultAction::Latency {
+                    direction,
+                    latency: Latency { delay, jitter },
+                }
+            }
+            FaultKind::Bandwidth => {
+                let amount = self.bandwidth.as_ref().ok_or_else(|| {
+                    fail(
+                        "bandwidth",
+                        "is missing: a bandwidth fault needs e.g. bandwidth = \"1MB/s\"".into(),
+                    )
+                })?;
+                let bytes_per_second =
+                    amount_value(amount, parse_rate).map_err(|e| fail("bandwidth", e))?;
+                FaultAction::Bandwidth {
+                    direction,
+                    bytes_per_second,
+                }
+            }
+            FaultKind::Slicer => {
+                let size = self.size.as_ref().ok_or_else(|| {
+                    fail(
+                        "size",
+                        "is missing: a slicer fault needs e.g. size = \"64B\"".into(),
+                    )
+                })?;
+                let size = amount_value(size, parse_bytes).map_err(|e| fail("size", e))?;
+                let size_variation = match &self.size_variation {
+                    // Zero variation is the natural "no variation".
+                    Some(Amount::Integer(0)) | None => 0,
+                    Some(amount) => {
+                        amount_value(amount, parse_bytes).map_err(|e| fail("size_variation", e))?
+                    }
+                };
+                if size_variation >= size {
+                    return Err(fail(
+                        "size_variation",
+                        format!("must be smaller than size ({size} bytes)"),
+                    ));
+                }
+                let delay = match &self.delay {
+                    Some(text) => parse_duration(text).map_err(|e| fail("delay", e))?,
+                    None => Duration::ZERO,
+                };
+                let too_big = |field| fail(field, "is too large".into());
+                FaultAction::Slicer {
+                    direction,
+                    slicer: Slicer {
+                        size: usize::try_from(size).map_err(|_| too_big("size"))?,
+                        size_variation: usize::try_from(size_variation)
+                            .map_err(|_| too_big("size_variation"))?,
+                        delay,
+                    },
+                }
+            }
+            FaultKind::Timeout => {
+                let timeout = required("timeout", &self.timeout, "\"2s\"")?;
+                if timeout.is_zero() {
+                    return Err(fail("timeout", "must be longer than zero".into()));
+                }
+                FaultAction::Timeout { timeout }
+            }
+        };
+        Ok(Fault {
+            number,
+            at,
+            duration,
+            target: self.target.clone(),
+            action,
+        })
+    }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    if text.trim_start().starts_with('-') {
+        return Err(format!("{text:?}: a duration cannot be negative"));
+    }
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?}: {e} (expected e.g. 10s, 500ms, 1m30s)"))
+}
+
+/// A size or rate from a number (bytes) or text with a unit.
+fn amount_value(amount: &Amount, parse: fn(&str) -> Result<u64, String>) -> Result<u64, String> {
+    match amount {
+        Amount::Integer(n) if *n > 0 => Ok(n.unsigned_abs()),
+        Amount::Integer(n) => Err(format!("{n}: must be greater than zero")),
+        Amount::Float(x) => parse(&x.to_string()),
+        Amount::Text(text) => parse(text),
+    }
+}

@@ -1,0 +1,616 @@
+//! The fault timeline of a run: applies each validated [`Fault`] to its named target at
+//! its offset from the start of load, heals it when its duration is up, and returns the
+//! [`FaultWindow`]s that actually happened, for `results.json` and the report's shading.
+//!
+//! Targets are bound by name before anything starts ([`Timeline::new`]), so a typo in a
+//! scenario fails the run up front rather than halfway through it. The timeline runs
+//! concurrently with the load (spawn [`Timeline::run`]) and ends when every fault has
+//! ended, or when cancelled. Whatever way it ends — cancelled, or its future dropped
+//! mid-run — every fault still in force is healed: proxies are cleared of it and
+//! paused processes get SIGCONT.
+//!
+//! A fault that fails to apply (say, a kill while the supervisor is restarting the
+//! process) does not stop the run: it is reported in [`TimelineOutcome::failures`] and
+//! has no window.
+//!
+//! How a run uses it:
+//!
+//! ```no_run
+//! # async fn example(orders_1: std::sync::Arc<dyn faultline_chaos::ProcessControl>)
+//! #     -> Result<(), Box<dyn std::error::Error>> {
+//! use faultline_chaos::{spec, CancellationToken, FaultProxy, Targets, Timeline};
+//!
+//! let faults = spec::parse_faults(&std::fs::read_to_string("scenario.toml")?)?;
+//! let kafka = FaultProxy::start("127.0.0.1:0".parse()?, "127.0.0.1:9092".parse()?).await?;
+//! let mut targets = Targets::new();
+//! targets.add_proxy("kafka", kafka.handle()).add_process("orders-1", orders_1);
+//! let timeline = Timeline::new(faults, &targets)?; // unknown targets fail here
+//! let active = timeline.active(); // for the progress line: active.summary()
+//! let cancel = CancellationToken::new();
+//! let start = tokio::time::Instant::now(); // the instant load starts
+//! let faults_task = tokio::spawn(timeline.run(start, cancel.clone()));
+//! // ... run the load ...
+//! cancel.cancel(); // load is over: heal whatever is still in force
+//! let outcome = faults_task.await?;
+//! for window in &outcome.windows {
+//!     println!("{} from {}s to {:?}", window.label, window.start, window.end);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::{Id, JoinSet};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::process::{self, PauseGuard, ProcessControl, ProcessError};
+use crate::proxy::{Direction, ProxyHandle};
+use crate::spec::{Fault, FaultAction};
+
+/// The named things faults act on.
+#[derive(Clone, Default)]
+pub struct Targets {
+    proxies: BTreeMap<String, ProxyHandle>,
+    processes: BTreeMap<String, Arc<dyn ProcessControl>>,
+}
+
+impl Targets {
+    pub fn new() -> Targets {
+        Targets::default()
+    }
+
+    /// Binds `name` (e.g. `kafka`) to a proxy, for partition, reset, latency,
+    /// bandwidth, slicer and timeout faults.
+    pub fn add_proxy(&mut self, name: impl Into<String>, proxy: ProxyHandle) -> &mut Targets {
+        self.proxies.insert(name.into(), proxy);
+        self
+    }
+
+    /// Binds `name` (e.g. `orders-1`) to a process, for kill, terminate, pause and
+    /// restart faults.
+    pub fn add_process(
+        &mut self,
+        name: impl Into<String>,
+        process: Arc<dyn ProcessControl>,
+    ) -> &mut Targets {
+        self.processes.insert(name.into(), process);
+        self
+    }
+}
+
+impl std::fmt::Debug for Targets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Targets")
+            .field("proxies", &self.proxies.keys().collect::<Vec<_>>())
+            .field("processes", &self.processes.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// A timeline that cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum TimelineError {
+    #[error("fault #{number} ({label}): no {wanted} named {target:?} (known {wanted}es: {known})")]
+    UnknownTarget {
+        number: usize,
+        label: String,
+        target: String,
+        /// `proxy` or `process`.
+        wanted: &'static str,
+        known: String,
+    },
+    #[error("fault #{number} ({label}): {target:?} cannot be restarted: nothing supervises it")]
+    CannotRestart {
+        number: usize,
+        label: String,
+        target: String,
+    },
+}
+
+/// One fault as it happened. Offsets are seconds from the timeline's start (the start of
+/// load); the root maps this onto `results.json`'s `FaultWindow`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FaultWindow {
+    /// e.g. `latency 200ms±50ms kafka`.
+    pub label: String,
+    /// e.g. `latency`.
+    pub kind: String,
+    pub target: String,
+    /// When the fault took effect.
+    pub start: f64,
+    /// When it was healed (equal to `start` for kill and terminate; when the restart
+    /// finished for restart); `None` if it was still in force when the timeline was
+    /// cancelled (it is healed then all the same).
+    pub end: Option<f64>,
+}
+
+/// A fault that could not be applied or healed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultFailure {
+    pub number: usize,
+    pub label: String,
+    pub error: String,
+}
+
+/// What a timeline did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TimelineOutcome {
+    /// In the order the faults took effect.
+    pub windows: Vec<FaultWindow>,
+    pub failures: Vec<FaultFailure>,
+    /// Whether it was cancelled before every fault had ended.
+    pub cancelled: bool,
+}
+
+/// A fault in force right now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActiveFault {
+    pub number: usize,
+    pub label: String,
+    /// Seconds from the start.
+    pub since: f64,
+}
+
+/// The faults in force, for a live progress line. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ActiveFaults {
+    receiver: watch::Receiver<Vec<ActiveFault>>,
+}
+
+impl ActiveFaults {
+    /// The faults in force, in the order they took effect.
+    pub fn current(&self) -> Vec<ActiveFault> {
+        self.receiver.borrow().clone()
+    }
+
+    /// Their labels joined with ", " (empty when none).
+    pub fn summary(&self) -> String {
+        let active = self.receiver.borrow();
+        let labels: Vec<&str> = active.iter().map(|a| a.label.as_str()).collect();
+        labels.join(", ")
+    }
+
+    /// Waits until the set changes; `false` once the timeline is gone.
+    pub async fn changed(&mut self) -> bool {
+        self.receiver.changed().await.is_ok()
+    }
+}
+
+#[derive(Clone)]
+enum Bound {
+    Proxy(ProxyHandle),
+    Process(Arc<dyn ProcessControl>),
+}
+
+struct Planned {
+    fault: Fault,
+    label: String,
+    target: Bound,
+}
+
+/// Faults bound to their targets, ready to run.
+pub struct Timeline {
+    planned: Vec<Planned>,
+    active: watch::Sender<Vec<ActiveFault>>,
+}
+
+impl std::fmt::Debug for Timeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timeline")
+            .field(
+                "faults",
+                &self.planned.iter().map(|p| &p.label).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Timeline {
+    /// Binds every fault to its target; an unknown target (or a restart of a process
+    /// nothing supervises) is an error here, before anything runs.
+    pub fn new(faults: Vec<Fault>, targets: &Targets) -> Result<Timeline, TimelineError> {
+        let mut planned = Vec::with_capacity(faults.len());
+        for fault in faults {
+            let label = fault.label();
+            let target = if fault.kind().is_process() {
+                let Some(process) = targets.processes.get(&fault.target) else {
+                    return Err(unknown(&fault, label, "process", &targets.processes));
+                };
+                if fault.action == FaultAction::Restart && !process.can_restart() {
+                    return Err(TimelineError::CannotRestart {
+                        number: fault.number,
+                        label,
+                        target: fault.target.clone(),
+                    });
+                }
+                Bound::Process(process.clone())
+            } else {
+                let Some(proxy) = targets.proxies.get(&fault.target) else {
+                    return Err(unknown(&fault, label, "proxy", &targets.proxies));
+                };
+                Bound::Proxy(proxy.clone())
+            };
+            planned.push(Planned {
+                fault,
+                label,
+                target,
+            });
+        }
+        let (active, _) = watch::channel(Vec::new());
+        Ok(Timeline { planned, active })
+    }
+
+    /// The faults in force while [`Timeline::run`] goes on.
+    pub fn active(&self) -> ActiveFaults {
+        ActiveFaults {
+            receiver: self.active.subscribe(),
+        }
+    }
+
+    /// Runs the faults against `start` (the start of load) until every fault has ended
+    /// or `cancel` fires. Faults without a duration (other than instantaneous ones) last
+    /// until cancelled, so a run that has them must cancel the timeline when load ends.
+    /// Every fault in force is healed before this returns, and also if this future is
+    /// dropped.
+    pub async fn run(
+        self,
+        start: impl Into<Instant>,
+        cancel: CancellationToken,
+    ) -> TimelineOutcome {
+        let start = start.into();
+        let mut run = Run {
+            start,
+            planned: self.planned,
+            active: self.active,
+            open: BTreeMap::new(),
+            outcome: TimelineOutcome::default(),
+            window_of: HashMap::new(),
+        };
+        let events = run.events();
+        let mut next = 0;
+        // Restarts can take seconds; they run aside so later faults stay on time.
+        let mut restarts: JoinSet<Result<(), ProcessError>> = JoinSet::new();
+        let mut restart_of: HashMap<Id, usize> = HashMap::new();
+        loop {
+            let due = events.get(next).map(|event| start + event.offset);
+            if due.is_none() && restarts.is_empty() && run.open.is_empty() {
+                break;
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {
+                    run.outcome.cancelled = true;
+                    break;
+                }
+                Some(joined) = restarts.join_next_with_id(), if !restarts.is_empty() => {
+                    let (id, result) = match joined {
+                        Ok((id, result)) => (id, result),
+                        Err(error) => (error.id(), Err(ProcessError::Restart {
+                            target: "restart task".into(),
+                            reason: error.to_string(),
+                        })),
+                    };
+                    if let Some(index) = restart_of.remove(&id) {
+                        run.finish_restart(index, result);
+                    }
+                }
+                _ = sleep_until_some(due) => {
+                    let event = events[next];
+                    next += 1;
+                    match event.what {
+                        What::Heal => run.heal(event.index),
+                        What::Apply => {
+                            if let Some(restart) = run.apply(event.index) {
+                                let handle = restarts.spawn(async move { restart.restart().await });
+                                restart_of.insert(handle.id(), event.index);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Cancelled: heal what is in force; its window stays open-ended (`end: None`).
+        // Restarts still running are aborted with `restarts` (their windows stay open).
+        run.heal_all();
+        run.active.send_replace(Vec::new());
+        std::mem::take(&mut run.outcome)
+    }
+}
+
+fn unknown<T>(
+    fault: &Fault,
+    label: String,
+    wanted: &'static str,
+    known: &BTreeMap<String, T>,
+) -> TimelineError {
+    let known = if known.is_empty() {
+        "none".to_string()
+    } else {
+        known.keys().cloned().collect::<Vec<_>>().join(", ")
+    };
+    TimelineError::UnknownTarget {
+        number: fault.number,
+        label,
+        target: fault.target.clone(),
+        wanted,
+        known,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum What {
+    // Heals sort first: a fault may start exactly when another of its kind ends.
+    Heal,
+    Apply,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Event {
+    offset: Duration,
+    what: What,
+    index: usize,
+}
+
+/// How to undo a fault in force.
+enum Undo {
+    /// SIGCONT when dropped.
+    Pause(PauseGuard),
+    Proxy(ProxyHandle, ProxyUndo),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ProxyUndo {
+    Partition,
+    RefuseNew,
+    Latency(Direction),
+    Bandwidth(Direction),
+    Slicer(Direction),
+    Timeout,
+}
+
+impl Undo {
+    fn heal(self) -> Result<(), ProcessError> {
+        match self {
+            Undo::Pause(guard) => guard.resume(),
+            Undo::Proxy(proxy, undo) => {
+                match undo {
+                    ProxyUndo::Partition => proxy.set_partition(false),
+                    ProxyUndo::RefuseNew => proxy.set_refuse_new(false),
+                    ProxyUndo::Latency(direction) => proxy.set_latency(direction, None),
+                    ProxyUndo::Bandwidth(direction) => proxy.set_bandwidth(direction, None),
+                    ProxyUndo::Slicer(direction) => proxy.set_slicer(direction, None),
+                    ProxyUndo::Timeout => proxy.set_timeout(None),
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The state of one run; dropping it heals whatever is still in force.
+struct Run {
+    start: Instant,
+    planned: Vec<Planned>,
+    active: watch::Sender<Vec<ActiveFault>>,
+    /// Faults in force (by index into `planned`) and how to undo them. Restarts in
+    /// flight are here too, with no undo.
+    open: BTreeMap<usize, Option<Undo>>,
+    outcome: TimelineOutcome,
+    /// Index into `outcome.windows` of each applied fault.
+    window_of: HashMap<usize, usize>,
+}
+
+impl Run {
+    fn events(&self) -> Vec<Event> {
+        let mut events = Vec::new();
+        for (index, planned) in self.planned.iter().enumerate() {
+            let fault = &planned.fault;
+            events.push(Event {
+                offset: fault.at,
+                what: What::Apply,
+                index,
+            });
+            if let Some(end) = fault.end() {
+                events.push(Event {
+                    offset: end,
+                    what: What::Heal,
+                    index,
+                });
+            }
+        }
+        events.sort_by_key(|e| (e.offset, e.what, e.index));
+        events
+    }
+
+    fn now(&self) -> f64 {
+        Instant::now()
+            .saturating_duration_since(self.start)
+            .as_secs_f64()
+    }
+
+    /// Applies fault `index`. Returns the process to restart when it is a restart (the
+    /// caller runs it aside).
+    fn apply(&mut self, index: usize) -> Option<Arc<dyn ProcessControl>> {
+        let planned = &self.planned[index];
+        let fault = &planned.fault;
+        let applied = match &planned.target {
+            Bound::Proxy(proxy) => Ok(apply_to_proxy(proxy, fault.action, fault.duration)),
+            Bound::Process(process) => apply_to_process(process, fault.action),
+        };
+        let (undo, instant) = match applied {
+            Ok(applied) => applied,
+            Err(error) => {
+                tracing::warn!(fault = %planned.label, %error, "fault could not be applied");
+                self.outcome.failures.push(FaultFailure {
+                    number: fault.number,
+                    label: planned.label.clone(),
+                    error: error.to_string(),
+                });
+                return None;
+            }
+        };
+        let now = self.now();
+        tracing::info!(fault = %planned.label, at = now, "fault applied");
+        self.window_of.insert(index, self.outcome.windows.len());
+        self.outcome.windows.push(FaultWindow {
+            label: planned.label.clone(),
+            kind: fault.kind().name().to_string(),
+            target: fault.target.clone(),
+            start: now,
+            end: instant.then_some(now),
+        });
+        if instant {
+            return None;
+        }
+        self.open.insert(index, undo);
+        let active = ActiveFault {
+            number: fault.number,
+            label: planned.label.clone(),
+            since: now,
+        };
+        self.active.send_modify(|list| list.push(active));
+        match (&planned.target, fault.action) {
+            (Bound::Process(p), FaultAction::Restart) => Some(p.clone()),
+            _ => None,
+        }
+    }
+
+    /// Ends fault `index` (if it is in force) and closes its window.
+    fn heal(&mut self, index: usize) {
+        let Some(undo) = self.open.remove(&index) else {
+            return;
+        };
+        let result = undo.map_or(Ok(()), Undo::heal);
+        self.close(index, result);
+    }
+
+    fn finish_restart(&mut self, index: usize, result: Result<(), ProcessError>) {
+        self.open.remove(&index);
+        self.close(index, result);
+    }
+
+    fn close(&mut self, index: usize, result: Result<(), ProcessError>) {
+        let now = self.now();
+        let planned = &self.planned[index];
+        if let Err(error) = result {
+            tracing::warn!(fault = %planned.label, %error, "fault could not be healed");
+            self.outcome.failures.push(FaultFailure {
+                number: planned.fault.number,
+                label: planned.label.clone(),
+                error: error.to_string(),
+            });
+        } else {
+            tracing::info!(fault = %planned.label, at = now, "fault ended");
+        }
+        if let Some(window) = self
+            .window_of
+            .get(&index)
+            .and_then(|w| self.outcome.windows.get_mut(*w))
+        {
+            window.end = Some(now);
+        }
+        let number = planned.fault.number;
+        self.active
+            .send_modify(|list| list.retain(|a| a.number != number));
+    }
+
+    /// Heals everything in force without closing windows (they stay open-ended).
+    fn heal_all(&mut self) {
+        for (index, undo) in std::mem::take(&mut self.open) {
+            if let Some(Err(error)) = undo.map(Undo::heal) {
+                let planned = &self.planned[index];
+                tracing::warn!(fault = %planned.label, %error, "fault could not be healed");
+                self.outcome.failures.push(FaultFailure {
+                    number: planned.fault.number,
+                    label: planned.label.clone(),
+                    error: error.to_string(),
+                });
+            }
+        }
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        // Reached with faults in force only when the `run` future is dropped mid-way.
+        self.heal_all();
+        self.active.send_replace(Vec::new());
+    }
+}
+
+/// Applies a process fault; returns how to undo it and whether it is instantaneous. A
+/// restart is neither: it stays in force until the caller's restart task finishes.
+fn apply_to_process(
+    process: &Arc<dyn ProcessControl>,
+    action: FaultAction,
+) -> Result<(Option<Undo>, bool), ProcessError> {
+    match action {
+        FaultAction::Kill => process::kill(process.as_ref()).map(|_| (None, true)),
+        FaultAction::Terminate => process::terminate(process.as_ref()).map(|_| (None, true)),
+        FaultAction::Pause => {
+            process::pause(process.clone()).map(|guard| (Some(Undo::Pause(guard)), false))
+        }
+        FaultAction::Restart => Ok((None, false)),
+        // Proxy faults never reach a process: `Timeline::new` binds by kind.
+        _ => Ok((None, true)),
+    }
+}
+
+/// Applies a proxy fault; returns how to undo it and whether it is instantaneous.
+fn apply_to_proxy(
+    proxy: &ProxyHandle,
+    action: FaultAction,
+    duration: Option<Duration>,
+) -> (Option<Undo>, bool) {
+    let undo = |what| (Some(Undo::Proxy(proxy.clone(), what)), false);
+    match action {
+        FaultAction::Partition => {
+            proxy.set_partition(true);
+            undo(ProxyUndo::Partition)
+        }
+        FaultAction::Reset => {
+            proxy.reset_connections();
+            if duration.is_some() {
+                proxy.set_refuse_new(true);
+                undo(ProxyUndo::RefuseNew)
+            } else {
+                (None, true)
+            }
+        }
+        FaultAction::Latency { direction, latency } => {
+            proxy.set_latency(direction, Some(latency));
+            undo(ProxyUndo::Latency(direction))
+        }
+        FaultAction::Bandwidth {
+            direction,
+            bytes_per_second,
+        } => {
+            proxy.set_bandwidth(direction, Some(bytes_per_second));
+            undo(ProxyUndo::Bandwidth(direction))
+        }
+        FaultAction::Slicer { direction, slicer } => {
+            proxy.set_slicer(direction, Some(slicer));
+            undo(ProxyUndo::Slicer(direction))
+        }
+        FaultAction::Timeout { timeout } => {
+            proxy.set_timeout(Some(timeout));
+            undo(ProxyUndo::Timeout)
+        }
+        // Process faults never reach a proxy: `Timeline::new` binds by kind.
+        FaultAction::Kill | FaultAction::Terminate | FaultAction::Pause | FaultAction::Restart => {
+            (None, true)
+        }
+    }
+}
+
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

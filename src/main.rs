@@ -29,8 +29,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Drive HTTP load at a URL (open model at a rate, or closed model) and write
-    /// results.json; latency is measured from each request's intended send time.
+    /// Drive HTTP load at a URL (open model at a rate, or closed model), or the
+    /// reference system's user journeys (--journeys), or a scenario file's [load]
+    /// (--scenario), and write results.json; latency is measured from each request's
+    /// intended send time.
     Load(cmd::load::LoadArgs),
     /// Merge the results.json of several load workers exactly (histograms add).
     Merge(cmd::merge::MergeArgs),
@@ -39,6 +41,9 @@ enum Command {
     /// CI gates: thresholds and baseline regressions; exit 0 pass, 1 fail, 2 bad input;
     /// writes junit.xml and summary.md.
     Gate(cmd::gate::GateArgs),
+    /// A TCP fault proxy in front of any TCP service: latency with jitter, bandwidth,
+    /// slicing, timeouts; runs until Ctrl-C and prints what passed through.
+    Proxy(faultline_chaos::cli::ProxyArgs),
     /// Run one service of the reference system (the supervisor starts one per replica).
     Serve(faultline_system::services::serve::ServeArgs),
     /// The whole reference system on this machine.
@@ -78,6 +83,7 @@ fn main() -> ExitCode {
             Command::Merge(args) => cmd::merge::run(args).await,
             Command::Report(args) => cmd::report::run(args).await,
             Command::Gate(args) => cmd::gate::run(args).await,
+            Command::Proxy(args) => cmd::proxy::run(args).await,
             Command::Serve(args) => cmd::serve::run(args).await,
             Command::Stack(command) => cmd::stack::run(command).await,
             Command::System(command) => cmd::system::run(command).await,

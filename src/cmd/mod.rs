@@ -3,6 +3,7 @@
 pub mod gate;
 pub mod load;
 pub mod merge;
+pub mod proxy;
 pub mod report;
 pub mod serve;
 pub mod stack;

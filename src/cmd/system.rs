@@ -1,7 +1,7 @@
 //! `faultline system ...`: the whole reference system on this machine (`up`), or its
 //! catalogue (`seed`).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,6 +12,7 @@ use faultline_system::platform::migrate;
 use faultline_system::services::inventory;
 use faultline_system::services::serve::ServiceKind;
 use faultline_system::supervisor::{System, SystemError, SystemSpec};
+use faultline_system::topology::Topology;
 
 use super::stack::StackArgs;
 
@@ -87,58 +88,41 @@ pub async fn run(command: SystemCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn parse_replicas(values: &[String]) -> Result<HashMap<ServiceKind, usize>, String> {
-    let mut replicas = HashMap::new();
+/// `SERVICE=N` pairs; [`Topology::apply`] checks the services and counts.
+fn parse_replicas(values: &[String]) -> Result<BTreeMap<String, usize>, String> {
+    let mut replicas = BTreeMap::new();
     for value in values {
         let (name, count) = value
             .split_once('=')
             .ok_or_else(|| format!("--replicas {value:?}: expected SERVICE=N"))?;
-        let kind = ServiceKind::ALL
-            .into_iter()
-            .find(|k| k.name() == name.trim())
-            .ok_or_else(|| format!("--replicas {value:?}: unknown service {name:?}"))?;
-        if kind == ServiceKind::Gateway {
-            return Err("--replicas: the gateway runs one replica".into());
-        }
         let count: usize = count
             .trim()
             .parse()
-            .ok()
-            .filter(|n| (1..=8).contains(n))
-            .ok_or_else(|| format!("--replicas {value:?}: give 1 to 8 replicas"))?;
-        replicas.insert(kind, count);
+            .map_err(|_| format!("--replicas {value:?}: {count:?} is not a number"))?;
+        replicas.insert(name.trim().to_string(), count);
     }
     Ok(replicas)
 }
 
 async fn up(mut args: UpArgs) -> anyhow::Result<ExitCode> {
     args.stack.use_env_file_variables();
-    let replicas = match parse_replicas(&args.replicas) {
-        Ok(replicas) => replicas,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    for (flag, rate) in [
-        ("--payments-fail-rate", args.payments_fail_rate),
-        ("--shipping-fail-rate", args.shipping_fail_rate),
-    ] {
-        if !(0.0..=1.0).contains(&rate) {
-            eprintln!("error: {flag} {rate} is not between 0 and 1");
-            return Ok(ExitCode::from(2));
-        }
-    }
     let mut spec =
         SystemSpec::new(std::env::current_exe().context("finding the faultline binary")?);
     spec.stack = args.stack.spec();
-    spec.replicas = replicas;
-    spec.payments_fail_rate = args.payments_fail_rate;
-    spec.payments_latency_ms = args.payments_latency_ms;
-    spec.shipping_fail_rate = args.shipping_fail_rate;
-    spec.products = args.products;
-    spec.stock = args.stock;
-    spec.rate_limit = args.rate_limit;
+    let topology = parse_replicas(&args.replicas).map(|replicas| Topology {
+        replicas,
+        payments_fail_rate: Some(args.payments_fail_rate),
+        payments_latency_ms: Some(args.payments_latency_ms),
+        shipping_fail_rate: Some(args.shipping_fail_rate),
+        products: Some(args.products),
+        stock: Some(args.stock),
+        rate_limit: Some(args.rate_limit),
+        kafka_brokers: None,
+    });
+    if let Err(message) = topology.and_then(|topology| topology.apply(&mut spec)) {
+        eprintln!("error: {message}");
+        return Ok(ExitCode::from(2));
+    }
     spec.jwt_secret = args.jwt_secret;
     if let Some(url) = args.webhook_url {
         spec.extra_args.insert(

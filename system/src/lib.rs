@@ -10,7 +10,9 @@
 //!   payments, shipping, notifications, analytics, ingest), each run as its own process by
 //!   `faultline serve`;
 //! - [`supervisor`] runs the whole system: stack, one database per service, every replica
-//!   as a supervised process, the gateway in front (`faultline system up`).
+//!   as a supervised process, the gateway in front (`faultline system up`);
+//! - [`topology`] is the `[system]` table of a scenario file, applied onto the
+//!   supervisor's spec (`faultline run`).
 //!
 //! Nothing in `loadgen`, `chaos` or `reports` depends on this crate.
 
@@ -18,3 +20,4 @@ pub mod platform;
 pub mod services;
 pub mod stack;
 pub mod supervisor;
+pub mod topology;

@@ -29,6 +29,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a scenario end to end: the reference system on the real stack, load and a
+    /// fault timeline together, a drain and a consistency check, then results.json, the
+    /// HTML report, junit.xml and summary.md; exit 0 when every gate holds, 1 when one
+    /// fails, 2 for a bad scenario.
+    Run(cmd::run::RunArgs),
     /// Drive HTTP load at a URL (open model at a rate, or closed model), or the
     /// reference system's user journeys (--journeys), or a scenario file's [load]
     /// (--scenario), and write results.json; latency is measured from each request's
@@ -79,6 +84,7 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
+            Command::Run(args) => cmd::run::run(args).await,
             Command::Load(args) => cmd::load::run(args).await,
             Command::Merge(args) => cmd::merge::run(args).await,
             Command::Report(args) => cmd::report::run(args).await,

@@ -5,6 +5,7 @@ pub mod load;
 pub mod merge;
 pub mod proxy;
 pub mod report;
+pub mod run;
 pub mod serve;
 pub mod stack;
 pub mod system;

@@ -1,0 +1,464 @@
+//! `faultline run scenario.toml`: the whole job in one command.
+//!
+//! 1. Read the scenario: `[system]` (system::topology), `[load]` (loadgen::scenario),
+//!    `[[faults]]` (chaos::spec), `[[gates]]` (kept in results, judged by reports). Every
+//!    problem in the file is reported before anything starts (exit 2).
+//! 2. Start the reference system on the real stack. When a fault targets `kafka`, the
+//!    broker advertises a fault proxy's address, so every client's traffic goes through
+//!    the proxy.
+//! 3. Run the load, the fault timeline and the `/metrics` scrape together. Process
+//!    faults act on the supervised services by name (`orders` is replica 1, or
+//!    `orders-2`); a killed service is restarted by the supervisor.
+//! 4. After the load, heal every fault, drain, and check that every acknowledged write
+//!    is accounted for (the consistency checker reads the write ledger).
+//! 5. Write `results.json`, `index.html`, `junit.xml` and `summary.md` into the output
+//!    directory; the exit code is the gates' verdict (0 pass, 1 fail, 2 bad input).
+
+use std::{
+    io::{IsTerminal as _, Write as _},
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use anyhow::Context as _;
+use faultline_chaos::{
+    process::BoxFuture, CancellationToken, FaultProxy, ProcessControl, ProcessError, Signal,
+    Targets, Timeline,
+};
+use faultline_loadgen::{
+    engine,
+    journeys,
+    results::{FaultWindow, TimePoint},
+    scenario::{LoadPlan, ScenarioFile},
+    scrape::{ScrapeSpec, Scraper, DEFAULT_METRICS},
+    summary::{progress_line, summary_table},
+    Progress, RunInfo,
+};
+use faultline_reports::cli::{run_gate, run_report, GateArgs, GateSources, ReportArgs};
+use faultline_system::{
+    services::serve::ServiceKind,
+    stack::{ports::free_port, KafkaSpec},
+    supervisor::{System, SystemSpec},
+    topology::Topology,
+};
+
+/// Arguments of `faultline run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The scenario file (TOML): [system], [load], [[faults]], [[gates]]; see
+    /// scenarios/README.md.
+    pub scenario: PathBuf,
+
+    /// Directory for results.json, ledger.jsonl, index.html, junit.xml and summary.md
+    /// (default: reports/out/<scenario>-<time>).
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// No live progress line (it is also off when stderr is not a terminal).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+
+    /// After the load, how long every acknowledged order may take to settle before the
+    /// checker counts it as inconsistent.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub settle_deadline: Duration,
+
+    /// A previous run's results.json: a regression beyond --max-regression fails the run.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+
+    /// Regression budget against --baseline.
+    #[arg(long, default_value = "10%", value_name = "PERCENT")]
+    pub max_regression: String,
+}
+
+/// A problem with the scenario: printed, exit code 2.
+struct Usage(String);
+
+fn usage(message: impl std::fmt::Display) -> Usage {
+    Usage(message.to_string())
+}
+
+/// Everything read from the scenario file, checked.
+struct Plan {
+    scenario: ScenarioFile,
+    text: String,
+    faults: Vec<faultline_chaos::Fault>,
+    spec: SystemSpec,
+    kafka_faults: bool,
+    name: String,
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let plan = match read_plan(&args.scenario) {
+        Ok(plan) => plan,
+        Err(Usage(message)) => {
+            eprintln!("error: {message}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let out = match &args.output {
+        Some(dir) => dir.clone(),
+        None => {
+            let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
+                .to_string()
+                .replace(':', "")
+                .replace('-', "");
+            PathBuf::from("reports/out").join(format!("{}-{}", plan.name, stamp.trim_end_matches('Z')))
+        }
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+
+    let Plan {
+        scenario,
+        text,
+        faults,
+        mut spec,
+        kafka_faults,
+        name,
+    } = plan;
+
+    // Kafka's faults go through a proxy the broker advertises, so clients reconnect
+    // through it (a proxy only in front of the bootstrap would be bypassed).
+    let kafka_proxy = if kafka_faults {
+        let client_port = free_port("kafka")?;
+        let proxy = FaultProxy::start(
+            "127.0.0.1:0".parse()?,
+            format!("127.0.0.1:{client_port}").parse()?,
+        )
+        .await?;
+        if let KafkaSpec::Local(local) = &mut spec.stack.kafka {
+            local.client_ports = vec![client_port];
+            local.advertised = vec![proxy.local_addr().to_string()];
+        }
+        Some(proxy)
+    } else {
+        None
+    };
+
+    eprintln!("run: starting the reference system");
+    let started = std::time::Instant::now();
+    let system = Arc::new(System::start(spec).await.context("starting the reference system")?);
+    eprintln!(
+        "run: the system is up in {:.1} s; gateway {}",
+        started.elapsed().as_secs_f64(),
+        system.gateway_url
+    );
+
+    let outcome = drive(
+        &args,
+        &scenario,
+        &text,
+        &name,
+        faults,
+        system.clone(),
+        kafka_proxy.as_ref(),
+        &out,
+    )
+    .await;
+    eprintln!("run: stopping the system");
+    match Arc::try_unwrap(system) {
+        Ok(system) => system.stop().await,
+        // A restart still holds it: dropping it kills every process all the same.
+        Err(system) => drop(system),
+    }
+    if let Some(proxy) = kafka_proxy {
+        proxy.stop().await;
+    }
+    match outcome {
+        Ok(code) => Ok(code),
+        Err(DriveError::Usage(Usage(message))) => {
+            eprintln!("error: {message}");
+            Ok(ExitCode::from(2))
+        }
+        Err(DriveError::Failed(error)) => Err(error),
+    }
+}
+
+fn read_plan(path: &Path) -> Result<Plan, Usage> {
+    let shown = path.display().to_string();
+    let (scenario, text) = ScenarioFile::read(path).map_err(usage)?;
+    let topology: Topology = match &scenario.system {
+        Some(value) => value
+            .clone()
+            .try_into()
+            .map_err(|e| usage(format!("scenario {shown}: [system]: {e}")))?,
+        None => Topology::default(),
+    };
+    let faults = faultline_chaos::spec::parse_faults(&text)
+        .map_err(|e| usage(format!("scenario {shown}: {e}")))?;
+    // Check [load] now (with a stand-in target), not after the system is up.
+    scenario
+        .load
+        .plan(Some("http://127.0.0.1:1"), RunInfo::default(), &shown)
+        .map_err(usage)?;
+    let bin = std::env::current_exe().map_err(|e| usage(format!("finding the faultline binary: {e}")))?;
+    let mut spec = SystemSpec::new(bin);
+    topology
+        .apply(&mut spec)
+        .map_err(|e| usage(format!("scenario {shown}: {e}")))?;
+    let kafka_faults = faults.iter().any(|f| f.target == "kafka");
+    if kafka_faults {
+        match &spec.stack.kafka {
+            KafkaSpec::Local(local) if local.brokers == 1 => {}
+            _ => {
+                return Err(usage(format!(
+                    "scenario {shown}: faults on kafka need one local broker (system.kafka_brokers = 1)"
+                )))
+            }
+        }
+    }
+    let name = scenario.name.clone().unwrap_or_else(|| {
+        path.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "run".into())
+    });
+    Ok(Plan {
+        scenario,
+        text,
+        faults,
+        spec,
+        kafka_faults,
+        name,
+    })
+}
+
+enum DriveError {
+    Usage(Usage),
+    Failed(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for DriveError {
+    fn from(error: E) -> Self {
+        DriveError::Failed(error.into())
+    }
+}
+
+/// Load, faults and scrape together; then the checker, results, report and gates.
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    args: &RunArgs,
+    scenario: &ScenarioFile,
+    text: &str,
+    name: &str,
+    faults: Vec<faultline_chaos::Fault>,
+    system: Arc<System>,
+    kafka_proxy: Option<&FaultProxy>,
+    out: &Path,
+) -> Result<ExitCode, DriveError> {
+    let scenario_path = args.scenario.display().to_string();
+    let mut targets = Targets::new();
+    let mut scrape_targets = Vec::new();
+    for kind in ServiceKind::ALL {
+        for replica in 1.. {
+            let Some(url) = system.service_url(kind, replica) else {
+                break;
+            };
+            scrape_targets.push(url);
+            let control: Arc<dyn ProcessControl> = Arc::new(ServiceFaults {
+                system: system.clone(),
+                kind,
+                replica,
+            });
+            if replica == 1 {
+                targets.add_process(kind.name(), control.clone());
+            }
+            targets.add_process(format!("{}-{replica}", kind.name()), control);
+        }
+    }
+    if let Some(proxy) = kafka_proxy {
+        targets.add_proxy("kafka", proxy.handle());
+    }
+    let timeline = Timeline::new(faults, &targets)
+        .map_err(|e| DriveError::Usage(usage(format!("scenario {scenario_path}: {e}"))))?;
+    let active = timeline.active();
+
+    let run_info = RunInfo {
+        scenario: Some(name.to_string()),
+        faultline_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        git_commit: option_env!("FAULTLINE_GIT_COMMIT").map(str::to_string),
+    };
+    let mut plan = scenario
+        .load
+        .plan(Some(&system.gateway_url), run_info, &scenario_path)
+        .map_err(|e| DriveError::Usage(usage(e)))?;
+    let ledger_path = out.join("ledger.jsonl");
+    if let LoadPlan::Journeys(config) = &mut plan {
+        if config.ledger.is_none() {
+            config.ledger = Some(ledger_path.clone());
+        }
+    }
+
+    let scraper = Scraper::start(ScrapeSpec {
+        targets: scrape_targets,
+        metrics: DEFAULT_METRICS.iter().map(|m| m.to_string()).collect(),
+        interval: Duration::from_secs(1),
+    });
+    let live = !args.quiet && std::io::stderr().is_terminal();
+    let show = {
+        let active = active.clone();
+        move |progress: &Progress| {
+            if live {
+                let faults = active.summary();
+                let faults = if faults.is_empty() {
+                    String::new()
+                } else {
+                    format!("  faults: {faults}")
+                };
+                let mut stderr = std::io::stderr().lock();
+                let _ = write!(stderr, "\r\x1b[2K{}{faults}", progress_line(progress));
+                let _ = stderr.flush();
+            }
+        }
+    };
+
+    let cancel = CancellationToken::new();
+    let timeline_wall = SystemTime::now();
+    let timeline_task = tokio::spawn(timeline.run(tokio::time::Instant::now(), cancel.clone()));
+    eprintln!("run: load and faults for {}", humantime::format_duration(scenario_duration(&plan)));
+    let load = async {
+        match plan {
+            LoadPlan::Requests(config) => engine::run(config, show).await,
+            LoadPlan::Journeys(config) => journeys::run(config, show).await,
+        }
+    };
+    let results = tokio::select! {
+        results = load => results,
+        _ = super::terminated() => {
+            cancel.cancel();
+            let _ = timeline_task.await;
+            eprintln!("\nrun: interrupted; every fault was healed");
+            return Ok(ExitCode::from(130));
+        }
+    };
+    if live {
+        eprint!("\r\x1b[2K");
+    }
+    cancel.cancel();
+    let outcome = timeline_task.await.context("the fault timeline failed")?;
+    let mut results = match results {
+        Ok(results) => results,
+        Err(error) if error.is_usage() => return Err(DriveError::Usage(usage(error))),
+        Err(error) => return Err(error.into()),
+    };
+    for failure in &outcome.failures {
+        eprintln!(
+            "run: fault #{} ({}) could not be applied: {}",
+            failure.number, failure.label, failure.error
+        );
+    }
+    let at = |offset: f64| {
+        let when = timeline_wall + Duration::try_from_secs_f64(offset.max(0.0)).unwrap_or_default();
+        TimePoint::At(humantime::format_rfc3339_millis(when).to_string())
+    };
+    results.faults = outcome
+        .windows
+        .iter()
+        .map(|w| FaultWindow {
+            label: w.label.clone(),
+            kind: w.kind.clone(),
+            target: w.target.clone(),
+            start: at(w.start),
+            end: w.end.map(at),
+        })
+        .collect();
+    let started_at = humantime::parse_rfc3339(&results.metadata.started_at).unwrap_or(timeline_wall);
+    results.server_metrics = scraper.finish(started_at).await;
+    results.gates = scenario.gates.clone();
+    results.scenario_text = Some(text.to_string());
+
+    let results_path = out.join("results.json");
+    results.write(&results_path)?;
+    println!("{}", summary_table(&results));
+
+    let sources = GateSources {
+        gates: Vec::new(),
+        scenario: None,
+        baseline: args.baseline.clone(),
+        max_regression: args.max_regression.clone(),
+        regression_floor: "1ms".into(),
+        claims: None,
+    };
+    let report = run_report(&ReportArgs {
+        results: results_path.clone(),
+        output: Some(out.to_path_buf()),
+        sources: sources.clone(),
+    })
+    .map_err(|e| DriveError::Failed(anyhow::anyhow!("writing the report: {e}")))?;
+    let gates = run_gate(&GateArgs {
+        results: results_path.clone(),
+        output: Some(out.to_path_buf()),
+        sources,
+    })
+    .map_err(|e| DriveError::Usage(usage(e)))?;
+    println!("{}", gates.markdown);
+    println!("results: {}", results_path.display());
+    println!("report:  {}", report.display());
+    println!("junit:   {}", gates.junit.display());
+    Ok(ExitCode::from(gates.report.exit_code()))
+}
+
+fn scenario_duration(plan: &LoadPlan) -> Duration {
+    match plan {
+        LoadPlan::Requests(config) => config.schedule.duration(),
+        LoadPlan::Journeys(config) => config.schedule.duration(),
+    }
+}
+
+/// One replica of a service, as a target of process faults.
+struct ServiceFaults {
+    system: Arc<System>,
+    kind: ServiceKind,
+    replica: usize,
+}
+
+impl ServiceFaults {
+    fn name(&self) -> String {
+        format!("{}-{}", self.kind.name(), self.replica)
+    }
+}
+
+impl ProcessControl for ServiceFaults {
+    fn signal(&self, signal: Signal) -> Result<u32, ProcessError> {
+        self.system
+            .signal(self.kind, self.replica, signal)
+            .map_err(|e| ProcessError::NotRunning(format!("{}: {e}", self.name())))
+    }
+
+    fn can_restart(&self) -> bool {
+        true
+    }
+
+    /// SIGTERM, then wait until the supervisor has started it again and it is ready.
+    fn restart(&self) -> BoxFuture<'_, Result<(), ProcessError>> {
+        Box::pin(async move {
+            let failed = |reason: String| ProcessError::Restart {
+                target: self.name(),
+                reason,
+            };
+            let before = self.system.restarts(self.kind, self.replica);
+            self.signal(Signal::SIGTERM)?;
+            let url = self
+                .system
+                .service_url(self.kind, self.replica)
+                .ok_or_else(|| failed("it has no URL".into()))?;
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(1))
+                .build()
+                .map_err(|e| failed(e.to_string()))?;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while tokio::time::Instant::now() < deadline {
+                if self.system.restarts(self.kind, self.replica) > before {
+                    let ready = client.get(format!("{url}/health/ready")).send().await;
+                    if ready.is_ok_and(|r| r.status().is_success()) {
+                        return Ok(());
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(failed("not ready again within 60 s".into()))
+        })
+    }
+}

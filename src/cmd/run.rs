@@ -28,8 +28,7 @@ use faultline_chaos::{
     Targets, Timeline,
 };
 use faultline_loadgen::{
-    engine,
-    journeys,
+    engine, journeys,
     results::{FaultWindow, TimePoint},
     scenario::{LoadPlan, ScenarioFile},
     scrape::{ScrapeSpec, Scraper, DEFAULT_METRICS},
@@ -106,7 +105,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 .to_string()
                 .replace(':', "")
                 .replace('-', "");
-            PathBuf::from("reports/out").join(format!("{}-{}", plan.name, stamp.trim_end_matches('Z')))
+            PathBuf::from("reports/out").join(format!(
+                "{}-{}",
+                plan.name,
+                stamp.trim_end_matches('Z')
+            ))
         }
     };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
@@ -140,7 +143,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     eprintln!("run: starting the reference system");
     let started = std::time::Instant::now();
-    let system = Arc::new(System::start(spec).await.context("starting the reference system")?);
+    let system = Arc::new(
+        System::start(spec)
+            .await
+            .context("starting the reference system")?,
+    );
     eprintln!(
         "run: the system is up in {:.1} s; gateway {}",
         started.elapsed().as_secs_f64(),
@@ -194,11 +201,22 @@ fn read_plan(path: &Path) -> Result<Plan, Usage> {
         .load
         .plan(Some("http://127.0.0.1:1"), RunInfo::default(), &shown)
         .map_err(usage)?;
-    let bin = std::env::current_exe().map_err(|e| usage(format!("finding the faultline binary: {e}")))?;
+    let bin =
+        std::env::current_exe().map_err(|e| usage(format!("finding the faultline binary: {e}")))?;
     let mut spec = SystemSpec::new(bin);
     topology
         .apply(&mut spec)
         .map_err(|e| usage(format!("scenario {shown}: {e}")))?;
+    for fault in &faults {
+        if !is_target(&spec, &fault.target) {
+            return Err(usage(format!(
+                "scenario {shown}: fault #{} targets {:?}: name a service ({}), a replica such as orders-1, or kafka",
+                fault.number,
+                fault.target,
+                ServiceKind::ALL.map(|k| k.name()).join(", ")
+            )));
+        }
+    }
     let kafka_faults = faults.iter().any(|f| f.target == "kafka");
     if kafka_faults {
         match &spec.stack.kafka {
@@ -222,6 +240,23 @@ fn read_plan(path: &Path) -> Result<Plan, Usage> {
         spec,
         kafka_faults,
         name,
+    })
+}
+
+/// Whether `name` is something the run binds faults to: `kafka`, a service (its first
+/// replica), or `<service>-<n>` with `n` among the topology's replicas.
+fn is_target(spec: &SystemSpec, name: &str) -> bool {
+    if name == "kafka" {
+        return true;
+    }
+    ServiceKind::ALL.into_iter().any(|kind| {
+        let replicas = spec.replicas.get(&kind).copied().unwrap_or(1);
+        name == kind.name()
+            || name
+                .strip_prefix(kind.name())
+                .and_then(|rest| rest.strip_prefix('-'))
+                .and_then(|n| n.parse::<usize>().ok())
+                .is_some_and(|n| (1..=replicas).contains(&n))
     })
 }
 
@@ -317,7 +352,10 @@ async fn drive(
     let cancel = CancellationToken::new();
     let timeline_wall = SystemTime::now();
     let timeline_task = tokio::spawn(timeline.run(tokio::time::Instant::now(), cancel.clone()));
-    eprintln!("run: load and faults for {}", humantime::format_duration(scenario_duration(&plan)));
+    eprintln!(
+        "run: load and faults for {}",
+        humantime::format_duration(scenario_duration(&plan))
+    );
     let load = async {
         match plan {
             LoadPlan::Requests(config) => engine::run(config, show).await,
@@ -364,7 +402,8 @@ async fn drive(
             end: w.end.map(at),
         })
         .collect();
-    let started_at = humantime::parse_rfc3339(&results.metadata.started_at).unwrap_or(timeline_wall);
+    let started_at =
+        humantime::parse_rfc3339(&results.metadata.started_at).unwrap_or(timeline_wall);
     results.server_metrics = scraper.finish(started_at).await;
     results.gates = scenario.gates.clone();
     results.scenario_text = Some(text.to_string());

@@ -6,11 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::{
-    services::serve::ServiceKind,
-    stack::KafkaSpec,
-    supervisor::SystemSpec,
-};
+use crate::{services::serve::ServiceKind, stack::KafkaSpec, supervisor::SystemSpec};
 
 /// The system's topology, as a scenario writes it. Every field is optional; the
 /// defaults are `faultline system up`'s.
@@ -44,7 +40,9 @@ impl Topology {
                 return Err("system.replicas: the gateway runs one replica".into());
             }
             if !(1..=8).contains(count) {
-                return Err(format!("system.replicas.{name}: give 1 to 8 replicas, not {count}"));
+                return Err(format!(
+                    "system.replicas.{name}: give 1 to 8 replicas, not {count}"
+                ));
             }
             spec.replicas.insert(kind, *count);
         }
@@ -81,7 +79,9 @@ impl Topology {
         }
         if let Some(rate) = self.rate_limit {
             if rate < 0.0 || !rate.is_finite() {
-                return Err(format!("system.rate_limit: {rate} is not a rate (0 turns the limit off)"));
+                return Err(format!(
+                    "system.rate_limit: {rate} is not a rate (0 turns the limit off)"
+                ));
             }
             spec.rate_limit = rate;
         }
@@ -107,9 +107,10 @@ mod tests {
     #[test]
     fn a_topology_applies_and_bad_fields_are_named() {
         let mut spec = SystemSpec::new("/bin/true".into());
-        let topology: Topology =
-            toml::from_str("replicas = { orders = 2 }\npayments_fail_rate = 0.1\nkafka_brokers = 3\n")
-                .unwrap();
+        let topology: Topology = toml::from_str(
+            "replicas = { orders = 2 }\npayments_fail_rate = 0.1\nkafka_brokers = 3\n",
+        )
+        .unwrap();
         topology.apply(&mut spec).unwrap();
         assert_eq!(spec.replicas.get(&ServiceKind::Orders), Some(&2));
         assert!((spec.payments_fail_rate - 0.1).abs() < 1e-9);
@@ -121,7 +122,9 @@ mod tests {
             ("replicas = { gateway = 2 }", "the gateway runs one"),
         ] {
             let topology: Topology = toml::from_str(text).unwrap();
-            let error = topology.apply(&mut SystemSpec::new("/bin/true".into())).unwrap_err();
+            let error = topology
+                .apply(&mut SystemSpec::new("/bin/true".into()))
+                .unwrap_err();
             assert!(error.contains(expected), "{text}: {error}");
         }
         assert!(toml::from_str::<Topology>("replica = {}").is_err());

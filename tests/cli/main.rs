@@ -6,4 +6,5 @@
 
 mod lifecycle;
 mod procs;
+mod run;
 mod usage_errors;

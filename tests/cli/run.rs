@@ -1,0 +1,134 @@
+//! `faultline run`: a bad scenario is refused before anything starts; a good one runs the
+//! system under load and faults and leaves results, report and JUnit behind.
+
+use std::path::Path;
+use std::process::Command;
+
+fn run(scenario: &Path, out: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(["run", "-q", "--settle-deadline", "30s"])
+        .arg(scenario)
+        .arg("-o")
+        .arg(out)
+        .env("FAULTLINE_LOG", "warn")
+        .output()
+        .expect("faultline runs")
+}
+
+#[test]
+fn a_bad_scenario_exits_2_naming_the_problem_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = "[load]\nrate = 5\nduration = \"2s\"\n[load.journeys]\nmix = { browse = 1 }\n";
+    for (text, expected) in [
+        (
+            format!("{load}[[faults]]\nat = \"1s\"\nkind = \"kill\"\ntarget = \"ordrs\"\n"),
+            "targets \"ordrs\"",
+        ),
+        (
+            format!("{load}[[faults]]\nat = \"1s\"\nkind = \"kill\"\ntarget = \"orders-2\"\n"),
+            "targets \"orders-2\"",
+        ),
+        (
+            format!("{load}[[faults]]\nat = \"1s\"\nkind = \"latency\"\ntarget = \"kafka\"\n"),
+            "latency",
+        ),
+        (
+            format!("{load}[system]\nreplicas = {{ orders = 0 }}\n"),
+            "system.replicas.orders",
+        ),
+        (format!("{load}[system]\nreplica = 2\n"), "replica"),
+        ("[load]\nrate = 5\n".to_string(), "load.duration is missing"),
+    ] {
+        let scenario = dir.path().join("bad.toml");
+        std::fs::write(&scenario, &text).unwrap();
+        let started = std::time::Instant::now();
+        let output = run(&scenario, &dir.path().join("out"));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{text}\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{text}\nexpected {expected:?} in: {stderr}"
+        );
+        assert!(
+            !stderr.contains("starting the reference system"),
+            "{stderr}"
+        );
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "refused only after {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn a_scenario_runs_with_its_faults_and_writes_results_report_and_junit() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("short.toml");
+    std::fs::write(
+        &scenario,
+        r#"name = "short"
+[system]
+replicas = { orders = 2 }
+rate_limit = 0
+[load]
+rate = 6
+duration = "6s"
+[load.journeys]
+mix = { browse = 1, checkout = 1 }
+users = 3
+[[faults]]
+at = "2s"
+kind = "kill"
+target = "orders-1"
+[[faults]]
+at = "3s"
+duration = "1s"
+kind = "pause"
+target = "inventory"
+[[gates]]
+metric = "http.requests"
+min = "1"
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let output = run(&scenario, &out);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["metadata"]["scenario"], "short");
+    let faults = results["faults"].as_array().expect("faults recorded");
+    let kinds: Vec<&str> = faults.iter().map(|f| f["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["kill", "pause"], "{faults:?}");
+    assert!(faults[1]["end"].is_string(), "the pause ended: {faults:?}");
+    assert!(!results["server_metrics"].as_array().unwrap().is_empty());
+    assert!(results["scenario_text"]
+        .as_str()
+        .unwrap()
+        .contains("orders-1"));
+    let placed = results["endpoints"]["POST /api/orders"]["totals"]["ok"]
+        .as_u64()
+        .unwrap();
+    let ledger = std::fs::read_to_string(out.join("ledger.jsonl")).unwrap();
+    let acknowledged = ledger
+        .lines()
+        .filter(|l| l.contains("\"acknowledged\""))
+        .count() as u64;
+    assert!(
+        placed > 0 && acknowledged == placed,
+        "{placed} placed, {acknowledged} in the ledger"
+    );
+    for file in ["index.html", "junit.xml", "summary.md"] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("kill orders-1"), "the report names the fault");
+}

@@ -193,9 +193,16 @@ fn throughput(timeline: &Timeline<'_>) -> Result<Section, ReportError> {
         ));
     }
     let mut spec = time_spec(timeline, ID, TITLE, "requests per second");
+    // A journey run's schedule is in journeys per second; each journey makes several
+    // requests, so the target line is labelled with its own unit.
+    let target_label = if results.journeys.is_some() {
+        "target rate (journeys/s)"
+    } else {
+        "target rate"
+    };
     if let Some(target) = timeline.target_rate() {
         spec.lines.push(Line {
-            style: SeriesStyle::reference("target rate"),
+            style: SeriesStyle::reference(target_label),
             points: target,
         });
     }

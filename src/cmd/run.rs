@@ -103,8 +103,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => {
             let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
                 .to_string()
-                .replace(':', "")
-                .replace('-', "");
+                .replace([':', '-'], "");
             PathBuf::from("reports/out").join(format!(
                 "{}-{}",
                 plan.name,

@@ -348,9 +348,25 @@ async fn drive(
         }
     };
 
+    // The timeline starts with the load's clock: a journey run first registers its users.
+    let clock_started = Arc::new(tokio::sync::Notify::new());
+    match &mut plan {
+        LoadPlan::Journeys(config) => config.clock_started = Some(clock_started.clone()),
+        LoadPlan::Requests(_) => clock_started.notify_one(),
+    }
     let cancel = CancellationToken::new();
-    let timeline_wall = SystemTime::now();
-    let timeline_task = tokio::spawn(timeline.run(tokio::time::Instant::now(), cancel.clone()));
+    let timeline_task = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            tokio::select! {
+                _ = clock_started.notified() => {}
+                // The load failed in its set-up: nothing to run.
+                _ = cancel.cancelled() => return (SystemTime::now(), Default::default()),
+            }
+            let wall = SystemTime::now();
+            (wall, timeline.run(tokio::time::Instant::now(), cancel).await)
+        }
+    });
     eprintln!(
         "run: load and faults for {}",
         humantime::format_duration(scenario_duration(&plan))
@@ -374,7 +390,7 @@ async fn drive(
         eprint!("\r\x1b[2K");
     }
     cancel.cancel();
-    let outcome = timeline_task.await.context("the fault timeline failed")?;
+    let (timeline_wall, outcome) = timeline_task.await.context("the fault timeline failed")?;
     let mut results = match results {
         Ok(results) => results,
         Err(error) if error.is_usage() => return Err(DriveError::Usage(usage(error))),

@@ -258,6 +258,9 @@ pub struct JourneyConfig {
     pub ledger: Option<PathBuf>,
     pub seed: Option<u64>,
     pub run_info: RunInfo,
+    /// Notified when the schedule's clock starts, after the set-up (registering users
+    /// takes a while), so whatever runs alongside (a fault timeline) starts with the load.
+    pub clock_started: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl JourneyConfig {
@@ -278,6 +281,7 @@ impl JourneyConfig {
             ledger: None,
             seed: None,
             run_info: RunInfo::default(),
+            clock_started: None,
         }
     }
 
@@ -364,6 +368,9 @@ pub async fn run(
             .unwrap_or_default()
             .as_nanos(),
     };
+    if let Some(started) = &config.clock_started {
+        started.notify_one();
+    }
     let context = Arc::new(JourneyContext {
         products,
         users,

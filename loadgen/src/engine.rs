@@ -124,6 +124,8 @@ pub struct Progress {
     pub total: Duration,
     /// Target rate now (`None` in a closed schedule).
     pub target_rate: Option<f64>,
+    /// What the target rate counts when it is not requests (e.g. `journeys`).
+    pub target_unit: Option<&'static str>,
     /// Requests finished in the last whole second.
     pub last_second_requests: u64,
     pub last_second_p50_us: u64,

@@ -183,7 +183,10 @@ pub fn summary_table(results: &Results) -> String {
 /// The one-line live progress (without the leading `\r`).
 pub fn progress_line(progress: &Progress) -> String {
     let target = match progress.target_rate {
-        Some(rate) => format!("target {rate:.0}/s  "),
+        Some(rate) => match progress.target_unit {
+            Some(unit) => format!("target {rate:.0} {unit}/s  "),
+            None => format!("target {rate:.0}/s  "),
+        },
         None => String::new(),
     };
     format!(

@@ -724,6 +724,7 @@ async fn collect_while(
     let mut collected = Collected::default();
     let mut running = Progress {
         total: schedule.duration(),
+        target_unit: Some("journeys"),
         ..Progress::default()
     };
     loop {

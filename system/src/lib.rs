@@ -10,10 +10,13 @@
 //!   payments, shipping, notifications, analytics, ingest), each run as its own process by
 //!   `faultline serve`;
 //! - [`supervisor`] runs the whole system: stack, one database per service, every replica
-//!   as a supervised process, the gateway in front (`faultline system up`).
+//!   as a supervised process, the gateway in front (`faultline system up`);
+//! - [`checker`] holds a run's write ledger against the services' databases after the run:
+//!   nothing acknowledged lost, nothing applied twice, every service agreeing.
 //!
 //! Nothing in `loadgen`, `chaos` or `reports` depends on this crate.
 
+pub mod checker;
 pub mod platform;
 pub mod services;
 pub mod stack;

@@ -12,10 +12,13 @@
 //! - [`supervisor`] runs the whole system: stack, one database per service, every replica
 //!   as a supervised process, the gateway in front (`faultline system up`);
 //! - [`topology`] is the `[system]` table of a scenario file, applied onto the
-//!   supervisor's spec (`faultline run`).
+//!   supervisor's spec (`faultline run`);
+//! - [`checker`] holds a run's write ledger against the services' databases after the run:
+//!   nothing acknowledged lost, nothing applied twice, every service agreeing.
 //!
 //! Nothing in `loadgen`, `chaos` or `reports` depends on this crate.
 
+pub mod checker;
 pub mod platform;
 pub mod services;
 pub mod stack;

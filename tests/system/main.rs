@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod checker;
 mod events;
 mod faults;
 mod journeys;
@@ -96,6 +97,22 @@ fn main() -> ExitCode {
         ("every_service_metrics_pass_promtool", |h| {
             Box::pin(api::metrics_pass_promtool(h))
         }),
+        (
+            "the_checker_finds_orders_through_the_gateway_settled_and_consistent",
+            |h| Box::pin(checker::orders_through_the_gateway_settle_and_are_consistent(h)),
+        ),
+        (
+            "the_checker_counts_an_acknowledged_order_never_written_as_lost",
+            |h| Box::pin(checker::an_acknowledged_order_never_written_is_lost(h)),
+        ),
+        (
+            "the_checker_does_not_count_an_indeterminate_write_never_made_as_lost",
+            |h| Box::pin(checker::an_indeterminate_write_never_made_is_not_lost(h)),
+        ),
+        (
+            "the_checker_counts_tampered_databases_as_duplicated_or_inconsistent",
+            |h| Box::pin(checker::tampered_databases_are_counted_as_duplicated_or_inconsistent(h)),
+        ),
         (
             "orders_killed_mid_saga_restarts_and_every_saga_ends_once",
             |h| Box::pin(faults::orders_killed_mid_saga(h)),

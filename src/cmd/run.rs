@@ -9,8 +9,9 @@
 //! 3. Run the load, the fault timeline and the `/metrics` scrape together. Process
 //!    faults act on the supervised services by name (`orders` is replica 1, or
 //!    `orders-2`); a killed service is restarted by the supervisor.
-//! 4. After the load, heal every fault, drain, and check that every acknowledged write
-//!    is accounted for (the consistency checker reads the write ledger).
+//! 4. After the load, heal every fault, then let the system settle and check every order
+//!    of the write ledger against the services' databases (system::checker): nothing
+//!    acknowledged lost, nothing applied twice, the read model agreeing.
 //! 5. Write `results.json`, `index.html`, `junit.xml` and `summary.md` into the output
 //!    directory; the exit code is the gates' verdict (0 pass, 1 fail, 2 bad input).
 
@@ -28,8 +29,12 @@ use faultline_chaos::{
     Targets, Timeline,
 };
 use faultline_loadgen::{
-    engine, journeys,
-    results::{FaultWindow, TimePoint},
+    engine,
+    journeys::{
+        self,
+        ledger::{Ledger, WriteOutcome},
+    },
+    results::{CheckerResults, FaultWindow, TimePoint},
     scenario::{LoadPlan, ScenarioFile},
     scrape::{ScrapeSpec, Scraper, DEFAULT_METRICS},
     summary::{progress_line, summary_table},
@@ -37,6 +42,7 @@ use faultline_loadgen::{
 };
 use faultline_reports::cli::{run_gate, run_report, GateArgs, GateSources, ReportArgs};
 use faultline_system::{
+    checker::{self, CheckSpec, LedgerOrder},
     services::serve::ServiceKind,
     stack::{ports::free_port, KafkaSpec},
     supervisor::{System, SystemSpec},
@@ -364,7 +370,10 @@ async fn drive(
                 _ = cancel.cancelled() => return (SystemTime::now(), Default::default()),
             }
             let wall = SystemTime::now();
-            (wall, timeline.run(tokio::time::Instant::now(), cancel).await)
+            (
+                wall,
+                timeline.run(tokio::time::Instant::now(), cancel).await,
+            )
         }
     });
     eprintln!(
@@ -420,6 +429,9 @@ async fn drive(
     let started_at =
         humantime::parse_rfc3339(&results.metadata.started_at).unwrap_or(timeline_wall);
     results.server_metrics = scraper.finish(started_at).await;
+    if let Some(ledger) = results.write_ledger.clone() {
+        results.checker = check(&system, Path::new(&ledger), args.settle_deadline).await;
+    }
     results.gates = scenario.gates.clone();
     results.scenario_text = Some(text.to_string());
 
@@ -452,6 +464,54 @@ async fn drive(
     println!("report:  {}", report.display());
     println!("junit:   {}", gates.junit.display());
     Ok(ExitCode::from(gates.report.exit_code()))
+}
+
+/// Drains and checks every order of the ledger against the services' databases; `None`
+/// (and the reason on stderr) when the check could not be made, so checker gates fail
+/// as "not measured" rather than pass.
+async fn check(
+    system: &System,
+    ledger: &Path,
+    settle_deadline: Duration,
+) -> Option<CheckerResults> {
+    let entries = match Ledger::read(ledger) {
+        Ok(entries) => entries,
+        Err(error) => {
+            eprintln!("run: the checker cannot read the ledger: {error}");
+            return None;
+        }
+    };
+    let orders: Vec<LedgerOrder> = entries
+        .iter()
+        .map(|entry| LedgerOrder {
+            order_id: entry.order_id.as_deref().and_then(|id| id.parse().ok()),
+            idempotency_key: entry.idempotency_key.clone(),
+            acknowledged: entry.outcome == WriteOutcome::Acknowledged,
+        })
+        .collect();
+    eprintln!(
+        "run: checking {} ledger entries (settling for up to {})",
+        orders.len(),
+        humantime::format_duration(settle_deadline)
+    );
+    let spec = CheckSpec {
+        settle_deadline,
+        poll_interval: Duration::from_millis(250),
+    };
+    match checker::check(&system.database_urls, &orders, &spec).await {
+        Ok(report) => Some(CheckerResults {
+            checked: report.checked,
+            lost: report.lost,
+            duplicated: report.duplicated,
+            inconsistent: report.inconsistent,
+            settle_secs: report.settle_secs,
+            notes: report.notes,
+        }),
+        Err(error) => {
+            eprintln!("run: the consistency check failed: {error}");
+            None
+        }
+    }
 }
 
 fn scenario_duration(plan: &LoadPlan) -> Duration {

@@ -89,6 +89,9 @@ target = "inventory"
 [[gates]]
 metric = "http.requests"
 min = "1"
+[[gates]]
+metric = "checker.lost"
+max = "0"
 "#,
     )
     .unwrap();
@@ -126,6 +129,10 @@ min = "1"
         placed > 0 && acknowledged == placed,
         "{placed} placed, {acknowledged} in the ledger"
     );
+    let checker = &results["checker"];
+    assert_eq!(checker["checked"].as_u64(), Some(placed), "{checker}");
+    assert_eq!(checker["lost"], 0, "{checker}");
+    assert_eq!(checker["duplicated"], 0, "{checker}");
     for file in ["index.html", "junit.xml", "summary.md"] {
         assert!(out.join(file).is_file(), "{file} missing");
     }

@@ -16,7 +16,7 @@
 //! Errors are classified as hyper's are: a connection that ends before the whole
 //! response is `reset`, an answer that is not HTTP/1.x is `protocol`.
 
-use std::io;
+use std::{io, mem::MaybeUninit};
 
 use bytes::{BufMut as _, Bytes, BytesMut};
 use http::{header, HeaderMap, Method, StatusCode};
@@ -220,9 +220,16 @@ impl H1Connection {
     async fn read_head(&mut self, head: bool) -> Result<(StatusCode, Framing), ErrorClass> {
         loop {
             let parsed = {
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                let mut response = httparse::Response::new(&mut headers);
-                match response.parse(&self.buffer[self.start..self.end]) {
+                // Uninitialized header slots: nothing to clear for every response.
+                let mut headers =
+                    [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+                let mut response = httparse::Response::new(&mut []);
+                let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                    &mut response,
+                    &self.buffer[self.start..self.end],
+                    &mut headers,
+                );
+                match parsed {
                     Ok(httparse::Status::Complete(length)) => {
                         Some((length, interpret(&response, head)?))
                     }

@@ -331,7 +331,8 @@ enum Pacer {
 /// One request to send: its endpoint and when it was due.
 struct Slot {
     endpoint: usize,
-    /// The intended send time; in a closed schedule, when the worker took the slot.
+    /// The intended send time; in a closed schedule, when the worker became free for
+    /// it (took the slot, or finished its previous request).
     intended: Instant,
     /// Whether `intended` comes from an open schedule (and may lie ahead).
     paced: bool,
@@ -339,8 +340,15 @@ struct Slot {
 
 impl Shared {
     /// The next request for an idle worker, dropping (and counting) requests that
-    /// are already overdue by more than the maximum send delay.
-    fn next_slot(&self, log: &SharedLog, clock: &mut SecondClock) -> Option<Slot> {
+    /// are already overdue by more than the maximum send delay. `free_since`: when
+    /// the worker finished its last request, if it has done nothing since (a closed
+    /// schedule's next request is due then, which saves reading the clock again).
+    fn next_slot(
+        &self,
+        log: &SharedLog,
+        clock: &mut SecondClock,
+        free_since: Option<Instant>,
+    ) -> Option<Slot> {
         let endpoints = self.requests.len() as u64;
         let endpoint_of = |index: u64| {
             if endpoints == 1 {
@@ -351,7 +359,7 @@ impl Shared {
         };
         match &self.pacer {
             Pacer::Closed { end, next } => {
-                let now = Instant::now();
+                let now = free_since.unwrap_or_else(Instant::now);
                 if now >= *end {
                     return None;
                 }
@@ -470,9 +478,10 @@ impl Watchdog {
 async fn worker(shared: Arc<Shared>, log: SharedLog, mut connection: Option<Connection>) {
     let mut clock = SecondClock::new(&shared);
     let mut watchdog = Watchdog::default();
-    while let Some(slot) = shared.next_slot(&log, &mut clock) {
+    let mut free_since = None;
+    while let Some(slot) = shared.next_slot(&log, &mut clock, free_since.take()) {
         let intended = slot.intended;
-        // In a closed schedule the request goes out as soon as it is taken.
+        // In a closed schedule the request goes out at once: it is sent when due.
         let mut sent = (!slot.paced).then_some(intended);
         if slot.paced {
             // Tokio's timer fires on the first millisecond tick at or after its
@@ -556,6 +565,7 @@ async fn worker(shared: Arc<Shared>, log: SharedLog, mut connection: Option<Conn
             send_delay > shared.late_threshold,
             outcome,
         );
+        free_since = Some(done);
     }
 }
 

@@ -32,8 +32,11 @@ use crate::classify::ErrorClass;
 const MAX_HEADERS: usize = 100;
 /// Largest response head, or chunk-size / trailer line, accepted.
 const MAX_HEAD_BYTES: usize = 1 << 20;
-/// Read buffer size of a new connection; it grows only for larger heads.
+/// Read buffer size of a new connection; it grows for larger heads, and for large
+/// bodies (while reads fill it) up to [`MAX_BODY_READ`].
 const READ_BUFFER: usize = 16 * 1024;
+/// Largest buffer grown for reading bodies (fewer reads for large responses).
+const MAX_BODY_READ: usize = 256 * 1024;
 
 /// The bytes of one request, as written on the wire, built once per run.
 ///
@@ -198,12 +201,17 @@ impl H1Connection {
                 return Err(ErrorClass::Protocol);
             }
         }
+        let room = self.buffer.len() - self.end;
         let read = self
             .stream
             .read(&mut self.buffer[self.end..])
             .await
             .map_err(|e| ErrorClass::of_io_error(&e))?;
         self.end += read;
+        if read == room && self.buffer.len() < MAX_BODY_READ {
+            // A large response: read it in larger pieces.
+            self.buffer.resize(self.buffer.len() * 2, 0);
+        }
         Ok(read)
     }
 
@@ -462,6 +470,49 @@ mod tests {
             conn.is_closed(),
             "a close-delimited body ends the connection"
         );
+    }
+
+    #[tokio::test]
+    async fn large_bodies_are_read_whole() {
+        const SIZE: usize = 3 << 20;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buffer = vec![0u8; 4096];
+            let body = vec![b'x'; SIZE];
+            for chunked in [false, true, false] {
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = stream.read(&mut buffer).await.unwrap();
+                    got.extend_from_slice(&buffer[..n]);
+                }
+                if chunked {
+                    stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                        .await
+                        .unwrap();
+                    for piece in body.chunks(100_000) {
+                        let size = format!("{:x}\r\n", piece.len());
+                        stream.write_all(size.as_bytes()).await.unwrap();
+                        stream.write_all(piece).await.unwrap();
+                        stream.write_all(b"\r\n").await.unwrap();
+                    }
+                    stream.write_all(b"0\r\n\r\n").await.unwrap();
+                } else {
+                    let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {SIZE}\r\n\r\n");
+                    stream.write_all(head.as_bytes()).await.unwrap();
+                    stream.write_all(&body).await.unwrap();
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        });
+        let mut conn = H1Connection::new(TcpStream::connect(addr).await.unwrap());
+        for _ in 0..3 {
+            assert_eq!(conn.exchange(&get(), false).await.unwrap().as_u16(), 200);
+            assert!(!conn.is_closed());
+        }
+        assert!(conn.buffer.len() <= MAX_BODY_READ);
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@
 //! Meanwhile [`run`] itself collects the logs once a wall-clock second, reports
 //! progress, and at the end builds [`Results`].
 //!
-//! HTTP/1.1 goes through the engine's own client ([`h1`]): each endpoint's request
+//! HTTP/1.1 goes through the engine's own client (module `h1`): each endpoint's request
 //! is serialized once per run, and a request costs one write, the reads of its
 //! response and a parse, in the worker's own task (no connection task, no channel
 //! hop, no per-request allocation or timer). HTTP/2 uses hyper, whose connection is
@@ -625,7 +625,7 @@ type ConnectionDriver = Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + 
 
 /// One connection to the target.
 enum Connection {
-    /// The engine's own HTTP/1.1 client ([`h1`]).
+    /// The engine's own HTTP/1.1 client (module `h1`).
     Http1(H1Connection),
     /// hyper's HTTP/2 client: the handle requests are sent through, and the
     /// connection future that does the I/O, driven by the worker's own task

@@ -11,9 +11,11 @@
 //! Meanwhile [`run`] itself collects the logs once a wall-clock second, reports
 //! progress, and at the end builds [`Results`].
 //!
-//! Each worker drives its hyper connection inside its own task (no separate
-//! connection task and no channel hop per request), which is what lets a single
-//! core keep up with wrk.
+//! HTTP/1.1 goes through the engine's own client (module `h1`): each endpoint's request
+//! is serialized once per run, and a request costs one write, the reads of its
+//! response and a parse, in the worker's own task (no connection task, no channel
+//! hop, no per-request allocation or timer). HTTP/2 uses hyper, whose connection is
+//! driven inside the worker's task too.
 
 use std::{
     future::{poll_fn, Future},
@@ -29,9 +31,13 @@ use std::{
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt as _, Full};
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::{task::JoinSet, time::Instant};
+
+mod h1;
+
+use h1::H1Connection;
 
 use crate::{
     classify::ErrorClass,
@@ -324,33 +330,46 @@ enum Pacer {
     },
 }
 
-/// One request to send: its endpoint and when it was due (`None`: now).
+/// One request to send: its endpoint and when it was due.
 struct Slot {
     endpoint: usize,
-    intended: Option<Instant>,
+    /// The intended send time; in a closed schedule, when the worker became free for
+    /// it (took the slot, or finished its previous request).
+    intended: Instant,
+    /// Whether `intended` comes from an open schedule (and may lie ahead).
+    paced: bool,
 }
 
 impl Shared {
-    fn second_of(&self, at: Instant) -> u64 {
-        unix_second(
-            self.start_unix_nanos,
-            at.saturating_duration_since(self.start),
-        )
-    }
-
     /// The next request for an idle worker, dropping (and counting) requests that
-    /// are already overdue by more than the maximum send delay.
-    fn next_slot(&self, log: &SharedLog) -> Option<Slot> {
+    /// are already overdue by more than the maximum send delay. `free_since`: when
+    /// the worker finished its last request, if it has done nothing since (a closed
+    /// schedule's next request is due then, which saves reading the clock again).
+    fn next_slot(
+        &self,
+        log: &SharedLog,
+        clock: &mut SecondClock,
+        free_since: Option<Instant>,
+    ) -> Option<Slot> {
         let endpoints = self.requests.len() as u64;
+        let endpoint_of = |index: u64| {
+            if endpoints == 1 {
+                0
+            } else {
+                (index % endpoints) as usize
+            }
+        };
         match &self.pacer {
             Pacer::Closed { end, next } => {
-                if Instant::now() >= *end {
+                let now = free_since.unwrap_or_else(Instant::now);
+                if now >= *end {
                     return None;
                 }
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 Some(Slot {
-                    endpoint: (index % endpoints) as usize,
-                    intended: None,
+                    endpoint: endpoint_of(index),
+                    intended: now,
+                    paced: false,
                 })
             }
             Pacer::Open(times) => loop {
@@ -363,47 +382,129 @@ impl Shared {
                     guard.1 += 1;
                     (offset, index)
                 };
-                let endpoint = (index % endpoints) as usize;
+                let endpoint = endpoint_of(index);
                 let intended = self.start + offset;
                 let now = Instant::now();
                 if now.saturating_duration_since(intended) > self.max_send_delay {
-                    lock(log).record_dropped(endpoint, self.second_of(now));
+                    lock(log).record_dropped(endpoint, clock.second_of(now));
                     continue;
                 }
                 return Some(Slot {
                     endpoint,
-                    intended: Some(intended),
+                    intended,
+                    paced: true,
                 });
             },
         }
     }
 }
 
+/// The wall-clock second an instant falls in, as [`unix_second`] computes it, with
+/// the current second's bounds kept so most requests need only two comparisons.
+struct SecondClock {
+    start: Instant,
+    start_unix_nanos: u128,
+    /// Instants in `from..until` are in `second`.
+    from: Instant,
+    until: Instant,
+    second: u64,
+}
+
+impl SecondClock {
+    fn new(shared: &Shared) -> SecondClock {
+        SecondClock {
+            start: shared.start,
+            start_unix_nanos: shared.start_unix_nanos,
+            from: shared.start,
+            until: shared.start,
+            second: 0,
+        }
+    }
+
+    fn second_of(&mut self, at: Instant) -> u64 {
+        if self.from <= at && at < self.until {
+            return self.second;
+        }
+        let unix_nanos =
+            self.start_unix_nanos + at.saturating_duration_since(self.start).as_nanos();
+        let second = (unix_nanos / 1_000_000_000) as u64;
+        if at >= self.start {
+            let into_second = Duration::from_nanos((unix_nanos % 1_000_000_000) as u64);
+            self.from = at
+                .checked_sub(into_second)
+                .unwrap_or(self.start)
+                .max(self.start);
+            self.until = at + (Duration::from_secs(1) - into_second);
+            self.second = second;
+        }
+        second
+    }
+}
+
+/// Bounds each request by the timeout without a timer registration per request:
+/// one sleep per worker, set to the deadline of the request in flight when it was
+/// armed. Deadlines only move forward, so when it fires, the request in flight
+/// has either passed its own deadline (a timeout) or the sleep is re-armed for it.
+#[derive(Default)]
+struct Watchdog {
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Watchdog {
+    /// Runs `future` until it ends (`Some`) or `deadline` passes (`None`).
+    async fn run<F: Future>(&mut self, deadline: Instant, future: F) -> Option<F::Output> {
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() > deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        let mut future = pin!(future);
+        poll_fn(|cx| {
+            if let Poll::Ready(output) = future.as_mut().poll(cx) {
+                return Poll::Ready(Some(output));
+            }
+            while sleep.as_mut().poll(cx).is_ready() {
+                if Instant::now() >= deadline {
+                    return Poll::Ready(None);
+                }
+                sleep.as_mut().reset(deadline);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
 /// One connection's loop: take the next request, wait for its time, send, record.
 async fn worker(shared: Arc<Shared>, log: SharedLog, mut connection: Option<Connection>) {
-    let closed_model = matches!(shared.pacer, Pacer::Closed { .. });
-    while let Some(slot) = shared.next_slot(&log) {
-        if let Some(at) = slot.intended {
+    let mut clock = SecondClock::new(&shared);
+    let mut watchdog = Watchdog::default();
+    let mut free_since = None;
+    while let Some(slot) = shared.next_slot(&log, &mut clock, free_since.take()) {
+        let intended = slot.intended;
+        // In a closed schedule the request goes out at once: it is sent when due.
+        let mut sent = (!slot.paced).then_some(intended);
+        if slot.paced {
             // Tokio's timer fires on the first millisecond tick at or after its
-            // deadline: sleeping until `at` would send up to 1 ms late every time and
-            // add that lag to every latency. Waking in the millisecond before `at`
+            // deadline: sleeping until `intended` would send up to 1 ms late every
+            // time and add that lag to every latency. Waking in the millisecond before
             // keeps sends within a millisecond of their time without that bias
             // (latency is then measured from the earlier of intended and actual send).
-            let wake = at.checked_sub(TIMER_RESOLUTION).unwrap_or(at);
+            let wake = intended.checked_sub(TIMER_RESOLUTION).unwrap_or(intended);
             if wake > Instant::now() {
-                // Keep driving the idle connection while waiting, so a server closing
+                // Keep watching the idle connection while waiting, so a server closing
                 // it is noticed before the next request rather than failing it.
-                let sleep = tokio::time::sleep_until(wake);
                 match &mut connection {
-                    Some(conn) => conn.drive(sleep).await,
-                    None => sleep.await,
+                    Some(conn) => conn.idle_until(wake).await,
+                    None => tokio::time::sleep_until(wake).await,
                 }
             }
         }
-        let intended = slot.intended.unwrap_or_else(Instant::now);
 
         if connection.as_ref().is_none_or(Connection::is_closed) {
             connection = None;
+            sent = None;
             let opened = tokio::time::timeout(
                 shared.timeout,
                 Connection::open(&shared.target, shared.http_version),
@@ -411,34 +512,24 @@ async fn worker(shared: Arc<Shared>, log: SharedLog, mut connection: Option<Conn
             .await;
             match opened {
                 Ok(Ok(conn)) => connection = Some(conn),
-                Ok(Err(error)) => {
-                    tracing::debug!(%error, "connect failed");
+                failed => {
+                    if let Ok(Err(error)) = &failed {
+                        tracing::debug!(%error, "connect failed");
+                    }
                     let now = Instant::now();
                     let delay = now.saturating_duration_since(intended);
                     lock(&log).record(
                         slot.endpoint,
-                        shared.second_of(now),
+                        clock.second_of(now),
                         delay,
                         delay > shared.late_threshold,
                         Outcome::Failed(ErrorClass::Connect),
                     );
-                    if closed_model {
+                    if matches!(failed, Ok(Err(_))) && !slot.paced {
                         // Nothing paces a closed model: without a pause a refused
                         // connection would spin.
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
-                    continue;
-                }
-                Err(_elapsed) => {
-                    let now = Instant::now();
-                    let delay = now.saturating_duration_since(intended);
-                    lock(&log).record(
-                        slot.endpoint,
-                        shared.second_of(now),
-                        delay,
-                        delay > shared.late_threshold,
-                        Outcome::Failed(ErrorClass::Connect),
-                    );
                     continue;
                 }
             }
@@ -447,9 +538,11 @@ async fn worker(shared: Arc<Shared>, log: SharedLog, mut connection: Option<Conn
             continue;
         };
 
-        let request = shared.requests[slot.endpoint].build();
-        let sent = Instant::now();
-        let answer = conn.send(request, shared.timeout).await;
+        let request = &shared.requests[slot.endpoint];
+        let sent = sent.unwrap_or_else(Instant::now);
+        let answer = conn
+            .send(request, sent + shared.timeout, &mut watchdog)
+            .await;
         let done = Instant::now();
         let send_delay = sent.saturating_duration_since(intended);
         let origin = match shared.latency_origin {
@@ -469,20 +562,24 @@ async fn worker(shared: Arc<Shared>, log: SharedLog, mut connection: Option<Conn
         };
         lock(&log).record(
             slot.endpoint,
-            shared.second_of(done),
+            clock.second_of(done),
             send_delay,
             send_delay > shared.late_threshold,
             outcome,
         );
+        free_since = Some(done);
     }
 }
 
-/// A request template turned into what hyper takes, built once per run.
+/// A request template turned into what is sent, built once per run: the HTTP/1.1
+/// bytes, or the parts of the request hyper takes for HTTP/2.
 struct PreparedRequest {
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
+    /// The whole request as written on an HTTP/1.1 connection.
+    http1: Bytes,
 }
 
 impl PreparedRequest {
@@ -506,11 +603,14 @@ impl PreparedRequest {
                     .unwrap_or_else(|_| Uri::from_static("/"))
             }
         };
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let http1 = h1::encode_request(&spec.method, path, &headers, &spec.body);
         PreparedRequest {
             method: spec.method.clone(),
             uri,
             headers,
             body: spec.body.clone(),
+            http1,
         }
     }
 
@@ -525,37 +625,30 @@ impl PreparedRequest {
 
 type ConnectionDriver = Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>>;
 
-enum Sender {
-    Http1(http1::SendRequest<Full<Bytes>>),
-    Http2(http2::SendRequest<Full<Bytes>>),
-}
-
-/// One connection: the handle requests are sent through, and the connection
-/// future that does the I/O, driven by the worker's own task.
-struct Connection {
-    sender: Sender,
-    /// `None` once the connection has ended.
-    driver: Option<ConnectionDriver>,
+/// One connection to the target.
+enum Connection {
+    /// The engine's own HTTP/1.1 client (module `h1`).
+    Http1(H1Connection),
+    /// hyper's HTTP/2 client: the handle requests are sent through, and the
+    /// connection future that does the I/O, driven by the worker's own task
+    /// (`None` once the connection has ended).
+    Http2 {
+        sender: http2::SendRequest<Full<Bytes>>,
+        driver: Option<ConnectionDriver>,
+    },
 }
 
 impl Connection {
     async fn open(target: &Target, version: HttpVersion) -> Result<Connection, std::io::Error> {
-        let io = TokioIo::new(target.connect().await?);
-        let handshake_error = |e: hyper::Error| std::io::Error::other(e);
+        let stream = target.connect().await?;
         Ok(match version {
-            HttpVersion::Http1 => {
-                let (sender, driver) = http1::handshake(io).await.map_err(handshake_error)?;
-                Connection {
-                    sender: Sender::Http1(sender),
-                    driver: Some(Box::pin(driver)),
-                }
-            }
+            HttpVersion::Http1 => Connection::Http1(H1Connection::new(stream)),
             HttpVersion::Http2 => {
-                let (sender, driver) = http2::handshake(TokioExecutor::new(), io)
+                let (sender, driver) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
                     .await
-                    .map_err(handshake_error)?;
-                Connection {
-                    sender: Sender::Http2(sender),
+                    .map_err(std::io::Error::other)?;
+                Connection::Http2 {
+                    sender,
                     driver: Some(Box::pin(driver)),
                 }
             }
@@ -563,55 +656,62 @@ impl Connection {
     }
 
     fn is_closed(&self) -> bool {
-        self.driver.is_none()
-            || match &self.sender {
-                Sender::Http1(sender) => sender.is_closed(),
-                Sender::Http2(sender) => sender.is_closed(),
+        match self {
+            Connection::Http1(conn) => conn.is_closed(),
+            Connection::Http2 { sender, driver } => driver.is_none() || sender.is_closed(),
+        }
+    }
+
+    /// Waits until `deadline` while watching (HTTP/1.1) or driving (HTTP/2) the
+    /// idle connection.
+    async fn idle_until(&mut self, deadline: Instant) {
+        match self {
+            Connection::Http1(conn) => conn.idle_until(deadline).await,
+            Connection::Http2 { driver, .. } => {
+                drive(driver, tokio::time::sleep_until(deadline)).await
             }
+        }
     }
 
-    /// Runs `future` while also driving the connection's I/O.
-    async fn drive<F: Future>(&mut self, future: F) -> F::Output {
-        drive(&mut self.driver, future).await
-    }
-
-    /// Sends one request and reads its whole response within `timeout`.
+    /// Sends one request and reads its whole response before `deadline`.
     async fn send(
         &mut self,
-        request: Request<Full<Bytes>>,
-        timeout: Duration,
+        request: &PreparedRequest,
+        deadline: Instant,
+        watchdog: &mut Watchdog,
     ) -> Result<http::StatusCode, ErrorClass> {
-        let Connection { sender, driver } = self;
-        let exchange = async {
-            let response = match sender {
-                Sender::Http1(sender) => {
+        match self {
+            Connection::Http1(conn) => {
+                let head = request.method == Method::HEAD;
+                watchdog
+                    .run(deadline, conn.exchange(&request.http1, head))
+                    .await
+                    .unwrap_or(Err(ErrorClass::Timeout))
+            }
+            Connection::Http2 { sender, driver } => {
+                let request = request.build();
+                let exchange = async {
                     sender
                         .ready()
                         .await
                         .map_err(|e| ErrorClass::of_hyper_error(&e))?;
-                    sender.send_request(request).await
-                }
-                Sender::Http2(sender) => {
-                    sender
-                        .ready()
+                    let response = sender
+                        .send_request(request)
                         .await
                         .map_err(|e| ErrorClass::of_hyper_error(&e))?;
-                    sender.send_request(request).await
-                }
+                    let status = response.status();
+                    let mut body = response.into_body();
+                    // Read frames and drop them: the body must be consumed for the
+                    // stream to finish, but nothing needs it kept.
+                    while let Some(frame) = body.frame().await {
+                        frame.map_err(|e| ErrorClass::of_hyper_error(&e))?;
+                    }
+                    Ok(status)
+                };
+                drive(driver, watchdog.run(deadline, exchange))
+                    .await
+                    .unwrap_or(Err(ErrorClass::Timeout))
             }
-            .map_err(|e| ErrorClass::of_hyper_error(&e))?;
-            let status = response.status();
-            let mut body = response.into_body();
-            // Read frames and drop them: the body must be consumed for the
-            // connection to be reused, but nothing needs it kept.
-            while let Some(frame) = body.frame().await {
-                frame.map_err(|e| ErrorClass::of_hyper_error(&e))?;
-            }
-            Ok(status)
-        };
-        match drive(driver, tokio::time::timeout(timeout, exchange)).await {
-            Ok(result) => result,
-            Err(_elapsed) => Err(ErrorClass::Timeout),
         }
     }
 }

@@ -32,10 +32,15 @@ pub fn new_histogram() -> Histogram<u64> {
 
 /// Records a duration in microseconds, clamped into the tracked range.
 pub fn record(histogram: &mut Histogram<u64>, value: Duration) {
-    let micros = u64::try_from(value.as_micros())
+    histogram.saturating_record(micros(value));
+}
+
+/// A duration as the value [`record`] records (microseconds, at least
+/// [`LOWEST_MICROS`]; values above the range are clamped when recorded).
+pub fn micros(value: Duration) -> u64 {
+    u64::try_from(value.as_micros())
         .unwrap_or(u64::MAX)
-        .max(LOWEST_MICROS);
-    histogram.saturating_record(micros);
+        .max(LOWEST_MICROS)
 }
 
 /// Why a histogram could not be written or read.

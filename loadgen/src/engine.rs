@@ -43,9 +43,7 @@ use crate::{
     classify::ErrorClass,
     error::LoadError,
     recorder::{lock, Collected, Outcome, SharedLog},
-    results::{
-        HttpVersion, LatencyOrigin, Machine, Results, RunMetadata, RunRecord, TargetSchedule,
-    },
+    results::{HttpVersion, LatencyOrigin, Results, RunMetadata, RunRecord, TargetSchedule},
     schedule::{Schedule, SendTimes},
     target::{default_content_type, RequestSpec, Target},
 };
@@ -240,22 +238,16 @@ pub async fn run(
     collected.collect(&logs, None);
 
     let metadata = RunMetadata {
-        scenario: config.run_info.scenario.clone(),
-        target: config.target.url.clone(),
-        started_at: humantime::format_rfc3339_millis(start_wall).to_string(),
-        duration_secs: config.schedule.duration().as_secs_f64(),
-        machine: Machine::this(),
-        faultline_version: config
-            .run_info
-            .faultline_version
-            .clone()
-            .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string()),
-        git_commit: config.run_info.git_commit.clone(),
         http_version: config.http_version,
         connections: config.connections as u64,
         timeout_ms: config.timeout.as_millis() as u64,
         latency_origin: config.latency_origin,
-        workers: 1,
+        ..RunMetadata::of_run(
+            &config.run_info,
+            &config.target.url,
+            start_wall,
+            &config.schedule,
+        )
     };
     let names: Vec<String> = config.requests.iter().map(|r| r.name.clone()).collect();
     Results::build(RunRecord {

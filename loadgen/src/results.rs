@@ -615,6 +615,35 @@ impl Results {
 }
 
 impl RunMetadata {
+    /// What every run records the same way: who ran it, against what, when, for how
+    /// long, on which machine. The connection facts are the caller's to set (struct
+    /// update syntax); they default to one HTTP/1.1 worker measuring from the intended
+    /// send time.
+    pub fn of_run(
+        run_info: &crate::engine::RunInfo,
+        target: &str,
+        started: SystemTime,
+        schedule: &Schedule,
+    ) -> RunMetadata {
+        RunMetadata {
+            scenario: run_info.scenario.clone(),
+            target: target.to_string(),
+            started_at: humantime::format_rfc3339_millis(started).to_string(),
+            duration_secs: schedule.duration().as_secs_f64(),
+            machine: Machine::this(),
+            faultline_version: run_info
+                .faultline_version
+                .clone()
+                .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string()),
+            git_commit: run_info.git_commit.clone(),
+            http_version: HttpVersion::Http1,
+            connections: 0,
+            timeout_ms: 0,
+            latency_origin: LatencyOrigin::IntendedSendTime,
+            workers: 1,
+        }
+    }
+
     /// Start and end of the run as wall-clock times.
     fn span(&self) -> Result<(SystemTime, SystemTime), ResultsError> {
         let start = humantime::parse_rfc3339(&self.started_at)

@@ -48,10 +48,7 @@ use crate::{
     error::LoadError,
     histogram::{new_histogram, EncodedHistogram},
     recorder::{lock, Collected, SharedLog},
-    results::{
-        HttpVersion, JourneyResults, LatencyOrigin, Machine, Results, RunMetadata, RunRecord,
-        TargetSchedule,
-    },
+    results::{JourneyResults, LatencyOrigin, Results, RunMetadata, RunRecord, TargetSchedule},
     schedule::Schedule,
     target::Target,
 };
@@ -410,25 +407,18 @@ pub async fn run(
     let collected = collect_while(driving, &logs, clock, &config.schedule, progress).await?;
 
     let metadata = RunMetadata {
-        scenario: config.run_info.scenario.clone(),
-        target: config.base_url.clone(),
-        started_at: humantime::format_rfc3339_millis(start_wall).to_string(),
-        duration_secs: config.schedule.duration().as_secs_f64(),
-        machine: Machine::this(),
-        faultline_version: config
-            .run_info
-            .faultline_version
-            .clone()
-            .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string()),
-        git_commit: config.run_info.git_commit.clone(),
-        http_version: HttpVersion::Http1,
         connections: config.concurrency as u64,
         timeout_ms: config.timeout.as_millis() as u64,
         latency_origin: match config.driver {
             Driver::Open => LatencyOrigin::IntendedSendTime,
             Driver::Goose => LatencyOrigin::ActualSendTime,
         },
-        workers: 1,
+        ..RunMetadata::of_run(
+            &config.run_info,
+            &config.base_url,
+            start_wall,
+            &config.schedule,
+        )
     };
     let codec = |e: crate::histogram::HistogramCodecError| LoadError::BadResults {
         path: "(this run)".into(),

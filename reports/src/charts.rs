@@ -244,7 +244,12 @@ pub fn draw(spec: ChartSpec) -> Result<Chart, ReportError> {
         // neighbouring faults stay apart in grey-scale too.
         for (index, band) in spec.bands.iter().enumerate() {
             let start = band.start.clamp(x0, x1);
-            let end = band.end.clamp(x0, x1);
+            // An instantaneous fault (a kill) still gets a visible sliver and its label.
+            let end = band
+                .end
+                .clamp(x0, x1)
+                .max(start + (x1 - x0) / 200.0)
+                .min(x1);
             if end <= start {
                 continue;
             }

@@ -5,6 +5,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../common/shared.rs"]
+mod shared;
+
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,7 +16,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context};
 use faultline_system::services::serve::ServiceKind;
 use faultline_system::supervisor::{System, SystemSpec};
-use libtest_mimic::{Arguments, Trial};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
@@ -22,42 +24,28 @@ struct Harness {
     http: reqwest::Client,
 }
 
+impl shared::SharedHarness for Harness {
+    async fn start() -> anyhow::Result<Harness> {
+        let mut spec = SystemSpec::new(env!("CARGO_BIN_EXE_faultline").into());
+        spec.replicas = HashMap::from([(ServiceKind::Inventory, 2), (ServiceKind::Orders, 2)]);
+        spec.rate_limit = 0.0;
+        spec.products = 10;
+        let system = System::start(spec).await?;
+        Ok(Harness {
+            system,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
+        })
+    }
+
+    async fn stop(self) {
+        self.system.stop().await;
+    }
+}
+
 fn main() -> ExitCode {
-    let mut args = Arguments::from_args();
-    args.test_threads = Some(1);
-    let runtime = Arc::new(
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("runtime"),
-    );
-    let harness = if args.list {
-        Err("listing only".to_string())
-    } else {
-        runtime
-            .block_on(async {
-                let mut spec = SystemSpec::new(env!("CARGO_BIN_EXE_faultline").into());
-                spec.replicas =
-                    HashMap::from([(ServiceKind::Inventory, 2), (ServiceKind::Orders, 2)]);
-                spec.rate_limit = 0.0;
-                spec.products = 10;
-                let system = System::start(spec).await?;
-                anyhow::Ok(Harness {
-                    system,
-                    http: reqwest::Client::builder()
-                        .timeout(Duration::from_secs(30))
-                        .build()?,
-                })
-            })
-            .map(Arc::new)
-            .map_err(|e| format!("the system did not start: {e:#}"))
-    };
-    type Test = fn(
-        Arc<Harness>,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>,
-    >;
-    let tests: [(&'static str, Test); 2] = [
+    let tests: Vec<(&'static str, shared::Test<Harness>)> = vec![
         (
             "requests_spread_over_replicas_and_skip_one_that_stops_answering",
             |h| Box::pin(spread_and_failover(h)),
@@ -66,26 +54,7 @@ fn main() -> ExitCode {
             Box::pin(two_orchestrators(h))
         }),
     ];
-    let trials = tests
-        .into_iter()
-        .map(|(name, test)| {
-            let runtime = runtime.clone();
-            let harness = harness.clone();
-            Trial::test(name, move || {
-                let harness = harness.map_err(libtest_mimic::Failed::from)?;
-                runtime
-                    .block_on(test(harness))
-                    .map_err(|e| format!("{e:#}").into())
-            })
-        })
-        .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
-    if let Ok(harness) = harness {
-        if let Ok(harness) = Arc::try_unwrap(harness) {
-            runtime.block_on(harness.system.stop());
-        }
-    }
-    conclusion.exit_code()
+    shared::run(tests)
 }
 
 /// Requests a replica answered on its product route, from its own /metrics.

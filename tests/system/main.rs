@@ -14,33 +14,14 @@ mod journeys;
 mod saga;
 mod support;
 
-use std::process::ExitCode;
-use std::sync::Arc;
+#[path = "../common/shared.rs"]
+mod shared;
 
-use libtest_mimic::{Arguments, Trial};
-use support::{Harness, TestFn};
+use std::process::ExitCode;
+
+use support::TestFn;
 
 fn main() -> ExitCode {
-    let mut args = Arguments::from_args();
-    // Tests share one system and some change its behaviour: one at a time.
-    args.test_threads = Some(1);
-    if std::env::var_os("TEST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt().with_env_filter("info").try_init();
-    }
-    let runtime = Arc::new(
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("runtime"),
-    );
-    let harness = if args.list {
-        Err("listing only".to_string())
-    } else {
-        runtime
-            .block_on(Harness::start())
-            .map(Arc::new)
-            .map_err(|e| format!("the system did not start: {e:#}"))
-    };
     let tests: Vec<(&'static str, TestFn)> = vec![
         (
             "open_model_journeys_keep_a_ledger_that_matches_the_orders",
@@ -118,24 +99,5 @@ fn main() -> ExitCode {
             |h| Box::pin(faults::orders_killed_mid_saga(h)),
         ),
     ];
-    let trials = tests
-        .into_iter()
-        .map(|(name, test)| {
-            let runtime = runtime.clone();
-            let harness = harness.clone();
-            Trial::test(name, move || {
-                let harness = harness.map_err(libtest_mimic::Failed::from)?;
-                runtime
-                    .block_on(test(harness))
-                    .map_err(|e| format!("{e:#}").into())
-            })
-        })
-        .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
-    if let Ok(harness) = harness {
-        if let Ok(harness) = Arc::try_unwrap(harness) {
-            runtime.block_on(harness.system.stop());
-        }
-    }
-    conclusion.exit_code()
+    shared::run(tests)
 }

@@ -1,7 +1,5 @@
 //! The shared system and a typed client of its public API.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +8,7 @@ use faultline_system::supervisor::{System, SystemSpec};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-pub type TestFn = fn(Arc<Harness>) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+pub type TestFn = crate::shared::Test<Harness>;
 
 pub struct Harness {
     pub system: System,
@@ -76,6 +74,16 @@ impl Webhook {
 /// others, which spread their calls over users of their own.
 pub const RATE_LIMIT: f64 = 50.0;
 pub const BURST: u32 = 200;
+
+impl crate::shared::SharedHarness for Harness {
+    async fn start() -> anyhow::Result<Harness> {
+        Harness::start().await
+    }
+
+    async fn stop(self) {
+        self.system.stop().await;
+    }
+}
 
 impl Harness {
     pub async fn start() -> anyhow::Result<Harness> {

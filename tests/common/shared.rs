@@ -1,0 +1,67 @@
+//! The runner of a test binary whose tests share one harness: a whole system takes seconds
+//! to start, so it is started once per binary (libtest-mimic, `harness = false`) and the
+//! tests run on it one at a time, since some change its behaviour. Set TEST_LOG=1 to see
+//! the supervisor's logs.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+
+/// One test: an async function of the shared harness.
+pub type Test<H> = fn(Arc<H>) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+/// What the tests share: started before the first test, stopped after the last.
+pub trait SharedHarness: Send + Sync + Sized + 'static {
+    fn start() -> impl Future<Output = anyhow::Result<Self>>;
+    fn stop(self) -> impl Future<Output = ()>;
+}
+
+/// Starts the harness (not when only listing), runs `tests` one at a time, stops it.
+pub fn run<H: SharedHarness>(tests: Vec<(&'static str, Test<H>)>) -> ExitCode {
+    let mut args = Arguments::from_args();
+    args.test_threads = Some(1);
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter("info").try_init();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Arc::new(runtime),
+        Err(error) => {
+            eprintln!("error: no async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let harness = if args.list {
+        Err("listing only".to_string())
+    } else {
+        runtime
+            .block_on(H::start())
+            .map(Arc::new)
+            .map_err(|e| format!("the harness did not start: {e:#}"))
+    };
+    let trials = tests
+        .into_iter()
+        .map(|(name, test)| {
+            let runtime = runtime.clone();
+            let harness = harness.clone();
+            Trial::test(name, move || {
+                let harness = harness.map_err(Failed::from)?;
+                runtime
+                    .block_on(test(harness))
+                    .map_err(|e| format!("{e:#}").into())
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    if let Ok(harness) = harness {
+        if let Ok(harness) = Arc::try_unwrap(harness) {
+            runtime.block_on(harness.stop());
+        }
+    }
+    conclusion.exit_code()
+}

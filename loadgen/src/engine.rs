@@ -25,7 +25,7 @@ use std::{
         Arc, Mutex,
     },
     task::Poll,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -42,7 +42,7 @@ use h1::H1Connection;
 use crate::{
     classify::ErrorClass,
     error::LoadError,
-    recorder::{lock, Collected, Outcome, SharedLog},
+    recorder::{lock, Clock, Collected, Outcome, SharedLog},
     results::{HttpVersion, LatencyOrigin, Results, RunMetadata, RunRecord, TargetSchedule},
     schedule::{Schedule, SendTimes},
     target::{default_content_type, RequestSpec, Target},
@@ -145,7 +145,7 @@ pub struct Progress {
 /// Runs the load described by `config`, calling `progress` once a second.
 pub async fn run(
     config: LoadConfig,
-    mut progress: impl FnMut(&Progress) + Send,
+    progress: impl FnMut(&Progress) + Send,
 ) -> Result<Results, LoadError> {
     config.validate()?;
     config.target.check_reachable(config.timeout).await?;
@@ -173,12 +173,11 @@ pub async fn run(
         connections.push(joined.ok().and_then(|r| r.ok()).and_then(|r| r.ok()));
     }
 
-    let start = Instant::now();
-    let start_wall = SystemTime::now();
-    let start_unix_nanos = start_wall
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
+    let (clock, start_wall) = Clock::start_now();
+    let Clock {
+        start,
+        start_unix_nanos,
+    } = clock;
     let pacer = match config.schedule.send_times() {
         Some(times) => Pacer::Open(Box::new(Mutex::new((times, 0)))),
         None => Pacer::Closed {
@@ -207,35 +206,16 @@ pub async fn run(
         workers.spawn(worker(shared.clone(), log.clone(), connection));
     }
 
-    // Collect just after each wall-clock second ends, so each second is whole.
-    let into_second = Duration::from_nanos((start_unix_nanos % 1_000_000_000) as u64);
-    let first_tick = start + (Duration::from_secs(1) - into_second) + Duration::from_millis(20);
-    let mut ticks = tokio::time::interval_at(first_tick, Duration::from_secs(1));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut collected = Collected::default();
-    let mut running = Progress {
-        total: config.schedule.duration(),
-        ..Progress::default()
-    };
-    loop {
-        tokio::select! {
-            joined = workers.join_next() => {
-                match joined {
-                    None => break,
-                    // A worker that panicked loses only its own unrecorded request.
-                    Some(Err(error)) => tracing::error!(%error, "load worker failed"),
-                    Some(Ok(())) => {}
-                }
-            }
-            _ = ticks.tick() => {
-                let now_second = unix_second(start_unix_nanos, start.elapsed());
-                let seconds = collected.collect(&logs, Some(now_second));
-                update_progress(&mut running, &collected, &seconds, now_second, start, &config.schedule);
-                progress(&running);
+    let working = async {
+        while let Some(joined) = workers.join_next().await {
+            // A worker that panicked loses only its own unrecorded request.
+            if let Err(error) = joined {
+                tracing::error!(%error, "load worker failed");
             }
         }
-    }
-    collected.collect(&logs, None);
+    };
+    let ((), collected) =
+        collect_while(working, &logs, clock, &config.schedule, None, progress).await;
 
     let metadata = RunMetadata {
         http_version: config.http_version,
@@ -264,7 +244,41 @@ pub async fn run(
     })
 }
 
-pub(crate) fn update_progress(
+/// Runs `working` (the load) to its end while collecting the workers' logs just after
+/// each wall-clock second and reporting progress; then collects what is left.
+pub(crate) async fn collect_while<T>(
+    working: impl Future<Output = T>,
+    logs: &[SharedLog],
+    clock: Clock,
+    schedule: &Schedule,
+    target_unit: Option<&'static str>,
+    mut progress: impl FnMut(&Progress),
+) -> (T, Collected) {
+    let mut ticks = tokio::time::interval_at(clock.first_collection(), Duration::from_secs(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut collected = Collected::default();
+    let mut running = Progress {
+        total: schedule.duration(),
+        target_unit,
+        ..Progress::default()
+    };
+    let mut working = pin!(working);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut working => break outcome,
+            _ = ticks.tick() => {
+                let now_second = clock.second_of(Instant::now());
+                let seconds = collected.collect(logs, Some(now_second));
+                update_progress(&mut running, &collected, &seconds, now_second, clock.start, schedule);
+                progress(&running);
+            }
+        }
+    };
+    collected.collect(logs, None);
+    (outcome, collected)
+}
+
+fn update_progress(
     running: &mut Progress,
     collected: &Collected,
     seconds: &[u64],
@@ -292,10 +306,6 @@ pub(crate) fn update_progress(
 
 /// The granularity of Tokio's timer.
 const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
-
-fn unix_second(start_unix_nanos: u128, elapsed: Duration) -> u64 {
-    ((start_unix_nanos + elapsed.as_nanos()) / 1_000_000_000) as u64
-}
 
 /// What every worker shares.
 struct Shared {

@@ -253,6 +253,41 @@ impl WorkerLog {
     }
 }
 
+/// Maps instants of a run to wall-clock (Unix) seconds, the keys of its buckets.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub start: tokio::time::Instant,
+    pub start_unix_nanos: u128,
+}
+
+impl Clock {
+    /// A clock started now.
+    pub fn start_now() -> (Clock, std::time::SystemTime) {
+        let wall = std::time::SystemTime::now();
+        let clock = Clock {
+            start: tokio::time::Instant::now(),
+            start_unix_nanos: wall
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        };
+        (clock, wall)
+    }
+
+    /// The Unix second `at` falls in.
+    pub fn second_of(&self, at: tokio::time::Instant) -> u64 {
+        ((self.start_unix_nanos + at.saturating_duration_since(self.start).as_nanos())
+            / 1_000_000_000) as u64
+    }
+
+    /// Just after the first wall-clock second of the run ends: collecting then (and
+    /// every second after) takes whole seconds.
+    pub fn first_collection(&self) -> tokio::time::Instant {
+        let into_second = Duration::from_nanos((self.start_unix_nanos % 1_000_000_000) as u64);
+        self.start + (Duration::from_secs(1) - into_second) + Duration::from_millis(20)
+    }
+}
+
 /// A worker's log, shared between the worker and the collector.
 pub type SharedLog = Arc<Mutex<WorkerLog>>;
 

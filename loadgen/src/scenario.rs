@@ -145,6 +145,16 @@ pub enum LoadPlan {
     Journeys(JourneyConfig),
 }
 
+impl LoadPlan {
+    /// When the load is due, whichever kind it is.
+    pub fn schedule(&self) -> &Schedule {
+        match self {
+            LoadPlan::Requests(config) => &config.schedule,
+            LoadPlan::Journeys(config) => &config.schedule,
+        }
+    }
+}
+
 impl ScenarioFile {
     /// Reads and parses a scenario file.
     pub fn read(path: &Path) -> Result<(ScenarioFile, String), LoadError> {

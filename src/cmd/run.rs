@@ -378,7 +378,7 @@ async fn drive(
     });
     eprintln!(
         "run: load and faults for {}",
-        humantime::format_duration(scenario_duration(&plan))
+        humantime::format_duration(plan.schedule().duration())
     );
     let load = async {
         match plan {
@@ -511,13 +511,6 @@ async fn check(
             eprintln!("run: the consistency check failed: {error}");
             None
         }
-    }
-}
-
-fn scenario_duration(plan: &LoadPlan) -> Duration {
-    match plan {
-        LoadPlan::Requests(config) => config.schedule.duration(),
-        LoadPlan::Journeys(config) => config.schedule.duration(),
     }
 }
 

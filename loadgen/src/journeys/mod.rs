@@ -36,7 +36,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use rand::{rngs::SmallRng, Rng as _, SeedableRng as _};
@@ -44,10 +44,10 @@ use serde::Deserialize;
 use tokio::{task::JoinSet, time::Instant};
 
 use crate::{
-    engine::{update_progress, Progress, RunInfo},
+    engine::{collect_while, Progress, RunInfo},
     error::LoadError,
     histogram::{new_histogram, EncodedHistogram},
-    recorder::{lock, Collected, SharedLog},
+    recorder::{lock, Clock, SharedLog},
     results::{JourneyResults, LatencyOrigin, Results, RunMetadata, RunRecord, TargetSchedule},
     schedule::Schedule,
     target::Target,
@@ -55,7 +55,7 @@ use crate::{
 
 use self::{
     ledger::Ledger,
-    steps::{Clock, Journey, JourneyContext, ReqwestTransport, VirtualUser},
+    steps::{Journey, JourneyContext, ReqwestTransport, VirtualUser},
 };
 
 /// A journey of the reference system.
@@ -357,14 +357,7 @@ pub async fn run(
             names.push(step.name().to_string());
         }
     }
-    let start_wall = SystemTime::now();
-    let clock = Clock {
-        start: Instant::now(),
-        start_unix_nanos: start_wall
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    };
+    let (clock, start_wall) = Clock::start_now();
     if let Some(started) = &config.clock_started {
         started.notify_one();
     }
@@ -404,7 +397,21 @@ pub async fn run(
             logs.clone(),
         )),
     };
-    let collected = collect_while(driving, &logs, clock, &config.schedule, progress).await?;
+    let (driven, collected) = collect_while(
+        driving,
+        &logs,
+        clock,
+        &config.schedule,
+        Some("journeys"),
+        progress,
+    )
+    .await;
+    match driven {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => return Err(error),
+        // A driver that panicked loses only what it had not recorded.
+        Err(error) => tracing::error!(%error, "the journey driver failed"),
+    }
 
     let metadata = RunMetadata {
         connections: config.concurrency as u64,
@@ -695,48 +702,4 @@ async fn drive_open(
     }
     while journeys.join_next().await.is_some() {}
     Ok(())
-}
-
-/// Collects the logs once a wall-clock second while `driving` runs, reporting
-/// progress, then collects the rest.
-async fn collect_while(
-    mut driving: tokio::task::JoinHandle<Result<(), LoadError>>,
-    logs: &[SharedLog],
-    clock: Clock,
-    schedule: &Schedule,
-    mut progress: impl FnMut(&Progress) + Send,
-) -> Result<Collected, LoadError> {
-    let into_second = Duration::from_nanos((clock.start_unix_nanos % 1_000_000_000) as u64);
-    let first_tick =
-        clock.start + (Duration::from_secs(1) - into_second) + Duration::from_millis(20);
-    let mut ticks = tokio::time::interval_at(first_tick, Duration::from_secs(1));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut collected = Collected::default();
-    let mut running = Progress {
-        total: schedule.duration(),
-        target_unit: Some("journeys"),
-        ..Progress::default()
-    };
-    loop {
-        tokio::select! {
-            joined = &mut driving => {
-                match joined {
-                    Ok(Ok(())) => break,
-                    Ok(Err(error)) => return Err(error),
-                    Err(error) => {
-                        tracing::error!(%error, "the journey driver failed");
-                        break;
-                    }
-                }
-            }
-            _ = ticks.tick() => {
-                let now_second = clock.second_of(Instant::now());
-                let seconds = collected.collect(logs, Some(now_second));
-                update_progress(&mut running, &collected, &seconds, now_second, clock.start, schedule);
-                progress(&running);
-            }
-        }
-    }
-    collected.collect(logs, None);
-    Ok(collected)
 }

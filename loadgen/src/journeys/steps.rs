@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use crate::{
     classify::ErrorClass,
     histogram::record,
-    recorder::{lock, Outcome, SharedLog},
+    recorder::{lock, Clock, Outcome, SharedLog},
 };
 
 use super::{ledger::Ledger, JourneyKind, Step};
@@ -84,20 +84,6 @@ pub struct JourneyContext {
     /// Endpoint index of each step in the results (`None`: the step is not in the mix).
     pub endpoint_of: [Option<usize>; Step::ALL.len()],
     pub clock: Clock,
-}
-
-/// Maps instants to wall-clock (Unix) seconds, the recorder's buckets.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    pub start: Instant,
-    pub start_unix_nanos: u128,
-}
-
-impl Clock {
-    pub fn second_of(&self, at: Instant) -> u64 {
-        ((self.start_unix_nanos + at.saturating_duration_since(self.start).as_nanos())
-            / 1_000_000_000) as u64
-    }
 }
 
 /// One journey in progress: where it records and when it was due.

@@ -627,7 +627,8 @@ async fn drive_open(
     let mut journeys = JoinSet::new();
     let Some(times) = config.schedule.send_times() else {
         let end = clock.start + config.schedule.duration();
-        for worker in 0..config.concurrency {
+        let loops = config.concurrency;
+        for worker in 0..loops {
             let context = context.clone();
             let log = logs[worker % logs.len()].clone();
             let mut transport = ReqwestTransport {
@@ -640,7 +641,8 @@ async fn drive_open(
                 let mut round = 0;
                 while Instant::now() < end {
                     let kind = mix.pick(&mut rng);
-                    let user = worker + round * 7919;
+                    // Loops take users in turn, as arrivals do in the open model.
+                    let user = worker + round * loops;
                     Journey::new(
                         &context,
                         &mut transport,

@@ -25,6 +25,15 @@ pub const KAFKA_VERSION: &str = "4.3.1";
 /// Default and upper bound of each broker's JVM heap.
 pub const MAX_HEAP_MB: u32 = 512;
 
+/// Starts of a local cluster tried when a broker finds a chosen port taken.
+const START_ATTEMPTS: u32 = 3;
+
+/// Whether a failed start is a broker that could not bind one of its ports.
+fn lost_a_port(error: &StackError) -> bool {
+    matches!(error, StackError::ComponentFailed { log_tail, .. }
+        if log_tail.contains("Address already in use"))
+}
+
 #[derive(Debug, Clone)]
 pub enum KafkaSpec {
     Local(LocalKafka),
@@ -129,7 +138,25 @@ impl KafkaCluster {
                 .await?;
                 Ok(KafkaCluster::external_unchecked(&bootstrap))
             }
-            KafkaSpec::Local(local) => start_local(local, data_root, timeout).await,
+            KafkaSpec::Local(local) => {
+                let mut attempt = 1;
+                loop {
+                    match start_local(local, data_root, timeout).await {
+                        Err(error) if attempt < START_ATTEMPTS && lost_a_port(&error) => {
+                            // Something outside faultline took a chosen port between the
+                            // choice and the JVM's bind; fresh ports and fresh storage.
+                            tracing::warn!(attempt, %error, "Kafka lost a port; starting again");
+                            for node_id in 1..=local.brokers {
+                                let _ = std::fs::remove_dir_all(
+                                    data_root.join(format!("kafka-{node_id}")),
+                                );
+                            }
+                            attempt += 1;
+                        }
+                        outcome => return outcome,
+                    }
+                }
+            }
         }
     }
 

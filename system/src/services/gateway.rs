@@ -4,7 +4,8 @@
 //! JWT where the route needs one (signature and expiry) and passes the user on as
 //! `x-user-id` (a client's own `x-user-id` is dropped), applies a per-user token bucket
 //! (429 with Retry-After), picks a replica round-robin among those that pass active health
-//! checks and whose circuit breaker lets calls through, forwards with a timeout, and carries
+//! checks (all of them when none does) and whose circuit breaker lets calls through,
+//! forwards with a timeout, and carries
 //! `traceparent` and `x-request-id` through (the [`observe`] middleware creates them).
 //! Idempotent requests (GET, HEAD) that fail to connect are tried once more on another
 //! replica; others are not, since they may have been applied.
@@ -185,13 +186,21 @@ impl ReplicaSet {
     }
 
     /// The next replica that is healthy and whose breaker admits a call, skipping `avoid`.
+    ///
+    /// When no replica is healthy, health is ignored ("panic routing", as Envoy does below
+    /// its panic threshold): readiness probes check shared dependencies such as the
+    /// database, so a slow dependency fails every replica's probe at once, and shedding all
+    /// traffic would turn a slowdown into an outage. The breakers still guard each replica.
     fn pick(&self, avoid: Option<&Arc<Replica>>) -> Option<Arc<Replica>> {
+        let any_healthy = self.replicas.iter().any(|r| {
+            r.healthy.load(Ordering::Relaxed) && !avoid.is_some_and(|a| Arc::ptr_eq(a, r))
+        });
         let count = self.replicas.len();
         for _ in 0..count {
             let index = self.next.fetch_add(1, Ordering::Relaxed) % count;
             let replica = &self.replicas[index];
             if avoid.is_some_and(|a| Arc::ptr_eq(a, replica))
-                || !replica.healthy.load(Ordering::Relaxed)
+                || (any_healthy && !replica.healthy.load(Ordering::Relaxed))
             {
                 continue;
             }
@@ -487,6 +496,45 @@ async fn forward(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn replicas(n: usize) -> ReplicaSet {
+        ReplicaSet::new(
+            &(1..=n)
+                .map(|i| format!("http://127.0.0.1:{i}"))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn unhealthy_replicas_are_skipped_while_a_healthy_one_remains() {
+        let set = replicas(3);
+        set.replicas[0].healthy.store(false, Ordering::Relaxed);
+        set.replicas[2].healthy.store(false, Ordering::Relaxed);
+        for _ in 0..6 {
+            let picked = set.pick(None).expect("a replica");
+            assert!(Arc::ptr_eq(&picked, &set.replicas[1]), "{}", picked.base);
+        }
+        // The only healthy one is avoided (a retry after it failed): panic routing tries another.
+        let healthy = set.replicas[1].clone();
+        let retry = set.pick(Some(&healthy)).expect("panic routing on retry");
+        assert!(!Arc::ptr_eq(&retry, &healthy));
+    }
+
+    #[test]
+    fn with_no_healthy_replica_every_replica_takes_turns() {
+        let set = replicas(2);
+        for replica in &set.replicas {
+            replica.healthy.store(false, Ordering::Relaxed);
+        }
+        let picked: Vec<String> = (0..4)
+            .map(|_| set.pick(None).expect("panic routing").base.clone())
+            .collect();
+        assert_eq!(
+            picked.iter().filter(|b| b.ends_with(":1")).count(),
+            2,
+            "{picked:?}"
+        );
+    }
 
     #[test]
     fn the_routing_table_sends_paths_to_their_services() {

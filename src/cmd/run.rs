@@ -3,9 +3,12 @@
 //! 1. Read the scenario: `[system]` (system::topology), `[load]` (loadgen::scenario),
 //!    `[[faults]]` (chaos::spec), `[[gates]]` (kept in results, judged by reports). Every
 //!    problem in the file is reported before anything starts (exit 2).
-//! 2. Start the reference system on the real stack. When a fault targets `kafka`, the
-//!    broker advertises a fault proxy's address, so every client's traffic goes through
-//!    the proxy.
+//! 2. Start the reference system on the real stack. A fault on `kafka`, `postgres` or
+//!    `redis` puts a fault proxy in front of it that all the services' traffic goes
+//!    through: the broker advertises the proxy's address (a proxy only in front of the
+//!    bootstrap would be bypassed, as clients reconnect to the advertised address), and
+//!    the services are given PostgreSQL's and Redis's URLs with the proxy's address.
+//!    Seeding and the checker connect directly.
 //! 3. Run the load, the fault timeline and the `/metrics` scrape together. Process
 //!    faults act on the supervised services by name (`orders` is replica 1, or
 //!    `orders-2`); a killed service is restarted by the supervisor.
@@ -44,7 +47,7 @@ use faultline_reports::cli::{run_gate, run_report, GateArgs, GateSources, Report
 use faultline_system::{
     checker::{self, CheckSpec, LedgerOrder},
     services::serve::ServiceKind,
-    stack::{ports::free_port, KafkaSpec},
+    stack::{ports::free_port, KafkaSpec, PostgresSpec, RedisSpec},
     supervisor::{System, SystemSpec},
     topology::Topology,
 };
@@ -92,8 +95,93 @@ struct Plan {
     text: String,
     faults: Vec<faultline_chaos::Fault>,
     spec: SystemSpec,
-    kafka_faults: bool,
+    /// The dependencies a fault targets, each to get a fault proxy.
+    proxied: Vec<Dependency>,
     name: String,
+}
+
+/// A part of the stack that faults reach through a fault proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dependency {
+    Kafka,
+    Postgres,
+    Redis,
+}
+
+impl Dependency {
+    const ALL: [Dependency; 3] = [Dependency::Kafka, Dependency::Postgres, Dependency::Redis];
+
+    /// The fault target's name.
+    fn name(self) -> &'static str {
+        match self {
+            Dependency::Kafka => "kafka",
+            Dependency::Postgres => "postgres",
+            Dependency::Redis => "redis",
+        }
+    }
+
+    /// Whether the stack in `spec` runs this dependency locally the way a proxy needs
+    /// (for Kafka: one broker, whose advertised address is the proxy's).
+    fn proxyable(self, spec: &SystemSpec) -> Result<(), String> {
+        match self {
+            Dependency::Kafka => match &spec.stack.kafka {
+                KafkaSpec::Local(local) if local.brokers == 1 => Ok(()),
+                _ => Err("faults on kafka need one local broker (system.kafka_brokers = 1)".into()),
+            },
+            Dependency::Postgres => match &spec.stack.postgres {
+                PostgresSpec::Local { .. } => Ok(()),
+                PostgresSpec::External { .. } => {
+                    Err("faults on postgres need the local PostgreSQL".into())
+                }
+            },
+            Dependency::Redis => match &spec.stack.redis {
+                RedisSpec::Local { .. } => Ok(()),
+                RedisSpec::External { .. } => Err("faults on redis need the local Redis".into()),
+            },
+        }
+    }
+}
+
+/// Starts a fault proxy in front of each dependency in `proxied` and points `spec` at it:
+/// the dependency gets a fixed port (the proxy's upstream) and the services the proxy's
+/// address.
+async fn start_proxies(
+    spec: &mut SystemSpec,
+    proxied: &[Dependency],
+) -> anyhow::Result<Vec<(Dependency, FaultProxy)>> {
+    let mut proxies = Vec::new();
+    for &dependency in proxied {
+        let upstream_port = free_port(dependency.name())?;
+        let proxy = FaultProxy::start(
+            "127.0.0.1:0".parse()?,
+            format!("127.0.0.1:{upstream_port}").parse()?,
+        )
+        .await
+        .with_context(|| format!("starting the fault proxy for {}", dependency.name()))?;
+        let via = proxy.local_addr().to_string();
+        match (dependency, &mut spec.stack) {
+            (Dependency::Kafka, stack) => {
+                if let KafkaSpec::Local(local) = &mut stack.kafka {
+                    local.client_ports = vec![upstream_port];
+                    local.advertised = vec![via];
+                }
+            }
+            (Dependency::Postgres, stack) => {
+                if let PostgresSpec::Local { port, .. } = &mut stack.postgres {
+                    *port = Some(upstream_port);
+                    spec.postgres_via = Some(via);
+                }
+            }
+            (Dependency::Redis, stack) => {
+                if let RedisSpec::Local { port, .. } = &mut stack.redis {
+                    *port = Some(upstream_port);
+                    spec.redis_via = Some(via);
+                }
+            }
+        }
+        proxies.push((dependency, proxy));
+    }
+    Ok(proxies)
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -124,27 +212,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         text,
         faults,
         mut spec,
-        kafka_faults,
+        proxied,
         name,
     } = plan;
 
-    // Kafka's faults go through a proxy the broker advertises, so clients reconnect
-    // through it (a proxy only in front of the bootstrap would be bypassed).
-    let kafka_proxy = if kafka_faults {
-        let client_port = free_port("kafka")?;
-        let proxy = FaultProxy::start(
-            "127.0.0.1:0".parse()?,
-            format!("127.0.0.1:{client_port}").parse()?,
-        )
-        .await?;
-        if let KafkaSpec::Local(local) = &mut spec.stack.kafka {
-            local.client_ports = vec![client_port];
-            local.advertised = vec![proxy.local_addr().to_string()];
-        }
-        Some(proxy)
-    } else {
-        None
-    };
+    let proxies = start_proxies(&mut spec, &proxied).await?;
 
     eprintln!("run: starting the reference system");
     let started = std::time::Instant::now();
@@ -166,7 +238,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         &name,
         faults,
         system.clone(),
-        kafka_proxy.as_ref(),
+        &proxies,
         &out,
     )
     .await;
@@ -176,7 +248,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         // A restart still holds it: dropping it kills every process all the same.
         Err(system) => drop(system),
     }
-    if let Some(proxy) = kafka_proxy {
+    for (_, proxy) in proxies {
         proxy.stop().await;
     }
     match outcome {
@@ -215,23 +287,22 @@ fn read_plan(path: &Path) -> Result<Plan, Usage> {
     for fault in &faults {
         if !is_target(&spec, &fault.target) {
             return Err(usage(format!(
-                "scenario {shown}: fault #{} targets {:?}: name a service ({}), a replica such as orders-1, or kafka",
+                "scenario {shown}: fault #{} targets {:?}: name a service ({}), a replica such as orders-1, or one of {}",
                 fault.number,
                 fault.target,
-                ServiceKind::ALL.map(|k| k.name()).join(", ")
+                ServiceKind::ALL.map(|k| k.name()).join(", "),
+                Dependency::ALL.map(Dependency::name).join(", ")
             )));
         }
     }
-    let kafka_faults = faults.iter().any(|f| f.target == "kafka");
-    if kafka_faults {
-        match &spec.stack.kafka {
-            KafkaSpec::Local(local) if local.brokers == 1 => {}
-            _ => {
-                return Err(usage(format!(
-                    "scenario {shown}: faults on kafka need one local broker (system.kafka_brokers = 1)"
-                )))
-            }
-        }
+    let proxied: Vec<Dependency> = Dependency::ALL
+        .into_iter()
+        .filter(|dependency| faults.iter().any(|f| f.target == dependency.name()))
+        .collect();
+    for dependency in &proxied {
+        dependency
+            .proxyable(&spec)
+            .map_err(|why| usage(format!("scenario {shown}: {why}")))?;
     }
     let name = scenario.name.clone().unwrap_or_else(|| {
         path.file_stem()
@@ -243,15 +314,15 @@ fn read_plan(path: &Path) -> Result<Plan, Usage> {
         text,
         faults,
         spec,
-        kafka_faults,
+        proxied,
         name,
     })
 }
 
-/// Whether `name` is something the run binds faults to: `kafka`, a service (its first
-/// replica), or `<service>-<n>` with `n` among the topology's replicas.
+/// Whether `name` is something the run binds faults to: a proxied dependency, a service
+/// (its first replica), or `<service>-<n>` with `n` among the topology's replicas.
 fn is_target(spec: &SystemSpec, name: &str) -> bool {
-    if name == "kafka" {
+    if Dependency::ALL.iter().any(|d| d.name() == name) {
         return true;
     }
     ServiceKind::ALL.into_iter().any(|kind| {
@@ -285,7 +356,7 @@ async fn drive(
     name: &str,
     faults: Vec<faultline_chaos::Fault>,
     system: Arc<System>,
-    kafka_proxy: Option<&FaultProxy>,
+    proxies: &[(Dependency, FaultProxy)],
     out: &Path,
 ) -> Result<ExitCode, DriveError> {
     let scenario_path = args.scenario.display().to_string();
@@ -308,8 +379,8 @@ async fn drive(
             targets.add_process(format!("{}-{replica}", kind.name()), control);
         }
     }
-    if let Some(proxy) = kafka_proxy {
-        targets.add_proxy("kafka", proxy.handle());
+    for (dependency, proxy) in proxies {
+        targets.add_proxy(dependency.name(), proxy.handle());
     }
     let timeline = Timeline::new(faults, &targets)
         .map_err(|e| DriveError::Usage(usage(format!("scenario {scenario_path}: {e}"))))?;

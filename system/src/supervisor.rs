@@ -74,6 +74,12 @@ pub struct SystemSpec {
     pub ready_timeout: Duration,
     /// Extra `serve` flags for one service (e.g. notifications' `--webhook-url`).
     pub extra_args: HashMap<ServiceKind, Vec<String>>,
+    /// `host:port` the services reach PostgreSQL through instead of the server's own, such
+    /// as a fault proxy in front of it; `None` to connect directly. Seeding, the checker and
+    /// `database_urls` always use the direct address.
+    pub postgres_via: Option<String>,
+    /// The same for Redis.
+    pub redis_via: Option<String>,
 }
 
 impl SystemSpec {
@@ -92,8 +98,33 @@ impl SystemSpec {
             jwt_secret: None,
             ready_timeout: Duration::from_secs(120),
             extra_args: HashMap::new(),
+            postgres_via: None,
+            redis_via: None,
         }
     }
+}
+
+/// `url` with its host and port replaced by `via` (`host:port`), or unchanged when `via` is
+/// `None`.
+fn routed_via(url: &str, via: Option<&str>) -> Result<String, SystemError> {
+    let Some(via) = via else {
+        return Ok(url.to_string());
+    };
+    let invalid = |what: &str| SystemError::Invalid(format!("routing {url} via {via}: {what}"));
+    let (host, port) = via
+        .rsplit_once(':')
+        .ok_or_else(|| invalid("expected host:port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| invalid("the port is not a number"))?;
+    let mut routed = url::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
+    routed
+        .set_host(Some(host))
+        .map_err(|e| invalid(&e.to_string()))?;
+    routed
+        .set_port(Some(port))
+        .map_err(|()| invalid("the URL cannot have a port"))?;
+    Ok(routed.to_string())
 }
 
 /// One running service process.
@@ -136,6 +167,8 @@ pub struct System {
     pub gateway_url: String,
     pub jwt_secret: String,
     pub database_urls: HashMap<ServiceKind, String>,
+    /// What the services are given: `database_urls` routed via `SystemSpec::postgres_via`.
+    service_database_urls: HashMap<ServiceKind, String>,
 }
 
 fn lock(processes: &Mutex<Vec<ServiceProcess>>) -> std::sync::MutexGuard<'_, Vec<ServiceProcess>> {
@@ -169,6 +202,11 @@ impl System {
         for kind in ServiceKind::ALL.into_iter().filter(|k| k.has_database()) {
             database_urls.insert(kind, stack.create_database(kind.name()).await?);
         }
+        let service_database_urls = database_urls
+            .iter()
+            .map(|(kind, url)| Ok((*kind, routed_via(url, spec.postgres_via.as_deref())?)))
+            .collect::<Result<HashMap<_, _>, SystemError>>()?;
+        let service_redis_url = routed_via(&endpoints.redis_url, spec.redis_via.as_deref())?;
         let mut system = System {
             processes: Arc::new(Mutex::new(Vec::new())),
             supervision: CancellationToken::new(),
@@ -176,6 +214,7 @@ impl System {
             gateway_url: String::new(),
             jwt_secret,
             database_urls,
+            service_database_urls,
         };
 
         // Everything but the gateway, concurrently; each service migrates its own schema.
@@ -192,7 +231,7 @@ impl System {
                     kind,
                     port,
                     &endpoints.kafka_bootstrap,
-                    &endpoints.redis_url,
+                    &service_redis_url,
                     &[],
                 );
                 started.push(system.spawn_service(&spec, &logs, kind, replica, port, args)?);
@@ -247,7 +286,7 @@ impl System {
             ServiceKind::Gateway,
             port,
             &endpoints.kafka_bootstrap,
-            &endpoints.redis_url,
+            &service_redis_url,
             &gateway_args,
         );
         let gateway = system.spawn_service(&spec, &logs, ServiceKind::Gateway, 1, port, args)?;
@@ -281,7 +320,7 @@ impl System {
             "--kafka-bootstrap".into(),
             bootstrap.into(),
         ];
-        if let Some(url) = self.database_urls.get(&kind) {
+        if let Some(url) = self.service_database_urls.get(&kind) {
             args.extend(["--database-url".into(), url.clone()]);
         }
         if kind == ServiceKind::Users {
@@ -515,5 +554,33 @@ async fn supervise(processes: Arc<Mutex<Vec<ServiceProcess>>>, shutdown: Cancell
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::routed_via;
+
+    #[test]
+    fn routing_via_replaces_only_host_and_port() {
+        assert_eq!(
+            routed_via(
+                "postgres://faultline@127.0.0.1:5432/orders",
+                Some("127.0.0.1:6000")
+            )
+            .unwrap(),
+            "postgres://faultline@127.0.0.1:6000/orders"
+        );
+        assert_eq!(
+            routed_via("redis://127.0.0.1:6379", Some("127.0.0.1:7000")).unwrap(),
+            "redis://127.0.0.1:7000"
+        );
+        assert_eq!(
+            routed_via("redis://127.0.0.1:6379", None).unwrap(),
+            "redis://127.0.0.1:6379"
+        );
+        let error = routed_via("redis://127.0.0.1:6379", Some("no-port")).unwrap_err();
+        assert!(error.to_string().contains("host:port"), "{error}");
     }
 }

@@ -139,3 +139,67 @@ max = "0"
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert!(html.contains("kill orders-1"), "the report names the fault");
 }
+
+#[test]
+fn faults_on_postgres_and_redis_act_through_proxies_the_services_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("dependencies.toml");
+    // Checkouts only: each order's insert is a round trip to PostgreSQL, so 150 ms each way
+    // shows in every POST /api/orders only if the services go through the proxy. The
+    // latency has no duration, so it lasts until the last journey has ended (a window that
+    // ended at 5 s would heal under orders still in flight).
+    std::fs::write(
+        &scenario,
+        r#"name = "dependencies"
+[system]
+rate_limit = 0
+[load]
+rate = 4
+duration = "5s"
+[load.journeys]
+mix = { checkout = 1 }
+users = 2
+[[faults]]
+at = "0s"
+kind = "latency"
+latency = "150ms"
+target = "postgres"
+[[faults]]
+at = "1s"
+duration = "1s"
+kind = "partition"
+target = "redis"
+[[gates]]
+metric = "checker.lost"
+max = "0"
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let output = run(&scenario, &out);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "stderr:\n{stderr}");
+
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let faults = results["faults"].as_array().expect("faults recorded");
+    let targets: Vec<&str> = faults
+        .iter()
+        .map(|f| f["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets, ["postgres", "redis"], "{faults:?}");
+    assert!(
+        faults[1]["end"].is_string(),
+        "the partition ended: {faults:?}"
+    );
+    let orders = &results["endpoints"]["POST /api/orders"]["totals"];
+    assert!(orders["ok"].as_u64().unwrap() > 0, "{orders}");
+    // Every order is at least one round trip to PostgreSQL, 150 ms each way.
+    let fastest_us = orders["latency_summary"]["min_us"].as_u64().unwrap();
+    assert!(
+        fastest_us >= 300_000,
+        "the fastest POST /api/orders took {fastest_us} µs: it did not go through PostgreSQL's proxy\n{}\nstderr:\n{stderr}",
+        results["endpoints"]["POST /api/orders"]
+    );
+    assert_eq!(results["checker"]["lost"], 0, "{}", results["checker"]);
+}

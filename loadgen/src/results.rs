@@ -71,11 +71,23 @@ pub struct JourneyResults {
     pub driver: String,
     /// Journeys started, by journey name.
     pub started: BTreeMap<String, u64>,
+    /// Journeys started per wall-clock second of their intended start (the achieved rate
+    /// in the schedule's unit); seconds with none are left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seconds: Vec<JourneySecond>,
     /// Journeys never started: every journey slot was busy past the maximum send delay.
     pub dropped: u64,
     /// Acknowledged orders the read model did not show within the deadline.
     pub consistency_unseen: u64,
     pub consistency_deadline_ms: f64,
+}
+
+/// Journeys started in one second.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JourneySecond {
+    /// Unix time of the second's start.
+    pub second: u64,
+    pub started: u64,
 }
 
 impl JourneyResults {
@@ -84,6 +96,10 @@ impl JourneyResults {
         for (name, count) in &b.started {
             *started.entry(name.clone()).or_default() += count;
         }
+        let mut by_second: BTreeMap<u64, u64> = BTreeMap::new();
+        for s in a.seconds.iter().chain(&b.seconds) {
+            *by_second.entry(s.second).or_default() += s.started;
+        }
         JourneyResults {
             driver: if a.driver == b.driver {
                 a.driver.clone()
@@ -91,6 +107,10 @@ impl JourneyResults {
                 format!("{} + {}", a.driver, b.driver)
             },
             started,
+            seconds: by_second
+                .into_iter()
+                .map(|(second, started)| JourneySecond { second, started })
+                .collect(),
             dropped: a.dropped + b.dropped,
             consistency_unseen: a.consistency_unseen + b.consistency_unseen,
             consistency_deadline_ms: a.consistency_deadline_ms.max(b.consistency_deadline_ms),
@@ -778,4 +798,39 @@ fn merge_schedules(a: &TargetSchedule, b: &TargetSchedule) -> TargetSchedule {
 /// An empty histogram in its stored form (for results with no requests).
 pub fn empty_histogram() -> Result<EncodedHistogram, HistogramCodecError> {
     EncodedHistogram::encode(&new_histogram())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journeys(started: u64, seconds: &[(u64, u64)]) -> JourneyResults {
+        JourneyResults {
+            driver: "open".into(),
+            started: BTreeMap::from([("browse".to_string(), started)]),
+            seconds: seconds
+                .iter()
+                .map(|&(second, started)| JourneySecond { second, started })
+                .collect(),
+            dropped: 1,
+            consistency_unseen: 0,
+            consistency_deadline_ms: 30_000.0,
+        }
+    }
+
+    #[test]
+    fn merged_journeys_add_their_starts_second_by_second() {
+        let merged = JourneyResults::merge(
+            &journeys(5, &[(100, 2), (101, 3)]),
+            &journeys(4, &[(101, 1), (102, 3)]),
+        );
+        assert_eq!(merged.started["browse"], 9);
+        assert_eq!(merged.dropped, 2);
+        let seconds: Vec<(u64, u64)> = merged
+            .seconds
+            .iter()
+            .map(|s| (s.second, s.started))
+            .collect();
+        assert_eq!(seconds, [(100, 2), (101, 4), (102, 3)]);
+    }
 }

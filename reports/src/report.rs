@@ -192,11 +192,21 @@ fn throughput(timeline: &Timeline<'_>) -> Result<Section, ReportError> {
             "No request finished in this run, so there is no throughput to draw.",
         ));
     }
-    let mut spec = time_spec(timeline, ID, TITLE, "requests per second");
-    // A journey run's schedule is in journeys per second; each journey makes several
-    // requests, so the target line is labelled with its own unit.
-    let target_label = if results.journeys.is_some() {
-        "target rate (journeys/s)"
+    // A journey run's schedule is in journeys per second and each journey makes several
+    // requests: the target is held against journeys started, and every line says its unit.
+    let journeys = results.journeys.is_some();
+    let mut spec = time_spec(
+        timeline,
+        ID,
+        TITLE,
+        if journeys {
+            "per second"
+        } else {
+            "requests per second"
+        },
+    );
+    let target_label = if journeys {
+        "target (journeys/s)"
     } else {
         "target rate"
     };
@@ -206,15 +216,31 @@ fn throughput(timeline: &Timeline<'_>) -> Result<Section, ReportError> {
             points: target,
         });
     }
+    let mut next_style = 0;
+    if let Some(started) = timeline.journey_rate() {
+        spec.lines.push(Line {
+            style: SeriesStyle::nth(next_style, "journeys started/s"),
+            points: started,
+        });
+        next_style += 1;
+    }
     spec.lines.push(Line {
-        style: SeriesStyle::nth(0, "achieved, all endpoints"),
+        style: SeriesStyle::nth(
+            next_style,
+            if journeys {
+                "requests/s, all endpoints"
+            } else {
+                "achieved, all endpoints"
+            },
+        ),
         points: timeline.achieved_rate(),
     });
+    next_style += 1;
     if results.endpoints.len() > 1 {
         let (names, note) = busiest_endpoints(results);
         for (index, name) in names.iter().enumerate() {
             spec.lines.push(Line {
-                style: SeriesStyle::nth(index + 1, name.clone()),
+                style: SeriesStyle::nth(next_style + index, name.clone()),
                 points: timeline.endpoint_rate(name),
             });
         }

@@ -68,6 +68,21 @@ impl<'a> Timeline<'a> {
             .collect()
     }
 
+    /// Journeys started per second, for a journey run that recorded them.
+    pub fn journey_rate(&self) -> Option<Vec<(f64, f64)>> {
+        let journeys = self.results.journeys.as_ref()?;
+        if journeys.seconds.is_empty() {
+            return None;
+        }
+        Some(
+            journeys
+                .seconds
+                .iter()
+                .map(|s| (self.x_of(s.second), s.started as f64))
+                .collect(),
+        )
+    }
+
     /// Requests finished per second of one endpoint.
     pub fn endpoint_rate(&self, name: &str) -> Vec<(f64, f64)> {
         self.results

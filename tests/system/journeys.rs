@@ -42,6 +42,13 @@ pub async fn open_model_journeys_keep_a_ledger_that_matches_the_orders(
         "10/s for 4 s is 40 journeys, started {started}"
     );
     ensure!(counts.dropped == 0, "dropped {}", counts.dropped);
+    // Per second of intended start: 4 s of arrivals span 4 or 5 wall-clock seconds.
+    let by_second: u64 = counts.seconds.iter().map(|s| s.started).sum();
+    ensure!(
+        by_second == started && (4..=5).contains(&counts.seconds.len()),
+        "per-second starts {:?} do not add up to {started}",
+        counts.seconds
+    );
     for kind in JourneyKind::ALL {
         ensure!(
             counts.started[kind.name()] > 0,

@@ -48,7 +48,10 @@ use crate::{
     error::LoadError,
     histogram::{new_histogram, EncodedHistogram},
     recorder::{lock, Clock, SharedLog},
-    results::{JourneyResults, LatencyOrigin, Results, RunMetadata, RunRecord, TargetSchedule},
+    results::{
+        JourneyResults, JourneySecond, LatencyOrigin, Results, RunMetadata, RunRecord,
+        TargetSchedule,
+    },
     schedule::Schedule,
     target::Target,
 };
@@ -369,6 +372,7 @@ pub async fn run(
         consistency: Mutex::new(new_histogram()),
         consistency_unseen: AtomicU64::new(0),
         started: Default::default(),
+        started_by_second: Default::default(),
         dropped: AtomicU64::new(0),
         ledger,
         endpoint_of,
@@ -461,6 +465,13 @@ pub async fn run(
                 let count = context.started[kind as usize].load(Ordering::Relaxed);
                 (kind.name().to_string(), count)
             })
+            .collect(),
+        seconds: context
+            .started_by_second
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(|(&second, &started)| JourneySecond { second, started })
             .collect(),
         dropped: context.dropped.load(Ordering::Relaxed),
         consistency_unseen: context.consistency_unseen.load(Ordering::Relaxed),

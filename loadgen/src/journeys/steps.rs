@@ -3,6 +3,7 @@
 //! record them the same way.
 
 use std::{
+    collections::BTreeMap,
     future::Future,
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -78,6 +79,8 @@ pub struct JourneyContext {
     pub consistency_unseen: AtomicU64,
     /// Journeys started, by [`JourneyKind`] index.
     pub started: [AtomicU64; JourneyKind::ALL.len()],
+    /// Journeys started, by the Unix second of their intended start.
+    pub started_by_second: Mutex<BTreeMap<u64, u64>>,
     /// Journeys never started (open model: no free slot in time).
     pub dropped: AtomicU64,
     pub ledger: Option<Ledger>,
@@ -133,6 +136,13 @@ impl<'a, T: Transport> Journey<'a, T> {
     /// Runs the journey to its end or its first failed step.
     pub async fn run(mut self, kind: JourneyKind) {
         self.context.started[kind as usize].fetch_add(1, Ordering::Relaxed);
+        *self
+            .context
+            .started_by_second
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(self.context.clock.second_of(self.intended))
+            .or_default() += 1;
         match kind {
             JourneyKind::Browse => self.browse().await,
             JourneyKind::Checkout => self.checkout().await,
@@ -477,6 +487,7 @@ mod tests {
             consistency: Mutex::new(new_histogram()),
             consistency_unseen: AtomicU64::new(0),
             started: Default::default(),
+            started_by_second: Default::default(),
             dropped: AtomicU64::new(0),
             ledger,
             endpoint_of: [Some(0), Some(1), Some(2), Some(3), Some(4), Some(5)],

@@ -10,5 +10,6 @@
 mod browser;
 mod claims;
 mod gates;
+mod journeys;
 mod schema;
 mod support;

@@ -2,7 +2,9 @@
 //! scenario text, machine details) match the committed results schema, and results
 //! without them are written as before.
 
-use faultline_loadgen::results::GateSpec;
+use std::collections::BTreeMap;
+
+use faultline_loadgen::results::{GateSpec, JourneyResults, JourneySecond};
 use serde_json::Value;
 
 use crate::support::{plain_results, real_results};
@@ -24,6 +26,23 @@ fn results_with_every_optional_field_validate_against_the_schema() {
         max: Some("450ms".into()),
         min: None,
     }];
+    results.journeys = Some(JourneyResults {
+        driver: "open".into(),
+        started: BTreeMap::from([("checkout".to_string(), 7)]),
+        seconds: vec![
+            JourneySecond {
+                second: 1_700_000_000,
+                started: 3,
+            },
+            JourneySecond {
+                second: 1_700_000_001,
+                started: 4,
+            },
+        ],
+        dropped: 0,
+        consistency_unseen: 0,
+        consistency_deadline_ms: 30_000.0,
+    });
     let instance = serde_json::to_value(&results).unwrap();
     for key in [
         "faults",
@@ -31,6 +50,7 @@ fn results_with_every_optional_field_validate_against_the_schema() {
         "checker",
         "gates",
         "scenario_text",
+        "journeys",
     ] {
         assert!(instance.get(key).is_some(), "{key} is written");
     }
@@ -43,6 +63,9 @@ fn results_with_every_optional_field_validate_against_the_schema() {
 
     let mut bad = instance.clone();
     bad["checker"]["lost"] = Value::from(-1);
+    assert!(!validator.is_valid(&bad));
+    let mut bad = instance.clone();
+    bad["journeys"]["seconds"][0]["started"] = Value::from("3");
     assert!(!validator.is_valid(&bad));
 
     let plain = serde_json::to_value(plain_results()).unwrap();

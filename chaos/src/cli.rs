@@ -1,5 +1,6 @@
-//! `faultline proxy`: a standalone fault proxy in front of any TCP endpoint, with fixed
-//! faults from the command line, running until Ctrl-C or SIGTERM.
+//! `faultline proxy`: a standalone fault proxy in front of any TCP endpoint, with faults
+//! from the command line and, with `--control`, an HTTP API that changes them while it
+//! runs (see [`crate::control`]); it runs until Ctrl-C or SIGTERM.
 //!
 //! The binary flattens [`ProxyArgs`] into its own subcommand and calls [`run_proxy`];
 //! everything else (parsing, resolving, the proxy) is here so tests can drive it.
@@ -64,6 +65,12 @@ pub struct ProxyArgs {
     /// Hold all data and close each connection after this long, e.g. 5s.
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+
+    /// Serve the control API on this address, e.g. 127.0.0.1:8474: GET /faults, POST
+    /// /faults with a fault as JSON ({"kind": "partition", "duration": "5s"}), DELETE
+    /// /faults (heal all) and DELETE /faults/KIND.
+    #[arg(long, value_name = "ADDR")]
+    pub control: Option<SocketAddr>,
 }
 
 impl ProxyArgs {
@@ -138,6 +145,15 @@ pub async fn run_proxy_until(
     let upstream = resolve(&args.upstream).await?;
     let proxy = FaultProxy::start(args.listen, upstream).await?;
     proxy.set_faults(args.faults());
+    let stop_control = tokio_util::sync::CancellationToken::new();
+    let control = match args.control {
+        Some(address) => {
+            Some(crate::control::serve(address, proxy.handle(), stop_control.clone()).await?)
+        }
+        None => None,
+    };
+    // Dropped on every way out, so the API never outlives the proxy.
+    let _stop_control = stop_control.drop_guard();
     {
         // In a block: the stdout lock must not live across an await (the future stays
         // `Send`).
@@ -150,6 +166,10 @@ pub async fn run_proxy_until(
             args.upstream,
             args.describe()
         );
+        if let Some(control) = control {
+            // Scripts read this line to learn the control port too.
+            let _ = writeln!(out, "control API on http://{control}/faults");
+        }
         let _ = out.flush();
     }
     shutdown.await;

@@ -14,13 +14,15 @@
 //! - [`timeline`]: binds faults to named proxies and processes ([`Targets`]), runs them
 //!   concurrently with the load from a common start instant, heals everything when done
 //!   or cancelled, and returns the [`FaultWindow`]s that happened.
-//! - [`cli`]: `faultline proxy`, the proxy on its own from the command line.
+//! - [`cli`]: `faultline proxy`, the proxy on its own from the command line, with
+//!   [`control`]'s HTTP API to add and heal faults while it runs.
 //!
 //! Nothing here depends on the reference system or the load generator: the root binary
 //! binds the system's processes and proxies as targets and copies the windows into
 //! `results.json`.
 
 pub mod cli;
+pub mod control;
 pub mod process;
 pub mod proxy;
 pub mod spec;

@@ -33,6 +33,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng as _;
+
+use crate::spec::FaultAction;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -309,6 +311,17 @@ impl Drop for FaultProxy {
     }
 }
 
+/// What heals a fault in force on a proxy (see [`ProxyHandle::apply`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyHeal {
+    Partition,
+    RefuseNew,
+    Latency(Direction),
+    Bandwidth(Direction),
+    Slicer(Direction),
+    Timeout,
+}
+
 /// Changes a proxy's faults at runtime. Cheap to clone; every change applies at once to
 /// existing connections and to new ones.
 #[derive(Debug, Clone)]
@@ -379,6 +392,61 @@ impl ProxyHandle {
     /// Holds data and closes each connection after `timeout`; `None` ends the fault.
     pub fn set_timeout(&self, timeout: Option<Duration>) {
         self.update(|f| f.timeout = timeout);
+    }
+
+    /// Puts a fault of a scenario in force. `hold_reset`: a reset also refuses new
+    /// connections until healed (a reset with a duration); without it a reset is
+    /// instantaneous. Returns what heals the fault, `None` when nothing is left to heal (an
+    /// instantaneous reset, or a process fault, which a proxy ignores).
+    pub fn apply(&self, action: FaultAction, hold_reset: bool) -> Option<ProxyHeal> {
+        match action {
+            FaultAction::Partition => {
+                self.set_partition(true);
+                Some(ProxyHeal::Partition)
+            }
+            FaultAction::Reset => {
+                self.reset_connections();
+                hold_reset.then(|| {
+                    self.set_refuse_new(true);
+                    ProxyHeal::RefuseNew
+                })
+            }
+            FaultAction::Latency { direction, latency } => {
+                self.set_latency(direction, Some(latency));
+                Some(ProxyHeal::Latency(direction))
+            }
+            FaultAction::Bandwidth {
+                direction,
+                bytes_per_second,
+            } => {
+                self.set_bandwidth(direction, Some(bytes_per_second));
+                Some(ProxyHeal::Bandwidth(direction))
+            }
+            FaultAction::Slicer { direction, slicer } => {
+                self.set_slicer(direction, Some(slicer));
+                Some(ProxyHeal::Slicer(direction))
+            }
+            FaultAction::Timeout { timeout } => {
+                self.set_timeout(Some(timeout));
+                Some(ProxyHeal::Timeout)
+            }
+            FaultAction::Kill
+            | FaultAction::Terminate
+            | FaultAction::Pause
+            | FaultAction::Restart => None,
+        }
+    }
+
+    /// Ends one fault [`ProxyHandle::apply`] put in force.
+    pub fn heal(&self, heal: ProxyHeal) {
+        match heal {
+            ProxyHeal::Partition => self.set_partition(false),
+            ProxyHeal::RefuseNew => self.set_refuse_new(false),
+            ProxyHeal::Latency(direction) => self.set_latency(direction, None),
+            ProxyHeal::Bandwidth(direction) => self.set_bandwidth(direction, None),
+            ProxyHeal::Slicer(direction) => self.set_slicer(direction, None),
+            ProxyHeal::Timeout => self.set_timeout(None),
+        }
     }
 
     /// Closes every current connection with RST (both the client's and upstream's side).

@@ -49,7 +49,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::process::{self, PauseGuard, ProcessControl, ProcessError};
-use crate::proxy::{Direction, ProxyHandle};
+use crate::proxy::{ProxyHandle, ProxyHeal};
 use crate::spec::{Fault, FaultAction};
 
 /// The named things faults act on.
@@ -360,32 +360,15 @@ struct Event {
 enum Undo {
     /// SIGCONT when dropped.
     Pause(PauseGuard),
-    Proxy(ProxyHandle, ProxyUndo),
-}
-
-#[derive(Debug, Clone, Copy)]
-enum ProxyUndo {
-    Partition,
-    RefuseNew,
-    Latency(Direction),
-    Bandwidth(Direction),
-    Slicer(Direction),
-    Timeout,
+    Proxy(ProxyHandle, ProxyHeal),
 }
 
 impl Undo {
     fn heal(self) -> Result<(), ProcessError> {
         match self {
             Undo::Pause(guard) => guard.resume(),
-            Undo::Proxy(proxy, undo) => {
-                match undo {
-                    ProxyUndo::Partition => proxy.set_partition(false),
-                    ProxyUndo::RefuseNew => proxy.set_refuse_new(false),
-                    ProxyUndo::Latency(direction) => proxy.set_latency(direction, None),
-                    ProxyUndo::Bandwidth(direction) => proxy.set_bandwidth(direction, None),
-                    ProxyUndo::Slicer(direction) => proxy.set_slicer(direction, None),
-                    ProxyUndo::Timeout => proxy.set_timeout(None),
-                }
+            Undo::Proxy(proxy, heal) => {
+                proxy.heal(heal);
                 Ok(())
             }
         }
@@ -439,7 +422,12 @@ impl Run {
         let planned = &self.planned[index];
         let fault = &planned.fault;
         let applied = match &planned.target {
-            Bound::Proxy(proxy) => Ok(apply_to_proxy(proxy, fault.action, fault.duration)),
+            Bound::Proxy(proxy) => {
+                let heal = proxy.apply(fault.action, fault.duration.is_some());
+                // Nothing to heal: an instantaneous reset.
+                let instant = heal.is_none();
+                Ok((heal.map(|heal| Undo::Proxy(proxy.clone(), heal)), instant))
+            }
             Bound::Process(process) => apply_to_process(process, fault.action),
         };
         let (undo, instant) = match applied {
@@ -558,53 +546,6 @@ fn apply_to_process(
         FaultAction::Restart => Ok((None, false)),
         // Proxy faults never reach a process: `Timeline::new` binds by kind.
         _ => Ok((None, true)),
-    }
-}
-
-/// Applies a proxy fault; returns how to undo it and whether it is instantaneous.
-fn apply_to_proxy(
-    proxy: &ProxyHandle,
-    action: FaultAction,
-    duration: Option<Duration>,
-) -> (Option<Undo>, bool) {
-    let undo = |what| (Some(Undo::Proxy(proxy.clone(), what)), false);
-    match action {
-        FaultAction::Partition => {
-            proxy.set_partition(true);
-            undo(ProxyUndo::Partition)
-        }
-        FaultAction::Reset => {
-            proxy.reset_connections();
-            if duration.is_some() {
-                proxy.set_refuse_new(true);
-                undo(ProxyUndo::RefuseNew)
-            } else {
-                (None, true)
-            }
-        }
-        FaultAction::Latency { direction, latency } => {
-            proxy.set_latency(direction, Some(latency));
-            undo(ProxyUndo::Latency(direction))
-        }
-        FaultAction::Bandwidth {
-            direction,
-            bytes_per_second,
-        } => {
-            proxy.set_bandwidth(direction, Some(bytes_per_second));
-            undo(ProxyUndo::Bandwidth(direction))
-        }
-        FaultAction::Slicer { direction, slicer } => {
-            proxy.set_slicer(direction, Some(slicer));
-            undo(ProxyUndo::Slicer(direction))
-        }
-        FaultAction::Timeout { timeout } => {
-            proxy.set_timeout(Some(timeout));
-            undo(ProxyUndo::Timeout)
-        }
-        // Process faults never reach a proxy: `Timeline::new` binds by kind.
-        FaultAction::Kill | FaultAction::Terminate | FaultAction::Pause | FaultAction::Restart => {
-            (None, true)
-        }
     }
 }
 

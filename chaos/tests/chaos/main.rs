@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod control;
 mod process;
 mod proxy;
 mod spec;

@@ -1,0 +1,258 @@
+//! The proxy's control API (`faultline proxy --control ADDR`): faults added and healed
+//! over HTTP while traffic flows, as with Toxiproxy's API, in the vocabulary of a
+//! scenario's `[[faults]]`, so a test or a script can break a link at the moment it
+//! chooses.
+//!
+//! ```text
+//! GET    /faults         the faults in force and the proxy's counters
+//! POST   /faults         add one: {"kind": "latency", "latency": "100ms", "jitter": "10ms"}
+//!                        ("duration": "5s" heals it after that long)
+//! DELETE /faults         heal everything
+//! DELETE /faults/{kind}  heal one kind: latency, bandwidth, slicer, partition, reset, timeout
+//! ```
+//!
+//! A fault's fields are those of `[[faults]]` without `at` and `target` (it applies now,
+//! to this proxy). Bad input is a 400 whose text names the field; a process fault is
+//! refused, since a proxy cannot kill anything.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::proxy::{Direction, Faults, LinkFaults, ProxyError, ProxyHandle, ProxyHeal};
+use crate::spec::{FaultKind, FaultSpec, SpecError};
+use crate::units::{format_duration, format_rate};
+
+/// The kinds a proxy takes.
+const PROXY_KINDS: [FaultKind; 6] = [
+    FaultKind::Latency,
+    FaultKind::Bandwidth,
+    FaultKind::Slicer,
+    FaultKind::Partition,
+    FaultKind::Reset,
+    FaultKind::Timeout,
+];
+
+#[derive(Clone)]
+struct Control {
+    proxy: ProxyHandle,
+    /// Bumped by every change of a kind, so that a fault's timed heal does not undo a
+    /// later change of the same kind.
+    generations: Arc<Mutex<HashMap<FaultKind, u64>>>,
+}
+
+impl Control {
+    fn bump(&self, kind: FaultKind) -> u64 {
+        let mut generations = self
+            .generations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let generation = generations.entry(kind).or_default();
+        *generation += 1;
+        *generation
+    }
+
+    fn generation(&self, kind: FaultKind) -> u64 {
+        self.generations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&kind)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// The control API's routes for `proxy`.
+pub fn router(proxy: ProxyHandle) -> Router {
+    let control = Control {
+        proxy,
+        generations: Arc::default(),
+    };
+    Router::new()
+        .route("/faults", get(show).post(add).delete(heal_all))
+        .route("/faults/{kind}", delete(heal_kind))
+        .with_state(control)
+}
+
+/// Serves [`router`] on `listen` until `shutdown` is cancelled; returns the bound address.
+pub async fn serve(
+    listen: SocketAddr,
+    proxy: ProxyHandle,
+    shutdown: CancellationToken,
+) -> Result<SocketAddr, ProxyError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| ProxyError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| ProxyError::Bind {
+        addr: listen,
+        source,
+    })?;
+    let app = router(proxy);
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::warn!(%error, "the proxy's control API stopped");
+        }
+    });
+    Ok(bound)
+}
+
+fn bad_request(message: impl Into<String>) -> Response {
+    (StatusCode::BAD_REQUEST, format!("{}\n", message.into())).into_response()
+}
+
+async fn show(State(control): State<Control>) -> Json<Value> {
+    Json(state_json(&control.proxy))
+}
+
+async fn add(State(control): State<Control>, body: Bytes) -> Response {
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(value) => value,
+        Err(error) => return bad_request(format!("the body is not JSON: {error}")),
+    };
+    let Value::Object(mut fields) = value else {
+        return bad_request(
+            r#"expected a JSON object such as {"kind": "latency", "latency": "100ms"}"#,
+        );
+    };
+    for key in ["at", "target"] {
+        if fields.contains_key(key) {
+            return bad_request(format!(
+                "{key}: not taken here; the fault applies now, to this proxy (\"duration\" heals it later)"
+            ));
+        }
+    }
+    fields.insert("at".into(), Value::from("0s"));
+    fields.insert("target".into(), Value::from("proxy"));
+    let spec: FaultSpec = match serde_json::from_value(Value::Object(fields)) {
+        Ok(spec) => spec,
+        Err(error) => return bad_request(error.to_string()),
+    };
+    let fault = match spec.validate(1) {
+        Ok(fault) => fault,
+        // Without the scenario's "fault #1 on target" framing: this request is the fault.
+        Err(SpecError::Invalid { field, problem, .. }) => {
+            return bad_request(format!("{field}: {problem}"))
+        }
+        Err(error) => return bad_request(error.to_string()),
+    };
+    let kind = fault.kind();
+    if !PROXY_KINDS.contains(&kind) {
+        return bad_request(format!(
+            "kind: {} is a process fault; a proxy takes {}",
+            kind.name(),
+            PROXY_KINDS.map(FaultKind::name).join(", ")
+        ));
+    }
+    let generation = control.bump(kind);
+    let heal = control.proxy.apply(fault.action, fault.duration.is_some());
+    if let (Some(heal), Some(duration)) = (heal, fault.duration) {
+        tokio::spawn(heal_after(
+            control.clone(),
+            kind,
+            generation,
+            heal,
+            duration,
+        ));
+    }
+    tracing::info!(fault = %fault.label(), "fault added through the control API");
+    Json(state_json(&control.proxy)).into_response()
+}
+
+async fn heal_after(
+    control: Control,
+    kind: FaultKind,
+    generation: u64,
+    heal: ProxyHeal,
+    after: Duration,
+) {
+    tokio::time::sleep(after).await;
+    if control.generation(kind) == generation {
+        control.proxy.heal(heal);
+    }
+}
+
+async fn heal_all(State(control): State<Control>) -> Json<Value> {
+    for kind in PROXY_KINDS {
+        control.bump(kind);
+    }
+    control.proxy.clear();
+    Json(state_json(&control.proxy))
+}
+
+async fn heal_kind(State(control): State<Control>, Path(kind): Path<String>) -> Response {
+    let Some(kind) = PROXY_KINDS.into_iter().find(|k| k.name() == kind) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!(
+                "no fault kind {kind:?} on a proxy; kinds: {}\n",
+                PROXY_KINDS.map(FaultKind::name).join(", ")
+            ),
+        )
+            .into_response();
+    };
+    control.bump(kind);
+    let heal = match kind {
+        FaultKind::Latency => ProxyHeal::Latency(Direction::Both),
+        FaultKind::Bandwidth => ProxyHeal::Bandwidth(Direction::Both),
+        FaultKind::Slicer => ProxyHeal::Slicer(Direction::Both),
+        FaultKind::Partition => ProxyHeal::Partition,
+        FaultKind::Reset => ProxyHeal::RefuseNew,
+        _ => ProxyHeal::Timeout,
+    };
+    control.proxy.heal(heal);
+    Json(state_json(&control.proxy)).into_response()
+}
+
+/// The faults in force, in the units a scenario file uses, and the counters.
+fn state_json(proxy: &ProxyHandle) -> Value {
+    let faults: Faults = proxy.faults();
+    let stats = proxy.stats();
+    json!({
+        "listen": proxy.local_addr().to_string(),
+        "upstream": proxy.upstream().to_string(),
+        "faults": {
+            "upstream": link_json(&faults.upstream),
+            "downstream": link_json(&faults.downstream),
+            "partition": faults.partition,
+            "refuse_new": faults.refuse_new,
+            "timeout": faults.timeout.map(format_duration),
+        },
+        "stats": {
+            "connections_accepted": stats.connections_accepted,
+            "connections_active": stats.connections_active,
+            "connections_reset": stats.connections_reset,
+            "connections_timed_out": stats.connections_timed_out,
+            "bytes_upstream": stats.bytes_upstream,
+            "bytes_downstream": stats.bytes_downstream,
+        },
+    })
+}
+
+fn link_json(link: &LinkFaults) -> Value {
+    json!({
+        "latency": link.latency.map(|l| format_duration(l.delay)),
+        "jitter": link.latency.map(|l| format_duration(l.jitter)),
+        "bandwidth": link.bandwidth.map(format_rate),
+        "slicer": link.slicer.map(|s| json!({
+            "size": s.size,
+            "size_variation": s.size_variation,
+            "delay": format_duration(s.delay),
+        })),
+    })
+}

@@ -90,16 +90,7 @@ pub async fn serve(
     proxy: ProxyHandle,
     shutdown: CancellationToken,
 ) -> Result<SocketAddr, ProxyError> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|source| ProxyError::Bind {
-            addr: listen,
-            source,
-        })?;
-    let bound = listener.local_addr().map_err(|source| ProxyError::Bind {
-        addr: listen,
-        source,
-    })?;
+    let (listener, bound) = crate::proxy::bind(listen).await?;
     let app = router(proxy);
     tokio::spawn(async move {
         let served = axum::serve(listener, app)

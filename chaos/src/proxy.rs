@@ -242,16 +242,7 @@ impl FaultProxy {
     /// Binds `listen` (port 0 picks a free port: see [`FaultProxy::local_addr`]) and
     /// forwards every accepted connection to `upstream`, with no faults.
     pub async fn start(listen: SocketAddr, upstream: SocketAddr) -> Result<FaultProxy, ProxyError> {
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|source| ProxyError::Bind {
-                addr: listen,
-                source,
-            })?;
-        let bound = listener.local_addr().map_err(|source| ProxyError::Bind {
-            addr: listen,
-            source,
-        })?;
+        let (listener, bound) = bind(listen).await?;
         let (state, _) = watch::channel(State {
             faults: Faults::default(),
             reset_generation: 0,
@@ -309,6 +300,17 @@ impl Drop for FaultProxy {
         // The tasks see this at their next await and close their sockets.
         self.cancel.cancel();
     }
+}
+
+/// Binds a listener on `listen`; the address it got (port 0 picks a free one).
+pub(crate) async fn bind(listen: SocketAddr) -> Result<(TcpListener, SocketAddr), ProxyError> {
+    let failed = |source| ProxyError::Bind {
+        addr: listen,
+        source,
+    };
+    let listener = TcpListener::bind(listen).await.map_err(failed)?;
+    let bound = listener.local_addr().map_err(failed)?;
+    Ok((listener, bound))
 }
 
 /// What heals a fault in force on a proxy (see [`ProxyHandle::apply`]).

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../common/shared.rs"]
+#[path = "../../system/tests/common/shared.rs"]
 mod shared;
 
 use std::collections::HashMap;

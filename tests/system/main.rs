@@ -14,7 +14,7 @@ mod journeys;
 mod saga;
 mod support;
 
-#[path = "../common/shared.rs"]
+#[path = "../../system/tests/common/shared.rs"]
 mod shared;
 
 use std::process::ExitCode;

@@ -1,9 +1,12 @@
 //! A three-broker KRaft cluster under a broker crash: with replication factor 3,
 //! min.insync.replicas 2 and acks=all, producing goes on after leader election and no
-//! acknowledged message is lost. One cluster for the whole binary (libtest-mimic harness).
+//! acknowledged message is lost. One cluster for the whole binary (the shared runner).
 //! Set TEST_LOG=1 to see the stack's logs.
 
 #![allow(clippy::unwrap_used)]
+
+#[path = "../common/shared.rs"]
+mod shared;
 
 use std::collections::HashSet;
 use std::process::ExitCode;
@@ -14,7 +17,6 @@ use anyhow::{bail, ensure, Context};
 use faultline_system::stack::kafka::LocalKafka;
 use faultline_system::stack::{KafkaSpec, Stack, StackSpec};
 use futures::StreamExt;
-use libtest_mimic::{Arguments, Trial};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
@@ -27,54 +29,34 @@ const MESSAGES: usize = 6_000;
 const KILL_AFTER_ACKS: usize = 1_500;
 const PARTITIONS: i32 = 3;
 
-fn main() -> ExitCode {
-    let args = Arguments::from_args();
-    if std::env::var_os("TEST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt().with_env_filter("info").try_init();
+impl shared::SharedHarness for Mutex<Stack> {
+    async fn start() -> anyhow::Result<Mutex<Stack>> {
+        let stack = Stack::start(StackSpec {
+            kafka: KafkaSpec::Local(LocalKafka {
+                brokers: BROKERS,
+                ..LocalKafka::default()
+            }),
+            ready_timeout: Duration::from_secs(180),
+            ..StackSpec::default()
+        })
+        .await?;
+        Ok(Mutex::new(stack))
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let runtime = Arc::new(runtime);
-    let stack = if args.list {
-        Err("listing only".to_string())
-    } else {
-        runtime
-            .block_on(Stack::start(StackSpec {
-                kafka: KafkaSpec::Local(LocalKafka {
-                    brokers: BROKERS,
-                    ..LocalKafka::default()
-                }),
-                ready_timeout: Duration::from_secs(180),
-                ..StackSpec::default()
-            }))
-            .map(|s| Arc::new(Mutex::new(s)))
-            .map_err(|e| format!("the 3-broker stack did not start: {e}"))
-    };
 
-    let trial = {
-        let runtime = runtime.clone();
-        let stack = stack.clone();
-        Trial::test(
-            "killing_a_broker_mid_stream_loses_no_acknowledged_message",
-            move || {
-                let stack = stack.map_err(libtest_mimic::Failed::from)?;
-                runtime
-                    .block_on(killing_a_broker_mid_stream_loses_no_acknowledged_message(
-                        stack,
-                    ))
-                    .map_err(|e| format!("{e:#}").into())
-            },
-        )
-    };
-    let conclusion = libtest_mimic::run(&args, vec![trial]);
-    if let Ok(stack) = stack {
-        if let Ok(stack) = Arc::try_unwrap(stack) {
-            runtime.block_on(stack.into_inner().stop());
-        }
+    async fn stop(self) {
+        self.into_inner().stop().await;
     }
-    conclusion.exit_code()
+}
+
+fn main() -> ExitCode {
+    shared::run(vec![(
+        "killing_a_broker_mid_stream_loses_no_acknowledged_message",
+        |stack| {
+            Box::pin(killing_a_broker_mid_stream_loses_no_acknowledged_message(
+                stack,
+            ))
+        },
+    )])
 }
 
 async fn killing_a_broker_mid_stream_loses_no_acknowledged_message(

@@ -1,7 +1,10 @@
-//! The runner of a test binary whose tests share one harness: a whole system takes seconds
-//! to start, so it is started once per binary (libtest-mimic, `harness = false`) and the
-//! tests run on it one at a time, since some change its behaviour. Set TEST_LOG=1 to see
-//! the supervisor's logs.
+//! The runner of a test binary whose tests share one harness: a stack or a whole system
+//! takes seconds to start, so it is started once per binary (libtest-mimic,
+//! `harness = false`), stopped after the last test, and never started when the tests are
+//! only listed. Set TEST_LOG=1 to see the logs.
+//!
+//! Used by the test binaries of both `faultline-system` (`system/tests/*`) and the root
+//! crate (`tests/*`), through `#[path]`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,10 +22,42 @@ pub trait SharedHarness: Send + Sync + Sized + 'static {
     fn stop(self) -> impl Future<Output = ()>;
 }
 
+/// How the tests take turns on the harness.
+#[allow(dead_code)] // each binary uses one of them
+pub enum Turns {
+    /// For tests that change the harness's behaviour (faults, settings).
+    OneAtATime,
+    /// For tests that only use it, each with its own topics, databases or keys.
+    Concurrently,
+}
+
+/// The stack with one broker, PostgreSQL and Redis: what the stack and platform tests share.
+impl SharedHarness for faultline_system::stack::Stack {
+    async fn start() -> anyhow::Result<Self> {
+        Ok(Self::start(faultline_system::stack::StackSpec {
+            ready_timeout: std::time::Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await?)
+    }
+
+    async fn stop(self) {
+        Self::stop(self).await;
+    }
+}
+
 /// Starts the harness (not when only listing), runs `tests` one at a time, stops it.
+#[allow(dead_code)] // each binary uses `run` or `run_in`
 pub fn run<H: SharedHarness>(tests: Vec<(&'static str, Test<H>)>) -> ExitCode {
+    run_in(Turns::OneAtATime, tests)
+}
+
+/// Starts the harness (not when only listing), runs `tests` taking `turns`, stops it.
+pub fn run_in<H: SharedHarness>(turns: Turns, tests: Vec<(&'static str, Test<H>)>) -> ExitCode {
     let mut args = Arguments::from_args();
-    args.test_threads = Some(1);
+    if matches!(turns, Turns::OneAtATime) {
+        args.test_threads = Some(1);
+    }
     if std::env::var_os("TEST_LOG").is_some() {
         let _ = tracing_subscriber::fmt().with_env_filter("info").try_init();
     }

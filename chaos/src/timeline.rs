@@ -55,7 +55,9 @@ use crate::spec::{Fault, FaultAction};
 /// The named things faults act on.
 #[derive(Clone, Default)]
 pub struct Targets {
-    proxies: BTreeMap<String, ProxyHandle>,
+    /// A name may stand for several proxies (e.g. `kafka`: one per broker), which every
+    /// fault on it acts on together.
+    proxies: BTreeMap<String, Vec<ProxyHandle>>,
     processes: BTreeMap<String, Arc<dyn ProcessControl>>,
 }
 
@@ -67,7 +69,17 @@ impl Targets {
     /// Binds `name` (e.g. `kafka`) to a proxy, for partition, reset, latency,
     /// bandwidth, slicer and timeout faults.
     pub fn add_proxy(&mut self, name: impl Into<String>, proxy: ProxyHandle) -> &mut Targets {
-        self.proxies.insert(name.into(), proxy);
+        self.add_proxies(name, vec![proxy])
+    }
+
+    /// Binds `name` to several proxies that faults on it act on together, e.g. `kafka` to
+    /// the proxy in front of each broker.
+    pub fn add_proxies(
+        &mut self,
+        name: impl Into<String>,
+        proxies: Vec<ProxyHandle>,
+    ) -> &mut Targets {
+        self.proxies.insert(name.into(), proxies);
         self
     }
 
@@ -183,7 +195,7 @@ impl ActiveFaults {
 
 #[derive(Clone)]
 enum Bound {
-    Proxy(ProxyHandle),
+    Proxy(Vec<ProxyHandle>),
     Process(Arc<dyn ProcessControl>),
 }
 
@@ -230,10 +242,10 @@ impl Timeline {
                 }
                 Bound::Process(process.clone())
             } else {
-                let Some(proxy) = targets.proxies.get(&fault.target) else {
+                let Some(proxies) = targets.proxies.get(&fault.target) else {
                     return Err(unknown(&fault, label, "proxy", &targets.proxies));
                 };
-                Bound::Proxy(proxy.clone())
+                Bound::Proxy(proxies.clone())
             };
             planned.push(Planned {
                 fault,
@@ -360,15 +372,18 @@ struct Event {
 enum Undo {
     /// SIGCONT when dropped.
     Pause(PauseGuard),
-    Proxy(ProxyHandle, ProxyHeal),
+    /// Each proxy of the target with what heals it.
+    Proxy(Vec<(ProxyHandle, ProxyHeal)>),
 }
 
 impl Undo {
     fn heal(self) -> Result<(), ProcessError> {
         match self {
             Undo::Pause(guard) => guard.resume(),
-            Undo::Proxy(proxy, heal) => {
-                proxy.heal(heal);
+            Undo::Proxy(healing) => {
+                for (proxy, heal) in healing {
+                    proxy.heal(heal);
+                }
                 Ok(())
             }
         }
@@ -422,11 +437,17 @@ impl Run {
         let planned = &self.planned[index];
         let fault = &planned.fault;
         let applied = match &planned.target {
-            Bound::Proxy(proxy) => {
-                let heal = proxy.apply(fault.action, fault.duration.is_some());
+            Bound::Proxy(proxies) => {
+                let healing: Vec<(ProxyHandle, ProxyHeal)> = proxies
+                    .iter()
+                    .filter_map(|proxy| {
+                        let heal = proxy.apply(fault.action, fault.duration.is_some());
+                        heal.map(|heal| (proxy.clone(), heal))
+                    })
+                    .collect();
                 // Nothing to heal: an instantaneous reset.
-                let instant = heal.is_none();
-                Ok((heal.map(|heal| Undo::Proxy(proxy.clone(), heal)), instant))
+                let instant = healing.is_empty();
+                Ok(((!instant).then_some(Undo::Proxy(healing)), instant))
             }
             Bound::Process(process) => apply_to_process(process, fault.action),
         };

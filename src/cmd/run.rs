@@ -5,7 +5,7 @@
 //!    problem in the file is reported before anything starts (exit 2).
 //! 2. Start the reference system on the real stack. A fault on `kafka`, `postgres` or
 //!    `redis` puts a fault proxy in front of it that all the services' traffic goes
-//!    through: the broker advertises the proxy's address (a proxy only in front of the
+//!    through: each Kafka broker advertises its proxy's address (a proxy only in front of the
 //!    bootstrap would be bypassed, as clients reconnect to the advertised address), and
 //!    the services are given PostgreSQL's and Redis's URLs with the proxy's address.
 //!    Seeding and the checker connect directly.
@@ -120,13 +120,26 @@ impl Dependency {
         }
     }
 
-    /// Whether the stack in `spec` runs this dependency locally the way a proxy needs
-    /// (for Kafka: one broker, whose advertised address is the proxy's).
+    /// The dependency a fault target names: `kafka` (every broker), `kafka-<n>` (broker n
+    /// of the topology's), `postgres`, `redis`.
+    fn of_target(spec: &SystemSpec, name: &str) -> Option<Dependency> {
+        if let Some(dependency) = Dependency::ALL.into_iter().find(|d| d.name() == name) {
+            return Some(dependency);
+        }
+        let broker = name.strip_prefix("kafka-")?.parse::<usize>().ok()?;
+        (1..=kafka_brokers(spec))
+            .contains(&broker)
+            .then_some(Dependency::Kafka)
+    }
+
+    /// Whether the stack in `spec` runs this dependency locally, as a proxy needs.
     fn proxyable(self, spec: &SystemSpec) -> Result<(), String> {
         match self {
             Dependency::Kafka => match &spec.stack.kafka {
-                KafkaSpec::Local(local) if local.brokers == 1 => Ok(()),
-                _ => Err("faults on kafka need one local broker (system.kafka_brokers = 1)".into()),
+                KafkaSpec::Local(_) => Ok(()),
+                KafkaSpec::External { .. } => {
+                    Err("faults on kafka need the local Kafka cluster".into())
+                }
             },
             Dependency::Postgres => match &spec.stack.postgres {
                 PostgresSpec::Local { .. } => Ok(()),
@@ -142,46 +155,74 @@ impl Dependency {
     }
 }
 
-/// Starts a fault proxy in front of each dependency in `proxied` and points `spec` at it:
-/// the dependency gets a fixed port (the proxy's upstream) and the services the proxy's
-/// address.
+/// Brokers of the local Kafka cluster in `spec` (0 for an external one).
+fn kafka_brokers(spec: &SystemSpec) -> usize {
+    match &spec.stack.kafka {
+        KafkaSpec::Local(local) => local.brokers,
+        KafkaSpec::External { .. } => 0,
+    }
+}
+
+/// Starts a fault proxy in front of `upstream_port` on 127.0.0.1.
+async fn proxy_to(name: &str, upstream_port: u16) -> anyhow::Result<FaultProxy> {
+    FaultProxy::start(
+        "127.0.0.1:0".parse()?,
+        format!("127.0.0.1:{upstream_port}").parse()?,
+    )
+    .await
+    .with_context(|| format!("starting the fault proxy for {name}"))
+}
+
+/// Starts fault proxies in front of each dependency in `proxied` (one per Kafka broker)
+/// and points `spec` at them: the dependency gets fixed ports (the proxies' upstreams),
+/// and the services the proxies' addresses.
 async fn start_proxies(
     spec: &mut SystemSpec,
     proxied: &[Dependency],
-) -> anyhow::Result<Vec<(Dependency, FaultProxy)>> {
-    let mut proxies = Vec::new();
+) -> anyhow::Result<Vec<(Dependency, Vec<FaultProxy>)>> {
+    let mut all = Vec::new();
     for &dependency in proxied {
-        let upstream_port = free_port(dependency.name())?;
-        let proxy = FaultProxy::start(
-            "127.0.0.1:0".parse()?,
-            format!("127.0.0.1:{upstream_port}").parse()?,
-        )
-        .await
-        .with_context(|| format!("starting the fault proxy for {}", dependency.name()))?;
-        let via = proxy.local_addr().to_string();
-        match (dependency, &mut spec.stack) {
-            (Dependency::Kafka, stack) => {
-                if let KafkaSpec::Local(local) = &mut stack.kafka {
-                    local.client_ports = vec![upstream_port];
-                    local.advertised = vec![via];
+        let mut proxies = Vec::new();
+        match dependency {
+            Dependency::Kafka => {
+                let brokers = kafka_brokers(spec);
+                let mut client_ports = Vec::with_capacity(brokers);
+                let mut advertised = Vec::with_capacity(brokers);
+                for broker in 1..=brokers {
+                    let name = format!("kafka-{broker}");
+                    let port = free_port(&name)?;
+                    let proxy = proxy_to(&name, port).await?;
+                    client_ports.push(port);
+                    advertised.push(proxy.local_addr().to_string());
+                    proxies.push(proxy);
+                }
+                if let KafkaSpec::Local(local) = &mut spec.stack.kafka {
+                    local.client_ports = client_ports;
+                    local.advertised = advertised;
                 }
             }
-            (Dependency::Postgres, stack) => {
-                if let PostgresSpec::Local { port, .. } = &mut stack.postgres {
+            Dependency::Postgres => {
+                let upstream_port = free_port("postgres")?;
+                let proxy = proxy_to("postgres", upstream_port).await?;
+                if let PostgresSpec::Local { port, .. } = &mut spec.stack.postgres {
                     *port = Some(upstream_port);
-                    spec.postgres_via = Some(via);
+                    spec.postgres_via = Some(proxy.local_addr().to_string());
                 }
+                proxies.push(proxy);
             }
-            (Dependency::Redis, stack) => {
-                if let RedisSpec::Local { port, .. } = &mut stack.redis {
+            Dependency::Redis => {
+                let upstream_port = free_port("redis")?;
+                let proxy = proxy_to("redis", upstream_port).await?;
+                if let RedisSpec::Local { port, .. } = &mut spec.stack.redis {
                     *port = Some(upstream_port);
-                    spec.redis_via = Some(via);
+                    spec.redis_via = Some(proxy.local_addr().to_string());
                 }
+                proxies.push(proxy);
             }
         }
-        proxies.push((dependency, proxy));
+        all.push((dependency, proxies));
     }
-    Ok(proxies)
+    Ok(all)
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -248,7 +289,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         // A restart still holds it: dropping it kills every process all the same.
         Err(system) => drop(system),
     }
-    for (_, proxy) in proxies {
+    for proxy in proxies.into_iter().flat_map(|(_, proxies)| proxies) {
         proxy.stop().await;
     }
     match outcome {
@@ -287,17 +328,31 @@ fn read_plan(path: &Path) -> Result<Plan, Usage> {
     for fault in &faults {
         if !is_target(&spec, &fault.target) {
             return Err(usage(format!(
-                "scenario {shown}: fault #{} targets {:?}: name a service ({}), a replica such as orders-1, or one of {}",
+                "scenario {shown}: fault #{} targets {:?}: name a service ({}), a replica such as orders-1, one of {}, or a broker such as kafka-1",
                 fault.number,
                 fault.target,
                 ServiceKind::ALL.map(|k| k.name()).join(", "),
                 Dependency::ALL.map(Dependency::name).join(", ")
             )));
         }
+        let on_dependency = Dependency::of_target(&spec, &fault.target).is_some();
+        if on_dependency == fault.kind().is_process() {
+            return Err(usage(format!(
+                "scenario {shown}: fault #{} ({}) on {:?}: kill, terminate, pause and restart act on services; partition, reset, latency, bandwidth, slicer and timeout on {} or a broker such as kafka-1",
+                fault.number,
+                fault.kind().name(),
+                fault.target,
+                Dependency::ALL.map(Dependency::name).join(", ")
+            )));
+        }
     }
     let proxied: Vec<Dependency> = Dependency::ALL
         .into_iter()
-        .filter(|dependency| faults.iter().any(|f| f.target == dependency.name()))
+        .filter(|dependency| {
+            faults
+                .iter()
+                .any(|f| Dependency::of_target(&spec, &f.target) == Some(*dependency))
+        })
         .collect();
     for dependency in &proxied {
         dependency
@@ -319,10 +374,11 @@ fn read_plan(path: &Path) -> Result<Plan, Usage> {
     })
 }
 
-/// Whether `name` is something the run binds faults to: a proxied dependency, a service
-/// (its first replica), or `<service>-<n>` with `n` among the topology's replicas.
+/// Whether `name` is something the run binds faults to: a proxied dependency (or one
+/// Kafka broker), a service (its first replica), or `<service>-<n>` with `n` among the
+/// topology's replicas.
 fn is_target(spec: &SystemSpec, name: &str) -> bool {
-    if Dependency::ALL.iter().any(|d| d.name() == name) {
+    if Dependency::of_target(spec, name).is_some() {
         return true;
     }
     ServiceKind::ALL.into_iter().any(|kind| {
@@ -356,7 +412,7 @@ async fn drive(
     name: &str,
     faults: Vec<faultline_chaos::Fault>,
     system: Arc<System>,
-    proxies: &[(Dependency, FaultProxy)],
+    proxies: &[(Dependency, Vec<FaultProxy>)],
     out: &Path,
 ) -> Result<ExitCode, DriveError> {
     let scenario_path = args.scenario.display().to_string();
@@ -379,8 +435,17 @@ async fn drive(
             targets.add_process(format!("{}-{replica}", kind.name()), control);
         }
     }
-    for (dependency, proxy) in proxies {
-        targets.add_proxy(dependency.name(), proxy.handle());
+    for (dependency, proxies) in proxies {
+        // `kafka` is every broker at once; `kafka-<n>` one of them.
+        targets.add_proxies(
+            dependency.name(),
+            proxies.iter().map(|p| p.handle()).collect(),
+        );
+        if *dependency == Dependency::Kafka {
+            for (index, proxy) in proxies.iter().enumerate() {
+                targets.add_proxy(format!("kafka-{}", index + 1), proxy.handle());
+            }
+        }
     }
     let timeline = Timeline::new(faults, &targets)
         .map_err(|e| DriveError::Usage(usage(format!("scenario {scenario_path}: {e}"))))?;

@@ -15,6 +15,43 @@ fn run(scenario: &Path, out: &Path) -> std::process::Output {
         .expect("faultline runs")
 }
 
+/// Runs a scenario that must pass its gates; its results, its output directory (kept while
+/// the first value lives) and its stderr.
+fn run_passing(
+    text: &str,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    serde_json::Value,
+    String,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("scenario.toml");
+    std::fs::write(&scenario, text).unwrap();
+    let out = dir.path().join("out");
+    let output = run(&scenario, &out);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    let results =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    (dir, out, results, stderr)
+}
+
+/// The targets of the fault windows recorded, in order.
+fn fault_targets(results: &serde_json::Value) -> Vec<String> {
+    results["faults"]
+        .as_array()
+        .expect("faults recorded")
+        .iter()
+        .map(|f| f["target"].as_str().unwrap().to_string())
+        .collect()
+}
+
 #[test]
 fn a_bad_scenario_exits_2_naming_the_problem_before_anything_starts() {
     let dir = tempfile::tempdir().unwrap();
@@ -31,6 +68,18 @@ fn a_bad_scenario_exits_2_naming_the_problem_before_anything_starts() {
         (
             format!("{load}[[faults]]\nat = \"1s\"\nkind = \"latency\"\ntarget = \"kafka\"\n"),
             "latency",
+        ),
+        (
+            format!("{load}[[faults]]\nat = \"1s\"\nkind = \"kill\"\ntarget = \"kafka-1\"\n"),
+            "(kill) on \"kafka-1\"",
+        ),
+        (
+            format!("{load}[[faults]]\nat = \"1s\"\nkind = \"partition\"\ntarget = \"orders\"\n"),
+            "(partition) on \"orders\"",
+        ),
+        (
+            format!("{load}[[faults]]\nat = \"1s\"\nkind = \"partition\"\ntarget = \"kafka-2\"\n"),
+            "targets \"kafka-2\"",
         ),
         (
             format!("{load}[system]\nreplicas = {{ orders = 0 }}\n"),
@@ -63,10 +112,7 @@ fn a_bad_scenario_exits_2_naming_the_problem_before_anything_starts() {
 
 #[test]
 fn a_scenario_runs_with_its_faults_and_writes_results_report_and_junit() {
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("short.toml");
-    std::fs::write(
-        &scenario,
+    let (_dir, out, results, _) = run_passing(
         r#"name = "short"
 [system]
 replicas = { orders = 2 }
@@ -93,20 +139,7 @@ min = "1"
 metric = "checker.lost"
 max = "0"
 "#,
-    )
-    .unwrap();
-    let out = dir.path().join("out");
-    let output = run(&scenario, &out);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
-
-    let results: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(results["metadata"]["scenario"], "short");
     let faults = results["faults"].as_array().expect("faults recorded");
     let kinds: Vec<&str> = faults.iter().map(|f| f["kind"].as_str().unwrap()).collect();
@@ -142,14 +175,11 @@ max = "0"
 
 #[test]
 fn faults_on_postgres_and_redis_act_through_proxies_the_services_use() {
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("dependencies.toml");
     // Checkouts only: each order's insert is a round trip to PostgreSQL, so 150 ms each way
     // shows in every POST /api/orders only if the services go through the proxy. The
     // latency has no duration, so it lasts until the last journey has ended (a window that
     // ended at 5 s would heal under orders still in flight).
-    std::fs::write(
-        &scenario,
+    let (_dir, _, results, stderr) = run_passing(
         r#"name = "dependencies"
 [system]
 rate_limit = 0
@@ -173,24 +203,12 @@ target = "redis"
 metric = "checker.lost"
 max = "0"
 "#,
-    )
-    .unwrap();
-    let out = dir.path().join("out");
-    let output = run(&scenario, &out);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "stderr:\n{stderr}");
-
-    let results: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
-    let faults = results["faults"].as_array().expect("faults recorded");
-    let targets: Vec<&str> = faults
-        .iter()
-        .map(|f| f["target"].as_str().unwrap())
-        .collect();
-    assert_eq!(targets, ["postgres", "redis"], "{faults:?}");
+    );
+    assert_eq!(fault_targets(&results), ["postgres", "redis"]);
     assert!(
-        faults[1]["end"].is_string(),
-        "the partition ended: {faults:?}"
+        results["faults"][1]["end"].is_string(),
+        "the partition ended: {}",
+        results["faults"]
     );
     let orders = &results["endpoints"]["POST /api/orders"]["totals"];
     assert!(orders["ok"].as_u64().unwrap() > 0, "{orders}");
@@ -198,8 +216,48 @@ max = "0"
     let fastest_us = orders["latency_summary"]["min_us"].as_u64().unwrap();
     assert!(
         fastest_us >= 300_000,
-        "the fastest POST /api/orders took {fastest_us} µs: it did not go through PostgreSQL's proxy\n{}\nstderr:\n{stderr}",
-        results["endpoints"]["POST /api/orders"]
+        "the fastest POST /api/orders took {fastest_us} µs: it did not go through PostgreSQL's proxy\n{orders}\nstderr:\n{stderr}"
+    );
+    assert_eq!(results["checker"]["lost"], 0, "{}", results["checker"]);
+}
+
+#[test]
+fn each_kafka_broker_gets_a_proxy_that_kafka_and_kafka_n_faults_act_on() {
+    // Ingest is acknowledged only once Kafka has every event (acks=all), so a partition of
+    // every broker from its clients holds the ingests sent meanwhile until it heals.
+    let (_dir, _, results, _) = run_passing(
+        r#"name = "brokers"
+[system]
+kafka_brokers = 2
+rate_limit = 0
+[load]
+rate = 6
+duration = "6s"
+[load.journeys]
+mix = { checkout = 1, ingest = 2 }
+users = 2
+[[faults]]
+at = "1s"
+duration = "2s"
+kind = "partition"
+target = "kafka"
+[[faults]]
+at = "4s"
+duration = "1s"
+kind = "latency"
+latency = "50ms"
+target = "kafka-2"
+[[gates]]
+metric = "checker.lost"
+max = "0"
+"#,
+    );
+    assert_eq!(fault_targets(&results), ["kafka", "kafka-2"]);
+    let ingest = &results["endpoints"]["POST /api/ingest/events"]["totals"];
+    let slowest_us = ingest["latency_summary"]["max_us"].as_u64().unwrap();
+    assert!(
+        slowest_us >= 1_000_000,
+        "the slowest ingest took {slowest_us} µs: the brokers' clients did not go through the proxies\n{ingest}"
     );
     assert_eq!(results["checker"]["lost"], 0, "{}", results["checker"]);
 }

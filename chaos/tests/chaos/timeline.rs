@@ -316,3 +316,41 @@ async fn restarts_run_aside_and_failed_faults_are_reported_without_a_window() {
     assert_eq!(outcome.failures[0].label, "kill svc");
     assert!(outcome.failures[0].error.contains("not running"));
 }
+
+#[tokio::test]
+async fn a_fault_on_a_name_of_several_proxies_acts_on_each_and_heals_each() {
+    let (first, second, alone) = (proxy().await, proxy().await, proxy().await);
+    let mut targets = Targets::new();
+    targets
+        .add_proxies("cluster", vec![first.handle(), second.handle()])
+        .add_proxy("cluster-1", alone.handle());
+    let faults = parse_faults(
+        r#"
+        [[faults]]
+        at = "0s"
+        duration = "300ms"
+        kind = "partition"
+        target = "cluster"
+        "#,
+    )
+    .unwrap();
+    let timeline = Timeline::new(faults, &targets).unwrap();
+    let mut active = timeline.active();
+    let run = tokio::spawn(timeline.run(Instant::now(), CancellationToken::new()));
+    within("the partition starts", async {
+        while !active.summary().contains("partition cluster") {
+            active.changed().await;
+        }
+    })
+    .await;
+    assert!(first.faults().partition && second.faults().partition);
+    assert!(
+        !alone.faults().partition,
+        "another name's proxy was touched"
+    );
+    let outcome = within("the timeline ends", run).await.unwrap();
+    assert_eq!(first.faults(), Faults::default());
+    assert_eq!(second.faults(), Faults::default());
+    assert_eq!(outcome.windows.len(), 1, "{:?}", outcome.windows);
+    assert!(outcome.windows[0].end.is_some());
+}

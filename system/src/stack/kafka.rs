@@ -673,6 +673,25 @@ mod tests {
     }
 
     #[test]
+    fn only_a_broker_that_could_not_bind_starts_again() {
+        let failed = |log_tail: &str| StackError::ComponentFailed {
+            component: "Kafka broker 1".into(),
+            port: 1,
+            data_dir: PathBuf::from("/tmp"),
+            reason: "it exited".into(),
+            log: PathBuf::from("/tmp/kafka.log"),
+            log_tail: log_tail.into(),
+        };
+        assert!(lost_a_port(&failed(
+            "Caused by: java.net.BindException: Address already in use"
+        )));
+        assert!(!lost_a_port(&failed("java.lang.OutOfMemoryError")));
+        assert!(!lost_a_port(&StackError::Invalid(
+            "Address already in use".into()
+        )));
+    }
+
+    #[test]
     fn mismatched_advertised_addresses_are_rejected() {
         let spec = LocalKafka {
             brokers: 3,

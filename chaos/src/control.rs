@@ -143,7 +143,7 @@ async fn add(State(control): State<Control>, body: Bytes) -> Response {
         Err(error) => return bad_request(error.to_string()),
     };
     let kind = fault.kind();
-    if !PROXY_KINDS.contains(&kind) {
+    if kind.is_process() {
         return bad_request(format!(
             "kind: {} is a process fault; a proxy takes {}",
             kind.name(),
@@ -186,28 +186,38 @@ async fn heal_all(State(control): State<Control>) -> Json<Value> {
     Json(state_json(&control.proxy))
 }
 
-async fn heal_kind(State(control): State<Control>, Path(kind): Path<String>) -> Response {
-    let Some(kind) = PROXY_KINDS.into_iter().find(|k| k.name() == kind) else {
+async fn heal_kind(State(control): State<Control>, Path(name): Path<String>) -> Response {
+    let found = PROXY_KINDS
+        .into_iter()
+        .find(|k| k.name() == name)
+        .and_then(|kind| heal_of(kind).map(|heal| (kind, heal)));
+    let Some((kind, heal)) = found else {
         return (
             StatusCode::NOT_FOUND,
             format!(
-                "no fault kind {kind:?} on a proxy; kinds: {}\n",
+                "no fault kind {name:?} on a proxy; kinds: {}\n",
                 PROXY_KINDS.map(FaultKind::name).join(", ")
             ),
         )
             .into_response();
     };
     control.bump(kind);
-    let heal = match kind {
-        FaultKind::Latency => ProxyHeal::Latency(Direction::Both),
-        FaultKind::Bandwidth => ProxyHeal::Bandwidth(Direction::Both),
-        FaultKind::Slicer => ProxyHeal::Slicer(Direction::Both),
-        FaultKind::Partition => ProxyHeal::Partition,
-        FaultKind::Reset => ProxyHeal::RefuseNew,
-        _ => ProxyHeal::Timeout,
-    };
     control.proxy.heal(heal);
     Json(state_json(&control.proxy)).into_response()
+}
+
+/// What heals every fault of `kind` on a proxy: both directions, and for a reset the
+/// refusal of new connections; `None` for a process fault.
+fn heal_of(kind: FaultKind) -> Option<ProxyHeal> {
+    match kind {
+        FaultKind::Latency => Some(ProxyHeal::Latency(Direction::Both)),
+        FaultKind::Bandwidth => Some(ProxyHeal::Bandwidth(Direction::Both)),
+        FaultKind::Slicer => Some(ProxyHeal::Slicer(Direction::Both)),
+        FaultKind::Partition => Some(ProxyHeal::Partition),
+        FaultKind::Reset => Some(ProxyHeal::RefuseNew),
+        FaultKind::Timeout => Some(ProxyHeal::Timeout),
+        FaultKind::Kill | FaultKind::Terminate | FaultKind::Pause | FaultKind::Restart => None,
+    }
 }
 
 /// The faults in force, in the units a scenario file uses, and the counters.

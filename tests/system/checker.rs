@@ -82,20 +82,6 @@ async fn completed_order(h: &Harness, user: &User) -> anyhow::Result<(Uuid, Stri
     Ok((id, key))
 }
 
-async fn set_payments(h: &Harness, fail_rate: f64) -> anyhow::Result<()> {
-    let url = h
-        .system
-        .service_url(ServiceKind::Payments, 1)
-        .context("payments")?;
-    h.http
-        .put(format!("{url}/admin/behaviour"))
-        .json(&json!({ "fail_rate": fail_rate, "latency_ms": 0 }))
-        .send()
-        .await?
-        .error_for_status()?;
-    Ok(())
-}
-
 pub async fn orders_through_the_gateway_settle_and_are_consistent(
     h: Arc<Harness>,
 ) -> anyhow::Result<()> {
@@ -104,14 +90,14 @@ pub async fn orders_through_the_gateway_settle_and_are_consistent(
     let mut ledger = Vec::new();
     // Cancelled after a declined charge, its reservation released. First and awaited, so
     // no other order meets the failing payments.
-    set_payments(&h, 1.0).await?;
+    h.set_payments(1.0, 0).await?;
     let declined = async {
         let (id, key) = place(&h, &user, json!([{ "product_id": PLENTY, "quantity": 1 }])).await?;
         h.terminal_view(&user, &id.to_string()).await?;
         anyhow::Ok((id, key))
     }
     .await;
-    set_payments(&h, 0.0).await?;
+    h.set_payments(0.0, 0).await?;
     let (id, key) = declined?;
     ledger.push(acknowledged(id, &key));
     // Completed: one product, and two products with one repeated.
@@ -206,6 +192,15 @@ pub async fn an_indeterminate_write_never_made_is_not_lost(h: Arc<Harness>) -> a
     Ok(())
 }
 
+/// Runs one statement on a service's database; the rows it changed.
+async fn execute(
+    pool: &deadpool_postgres::Pool,
+    statement: &str,
+    params: &[&(dyn deadpool_postgres::tokio_postgres::types::ToSql + Sync)],
+) -> anyhow::Result<u64> {
+    Ok(pool.get().await?.execute(statement, params).await?)
+}
+
 /// Runs `tamper`, the checker and `restore`, restoring even if the checker failed; then
 /// checks again to show the restoration left the system clean.
 async fn tampered<T, R>(
@@ -248,26 +243,22 @@ pub async fn tampered_databases_are_counted_as_duplicated_or_inconsistent(
         &h,
         &ledger,
         async {
-            let n = analytics
-                .get()
-                .await?
-                .execute(
-                    "UPDATE order_views SET status = 'PENDING' WHERE order_id = $1",
-                    &[&id],
-                )
-                .await?;
+            let n = execute(
+                &analytics,
+                "UPDATE order_views SET status = 'PENDING' WHERE order_id = $1",
+                &[&id],
+            )
+            .await?;
             ensure!(n == 1, "no view to tamper with");
             anyhow::Ok(())
         },
         async {
-            analytics
-                .get()
-                .await?
-                .execute(
-                    "UPDATE order_views SET status = 'COMPLETED' WHERE order_id = $1",
-                    &[&id],
-                )
-                .await?;
+            execute(
+                &analytics,
+                "UPDATE order_views SET status = 'COMPLETED' WHERE order_id = $1",
+                &[&id],
+            )
+            .await?;
             anyhow::Ok(())
         },
     )
@@ -294,23 +285,13 @@ pub async fn tampered_databases_are_counted_as_duplicated_or_inconsistent(
         &h,
         &ledger,
         async {
-            let n = payments
-                .get()
-                .await?
-                .execute(
-                    "UPDATE payments SET status = 'REFUNDED' WHERE order_id = $1 AND status = 'CAPTURED'",
-                    &[&id],
-                )
-                .await?;
+            let n = execute(&payments, "UPDATE payments SET status = 'REFUNDED' WHERE order_id = $1 AND status = 'CAPTURED'",
+                    &[&id]).await?;
             ensure!(n == 1, "no captured payment to tamper with");
             anyhow::Ok(())
         },
         async {
-            payments
-                .get()
-                .await?
-                .execute("UPDATE payments SET status = 'CAPTURED' WHERE order_id = $1", &[&id])
-                .await?;
+            execute(&payments, "UPDATE payments SET status = 'CAPTURED' WHERE order_id = $1", &[&id]).await?;
             anyhow::Ok(())
         },
     )
@@ -394,25 +375,21 @@ pub async fn tampered_databases_are_counted_as_duplicated_or_inconsistent(
         &h,
         &ledger,
         async {
-            inventory_db
-                .get()
-                .await?
-                .execute(
-                    "UPDATE stock_levels SET available = available + 7 WHERE product_id = $1",
-                    &[&PLENTY],
-                )
-                .await?;
+            execute(
+                &inventory_db,
+                "UPDATE stock_levels SET available = available + 7 WHERE product_id = $1",
+                &[&PLENTY],
+            )
+            .await?;
             anyhow::Ok(())
         },
         async {
-            inventory_db
-                .get()
-                .await?
-                .execute(
-                    "UPDATE stock_levels SET available = available - 7 WHERE product_id = $1",
-                    &[&PLENTY],
-                )
-                .await?;
+            execute(
+                &inventory_db,
+                "UPDATE stock_levels SET available = available - 7 WHERE product_id = $1",
+                &[&PLENTY],
+            )
+            .await?;
             anyhow::Ok(())
         },
     )

@@ -69,26 +69,12 @@ pub async fn happy_path_completes_and_the_view_shows_it(h: Arc<Harness>) -> anyh
     Ok(())
 }
 
-async fn set_payments(h: &Harness, fail_rate: f64, latency_ms: u64) -> anyhow::Result<()> {
-    let url = h
-        .system
-        .service_url(ServiceKind::Payments, 1)
-        .context("payments")?;
-    h.http
-        .put(format!("{url}/admin/behaviour"))
-        .json(&json!({ "fail_rate": fail_rate, "latency_ms": latency_ms }))
-        .send()
-        .await?
-        .error_for_status()?;
-    Ok(())
-}
-
 pub async fn payment_failure_cancels_and_releases(h: Arc<Harness>) -> anyhow::Result<()> {
     let user = h.user().await?;
     let before = h.product(5).await?["available"]
         .as_i64()
         .context("available")?;
-    set_payments(&h, 1.0, 0).await?;
+    h.set_payments(1.0, 0).await?;
     let outcome = async {
         let (status, placed) = h
             .place_order(
@@ -103,7 +89,7 @@ pub async fn payment_failure_cancels_and_releases(h: Arc<Harness>) -> anyhow::Re
         anyhow::Ok((order_id, view))
     }
     .await;
-    set_payments(&h, 0.0, 0).await?;
+    h.set_payments(0.0, 0).await?;
     let (order_id, view) = outcome?;
     ensure!(view["status"] == "CANCELLED", "view {view}");
     ensure!(

@@ -86,6 +86,21 @@ impl crate::shared::SharedHarness for Harness {
 }
 
 impl Harness {
+    /// Sets the payments service's failure rate and latency (its admin endpoint).
+    pub async fn set_payments(&self, fail_rate: f64, latency_ms: u64) -> anyhow::Result<()> {
+        let url = self
+            .system
+            .service_url(faultline_system::services::serve::ServiceKind::Payments, 1)
+            .context("payments")?;
+        self.http
+            .put(format!("{url}/admin/behaviour"))
+            .json(&json!({ "fail_rate": fail_rate, "latency_ms": latency_ms }))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
     pub async fn start() -> anyhow::Result<Harness> {
         let webhook = Webhook::default();
         let webhook_url = webhook.start().await?;

@@ -30,6 +30,8 @@ bench: build
 	scripts/bench-loadgen
 	scripts/bench-system
 
+# Formatting, clippy with warnings as errors, and the size limits of scripts/check-size.
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	scripts/check-size

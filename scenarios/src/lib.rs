@@ -1,0 +1,26 @@
+//! faultline's scenarios: the crate that runs a scenario, next to the scenario files it
+//! runs (`scenarios/demo/`, ...).
+//!
+//! A scenario file is TOML, and each crate owns its table: `[system]` is
+//! `faultline_system::topology::Topology`, `[load]` is `faultline_loadgen::scenario::LoadSpec`,
+//! `[[faults]]` is `faultline_chaos::spec::FaultSpec`, `[[gates]]` is the results
+//! contract's `GateSpec`. This crate composes them, in pipeline order:
+//!
+//! - [`scenario`]: [`Scenario`] is the file parsed once; [`Scenario::check`] checks it
+//!   whole (topology, load plan, every fault bound against the topology in a dry run,
+//!   every gate) and reports every problem with its line, before anything starts.
+//! - [`targets`]: the names faults act on (services, replicas, `kafka`, `kafka-<n>`,
+//!   `postgres`, `redis`), the one list behind both the dry run and the real binding, and
+//!   the fault proxies put in front of dependencies.
+//! - [`run`]: the orchestrator. System up, then load, fault timeline and `/metrics`
+//!   scrape together, the checker, and the results handed in memory to reports (gates
+//!   judged once, the report built once). `faultline run` is argument parsing around it.
+//!
+//! Depends on every other crate of the workspace; none depends on it but the binary.
+
+pub mod run;
+pub mod scenario;
+pub mod targets;
+
+pub use run::{run, BaselineOptions, RunError, RunOptions, RunOutcome};
+pub use scenario::{CheckedScenario, Problem, Scenario, ScenarioError};

@@ -1,0 +1,418 @@
+//! The orchestrator: [`run`] takes a [`CheckedScenario`] through one whole run.
+//!
+//! 1. Put fault proxies in front of the dependencies faults act on, and start the
+//!    reference system on the real stack, routed through them.
+//! 2. Run the load, the fault timeline and the `/metrics` scrape together; the timeline
+//!    starts with the load's clock (a journey run first registers its users).
+//! 3. After the load, heal every fault, let the system settle and check every order of
+//!    the write ledger against the services' databases (system::checker).
+//! 4. Hand the results, in memory, to reports: gates judged once, the report built once;
+//!    write `results.json`, `index.html`, `junit.xml` and `summary.md`.
+//!
+//! Nothing here can fail as a usage error: the scenario was checked whole before.
+
+use std::{
+    future::Future,
+    io::Write as _,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use faultline_chaos::{ActiveFaults, CancellationToken, Timeline, TimelineOutcome};
+use faultline_loadgen::{
+    engine,
+    journeys::{
+        self,
+        ledger::{Ledger, WriteOutcome},
+    },
+    results::{CheckerResults, FaultWindow, TimePoint},
+    scenario::LoadPlan,
+    scrape::{ScrapeSpec, Scraper, DEFAULT_METRICS},
+    summary::progress_line,
+    Progress, Results, RunInfo,
+};
+use faultline_reports::{
+    apply_gates, write_report, Baseline, Claims, GateReport, ReportError, ReportInputs,
+};
+use faultline_system::{
+    checker::{self, CheckSpec, LedgerOrder},
+    services::serve::ServiceKind,
+    supervisor::System,
+};
+
+use crate::{
+    scenario::CheckedScenario,
+    targets::{self, Proxies},
+};
+
+/// How a run goes, besides what the scenario says.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Where results.json, ledger.jsonl, index.html, junit.xml and summary.md go.
+    pub output: PathBuf,
+    /// The `faultline` binary the services run as (`faultline serve <service>`).
+    pub faultline_bin: PathBuf,
+    /// A live progress line on stderr.
+    pub progress: bool,
+    /// How long every acknowledged order may take to settle after the load before the
+    /// checker counts it as inconsistent.
+    pub settle_deadline: Duration,
+    /// A previous run to hold this one against.
+    pub baseline: Option<BaselineOptions>,
+    /// The version and commit recorded in results.
+    pub run_info: RunInfo,
+}
+
+/// A previous run's results, and how much worse this run may be.
+#[derive(Debug, Clone)]
+pub struct BaselineOptions {
+    pub results: Results,
+    pub path: PathBuf,
+    /// Allowed relative regression (0.10 is 10%).
+    pub budget: f64,
+    /// Latency differences below this are never a regression.
+    pub latency_floor: Duration,
+}
+
+/// What a run measured and wrote.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub results: Results,
+    pub gates: GateReport,
+    pub results_path: PathBuf,
+    pub report_path: PathBuf,
+    pub junit_path: PathBuf,
+    pub summary_path: PathBuf,
+    /// Faults that could not be applied (the run went on without them).
+    pub fault_failures: Vec<String>,
+}
+
+impl RunOutcome {
+    /// 0 when every gate holds, 1 when one fails.
+    pub fn exit_code(&self) -> u8 {
+        self.gates.exit_code()
+    }
+}
+
+/// A run that could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("creating {path}: {source}")]
+    Output {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Proxies(#[from] targets::ProxyStartError),
+    #[error("starting the reference system: {0}")]
+    System(#[from] faultline_system::supervisor::SystemError),
+    #[error("the fault timeline: {0}")]
+    Timeline(String),
+    #[error("the load: {0}")]
+    Load(#[from] faultline_loadgen::LoadError),
+    #[error("writing results: {0}")]
+    Results(String),
+    #[error("the report: {0}")]
+    Report(#[from] ReportError),
+    #[error("interrupted; every fault was healed")]
+    Interrupted,
+}
+
+/// Runs a checked scenario end to end. `interrupted` resolves on Ctrl-C or SIGTERM: the
+/// load stops, every fault is healed and the system stopped.
+pub async fn run(
+    checked: CheckedScenario,
+    options: RunOptions,
+    interrupted: impl Future<Output = ()>,
+) -> Result<RunOutcome, RunError> {
+    std::fs::create_dir_all(&options.output).map_err(|source| RunError::Output {
+        path: options.output.clone(),
+        source,
+    })?;
+    let mut spec = checked.system.clone();
+    spec.faultline_bin = options.faultline_bin.clone();
+    let proxies = targets::start_proxies(&mut spec, &checked.proxied).await?;
+    eprintln!("run: starting the reference system");
+    let started = std::time::Instant::now();
+    let system = Arc::new(System::start(spec.clone()).await?);
+    eprintln!(
+        "run: the system is up in {:.1} s; gateway {}",
+        started.elapsed().as_secs_f64(),
+        system.gateway_url
+    );
+    let targets = targets::bind(&system, &spec, &proxies);
+    let outcome = async {
+        let timeline = Timeline::new(checked.faults.clone(), &targets)
+            .map_err(|e| RunError::Timeline(e.to_string()))?;
+        let loaded = load_with_faults(&checked, &options, &system, timeline, interrupted).await?;
+        finish(&checked, &options, &system, loaded).await
+    }
+    .await;
+    eprintln!("run: stopping the system");
+    stop(system, proxies).await;
+    outcome
+}
+
+async fn stop(system: Arc<System>, proxies: Vec<Proxies>) {
+    match Arc::try_unwrap(system) {
+        Ok(system) => system.stop().await,
+        // A restart still holds it: dropping it kills every process all the same.
+        Err(system) => drop(system),
+    }
+    for proxy in proxies.into_iter().flat_map(|p| p.proxies) {
+        proxy.stop().await;
+    }
+}
+
+/// The load's results, with the fault timeline and the scrape that ran alongside.
+struct Loaded {
+    results: Results,
+    timeline: TimelineOutcome,
+    /// When the timeline (and the load's clock) started.
+    timeline_wall: SystemTime,
+    scraper: Scraper,
+}
+
+/// Runs the load, the fault timeline and the scrape together.
+async fn load_with_faults(
+    checked: &CheckedScenario,
+    options: &RunOptions,
+    system: &System,
+    timeline: Timeline,
+    interrupted: impl Future<Output = ()>,
+) -> Result<Loaded, RunError> {
+    let mut run_info = options.run_info.clone();
+    run_info.scenario = Some(checked.scenario.name.clone());
+    let mut plan = checked.scenario.plan(&system.gateway_url, run_info)?;
+    if let LoadPlan::Journeys(config) = &mut plan {
+        if config.ledger.is_none() {
+            config.ledger = Some(options.output.join("ledger.jsonl"));
+        }
+    }
+    let scraper = Scraper::start(ScrapeSpec {
+        targets: service_urls(system),
+        metrics: DEFAULT_METRICS.iter().map(|m| m.to_string()).collect(),
+        interval: Duration::from_secs(1),
+    });
+    let show = progress_printer(options.progress, timeline.active());
+
+    // The timeline starts with the load's clock: a journey run first registers its users.
+    let clock_started = Arc::new(tokio::sync::Notify::new());
+    match &mut plan {
+        LoadPlan::Journeys(config) => config.clock_started = Some(clock_started.clone()),
+        LoadPlan::Requests(_) => clock_started.notify_one(),
+    }
+    let cancel = CancellationToken::new();
+    let timeline_task = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            tokio::select! {
+                _ = clock_started.notified() => {}
+                // The load failed in its set-up: nothing to run.
+                _ = cancel.cancelled() => return (SystemTime::now(), TimelineOutcome::default()),
+            }
+            let wall = SystemTime::now();
+            (
+                wall,
+                timeline.run(tokio::time::Instant::now(), cancel).await,
+            )
+        }
+    });
+    eprintln!(
+        "run: load and faults for {}",
+        humantime::format_duration(plan.schedule().duration())
+    );
+    let load = async {
+        match plan {
+            LoadPlan::Requests(config) => engine::run(config, show).await,
+            LoadPlan::Journeys(config) => journeys::run(config, show).await,
+        }
+    };
+    let results = tokio::select! {
+        results = load => results,
+        _ = interrupted => {
+            cancel.cancel();
+            let _ = timeline_task.await;
+            return Err(RunError::Interrupted);
+        }
+    };
+    if options.progress {
+        eprint!("\r\x1b[2K");
+    }
+    cancel.cancel();
+    let (timeline_wall, timeline) = timeline_task
+        .await
+        .map_err(|e| RunError::Timeline(e.to_string()))?;
+    Ok(Loaded {
+        results: results?,
+        timeline,
+        timeline_wall,
+        scraper,
+    })
+}
+
+/// Every service replica's URL, for the `/metrics` scrape.
+fn service_urls(system: &System) -> Vec<String> {
+    ServiceKind::ALL
+        .into_iter()
+        .flat_map(|kind| (1..).map_while(move |replica| system.service_url(kind, replica)))
+        .collect()
+}
+
+/// The live progress line, with the faults in force.
+fn progress_printer(live: bool, active: ActiveFaults) -> impl Fn(&Progress) + Send + Sync {
+    move |progress: &Progress| {
+        if !live {
+            return;
+        }
+        let faults = active.summary();
+        let faults = if faults.is_empty() {
+            String::new()
+        } else {
+            format!("  faults: {faults}")
+        };
+        let mut stderr = std::io::stderr().lock();
+        let _ = write!(stderr, "\r\x1b[2K{}{faults}", progress_line(progress));
+        let _ = stderr.flush();
+    }
+}
+
+/// After the load: fault windows, the scrape and the checker into results; then
+/// results, report and gates on disk.
+async fn finish(
+    checked: &CheckedScenario,
+    options: &RunOptions,
+    system: &System,
+    loaded: Loaded,
+) -> Result<RunOutcome, RunError> {
+    let Loaded {
+        mut results,
+        timeline,
+        timeline_wall,
+        scraper,
+    } = loaded;
+    let fault_failures: Vec<String> = timeline
+        .failures
+        .iter()
+        .map(|f| {
+            format!(
+                "fault #{} ({}) could not be applied: {}",
+                f.number, f.label, f.error
+            )
+        })
+        .collect();
+    for failure in &fault_failures {
+        eprintln!("run: {failure}");
+    }
+    results.faults = fault_windows(&timeline, timeline_wall);
+    let started_at =
+        humantime::parse_rfc3339(&results.metadata.started_at).unwrap_or(timeline_wall);
+    results.server_metrics = scraper.finish(started_at).await;
+    if let Some(ledger) = results.write_ledger.clone() {
+        results.checker = check(system, Path::new(&ledger), options.settle_deadline).await;
+    }
+    results.gates = checked.scenario.gates.clone();
+    results.scenario_text = Some(checked.scenario.text.clone());
+
+    let out = &options.output;
+    let results_path = out.join("results.json");
+    results
+        .write(&results_path)
+        .map_err(|e| RunError::Results(e.to_string()))?;
+    let baseline = options.baseline.as_ref().map(|b| Baseline {
+        results: &b.results,
+        path: b.path.clone(),
+        budget: b.budget,
+        latency_floor_secs: b.latency_floor.as_secs_f64(),
+    });
+    let inputs = ReportInputs {
+        claims: Claims::builtin()?,
+        gates: Vec::new(),
+    };
+    let report_path = write_report(&results, &inputs, baseline.as_ref(), out)?;
+    let gates = faultline_reports::report::all_gates(&results, &[])?;
+    let gates = apply_gates(
+        &results,
+        &gates,
+        baseline.as_ref(),
+        &inputs.claims.groups,
+        out,
+    )?;
+    Ok(RunOutcome {
+        results,
+        gates,
+        results_path,
+        report_path,
+        junit_path: out.join("junit.xml"),
+        summary_path: out.join("summary.md"),
+        fault_failures,
+    })
+}
+
+/// The timeline's windows (seconds from its start) as results' wall-clock windows.
+fn fault_windows(timeline: &TimelineOutcome, wall: SystemTime) -> Vec<FaultWindow> {
+    let at = |offset: f64| {
+        let when = wall + Duration::try_from_secs_f64(offset.max(0.0)).unwrap_or_default();
+        TimePoint::At(humantime::format_rfc3339_millis(when).to_string())
+    };
+    timeline
+        .windows
+        .iter()
+        .map(|w| FaultWindow {
+            label: w.label.clone(),
+            kind: w.kind.clone(),
+            target: w.target.clone(),
+            start: at(w.start),
+            end: w.end.map(at),
+        })
+        .collect()
+}
+
+/// Drains and checks every order of the ledger against the services' databases; `None`
+/// (and the reason on stderr) when the check could not be made, so checker gates fail
+/// as "not measured" rather than pass.
+async fn check(
+    system: &System,
+    ledger: &Path,
+    settle_deadline: Duration,
+) -> Option<CheckerResults> {
+    let entries = match Ledger::read(ledger) {
+        Ok(entries) => entries,
+        Err(error) => {
+            eprintln!("run: the checker cannot read the ledger: {error}");
+            return None;
+        }
+    };
+    let orders: Vec<LedgerOrder> = entries
+        .iter()
+        .map(|entry| LedgerOrder {
+            order_id: entry.order_id.as_deref().and_then(|id| id.parse().ok()),
+            idempotency_key: entry.idempotency_key.clone(),
+            acknowledged: entry.outcome == WriteOutcome::Acknowledged,
+        })
+        .collect();
+    eprintln!(
+        "run: checking {} ledger entries (settling for up to {})",
+        orders.len(),
+        humantime::format_duration(settle_deadline)
+    );
+    let spec = CheckSpec {
+        settle_deadline,
+        poll_interval: Duration::from_millis(250),
+    };
+    match checker::check(&system.database_urls, &orders, &spec).await {
+        Ok(report) => Some(CheckerResults {
+            checked: report.checked,
+            lost: report.lost,
+            duplicated: report.duplicated,
+            inconsistent: report.inconsistent,
+            settle_secs: report.settle_secs,
+            notes: report.notes,
+        }),
+        Err(error) => {
+            eprintln!("run: the consistency check failed: {error}");
+            None
+        }
+    }
+}

@@ -1,0 +1,458 @@
+//! The [`Scenario`] model: one TOML file, parsed once into the tables each crate owns
+//! (`[system]`: [`Topology`], `[load]`: [`LoadSpec`], `[[faults]]`: [`FaultSpec`],
+//! `[[gates]]`: [`GateSpec`]), then checked whole by [`Scenario::check`] before anything
+//! starts. Every problem found is reported at once, each with its line, so a scenario
+//! that passes the check cannot fail as a usage error after the system is up.
+//!
+//! ```toml
+//! name = "checkout"
+//! [system]
+//! replicas = { orders = 2 }
+//! [load]
+//! rate = 20
+//! duration = "30s"
+//! [load.journeys]
+//! mix = { browse = 6, checkout = 3 }
+//! [[faults]]
+//! at = "8s"
+//! kind = "kill"
+//! target = "orders-1"
+//! [[gates]]
+//! metric = "checker.lost"
+//! max = "0"
+//! ```
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use faultline_chaos::{spec::FaultSpec, Fault};
+use faultline_loadgen::{
+    results::GateSpec,
+    scenario::{LoadPlan, LoadSpec},
+    RunInfo,
+};
+use faultline_reports::Gate;
+use faultline_system::{supervisor::SystemSpec, topology::Topology};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::targets::{self, Proxied};
+
+/// The base URL the load plan is checked against before the system exists; the run
+/// plans it again against the gateway, which differs only in its address.
+const STAND_IN_TARGET: &str = "http://127.0.0.1:1";
+
+/// A scenario file as written, each table kept with its place in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    name: Option<String>,
+    description: Option<String>,
+    system: Option<Spanned<Topology>>,
+    load: Spanned<LoadSpec>,
+    #[serde(default)]
+    faults: Vec<Spanned<FaultSpec>>,
+    #[serde(default)]
+    gates: Vec<Spanned<GateSpec>>,
+}
+
+/// A parsed scenario: what the file says, not yet checked against itself.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// `name`, or the file's stem.
+    pub name: String,
+    pub description: Option<String>,
+    /// Where it was read from, for messages.
+    pub path: PathBuf,
+    /// The file as written (kept in results, so a report shows what was run).
+    pub text: String,
+    pub topology: Topology,
+    pub load: LoadSpec,
+    pub faults: Vec<FaultSpec>,
+    pub gates: Vec<GateSpec>,
+    lines: Lines,
+}
+
+/// The first line of each table, for problems found after parsing.
+#[derive(Debug, Clone, Default)]
+struct Lines {
+    system: Option<usize>,
+    load: usize,
+    faults: Vec<usize>,
+    gates: Vec<usize>,
+}
+
+/// One thing wrong with a scenario, with its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line in the file, when the problem has one.
+    pub line: Option<usize>,
+    /// The table at fault, e.g. `[[faults]] #2` or `[load]`.
+    pub table: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}: {}", self.table, self.message),
+            None => write!(f, "{}: {}", self.table, self.message),
+        }
+    }
+}
+
+/// A scenario that cannot run: every problem found, each with its line.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ScenarioError {
+    pub path: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display();
+        match self.problems.as_slice() {
+            [one] => write!(f, "scenario {path}: {one}"),
+            many => {
+                write!(f, "scenario {path} has {} problems:", many.len())?;
+                for problem in many {
+                    write!(f, "\n  {problem}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl ScenarioError {
+    fn one(path: &Path, line: Option<usize>, table: &str, message: impl Into<String>) -> Self {
+        ScenarioError {
+            path: path.to_path_buf(),
+            problems: vec![Problem {
+                line,
+                table: table.into(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+/// A scenario checked whole: everything the run needs, typed.
+#[derive(Debug, Clone)]
+pub struct CheckedScenario {
+    pub scenario: Scenario,
+    /// The topology applied onto the system's defaults (the binary's path is the run's
+    /// to set).
+    pub system: SystemSpec,
+    pub faults: Vec<Fault>,
+    /// The dependencies faults act on, each to get fault proxies.
+    pub proxied: Vec<Proxied>,
+    pub gates: Vec<Gate>,
+}
+
+impl Scenario {
+    /// Reads and parses a scenario file.
+    pub fn read(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ScenarioError::one(path, None, "file", format!("cannot be read: {e}")))?;
+        Scenario::parse(&text, path)
+    }
+
+    /// Parses scenario text; `path` names it in messages and gives the default name.
+    pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        let file: ScenarioFile = toml::from_str(text).map_err(|e| parse_error(text, path, &e))?;
+        let line = |span: std::ops::Range<usize>| line_of(text, span.start);
+        let lines = Lines {
+            system: file.system.as_ref().map(|s| line(s.span())),
+            load: line(file.load.span()),
+            faults: file.faults.iter().map(|f| line(f.span())).collect(),
+            gates: file.gates.iter().map(|g| line(g.span())).collect(),
+        };
+        let name = file.name.clone().unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "run".into())
+        });
+        Ok(Scenario {
+            name,
+            description: file.description,
+            path: path.to_path_buf(),
+            text: text.to_string(),
+            topology: file.system.map(Spanned::into_inner).unwrap_or_default(),
+            load: file.load.into_inner(),
+            faults: file.faults.into_iter().map(Spanned::into_inner).collect(),
+            gates: file.gates.into_iter().map(Spanned::into_inner).collect(),
+            lines,
+        })
+    }
+
+    /// Checks the scenario whole, without starting anything: the topology, the load
+    /// plan, every fault (its values, and its target bound against the topology in a dry
+    /// run), every gate's metric and limit. Every problem is reported, each with its line.
+    pub fn check(&self) -> Result<CheckedScenario, ScenarioError> {
+        let mut problems = Vec::new();
+        let mut system = SystemSpec::new(PathBuf::new());
+        if let Err(message) = self.topology.apply(&mut system) {
+            problems.push(self.problem(self.lines.system, "[system]", message));
+        }
+        if let Err(error) = self.plan(STAND_IN_TARGET, RunInfo::default()) {
+            problems.push(self.problem(Some(self.lines.load), "[load]", error.to_string()));
+        }
+        let faults = self.check_faults(&system, &mut problems);
+        let proxied = match &faults {
+            Some(faults) => targets::proxied(&system, faults).unwrap_or_else(|(number, why)| {
+                problems.push(self.fault_problem(number, why));
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        let mut gates = Vec::new();
+        for (index, spec) in self.gates.iter().enumerate() {
+            match Gate::from_spec(spec, &self.path.display().to_string()) {
+                Ok(judged) => gates.extend(judged),
+                Err(error) => problems.push(self.problem(
+                    self.lines.gates.get(index).copied(),
+                    &format!("[[gates]] #{}", index + 1),
+                    error.to_string(),
+                )),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ScenarioError {
+                path: self.path.clone(),
+                problems,
+            });
+        }
+        Ok(CheckedScenario {
+            scenario: self.clone(),
+            system,
+            faults: faults.unwrap_or_default(),
+            proxied,
+            gates,
+        })
+    }
+
+    /// The `[load]` planned against `base_url` (the gateway's, in a run).
+    pub fn plan(
+        &self,
+        base_url: &str,
+        run_info: RunInfo,
+    ) -> Result<LoadPlan, faultline_loadgen::LoadError> {
+        self.load
+            .plan(Some(base_url), run_info, &self.path.display().to_string())
+    }
+
+    /// Validates each fault on its own (so each problem gets its line), then the set
+    /// (overlaps), then binds every target against the topology. `None` when any fault
+    /// is wrong.
+    fn check_faults(&self, system: &SystemSpec, problems: &mut Vec<Problem>) -> Option<Vec<Fault>> {
+        let before = problems.len();
+        for (index, spec) in self.faults.iter().enumerate() {
+            if let Err(error) = spec.validate(index + 1) {
+                problems.push(self.fault_problem(index + 1, error.to_string()));
+            }
+        }
+        if problems.len() > before {
+            return None;
+        }
+        let faults = match faultline_chaos::spec::validate(&self.faults) {
+            Ok(faults) => faults,
+            Err(error) => {
+                let number = error.fault_number().unwrap_or(1);
+                problems.push(self.fault_problem(number, error.to_string()));
+                return None;
+            }
+        };
+        for fault in &faults {
+            if let Err(message) = targets::check_target(system, fault) {
+                problems.push(self.fault_problem(fault.number, message));
+            }
+        }
+        (problems.len() == before).then_some(faults)
+    }
+
+    fn fault_problem(&self, number: usize, message: String) -> Problem {
+        self.problem(
+            self.lines.faults.get(number.saturating_sub(1)).copied(),
+            &format!("[[faults]] #{number}"),
+            message,
+        )
+    }
+
+    fn problem(&self, line: Option<usize>, table: &str, message: String) -> Problem {
+        Problem {
+            line,
+            table: table.into(),
+            message,
+        }
+    }
+}
+
+/// The 1-based line of a byte offset.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// A TOML or schema error with its line; `[[gate]]` (an old spelling) gets a hint.
+fn parse_error(text: &str, path: &Path, error: &toml::de::Error) -> ScenarioError {
+    let line = error.span().map(|span| line_of(text, span.start));
+    let mut message = error.message().trim().to_string();
+    if message.contains("unknown field `gate`") {
+        message = "[[gate]] is not a table of a scenario file: write [[gates]]".into();
+    }
+    ScenarioError::one(path, line, "file", message)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const BASE: &str = r#"
+name = "t"
+[system]
+replicas = { orders = 2 }
+kafka_brokers = 1
+[load]
+rate = 5
+duration = "10s"
+[load.journeys]
+mix = { browse = 1, checkout = 1 }
+"#;
+
+    fn check(extra: &str) -> Result<CheckedScenario, ScenarioError> {
+        let text = format!("{BASE}{extra}");
+        Scenario::parse(&text, Path::new("t.toml"))?.check()
+    }
+
+    /// The one problem of a scenario that must be refused, with its line.
+    fn refused(extra: &str) -> Problem {
+        let error = check(extra).unwrap_err();
+        assert_eq!(error.problems.len(), 1, "{error}");
+        error.problems[0].clone()
+    }
+
+    fn base_lines() -> usize {
+        BASE.lines().count()
+    }
+
+    #[test]
+    fn a_good_scenario_is_checked_into_faults_proxies_and_gates() {
+        let checked = check(
+            r#"
+[[faults]]
+at = "2s"
+kind = "kill"
+target = "orders-2"
+[[faults]]
+at = "3s"
+duration = "1s"
+kind = "latency"
+target = "postgres"
+latency = "20ms"
+[[gates]]
+metric = "http.p99"
+max = "500ms"
+"#,
+        )
+        .unwrap();
+        assert_eq!(checked.faults.len(), 2);
+        assert_eq!(checked.proxied.len(), 1);
+        assert_eq!(checked.gates.len(), 1);
+        assert_eq!(checked.scenario.name, "t");
+    }
+
+    #[test]
+    fn a_target_that_names_nothing_is_refused_with_its_line() {
+        let problem = refused("[[faults]]\nat = \"1s\"\nkind = \"kill\"\ntarget = \"ordrs\"\n");
+        assert_eq!(problem.line, Some(base_lines() + 1), "{problem}");
+        assert!(problem.message.contains("ordrs"), "{problem}");
+        assert_eq!(problem.table, "[[faults]] #1");
+    }
+
+    #[test]
+    fn a_replica_the_topology_lacks_is_refused() {
+        let problem = refused("[[faults]]\nat = \"1s\"\nkind = \"kill\"\ntarget = \"orders-3\"\n");
+        assert!(problem.message.contains("orders-3"), "{problem}");
+        assert_eq!(problem.line, Some(base_lines() + 1));
+    }
+
+    #[test]
+    fn a_fault_kind_on_the_wrong_target_is_refused_with_its_line() {
+        let kill_kafka = refused("[[faults]]\nat = \"1s\"\nkind = \"kill\"\ntarget = \"kafka\"\n");
+        assert!(kill_kafka.message.contains("kill"), "{kill_kafka}");
+        assert_eq!(kill_kafka.line, Some(base_lines() + 1));
+        let latency_orders = refused(
+            "[[faults]]\nat = \"1s\"\nduration = \"1s\"\nkind = \"latency\"\ntarget = \"orders\"\nlatency = \"5ms\"\n",
+        );
+        assert!(
+            latency_orders.message.contains("orders"),
+            "{latency_orders}"
+        );
+    }
+
+    #[test]
+    fn a_broker_the_topology_lacks_is_refused_with_its_line() {
+        let problem = refused(
+            "[[faults]]\nat = \"1s\"\nduration = \"1s\"\nkind = \"partition\"\ntarget = \"kafka-2\"\n",
+        );
+        assert!(problem.message.contains("kafka-2"), "{problem}");
+        assert_eq!(problem.line, Some(base_lines() + 1));
+    }
+
+    #[test]
+    fn a_gate_on_an_unknown_metric_is_refused_with_its_line() {
+        let problem = refused("\n[[gates]]\nmetric = \"http.p999x\"\nmax = \"1s\"\n");
+        assert_eq!(problem.line, Some(base_lines() + 2), "{problem}");
+        assert_eq!(problem.table, "[[gates]] #1");
+        assert!(problem.message.contains("http.p999x"), "{problem}");
+    }
+
+    #[test]
+    fn a_bad_quantity_is_refused_with_its_line() {
+        let latency = refused(
+            "[[faults]]\nat = \"1s\"\nduration = \"1s\"\nkind = \"latency\"\ntarget = \"postgres\"\nlatency = \"fast\"\n",
+        );
+        assert!(latency.message.contains("fast"), "{latency}");
+        assert_eq!(latency.line, Some(base_lines() + 1));
+        let gate = refused("[[gates]]\nmetric = \"http.p99\"\nmax = \"5 parsecs\"\n");
+        assert!(gate.message.contains("parsecs"), "{gate}");
+        assert_eq!(gate.line, Some(base_lines() + 1));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let error = check(
+            "[[faults]]\nat = \"1s\"\nkind = \"kill\"\ntarget = \"nobody\"\n[[gates]]\nmetric = \"nothing\"\nmax = \"1\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(error.problems.len(), 2, "{error}");
+        assert!(error.to_string().contains("2 problems"), "{error}");
+    }
+
+    #[test]
+    fn the_old_gate_spelling_is_an_error_that_names_its_line() {
+        let error = check("[[gate]]\nmetric = \"http.p99\"\nmax = \"1s\"\n").unwrap_err();
+        let problem = &error.problems[0];
+        assert!(problem.message.contains("[[gates]]"), "{problem}");
+        assert_eq!(problem.line, Some(base_lines() + 1), "{problem}");
+    }
+
+    #[test]
+    fn a_bad_load_is_refused_with_the_line_of_load() {
+        let text = "[load]\nrate = 5\n[load.journeys]\nmix = { browse = 1 }\n";
+        let error = Scenario::parse(text, Path::new("t.toml"))
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert_eq!(error.problems[0].line, Some(1), "{error}");
+        assert!(error.to_string().contains("duration"), "{error}");
+    }
+}

@@ -31,7 +31,7 @@ bench: build
 	scripts/bench-system
 
 # Formatting, clippy with warnings as errors, and the size limits of scripts/check-size.
-lint:
+lint: setup
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	scripts/check-size

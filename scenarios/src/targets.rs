@@ -113,43 +113,49 @@ fn lookup(spec: &SystemSpec, name: &str) -> Option<Named> {
 /// a dependency) is local, so a proxy can be put in front of it.
 pub fn check_target(spec: &SystemSpec, fault: &Fault) -> Result<(), String> {
     let kind = fault.kind();
+    let wrong_kind = || {
+        format!(
+            "fault #{} ({}) on {:?}: kill, terminate, pause and restart act on services; partition, reset, latency, bandwidth, slicer and timeout on {} or a broker such as kafka-1",
+            fault.number,
+            kind.name(),
+            fault.target,
+            Proxied::ALL.map(Proxied::name).join(", ")
+        )
+    };
     match lookup(spec, &fault.target) {
         None => Err(format!(
-            "{} targets {:?}, which this topology does not have: name a service ({}), a replica such as orders-1, one of {}, or a broker such as kafka-1",
-            kind.name(),
+            "fault #{} targets {:?}, which this topology does not have: name a service ({}), a replica such as orders-1, one of {}, or a broker such as kafka-1",
+            fault.number,
             fault.target,
             ServiceKind::ALL.map(|k| k.name()).join(", "),
             Proxied::ALL.map(Proxied::name).join(", "),
         )),
-        Some(Named::Process(..)) if !kind.is_process() => Err(format!(
-            "{} acts on the link to kafka, postgres or redis (or a broker such as kafka-1), not on the service {:?}",
-            kind.name(),
-            fault.target
-        )),
-        Some(Named::Proxy(..)) if kind.is_process() => Err(format!(
-            "{} acts on services (a process), not on {:?}; use partition, reset, latency, bandwidth, slicer or timeout there",
-            kind.name(),
-            fault.target
-        )),
-        Some(Named::Proxy(dependency, _)) => dependency.proxyable(spec),
+        Some(Named::Process(..)) if !kind.is_process() => Err(wrong_kind()),
+        Some(Named::Proxy(..)) if kind.is_process() => Err(wrong_kind()),
+        Some(Named::Proxy(dependency, _)) => dependency.proxyable(spec).map_err(|why| {
+            format!(
+                "fault #{} ({}) on {:?}: {why}",
+                fault.number,
+                kind.name(),
+                fault.target
+            )
+        }),
         Some(Named::Process(..)) => Ok(()),
     }
 }
 
-/// The dependencies the (checked) faults act on, each to get fault proxies.
-pub fn proxied(spec: &SystemSpec, faults: &[Fault]) -> Result<Vec<Proxied>, (usize, String)> {
+/// The dependencies the faults act on (checked with [`check_target`]), each to get
+/// fault proxies.
+pub fn proxied(spec: &SystemSpec, faults: &[Fault]) -> Vec<Proxied> {
     let mut proxied = Vec::new();
     for fault in faults {
         if let Some(Named::Proxy(dependency, _)) = lookup(spec, &fault.target) {
-            dependency
-                .proxyable(spec)
-                .map_err(|why| (fault.number, why))?;
             if !proxied.contains(&dependency) {
                 proxied.push(dependency);
             }
         }
     }
-    Ok(proxied)
+    proxied
 }
 
 /// The fault proxies of one dependency (one per Kafka broker, in broker order).

@@ -25,10 +25,12 @@ test: setup
 	$(CARGO) test --locked -p faultline-system --features containers --test containers -- --nocapture
 	$(CARGO) check --locked --features containers
 
-# Benchmarks, not tests: ratios in one run (loadgen vs wrk and oha), system throughput.
+# Benchmarks, not tests: ratios in one run (loadgen vs wrk and oha), system throughput,
+# the checkout saga at stepped rates with its drain capacity (scripts/bench-saga).
 bench: build
 	scripts/bench-loadgen
 	scripts/bench-system
+	scripts/bench-saga
 
 # Formatting, clippy with warnings as errors, and the size limits of scripts/check-size.
 lint: setup

@@ -429,23 +429,20 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_rate_points_at_the_rate() {
-        let err = parse_stages("10s:0->fast").unwrap_err();
-        assert_eq!((err.stage, err.column), (1, 8));
-        assert!(err.problem.contains("\"fast\""), "{err}");
-    }
-
-    #[test]
-    fn a_negative_rate_is_rejected() {
-        let err = parse_stages("10s:-5").unwrap_err();
-        assert!(err.problem.contains("zero or positive"), "{err}");
-    }
-
-    #[test]
-    fn a_bad_duration_is_rejected() {
-        let err = parse_stages("10x:5").unwrap_err();
-        assert_eq!((err.stage, err.column), (1, 1));
-        assert!(err.problem.contains("bad duration \"10x\""), "{err}");
+    fn a_bad_rate_or_duration_is_rejected_where_it_stands() {
+        // (stages, where the error points if it says, what the problem names)
+        let cases = [
+            ("10s:0->fast", Some((1, 8)), "\"fast\""),
+            ("10s:-5", None, "zero or positive"),
+            ("10x:5", Some((1, 1)), "bad duration \"10x\""),
+        ];
+        for (text, at, problem) in cases {
+            let err = parse_stages(text).unwrap_err();
+            if let Some(at) = at {
+                assert_eq!((err.stage, err.column), at, "{text}");
+            }
+            assert!(err.problem.contains(problem), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -384,23 +384,24 @@ mod tests {
         Duration::from_secs_f64(s)
     }
 
+    /// A stage going from `from` to `to` requests/s over `seconds`.
+    fn ramp(seconds: f64, from: f64, to: f64) -> Stage {
+        Stage {
+            duration: secs(seconds),
+            from_rate: from,
+            to_rate: to,
+        }
+    }
+
     #[test]
     fn stages_parse_constants_and_ramps() {
         let stages = parse_stages("10s:0->500, 60s:500, 10s:500->0").unwrap();
         assert_eq!(
             stages,
             vec![
-                Stage {
-                    duration: secs(10.0),
-                    from_rate: 0.0,
-                    to_rate: 500.0
-                },
+                ramp(10.0, 0.0, 500.0),
                 Stage::constant(secs(60.0), 500.0),
-                Stage {
-                    duration: secs(10.0),
-                    from_rate: 500.0,
-                    to_rate: 0.0
-                },
+                ramp(10.0, 500.0, 0.0),
             ]
         );
     }
@@ -409,14 +410,7 @@ mod tests {
     fn stages_accept_compound_durations_and_fractional_rates() {
         let stages = parse_stages("1m30s:2.5,500ms:10 -> 20").unwrap();
         assert_eq!(stages[0], Stage::constant(secs(90.0), 2.5));
-        assert_eq!(
-            stages[1],
-            Stage {
-                duration: secs(0.5),
-                from_rate: 10.0,
-                to_rate: 20.0
-            }
-        );
+        assert_eq!(stages[1], ramp(0.5, 10.0, 20.0));
     }
 
     #[test]
@@ -473,17 +467,9 @@ mod tests {
     fn a_ramp_sends_the_area_under_the_rate_line() {
         let schedule = Schedule::open(
             vec![
-                Stage {
-                    duration: secs(10.0),
-                    from_rate: 0.0,
-                    to_rate: 100.0,
-                },
+                ramp(10.0, 0.0, 100.0),
                 Stage::constant(secs(5.0), 100.0),
-                Stage {
-                    duration: secs(10.0),
-                    from_rate: 100.0,
-                    to_rate: 0.0,
-                },
+                ramp(10.0, 100.0, 0.0),
             ],
             Arrivals::Uniform,
         )
@@ -532,11 +518,7 @@ mod tests {
 
     #[test]
     fn poisson_arrivals_follow_a_ramp() {
-        let stages = vec![Stage {
-            duration: secs(10.0),
-            from_rate: 0.0,
-            to_rate: 2000.0,
-        }];
+        let stages = vec![ramp(10.0, 0.0, 2000.0)];
         let schedule = Schedule::open(stages, Arrivals::Poisson { seed: 3 }).unwrap();
         let times: Vec<f64> = schedule
             .send_times()
@@ -562,14 +544,7 @@ mod tests {
     #[test]
     fn the_target_rate_follows_the_stages() {
         let schedule = Schedule::open(
-            vec![
-                Stage {
-                    duration: secs(10.0),
-                    from_rate: 0.0,
-                    to_rate: 100.0,
-                },
-                Stage::constant(secs(5.0), 40.0),
-            ],
+            vec![ramp(10.0, 0.0, 100.0), Stage::constant(secs(5.0), 40.0)],
             Arrivals::Uniform,
         )
         .unwrap();

@@ -127,7 +127,7 @@ pub async fn open_model_journeys_keep_a_ledger_that_matches_the_orders(
 
 /// N checkouts by U users log in at most U times (the argon2 verification of a login
 /// would otherwise cap the checkout rate), and each `login` journey is one login.
-pub async fn shoppers_log_in_once_and_the_login_journey_every_time(
+pub async fn shoppers_log_in_once_and_login_journeys_every_time(
     h: Arc<Harness>,
 ) -> anyhow::Result<()> {
     let run = |mix: &str, users: usize| {

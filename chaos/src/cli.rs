@@ -196,8 +196,9 @@ pub async fn resolve(upstream: &str) -> Result<SocketAddr, ProxyError> {
         .ok_or_else(|| fail("no address found".into()))
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn terminated() {
+/// Resolves on Ctrl-C or SIGTERM: the one way every long-running `faultline` command
+/// (the proxy here, and the binary's `serve`, `system` and `run`) learns it should stop.
+pub async fn terminated() {
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {

@@ -1,15 +1,15 @@
 //! The load engine: one loop, driven by a schedule.
 //!
 //! [`run`] checks the target is reachable, opens every connection, starts the
-//! clock and spawns one task per connection (a *worker*). A worker asks the pacer
-//! for its next request: in an open schedule that is the next intended send time
-//! not yet taken by another worker (so an idle connection takes whatever is due
-//! next, and a request due while every connection is busy waits and counts its
-//! wait), in a closed schedule it is "now" until the run's end. The worker sleeps
-//! until the intended time, sends, reads the whole response and records, into its
-//! own log, latency from the intended time, the send delay, and the outcome.
-//! Meanwhile [`run`] itself collects the logs once a wall-clock second, reports
-//! progress, and at the end builds [`Results`].
+//! clock and runs one task per connection (a *worker*) through the pacing loop of
+//! module `pacing`, which journeys share: a worker takes the next arrival (in an open
+//! schedule the next intended send time not yet taken by another worker, so an idle
+//! connection takes whatever is due next and a request due while every connection is
+//! busy waits and counts its wait; in a closed schedule "now" until the run's end),
+//! sleeps until its time, and here an arrival is one request: send, read the whole
+//! response and record, into the worker's own log, latency from the intended time,
+//! the send delay, and the outcome. Meanwhile [`run`] itself collects the logs once a
+//! wall-clock second, reports progress, and at the end builds [`Results`].
 //!
 //! HTTP/1.1 goes through the engine's own client (module `h1`): each endpoint's request
 //! is serialized once per run, and a request costs one write, the reads of its
@@ -20,10 +20,7 @@
 use std::{
     future::{poll_fn, Future},
     pin::{pin, Pin},
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Mutex,
-    },
+    sync::Arc,
     task::Poll,
     time::Duration,
 };
@@ -36,15 +33,17 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::{task::JoinSet, time::Instant};
 
 mod h1;
+mod pacing;
 
 use h1::H1Connection;
+pub(crate) use pacing::{Pacer, SecondClock, Slot, Worker};
 
 use crate::{
     classify::ErrorClass,
     error::LoadError,
     recorder::{lock, Clock, Collected, Outcome, SharedLog},
     results::{HttpVersion, LatencyOrigin, Results, RunMetadata, RunRecord, TargetSchedule},
-    schedule::{Schedule, SendTimes},
+    schedule::Schedule,
     target::{default_content_type, RequestSpec, Target},
 };
 
@@ -174,48 +173,37 @@ pub async fn run(
     }
 
     let (clock, start_wall) = Clock::start_now();
-    let Clock {
-        start,
-        start_unix_nanos,
-    } = clock;
-    let pacer = match config.schedule.send_times() {
-        Some(times) => Pacer::Open(Box::new(Mutex::new((times, 0)))),
-        None => Pacer::Closed {
-            end: start + config.schedule.duration(),
-            next: AtomicU64::new(0),
-        },
-    };
     let shared = Arc::new(Shared {
         target: config.target.clone(),
         http_version: config.http_version,
         requests,
-        pacer,
-        start,
-        start_unix_nanos,
         timeout: config.timeout,
         late_threshold: config.late_threshold,
-        max_send_delay: config.max_send_delay(),
         latency_origin: config.latency_origin,
     });
-
     let logs: Vec<SharedLog> = (0..config.connections)
         .map(|_| SharedLog::default())
         .collect();
-    let mut workers = JoinSet::new();
-    for (log, connection) in logs.iter().zip(connections) {
-        workers.spawn(worker(shared.clone(), log.clone(), connection));
-    }
-
-    let working = async {
-        while let Some(joined) = workers.join_next().await {
-            // A worker that panicked loses only its own unrecorded request.
-            if let Err(error) = joined {
-                tracing::error!(%error, "load worker failed");
-            }
-        }
-    };
-    let ((), collected) =
-        collect_while(working, &logs, clock, &config.schedule, None, progress).await;
+    let workers: Vec<RequestWorker> = logs
+        .iter()
+        .zip(connections)
+        .map(|(log, connection)| RequestWorker {
+            shared: shared.clone(),
+            log: log.clone(),
+            connection,
+            watchdog: Watchdog::default(),
+        })
+        .collect();
+    let pacer = Pacer::new(&config.schedule, clock, config.max_send_delay());
+    let ((), collected) = collect_while(
+        pacer.run(workers),
+        &logs,
+        clock,
+        &config.schedule,
+        None,
+        progress,
+    )
+    .await;
 
     let metadata = RunMetadata {
         http_version: config.http_version,
@@ -230,18 +218,47 @@ pub async fn run(
         )
     };
     let names: Vec<String> = config.requests.iter().map(|r| r.name.clone()).collect();
-    Results::build(RunRecord {
-        metadata,
-        schedule: TargetSchedule::of(&config.schedule),
-        endpoint_names: &names,
-        collected: &collected,
-        late_threshold_ms: config.late_threshold.as_secs_f64() * 1000.0,
-        max_send_delay_ms: config.max_send_delay().as_secs_f64() * 1000.0,
-    })
-    .map_err(|e| LoadError::BadResults {
+    let pacing = PacingRecord {
+        schedule: &config.schedule,
+        late_threshold: config.late_threshold,
+        max_send_delay: config.max_send_delay(),
+    };
+    pacing.results(metadata, &names, &collected)
+}
+
+/// How a paced run was paced, as its results state it (both modes alike).
+pub(crate) struct PacingRecord<'a> {
+    pub schedule: &'a Schedule,
+    pub late_threshold: Duration,
+    pub max_send_delay: Duration,
+}
+
+impl PacingRecord<'_> {
+    /// The results of a run whose endpoints are `names`, from what was collected.
+    pub(crate) fn results(
+        &self,
+        metadata: RunMetadata,
+        names: &[String],
+        collected: &Collected,
+    ) -> Result<Results, LoadError> {
+        Results::build(RunRecord {
+            metadata,
+            schedule: TargetSchedule::of(self.schedule),
+            endpoint_names: names,
+            collected,
+            late_threshold_ms: self.late_threshold.as_secs_f64() * 1000.0,
+            max_send_delay_ms: self.max_send_delay.as_secs_f64() * 1000.0,
+        })
+        .map_err(unrecordable)
+    }
+}
+
+/// A run's results that cannot be encoded (a histogram out of its bounds).
+pub(crate) fn unrecordable(error: impl std::fmt::Display) -> LoadError {
+    LoadError::BadResults {
         path: "(this run)".into(),
-        reason: e.to_string(),
-    })
+        reason: error.to_string(),
+    }
 }
 
 /// Runs `working` (the load) to its end while collecting the workers' logs just after
@@ -304,142 +321,25 @@ fn update_progress(
     running.last_second_p99_us = last.latency.value_at_quantile(0.99);
 }
 
-/// The granularity of Tokio's timer.
-const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
-
 /// What every worker shares.
 struct Shared {
     target: Target,
     http_version: HttpVersion,
     requests: Vec<PreparedRequest>,
-    pacer: Pacer,
-    start: Instant,
-    start_unix_nanos: u128,
     timeout: Duration,
     late_threshold: Duration,
-    max_send_delay: Duration,
     latency_origin: LatencyOrigin,
 }
 
-/// Hands out requests: intended times of an open schedule, or "now" until the end.
-enum Pacer {
-    /// The send times and how many were handed out. A `std::sync::Mutex`: it is
-    /// held only to take the next time, never across an await.
-    Open(Box<Mutex<(SendTimes, u64)>>),
-    Closed {
-        end: Instant,
-        next: AtomicU64,
-    },
-}
-
-/// One request to send: its endpoint and when it was due.
-struct Slot {
-    endpoint: usize,
-    /// The intended send time; in a closed schedule, when the worker became free for
-    /// it (took the slot, or finished its previous request).
-    intended: Instant,
-    /// Whether `intended` comes from an open schedule (and may lie ahead).
-    paced: bool,
-}
-
 impl Shared {
-    /// The next request for an idle worker, dropping (and counting) requests that
-    /// are already overdue by more than the maximum send delay. `free_since`: when
-    /// the worker finished its last request, if it has done nothing since (a closed
-    /// schedule's next request is due then, which saves reading the clock again).
-    fn next_slot(
-        &self,
-        log: &SharedLog,
-        clock: &mut SecondClock,
-        free_since: Option<Instant>,
-    ) -> Option<Slot> {
+    /// The endpoint arrival `index` goes to: they take turns.
+    fn endpoint_of(&self, index: u64) -> usize {
         let endpoints = self.requests.len() as u64;
-        let endpoint_of = |index: u64| {
-            if endpoints == 1 {
-                0
-            } else {
-                (index % endpoints) as usize
-            }
-        };
-        match &self.pacer {
-            Pacer::Closed { end, next } => {
-                let now = free_since.unwrap_or_else(Instant::now);
-                if now >= *end {
-                    return None;
-                }
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                Some(Slot {
-                    endpoint: endpoint_of(index),
-                    intended: now,
-                    paced: false,
-                })
-            }
-            Pacer::Open(times) => loop {
-                let (offset, index) = {
-                    let mut guard = times
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner());
-                    let offset = guard.0.next()?;
-                    let index = guard.1;
-                    guard.1 += 1;
-                    (offset, index)
-                };
-                let endpoint = endpoint_of(index);
-                let intended = self.start + offset;
-                let now = Instant::now();
-                if now.saturating_duration_since(intended) > self.max_send_delay {
-                    lock(log).record_dropped(endpoint, clock.second_of(now));
-                    continue;
-                }
-                return Some(Slot {
-                    endpoint,
-                    intended,
-                    paced: true,
-                });
-            },
+        if endpoints == 1 {
+            0
+        } else {
+            (index % endpoints) as usize
         }
-    }
-}
-
-/// The wall-clock second an instant falls in, as [`unix_second`] computes it, with
-/// the current second's bounds kept so most requests need only two comparisons.
-struct SecondClock {
-    start: Instant,
-    start_unix_nanos: u128,
-    /// Instants in `from..until` are in `second`.
-    from: Instant,
-    until: Instant,
-    second: u64,
-}
-
-impl SecondClock {
-    fn new(shared: &Shared) -> SecondClock {
-        SecondClock {
-            start: shared.start,
-            start_unix_nanos: shared.start_unix_nanos,
-            from: shared.start,
-            until: shared.start,
-            second: 0,
-        }
-    }
-
-    fn second_of(&mut self, at: Instant) -> u64 {
-        if self.from <= at && at < self.until {
-            return self.second;
-        }
-        let unix_nanos =
-            self.start_unix_nanos + at.saturating_duration_since(self.start).as_nanos();
-        let second = (unix_nanos / 1_000_000_000) as u64;
-        if at >= self.start {
-            let into_second = Duration::from_nanos((unix_nanos % 1_000_000_000) as u64);
-            self.from = at
-                .checked_sub(into_second)
-                .unwrap_or(self.start)
-                .max(self.start);
-            self.until = at + (Duration::from_secs(1) - into_second);
-            self.second = second;
-        }
-        second
     }
 }
 
@@ -478,34 +378,39 @@ impl Watchdog {
     }
 }
 
-/// One connection's loop: take the next request, wait for its time, send, record.
-async fn worker(shared: Arc<Shared>, log: SharedLog, mut connection: Option<Connection>) {
-    let mut clock = SecondClock::new(&shared);
-    let mut watchdog = Watchdog::default();
-    let mut free_since = None;
-    while let Some(slot) = shared.next_slot(&log, &mut clock, free_since.take()) {
+/// One connection: an arrival is one request on it, recorded into the worker's log.
+struct RequestWorker {
+    shared: Arc<Shared>,
+    log: SharedLog,
+    /// `None` until (re)connected: a failed connection is opened again for the next
+    /// request.
+    connection: Option<Connection>,
+    watchdog: Watchdog,
+}
+
+impl Worker for RequestWorker {
+    fn dropped(&mut self, index: u64, second: u64) {
+        lock(&self.log).record_dropped(self.shared.endpoint_of(index), second);
+    }
+
+    async fn idle_until(&mut self, wake: Instant) {
+        // Keep watching the idle connection while waiting, so a server closing it is
+        // noticed before the next request rather than failing it.
+        match &mut self.connection {
+            Some(connection) => connection.idle_until(wake).await,
+            None => tokio::time::sleep_until(wake).await,
+        }
+    }
+
+    /// Sends the arrival's request and records it.
+    async fn serve(&mut self, slot: Slot, seconds: &mut SecondClock) -> Option<Instant> {
+        let shared = &*self.shared;
+        let endpoint = shared.endpoint_of(slot.index);
         let intended = slot.intended;
         // In a closed schedule the request goes out at once: it is sent when due.
         let mut sent = (!slot.paced).then_some(intended);
-        if slot.paced {
-            // Tokio's timer fires on the first millisecond tick at or after its
-            // deadline: sleeping until `intended` would send up to 1 ms late every
-            // time and add that lag to every latency. Waking in the millisecond before
-            // keeps sends within a millisecond of their time without that bias
-            // (latency is then measured from the earlier of intended and actual send).
-            let wake = intended.checked_sub(TIMER_RESOLUTION).unwrap_or(intended);
-            if wake > Instant::now() {
-                // Keep watching the idle connection while waiting, so a server closing
-                // it is noticed before the next request rather than failing it.
-                match &mut connection {
-                    Some(conn) => conn.idle_until(wake).await,
-                    None => tokio::time::sleep_until(wake).await,
-                }
-            }
-        }
-
-        if connection.as_ref().is_none_or(Connection::is_closed) {
-            connection = None;
+        if self.connection.as_ref().is_none_or(Connection::is_closed) {
+            self.connection = None;
             sent = None;
             let opened = tokio::time::timeout(
                 shared.timeout,
@@ -513,16 +418,16 @@ async fn worker(shared: Arc<Shared>, log: SharedLog, mut connection: Option<Conn
             )
             .await;
             match opened {
-                Ok(Ok(conn)) => connection = Some(conn),
+                Ok(Ok(connection)) => self.connection = Some(connection),
                 failed => {
                     if let Ok(Err(error)) = &failed {
                         tracing::debug!(%error, "connect failed");
                     }
                     let now = Instant::now();
                     let delay = now.saturating_duration_since(intended);
-                    lock(&log).record(
-                        slot.endpoint,
-                        clock.second_of(now),
+                    lock(&self.log).record(
+                        endpoint,
+                        seconds.second_of(now),
                         delay,
                         delay > shared.late_threshold,
                         Outcome::Failed(ErrorClass::Connect),
@@ -532,18 +437,16 @@ async fn worker(shared: Arc<Shared>, log: SharedLog, mut connection: Option<Conn
                         // connection would spin.
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
-                    continue;
+                    return None;
                 }
             }
         }
-        let Some(conn) = connection.as_mut() else {
-            continue;
-        };
+        let connection = self.connection.as_mut()?;
 
-        let request = &shared.requests[slot.endpoint];
+        let request = &shared.requests[endpoint];
         let sent = sent.unwrap_or_else(Instant::now);
-        let answer = conn
-            .send(request, sent + shared.timeout, &mut watchdog)
+        let answer = connection
+            .send(request, sent + shared.timeout, &mut self.watchdog)
             .await;
         let done = Instant::now();
         let send_delay = sent.saturating_duration_since(intended);
@@ -558,18 +461,18 @@ async fn worker(shared: Arc<Shared>, log: SharedLog, mut connection: Option<Conn
             },
             Err(class) => {
                 // The connection's state is unknown after a failure: start afresh.
-                connection = None;
+                self.connection = None;
                 Outcome::Failed(class)
             }
         };
-        lock(&log).record(
-            slot.endpoint,
-            clock.second_of(done),
+        lock(&self.log).record(
+            endpoint,
+            seconds.second_of(done),
             send_delay,
             send_delay > shared.late_threshold,
             outcome,
         );
-        free_since = Some(done);
+        Some(done)
     }
 }
 

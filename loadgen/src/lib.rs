@@ -22,9 +22,10 @@
 //!   `faultline load` / `faultline merge` commands that the binary wraps.
 //! - [`scrape`]: the services' Prometheus `/metrics`, polled during the run into
 //!   `results.json` (`--scrape URL`), for the server-side charts.
-//! - [`journeys`]: the reference system's user journeys (browse, checkout, ingest),
-//!   driven by the same schedule ("one journey per arrival") or by goose, recorded by
-//!   the same recorder, with the consistency window and the write ledger.
+//! - [`journeys`]: the reference system's user journeys (browse, checkout, ingest,
+//!   login), driven by the engine's own pacing loop ("one journey per arrival") or by
+//!   goose, recorded by the same recorder, with the consistency window, the write
+//!   ledger, and users who log in once.
 //! - [`scenario`]: the `[load]` table of a scenario file ([`scenario::LoadSpec`]),
 //!   turned into plain requests or journeys.
 //! - [`classify`]: error classes (connect, timeout, reset, 4xx, 5xx, protocol).

@@ -384,23 +384,24 @@ mod tests {
         Duration::from_secs_f64(s)
     }
 
+    /// A stage going from `from` to `to` requests/s over `seconds`.
+    fn ramp(seconds: f64, from: f64, to: f64) -> Stage {
+        Stage {
+            duration: secs(seconds),
+            from_rate: from,
+            to_rate: to,
+        }
+    }
+
     #[test]
     fn stages_parse_constants_and_ramps() {
         let stages = parse_stages("10s:0->500, 60s:500, 10s:500->0").unwrap();
         assert_eq!(
             stages,
             vec![
-                Stage {
-                    duration: secs(10.0),
-                    from_rate: 0.0,
-                    to_rate: 500.0
-                },
+                ramp(10.0, 0.0, 500.0),
                 Stage::constant(secs(60.0), 500.0),
-                Stage {
-                    duration: secs(10.0),
-                    from_rate: 500.0,
-                    to_rate: 0.0
-                },
+                ramp(10.0, 500.0, 0.0),
             ]
         );
     }
@@ -409,14 +410,7 @@ mod tests {
     fn stages_accept_compound_durations_and_fractional_rates() {
         let stages = parse_stages("1m30s:2.5,500ms:10 -> 20").unwrap();
         assert_eq!(stages[0], Stage::constant(secs(90.0), 2.5));
-        assert_eq!(
-            stages[1],
-            Stage {
-                duration: secs(0.5),
-                from_rate: 10.0,
-                to_rate: 20.0
-            }
-        );
+        assert_eq!(stages[1], ramp(0.5, 10.0, 20.0));
     }
 
     #[test]
@@ -429,23 +423,20 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_rate_points_at_the_rate() {
-        let err = parse_stages("10s:0->fast").unwrap_err();
-        assert_eq!((err.stage, err.column), (1, 8));
-        assert!(err.problem.contains("\"fast\""), "{err}");
-    }
-
-    #[test]
-    fn a_negative_rate_is_rejected() {
-        let err = parse_stages("10s:-5").unwrap_err();
-        assert!(err.problem.contains("zero or positive"), "{err}");
-    }
-
-    #[test]
-    fn a_bad_duration_is_rejected() {
-        let err = parse_stages("10x:5").unwrap_err();
-        assert_eq!((err.stage, err.column), (1, 1));
-        assert!(err.problem.contains("bad duration \"10x\""), "{err}");
+    fn a_bad_rate_or_duration_is_rejected_where_it_stands() {
+        // (stages, where the error points if it says, what the problem names)
+        let cases = [
+            ("10s:0->fast", Some((1, 8)), "\"fast\""),
+            ("10s:-5", None, "zero or positive"),
+            ("10x:5", Some((1, 1)), "bad duration \"10x\""),
+        ];
+        for (text, at, problem) in cases {
+            let err = parse_stages(text).unwrap_err();
+            if let Some(at) = at {
+                assert_eq!((err.stage, err.column), at, "{text}");
+            }
+            assert!(err.problem.contains(problem), "{text}: {err}");
+        }
     }
 
     #[test]
@@ -476,17 +467,9 @@ mod tests {
     fn a_ramp_sends_the_area_under_the_rate_line() {
         let schedule = Schedule::open(
             vec![
-                Stage {
-                    duration: secs(10.0),
-                    from_rate: 0.0,
-                    to_rate: 100.0,
-                },
+                ramp(10.0, 0.0, 100.0),
                 Stage::constant(secs(5.0), 100.0),
-                Stage {
-                    duration: secs(10.0),
-                    from_rate: 100.0,
-                    to_rate: 0.0,
-                },
+                ramp(10.0, 100.0, 0.0),
             ],
             Arrivals::Uniform,
         )
@@ -535,11 +518,7 @@ mod tests {
 
     #[test]
     fn poisson_arrivals_follow_a_ramp() {
-        let stages = vec![Stage {
-            duration: secs(10.0),
-            from_rate: 0.0,
-            to_rate: 2000.0,
-        }];
+        let stages = vec![ramp(10.0, 0.0, 2000.0)];
         let schedule = Schedule::open(stages, Arrivals::Poisson { seed: 3 }).unwrap();
         let times: Vec<f64> = schedule
             .send_times()
@@ -565,14 +544,7 @@ mod tests {
     #[test]
     fn the_target_rate_follows_the_stages() {
         let schedule = Schedule::open(
-            vec![
-                Stage {
-                    duration: secs(10.0),
-                    from_rate: 0.0,
-                    to_rate: 100.0,
-                },
-                Stage::constant(secs(5.0), 40.0),
-            ],
+            vec![ramp(10.0, 0.0, 100.0), Stage::constant(secs(5.0), 40.0)],
             Arrivals::Uniform,
         )
         .unwrap();

@@ -10,17 +10,5 @@ pub mod serve;
 pub mod stack;
 pub mod system;
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn terminated() {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match terminate.as_mut() {
-                Some(signal) => { signal.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {}
-    }
-}
+/// Resolves on Ctrl-C or SIGTERM (written once, in chaos, whose proxy command needs it too).
+pub use faultline_chaos::cli::terminated;

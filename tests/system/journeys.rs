@@ -1,6 +1,7 @@
 //! The load generator's user journeys against the real system: every journey the
-//! schedule asked for starts, every step is recorded, and the write ledger agrees with
-//! the orders database — the ledger is what the consistency checker will trust.
+//! schedule asked for starts, every step is recorded, the write ledger agrees with
+//! the orders database (the ledger is what the consistency checker will trust), and
+//! shoppers log in once while the `login` journey logs in every time.
 
 use std::{sync::Arc, time::Duration};
 
@@ -49,7 +50,12 @@ pub async fn open_model_journeys_keep_a_ledger_that_matches_the_orders(
         "per-second starts {:?} do not add up to {started}",
         counts.seconds
     );
-    for kind in JourneyKind::ALL {
+    let mix = [
+        JourneyKind::Browse,
+        JourneyKind::Checkout,
+        JourneyKind::Ingest,
+    ];
+    for kind in mix {
         ensure!(
             counts.started[kind.name()] > 0,
             "no {} journey started",
@@ -110,11 +116,71 @@ pub async fn open_model_journeys_keep_a_ledger_that_matches_the_orders(
         counts.consistency_unseen
     );
     ensure!(results.write_ledger.as_deref() == ledger_path.to_str());
+    // Checkouts and ingests of 4 users: each user logs in on its first journey only.
+    let logins = results.endpoints[Step::Login.name()].totals.requests;
+    ensure!(
+        (1..=4).contains(&logins),
+        "4 users logged in {logins} times"
+    );
+    Ok(())
+}
+
+/// N checkouts by U users log in at most U times (the argon2 verification of a login
+/// would otherwise cap the checkout rate), and each `login` journey is one login.
+pub async fn shoppers_log_in_once_and_login_journeys_every_time(
+    h: Arc<Harness>,
+) -> anyhow::Result<()> {
+    let run = |mix: &str, users: usize| {
+        let mix = mix.parse().map_err(anyhow::Error::msg);
+        let gateway_url = h.system.gateway_url.clone();
+        async move {
+            let schedule = Schedule::constant(6.0, Duration::from_secs(3), Arrivals::Uniform)?;
+            let mut config = JourneyConfig::new(&gateway_url, mix?, schedule);
+            config.users = users;
+            config.seed = Some(11);
+            anyhow::Ok(journeys::run(config, |_| {}).await?)
+        }
+    };
+    let endpoint = |results: &faultline_loadgen::Results, step: Step| {
+        results
+            .endpoints
+            .get(step.name())
+            .map(|endpoint| (endpoint.totals.requests, endpoint.totals.ok))
+            .with_context(|| format!("no results for {}", step.name()))
+    };
+
+    let users = 3;
+    let results = run("checkout=1", users).await?;
+    let counts = results.journeys.as_ref().context("journey counts")?;
+    let checkouts = counts.started["checkout"];
+    ensure!(
+        checkouts == 18,
+        "6/s for 3 s is 18 checkouts, started {checkouts}"
+    );
+    let (orders, placed) = endpoint(&results, Step::PlaceOrder)?;
+    ensure!(
+        orders == checkouts && placed == checkouts,
+        "{checkouts} checkouts sent {orders} orders, {placed} placed"
+    );
+    let (logins, logged_in) = endpoint(&results, Step::Login)?;
+    ensure!(
+        (1..=users as u64).contains(&logins) && logged_in == logins,
+        "{checkouts} checkouts by {users} users logged in {logins} times ({logged_in} ok)"
+    );
+
+    let results = run("login=1", 2).await?;
+    let counts = results.journeys.as_ref().context("journey counts")?;
+    let started = counts.started["login"];
+    let (logins, logged_in) = endpoint(&results, Step::Login)?;
+    ensure!(
+        started == 18 && logins == started && logged_in == started,
+        "{started} login journeys, {logins} logins, {logged_in} ok"
+    );
     Ok(())
 }
 
 /// Goose runs closed loops as fast as answers come, which would trip the gateway's
-/// rate limit on anonymous browsing; checkout is paced by its login (argon2).
+/// rate limit on anonymous browsing; checkout is paced by the read model it waits for.
 pub async fn goose_drives_the_same_journeys(h: Arc<Harness>) -> anyhow::Result<()> {
     let mut config = JourneyConfig::new(
         &h.system.gateway_url,

@@ -27,6 +27,9 @@ fn main() -> ExitCode {
             "open_model_journeys_keep_a_ledger_that_matches_the_orders",
             |h| Box::pin(journeys::open_model_journeys_keep_a_ledger_that_matches_the_orders(h)),
         ),
+        ("shoppers_log_in_once_and_login_journeys_every_time", |h| {
+            Box::pin(journeys::shoppers_log_in_once_and_login_journeys_every_time(h))
+        }),
         ("goose_drives_the_same_journeys", |h| {
             Box::pin(journeys::goose_drives_the_same_journeys(h))
         }),

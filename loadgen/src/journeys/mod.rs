@@ -1,21 +1,28 @@
-//! User journeys of the reference system: browse, checkout and ingest, weighted.
+//! User journeys of the reference system: browse, checkout, ingest and login, weighted.
 //!
 //! - **browse**: `GET /api/products`, then `GET /api/products/{id}` twice.
-//! - **checkout**: `POST /api/users/login` → `POST /api/orders` (with an
-//!   `Idempotency-Key`) → long-poll `GET /api/orders/{id}/view` until the read model
-//!   shows the order. The time from the order's acknowledgement to the view is the
-//!   **consistency window**; every acknowledged (or indeterminate) order goes into
-//!   the **write ledger** ([`ledger`]) for the checker.
+//! - **checkout**: `POST /api/orders` (with an `Idempotency-Key`) → long-poll
+//!   `GET /api/orders/{id}/view` until the read model shows the order. The time from
+//!   the order's acknowledgement to the view is the **consistency window**; every
+//!   acknowledged (or indeterminate) order goes into the **write ledger** ([`ledger`])
+//!   for the checker.
 //! - **ingest**: `POST /api/ingest/events` with a batch of events.
+//! - **login**: `POST /api/users/login`, every time: the login rate on its own.
+//!
+//! Checkout and ingest act as one of the users registered at set-up, who logs in once
+//! and keeps the token ([`session`]): the user's first journey logs in (recorded under
+//! `POST /api/users/login`), later ones reuse the token until it nears its expiry or
+//! is refused. So N checkouts by U users log in at most U times, not N.
 //!
 //! The journeys are written once ([`steps`]) against a [`steps::Transport`] and run by
 //! one of two drivers:
 //!
-//! - [`Driver::Open`] (the default): the open-model engine's schedule gives each
-//!   journey an intended start ("one journey started per arrival"); the first
-//!   request's latency is measured from that intended time, so a stalled system
-//!   cannot hide behind journeys the generator never started. A closed schedule
-//!   runs `concurrency` journey loops back to back instead.
+//! - [`Driver::Open`] (the default): the engine's pacing loop (the one plain requests
+//!   use) gives each journey an intended start ("one journey started per arrival",
+//!   at most `concurrency` in flight, overdue ones dropped); the first request's
+//!   latency is measured from that intended time, so a stalled system cannot hide
+//!   behind journeys the generator never started. A closed schedule runs
+//!   `concurrency` journey loops back to back instead.
 //! - [`Driver::Goose`] ([`goose_driver`]): the same journeys as goose scenarios
 //!   with weights. Goose is a closed model (its users wait for each answer; it has
 //!   no arrival rate, goose#87), so it measures latency from the actual send and
@@ -27,16 +34,12 @@
 
 pub mod goose_driver;
 pub mod ledger;
+pub mod session;
 pub mod steps;
 
 use std::{
-    path::PathBuf,
-    str::FromStr,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Mutex,
-    },
-    time::Duration,
+    path::PathBuf, str::FromStr, sync::atomic::Ordering, sync::Arc, time::Duration,
+    time::SystemTime,
 };
 
 use rand::{rngs::SmallRng, Rng as _, SeedableRng as _};
@@ -44,21 +47,21 @@ use serde::Deserialize;
 use tokio::{task::JoinSet, time::Instant};
 
 use crate::{
-    engine::{collect_while, Progress, RunInfo},
-    error::LoadError,
-    histogram::{new_histogram, EncodedHistogram},
-    recorder::{lock, Clock, SharedLog},
-    results::{
-        JourneyResults, JourneySecond, LatencyOrigin, Results, RunMetadata, RunRecord,
-        TargetSchedule,
+    engine::{
+        collect_while, unrecordable, Pacer, PacingRecord, Progress, RunInfo, SecondClock, Slot,
+        Worker,
     },
+    error::LoadError,
+    histogram::EncodedHistogram,
+    recorder::{lock, Clock, Collected, SharedLog},
+    results::{JourneyResults, JourneySecond, LatencyOrigin, Results, RunMetadata},
     schedule::Schedule,
     target::Target,
 };
 
 use self::{
     ledger::Ledger,
-    steps::{Journey, JourneyContext, ReqwestTransport, VirtualUser},
+    steps::{Journey, JourneyContext, JourneyTally, ReqwestTransport, VirtualUser},
 };
 
 /// A journey of the reference system.
@@ -68,13 +71,15 @@ pub enum JourneyKind {
     Browse,
     Checkout,
     Ingest,
+    Login,
 }
 
 impl JourneyKind {
-    pub const ALL: [JourneyKind; 3] = [
+    pub const ALL: [JourneyKind; 4] = [
         JourneyKind::Browse,
         JourneyKind::Checkout,
         JourneyKind::Ingest,
+        JourneyKind::Login,
     ];
 
     pub fn name(self) -> &'static str {
@@ -82,15 +87,18 @@ impl JourneyKind {
             JourneyKind::Browse => "browse",
             JourneyKind::Checkout => "checkout",
             JourneyKind::Ingest => "ingest",
+            JourneyKind::Login => "login",
         }
     }
 
-    /// The steps it records, in order.
+    /// The steps it records, in order. A journey acting as a user whose session has
+    /// no fit token also records the login before them ([`session`]).
     pub fn steps(self) -> &'static [Step] {
         match self {
             JourneyKind::Browse => &[Step::ListProducts, Step::GetProduct],
-            JourneyKind::Checkout => &[Step::Login, Step::PlaceOrder, Step::OrderView],
+            JourneyKind::Checkout => &[Step::PlaceOrder, Step::OrderView],
             JourneyKind::Ingest => &[Step::Ingest],
+            JourneyKind::Login => &[Step::Login],
         }
     }
 
@@ -107,7 +115,10 @@ impl FromStr for JourneyKind {
         JourneyKind::ALL
             .into_iter()
             .find(|kind| kind.name() == text.trim())
-            .ok_or_else(|| format!("unknown journey {text:?} (known: browse, checkout, ingest)"))
+            .ok_or_else(|| {
+                let known: Vec<&str> = JourneyKind::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown journey {text:?} (known: {})", known.join(", "))
+            })
     }
 }
 
@@ -247,7 +258,7 @@ pub struct JourneyConfig {
     pub driver: Driver,
     /// Journeys in flight at most (open), or journey loops / goose users (closed).
     pub concurrency: usize,
-    /// Users registered at set-up that checkout and ingest act as.
+    /// Users registered at set-up that checkout, ingest and login act as.
     pub users: usize,
     pub timeout: Duration,
     pub late_threshold: Duration,
@@ -303,7 +314,7 @@ impl JourneyConfig {
         if self.users == 0 && self.mix.kinds().any(JourneyKind::needs_users) {
             return Err(invalid(
                 "users",
-                "checkout and ingest need at least one user",
+                "checkout, ingest and login need at least one user",
             ));
         }
         if self.ingest_batch == 0 || self.ingest_batch > 10_000 {
@@ -340,26 +351,9 @@ pub async fn run(
         .build()
         .map_err(|e| setup_error("building the HTTP client", e.to_string()))?;
     let base_url: Arc<str> = config.base_url.clone().into();
+    let (products, users, ledger) = set_up(&config, &client, &base_url).await?;
+    let (names, endpoint_of) = endpoints(&config.mix);
 
-    let products = fetch_products(&client, &base_url).await?;
-    let users = if config.mix.kinds().any(JourneyKind::needs_users) {
-        register_users(&client, &base_url, config.users).await?
-    } else {
-        Vec::new()
-    };
-    let ledger = match (&config.ledger, config.mix.contains(JourneyKind::Checkout)) {
-        (Some(path), true) => Some(Ledger::create(path)?),
-        _ => None,
-    };
-
-    let mut names = Vec::new();
-    let mut endpoint_of = [None; Step::ALL.len()];
-    for kind in config.mix.kinds() {
-        for step in kind.steps() {
-            endpoint_of[*step as usize] = Some(names.len());
-            names.push(step.name().to_string());
-        }
-    }
     let (clock, start_wall) = Clock::start_now();
     if let Some(started) = &config.clock_started {
         started.notify_one();
@@ -369,11 +363,7 @@ pub async fn run(
         users,
         ingest_batch: config.ingest_batch,
         consistency_deadline: config.consistency_deadline,
-        consistency: Mutex::new(new_histogram()),
-        consistency_unseen: AtomicU64::new(0),
-        started: Default::default(),
-        started_by_second: Default::default(),
-        dropped: AtomicU64::new(0),
+        tally: JourneyTally::default(),
         ledger,
         endpoint_of,
         clock,
@@ -387,14 +377,24 @@ pub async fn run(
         None => SmallRng::from_rng(&mut rand::rng()),
     };
     let driving = match config.driver {
-        Driver::Open => tokio::spawn(drive_open(
-            config.clone(),
-            context.clone(),
-            client,
-            base_url,
-            logs.clone(),
-            SmallRng::from_rng(&mut seed_rng),
-        )),
+        Driver::Open => {
+            let transport = ReqwestTransport { client, base_url };
+            let workers: Vec<JourneyWorker> = (0..config.concurrency)
+                .map(|worker| JourneyWorker {
+                    context: context.clone(),
+                    transport: transport.clone(),
+                    log: logs[worker % logs.len()].clone(),
+                    mix: config.mix.clone(),
+                    late_threshold: config.late_threshold,
+                    rng: SmallRng::from_rng(&mut seed_rng),
+                })
+                .collect();
+            let pacer = Pacer::new(&config.schedule, clock, config.max_send_delay());
+            tokio::spawn(async move {
+                pacer.run(workers).await;
+                Ok::<(), LoadError>(())
+            })
+        }
         Driver::Goose => tokio::spawn(goose_driver::drive(
             config.clone(),
             context.clone(),
@@ -416,7 +416,56 @@ pub async fn run(
         // A driver that panicked loses only what it had not recorded.
         Err(error) => tracing::error!(%error, "the journey driver failed"),
     }
+    journey_results(&config, &context, &names, &collected, start_wall)
+}
 
+/// What the journeys need before the clock starts: the catalogue's product ids, the
+/// users (when a journey acts as one), and the ledger (when checkouts write).
+async fn set_up(
+    config: &JourneyConfig,
+    client: &reqwest::Client,
+    base_url: &str,
+) -> Result<(Vec<i64>, Vec<VirtualUser>, Option<Ledger>), LoadError> {
+    let products = fetch_products(client, base_url).await?;
+    let users = if config.mix.kinds().any(JourneyKind::needs_users) {
+        register_users(client, base_url, config.users).await?
+    } else {
+        Vec::new()
+    };
+    let ledger = match (&config.ledger, config.mix.contains(JourneyKind::Checkout)) {
+        (Some(path), true) => Some(Ledger::create(path)?),
+        _ => None,
+    };
+    Ok((products, users, ledger))
+}
+
+/// The results' endpoints: every step of the mix's journeys in order, with the login
+/// before the steps of the first journey that acts as a user (its session logs in on
+/// first use); and each step's index among them.
+fn endpoints(mix: &JourneyMix) -> (Vec<String>, [Option<usize>; Step::ALL.len()]) {
+    let mut names = Vec::new();
+    let mut endpoint_of = [None; Step::ALL.len()];
+    for kind in mix.kinds() {
+        let session = kind.needs_users().then_some(Step::Login);
+        for step in session.into_iter().chain(kind.steps().iter().copied()) {
+            if endpoint_of[step as usize].is_none() {
+                endpoint_of[step as usize] = Some(names.len());
+                names.push(step.name().to_string());
+            }
+        }
+    }
+    (names, endpoint_of)
+}
+
+/// The run's results: the requests as plain load records them, plus what only
+/// journeys have (consistency window, journeys started and dropped, the ledger).
+fn journey_results(
+    config: &JourneyConfig,
+    context: &JourneyContext,
+    names: &[String],
+    collected: &Collected,
+    start_wall: SystemTime,
+) -> Result<Results, LoadError> {
     let metadata = RunMetadata {
         connections: config.concurrency as u64,
         timeout_ms: config.timeout.as_millis() as u64,
@@ -431,26 +480,21 @@ pub async fn run(
             &config.schedule,
         )
     };
-    let codec = |e: crate::histogram::HistogramCodecError| LoadError::BadResults {
-        path: "(this run)".into(),
-        reason: e.to_string(),
+    let pacing = PacingRecord {
+        schedule: &config.schedule,
+        late_threshold: config.late_threshold,
+        max_send_delay: config.max_send_delay(),
     };
-    let mut results = Results::build(RunRecord {
-        metadata,
-        schedule: TargetSchedule::of(&config.schedule),
-        endpoint_names: &names,
-        collected: &collected,
-        late_threshold_ms: config.late_threshold.as_secs_f64() * 1000.0,
-        max_send_delay_ms: config.max_send_delay().as_secs_f64() * 1000.0,
-    })
-    .map_err(codec)?;
+    let mut results = pacing.results(metadata, names, collected)?;
+    let tally = &context.tally;
     if config.mix.contains(JourneyKind::Checkout) {
-        let histogram = context
+        let histogram = tally
             .consistency
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
-        results.consistency_window = Some(EncodedHistogram::encode(&histogram).map_err(codec)?);
+        results.consistency_window =
+            Some(EncodedHistogram::encode(&histogram).map_err(unrecordable)?);
     }
     results.journeys = Some(JourneyResults {
         driver: match config.driver {
@@ -462,19 +506,19 @@ pub async fn run(
             .mix
             .kinds()
             .map(|kind| {
-                let count = context.started[kind as usize].load(Ordering::Relaxed);
+                let count = tally.started[kind as usize].load(Ordering::Relaxed);
                 (kind.name().to_string(), count)
             })
             .collect(),
-        seconds: context
+        seconds: tally
             .started_by_second
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .iter()
             .map(|(&second, &started)| JourneySecond { second, started })
             .collect(),
-        dropped: context.dropped.load(Ordering::Relaxed),
-        consistency_unseen: context.consistency_unseen.load(Ordering::Relaxed),
+        dropped: tally.dropped.load(Ordering::Relaxed),
+        consistency_unseen: tally.consistency_unseen.load(Ordering::Relaxed),
         consistency_deadline_ms: config.consistency_deadline.as_secs_f64() * 1000.0,
     });
     results.write_ledger = context
@@ -535,7 +579,8 @@ async fn fetch_products(client: &reqwest::Client, base_url: &str) -> Result<Vec<
     Ok(listed.into_iter().map(|p| p.id).collect())
 }
 
-/// Registers `count` fresh users and logs each in once.
+/// Registers `count` fresh users. None logs in here: each does on its first journey
+/// ([`session`]), so its login is measured with the load.
 async fn register_users(
     client: &reqwest::Client,
     base_url: &str,
@@ -600,119 +645,49 @@ async fn register_one(
         serde_json::json!({"email": email, "password": password, "name": "faultline load"}),
     )
     .await?;
-    let body = post(
-        "/api/users/login",
-        serde_json::json!({"email": email, "password": password}),
-    )
-    .await?;
-    #[derive(Deserialize)]
-    struct LoggedIn {
-        token: String,
-    }
-    let LoggedIn { token } = serde_json::from_slice(&body).map_err(|e| {
-        setup_error(
-            "POST /api/users/login",
-            format!("no token in the answer: {e}"),
-        )
-    })?;
-    Ok(VirtualUser {
-        email,
-        password,
-        token,
-    })
+    Ok(VirtualUser::new(email, password))
 }
 
-/// The open-model driver: one journey started per arrival (or, in a closed
-/// schedule, `concurrency` journey loops).
-async fn drive_open(
-    config: JourneyConfig,
+/// The open-model driver's worker: one journey in flight at a time, an arrival being
+/// one journey of a kind the mix's weights pick. The engine's pacing loop
+/// ([`Pacer`]) hands it arrivals, as it does requests to plain load's connections.
+struct JourneyWorker {
     context: Arc<JourneyContext>,
-    client: reqwest::Client,
-    base_url: Arc<str>,
-    logs: Vec<SharedLog>,
-    mut rng: SmallRng,
-) -> Result<(), LoadError> {
-    let clock = context.clock;
-    let late_threshold = config.late_threshold;
-    let max_send_delay = config.max_send_delay();
-    let mut journeys = JoinSet::new();
-    let Some(times) = config.schedule.send_times() else {
-        let end = clock.start + config.schedule.duration();
-        let loops = config.concurrency;
-        for worker in 0..loops {
-            let context = context.clone();
-            let log = logs[worker % logs.len()].clone();
-            let mut transport = ReqwestTransport {
-                client: client.clone(),
-                base_url: base_url.clone(),
-            };
-            let mix = config.mix.clone();
-            let mut rng = SmallRng::from_rng(&mut rng);
-            journeys.spawn(async move {
-                let mut round = 0;
-                while Instant::now() < end {
-                    let kind = mix.pick(&mut rng);
-                    // Loops take users in turn, as arrivals do in the open model.
-                    let user = worker + round * loops;
-                    Journey::new(
-                        &context,
-                        &mut transport,
-                        &log,
-                        Instant::now(),
-                        late_threshold,
-                        user,
-                        &mut rng,
-                    )
-                    .run(kind)
-                    .await;
-                    round += 1;
-                }
-            });
-        }
-        while journeys.join_next().await.is_some() {}
-        return Ok(());
-    };
+    transport: ReqwestTransport,
+    log: SharedLog,
+    mix: JourneyMix,
+    late_threshold: Duration,
+    rng: SmallRng,
+}
 
-    let slots = Arc::new(tokio::sync::Semaphore::new(config.concurrency));
-    for (index, offset) in times.enumerate() {
-        let intended = clock.start + offset;
-        tokio::time::sleep_until(intended).await;
-        let kind = config.mix.pick(&mut rng);
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            break;
-        };
-        let now = Instant::now();
-        if now.saturating_duration_since(intended) > max_send_delay {
-            // Every journey slot was busy for too long: count it, do not start it late.
-            let endpoint = context.endpoint_of[kind.steps()[0] as usize].unwrap_or(0);
-            lock(&logs[index % logs.len()]).record_dropped(endpoint, clock.second_of(now));
-            context.dropped.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        let context = context.clone();
-        let log = logs[index % logs.len()].clone();
-        let mut transport = ReqwestTransport {
-            client: client.clone(),
-            base_url: base_url.clone(),
-        };
-        let mut journey_rng = SmallRng::from_rng(&mut rng);
-        journeys.spawn(async move {
-            Journey::new(
-                &context,
-                &mut transport,
-                &log,
-                intended,
-                late_threshold,
-                index,
-                &mut journey_rng,
-            )
-            .run(kind)
-            .await;
-            drop(permit);
-        });
-        // Reap finished journeys as we go, so the set stays small.
-        while journeys.try_join_next().is_some() {}
+impl Worker for JourneyWorker {
+    fn dropped(&mut self, _index: u64, second: u64) {
+        // Counted under the first step of the journey it would have been.
+        let kind = self.mix.pick(&mut self.rng);
+        let endpoint = self.context.endpoint_of[kind.steps()[0] as usize].unwrap_or(0);
+        lock(&self.log).record_dropped(endpoint, second);
+        self.context.tally.dropped.fetch_add(1, Ordering::Relaxed);
     }
-    while journeys.join_next().await.is_some() {}
-    Ok(())
+
+    async fn idle_until(&mut self, wake: Instant) {
+        tokio::time::sleep_until(wake).await;
+    }
+
+    async fn serve(&mut self, slot: Slot, _seconds: &mut SecondClock) -> Option<Instant> {
+        let kind = self.mix.pick(&mut self.rng);
+        Journey::new(
+            &self.context,
+            &mut self.transport,
+            &self.log,
+            slot.intended,
+            self.late_threshold,
+            // Arrivals take the users in turn.
+            slot.index as usize,
+            &mut self.rng,
+        )
+        .run(kind)
+        .await;
+        // A journey is long: the next closed arrival reads the clock.
+        None
+    }
 }

@@ -20,11 +20,15 @@ use tokio::time::Instant;
 
 use crate::{
     classify::ErrorClass,
-    histogram::record,
+    histogram::{new_histogram, record},
     recorder::{lock, Clock, Outcome, SharedLog},
 };
 
-use super::{ledger::Ledger, JourneyKind, Step};
+use super::{
+    ledger::Ledger,
+    session::{Session, Token},
+    JourneyKind, Step,
+};
 
 /// How a journey's requests leave: a plain reqwest client, or goose's user (which
 /// also keeps goose's own metrics).
@@ -57,12 +61,23 @@ impl From<reqwest::Error> for SendFailure {
 }
 
 /// A registered user of the reference system that journeys act as.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct VirtualUser {
     pub email: String,
     pub password: String,
-    /// A token from the set-up login, for journeys that do not log in themselves.
-    pub token: String,
+    /// The user's login, shared by all its journeys.
+    pub session: Session,
+}
+
+impl VirtualUser {
+    /// A registered user, not logged in yet (the first journey that needs it will).
+    pub fn new(email: String, password: String) -> VirtualUser {
+        VirtualUser {
+            email,
+            password,
+            session: Session::default(),
+        }
+    }
 }
 
 /// What every journey of a run shares.
@@ -73,6 +88,15 @@ pub struct JourneyContext {
     pub ingest_batch: usize,
     /// Longest a checkout waits for the read model to show its order.
     pub consistency_deadline: Duration,
+    pub tally: JourneyTally,
+    pub ledger: Option<Ledger>,
+    /// Endpoint index of each step in the results (`None`: the step is not in the mix).
+    pub endpoint_of: [Option<usize>; Step::ALL.len()],
+    pub clock: Clock,
+}
+
+/// What journeys count while they run, beyond their requests, for the results.
+pub struct JourneyTally {
     /// Write acknowledged → read model serves it, microseconds.
     pub consistency: Mutex<Histogram<u64>>,
     /// Reads that never saw their write within the deadline.
@@ -83,10 +107,18 @@ pub struct JourneyContext {
     pub started_by_second: Mutex<BTreeMap<u64, u64>>,
     /// Journeys never started (open model: no free slot in time).
     pub dropped: AtomicU64,
-    pub ledger: Option<Ledger>,
-    /// Endpoint index of each step in the results (`None`: the step is not in the mix).
-    pub endpoint_of: [Option<usize>; Step::ALL.len()],
-    pub clock: Clock,
+}
+
+impl Default for JourneyTally {
+    fn default() -> Self {
+        JourneyTally {
+            consistency: Mutex::new(new_histogram()),
+            consistency_unseen: AtomicU64::new(0),
+            started: Default::default(),
+            started_by_second: Default::default(),
+            dropped: AtomicU64::new(0),
+        }
+    }
 }
 
 /// One journey in progress: where it records and when it was due.
@@ -135,9 +167,9 @@ impl<'a, T: Transport> Journey<'a, T> {
 
     /// Runs the journey to its end or its first failed step.
     pub async fn run(mut self, kind: JourneyKind) {
-        self.context.started[kind as usize].fetch_add(1, Ordering::Relaxed);
-        *self
-            .context
+        let tally = &self.context.tally;
+        tally.started[kind as usize].fetch_add(1, Ordering::Relaxed);
+        *tally
             .started_by_second
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -147,6 +179,7 @@ impl<'a, T: Transport> Journey<'a, T> {
             JourneyKind::Browse => self.browse().await,
             JourneyKind::Checkout => self.checkout().await,
             JourneyKind::Ingest => self.ingest().await,
+            JourneyKind::Login => self.login_again().await,
         }
     }
 
@@ -243,36 +276,79 @@ impl<'a, T: Transport> Journey<'a, T> {
         }
     }
 
-    /// Log in, place an order, and long-poll the read model until it shows the order:
-    /// the time from the order's acknowledgement to the view is the consistency window.
-    async fn checkout(&mut self) {
-        let Some(user) = self.user() else { return };
-        let Some(login) = self.build(Method::POST, "/api/users/login") else {
-            return;
-        };
-        let login =
-            login.json(&serde_json::json!({"email": user.email, "password": user.password}));
-        let Some(answer) = self.call(Step::Login, login).await else {
-            return;
-        };
+    /// The user's token: the session's, or a fresh login (recorded under
+    /// [`Step::Login`]) when it has none fit for use.
+    async fn token(&mut self, user: &'a VirtualUser) -> Option<Arc<str>> {
+        user.session.token(self.login(user)).await
+    }
+
+    /// Logs in as `user`; the token it got, `None` when the login failed.
+    async fn login(&mut self, user: &VirtualUser) -> Option<Token> {
+        let login = self
+            .build(Method::POST, "/api/users/login")?
+            .json(&serde_json::json!({"email": user.email, "password": user.password}));
+        let answer = self.call(Step::Login, login).await?;
         #[derive(Deserialize)]
         struct LoggedIn {
             token: String,
         }
-        let Ok(LoggedIn { token }) = serde_json::from_slice(&answer.body) else {
-            return;
-        };
+        let LoggedIn { token } = serde_json::from_slice(&answer.body).ok()?;
+        Some(Token::new(&token))
+    }
 
+    /// The `login` journey: one login, every time, so that the login rate (an argon2
+    /// verification per login on the server) can be measured; its token replaces the
+    /// session's, as a shopper logging in again would.
+    async fn login_again(&mut self) {
+        let Some(user) = self.user() else { return };
+        if let Some(token) = self.login(user).await {
+            user.session.keep(token).await;
+        }
+    }
+
+    /// Sends a request of `step` as `user` with the session's token, built by
+    /// `request` from the token. A refused token (401) is forgotten and the request
+    /// sent once more with a fresh login: the users service may have restarted with
+    /// another secret, and no request of these journeys changes anything when refused.
+    async fn call_as(
+        &mut self,
+        step: Step,
+        user: &'a VirtualUser,
+        request: impl Fn(&Self, &str) -> Option<RequestBuilder>,
+    ) -> Option<Answer> {
+        let mut token = self.token(user).await?;
+        let mut refused_once = false;
+        loop {
+            let answer = self.call(step, request(&*self, &token)?).await;
+            match answer {
+                Some(answer) if answer.status == StatusCode::UNAUTHORIZED && !refused_once => {
+                    refused_once = true;
+                    user.session.forget(&token).await;
+                    token = self.token(user).await?;
+                }
+                answer => return answer,
+            }
+        }
+    }
+
+    /// Place an order as the user (logged in once, see [`Session`]) and long-poll the
+    /// read model until it shows the order: the time from the order's acknowledgement
+    /// to the view is the consistency window.
+    async fn checkout(&mut self) {
+        let Some(user) = self.user() else { return };
         let product_id = self.product();
         let key = format!("{:032x}", self.rng.random::<u128>());
-        let Some(place) = self.build(Method::POST, "/api/orders") else {
-            return;
-        };
-        let place = place
-            .bearer_auth(&token)
-            .header("idempotency-key", &key)
-            .json(&serde_json::json!({"items": [{"product_id": product_id, "quantity": 1}]}));
-        let placed = self.call(Step::PlaceOrder, place).await;
+        let placed = self
+            .call_as(Step::PlaceOrder, user, |journey, token| {
+                let place = journey.build(Method::POST, "/api/orders")?;
+                Some(
+                    place
+                        .bearer_auth(token)
+                        .header("idempotency-key", &key)
+                        .json(&serde_json::json!({"items": [{"product_id": product_id, "quantity": 1}]})),
+                )
+            })
+            .await;
         let acked_at = Instant::now();
         let Some(placed) = placed else {
             // No answer: the order may or may not exist.
@@ -315,37 +391,40 @@ impl<'a, T: Transport> Journey<'a, T> {
                 response,
             );
         }
+        self.view_order(user, &id, acked_at).await;
+    }
 
+    /// Long-polls the read model for order `id`, acknowledged at `acked_at`, until it
+    /// shows it or the consistency deadline passes, and records the window.
+    async fn view_order(&mut self, user: &'a VirtualUser, id: &str, acked_at: Instant) {
         // The service caps one long-poll at 30 s; poll again until the deadline.
-        let deadline = acked_at + self.context.consistency_deadline;
+        let context = self.context;
+        let deadline = acked_at + context.consistency_deadline;
+        let tally = &context.tally;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                self.context
-                    .consistency_unseen
-                    .fetch_add(1, Ordering::Relaxed);
+                tally.consistency_unseen.fetch_add(1, Ordering::Relaxed);
                 return;
             }
             let wait = remaining.min(Duration::from_secs(30));
-            let Some(view) = self.build(
-                Method::GET,
-                &format!(
-                    "/api/orders/{id}/view?min_version=1&wait={}ms",
-                    wait.as_millis()
-                ),
-            ) else {
-                return;
-            };
-            let view = view
-                .bearer_auth(&token)
-                .timeout(wait + Duration::from_secs(5));
-            let Some(answer) = self.call(Step::OrderView, view).await else {
-                return;
-            };
+            let path = format!(
+                "/api/orders/{id}/view?min_version=1&wait={}ms",
+                wait.as_millis()
+            );
+            let answer = self
+                .call_as(Step::OrderView, user, |journey, token| {
+                    let view = journey.build(Method::GET, &path)?;
+                    Some(
+                        view.bearer_auth(token)
+                            .timeout(wait + Duration::from_secs(5)),
+                    )
+                })
+                .await;
+            let Some(answer) = answer else { return };
             if answer.status.is_success() {
                 let window = Instant::now().saturating_duration_since(acked_at);
-                let mut histogram = self
-                    .context
+                let mut histogram = tally
                     .consistency
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -361,9 +440,6 @@ impl<'a, T: Transport> Journey<'a, T> {
     /// Post a batch of telemetry events.
     async fn ingest(&mut self) {
         let Some(user) = self.user() else { return };
-        let Some(post) = self.build(Method::POST, "/api/ingest/events") else {
-            return;
-        };
         let source = format!("loadgen-user-{}", self.user);
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -380,8 +456,12 @@ impl<'a, T: Transport> Journey<'a, T> {
                 })
             })
             .collect();
-        let post = post.bearer_auth(&user.token).json(&events);
-        let _ = self.call(Step::Ingest, post).await;
+        let _ = self
+            .call_as(Step::Ingest, user, |journey, token| {
+                let post = journey.build(Method::POST, "/api/ingest/events")?;
+                Some(post.bearer_auth(token).json(&events))
+            })
+            .await;
     }
 }
 
@@ -399,6 +479,7 @@ pub fn classify(error: &reqwest::Error) -> ErrorClass {
 }
 
 /// A plain reqwest client, for the open-model driver.
+#[derive(Clone)]
 pub struct ReqwestTransport {
     pub client: reqwest::Client,
     pub base_url: Arc<str>,
@@ -427,13 +508,15 @@ mod tests {
     use rand::SeedableRng as _;
 
     use super::*;
-    use crate::{histogram::new_histogram, recorder::Collected};
+    use crate::recorder::Collected;
 
     /// Answers the reference system's journey requests from memory, stalling the
-    /// first one by `stall`; `fail_orders` makes order placement fail without answer.
+    /// first one by `stall`; `fail_orders` makes order placement fail without answer,
+    /// and the first `refuse_orders` orders are refused as unauthorized (401).
     struct FakeSystem {
         stall: Duration,
         fail_orders: bool,
+        refuse_orders: usize,
         calls: Vec<Step>,
         client: reqwest::Client,
     }
@@ -464,6 +547,10 @@ mod tests {
                         message: "connection reset".into(),
                     })
                 }
+                Step::PlaceOrder if self.refuse_orders > 0 => {
+                    self.refuse_orders -= 1;
+                    (401, r#"{"error": "token expired"}"#)
+                }
                 Step::PlaceOrder => (202, r#"{"id": "o-1", "status": "PENDING"}"#),
                 Step::OrderView => (200, r#"{"version": 1}"#),
                 Step::Ingest => (202, r#"{"accepted": 1}"#),
@@ -477,18 +564,10 @@ mod tests {
     fn context(ledger: Option<Ledger>) -> JourneyContext {
         JourneyContext {
             products: vec![3],
-            users: vec![VirtualUser {
-                email: "u@x".into(),
-                password: "p".into(),
-                token: "t".into(),
-            }],
+            users: vec![VirtualUser::new("u@x".into(), "p".into())],
             ingest_batch: 2,
             consistency_deadline: Duration::from_secs(1),
-            consistency: Mutex::new(new_histogram()),
-            consistency_unseen: AtomicU64::new(0),
-            started: Default::default(),
-            started_by_second: Default::default(),
-            dropped: AtomicU64::new(0),
+            tally: JourneyTally::default(),
             ledger,
             endpoint_of: [Some(0), Some(1), Some(2), Some(3), Some(4), Some(5)],
             clock: Clock {
@@ -502,6 +581,7 @@ mod tests {
         FakeSystem {
             stall,
             fail_orders,
+            refuse_orders: 0,
             calls: Vec::new(),
             client: reqwest::Client::new(),
         }
@@ -596,11 +676,94 @@ mod tests {
         );
         assert_ne!(entries[0].idempotency_key, entries[1].idempotency_key);
         // Only the acknowledged order was looked for in the read model.
-        assert_eq!(context.consistency.lock().unwrap().len(), 1);
+        assert_eq!(context.tally.consistency.lock().unwrap().len(), 1);
         assert_eq!(
-            context.started[JourneyKind::Checkout as usize].load(Ordering::Relaxed),
+            context.tally.started[JourneyKind::Checkout as usize].load(Ordering::Relaxed),
             2
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Runs `kind` `times` times as the context's one user, on one transport.
+    async fn run_times(
+        context: &JourneyContext,
+        transport: &mut FakeSystem,
+        kind: JourneyKind,
+        times: usize,
+    ) {
+        let log = SharedLog::default();
+        let mut rng = SmallRng::seed_from_u64(3);
+        for _ in 0..times {
+            Journey::new(
+                context,
+                transport,
+                &log,
+                Instant::now(),
+                Duration::from_millis(10),
+                0,
+                &mut rng,
+            )
+            .run(kind)
+            .await;
+        }
+    }
+
+    fn count(calls: &[Step], step: Step) -> usize {
+        calls.iter().filter(|call| **call == step).count()
+    }
+
+    #[tokio::test]
+    async fn a_user_logs_in_on_its_first_checkout_only() {
+        let context = context(None);
+        let mut transport = fake(Duration::ZERO, false);
+        run_times(&context, &mut transport, JourneyKind::Checkout, 3).await;
+        assert_eq!(
+            transport.calls[..3],
+            [Step::Login, Step::PlaceOrder, Step::OrderView]
+        );
+        assert_eq!(count(&transport.calls, Step::Login), 1);
+        assert_eq!(count(&transport.calls, Step::PlaceOrder), 3);
+        assert_eq!(context.tally.consistency.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_logs_in_again_and_the_order_is_sent_once_more() {
+        let context = context(None);
+        let mut transport = fake(Duration::ZERO, false);
+        run_times(&context, &mut transport, JourneyKind::Checkout, 1).await;
+        transport.refuse_orders = 1;
+        transport.calls.clear();
+        run_times(&context, &mut transport, JourneyKind::Checkout, 1).await;
+        assert_eq!(
+            transport.calls,
+            [
+                Step::PlaceOrder,
+                Step::Login,
+                Step::PlaceOrder,
+                Step::OrderView
+            ]
+        );
+        // Refused twice in a row: no loop of logins, the journey ends.
+        transport.refuse_orders = 2;
+        transport.calls.clear();
+        run_times(&context, &mut transport, JourneyKind::Checkout, 1).await;
+        assert_eq!(
+            transport.calls,
+            [Step::PlaceOrder, Step::Login, Step::PlaceOrder]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_login_journey_logs_in_every_time_and_checkouts_use_its_token() {
+        let context = context(None);
+        let mut transport = fake(Duration::ZERO, false);
+        run_times(&context, &mut transport, JourneyKind::Login, 4).await;
+        run_times(&context, &mut transport, JourneyKind::Checkout, 2).await;
+        assert_eq!(count(&transport.calls, Step::Login), 4);
+        assert_eq!(count(&transport.calls, Step::PlaceOrder), 2);
+        assert_eq!(
+            context.tally.started[JourneyKind::Login as usize].load(Ordering::Relaxed),
+            4
+        );
     }
 }

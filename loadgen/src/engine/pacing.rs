@@ -1,0 +1,223 @@
+//! The one pacing loop of every mode: plain requests and journeys alike.
+//!
+//! A [`Pacer`] hands out arrivals: in an open schedule the next intended time not yet
+//! taken by another worker (so an idle worker takes whatever is due next, and an
+//! arrival due while every worker is busy waits and counts its wait), in a closed one
+//! "now" until the run's end. An arrival still untaken more than the maximum send delay
+//! after its time is dropped and counted, never started late. [`Pacer::pace`] is a
+//! worker's loop: take the next arrival, wait for its time, hand it to the
+//! [`Worker`], repeat. What an arrival *does* is the worker's business (send one
+//! request on its connection, or run one journey); the pacing is written once.
+//!
+//! The loop is generic over the worker, so each mode gets its own monomorphic copy:
+//! the plain-request hot path has no dynamic dispatch, boxing or allocation added.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::{task::JoinSet, time::Instant};
+
+use crate::recorder::Clock;
+use crate::schedule::{Schedule, SendTimes};
+
+/// The granularity of Tokio's timer.
+const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
+
+/// One arrival: its number in the run and when it was due.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slot {
+    /// Arrivals are numbered from 0 in the order they are handed out.
+    pub index: u64,
+    /// The intended time; in a closed schedule, when the worker became free for it
+    /// (took the slot, or finished its previous arrival).
+    pub intended: Instant,
+    /// Whether `intended` comes from an open schedule (and may lie ahead).
+    pub paced: bool,
+}
+
+/// What one arrival does, and what a worker does while it waits for the next.
+pub(crate) trait Worker: Send + 'static {
+    /// Counts arrival `index`, dropped in wall-clock `second` because it was overdue.
+    fn dropped(&mut self, index: u64, second: u64);
+
+    /// Waits until `wake` (an open schedule's next arrival is due just after).
+    fn idle_until(&mut self, wake: Instant) -> impl Future<Output = ()> + Send;
+
+    /// Handles one arrival. Resolves to when the worker became free, if it did nothing
+    /// after the arrival that a closed schedule should not count against the next one
+    /// (`None`: the next closed arrival reads the clock).
+    fn serve(
+        &mut self,
+        slot: Slot,
+        seconds: &mut SecondClock,
+    ) -> impl Future<Output = Option<Instant>> + Send;
+}
+
+/// Hands out arrivals: intended times of an open schedule, or "now" until the end.
+pub(crate) struct Pacer {
+    sequence: Sequence,
+    clock: Clock,
+    max_send_delay: Duration,
+}
+
+enum Sequence {
+    /// The send times and how many were handed out. A `std::sync::Mutex`: it is held
+    /// only to take the next time, never across an await. Boxed to keep the closed
+    /// variant small.
+    Open(Box<Mutex<(SendTimes, u64)>>),
+    Closed {
+        end: Instant,
+        next: AtomicU64,
+    },
+}
+
+impl Pacer {
+    /// Arrivals of `schedule` on `clock`; an open arrival overdue by more than
+    /// `max_send_delay` when a worker is free for it is dropped.
+    pub(crate) fn new(schedule: &Schedule, clock: Clock, max_send_delay: Duration) -> Pacer {
+        let sequence = match schedule.send_times() {
+            Some(times) => Sequence::Open(Box::new(Mutex::new((times, 0)))),
+            None => Sequence::Closed {
+                end: clock.start + schedule.duration(),
+                next: AtomicU64::new(0),
+            },
+        };
+        Pacer {
+            sequence,
+            clock,
+            max_send_delay,
+        }
+    }
+
+    /// Runs one worker per item of `workers` until the schedule ends.
+    pub(crate) async fn run<W: Worker>(self, workers: impl IntoIterator<Item = W>) {
+        let pacer = Arc::new(self);
+        let mut running = JoinSet::new();
+        for worker in workers {
+            let pacer = pacer.clone();
+            running.spawn(async move { pacer.pace(worker).await });
+        }
+        while let Some(joined) = running.join_next().await {
+            // A worker that panicked loses only its own unrecorded arrival.
+            if let Err(error) = joined {
+                tracing::error!(%error, "load worker failed");
+            }
+        }
+    }
+
+    /// One worker's loop: take the next arrival, wait for its time, serve it.
+    pub(crate) async fn pace<W: Worker>(&self, mut worker: W) {
+        let mut seconds = SecondClock::new(self.clock);
+        let mut free_since = None;
+        while let Some(slot) = self.next_slot(&mut worker, &mut seconds, free_since.take()) {
+            if slot.paced {
+                // Tokio's timer fires on the first millisecond tick at or after its
+                // deadline: sleeping until `intended` would start up to 1 ms late every
+                // time and add that lag to every latency. Waking in the millisecond
+                // before keeps starts within a millisecond of their time without that
+                // bias (latency is then measured from the earlier of intended and
+                // actual send).
+                let wake = slot
+                    .intended
+                    .checked_sub(TIMER_RESOLUTION)
+                    .unwrap_or(slot.intended);
+                if wake > Instant::now() {
+                    worker.idle_until(wake).await;
+                }
+            }
+            free_since = worker.serve(slot, &mut seconds).await;
+        }
+    }
+
+    /// The next arrival for an idle worker, dropping (and counting) arrivals that are
+    /// already overdue by more than the maximum send delay. `free_since`: when the
+    /// worker finished its last arrival, if it has done nothing since (a closed
+    /// schedule's next arrival is due then, which saves reading the clock again).
+    fn next_slot<W: Worker>(
+        &self,
+        worker: &mut W,
+        seconds: &mut SecondClock,
+        free_since: Option<Instant>,
+    ) -> Option<Slot> {
+        match &self.sequence {
+            Sequence::Closed { end, next } => {
+                let now = free_since.unwrap_or_else(Instant::now);
+                if now >= *end {
+                    return None;
+                }
+                Some(Slot {
+                    index: next.fetch_add(1, Ordering::Relaxed),
+                    intended: now,
+                    paced: false,
+                })
+            }
+            Sequence::Open(times) => loop {
+                let (offset, index) = {
+                    let mut guard = times
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    let offset = guard.0.next()?;
+                    let index = guard.1;
+                    guard.1 += 1;
+                    (offset, index)
+                };
+                let intended = self.clock.start + offset;
+                let now = Instant::now();
+                if now.saturating_duration_since(intended) > self.max_send_delay {
+                    worker.dropped(index, seconds.second_of(now));
+                    continue;
+                }
+                return Some(Slot {
+                    index,
+                    intended,
+                    paced: true,
+                });
+            },
+        }
+    }
+}
+
+/// The wall-clock second an instant falls in, as the recorder's [`Clock`] computes
+/// it, with the current second's bounds kept so most arrivals need only two
+/// comparisons.
+pub(crate) struct SecondClock {
+    start: Instant,
+    start_unix_nanos: u128,
+    /// Instants in `from..until` are in `second`.
+    from: Instant,
+    until: Instant,
+    second: u64,
+}
+
+impl SecondClock {
+    pub(crate) fn new(clock: Clock) -> SecondClock {
+        SecondClock {
+            start: clock.start,
+            start_unix_nanos: clock.start_unix_nanos,
+            from: clock.start,
+            until: clock.start,
+            second: 0,
+        }
+    }
+
+    pub(crate) fn second_of(&mut self, at: Instant) -> u64 {
+        if self.from <= at && at < self.until {
+            return self.second;
+        }
+        let unix_nanos =
+            self.start_unix_nanos + at.saturating_duration_since(self.start).as_nanos();
+        let second = (unix_nanos / 1_000_000_000) as u64;
+        if at >= self.start {
+            let into_second = Duration::from_nanos((unix_nanos % 1_000_000_000) as u64);
+            self.from = at
+                .checked_sub(into_second)
+                .unwrap_or(self.start)
+                .max(self.start);
+            self.until = at + (Duration::from_secs(1) - into_second);
+            self.second = second;
+        }
+        second
+    }
+}

@@ -39,23 +39,17 @@ mod h1;
 
 use h1::H1Connection;
 
+use faultline_results::{
+    ErrorClass, HttpVersion, LatencyOrigin, Results, RunInfo, RunMetadata, RunRecord,
+};
+
 use crate::{
-    classify::ErrorClass,
+    classify::Classify as _,
     error::LoadError,
     recorder::{lock, Clock, Collected, Outcome, SharedLog},
-    results::{HttpVersion, LatencyOrigin, Results, RunMetadata, RunRecord, TargetSchedule},
     schedule::{Schedule, SendTimes},
     target::{default_content_type, RequestSpec, Target},
 };
-
-/// Who ran the load, for the results' metadata (the binary fills it in).
-#[derive(Debug, Clone, Default)]
-pub struct RunInfo {
-    pub scenario: Option<String>,
-    /// Version of the faultline binary; the library's own when empty.
-    pub faultline_version: Option<String>,
-    pub git_commit: Option<String>,
-}
 
 /// Everything a load run needs.
 #[derive(Debug, Clone)]
@@ -226,15 +220,15 @@ pub async fn run(
             &config.run_info,
             &config.target.url,
             start_wall,
-            &config.schedule,
+            &config.schedule.target(),
         )
     };
     let names: Vec<String> = config.requests.iter().map(|r| r.name.clone()).collect();
     Results::build(RunRecord {
         metadata,
-        schedule: TargetSchedule::of(&config.schedule),
+        schedule: config.schedule.target(),
         endpoint_names: &names,
-        collected: &collected,
+        collected: &collected.buckets,
         late_threshold_ms: config.late_threshold.as_secs_f64() * 1000.0,
         max_send_delay_ms: config.max_send_delay().as_secs_f64() * 1000.0,
     })

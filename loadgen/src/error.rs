@@ -60,6 +60,10 @@ pub enum LoadError {
     /// A results file that is not valid JSON or does not match the schema this version reads.
     #[error("results {path}: {reason}")]
     BadResults { path: String, reason: String },
+
+    /// Reading, writing or merging results files.
+    #[error(transparent)]
+    Results(#[from] faultline_results::ResultsError),
 }
 
 impl LoadError {

@@ -5,13 +5,11 @@
 
 use std::fmt::Write as _;
 
-use crate::{
-    classify::ErrorClass,
-    engine::Progress,
-    histogram::LatencySummary,
-    results::{HttpVersion, LatencyOrigin, LoadModel, Results},
-    schedule::Arrivals,
+use faultline_results::{
+    Arrivals, ErrorClass, HttpVersion, LatencyOrigin, LatencySummary, LoadModel, Results,
 };
+
+use crate::engine::Progress;
 
 /// Formats microseconds for people: `0.21 ms`, `12.3 ms`, `1.50 s`.
 pub fn format_micros(micros: u64) -> String {

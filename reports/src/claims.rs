@@ -13,14 +13,13 @@
 
 use std::path::Path;
 
-use faultline_loadgen::Results;
+use faultline_results::{gates::line_of, quantity::Quantity, Results};
 use serde::Deserialize;
 
 use crate::{
     error::ReportError,
-    gate::{line_of, Comparator, Gate},
+    gate::{Comparator, Gate},
     metric::{Groups, Measured},
-    quantity::Quantity,
 };
 
 /// The claims file of this repository, compiled in.

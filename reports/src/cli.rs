@@ -12,7 +12,10 @@
 
 use std::path::{Path, PathBuf};
 
-use faultline_loadgen::Results;
+use faultline_results::{
+    quantity::{Dimension, Quantity},
+    Results,
+};
 
 use crate::{
     claims::Claims,
@@ -20,7 +23,6 @@ use crate::{
     gate::{read_scenario_gates, Baseline, Gate, GateReport},
     input::read_results,
     metric::Groups,
-    quantity::{Dimension, Quantity},
     report::{all_gates, write_report, ReportInputs},
 };
 
@@ -32,7 +34,8 @@ pub struct GateSources {
     #[arg(long = "gate", value_name = "METRIC<LIMIT")]
     pub gates: Vec<String>,
 
-    /// Read [[gate]] tables from this scenario file (metric = "http.p99", max = "450ms").
+    /// Read the [[gates]] tables of this scenario file (metric = "http.p99", max = "450ms");
+    /// a [[gate]] table is an error.
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
 

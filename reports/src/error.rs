@@ -51,6 +51,16 @@ pub enum ReportError {
     Chart { chart: String, problem: String },
 }
 
+impl From<faultline_results::QuantityError> for ReportError {
+    fn from(error: faultline_results::QuantityError) -> ReportError {
+        ReportError::BadSpec {
+            what: "quantity",
+            problem: format!("{}; expected {}", error.problem, error.expected),
+            text: error.text,
+        }
+    }
+}
+
 impl ReportError {
     /// The gate command's exit code for any error: the gates could not be judged.
     pub const EXIT_CODE: u8 = 2;

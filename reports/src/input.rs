@@ -1,12 +1,12 @@
 //! Reading `results.json` with errors that say where it is wrong.
 //!
-//! `faultline_loadgen::Results::read` reports serde's message only; a CI job whose
+//! `faultline_results::Results::read` reports serde's message only; a CI job whose
 //! gate fails on a truncated or hand-edited file needs the file, the JSON path and
 //! the line, so reports read results through `serde_path_to_error` here.
 
 use std::path::Path;
 
-use faultline_loadgen::{results::SCHEMA_VERSION, Results};
+use faultline_results::{Results, SCHEMA_VERSION};
 
 use crate::error::ReportError;
 

@@ -8,7 +8,7 @@
 //! - [`quantity`] and [`metric`]: the metric vocabulary (`http.p99`,
 //!   `endpoint:GET /orders.error_rate`, `consistency.p99`, `checker.lost`, ...)
 //!   shared by gates and claims, with units, and how each is measured from results.
-//! - [`gate`]: thresholds (`[[gate]]` tables, `--gate 'http.p99<450ms'`) and the
+//! - [`gate`]: thresholds (`[[gates]]` tables, `--gate 'http.p99<450ms'`) and the
 //!   baseline comparison, judged into a [`gate::GateReport`] that writes
 //!   `junit.xml` and `summary.md` and gives the exit code.
 //! - [`claims`]: the documents' figures from `scenarios/claims.toml`, held against
@@ -27,7 +27,6 @@ pub mod gate;
 pub mod html;
 pub mod input;
 pub mod metric;
-pub mod quantity;
 pub mod report;
 pub mod timeline;
 
@@ -37,5 +36,4 @@ pub use error::ReportError;
 pub use gate::{Baseline, Gate, GateReport, GateResult};
 pub use input::read_results;
 pub use metric::{Measured, Metric};
-pub use quantity::{Dimension, Quantity};
 pub use report::{write_report, Report, ReportInputs, Section};

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use faultline_loadgen::Results;
+use faultline_results::Results;
 
 use crate::{
     charts::{self, Bars, Chart, ChartSpec, Line, SeriesStyle},

@@ -5,11 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use faultline_loadgen::{
-    classify::ErrorClass,
-    results::{LoadModel, TargetSchedule},
-    Results,
-};
+use faultline_results::{EncodedHistogram, ErrorClass, LoadModel, Results, TargetSchedule};
 use hdrhistogram::Histogram;
 
 use crate::{
@@ -209,10 +205,7 @@ pub fn target_points(schedule: &TargetSchedule) -> Option<Vec<(f64, f64)>> {
     Some(points)
 }
 
-pub fn decode(
-    encoded: &faultline_loadgen::histogram::EncodedHistogram,
-    what: &str,
-) -> Result<Histogram<u64>, ReportError> {
+pub fn decode(encoded: &EncodedHistogram, what: &str) -> Result<Histogram<u64>, ReportError> {
     encoded.decode().map_err(|e| ReportError::BadResults {
         path: "(results)".into(),
         problem: format!("a {what} histogram does not decode: {e}"),

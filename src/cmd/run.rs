@@ -37,13 +37,13 @@ use faultline_loadgen::{
         self,
         ledger::{Ledger, WriteOutcome},
     },
-    results::{CheckerResults, FaultWindow, TimePoint},
     scenario::{LoadPlan, ScenarioFile},
     scrape::{ScrapeSpec, Scraper, DEFAULT_METRICS},
     summary::{progress_line, summary_table},
-    Progress, RunInfo,
+    Progress,
 };
 use faultline_reports::cli::{run_gate, run_report, GateArgs, GateSources, ReportArgs};
+use faultline_results::{CheckerResults, FaultWindow, RunInfo, TimePoint};
 use faultline_system::{
     checker::{self, CheckSpec, LedgerOrder},
     services::serve::ServiceKind,

@@ -11,8 +11,9 @@ use faultline_loadgen::{
         ledger::{Ledger, WriteOutcome},
         Driver, JourneyConfig, JourneyKind, Step,
     },
-    Arrivals, Schedule,
+    Schedule,
 };
+use faultline_results::Arrivals;
 use faultline_system::services::serve::ServiceKind;
 
 use crate::support::Harness;

@@ -43,15 +43,15 @@ use rand::{rngs::SmallRng, Rng as _, SeedableRng as _};
 use serde::Deserialize;
 use tokio::{task::JoinSet, time::Instant};
 
+use faultline_results::{
+    histogram::{new_histogram, EncodedHistogram, HistogramCodecError},
+    JourneyResults, JourneySecond, LatencyOrigin, Results, RunInfo, RunMetadata, RunRecord,
+};
+
 use crate::{
-    engine::{collect_while, Progress, RunInfo},
+    engine::{collect_while, Progress},
     error::LoadError,
-    histogram::{new_histogram, EncodedHistogram},
     recorder::{lock, Clock, SharedLog},
-    results::{
-        JourneyResults, JourneySecond, LatencyOrigin, Results, RunMetadata, RunRecord,
-        TargetSchedule,
-    },
     schedule::Schedule,
     target::Target,
 };
@@ -428,18 +428,18 @@ pub async fn run(
             &config.run_info,
             &config.base_url,
             start_wall,
-            &config.schedule,
+            &config.schedule.target(),
         )
     };
-    let codec = |e: crate::histogram::HistogramCodecError| LoadError::BadResults {
+    let codec = |e: HistogramCodecError| LoadError::BadResults {
         path: "(this run)".into(),
         reason: e.to_string(),
     };
     let mut results = Results::build(RunRecord {
         metadata,
-        schedule: TargetSchedule::of(&config.schedule),
+        schedule: config.schedule.target(),
         endpoint_names: &names,
-        collected: &collected,
+        collected: &collected.buckets,
         late_threshold_ms: config.late_threshold.as_secs_f64() * 1000.0,
         max_send_delay_ms: config.max_send_delay().as_secs_f64() * 1000.0,
     })

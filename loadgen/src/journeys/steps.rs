@@ -18,9 +18,10 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use faultline_results::{histogram::record, ErrorClass};
+
 use crate::{
-    classify::ErrorClass,
-    histogram::record,
+    classify::Classify as _,
     recorder::{lock, Clock, Outcome, SharedLog},
 };
 
@@ -427,7 +428,8 @@ mod tests {
     use rand::SeedableRng as _;
 
     use super::*;
-    use crate::{histogram::new_histogram, recorder::Collected};
+    use crate::recorder::Collected;
+    use faultline_results::histogram::new_histogram;
 
     /// Answers the reference system's journey requests from memory, stalling the
     /// first one by `stall`; `fail_orders` makes order placement fail without answer.

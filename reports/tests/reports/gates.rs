@@ -4,11 +4,11 @@
 
 use std::{path::Path, process::Command};
 
-use faultline_loadgen::{histogram::EncodedHistogram, results::GateSpec, Results};
 use faultline_reports::{
     cli::{GateArgs, GateSources},
     gate_exit_code, run_gate,
 };
+use faultline_results::{histogram::new_histogram, EncodedHistogram, GateSpec, Results};
 
 use crate::support::{plain_results, temp_dir, write_results};
 
@@ -103,7 +103,7 @@ fn gates_that_all_hold_exit_0_and_scenario_gates_are_read_from_the_file() {
     let scenario = dir.path().join("scenario.toml");
     std::fs::write(
         &scenario,
-        "[load]\nrate = 150\n\n[[gate]]\nmetric = \"http.p99\"\nmax = \"5s\"\n\n[[gate]]\nmetric = \"http.rate\"\nmin = \"50/s\"\n",
+        "[load]\nrate = 150\n\n[[gates]]\nmetric = \"http.p99\"\nmax = \"5s\"\n\n[[gates]]\nmetric = \"http.rate\"\nmin = \"50/s\"\n",
     )
     .unwrap();
     let mut args = gate_args(&path, &["http.error_rate<=50%"]);
@@ -125,11 +125,48 @@ fn gates_that_all_hold_exit_0_and_scenario_gates_are_read_from_the_file() {
     );
 }
 
+#[test]
+fn the_demo_scenario_gives_its_four_gates_and_a_gate_table_is_refused_with_its_line() {
+    let dir = temp_dir();
+    let path = write_results(&plain_results(), dir.path(), "results.json");
+    let mut args = gate_args(&path, &[]);
+    args.output = Some(dir.path().join("out"));
+    args.sources.scenario = Some(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scenarios/demo/checkout.toml"
+        )
+        .into(),
+    );
+    let run = run_gate(&args).unwrap();
+    let from_scenario = run
+        .report
+        .results
+        .iter()
+        .filter(|r| r.origin.contains("checkout.toml:"))
+        .count();
+    assert_eq!(from_scenario, 4, "{:#?}", run.report);
+
+    let singular = dir.path().join("singular.toml");
+    std::fs::write(
+        &singular,
+        "[load]\nrate = 5\n\n[[gate]]\nmetric = \"http.p99\"\nmax = \"5s\"\n",
+    )
+    .unwrap();
+    args.sources.scenario = Some(singular);
+    let outcome = run_gate(&args);
+    assert_eq!(gate_exit_code(&outcome), 2);
+    let message = outcome.unwrap_err().to_string();
+    assert!(message.contains("singular.toml"), "{message}");
+    assert!(message.contains("line 4"), "{message}");
+    assert!(message.contains("[[gates]]"), "{message}");
+}
+
 /// The results with every latency doubled.
 fn twice_as_slow(results: &Results) -> Results {
     let double = |encoded: &EncodedHistogram| {
         let histogram = encoded.decode().unwrap();
-        let mut slower = faultline_loadgen::histogram::new_histogram();
+        let mut slower = new_histogram();
         for value in histogram.iter_recorded() {
             slower
                 .record_n(value.value_iterated_to() * 2, value.count_at_value())

@@ -13,11 +13,10 @@ use std::{
 };
 
 use bytes::Bytes;
-use faultline_loadgen::{
-    engine,
-    histogram::{new_histogram, EncodedHistogram},
-    results::{CheckerResults, FaultWindow, MetricKind, MetricSeries, TimePoint},
-    Arrivals, LoadConfig, RequestSpec, Results, Schedule, Target,
+use faultline_loadgen::{engine, LoadConfig, RequestSpec, Schedule, Target};
+use faultline_results::{
+    histogram::new_histogram, Arrivals, CheckerResults, EncodedHistogram, FaultWindow, MetricKind,
+    MetricSeries, Results, TimePoint,
 };
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;

@@ -13,7 +13,7 @@
 
 use std::path::Path;
 
-use faultline_results::{gates::line_of, quantity::Quantity, Results};
+use faultline_results::{error::read_text, gates::line_of, quantity::Quantity, Results};
 use serde::Deserialize;
 
 use crate::{
@@ -87,11 +87,7 @@ impl Claims {
 
     /// Reads a claims file.
     pub fn read(path: &Path) -> Result<Claims, ReportError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ReportError::File {
-            action: "reading claims from",
-            path: path.into(),
-            source,
-        })?;
+        let text = read_text(path, "reading claims from")?;
         Claims::parse(&text, path)
     }
 

@@ -8,9 +8,13 @@
 //! a metric the run did not record fails: a CI gate that cannot be checked must not
 //! pass silently.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use faultline_results::{
+    error::{read_text, write_text},
     gates::scenario_gates,
     quantity::{Dimension, Quantity},
     GateSpec, Results, ScenarioGate,
@@ -211,11 +215,7 @@ pub struct GateResult {
 
 /// Reads the `[[gates]]` tables of a scenario file (other keys are other crates').
 pub fn read_scenario_gates(path: &Path) -> Result<Vec<Gate>, ReportError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ReportError::File {
-        action: "reading scenario",
-        path: path.into(),
-        source,
-    })?;
+    let text = read_text(path, "reading scenario")?;
     parse_scenario_gates(&text, path)
 }
 
@@ -245,9 +245,9 @@ pub struct Baseline<'a> {
     pub path: PathBuf,
     /// Allowed relative regression (0.10 is 10%).
     pub budget: f64,
-    /// Latency differences below this (seconds) are never a regression: one-second
-    /// scheduler noise on a sub-millisecond p50 would otherwise be "+40%".
-    pub latency_floor_secs: f64,
+    /// Latency differences below this are never a regression: one-second scheduler
+    /// noise on a sub-millisecond p50 would otherwise be "+40%".
+    pub latency_floor: Duration,
 }
 
 /// Latency stats compared per endpoint; the error rate is compared as well.
@@ -328,7 +328,8 @@ pub fn compare_with_baseline(results: &Results, baseline: &Baseline<'_>) -> Vec<
                 let limit = before.value * (1.0 + baseline.budget);
                 (
                     limit,
-                    now.value > limit && now.value - before.value > baseline.latency_floor_secs,
+                    now.value > limit
+                        && now.value - before.value > baseline.latency_floor.as_secs_f64(),
                 )
             };
             let limit = Quantity::new(limit_value, now.dimension);
@@ -467,23 +468,10 @@ impl GateReport {
 
     /// Writes `junit.xml` and `summary.md` into `dir`; returns their paths.
     pub fn write(&self, results: &Results, dir: &Path) -> Result<(PathBuf, PathBuf), ReportError> {
-        std::fs::create_dir_all(dir).map_err(|source| ReportError::File {
-            action: "creating directory",
-            path: dir.into(),
-            source,
-        })?;
         let junit = dir.join("junit.xml");
         let summary = dir.join("summary.md");
-        for (path, text) in [
-            (&junit, self.junit_xml()),
-            (&summary, self.summary_markdown(results)),
-        ] {
-            std::fs::write(path, text).map_err(|source| ReportError::File {
-                action: "writing",
-                path: path.clone(),
-                source,
-            })?;
-        }
+        write_text(&junit, &self.junit_xml())?;
+        write_text(&summary, &self.summary_markdown(results))?;
         Ok((junit, summary))
     }
 }

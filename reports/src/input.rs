@@ -6,17 +6,13 @@
 
 use std::path::Path;
 
-use faultline_results::{Results, SCHEMA_VERSION};
+use faultline_results::{error::read_text, Results, SCHEMA_VERSION};
 
 use crate::error::ReportError;
 
 /// Reads and checks a results file.
 pub fn read_results(path: &Path) -> Result<Results, ReportError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ReportError::File {
-        action: "reading results from",
-        path: path.into(),
-        source,
-    })?;
+    let text = read_text(path, "reading results from")?;
     parse_results(&text, path)
 }
 

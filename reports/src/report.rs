@@ -1,30 +1,25 @@
 //! The HTML report: sections built from results, then written as one
 //! self-contained `index.html` ([`crate::html`]).
 //!
+//! Gates are judged before a report is built ([`GateReport::judge`], once) and the
+//! judged [`GateReport`] is handed in, so the page, `junit.xml` and `summary.md` of
+//! one run show the same verdicts, and `faultline run` passes values, not files.
+//!
 //! Each chart section is either a drawn [`Chart`] or, when the run did not record its
 //! data, one line saying so ([`Section::Missing`]), never an empty chart.
 
 use std::path::{Path, PathBuf};
 
-use faultline_results::Results;
+use faultline_results::{error::write_text, Results};
 
 use crate::{
     charts::{self, Bars, Chart, ChartSpec, Line, SeriesStyle},
     claims::{ClaimResult, Claims},
     error::ReportError,
-    gate::{Baseline, Gate, GateReport},
+    gate::{Gate, GateReport},
     html,
     timeline::{decode, log_bins, percentile_curve, Timeline},
 };
-
-/// What goes into a report besides the results.
-#[derive(Debug, Clone, Default)]
-pub struct ReportInputs {
-    pub claims: Claims,
-    /// Gates given on the command line or from a scenario file, judged in addition
-    /// to those recorded in the results.
-    pub gates: Vec<Gate>,
-}
 
 /// One chart slot of the report.
 #[derive(Debug, Clone)]
@@ -85,11 +80,12 @@ pub fn all_gates(results: &Results, extra: &[Gate]) -> Result<Vec<Gate>, ReportE
 }
 
 impl<'a> Report<'a> {
-    /// Builds every section of the report.
+    /// Builds every section of the report of `results`, with gates already judged
+    /// (once, by [`GateReport::judge`]) and the claims held against the run.
     pub fn build(
         results: &'a Results,
-        inputs: &ReportInputs,
-        baseline: Option<&Baseline<'_>>,
+        claims: &Claims,
+        gates: GateReport,
     ) -> Result<Report<'a>, ReportError> {
         let timeline = Timeline::new(results)?;
         let mut sections = vec![
@@ -100,14 +96,11 @@ impl<'a> Report<'a> {
         ];
         sections.extend(consistency(results)?);
         sections.extend(server_panels(&timeline)?);
-        let gates = all_gates(results, &inputs.gates)?;
-        let gates = GateReport::judge(results, &gates, baseline, &inputs.claims.groups);
-        let claims = inputs.claims.evaluate(results);
         Ok(Report {
             results,
             sections,
             gates,
-            claims,
+            claims: claims.evaluate(results),
         })
     }
 
@@ -115,28 +108,33 @@ impl<'a> Report<'a> {
     pub fn html(&self) -> String {
         html::render(self)
     }
+
+    /// Writes `index.html` into `dir` (created when missing); returns its path.
+    pub fn write(&self, dir: &Path) -> Result<PathBuf, ReportError> {
+        let path = dir.join("index.html");
+        write_text(&path, &self.html())?;
+        Ok(path)
+    }
+
+    /// Writes everything a run leaves for people and CI into `dir`: `index.html`,
+    /// and the gates' `junit.xml` and `summary.md`.
+    pub fn write_all(&self, dir: &Path) -> Result<Written, ReportError> {
+        let index = self.write(dir)?;
+        let (junit, summary) = self.gates.write(self.results, dir)?;
+        Ok(Written {
+            index,
+            junit,
+            summary,
+        })
+    }
 }
 
-/// Builds the report of `results` and writes `index.html` into `dir`.
-pub fn write_report(
-    results: &Results,
-    inputs: &ReportInputs,
-    baseline: Option<&Baseline<'_>>,
-    dir: &Path,
-) -> Result<PathBuf, ReportError> {
-    let report = Report::build(results, inputs, baseline)?;
-    std::fs::create_dir_all(dir).map_err(|source| ReportError::File {
-        action: "creating directory",
-        path: dir.into(),
-        source,
-    })?;
-    let path = dir.join("index.html");
-    std::fs::write(&path, report.html()).map_err(|source| ReportError::File {
-        action: "writing",
-        path: path.clone(),
-        source,
-    })?;
-    Ok(path)
+/// The files [`Report::write_all`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub index: PathBuf,
+    pub junit: PathBuf,
+    pub summary: PathBuf,
 }
 
 fn time_spec(timeline: &Timeline<'_>, id: &str, title: &str, y_desc: &str) -> ChartSpec {

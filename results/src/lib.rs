@@ -34,7 +34,7 @@ pub mod results;
 pub mod schedule;
 
 pub use build::{Bucket, RunRecord};
-pub use error::ResultsError;
+pub use error::{FileError, ResultsError};
 pub use error_class::{ErrorClass, ErrorCounts};
 pub use gates::{GateSpec, ScenarioGate};
 pub use histogram::{EncodedHistogram, HistogramCodecError, LatencySummary};

@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, path::Path, time::SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    error::ResultsError,
+    error::{read_text, write_text, FileError, ResultsError},
     error_class::ErrorCounts,
     gates::GateSpec,
     histogram::{EncodedHistogram, LatencySummary},
@@ -340,11 +340,7 @@ impl GeneratorHealth {
 impl Results {
     /// Reads results from a JSON file, refusing another schema version.
     pub fn read(path: &Path) -> Result<Results, ResultsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ResultsError::File {
-            action: "reading results from",
-            path: path.into(),
-            source,
-        })?;
+        let text = read_text(path, "reading results from")?;
         let results: Results = serde_json::from_str(&text).map_err(|e| ResultsError::Json {
             path: path.into(),
             reason: e.to_string(),
@@ -366,13 +362,9 @@ impl Results {
 
     /// Writes results as pretty JSON.
     pub fn write(&self, path: &Path) -> Result<(), ResultsError> {
-        let file_error = |source| ResultsError::File {
-            action: "writing results to",
-            path: path.into(),
-            source,
-        };
-        let text = serde_json::to_string_pretty(self).map_err(|e| file_error(e.into()))?;
-        std::fs::write(path, text + "\n").map_err(file_error)
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| FileError::new("writing results to", path, std::io::Error::other(e)))?;
+        Ok(write_text(path, &(text + "\n"))?)
     }
 }
 

@@ -5,8 +5,9 @@
 use std::{path::Path, process::Command};
 
 use faultline_reports::{
+    all_gates,
     cli::{GateArgs, GateSources},
-    gate_exit_code, run_gate,
+    gate_exit_code, run_gate, Claims, Gate, GateReport, Report,
 };
 use faultline_results::{histogram::new_histogram, EncodedHistogram, GateSpec, Results};
 
@@ -250,4 +251,27 @@ fn malformed_results_exit_2_with_the_file_and_the_json_path_and_line() {
     assert_eq!(gate_exit_code(&bad_gate), 2);
     let message = bad_gate.unwrap_err().to_string();
     assert!(message.contains("\"fast\""), "{message}");
+}
+
+#[test]
+fn a_run_judges_its_gates_once_and_its_page_junit_and_summary_agree() {
+    let dir = temp_dir();
+    let results = plain_results();
+    let claims = Claims::builtin().unwrap();
+    let extra = [
+        Gate::parse_expression("http.p99<1ms", "run").unwrap(),
+        Gate::parse_expression("http.error_rate<=50%", "run").unwrap(),
+    ];
+    let gates = all_gates(&results, &extra).unwrap();
+    let judged = GateReport::judge(&results, &gates, None, &claims.groups);
+    assert_eq!((judged.passed(), judged.failed()), (1, 1));
+    let report = Report::build(&results, &claims, judged).unwrap();
+    let written = report.write_all(&dir.path().join("run")).unwrap();
+    assert_eq!(written.index, dir.path().join("run/index.html"));
+    assert_eq!(junitparser_counts(&written.junit), (1, 1));
+    let summary = std::fs::read_to_string(&written.summary).unwrap();
+    assert!(summary.contains("1 of 2 gates failed"), "{summary}");
+    let html = std::fs::read_to_string(&written.index).unwrap();
+    assert!(html.contains("http.p99 &lt; 1 ms") || html.contains("http.p99 < 1 ms"));
+    assert_eq!(report.gates.exit_code(), 1);
 }

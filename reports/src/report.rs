@@ -428,60 +428,61 @@ fn consistency(results: &Results) -> Result<Vec<Section>, ReportError> {
     ])
 }
 
-/// A server-side chart: which scraped series, and which labels tell lines apart.
+/// A server-side chart: which scraped series (by the end of their name), and which
+/// labels tell lines apart.
 struct ServerPanel {
     id: &'static str,
     title: &'static str,
     y_desc: &'static str,
-    matches: fn(&str) -> bool,
+    suffix: &'static str,
     keep: &'static [&'static str],
-    absent: &'static str,
 }
 
+impl ServerPanel {
+    const fn new(
+        id: &'static str,
+        title: &'static str,
+        y_desc: &'static str,
+        suffix: &'static str,
+        keep: &'static [&'static str],
+    ) -> ServerPanel {
+        ServerPanel {
+            id,
+            title,
+            y_desc,
+            suffix,
+            keep,
+        }
+    }
+}
+
+// A table, one panel a row: id, title, y axis; the series' name suffix and the labels
+// that tell its lines apart.
+#[rustfmt::skip]
 const SERVER_PANELS: [ServerPanel; 4] = [
-    ServerPanel {
-        id: "server-consumer-lag",
-        title: "Kafka consumer lag",
-        y_desc: "messages behind",
-        matches: |name| name.ends_with("consumer_lag"),
-        keep: &["service", "consumer", "group"],
-        absent: "Kafka consumer lag was not scraped in this run.",
-    },
-    ServerPanel {
-        id: "server-outbox-backlog",
-        title: "Outbox backlog (committed, not yet published)",
-        y_desc: "events",
-        matches: |name| name.ends_with("outbox_backlog"),
-        keep: &["service"],
-        absent: "The outbox backlog was not scraped in this run.",
-    },
-    ServerPanel {
-        id: "server-saga-states",
-        title: "Saga states",
-        y_desc: "sagas",
-        // orders' `saga_orders` gauge (orders by saga status); not the transitions
-        // counter, which would not add up with it.
-        matches: |name| name.ends_with("saga_orders"),
-        keep: &["service", "status"],
-        absent: "Saga states were not scraped in this run.",
-    },
-    ServerPanel {
-        id: "server-circuit-breakers",
-        title: "Circuit breakers",
-        y_desc: "state (0 closed, 1 open, 2 half-open)",
-        // The gateway's `circuit_breaker_state` per upstream replica.
-        matches: |name| name.ends_with("circuit_breaker_state"),
-        keep: &["service", "upstream", "replica"],
-        absent: "Circuit breaker states were not scraped in this run.",
-    },
+    ServerPanel::new("server-consumer-lag", "Kafka consumer lag", "messages behind",
+        "consumer_lag", &["service", "consumer", "group"]),
+    ServerPanel::new("server-outbox-backlog", "Outbox backlog (committed, not yet published)", "events",
+        "outbox_backlog", &["service"]),
+    // orders' `saga_orders` gauge (orders by saga status); not the transitions counter,
+    // which would not add up with it.
+    ServerPanel::new("server-saga-states", "Saga states", "sagas",
+        "saga_orders", &["service", "status"]),
+    // The gateway's `circuit_breaker_state` per upstream replica.
+    ServerPanel::new("server-circuit-breakers", "Circuit breakers", "state (0 closed, 1 open, 2 half-open)",
+        "circuit_breaker_state", &["service", "upstream", "replica"]),
 ];
 
 fn server_panels(timeline: &Timeline<'_>) -> Result<Vec<Section>, ReportError> {
     let mut sections = Vec::new();
     for panel in &SERVER_PANELS {
-        let groups = timeline.server_groups(panel.matches, panel.keep);
+        let groups = timeline.server_groups(panel.suffix, panel.keep);
         if groups.is_empty() {
-            sections.push(missing(panel.id, panel.title, panel.absent));
+            let absent = format!(
+                "No series ending in `{}` was scraped in this run.",
+                panel.suffix
+            );
+            sections.push(missing(panel.id, panel.title, absent));
             continue;
         }
         let mut spec = time_spec(timeline, panel.id, panel.title, panel.y_desc);

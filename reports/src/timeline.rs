@@ -149,16 +149,13 @@ impl<'a> Timeline<'a> {
             .collect()
     }
 
-    /// Server series whose name matches, summed per group of the kept labels and
-    /// per whole second; groups sorted by their peak, largest first.
-    pub fn server_groups(
-        &self,
-        matches: fn(&str) -> bool,
-        keep: &[&str],
-    ) -> Vec<(String, Vec<(f64, f64)>)> {
+    /// Server series whose name ends in `suffix` (whatever the service's prefix),
+    /// summed per group of the kept labels and per whole second; groups sorted by
+    /// their peak, largest first.
+    pub fn server_groups(&self, suffix: &str, keep: &[&str]) -> Vec<(String, Vec<(f64, f64)>)> {
         let mut groups: BTreeMap<String, BTreeMap<i64, f64>> = BTreeMap::new();
         for series in &self.results.server_metrics {
-            if !matches(&series.name) {
+            if !series.name.ends_with(suffix) {
                 continue;
             }
             let kept: Vec<String> = series

@@ -414,6 +414,26 @@ mod tests {
     }
 
     #[test]
+    fn load_durations_are_spelled_as_in_faults_and_gates() {
+        let text = r#"
+            [load]
+            target = "http://127.0.0.1:9"
+            rate = 10
+            duration = "1m30s"
+            timeout = "1.5s"
+            late_threshold = "250MS"
+        "#;
+        let LoadPlan::Requests(config) = plan(text).unwrap() else {
+            panic!("requests expected");
+        };
+        assert_eq!(config.schedule.duration(), Duration::from_secs(90));
+        assert_eq!(config.timeout, Duration::from_millis(1500));
+        assert_eq!(config.late_threshold, Duration::from_millis(250));
+        let error = plan("[load]\nrate = 5\nduration = \"5%\"\n").unwrap_err();
+        assert!(error.contains("is a percentage"), "{error}");
+    }
+
+    #[test]
     fn errors_name_the_field_and_the_line() {
         let typo = "[load]\ntarget = \"http://127.0.0.1:1\"\nrat = 5\n";
         let error = plan(typo).unwrap_err();

@@ -224,9 +224,10 @@ fn decimal_nanos(text: &str, number: &str, unit_nanos: u128) -> Result<u128, Qua
         }
     };
     let scale = 10u128.pow(fraction.len() as u32);
-    let scaled = parse(whole)?
+    let (whole, fraction) = (parse(whole)?, parse(fraction)?);
+    let scaled = whole
         .checked_mul(scale)
-        .and_then(|w| w.checked_add(parse(fraction).ok()?))
+        .and_then(|w| w.checked_add(fraction))
         .and_then(|n| n.checked_mul(unit_nanos))
         .ok_or_else(too_large)?;
     Ok(scaled / scale)

@@ -11,14 +11,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::proxy::{Direction, FaultProxy, Faults, Latency, ProxyError, Slicer};
-use crate::units::{format_bytes, format_duration, format_rate, parse_bytes, parse_rate};
+use faultline_results::quantity::{parse_byte_rate, parse_bytes, parse_duration};
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{e} (expected e.g. 100ms, 2s)"))
-}
+use crate::units::{format_bytes, format_duration, format_rate};
 
 fn parse_size(text: &str) -> Result<usize, String> {
-    let bytes = parse_bytes(text)?;
+    let bytes = parse_bytes(text).map_err(|e| e.to_string())?;
     usize::try_from(bytes).map_err(|_| format!("{text:?} is too large"))
 }
 
@@ -46,7 +44,7 @@ pub struct ProxyArgs {
     pub jitter: Option<Duration>,
 
     /// Bandwidth limit per connection, e.g. 1MB/s, 512KiB/s or bytes per second.
-    #[arg(long, value_parser = parse_rate)]
+    #[arg(long, value_parser = parse_byte_rate)]
     pub bandwidth: Option<u64>,
 
     /// Write data in slices of this size, e.g. 64B.

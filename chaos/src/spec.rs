@@ -21,7 +21,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::proxy::{Direction, Latency, Slicer};
-use crate::units::{format_bytes, format_duration, format_rate, parse_bytes, parse_rate};
+use faultline_results::quantity::{self, parse_byte_rate, parse_bytes, QuantityError};
+
+use crate::units::{format_bytes, format_duration, format_rate};
 
 /// One `[[faults]]` entry as written.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -361,22 +363,82 @@ fn conflicts(a: &Fault, b: &Fault) -> bool {
     !(a_before_b || b_before_a)
 }
 
+/// Names a field of one fault in errors.
+struct FieldError<'a> {
+    number: usize,
+    kind: FaultKind,
+    target: &'a str,
+}
+
+impl FieldError<'_> {
+    fn at(&self, field: &'static str, problem: String) -> SpecError {
+        SpecError::Invalid {
+            number: self.number,
+            kind: self.kind,
+            target: self.target.to_string(),
+            field,
+            problem,
+        }
+    }
+
+    /// A duration from an optional field, zero when absent.
+    fn duration_or_zero(
+        &self,
+        field: &'static str,
+        value: &Option<String>,
+    ) -> Result<Duration, SpecError> {
+        match value {
+            Some(text) => parse_duration(text).map_err(|e| self.at(field, e)),
+            None => Ok(Duration::ZERO),
+        }
+    }
+
+    /// A field this kind needs, or an error with an example.
+    fn required<'v, T>(
+        &self,
+        field: &'static str,
+        value: &'v Option<T>,
+        example: &str,
+    ) -> Result<&'v T, SpecError> {
+        value.as_ref().ok_or_else(|| {
+            self.at(
+                field,
+                format!(
+                    "is missing: a {} fault needs e.g. {field} = {example}",
+                    self.kind
+                ),
+            )
+        })
+    }
+}
+
 impl FaultSpec {
     /// Validates this fault, the `number`-th in its file (1-based).
     pub fn validate(&self, number: usize) -> Result<Fault, SpecError> {
-        let kind = self.kind;
-        let fail = |field: &'static str, problem: String| SpecError::Invalid {
+        let fail = FieldError {
             number,
-            kind,
-            target: self.target.clone(),
-            field,
-            problem,
+            kind: self.kind,
+            target: &self.target,
         };
         if self.target.trim().is_empty() {
-            return Err(fail("target", "is empty; name a proxy or a process".into()));
+            return Err(fail.at("target", "is empty; name a proxy or a process".into()));
         }
-        // Fields of other kinds are mistakes (a `latency` on a bandwidth fault would be
-        // silently ignored otherwise).
+        self.check_fields(&fail)?;
+        let at = parse_duration(&self.at).map_err(|e| fail.at("at", e))?;
+        let duration = self.duration(&fail)?;
+        Ok(Fault {
+            number,
+            at,
+            duration,
+            target: self.target.clone(),
+            action: self.action(&fail)?,
+        })
+    }
+
+    /// Fields of other kinds are mistakes (a `latency` on a bandwidth fault would be
+    /// silently ignored otherwise).
+    fn check_fields(&self, fail: &FieldError<'_>) -> Result<(), SpecError> {
+        let kind = self.kind;
         let given: [(&'static str, bool); 8] = [
             ("latency", self.latency.is_some()),
             ("jitter", self.jitter.is_some()),
@@ -393,43 +455,36 @@ impl FaultSpec {
                     [] => "no other fields".to_string(),
                     fields => fields.join(", "),
                 };
-                return Err(fail(
+                return Err(fail.at(
                     field,
                     format!("does not apply to a {kind} fault (it takes {takes})"),
                 ));
             }
         }
+        Ok(())
+    }
 
-        let at = parse_duration(&self.at).map_err(|e| fail("at", e))?;
-        let duration = match &self.duration {
-            Some(_) if kind.is_instant() => {
-                return Err(fail(
-                    "duration",
-                    format!("a {kind} fault is instantaneous and takes no duration"),
-                ))
-            }
+    fn duration(&self, fail: &FieldError<'_>) -> Result<Option<Duration>, SpecError> {
+        let kind = self.kind;
+        match &self.duration {
+            Some(_) if kind.is_instant() => Err(fail.at(
+                "duration",
+                format!("a {kind} fault is instantaneous and takes no duration"),
+            )),
             Some(text) => {
-                let duration = parse_duration(text).map_err(|e| fail("duration", e))?;
+                let duration = parse_duration(text).map_err(|e| fail.at("duration", e))?;
                 if duration.is_zero() {
-                    return Err(fail("duration", "must be longer than zero".into()));
+                    return Err(fail.at("duration", "must be longer than zero".into()));
                 }
-                Some(duration)
+                Ok(Some(duration))
             }
-            None => None,
-        };
-        let direction = self.direction.unwrap_or_default();
-        // A duration field this kind needs.
-        let required = |field: &'static str, value: &Option<String>, example: &str| {
-            let text = value.as_deref().ok_or_else(|| {
-                fail(
-                    field,
-                    format!("is missing: a {kind} fault needs e.g. {field} = {example}"),
-                )
-            })?;
-            parse_duration(text).map_err(|e| fail(field, e))
-        };
+            None => Ok(None),
+        }
+    }
 
-        let action = match kind {
+    fn action(&self, fail: &FieldError<'_>) -> Result<FaultAction, SpecError> {
+        let direction = self.direction.unwrap_or_default();
+        Ok(match self.kind {
             FaultKind::Kill => FaultAction::Kill,
             FaultKind::Terminate => FaultAction::Terminate,
             FaultKind::Pause => FaultAction::Pause,
@@ -437,13 +492,11 @@ impl FaultSpec {
             FaultKind::Partition => FaultAction::Partition,
             FaultKind::Reset => FaultAction::Reset,
             FaultKind::Latency => {
-                let delay = required("latency", &self.latency, "\"200ms\"")?;
-                let jitter = match &self.jitter {
-                    Some(text) => parse_duration(text).map_err(|e| fail("jitter", e))?,
-                    None => Duration::ZERO,
-                };
+                let text = fail.required("latency", &self.latency, "\"200ms\"")?;
+                let delay = parse_duration(text).map_err(|e| fail.at("latency", e))?;
+                let jitter = fail.duration_or_zero("jitter", &self.jitter)?;
                 if delay.is_zero() && jitter.is_zero() {
-                    return Err(fail("latency", "must be longer than zero".into()));
+                    return Err(fail.at("latency", "must be longer than zero".into()));
                 }
                 FaultAction::Latency {
                     direction,
@@ -451,87 +504,67 @@ impl FaultSpec {
                 }
             }
             FaultKind::Bandwidth => {
-                let amount = self.bandwidth.as_ref().ok_or_else(|| {
-                    fail(
-                        "bandwidth",
-                        "is missing: a bandwidth fault needs e.g. bandwidth = \"1MB/s\"".into(),
-                    )
-                })?;
-                let bytes_per_second =
-                    amount_value(amount, parse_rate).map_err(|e| fail("bandwidth", e))?;
+                let amount = fail.required("bandwidth", &self.bandwidth, "\"1MB/s\"")?;
                 FaultAction::Bandwidth {
                     direction,
-                    bytes_per_second,
+                    bytes_per_second: amount_value(amount, parse_byte_rate)
+                        .map_err(|e| fail.at("bandwidth", e))?,
                 }
             }
-            FaultKind::Slicer => {
-                let size = self.size.as_ref().ok_or_else(|| {
-                    fail(
-                        "size",
-                        "is missing: a slicer fault needs e.g. size = \"64B\"".into(),
-                    )
-                })?;
-                let size = amount_value(size, parse_bytes).map_err(|e| fail("size", e))?;
-                let size_variation = match &self.size_variation {
-                    // Zero variation is the natural "no variation".
-                    Some(Amount::Integer(0)) | None => 0,
-                    Some(amount) => {
-                        amount_value(amount, parse_bytes).map_err(|e| fail("size_variation", e))?
-                    }
-                };
-                if size_variation >= size {
-                    return Err(fail(
-                        "size_variation",
-                        format!("must be smaller than size ({size} bytes)"),
-                    ));
-                }
-                let delay = match &self.delay {
-                    Some(text) => parse_duration(text).map_err(|e| fail("delay", e))?,
-                    None => Duration::ZERO,
-                };
-                let too_big = |field| fail(field, "is too large".into());
-                FaultAction::Slicer {
-                    direction,
-                    slicer: Slicer {
-                        size: usize::try_from(size).map_err(|_| too_big("size"))?,
-                        size_variation: usize::try_from(size_variation)
-                            .map_err(|_| too_big("size_variation"))?,
-                        delay,
-                    },
-                }
-            }
+            FaultKind::Slicer => FaultAction::Slicer {
+                direction,
+                slicer: self.slicer(fail)?,
+            },
             FaultKind::Timeout => {
-                let timeout = required("timeout", &self.timeout, "\"2s\"")?;
+                let text = fail.required("timeout", &self.timeout, "\"2s\"")?;
+                let timeout = parse_duration(text).map_err(|e| fail.at("timeout", e))?;
                 if timeout.is_zero() {
-                    return Err(fail("timeout", "must be longer than zero".into()));
+                    return Err(fail.at("timeout", "must be longer than zero".into()));
                 }
                 FaultAction::Timeout { timeout }
             }
+        })
+    }
+
+    fn slicer(&self, fail: &FieldError<'_>) -> Result<Slicer, SpecError> {
+        let size = fail.required("size", &self.size, "\"64B\"")?;
+        let size = amount_value(size, parse_bytes).map_err(|e| fail.at("size", e))?;
+        let size_variation = match &self.size_variation {
+            // Zero variation is the natural "no variation".
+            Some(Amount::Integer(0)) | None => 0,
+            Some(amount) => {
+                amount_value(amount, parse_bytes).map_err(|e| fail.at("size_variation", e))?
+            }
         };
-        Ok(Fault {
-            number,
-            at,
-            duration,
-            target: self.target.clone(),
-            action,
+        if size_variation >= size {
+            return Err(fail.at(
+                "size_variation",
+                format!("must be smaller than size ({size} bytes)"),
+            ));
+        }
+        let too_big = |field| fail.at(field, "is too large".into());
+        Ok(Slicer {
+            size: usize::try_from(size).map_err(|_| too_big("size"))?,
+            size_variation: usize::try_from(size_variation)
+                .map_err(|_| too_big("size_variation"))?,
+            delay: fail.duration_or_zero("delay", &self.delay)?,
         })
     }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    if text.trim_start().starts_with('-') {
-        return Err(format!("{text:?}: a duration cannot be negative"));
-    }
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("{text:?}: {e} (expected e.g. 10s, 500ms, 1m30s)"))
+    quantity::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// A size or rate from a number (bytes) or text with a unit.
-fn amount_value(amount: &Amount, parse: fn(&str) -> Result<u64, String>) -> Result<u64, String> {
+fn amount_value(
+    amount: &Amount,
+    parse: fn(&str) -> Result<u64, QuantityError>,
+) -> Result<u64, String> {
     match amount {
         Amount::Integer(n) if *n > 0 => Ok(n.unsigned_abs()),
         Amount::Integer(n) => Err(format!("{n}: must be greater than zero")),
-        Amount::Float(x) => parse(&x.to_string()),
-        Amount::Text(text) => parse(text),
+        Amount::Float(x) => parse(&x.to_string()).map_err(|e| e.to_string()),
+        Amount::Text(text) => parse(text).map_err(|e| e.to_string()),
     }
 }

@@ -6,10 +6,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use faultline_loadgen::{
-    cli::{run_load, LoadArgs},
-    RunInfo,
-};
+use faultline_loadgen::cli::{run_load, LoadArgs};
+use faultline_results::RunInfo;
 
 #[derive(Parser)]
 #[command(name = "load", about = "faultline's load engine against one URL")]

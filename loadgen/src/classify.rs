@@ -1,51 +1,31 @@
-//! Error classes: what kind of failure a request met.
+//! Which error class a failed request falls in, from what the HTTP client met.
 //!
-//! Results count errors per class and endpoint. The classes are the ones an
-//! operator acts on differently: the server refused connections (`connect`), did not
-//! answer in time (`timeout`), dropped a connection mid-request (`reset`), rejected
-//! the request (`http_4xx`), failed (`http_5xx`), or answered something that is not
-//! HTTP (`protocol`).
+//! The classes themselves ([`ErrorClass`], counted in [`faultline_results::ErrorCounts`])
+//! are part of the results contract; how a hyper error, an I/O error or a status
+//! maps onto them is the load engine's, here. The classes are the ones an operator
+//! acts on differently: refused connections (`connect`), no answer in time
+//! (`timeout`), a connection dropped mid-request (`reset`), a rejected request
+//! (`http_4xx`), a failure (`http_5xx`), or something that is not HTTP (`protocol`).
 
 use std::error::Error as _;
 
-use serde::{Deserialize, Serialize};
+use faultline_results::ErrorClass;
 
-/// The class of a failed request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorClass {
-    Connect,
-    Timeout,
-    Reset,
-    Http4xx,
-    Http5xx,
-    Protocol,
-}
-
-impl ErrorClass {
-    pub const ALL: [ErrorClass; 6] = [
-        ErrorClass::Connect,
-        ErrorClass::Timeout,
-        ErrorClass::Reset,
-        ErrorClass::Http4xx,
-        ErrorClass::Http5xx,
-        ErrorClass::Protocol,
-    ];
-
-    /// The name used in results and output.
-    pub fn name(self) -> &'static str {
-        match self {
-            ErrorClass::Connect => "connect",
-            ErrorClass::Timeout => "timeout",
-            ErrorClass::Reset => "reset",
-            ErrorClass::Http4xx => "http_4xx",
-            ErrorClass::Http5xx => "http_5xx",
-            ErrorClass::Protocol => "protocol",
-        }
-    }
-
+/// The class of what went wrong, from the error or status the client met.
+pub trait Classify: Sized {
     /// The class of a response status, or `None` when the status is a success
     /// (1xx–3xx: redirects are not followed, and count as answers).
-    pub fn of_status(status: http::StatusCode) -> Option<ErrorClass> {
+    fn of_status(status: http::StatusCode) -> Option<Self>;
+    /// The class of an I/O error met while connecting.
+    fn of_connect_error(error: &std::io::Error) -> Self;
+    /// The class of a hyper error met on an established connection.
+    fn of_hyper_error(error: &hyper::Error) -> Self;
+    /// The class of an I/O error met on an established connection.
+    fn of_io_error(error: &std::io::Error) -> Self;
+}
+
+impl Classify for ErrorClass {
+    fn of_status(status: http::StatusCode) -> Option<ErrorClass> {
         if status.is_client_error() {
             Some(ErrorClass::Http4xx)
         } else if status.is_server_error() {
@@ -55,15 +35,13 @@ impl ErrorClass {
         }
     }
 
-    /// The class of an I/O error met while connecting.
-    pub fn of_connect_error(_error: &std::io::Error) -> ErrorClass {
+    fn of_connect_error(_error: &std::io::Error) -> ErrorClass {
         // Whatever stops a connection from being made (refused, unreachable, no
         // route, handshake failure) is the same fact for the operator.
         ErrorClass::Connect
     }
 
-    /// The class of a hyper error met on an established connection.
-    pub fn of_hyper_error(error: &hyper::Error) -> ErrorClass {
+    fn of_hyper_error(error: &hyper::Error) -> ErrorClass {
         if error.is_timeout() {
             return ErrorClass::Timeout;
         }
@@ -82,8 +60,7 @@ impl ErrorClass {
         ErrorClass::Reset
     }
 
-    /// The class of an I/O error met on an established connection.
-    pub fn of_io_error(error: &std::io::Error) -> ErrorClass {
+    fn of_io_error(error: &std::io::Error) -> ErrorClass {
         use std::io::ErrorKind;
         match error.kind() {
             ErrorKind::ConnectionRefused => ErrorClass::Connect,
@@ -91,59 +68,6 @@ impl ErrorClass {
             ErrorKind::InvalidData => ErrorClass::Protocol,
             _ => ErrorClass::Reset,
         }
-    }
-}
-
-/// Error counts by class.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorCounts {
-    pub connect: u64,
-    pub timeout: u64,
-    pub reset: u64,
-    pub http_4xx: u64,
-    pub http_5xx: u64,
-    pub protocol: u64,
-}
-
-impl ErrorCounts {
-    /// Counts one error.
-    pub fn add(&mut self, class: ErrorClass) {
-        *self.get_mut(class) += 1;
-    }
-
-    /// The count of one class.
-    pub fn get(&self, class: ErrorClass) -> u64 {
-        match class {
-            ErrorClass::Connect => self.connect,
-            ErrorClass::Timeout => self.timeout,
-            ErrorClass::Reset => self.reset,
-            ErrorClass::Http4xx => self.http_4xx,
-            ErrorClass::Http5xx => self.http_5xx,
-            ErrorClass::Protocol => self.protocol,
-        }
-    }
-
-    fn get_mut(&mut self, class: ErrorClass) -> &mut u64 {
-        match class {
-            ErrorClass::Connect => &mut self.connect,
-            ErrorClass::Timeout => &mut self.timeout,
-            ErrorClass::Reset => &mut self.reset,
-            ErrorClass::Http4xx => &mut self.http_4xx,
-            ErrorClass::Http5xx => &mut self.http_5xx,
-            ErrorClass::Protocol => &mut self.protocol,
-        }
-    }
-
-    /// Adds another set of counts.
-    pub fn merge(&mut self, other: &ErrorCounts) {
-        for class in ErrorClass::ALL {
-            *self.get_mut(class) += other.get(class);
-        }
-    }
-
-    /// All errors together.
-    pub fn total(&self) -> u64 {
-        ErrorClass::ALL.iter().map(|c| self.get(*c)).sum()
     }
 }
 
@@ -189,18 +113,5 @@ mod tests {
             ErrorClass::of_connect_error(&Error::other("x")),
             ErrorClass::Connect
         );
-    }
-
-    #[test]
-    fn error_counts_add_merge_and_total() {
-        let mut a = ErrorCounts::default();
-        a.add(ErrorClass::Timeout);
-        a.add(ErrorClass::Http5xx);
-        let mut b = ErrorCounts::default();
-        b.add(ErrorClass::Timeout);
-        a.merge(&b);
-        assert_eq!(a.timeout, 2);
-        assert_eq!(a.http_5xx, 1);
-        assert_eq!(a.total(), 3);
     }
 }

@@ -11,20 +11,19 @@ use std::{
     time::Duration,
 };
 
+use faultline_results::{
+    quantity::parse_duration, Arrivals, GateSpec, HttpVersion, Results, RunInfo,
+};
+
 use crate::{
-    engine::{self, LoadConfig, RunInfo},
+    engine::{self, LoadConfig},
     error::LoadError,
     journeys::{self, Driver, JourneyConfig, JourneyMix},
-    results::{GateSpec, HttpVersion, Results},
     scenario::{LoadPlan, ScenarioFile},
-    schedule::{parse_stages, Arrivals, Schedule},
+    schedule::{parse_stages, Schedule},
     summary::{progress_line, summary_table},
     target::{parse_headers, parse_method, read_body, RequestSpec, Target},
 };
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{e} (expected e.g. 30s, 500ms, 1m30s)"))
-}
 
 /// What results keep of a scenario file besides its load: its gates and its text.
 #[derive(Debug, Clone)]
@@ -148,7 +147,7 @@ pub struct LoadArgs {
     pub scrape: Vec<String>,
 
     /// How often to scrape.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub scrape_interval: Duration,
 
     /// Metric names to keep from the scrapes, comma-separated.

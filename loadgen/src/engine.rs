@@ -38,23 +38,17 @@ mod pacing;
 use h1::H1Connection;
 pub(crate) use pacing::{Pacer, SecondClock, Slot, Worker};
 
+use faultline_results::{
+    ErrorClass, HttpVersion, LatencyOrigin, Results, RunInfo, RunMetadata, RunRecord,
+};
+
 use crate::{
-    classify::ErrorClass,
+    classify::Classify as _,
     error::LoadError,
     recorder::{lock, Clock, Collected, Outcome, SharedLog},
-    results::{HttpVersion, LatencyOrigin, Results, RunMetadata, RunRecord, TargetSchedule},
     schedule::Schedule,
     target::{default_content_type, RequestSpec, Target},
 };
-
-/// Who ran the load, for the results' metadata (the binary fills it in).
-#[derive(Debug, Clone, Default)]
-pub struct RunInfo {
-    pub scenario: Option<String>,
-    /// Version of the faultline binary; the library's own when empty.
-    pub faultline_version: Option<String>,
-    pub git_commit: Option<String>,
-}
 
 /// Everything a load run needs.
 #[derive(Debug, Clone)]
@@ -214,7 +208,7 @@ pub async fn run(
             &config.run_info,
             &config.target.url,
             start_wall,
-            &config.schedule,
+            &config.schedule.target(),
         )
     };
     let names: Vec<String> = config.requests.iter().map(|r| r.name.clone()).collect();
@@ -243,9 +237,9 @@ impl PacingRecord<'_> {
     ) -> Result<Results, LoadError> {
         Results::build(RunRecord {
             metadata,
-            schedule: TargetSchedule::of(self.schedule),
+            schedule: self.schedule.target(),
             endpoint_names: names,
-            collected,
+            collected: &collected.buckets,
             late_threshold_ms: self.late_threshold.as_secs_f64() * 1000.0,
             max_send_delay_ms: self.max_send_delay.as_secs_f64() * 1000.0,
         })

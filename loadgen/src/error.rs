@@ -4,8 +4,6 @@
 //! [`LoadError::is_usage`] tells the usage errors (bad input, unreachable target),
 //! which the binary maps to exit code 2, from failures while running or writing.
 
-use std::path::PathBuf;
-
 /// What went wrong before, during or after a load run.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -36,14 +34,9 @@ pub enum LoadError {
         reason: String,
     },
 
-    /// Reading or writing a file (body, results).
-    #[error("{action} {path}: {source}")]
-    File {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// Reading or writing a file (body, ledger).
+    #[error(transparent)]
+    File(#[from] faultline_results::FileError),
 
     /// A journey run could not set itself up against the target (catalogue, users).
     #[error("journey set-up, {step}: {reason}")]
@@ -60,6 +53,10 @@ pub enum LoadError {
     /// A results file that is not valid JSON or does not match the schema this version reads.
     #[error("results {path}: {reason}")]
     BadResults { path: String, reason: String },
+
+    /// Reading, writing or merging results files.
+    #[error(transparent)]
+    Results(#[from] faultline_results::ResultsError),
 }
 
 impl LoadError {

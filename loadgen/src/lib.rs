@@ -16,8 +16,9 @@
 //!   so.
 //! - [`recorder`]: per-worker, per-endpoint, per-second HdrHistograms and counts,
 //!   collected once a second (no message per request).
-//! - [`results`]: `results.json` (schema `schema/results.schema.json`), the only
-//!   thing reports read; [`Results::merge`] adds results of several workers exactly.
+//! - results: the engine's recorder fills `faultline_results::Bucket`s, from which
+//!   `faultline_results::Results` are built: `results.json`, the only thing reports
+//!   read, defined in the `faultline-results` crate with its schema and exact merge.
 //! - [`summary`] and [`cli`]: the progress line, the end-of-run table, and the
 //!   `faultline load` / `faultline merge` commands that the binary wraps.
 //! - [`scrape`]: the services' Prometheus `/metrics`, polled during the run into
@@ -28,25 +29,23 @@
 //!   ledger, and users who log in once.
 //! - [`scenario`]: the `[load]` table of a scenario file ([`scenario::LoadSpec`]),
 //!   turned into plain requests or journeys.
-//! - [`classify`]: error classes (connect, timeout, reset, 4xx, 5xx, protocol).
+//! - [`classify`]: which error class (connect, timeout, reset, 4xx, 5xx, protocol)
+//!   a failed request falls in.
 
 pub mod classify;
 pub mod cli;
 pub mod engine;
 pub mod error;
-pub mod histogram;
 pub mod journeys;
 pub mod recorder;
-pub mod results;
 pub mod scenario;
 pub mod schedule;
 pub mod scrape;
 pub mod summary;
 pub mod target;
 
-pub use classify::{ErrorClass, ErrorCounts};
-pub use engine::{run, LoadConfig, Progress, RunInfo};
+pub use classify::Classify;
+pub use engine::{run, LoadConfig, Progress};
 pub use error::{LoadError, StageParseError};
-pub use results::{HttpVersion, LatencyOrigin, Results};
-pub use schedule::{parse_stages, Arrivals, Schedule, Stage};
+pub use schedule::{parse_stages, Schedule};
 pub use target::{RequestSpec, Target};

@@ -18,70 +18,10 @@ use std::{
     time::Duration,
 };
 
-use hdrhistogram::Histogram;
-
-use crate::{
-    classify::{ErrorClass, ErrorCounts},
-    histogram::{micros, new_histogram, record},
+use faultline_results::{
+    histogram::{micros, record},
+    Bucket, ErrorClass,
 };
-
-/// What happened in one second at one endpoint, as seen by one or more workers.
-#[derive(Debug, Clone)]
-pub struct Bucket {
-    /// Requests that were sent (answered or failed).
-    pub requests: u64,
-    /// Requests answered with a 1xx–3xx status.
-    pub ok: u64,
-    pub errors: ErrorCounts,
-    /// Requests sent later than the late threshold after their intended time.
-    pub late: u64,
-    /// Requests never sent because they were overdue by more than the maximum send
-    /// delay when a connection was free for them.
-    pub dropped: u64,
-    /// Latency of every answered request (any status), from the intended send time.
-    pub latency: Histogram<u64>,
-    /// Send delay (actual minus intended send time) of every sent request.
-    pub send_delay: Histogram<u64>,
-}
-
-impl Default for Bucket {
-    fn default() -> Self {
-        Bucket {
-            requests: 0,
-            ok: 0,
-            errors: ErrorCounts::default(),
-            late: 0,
-            dropped: 0,
-            latency: new_histogram(),
-            send_delay: new_histogram(),
-        }
-    }
-}
-
-impl Bucket {
-    /// Adds another bucket into this one.
-    pub fn merge(&mut self, other: &Bucket) {
-        self.requests += other.requests;
-        self.ok += other.ok;
-        self.errors.merge(&other.errors);
-        self.late += other.late;
-        self.dropped += other.dropped;
-        // Both histograms have the one shape, so adding cannot go out of bounds.
-        let _ = self.latency.add(&other.latency);
-        let _ = self.send_delay.add(&other.send_delay);
-    }
-
-    /// Empties the bucket for reuse without reallocating its histograms.
-    pub fn clear(&mut self) {
-        self.requests = 0;
-        self.ok = 0;
-        self.errors = ErrorCounts::default();
-        self.late = 0;
-        self.dropped = 0;
-        self.latency.reset();
-        self.send_delay.reset();
-    }
-}
 
 /// The outcome of one request, as recorded.
 #[derive(Debug, Clone, Copy)]
@@ -346,6 +286,8 @@ impl Collected {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
+    use faultline_results::histogram::new_histogram;
 
     use super::*;
 

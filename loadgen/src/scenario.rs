@@ -29,12 +29,13 @@ use bytes::Bytes;
 use http::HeaderMap;
 use serde::Deserialize;
 
+use faultline_results::{Arrivals, GateSpec, HttpVersion, RunInfo};
+
 use crate::{
-    engine::{LoadConfig, RunInfo},
+    engine::LoadConfig,
     error::LoadError,
     journeys::{Driver, JourneyConfig, JourneyKind, JourneyMix},
-    results::{GateSpec, HttpVersion},
-    schedule::{parse_stages, Arrivals, Schedule},
+    schedule::{parse_stages, Schedule},
     target::{parse_method, RequestSpec, Target},
 };
 
@@ -71,7 +72,7 @@ pub struct LoadSpec {
     #[serde(default)]
     pub closed: bool,
     /// Length of a `rate` or `closed` run.
-    #[serde(default, deserialize_with = "humantime_serde_opt::deserialize")]
+    #[serde(default, deserialize_with = "duration_opt::deserialize")]
     pub duration: Option<Duration>,
     #[serde(default)]
     pub arrivals: ArrivalsSpec,
@@ -79,11 +80,11 @@ pub struct LoadSpec {
     pub connections: Option<usize>,
     #[serde(default)]
     pub http2: bool,
-    #[serde(default, deserialize_with = "humantime_serde_opt::deserialize")]
+    #[serde(default, deserialize_with = "duration_opt::deserialize")]
     pub timeout: Option<Duration>,
-    #[serde(default, deserialize_with = "humantime_serde_opt::deserialize")]
+    #[serde(default, deserialize_with = "duration_opt::deserialize")]
     pub late_threshold: Option<Duration>,
-    #[serde(default, deserialize_with = "humantime_serde_opt::deserialize")]
+    #[serde(default, deserialize_with = "duration_opt::deserialize")]
     pub max_send_delay: Option<Duration>,
     /// Plain requests, sent in turn.
     #[serde(default)]
@@ -131,7 +132,7 @@ pub struct JourneysSpec {
     pub driver: Driver,
     pub users: Option<usize>,
     pub ingest_batch: Option<usize>,
-    #[serde(default, deserialize_with = "humantime_serde_opt::deserialize")]
+    #[serde(default, deserialize_with = "duration_opt::deserialize")]
     pub consistency_deadline: Option<Duration>,
     /// Where to write the ledger of acknowledged writes (relative to the working
     /// directory).
@@ -325,21 +326,21 @@ impl RequestEntry {
     }
 }
 
-/// `Option<Duration>` from humantime text (`"30s"`, `"1m30s"`).
-mod humantime_serde_opt {
+/// `Option<Duration>` from a duration as [`faultline_results::quantity`] reads it
+/// (`"30s"`, `"1.5s"`, `"1m30s"`), so `[load]` spells times as `[[faults]]` does.
+mod duration_opt {
     use std::time::Duration;
 
+    use faultline_results::quantity::parse_duration;
     use serde::{Deserialize as _, Deserializer};
 
     pub fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Option<Duration>, D::Error> {
         let text = String::deserialize(deserializer)?;
-        humantime::parse_duration(&text).map(Some).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "{text:?} is not a duration ({e}); write e.g. \"30s\""
-            ))
-        })
+        parse_duration(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -410,6 +411,26 @@ mod tests {
         };
         let names: Vec<&str> = config.requests.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["GET /api/products", "POST /api/orders"]);
+    }
+
+    #[test]
+    fn load_durations_are_spelled_as_in_faults_and_gates() {
+        let text = r#"
+            [load]
+            target = "http://127.0.0.1:9"
+            rate = 10
+            duration = "1m30s"
+            timeout = "1.5s"
+            late_threshold = "250MS"
+        "#;
+        let LoadPlan::Requests(config) = plan(text).unwrap() else {
+            panic!("requests expected");
+        };
+        assert_eq!(config.schedule.duration(), Duration::from_secs(90));
+        assert_eq!(config.timeout, Duration::from_millis(1500));
+        assert_eq!(config.late_threshold, Duration::from_millis(250));
+        let error = plan("[load]\nrate = 5\nduration = \"5%\"\n").unwrap_err();
+        assert!(error.contains("is a percentage"), "{error}");
     }
 
     #[test]

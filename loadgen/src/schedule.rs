@@ -13,80 +13,11 @@
 
 use std::time::Duration;
 
+use faultline_results::{quantity::parse_duration, Arrivals, Stage, TargetSchedule};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rand_distr::Exp1;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{LoadError, StageParseError};
-
-/// One linear piece of an open schedule: the rate goes from `from_rate` to `to_rate`
-/// (requests per second) over `duration`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Stage {
-    #[serde(with = "secs_f64")]
-    #[serde(rename = "duration_secs")]
-    pub duration: Duration,
-    pub from_rate: f64,
-    pub to_rate: f64,
-}
-
-impl Stage {
-    /// A stage at a constant rate.
-    pub fn constant(duration: Duration, rate: f64) -> Stage {
-        Stage {
-            duration,
-            from_rate: rate,
-            to_rate: rate,
-        }
-    }
-
-    /// The number of requests this stage asks for (the area under its rate line).
-    pub fn expected_requests(&self) -> f64 {
-        (self.from_rate + self.to_rate) / 2.0 * self.duration.as_secs_f64()
-    }
-
-    /// The target rate `offset` seconds into the stage.
-    pub fn rate_at(&self, offset: f64) -> f64 {
-        let length = self.duration.as_secs_f64();
-        if length <= 0.0 {
-            return self.to_rate;
-        }
-        self.from_rate + (self.to_rate - self.from_rate) * (offset / length).clamp(0.0, 1.0)
-    }
-
-    /// Seconds into the stage at which the cumulative count reaches `count`
-    /// (`0 <= count <= expected_requests()`): the inverse of
-    /// `N(t) = from·t + slope/2·t²`.
-    fn offset_of_count(&self, count: f64) -> f64 {
-        if count <= 0.0 {
-            return 0.0;
-        }
-        let length = self.duration.as_secs_f64();
-        let half_slope = (self.to_rate - self.from_rate) / (2.0 * length);
-        if half_slope == 0.0 {
-            return count / self.from_rate;
-        }
-        // 2n / (r0 + sqrt(r0² + 4an)) is the root of a·t² + r0·t − n = 0 written so it
-        // stays exact when a is tiny and when the ramp goes down (a < 0).
-        let discriminant = (self.from_rate * self.from_rate + 4.0 * half_slope * count).max(0.0);
-        let denominator = self.from_rate + discriminant.sqrt();
-        if denominator <= 0.0 {
-            return length;
-        }
-        (2.0 * count / denominator).min(length)
-    }
-}
-
-/// How requests arrive within a rate: evenly spaced or as a Poisson process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Arrivals {
-    Uniform,
-    /// Exponential gaps with the target mean rate; the seed makes runs repeatable.
-    Poisson {
-        seed: u64,
-    },
-}
 
 /// When requests are due.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,6 +83,14 @@ impl Schedule {
         match self {
             Schedule::Open { stages, .. } => stages.iter().map(|s| s.duration).sum(),
             Schedule::Closed { duration } => *duration,
+        }
+    }
+
+    /// The schedule as results record it.
+    pub fn target(&self) -> TargetSchedule {
+        match self {
+            Schedule::Open { stages, arrivals } => TargetSchedule::open(stages.clone(), *arrivals),
+            Schedule::Closed { duration } => TargetSchedule::closed(*duration),
         }
     }
 
@@ -241,7 +180,7 @@ impl Iterator for SendTimes {
             let stage = *self.stages.get(self.stage_index)?;
             let in_stage = self.next_count - self.count_before_stage;
             if in_stage < stage.expected_requests() {
-                let offset = self.stage_start + stage.offset_of_count(in_stage);
+                let offset = self.stage_start + offset_of_count(&stage, in_stage);
                 self.next_count += self.step();
                 return Some(Duration::from_secs_f64(offset.max(0.0)));
             }
@@ -253,8 +192,8 @@ impl Iterator for SendTimes {
 }
 
 /// Parses stages such as `10s:0->500, 60s:500, 10s:500->0`: comma-separated
-/// `DURATION:RATE` (constant) or `DURATION:FROM->TO` (linear ramp), durations in
-/// humantime form (`500ms`, `10s`, `1m30s`), rates in requests per second.
+/// `DURATION:RATE` (constant) or `DURATION:FROM->TO` (linear ramp), durations as
+/// [`faultline_results::quantity`] reads them (`500ms`, `10s`, `1m30s`), rates in requests per second.
 pub fn parse_stages(input: &str) -> Result<Vec<Stage>, StageParseError> {
     let fail = |stage: usize, byte_offset: usize, problem: String| StageParseError {
         input: input.to_string(),
@@ -294,13 +233,8 @@ pub fn parse_stages(input: &str) -> Result<Vec<Stage>, StageParseError> {
             ));
         };
         let duration_text = text[..colon].trim();
-        let duration = humantime::parse_duration(duration_text).map_err(|e| {
-            fail(
-                number,
-                start,
-                format!("bad duration {duration_text:?}: {e}"),
-            )
-        })?;
+        let duration = parse_duration(duration_text)
+            .map_err(|e| fail(number, start, format!("bad duration {e}")))?;
         if duration.is_zero() {
             return Err(fail(
                 number,
@@ -358,20 +292,26 @@ pub fn parse_stages(input: &str) -> Result<Vec<Stage>, StageParseError> {
     Ok(stages)
 }
 
-/// Serde helper: a `Duration` as fractional seconds.
-pub(crate) mod secs_f64 {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_f64(value.as_secs_f64())
+/// Seconds into the stage at which the cumulative count reaches `count`
+/// (`0 <= count <= expected_requests()`): the inverse of
+/// `N(t) = from·t + slope/2·t²`.
+fn offset_of_count(stage: &Stage, count: f64) -> f64 {
+    if count <= 0.0 {
+        return 0.0;
     }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(deserializer)?;
-        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    let length = stage.duration.as_secs_f64();
+    let half_slope = (stage.to_rate - stage.from_rate) / (2.0 * length);
+    if half_slope == 0.0 {
+        return count / stage.from_rate;
     }
+    // 2n / (r0 + sqrt(r0² + 4an)) is the root of a·t² + r0·t − n = 0 written so it
+    // stays exact when a is tiny and when the ramp goes down (a < 0).
+    let discriminant = (stage.from_rate * stage.from_rate + 4.0 * half_slope * count).max(0.0);
+    let denominator = stage.from_rate + discriminant.sqrt();
+    if denominator <= 0.0 {
+        return length;
+    }
+    (2.0 * count / denominator).min(length)
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::results::{MetricKind, MetricSeries};
+use faultline_results::{MetricKind, MetricSeries};
 
 /// The series the reference system's report draws.
 pub const DEFAULT_METRICS: &[&str] = &[

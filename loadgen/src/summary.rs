@@ -5,13 +5,11 @@
 
 use std::fmt::Write as _;
 
-use crate::{
-    classify::ErrorClass,
-    engine::Progress,
-    histogram::LatencySummary,
-    results::{HttpVersion, LatencyOrigin, LoadModel, Results},
-    schedule::Arrivals,
+use faultline_results::{
+    Arrivals, ErrorClass, HttpVersion, LatencyOrigin, LatencySummary, LoadModel, Results,
 };
+
+use crate::engine::Progress;
 
 /// Formats microseconds for people: `0.21 ms`, `12.3 ms`, `1.50 s`.
 pub fn format_micros(micros: u64) -> String {
@@ -38,16 +36,28 @@ fn percentiles(summary: &LatencySummary) -> String {
 
 /// The summary printed at the end of a run (or a merge).
 pub fn summary_table(results: &Results) -> String {
-    let meta = &results.metadata;
-    let totals = &results.totals;
-    let schedule = &results.schedule;
     let mut out = String::new();
+    write_load(&mut out, results);
+    write_latency_and_errors(&mut out, results);
+    write_endpoints(&mut out, results);
+    write_consistency(&mut out, results);
+    if let Some(ledger) = &results.write_ledger {
+        let _ = writeln!(out, "ledger      {ledger}");
+    }
+    if let Some(message) = &results.generator.message {
+        let _ = writeln!(out, "WARNING     {message}");
+    }
+    out
+}
+
+/// What was asked for and what was sent: target, load, journeys, requests.
+fn write_load(out: &mut String, results: &Results) {
+    let meta = &results.metadata;
+    let schedule = &results.schedule;
     let model = match (schedule.model, schedule.arrivals) {
-        (LoadModel::Closed, _) => "closed model (no pacing)".to_string(),
-        (LoadModel::Open, Some(Arrivals::Poisson { .. })) => {
-            "open model, Poisson arrivals".to_string()
-        }
-        (LoadModel::Open, _) => "open model, uniform arrivals".to_string(),
+        (LoadModel::Closed, _) => "closed model (no pacing)",
+        (LoadModel::Open, Some(Arrivals::Poisson { .. })) => "open model, Poisson arrivals",
+        (LoadModel::Open, _) => "open model, uniform arrivals",
     };
     let http = match meta.http_version {
         HttpVersion::Http1 => "HTTP/1.1",
@@ -93,18 +103,25 @@ pub fn summary_table(results: &Results) -> String {
             journeys.driver
         );
     }
+    let totals = &results.totals;
     let _ = writeln!(
         out,
         "requests    {} sent, {} ok, {:.1}/s achieved{target_rate}",
         totals.requests, totals.ok, totals.achieved_rate
     );
-    let origin = match meta.latency_origin {
+}
+
+/// Latency, errors by class, and for an open schedule whether the generator kept up.
+fn write_latency_and_errors(out: &mut String, results: &Results) {
+    let totals = &results.totals;
+    let open = results.schedule.model == LoadModel::Open;
+    let origin = match results.metadata.latency_origin {
         LatencyOrigin::IntendedSendTime => "from the intended send time",
         LatencyOrigin::ActualSendTime => {
             "from the actual send time: hides stalls (coordinated omission)"
         }
     };
-    if schedule.model == LoadModel::Open {
+    if open {
         let _ = writeln!(
             out,
             "latency     {}   ({origin})",
@@ -123,7 +140,7 @@ pub fn summary_table(results: &Results) -> String {
         totals.errors.total(),
         errors.join(", ")
     );
-    if schedule.model == LoadModel::Open {
+    if open {
         let _ = writeln!(
             out,
             "send delay  {}",
@@ -135,49 +152,54 @@ pub fn summary_table(results: &Results) -> String {
             totals.late, results.generator.late_threshold_ms, totals.dropped
         );
     }
-    if results.endpoints.len() > 1 {
-        let _ = writeln!(out, "endpoints");
-        for (name, endpoint) in &results.endpoints {
-            let t = &endpoint.totals;
-            let _ = writeln!(
-                out,
-                "  {name:<30} {:>9} req  {:>9.1}/s  p50 {:>9}  p99 {:>9}  errors {}",
-                t.requests,
-                t.achieved_rate,
-                format_micros(t.latency_summary.p50_us),
-                format_micros(t.latency_summary.p99_us),
-                t.errors.total()
-            );
-        }
+}
+
+/// One line per endpoint, when there is more than one.
+fn write_endpoints(out: &mut String, results: &Results) {
+    if results.endpoints.len() <= 1 {
+        return;
     }
-    if let Some(window) = &results.consistency_window {
-        if let Ok(histogram) = window.decode() {
-            let unseen = results
-                .journeys
-                .as_ref()
-                .map(|j| {
-                    format!(
-                        ", {} not seen within {:.0} s",
-                        j.consistency_unseen,
-                        j.consistency_deadline_ms / 1000.0
-                    )
-                })
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "consistency {}   (write acknowledged -> read model serves it, {} writes{unseen})",
-                percentiles(&LatencySummary::of(&histogram)),
-                histogram.len()
-            );
-        }
+    let _ = writeln!(out, "endpoints");
+    for (name, endpoint) in &results.endpoints {
+        let t = &endpoint.totals;
+        let _ = writeln!(
+            out,
+            "  {name:<30} {:>9} req  {:>9.1}/s  p50 {:>9}  p99 {:>9}  errors {}",
+            t.requests,
+            t.achieved_rate,
+            format_micros(t.latency_summary.p50_us),
+            format_micros(t.latency_summary.p99_us),
+            t.errors.total()
+        );
     }
-    if let Some(ledger) = &results.write_ledger {
-        let _ = writeln!(out, "ledger      {ledger}");
-    }
-    if let Some(message) = &results.generator.message {
-        let _ = writeln!(out, "WARNING     {message}");
-    }
-    out
+}
+
+/// The consistency window, when the run measured it.
+fn write_consistency(out: &mut String, results: &Results) {
+    let Some(histogram) = results
+        .consistency_window
+        .as_ref()
+        .and_then(|window| window.decode().ok())
+    else {
+        return;
+    };
+    let unseen = results
+        .journeys
+        .as_ref()
+        .map(|j| {
+            format!(
+                ", {} not seen within {:.0} s",
+                j.consistency_unseen,
+                j.consistency_deadline_ms / 1000.0
+            )
+        })
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "consistency {}   (write acknowledged -> read model serves it, {} writes{unseen})",
+        percentiles(&LatencySummary::of(&histogram)),
+        histogram.len()
+    );
 }
 
 /// The one-line live progress (without the leading `\r`).

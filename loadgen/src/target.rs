@@ -10,6 +10,8 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use tokio::net::TcpStream;
 
+use faultline_results::FileError;
+
 use crate::error::LoadError;
 
 /// The HTTP server under load.
@@ -161,11 +163,7 @@ pub fn read_body(raw: Option<&str>) -> Result<Bytes, LoadError> {
         Some(text) => match text.strip_prefix('@') {
             Some(path) => std::fs::read(path)
                 .map(Bytes::from)
-                .map_err(|source| LoadError::File {
-                    action: "reading the body from",
-                    path: path.into(),
-                    source,
-                }),
+                .map_err(|source| FileError::new("reading the body from", path, source).into()),
             None => Ok(Bytes::copy_from_slice(text.as_bytes())),
         },
     }

@@ -14,7 +14,7 @@
 //! series line width, which makes `stroke="#RRGGBB" stroke-width="2"` name exactly
 //! that series' lines.
 
-use plotters::prelude::*;
+use plotters::{coord::types::RangedCoordf64, prelude::*};
 
 use crate::error::ReportError;
 
@@ -195,6 +195,9 @@ fn chart_error(id: String) -> impl Fn(String) -> ReportError {
     }
 }
 
+/// The plotting context of every chart: SVG, both axes plain `f64`.
+type Plot<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
 /// Draws a chart.
 pub fn draw(spec: ChartSpec) -> Result<Chart, ReportError> {
     let fail = chart_error(spec.id.clone());
@@ -214,68 +217,11 @@ pub fn draw(spec: ChartSpec) -> Result<Chart, ReportError> {
             .y_label_area_size(78)
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(|e| fail(e.to_string()))?;
-        chart
-            .configure_mesh()
-            .x_desc(spec.x_desc.as_str())
-            .y_desc(spec.y_desc.as_str())
-            .x_labels(12)
-            .y_labels(8)
-            .x_label_formatter(&spec.x_format)
-            .y_label_formatter(&spec.y_format)
-            .bold_line_style(RGBColor(0xDD, 0xDD, 0xDD))
-            .light_line_style(RGBColor(0xF2, 0xF2, 0xF2))
-            .axis_style(RGBColor(0x22, 0x22, 0x22))
-            .label_style(
-                ("sans-serif", 14)
-                    .into_font()
-                    .color(&RGBColor(0x22, 0x22, 0x22)),
-            )
-            .axis_desc_style(
-                ("sans-serif", 15)
-                    .into_font()
-                    .color(&RGBColor(0x22, 0x22, 0x22)),
-            )
-            .draw()
-            .map_err(|e| fail(e.to_string()))?;
+        draw_mesh(&mut chart, &spec).map_err(&fail)?;
         let (xs, ys) = chart.plotting_area().get_pixel_range();
         plot_area = (xs.start, ys.start, xs.end, ys.end);
-
-        // Faults first, so data is drawn over them. Alternate two shades so that
-        // neighbouring faults stay apart in grey-scale too.
-        for (index, band) in spec.bands.iter().enumerate() {
-            let start = band.start.clamp(x0, x1);
-            // An instantaneous fault (a kill) still gets a visible sliver and its label.
-            let end = band
-                .end
-                .clamp(x0, x1)
-                .max(start + (x1 - x0) / 200.0)
-                .min(x1);
-            if end <= start {
-                continue;
-            }
-            let shade = if index % 2 == 0 { 0.16 } else { 0.09 };
-            chart
-                .draw_series(std::iter::once(Rectangle::new(
-                    [(start, y0), (end, y1)],
-                    RGBAColor(0x55, 0x55, 0x55, shade).filled(),
-                )))
-                .map_err(|e| fail(e.to_string()))?;
-            // Labels of faults that start close together go on different rows.
-            let label_row = (index % 3) as i32;
-            chart
-                .draw_series(std::iter::once(
-                    EmptyElement::at((start, y1))
-                        + Text::new(
-                            format!("fault: {}", band.label),
-                            (4, 4 + 17 * label_row),
-                            ("sans-serif", 13)
-                                .into_font()
-                                .color(&RGBColor(0x11, 0x11, 0x11)),
-                        ),
-                ))
-                .map_err(|e| fail(e.to_string()))?;
-        }
-
+        // Faults first, so data is drawn over them.
+        draw_bands(&mut chart, &spec.bands).map_err(&fail)?;
         for bars in &spec.bars {
             let color = bars.style.rgb();
             chart
@@ -284,39 +230,8 @@ pub fn draw(spec: ChartSpec) -> Result<Chart, ReportError> {
                 }))
                 .map_err(|e| fail(e.to_string()))?;
         }
-
         for line in &spec.lines {
-            let color = line.style.rgb();
-            let style = ShapeStyle {
-                color: color.to_rgba(),
-                filled: false,
-                stroke_width: SERIES_WIDTH,
-            };
-            chart
-                .draw_series(LineSeries::new(line.points.iter().copied(), style))
-                .map_err(|e| fail(e.to_string()))?;
-            let every = (line.points.len() / 12).max(1);
-            let marked = line.points.iter().copied().step_by(every);
-            let filled = color.filled();
-            let result =
-                match line.style.marker {
-                    Marker::None => Ok(()),
-                    Marker::Circle => chart
-                        .draw_series(marked.map(|p| Circle::new(p, 4, filled)))
-                        .map(|_| ()),
-                    Marker::Triangle => chart
-                        .draw_series(marked.map(|p| TriangleMarker::new(p, 5, filled)))
-                        .map(|_| ()),
-                    Marker::Square => chart
-                        .draw_series(marked.map(|p| {
-                            EmptyElement::at(p) + Rectangle::new([(-4, -4), (4, 4)], filled)
-                        }))
-                        .map(|_| ()),
-                    Marker::Cross => chart
-                        .draw_series(marked.map(|p| Cross::new(p, 4, color.stroke_width(3))))
-                        .map(|_| ()),
-                };
-            result.map_err(|e| fail(e.to_string()))?;
+            draw_line(&mut chart, line).map_err(&fail)?;
         }
         root.present().map_err(|e| fail(e.to_string()))?;
     }
@@ -342,6 +257,111 @@ pub fn draw(spec: ChartSpec) -> Result<Chart, ReportError> {
         bands: spec.bands,
         note: spec.note,
     })
+}
+
+/// Grid, axes, their labels and descriptions.
+fn draw_mesh(chart: &mut Plot<'_, '_>, spec: &ChartSpec) -> Result<(), String> {
+    chart
+        .configure_mesh()
+        .x_desc(spec.x_desc.as_str())
+        .y_desc(spec.y_desc.as_str())
+        .x_labels(12)
+        .y_labels(8)
+        .x_label_formatter(&spec.x_format)
+        .y_label_formatter(&spec.y_format)
+        .bold_line_style(RGBColor(0xDD, 0xDD, 0xDD))
+        .light_line_style(RGBColor(0xF2, 0xF2, 0xF2))
+        .axis_style(RGBColor(0x22, 0x22, 0x22))
+        .label_style(
+            ("sans-serif", 14)
+                .into_font()
+                .color(&RGBColor(0x22, 0x22, 0x22)),
+        )
+        .axis_desc_style(
+            ("sans-serif", 15)
+                .into_font()
+                .color(&RGBColor(0x22, 0x22, 0x22)),
+        )
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
+/// Fault windows as shaded bands with their labels. Two shades alternate so that
+/// neighbouring faults stay apart in grey-scale too.
+fn draw_bands(chart: &mut Plot<'_, '_>, bands: &[Band]) -> Result<(), String> {
+    let x = chart.x_range();
+    let (x0, x1) = (x.start, x.end);
+    let y = chart.y_range();
+    let (y0, y1) = (y.start, y.end);
+    for (index, band) in bands.iter().enumerate() {
+        let start = band.start.clamp(x0, x1);
+        // An instantaneous fault (a kill) still gets a visible sliver and its label.
+        let end = band
+            .end
+            .clamp(x0, x1)
+            .max(start + (x1 - x0) / 200.0)
+            .min(x1);
+        if end <= start {
+            continue;
+        }
+        let shade = if index % 2 == 0 { 0.16 } else { 0.09 };
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(start, y0), (end, y1)],
+                RGBAColor(0x55, 0x55, 0x55, shade).filled(),
+            )))
+            .map_err(|e| e.to_string())?;
+        // Labels of faults that start close together go on different rows.
+        let label_row = (index % 3) as i32;
+        chart
+            .draw_series(std::iter::once(
+                EmptyElement::at((start, y1))
+                    + Text::new(
+                        format!("fault: {}", band.label),
+                        (4, 4 + 17 * label_row),
+                        ("sans-serif", 13)
+                            .into_font()
+                            .color(&RGBColor(0x11, 0x11, 0x11)),
+                    ),
+            ))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// One line series and its markers (a dozen per line, so lines stay apart without
+/// colour).
+fn draw_line(chart: &mut Plot<'_, '_>, line: &Line) -> Result<(), String> {
+    let color = line.style.rgb();
+    let style = ShapeStyle {
+        color: color.to_rgba(),
+        filled: false,
+        stroke_width: SERIES_WIDTH,
+    };
+    chart
+        .draw_series(LineSeries::new(line.points.iter().copied(), style))
+        .map_err(|e| e.to_string())?;
+    let every = (line.points.len() / 12).max(1);
+    let marked = line.points.iter().copied().step_by(every);
+    let filled = color.filled();
+    let result = match line.style.marker {
+        Marker::None => Ok(()),
+        Marker::Circle => chart
+            .draw_series(marked.map(|p| Circle::new(p, 4, filled)))
+            .map(|_| ()),
+        Marker::Triangle => chart
+            .draw_series(marked.map(|p| TriangleMarker::new(p, 5, filled)))
+            .map(|_| ()),
+        Marker::Square => chart
+            .draw_series(
+                marked.map(|p| EmptyElement::at(p) + Rectangle::new([(-4, -4), (4, 4)], filled)),
+            )
+            .map(|_| ()),
+        Marker::Cross => chart
+            .draw_series(marked.map(|p| Cross::new(p, 4, color.stroke_width(3))))
+            .map(|_| ()),
+    };
+    result.map_err(|e| e.to_string())
 }
 
 /// A range with some room, never empty.

@@ -13,14 +13,13 @@
 
 use std::path::Path;
 
-use faultline_loadgen::Results;
+use faultline_results::{error::read_text, gates::line_of, quantity::Quantity, Results};
 use serde::Deserialize;
 
 use crate::{
     error::ReportError,
-    gate::{line_of, Comparator, Gate},
+    gate::{Comparator, Gate},
     metric::{Groups, Measured},
-    quantity::Quantity,
 };
 
 /// The claims file of this repository, compiled in.
@@ -88,11 +87,7 @@ impl Claims {
 
     /// Reads a claims file.
     pub fn read(path: &Path) -> Result<Claims, ReportError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ReportError::File {
-            action: "reading claims from",
-            path: path.into(),
-            source,
-        })?;
+        let text = read_text(path, "reading claims from")?;
         Claims::parse(&text, path)
     }
 

@@ -3,25 +3,31 @@
 //! The binary's `src/cmd/report.rs` and `src/cmd/gate.rs` flatten these argument
 //! structs (`#[group(skip)]`, so the binary's structs of the same name do not clash)
 //! and call [`run_report`] / [`run_gate`], then [`exit_code`], so every path,
-//! including the exit code, is tested here. `faultline run` calls [`apply_gates`]
-//! at its end.
+//! including the exit code, is tested here. Both read the results file, judge the
+//! gates once ([`GateReport::judge`]) and hand the verdicts on; `faultline run`, which
+//! has its results in memory, calls the same typed functions ([`GateReport::judge`],
+//! [`Report::build`], [`Report::write_all`]) without files or flags.
 //!
 //! Exit codes: 0 every gate holds, 1 a gate failed or a regression is beyond its
 //! budget, 2 bad input (unreadable or malformed results, baseline, scenario, claims
 //! or `--gate`), with a message naming the file and, for JSON, the path and line.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
-use faultline_loadgen::Results;
+use faultline_results::{
+    quantity::{parse_duration, Dimension, Quantity},
+    Results,
+};
 
 use crate::{
     claims::Claims,
     error::ReportError,
     gate::{read_scenario_gates, Baseline, Gate, GateReport},
     input::read_results,
-    metric::Groups,
-    quantity::{Dimension, Quantity},
-    report::{all_gates, write_report, ReportInputs},
+    report::{all_gates, Report},
 };
 
 /// Options shared by both commands: where gates and claims come from.
@@ -32,7 +38,8 @@ pub struct GateSources {
     #[arg(long = "gate", value_name = "METRIC<LIMIT")]
     pub gates: Vec<String>,
 
-    /// Read [[gate]] tables from this scenario file (metric = "http.p99", max = "450ms").
+    /// Read the [[gates]] tables of this scenario file (metric = "http.p99", max = "450ms");
+    /// a [[gate]] table is an error.
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
 
@@ -73,14 +80,59 @@ impl GateSources {
         Ok(gates)
     }
 
-    fn baseline(&self) -> Result<Option<(Results, PathBuf, f64, f64)>, ReportError> {
+    fn baseline(&self) -> Result<Option<BaselineFile>, ReportError> {
         let Some(path) = &self.baseline else {
             return Ok(None);
         };
-        let budget = Quantity::parse_in(&self.max_regression, Dimension::Ratio)?.value;
-        let floor = Quantity::parse_in(&self.regression_floor, Dimension::Time)?.value;
-        Ok(Some((read_results(path)?, path.clone(), budget, floor)))
+        Ok(Some(BaselineFile {
+            results: read_results(path)?,
+            path: path.clone(),
+            budget: Quantity::parse_in(&self.max_regression, Dimension::Ratio)?.value,
+            latency_floor: parse_duration(&self.regression_floor)?,
+        }))
     }
+
+    /// Reads the results at `path` and judges, once, every gate they recorded, those
+    /// of these sources and the baseline comparison.
+    fn judge(&self, path: &Path) -> Result<Judged, ReportError> {
+        let results = read_results(path)?;
+        let claims = self.claims()?;
+        let gates = all_gates(&results, &self.gates()?)?;
+        let baseline = self.baseline()?;
+        let baseline = baseline.as_ref().map(BaselineFile::baseline);
+        let gates = GateReport::judge(&results, &gates, baseline.as_ref(), &claims.groups);
+        Ok(Judged {
+            results,
+            claims,
+            gates,
+        })
+    }
+}
+
+/// A `--baseline` file, read, with the budget and floor of the flags.
+struct BaselineFile {
+    results: Results,
+    path: PathBuf,
+    budget: f64,
+    latency_floor: Duration,
+}
+
+impl BaselineFile {
+    fn baseline(&self) -> Baseline<'_> {
+        Baseline {
+            results: &self.results,
+            path: self.path.clone(),
+            budget: self.budget,
+            latency_floor: self.latency_floor,
+        }
+    }
+}
+
+/// What both commands start from: the results, the claims, the judged gates.
+struct Judged {
+    results: Results,
+    claims: Claims,
+    gates: GateReport,
 }
 
 fn beside(results: &Path) -> PathBuf {
@@ -108,20 +160,9 @@ pub struct ReportArgs {
 /// Runs `faultline report`: reads the results, judges gates and claims, writes
 /// `index.html`, and returns its path.
 pub fn run_report(args: &ReportArgs) -> Result<PathBuf, ReportError> {
-    let results = read_results(&args.results)?;
-    let inputs = ReportInputs {
-        claims: args.sources.claims()?,
-        gates: args.sources.gates()?,
-    };
-    let baseline = args.sources.baseline()?;
-    let baseline = baseline.as_ref().map(|(r, path, budget, floor)| Baseline {
-        results: r,
-        path: path.clone(),
-        budget: *budget,
-        latency_floor_secs: *floor,
-    });
+    let judged = args.sources.judge(&args.results)?;
     let dir = args.output.clone().unwrap_or_else(|| beside(&args.results));
-    write_report(&results, &inputs, baseline.as_ref(), &dir)
+    Report::build(&judged.results, &judged.claims, judged.gates)?.write(&dir)
 }
 
 /// Arguments of `faultline gate`.
@@ -153,38 +194,15 @@ pub struct GateRun {
 /// `--scenario` and `--gate`, and the baseline comparison; writes `junit.xml` and
 /// `summary.md`.
 pub fn run_gate(args: &GateArgs) -> Result<GateRun, ReportError> {
-    let results = read_results(&args.results)?;
-    let claims = args.sources.claims()?;
-    let gates = all_gates(&results, &args.sources.gates()?)?;
-    let baseline = args.sources.baseline()?;
-    let baseline = baseline.as_ref().map(|(r, path, budget, floor)| Baseline {
-        results: r,
-        path: path.clone(),
-        budget: *budget,
-        latency_floor_secs: *floor,
-    });
+    let Judged { results, gates, .. } = args.sources.judge(&args.results)?;
     let dir = args.output.clone().unwrap_or_else(|| beside(&args.results));
-    let report = apply_gates(&results, &gates, baseline.as_ref(), &claims.groups, &dir)?;
+    let (junit, summary) = gates.write(&results, &dir)?;
     Ok(GateRun {
-        markdown: report.summary_markdown(&results),
-        junit: dir.join("junit.xml"),
-        summary: dir.join("summary.md"),
-        report,
+        markdown: gates.summary_markdown(&results),
+        junit,
+        summary,
+        report: gates,
     })
-}
-
-/// Judges gates on results and writes `junit.xml` and `summary.md` into `dir`;
-/// [`GateReport::exit_code`] gives the process exit code. For `faultline run`.
-pub fn apply_gates(
-    results: &Results,
-    gates: &[Gate],
-    baseline: Option<&Baseline<'_>>,
-    groups: &Groups,
-    dir: &Path,
-) -> Result<GateReport, ReportError> {
-    let report = GateReport::judge(results, gates, baseline, groups);
-    report.write(results, dir)?;
-    Ok(report)
 }
 
 /// The exit code of a gate or report command: the gates' verdict (0 or 1), or 2 for

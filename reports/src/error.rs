@@ -11,13 +11,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     /// A file could not be read or written.
-    #[error("{action} {path}: {source}")]
-    File {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] faultline_results::FileError),
 
     /// A results file that is not valid JSON or not of the results format.
     #[error("results {path}: {problem} at {json_path} (line {line}, column {column})")]
@@ -49,6 +44,16 @@ pub enum ReportError {
     /// Drawing a chart failed (plotters reports it; this is a bug, not bad input).
     #[error("drawing the {chart} chart: {problem}")]
     Chart { chart: String, problem: String },
+}
+
+impl From<faultline_results::QuantityError> for ReportError {
+    fn from(error: faultline_results::QuantityError) -> ReportError {
+        ReportError::BadSpec {
+            what: "quantity",
+            problem: format!("{}; expected {}", error.problem, error.expected),
+            text: error.text,
+        }
+    }
 }
 
 impl ReportError {

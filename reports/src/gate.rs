@@ -3,21 +3,27 @@
 //! code (k6 thresholds, Goose's `--baseline-file`).
 //!
 //! Gates come from three places, all parsed into [`Gate`] before anything is judged:
-//! the `[[gate]]` tables of a scenario (`metric = "http.p99", max = "450ms"`), those
+//! the `[[gates]]` tables of a scenario (`metric = "http.p99", max = "450ms"`), those
 //! the run recorded in `results.json`, and `--gate 'http.p99<450ms'` flags. A gate on
 //! a metric the run did not record fails: a CI gate that cannot be checked must not
 //! pass silently.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
-use faultline_loadgen::{results::GateSpec, Results};
+use faultline_results::{
+    error::{read_text, write_text},
+    gates::scenario_gates,
+    quantity::{Dimension, Quantity},
+    GateSpec, Results, ScenarioGate,
+};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
-use serde::Deserialize;
 
 use crate::{
     error::ReportError,
     metric::{Groups, Measured, Metric},
-    quantity::{Dimension, Quantity},
 };
 
 /// How a measured value is held against a limit.
@@ -124,7 +130,7 @@ impl Gate {
         )
     }
 
-    /// The gates of one `[[gate]]` entry (`max` and `min` each give one).
+    /// The gates of one `[[gates]]` entry (`max` and `min` each give one).
     pub fn from_spec(spec: &GateSpec, origin: &str) -> Result<Vec<Gate>, ReportError> {
         let mut gates = Vec::new();
         if let Some(max) = &spec.max {
@@ -207,59 +213,28 @@ pub struct GateResult {
     pub message: String,
 }
 
-/// Reads the `[[gate]]` tables of a scenario file (other keys are other crates').
+/// Reads the `[[gates]]` tables of a scenario file (other keys are other crates').
 pub fn read_scenario_gates(path: &Path) -> Result<Vec<Gate>, ReportError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ReportError::File {
-        action: "reading scenario",
-        path: path.into(),
-        source,
-    })?;
+    let text = read_text(path, "reading scenario")?;
     parse_scenario_gates(&text, path)
 }
 
-#[derive(Deserialize)]
-struct ScenarioGates {
-    #[serde(default)]
-    gate: Vec<toml::Spanned<RawGate>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawGate {
-    metric: String,
-    max: Option<String>,
-    min: Option<String>,
-}
-
-/// Parses the `[[gate]]` tables of scenario text; `path` names it in errors.
+/// Parses the `[[gates]]` tables of scenario text; `path` names it in errors, and
+/// each gate's origin is `path:line`. A `[[gate]]` table is an error naming its line.
 pub fn parse_scenario_gates(text: &str, path: &Path) -> Result<Vec<Gate>, ReportError> {
-    let parsed: ScenarioGates = toml::from_str(text).map_err(|e| ReportError::BadToml {
+    let bad = |problem: String| ReportError::BadToml {
         path: path.into(),
-        problem: e.to_string(),
-    })?;
+        problem,
+    };
     let mut gates = Vec::new();
-    for spanned in parsed.gate {
-        let line = line_of(text, spanned.span().start);
-        let raw = spanned.into_inner();
-        let spec = GateSpec {
-            metric: raw.metric,
-            max: raw.max,
-            min: raw.min,
-        };
+    for ScenarioGate { line, spec } in scenario_gates(text).map_err(|e| bad(e.to_string()))? {
         let origin = format!("{}:{line}", path.display());
         gates.extend(
-            Gate::from_spec(&spec, &origin).map_err(|e| ReportError::BadToml {
-                path: path.into(),
-                problem: format!("[[gate]] at line {line}: {e}"),
-            })?,
+            Gate::from_spec(&spec, &origin)
+                .map_err(|e| bad(format!("[[gates]] at line {line}: {e}")))?,
         );
     }
     Ok(gates)
-}
-
-/// 1-based line of a byte offset.
-pub fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
 /// A baseline run and how much worse this run may be.
@@ -270,9 +245,9 @@ pub struct Baseline<'a> {
     pub path: PathBuf,
     /// Allowed relative regression (0.10 is 10%).
     pub budget: f64,
-    /// Latency differences below this (seconds) are never a regression: one-second
-    /// scheduler noise on a sub-millisecond p50 would otherwise be "+40%".
-    pub latency_floor_secs: f64,
+    /// Latency differences below this are never a regression: one-second scheduler
+    /// noise on a sub-millisecond p50 would otherwise be "+40%".
+    pub latency_floor: Duration,
 }
 
 /// Latency stats compared per endpoint; the error rate is compared as well.
@@ -353,7 +328,8 @@ pub fn compare_with_baseline(results: &Results, baseline: &Baseline<'_>) -> Vec<
                 let limit = before.value * (1.0 + baseline.budget);
                 (
                     limit,
-                    now.value > limit && now.value - before.value > baseline.latency_floor_secs,
+                    now.value > limit
+                        && now.value - before.value > baseline.latency_floor.as_secs_f64(),
                 )
             };
             let limit = Quantity::new(limit_value, now.dimension);
@@ -492,23 +468,10 @@ impl GateReport {
 
     /// Writes `junit.xml` and `summary.md` into `dir`; returns their paths.
     pub fn write(&self, results: &Results, dir: &Path) -> Result<(PathBuf, PathBuf), ReportError> {
-        std::fs::create_dir_all(dir).map_err(|source| ReportError::File {
-            action: "creating directory",
-            path: dir.into(),
-            source,
-        })?;
         let junit = dir.join("junit.xml");
         let summary = dir.join("summary.md");
-        for (path, text) in [
-            (&junit, self.junit_xml()),
-            (&summary, self.summary_markdown(results)),
-        ] {
-            std::fs::write(path, text).map_err(|source| ReportError::File {
-                action: "writing",
-                path: path.clone(),
-                source,
-            })?;
-        }
+        write_text(&junit, &self.junit_xml())?;
+        write_text(&summary, &self.summary_markdown(results))?;
         Ok((junit, summary))
     }
 }
@@ -545,17 +508,39 @@ mod tests {
 
     #[test]
     fn scenario_gates_name_the_file_and_line_of_a_bad_entry() {
-        let text = "[load]\nrate = 5\n\n[[gate]]\nmetric = \"http.p99\"\nmax = \"450ms\"\n\n[[gate]]\nmetric = \"http.p99\"\nmax = \"fast\"\n";
+        let text = "[load]\nrate = 5\n\n[[gates]]\nmetric = \"http.p99\"\nmax = \"450ms\"\n\n[[gates]]\nmetric = \"http.p99\"\nmax = \"fast\"\n";
         let error = parse_scenario_gates(text, Path::new("s.toml"))
             .unwrap_err()
             .to_string();
         assert!(error.contains("s.toml"), "{error}");
         assert!(error.contains("line 8"), "{error}");
         let good = &text[..text
-            .find("\n\n[[gate]]\nmetric = \"http.p99\"\nmax = \"fast\"")
+            .find("\n\n[[gates]]\nmetric = \"http.p99\"\nmax = \"fast\"")
             .unwrap()];
         let gates = parse_scenario_gates(good, Path::new("s.toml")).unwrap();
         assert_eq!(gates.len(), 1);
         assert_eq!(gates[0].origin, "s.toml:4");
+    }
+
+    #[test]
+    fn a_gate_table_is_an_error_that_names_its_line_and_the_spelling() {
+        let text = "[load]\nrate = 5\n\n[[gate]]\nmetric = \"http.p99\"\nmax = \"450ms\"\n";
+        let error = parse_scenario_gates(text, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("s.toml"), "{error}");
+        assert!(error.contains("line 4"), "{error}");
+        assert!(error.contains("[[gates]]"), "{error}");
+    }
+
+    #[test]
+    fn the_demo_scenario_file_holds_its_four_gates() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scenarios/demo/checkout.toml"
+        ));
+        let gates = read_scenario_gates(path).unwrap();
+        assert_eq!(gates.len(), 4, "{gates:?}");
+        assert!(gates.iter().all(|g| g.origin.contains("checkout.toml:")));
     }
 }

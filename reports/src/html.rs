@@ -3,18 +3,15 @@
 
 use std::fmt::Write as _;
 
-use faultline_loadgen::{
-    classify::ErrorClass,
-    histogram::LatencySummary,
-    results::{LoadModel, Totals},
-    Results,
+use faultline_results::{
+    quantity::{Dimension, Quantity},
+    ErrorClass, LatencyOrigin, LatencySummary, LoadModel, Results, Totals,
 };
 
 use crate::{
     charts::{Chart, Marker, SeriesStyle},
     claims::{run_hardware, ClaimStatus},
     metric::offset_of,
-    quantity::{Dimension, Quantity},
     report::{Report, Section},
     timeline::decode,
 };
@@ -148,8 +145,8 @@ fn header(page: &mut String, results: &Results) {
         page,
         "<p class=\"meta\">Latency is measured from each request's {}.</p>",
         match m.latency_origin {
-            faultline_loadgen::LatencyOrigin::IntendedSendTime => "intended send time (coordinated omission corrected)",
-            faultline_loadgen::LatencyOrigin::ActualSendTime => "actual send time: server stalls are hidden (coordinated omission), for demonstration only",
+            LatencyOrigin::IntendedSendTime => "intended send time (coordinated omission corrected)",
+            LatencyOrigin::ActualSendTime => "actual send time: server stalls are hidden (coordinated omission), for demonstration only",
         }
     );
     if let Some(message) = &results.generator.message {
@@ -310,7 +307,7 @@ fn endpoints_table(page: &mut String, results: &Results) {
 fn gates_table(page: &mut String, report: &Report<'_>) {
     page.push_str("<h2 id=\"gates\">Gates</h2>\n");
     if report.gates.results.is_empty() {
-        page.push_str("<p class=\"missing\">No gate was set for this run (scenario [[gate]] tables or --gate).</p>\n");
+        page.push_str("<p class=\"missing\">No gate was set for this run (scenario [[gates]] tables or --gate).</p>\n");
         return;
     }
     let _ = write!(

@@ -1,22 +1,18 @@
 //! Reading `results.json` with errors that say where it is wrong.
 //!
-//! `faultline_loadgen::Results::read` reports serde's message only; a CI job whose
+//! `faultline_results::Results::read` reports serde's message only; a CI job whose
 //! gate fails on a truncated or hand-edited file needs the file, the JSON path and
 //! the line, so reports read results through `serde_path_to_error` here.
 
 use std::path::Path;
 
-use faultline_loadgen::{results::SCHEMA_VERSION, Results};
+use faultline_results::{error::read_text, Results, SCHEMA_VERSION};
 
 use crate::error::ReportError;
 
 /// Reads and checks a results file.
 pub fn read_results(path: &Path) -> Result<Results, ReportError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ReportError::File {
-        action: "reading results from",
-        path: path.into(),
-        source,
-    })?;
+    let text = read_text(path, "reading results from")?;
     parse_results(&text, path)
 }
 

@@ -2,13 +2,14 @@
 //! report (plotters SVG charts), JUnit XML, a Markdown summary and an exit code out.
 //!
 //! Reports read only results, never live state, so they can be regenerated later and
-//! from merged results. How the parts fit, from input to output:
+//! from merged results; the crate depends on `faultline-results` (the contract) and
+//! not on the load engine. How the parts fit, from input to output:
 //!
 //! - [`input`]: reads `results.json` with errors naming the file, JSON path and line.
-//! - [`quantity`] and [`metric`]: the metric vocabulary (`http.p99`,
+//! - [`metric`], with `faultline_results::quantity`: the metric vocabulary (`http.p99`,
 //!   `endpoint:GET /orders.error_rate`, `consistency.p99`, `checker.lost`, ...)
 //!   shared by gates and claims, with units, and how each is measured from results.
-//! - [`gate`]: thresholds (`[[gate]]` tables, `--gate 'http.p99<450ms'`) and the
+//! - [`gate`]: thresholds (`[[gates]]` tables, `--gate 'http.p99<450ms'`) and the
 //!   baseline comparison, judged into a [`gate::GateReport`] that writes
 //!   `junit.xml` and `summary.md` and gives the exit code.
 //! - [`claims`]: the documents' figures from `scenarios/claims.toml`, held against
@@ -17,7 +18,8 @@
 //!   results, drawn as inline SVG with fault windows shaded.
 //! - [`report`] and [`html`]: the sections of the report and the one-page HTML.
 //! - [`cli`]: the `faultline report` and `faultline gate` commands that the binary
-//!   wraps, and [`cli::apply_gates`] for `faultline run`.
+//!   wraps. `faultline run` judges once with [`GateReport::judge`], builds with
+//!   [`Report::build`] and writes with [`Report::write_all`]: typed values in memory.
 
 pub mod charts;
 pub mod claims;
@@ -27,15 +29,13 @@ pub mod gate;
 pub mod html;
 pub mod input;
 pub mod metric;
-pub mod quantity;
 pub mod report;
 pub mod timeline;
 
 pub use claims::{ClaimResult, ClaimStatus, Claims};
-pub use cli::{apply_gates, gate_exit_code, run_gate, run_report, GateArgs, ReportArgs};
+pub use cli::{gate_exit_code, run_gate, run_report, GateArgs, ReportArgs};
 pub use error::ReportError;
 pub use gate::{Baseline, Gate, GateReport, GateResult};
 pub use input::read_results;
 pub use metric::{Measured, Metric};
-pub use quantity::{Dimension, Quantity};
-pub use report::{write_report, Report, ReportInputs, Section};
+pub use report::{all_gates, Report, Section, Written};

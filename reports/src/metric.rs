@@ -16,13 +16,14 @@
 
 use std::collections::BTreeMap;
 
-use faultline_loadgen::{histogram::EncodedHistogram, results::TimePoint, Results};
+use faultline_results::{
+    histogram::new_histogram,
+    quantity::{Dimension, Quantity},
+    EncodedHistogram, Results, TimePoint, Totals,
+};
 use hdrhistogram::Histogram;
 
-use crate::{
-    error::ReportError,
-    quantity::{Dimension, Quantity},
-};
+use crate::error::ReportError;
 
 /// Endpoint groups: a name and the endpoint names it covers (`*` matches any text).
 pub type Groups = BTreeMap<String, Vec<String>>;
@@ -328,7 +329,7 @@ fn decode(encoded: &EncodedHistogram, what: &str) -> Result<Histogram<u64>, Stri
 }
 
 fn request_set(scope: &Scope, results: &Results, groups: &Groups) -> Result<RequestSet, String> {
-    let totals: Vec<&faultline_loadgen::results::Totals> = match scope {
+    let totals: Vec<&Totals> = match scope {
         Scope::Http => vec![&results.totals],
         Scope::Endpoint(name) => match results.endpoints.get(name) {
             Some(endpoint) => vec![&endpoint.totals],
@@ -361,7 +362,7 @@ fn request_set(scope: &Scope, results: &Results, groups: &Groups) -> Result<Requ
         late: 0,
         dropped: 0,
         rate: 0.0,
-        latency: faultline_loadgen::histogram::new_histogram(),
+        latency: new_histogram(),
     };
     for t in totals {
         set.requests += t.requests;
@@ -572,7 +573,7 @@ fn recovery_time(results: &Results) -> Result<f64, String> {
         .iter()
         .map(|(s, _)| *s)
         .fold(f64::INFINITY, f64::min);
-    let mut before = faultline_loadgen::histogram::new_histogram();
+    let mut before = new_histogram();
     let (mut before_requests, mut before_errors) = (0u64, 0u64);
     let mut per_second = Vec::new();
     for second in &results.seconds {

@@ -1,30 +1,25 @@
 //! The HTML report: sections built from results, then written as one
 //! self-contained `index.html` ([`crate::html`]).
 //!
+//! Gates are judged before a report is built ([`GateReport::judge`], once) and the
+//! judged [`GateReport`] is handed in, so the page, `junit.xml` and `summary.md` of
+//! one run show the same verdicts, and `faultline run` passes values, not files.
+//!
 //! Each chart section is either a drawn [`Chart`] or, when the run did not record its
 //! data, one line saying so ([`Section::Missing`]), never an empty chart.
 
 use std::path::{Path, PathBuf};
 
-use faultline_loadgen::Results;
+use faultline_results::{error::write_text, Results};
 
 use crate::{
     charts::{self, Bars, Chart, ChartSpec, Line, SeriesStyle},
     claims::{ClaimResult, Claims},
     error::ReportError,
-    gate::{Baseline, Gate, GateReport},
+    gate::{Gate, GateReport},
     html,
     timeline::{decode, log_bins, percentile_curve, Timeline},
 };
-
-/// What goes into a report besides the results.
-#[derive(Debug, Clone, Default)]
-pub struct ReportInputs {
-    pub claims: Claims,
-    /// Gates given on the command line or from a scenario file, judged in addition
-    /// to those recorded in the results.
-    pub gates: Vec<Gate>,
-}
 
 /// One chart slot of the report.
 #[derive(Debug, Clone)]
@@ -85,11 +80,12 @@ pub fn all_gates(results: &Results, extra: &[Gate]) -> Result<Vec<Gate>, ReportE
 }
 
 impl<'a> Report<'a> {
-    /// Builds every section of the report.
+    /// Builds every section of the report of `results`, with gates already judged
+    /// (once, by [`GateReport::judge`]) and the claims held against the run.
     pub fn build(
         results: &'a Results,
-        inputs: &ReportInputs,
-        baseline: Option<&Baseline<'_>>,
+        claims: &Claims,
+        gates: GateReport,
     ) -> Result<Report<'a>, ReportError> {
         let timeline = Timeline::new(results)?;
         let mut sections = vec![
@@ -100,14 +96,11 @@ impl<'a> Report<'a> {
         ];
         sections.extend(consistency(results)?);
         sections.extend(server_panels(&timeline)?);
-        let gates = all_gates(results, &inputs.gates)?;
-        let gates = GateReport::judge(results, &gates, baseline, &inputs.claims.groups);
-        let claims = inputs.claims.evaluate(results);
         Ok(Report {
             results,
             sections,
             gates,
-            claims,
+            claims: claims.evaluate(results),
         })
     }
 
@@ -115,28 +108,33 @@ impl<'a> Report<'a> {
     pub fn html(&self) -> String {
         html::render(self)
     }
+
+    /// Writes `index.html` into `dir` (created when missing); returns its path.
+    pub fn write(&self, dir: &Path) -> Result<PathBuf, ReportError> {
+        let path = dir.join("index.html");
+        write_text(&path, &self.html())?;
+        Ok(path)
+    }
+
+    /// Writes everything a run leaves for people and CI into `dir`: `index.html`,
+    /// and the gates' `junit.xml` and `summary.md`.
+    pub fn write_all(&self, dir: &Path) -> Result<Written, ReportError> {
+        let index = self.write(dir)?;
+        let (junit, summary) = self.gates.write(self.results, dir)?;
+        Ok(Written {
+            index,
+            junit,
+            summary,
+        })
+    }
 }
 
-/// Builds the report of `results` and writes `index.html` into `dir`.
-pub fn write_report(
-    results: &Results,
-    inputs: &ReportInputs,
-    baseline: Option<&Baseline<'_>>,
-    dir: &Path,
-) -> Result<PathBuf, ReportError> {
-    let report = Report::build(results, inputs, baseline)?;
-    std::fs::create_dir_all(dir).map_err(|source| ReportError::File {
-        action: "creating directory",
-        path: dir.into(),
-        source,
-    })?;
-    let path = dir.join("index.html");
-    std::fs::write(&path, report.html()).map_err(|source| ReportError::File {
-        action: "writing",
-        path: path.clone(),
-        source,
-    })?;
-    Ok(path)
+/// The files [`Report::write_all`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub index: PathBuf,
+    pub junit: PathBuf,
+    pub summary: PathBuf,
 }
 
 fn time_spec(timeline: &Timeline<'_>, id: &str, title: &str, y_desc: &str) -> ChartSpec {
@@ -430,60 +428,61 @@ fn consistency(results: &Results) -> Result<Vec<Section>, ReportError> {
     ])
 }
 
-/// A server-side chart: which scraped series, and which labels tell lines apart.
+/// A server-side chart: which scraped series (by the end of their name), and which
+/// labels tell lines apart.
 struct ServerPanel {
     id: &'static str,
     title: &'static str,
     y_desc: &'static str,
-    matches: fn(&str) -> bool,
+    suffix: &'static str,
     keep: &'static [&'static str],
-    absent: &'static str,
 }
 
+impl ServerPanel {
+    const fn new(
+        id: &'static str,
+        title: &'static str,
+        y_desc: &'static str,
+        suffix: &'static str,
+        keep: &'static [&'static str],
+    ) -> ServerPanel {
+        ServerPanel {
+            id,
+            title,
+            y_desc,
+            suffix,
+            keep,
+        }
+    }
+}
+
+// A table, one panel a row: id, title, y axis; the series' name suffix and the labels
+// that tell its lines apart.
+#[rustfmt::skip]
 const SERVER_PANELS: [ServerPanel; 4] = [
-    ServerPanel {
-        id: "server-consumer-lag",
-        title: "Kafka consumer lag",
-        y_desc: "messages behind",
-        matches: |name| name.ends_with("consumer_lag"),
-        keep: &["service", "consumer", "group"],
-        absent: "Kafka consumer lag was not scraped in this run.",
-    },
-    ServerPanel {
-        id: "server-outbox-backlog",
-        title: "Outbox backlog (committed, not yet published)",
-        y_desc: "events",
-        matches: |name| name.ends_with("outbox_backlog"),
-        keep: &["service"],
-        absent: "The outbox backlog was not scraped in this run.",
-    },
-    ServerPanel {
-        id: "server-saga-states",
-        title: "Saga states",
-        y_desc: "sagas",
-        // orders' `saga_orders` gauge (orders by saga status); not the transitions
-        // counter, which would not add up with it.
-        matches: |name| name.ends_with("saga_orders"),
-        keep: &["service", "status"],
-        absent: "Saga states were not scraped in this run.",
-    },
-    ServerPanel {
-        id: "server-circuit-breakers",
-        title: "Circuit breakers",
-        y_desc: "state (0 closed, 1 open, 2 half-open)",
-        // The gateway's `circuit_breaker_state` per upstream replica.
-        matches: |name| name.ends_with("circuit_breaker_state"),
-        keep: &["service", "upstream", "replica"],
-        absent: "Circuit breaker states were not scraped in this run.",
-    },
+    ServerPanel::new("server-consumer-lag", "Kafka consumer lag", "messages behind",
+        "consumer_lag", &["service", "consumer", "group"]),
+    ServerPanel::new("server-outbox-backlog", "Outbox backlog (committed, not yet published)", "events",
+        "outbox_backlog", &["service"]),
+    // orders' `saga_orders` gauge (orders by saga status); not the transitions counter,
+    // which would not add up with it.
+    ServerPanel::new("server-saga-states", "Saga states", "sagas",
+        "saga_orders", &["service", "status"]),
+    // The gateway's `circuit_breaker_state` per upstream replica.
+    ServerPanel::new("server-circuit-breakers", "Circuit breakers", "state (0 closed, 1 open, 2 half-open)",
+        "circuit_breaker_state", &["service", "upstream", "replica"]),
 ];
 
 fn server_panels(timeline: &Timeline<'_>) -> Result<Vec<Section>, ReportError> {
     let mut sections = Vec::new();
     for panel in &SERVER_PANELS {
-        let groups = timeline.server_groups(panel.matches, panel.keep);
+        let groups = timeline.server_groups(panel.suffix, panel.keep);
         if groups.is_empty() {
-            sections.push(missing(panel.id, panel.title, panel.absent));
+            let absent = format!(
+                "No series ending in `{}` was scraped in this run.",
+                panel.suffix
+            );
+            sections.push(missing(panel.id, panel.title, absent));
             continue;
         }
         let mut spec = time_spec(timeline, panel.id, panel.title, panel.y_desc);

@@ -5,11 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use faultline_loadgen::{
-    classify::ErrorClass,
-    results::{LoadModel, TargetSchedule},
-    Results,
-};
+use faultline_results::{EncodedHistogram, ErrorClass, LoadModel, Results, TargetSchedule};
 use hdrhistogram::Histogram;
 
 use crate::{
@@ -153,16 +149,13 @@ impl<'a> Timeline<'a> {
             .collect()
     }
 
-    /// Server series whose name matches, summed per group of the kept labels and
-    /// per whole second; groups sorted by their peak, largest first.
-    pub fn server_groups(
-        &self,
-        matches: fn(&str) -> bool,
-        keep: &[&str],
-    ) -> Vec<(String, Vec<(f64, f64)>)> {
+    /// Server series whose name ends in `suffix` (whatever the service's prefix),
+    /// summed per group of the kept labels and per whole second; groups sorted by
+    /// their peak, largest first.
+    pub fn server_groups(&self, suffix: &str, keep: &[&str]) -> Vec<(String, Vec<(f64, f64)>)> {
         let mut groups: BTreeMap<String, BTreeMap<i64, f64>> = BTreeMap::new();
         for series in &self.results.server_metrics {
-            if !matches(&series.name) {
+            if !series.name.ends_with(suffix) {
                 continue;
             }
             let kept: Vec<String> = series
@@ -209,10 +202,7 @@ pub fn target_points(schedule: &TargetSchedule) -> Option<Vec<(f64, f64)>> {
     Some(points)
 }
 
-pub fn decode(
-    encoded: &faultline_loadgen::histogram::EncodedHistogram,
-    what: &str,
-) -> Result<Histogram<u64>, ReportError> {
+pub fn decode(encoded: &EncodedHistogram, what: &str) -> Result<Histogram<u64>, ReportError> {
     encoded.decode().map_err(|e| ReportError::BadResults {
         path: "(results)".into(),
         problem: format!("a {what} histogram does not decode: {e}"),

@@ -26,15 +26,13 @@ use faultline_loadgen::{
         self,
         ledger::{Ledger, WriteOutcome},
     },
-    results::{CheckerResults, FaultWindow, TimePoint},
     scenario::LoadPlan,
     scrape::{ScrapeSpec, Scraper, DEFAULT_METRICS},
     summary::progress_line,
-    Progress, Results, RunInfo,
+    Progress,
 };
-use faultline_reports::{
-    apply_gates, write_report, Baseline, Claims, GateReport, ReportError, ReportInputs,
-};
+use faultline_reports::{Baseline, Claims, GateReport, Report, ReportError};
+use faultline_results::{CheckerResults, FaultWindow, Results, RunInfo, TimePoint};
 use faultline_system::{
     checker::{self, CheckSpec, LedgerOrder},
     services::serve::ServiceKind,
@@ -324,28 +322,23 @@ async fn finish(
         results: &b.results,
         path: b.path.clone(),
         budget: b.budget,
-        latency_floor_secs: b.latency_floor.as_secs_f64(),
+        latency_floor: b.latency_floor,
     });
-    let inputs = ReportInputs {
-        claims: Claims::builtin()?,
-        gates: Vec::new(),
-    };
-    let report_path = write_report(&results, &inputs, baseline.as_ref(), out)?;
-    let gates = faultline_reports::report::all_gates(&results, &[])?;
-    let gates = apply_gates(
-        &results,
-        &gates,
-        baseline.as_ref(),
-        &inputs.claims.groups,
-        out,
-    )?;
+    // The gates were checked with the scenario; they are judged once, here, and the
+    // report is built from that verdict.
+    let claims = Claims::builtin()?;
+    let gates = GateReport::judge(&results, &checked.gates, baseline.as_ref(), &claims.groups);
+    let report = Report::build(&results, &claims, gates)?;
+    let written = report.write_all(out)?;
+    let gates = report.gates.clone();
+    drop(report);
     Ok(RunOutcome {
         results,
         gates,
         results_path,
-        report_path,
-        junit_path: out.join("junit.xml"),
-        summary_path: out.join("summary.md"),
+        report_path: written.index,
+        junit_path: written.junit,
+        summary_path: written.summary,
         fault_failures,
     })
 }

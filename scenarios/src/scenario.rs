@@ -28,12 +28,9 @@ use std::{
 };
 
 use faultline_chaos::{spec::FaultSpec, Fault};
-use faultline_loadgen::{
-    results::GateSpec,
-    scenario::{LoadPlan, LoadSpec},
-    RunInfo,
-};
+use faultline_loadgen::scenario::{LoadPlan, LoadSpec};
 use faultline_reports::Gate;
+use faultline_results::{GateSpec, RunInfo};
 use faultline_system::{supervisor::SystemSpec, topology::Topology};
 use serde::Deserialize;
 use toml::Spanned;

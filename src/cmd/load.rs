@@ -4,7 +4,8 @@
 
 use std::process::ExitCode;
 
-use faultline_loadgen::{cli, RunInfo};
+use faultline_loadgen::cli;
+use faultline_results::RunInfo;
 
 /// Arguments of `faultline load`.
 #[derive(Debug, clap::Args)]

@@ -7,8 +7,12 @@
 use std::{io::IsTerminal as _, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
-use faultline_loadgen::{summary::summary_table, RunInfo};
-use faultline_reports::{read_results, Dimension, Quantity};
+use faultline_loadgen::summary::summary_table;
+use faultline_reports::read_results;
+use faultline_results::{
+    quantity::{Dimension, Quantity},
+    RunInfo,
+};
 use faultline_scenarios::{BaselineOptions, RunError, RunOptions, Scenario};
 
 /// Arguments of `faultline run`.

@@ -12,8 +12,9 @@ use faultline_loadgen::{
         ledger::{Ledger, WriteOutcome},
         Driver, JourneyConfig, JourneyKind, Step,
     },
-    Arrivals, Schedule,
+    Schedule,
 };
+use faultline_results::Arrivals;
 use faultline_system::services::serve::ServiceKind;
 
 use crate::support::Harness;
@@ -141,7 +142,7 @@ pub async fn shoppers_log_in_once_and_login_journeys_every_time(
             anyhow::Ok(journeys::run(config, |_| {}).await?)
         }
     };
-    let endpoint = |results: &faultline_loadgen::Results, step: Step| {
+    let endpoint = |results: &faultline_results::Results, step: Step| {
         results
             .endpoints
             .get(step.name())

@@ -246,3 +246,51 @@ fn overlapping_faults_of_one_kind_on_one_target_are_an_error() {
                 [[faults]]\nat = \"1h\"\nduration = \"1s\"\nkind = \"pause\"\ntarget = \"w\"\n";
     assert!(matches!(error_of(open).0, SpecError::Overlap { .. }));
 }
+
+#[test]
+fn faults_read_quantities_as_every_scenario_table_does() {
+    let faults = parse_faults(
+        r#"
+        [[faults]]
+        at = "1.5s"
+        duration = "1m30s"
+        kind = "latency"
+        target = "kafka"
+        latency = "250MS"
+
+        [[faults]]
+        at = "0"
+        kind = "bandwidth"
+        target = "db"
+        bandwidth = "512kib/s"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(faults[0].at, Duration::from_millis(1500));
+    assert_eq!(faults[0].duration, Some(Duration::from_secs(90)));
+    assert_eq!(
+        faults[0].action,
+        FaultAction::Latency {
+            direction: Direction::Both,
+            latency: Latency {
+                delay: Duration::from_millis(250),
+                jitter: Duration::ZERO,
+            },
+        }
+    );
+    assert_eq!(faults[1].at, Duration::ZERO);
+    assert!(matches!(
+        faults[1].action,
+        FaultAction::Bandwidth {
+            bytes_per_second: 524_288,
+            ..
+        }
+    ));
+    let (_, message) = error_of(
+        "[[faults]]\nat = \"1s\"\nkind = \"bandwidth\"\ntarget = \"db\"\nbandwidth = \"1MB\"\n",
+    );
+    assert!(
+        message.contains("\"1MB\": is a size; expected a byte rate such as 1MB/s"),
+        "{message}"
+    );
+}

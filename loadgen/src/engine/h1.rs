@@ -26,7 +26,9 @@ use tokio::{
     time::Instant,
 };
 
-use crate::classify::ErrorClass;
+use faultline_results::ErrorClass;
+
+use crate::classify::Classify as _;
 
 /// Most header lines a response head may have (hyper's limit too).
 const MAX_HEADERS: usize = 100;

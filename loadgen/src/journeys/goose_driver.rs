@@ -15,7 +15,9 @@ use rand::{rngs::SmallRng, SeedableRng as _};
 use reqwest::{Method, RequestBuilder, Response};
 use tokio::time::Instant;
 
-use crate::{classify::ErrorClass, error::LoadError, recorder::SharedLog};
+use faultline_results::ErrorClass;
+
+use crate::{error::LoadError, recorder::SharedLog};
 
 use super::{
     steps::{Journey, JourneyContext, SendFailure, Transport},

@@ -18,6 +18,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+use faultline_results::{error::read_text, FileError};
+
 use crate::error::LoadError;
 
 /// One line of the ledger.
@@ -64,11 +66,8 @@ pub struct Ledger {
 impl Ledger {
     /// Creates (or truncates) the ledger file.
     pub fn create(path: &Path) -> Result<Ledger, LoadError> {
-        let file = File::create(path).map_err(|source| LoadError::File {
-            action: "creating the write ledger",
-            path: path.into(),
-            source,
-        })?;
+        let file = File::create(path)
+            .map_err(|source| FileError::new("creating the write ledger", path, source))?;
         Ok(Ledger {
             path: path.into(),
             file: Mutex::new(file),
@@ -141,11 +140,7 @@ impl Ledger {
 
     /// Reads a ledger file back (for the checker and tests).
     pub fn read(path: &Path) -> Result<Vec<LedgerEntry>, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LoadError::File {
-            action: "reading the write ledger",
-            path: path.into(),
-            source,
-        })?;
+        let text = read_text(path, "reading the write ledger")?;
         text.lines()
             .enumerate()
             .filter(|(_, line)| !line.trim().is_empty())

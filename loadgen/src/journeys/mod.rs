@@ -46,15 +46,17 @@ use rand::{rngs::SmallRng, Rng as _, SeedableRng as _};
 use serde::Deserialize;
 use tokio::{task::JoinSet, time::Instant};
 
+use faultline_results::{
+    histogram::EncodedHistogram, JourneyResults, JourneySecond, LatencyOrigin, Results, RunInfo,
+    RunMetadata,
+};
+
 use crate::{
     engine::{
-        collect_while, unrecordable, Pacer, PacingRecord, Progress, RunInfo, SecondClock, Slot,
-        Worker,
+        collect_while, unrecordable, Pacer, PacingRecord, Progress, SecondClock, Slot, Worker,
     },
     error::LoadError,
-    histogram::EncodedHistogram,
     recorder::{lock, Clock, Collected, SharedLog},
-    results::{JourneyResults, JourneySecond, LatencyOrigin, Results, RunMetadata},
     schedule::Schedule,
     target::Target,
 };
@@ -477,7 +479,7 @@ fn journey_results(
             &config.run_info,
             &config.base_url,
             start_wall,
-            &config.schedule,
+            &config.schedule.target(),
         )
     };
     let pacing = PacingRecord {

@@ -18,9 +18,13 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::{
-    classify::ErrorClass,
+use faultline_results::{
     histogram::{new_histogram, record},
+    ErrorClass,
+};
+
+use crate::{
+    classify::Classify as _,
     recorder::{lock, Clock, Outcome, SharedLog},
 };
 

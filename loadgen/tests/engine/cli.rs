@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use clap::Parser;
 use faultline_loadgen::{
     cli::{run_load, run_merge, LoadArgs, MergeArgs},
-    LoadError, Results, RunInfo,
+    LoadError,
 };
+use faultline_results::{Results, RunInfo};
 
 use crate::support::TestServer;
 

@@ -5,14 +5,15 @@
 
 use std::time::Duration;
 
-use faultline_loadgen::{engine, Arrivals, LatencyOrigin, Schedule};
+use faultline_loadgen::{engine, Schedule};
+use faultline_results::{Arrivals, LatencyOrigin};
 
 use crate::support::{decode, TestServer};
 
 /// 200 requests/s for 4 s over a single connection against `/stall`. With one
 /// connection, exactly one request a second meets the stall, and the ~100 requests
 /// due during it wait for the connection.
-async fn stalled_run(origin: LatencyOrigin) -> faultline_loadgen::Results {
+async fn stalled_run(origin: LatencyOrigin) -> faultline_results::Results {
     let server = TestServer::start().await;
     let schedule = Schedule::constant(200.0, Duration::from_secs(4), Arrivals::Uniform).unwrap();
     let mut config = server.config("/stall", schedule);

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use faultline_loadgen::{engine, Arrivals, LoadError, Schedule, Target};
+use faultline_loadgen::{engine, LoadError, Schedule, Target};
+use faultline_results::Arrivals;
 
 use crate::support::TestServer;
 
@@ -84,7 +85,7 @@ async fn errors_are_classified_per_endpoint() {
     assert_eq!(results.totals.errors.total(), 40);
     // Answered errors have a latency; failures without an answer do not.
     assert_eq!(
-        faultline_loadgen::histogram::EncodedHistogram::decode(&results.totals.latency)
+        faultline_results::EncodedHistogram::decode(&results.totals.latency)
             .unwrap()
             .len(),
         30

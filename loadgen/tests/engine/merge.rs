@@ -5,8 +5,10 @@ use std::time::Duration;
 use faultline_loadgen::{
     engine,
     recorder::{lock, Collected, Outcome, SharedLog},
-    results::{HttpVersion, LatencyOrigin, Machine, RunMetadata, RunRecord, TargetSchedule},
-    Arrivals, ErrorClass, Results, Schedule,
+    Schedule,
+};
+use faultline_results::{
+    Arrivals, ErrorClass, HttpVersion, LatencyOrigin, Machine, Results, RunMetadata, RunRecord,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -50,9 +52,9 @@ fn results_of(requests: &[(u64, u64, Option<ErrorClass>)], started_at: &str) -> 
             latency_origin: LatencyOrigin::IntendedSendTime,
             workers: 1,
         },
-        schedule: TargetSchedule::of(&schedule),
+        schedule: schedule.target(),
         endpoint_names: &["GET /a".to_string(), "GET /b".to_string()],
-        collected: &collected,
+        collected: &collected.buckets,
         late_threshold_ms: 10.0,
         max_send_delay_ms: 5000.0,
     })

@@ -2,7 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use faultline_loadgen::{engine, Arrivals, Schedule, Stage};
+use faultline_loadgen::{engine, Schedule};
+use faultline_results::{Arrivals, Stage};
 
 use crate::support::TestServer;
 
@@ -98,7 +99,7 @@ async fn http2_runs_the_same_engine() {
     let server = TestServer::start().await;
     let schedule = Schedule::constant(200.0, Duration::from_secs(1), Arrivals::Uniform).unwrap();
     let mut config = server.config("/", schedule);
-    config.http_version = faultline_loadgen::HttpVersion::Http2;
+    config.http_version = faultline_results::HttpVersion::Http2;
     config.connections = 2;
     let results = engine::run(config, |_| {}).await.unwrap();
     assert_eq!(results.totals.requests, 200);

@@ -2,13 +2,17 @@
 
 use std::time::Duration;
 
-use faultline_loadgen::{engine, Arrivals, Results, Schedule};
+use faultline_loadgen::{engine, Schedule};
+use faultline_results::{Arrivals, Results};
 use serde_json::Value;
 
 use crate::support::TestServer;
 
 fn validator() -> jsonschema::Validator {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/results.schema.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../results/schema/results.schema.json"
+    );
     let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     jsonschema::validator_for(&schema).unwrap()
 }

@@ -128,8 +128,6 @@ async fn respond(
 }
 
 /// Decodes a stored histogram.
-pub fn decode(
-    encoded: &faultline_loadgen::histogram::EncodedHistogram,
-) -> hdrhistogram::Histogram<u64> {
+pub fn decode(encoded: &faultline_results::EncodedHistogram) -> hdrhistogram::Histogram<u64> {
     encoded.decode().unwrap()
 }

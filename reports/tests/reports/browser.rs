@@ -16,8 +16,8 @@ use std::{
 
 use faultline_reports::{
     charts::{self, Chart, ChartSpec, SeriesStyle},
-    report::{Report, ReportInputs, Section},
-    Claims, Gate,
+    report::{all_gates, Report, Section},
+    Claims, Gate, GateReport,
 };
 use serde_json::Value;
 
@@ -150,14 +150,14 @@ fn count_color(image: &Image, area: (i32, i32, i32, i32), color: (u8, u8, u8)) -
 
 fn report_of_real_run() -> (Vec<Chart>, String) {
     let results = real_results();
-    let inputs = ReportInputs {
-        claims: Claims::builtin().unwrap(),
-        gates: vec![
-            Gate::parse_expression("http.p99<450ms", "--gate").unwrap(),
-            Gate::parse_expression("checker.lost<=0", "--gate").unwrap(),
-        ],
-    };
-    let report = Report::build(results, &inputs, None).unwrap();
+    let claims = Claims::builtin().unwrap();
+    let extra = [
+        Gate::parse_expression("http.p99<450ms", "--gate").unwrap(),
+        Gate::parse_expression("checker.lost<=0", "--gate").unwrap(),
+    ];
+    let gates = all_gates(results, &extra).unwrap();
+    let judged = GateReport::judge(results, &gates, None, &claims.groups);
+    let report = Report::build(results, &claims, judged).unwrap();
     let charts: Vec<Chart> = report
         .sections
         .iter()

@@ -3,10 +3,7 @@
 
 use std::path::Path;
 
-use faultline_reports::{
-    report::{Report, ReportInputs},
-    ClaimStatus, Claims, Metric,
-};
+use faultline_reports::{report::Report, ClaimStatus, Claims, GateReport, Metric};
 
 use crate::support::{plain_results, real_results};
 
@@ -126,15 +123,7 @@ fn a_claim_whose_metric_was_not_measured_is_reported_as_not_measured() {
         saga.status,
         ClaimStatus::NotMeasured("the consistency checker did not run".into())
     );
-    let report = Report::build(
-        &results,
-        &ReportInputs {
-            claims: builtin,
-            gates: Vec::new(),
-        },
-        None,
-    )
-    .unwrap();
+    let report = Report::build(&results, &builtin, GateReport::default()).unwrap();
     let html = report.html();
     let row = html
         .lines()

@@ -4,11 +4,12 @@
 
 use std::{path::Path, process::Command};
 
-use faultline_loadgen::{histogram::EncodedHistogram, results::GateSpec, Results};
 use faultline_reports::{
+    all_gates,
     cli::{GateArgs, GateSources},
-    gate_exit_code, run_gate,
+    gate_exit_code, run_gate, Claims, Gate, GateReport, Report,
 };
+use faultline_results::{histogram::new_histogram, EncodedHistogram, GateSpec, Results};
 
 use crate::support::{plain_results, temp_dir, write_results};
 
@@ -103,7 +104,7 @@ fn gates_that_all_hold_exit_0_and_scenario_gates_are_read_from_the_file() {
     let scenario = dir.path().join("scenario.toml");
     std::fs::write(
         &scenario,
-        "[load]\nrate = 150\n\n[[gate]]\nmetric = \"http.p99\"\nmax = \"5s\"\n\n[[gate]]\nmetric = \"http.rate\"\nmin = \"50/s\"\n",
+        "[load]\nrate = 150\n\n[[gates]]\nmetric = \"http.p99\"\nmax = \"5s\"\n\n[[gates]]\nmetric = \"http.rate\"\nmin = \"50/s\"\n",
     )
     .unwrap();
     let mut args = gate_args(&path, &["http.error_rate<=50%"]);
@@ -125,11 +126,48 @@ fn gates_that_all_hold_exit_0_and_scenario_gates_are_read_from_the_file() {
     );
 }
 
+#[test]
+fn the_demo_scenario_gives_its_four_gates_and_a_gate_table_is_refused_with_its_line() {
+    let dir = temp_dir();
+    let path = write_results(&plain_results(), dir.path(), "results.json");
+    let mut args = gate_args(&path, &[]);
+    args.output = Some(dir.path().join("out"));
+    args.sources.scenario = Some(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scenarios/demo/checkout.toml"
+        )
+        .into(),
+    );
+    let run = run_gate(&args).unwrap();
+    let from_scenario = run
+        .report
+        .results
+        .iter()
+        .filter(|r| r.origin.contains("checkout.toml:"))
+        .count();
+    assert_eq!(from_scenario, 4, "{:#?}", run.report);
+
+    let singular = dir.path().join("singular.toml");
+    std::fs::write(
+        &singular,
+        "[load]\nrate = 5\n\n[[gate]]\nmetric = \"http.p99\"\nmax = \"5s\"\n",
+    )
+    .unwrap();
+    args.sources.scenario = Some(singular);
+    let outcome = run_gate(&args);
+    assert_eq!(gate_exit_code(&outcome), 2);
+    let message = outcome.unwrap_err().to_string();
+    assert!(message.contains("singular.toml"), "{message}");
+    assert!(message.contains("line 4"), "{message}");
+    assert!(message.contains("[[gates]]"), "{message}");
+}
+
 /// The results with every latency doubled.
 fn twice_as_slow(results: &Results) -> Results {
     let double = |encoded: &EncodedHistogram| {
         let histogram = encoded.decode().unwrap();
-        let mut slower = faultline_loadgen::histogram::new_histogram();
+        let mut slower = new_histogram();
         for value in histogram.iter_recorded() {
             slower
                 .record_n(value.value_iterated_to() * 2, value.count_at_value())
@@ -213,4 +251,27 @@ fn malformed_results_exit_2_with_the_file_and_the_json_path_and_line() {
     assert_eq!(gate_exit_code(&bad_gate), 2);
     let message = bad_gate.unwrap_err().to_string();
     assert!(message.contains("\"fast\""), "{message}");
+}
+
+#[test]
+fn a_run_judges_its_gates_once_and_its_page_junit_and_summary_agree() {
+    let dir = temp_dir();
+    let results = plain_results();
+    let claims = Claims::builtin().unwrap();
+    let extra = [
+        Gate::parse_expression("http.p99<1ms", "run").unwrap(),
+        Gate::parse_expression("http.error_rate<=50%", "run").unwrap(),
+    ];
+    let gates = all_gates(&results, &extra).unwrap();
+    let judged = GateReport::judge(&results, &gates, None, &claims.groups);
+    assert_eq!((judged.passed(), judged.failed()), (1, 1));
+    let report = Report::build(&results, &claims, judged).unwrap();
+    let written = report.write_all(&dir.path().join("run")).unwrap();
+    assert_eq!(written.index, dir.path().join("run/index.html"));
+    assert_eq!(junitparser_counts(&written.junit), (1, 1));
+    let summary = std::fs::read_to_string(&written.summary).unwrap();
+    assert!(summary.contains("1 of 2 gates failed"), "{summary}");
+    let html = std::fs::read_to_string(&written.index).unwrap();
+    assert!(html.contains("http.p99 &lt; 1 ms") || html.contains("http.p99 < 1 ms"));
+    assert_eq!(report.gates.exit_code(), 1);
 }

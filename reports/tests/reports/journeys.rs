@@ -3,18 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use faultline_loadgen::results::{JourneyResults, JourneySecond};
-use faultline_reports::{Claims, Report, ReportInputs, Section};
+use faultline_reports::{Claims, GateReport, Report, Section};
+use faultline_results::{JourneyResults, JourneySecond};
 
 use crate::support::plain_results;
 
 /// The labels of the throughput chart's lines.
-fn throughput_labels(results: &faultline_loadgen::results::Results) -> String {
-    let inputs = ReportInputs {
-        claims: Claims::builtin().unwrap(),
-        gates: Vec::new(),
-    };
-    let report = Report::build(results, &inputs, None).unwrap();
+fn throughput_labels(results: &faultline_results::Results) -> String {
+    let claims = Claims::builtin().unwrap();
+    let report = Report::build(results, &claims, GateReport::default()).unwrap();
     report
         .sections
         .iter()

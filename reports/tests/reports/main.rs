@@ -1,7 +1,7 @@
-//! Acceptance tests of reports and gates, on results of a real load run.
+//! Acceptance tests of reports and gates, on the results of one run.
 //!
-//! One test binary (modules below). [`support::real_results`] runs the load engine
-//! once against a local server that stalls and fails on a schedule, then adds the
+//! One test binary (modules below). [`support::real_results`] records a run that
+//! stalls and fails on a schedule the way the load engine records, then adds the
 //! fault windows, consistency window, server series and checker counts that the
 //! run will record later, so every chart has data.
 

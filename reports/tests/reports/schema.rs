@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use faultline_loadgen::results::{GateSpec, JourneyResults, JourneySecond};
+use faultline_results::{GateSpec, JourneyResults, JourneySecond};
 use serde_json::Value;
 
 use crate::support::{plain_results, real_results};
@@ -12,7 +12,7 @@ use crate::support::{plain_results, real_results};
 fn validator() -> jsonschema::Validator {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../loadgen/schema/results.schema.json"
+        "/../results/schema/results.schema.json"
     );
     let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     jsonschema::validator_for(&schema).unwrap()

@@ -1,83 +1,92 @@
-//! A local test server, one real load run shared by the tests, and helpers.
+//! One run shared by the tests, recorded the way the load engine records it, and
+//! helpers.
 //!
-//! The server (hyper, 127.0.0.1 port 0) answers `/` at once, stalls `/stall` for
-//! the first 400 ms of every second, and answers `/flaky` with 503 between 1.5 s and
-//! 2.5 s after it started, which is where the test's fault window is.
+//! The run is deterministic and made here, so reports depend on the results contract
+//! alone (not on the load engine, which loadgen's own tests check against the same
+//! schema): 150 requests/s for 4 s, in turn to `/`, `/stall` and `/flaky`. `/` answers
+//! in about a millisecond; `/stall` holds every request due in the first 400 ms of a
+//! second until 400 ms into it, and latency counts from when a request was due; `/flaky`
+//! answers 503 between 1.5 s and 2.5 s, which is where the test's fault window is.
 
 use std::{
     collections::BTreeMap,
-    convert::Infallible,
     path::{Path, PathBuf},
     sync::OnceLock,
     time::Duration,
 };
 
-use bytes::Bytes;
-use faultline_loadgen::{
-    engine,
-    histogram::{new_histogram, EncodedHistogram},
-    results::{CheckerResults, FaultWindow, MetricKind, MetricSeries, TimePoint},
-    Arrivals, LoadConfig, RequestSpec, Results, Schedule, Target,
+use faultline_results::{
+    histogram::{new_histogram, record},
+    Arrivals, Bucket, CheckerResults, EncodedHistogram, ErrorClass, FaultWindow, HttpVersion,
+    LatencyOrigin, Machine, MetricKind, MetricSeries, Results, RunMetadata, RunRecord, Stage,
+    TargetSchedule, TimePoint,
 };
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::{body::Incoming, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
-use tokio::{net::TcpListener, time::Instant};
 
-async fn respond(
-    request: Request<Incoming>,
-    started: Instant,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let since = started.elapsed();
-    let mut response = Response::new(Full::new(Bytes::from_static(b"hello")));
-    match request.uri().path() {
-        "/stall" => {
-            let into_second = Duration::from_nanos((since.as_nanos() % 1_000_000_000) as u64);
-            let stall = Duration::from_millis(400);
-            if into_second < stall {
-                tokio::time::sleep(stall - into_second).await;
-            }
-        }
-        "/flaky" if (1500..2500).contains(&since.as_millis()) => {
-            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-        }
-        _ => {}
+/// Requests per second, all endpoints together.
+const RATE: f64 = 150.0;
+/// How long the run lasts.
+const SECONDS: u64 = 4;
+/// 2026-01-01T00:00:00Z, the run's start.
+const START_UNIX: u64 = 1_767_225_600;
+const ENDPOINTS: [&str; 3] = ["GET /", "GET /stall", "GET /flaky"];
+
+/// Seconds from when request `k` was due (at `due` seconds into the run, to
+/// `endpoint`) to its answer, and whether the answer was an error.
+fn answer(k: u64, due: f64, endpoint: usize) -> (f64, bool) {
+    // About a millisecond of service, varied so that percentiles differ.
+    let service = 0.0008 + 0.0004 * ((k * 7919) % 100) as f64 / 100.0;
+    let into_second = due.fract();
+    match endpoint {
+        1 if into_second < 0.4 => (0.4 - into_second + service, false),
+        2 => (service, (1.5..2.5).contains(&due)),
+        _ => (service, false),
     }
-    Ok(response)
 }
 
-/// Runs the load engine for 4 s at 150 requests/s over `/`, `/stall` and `/flaky`.
-async fn load_run() -> Results {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let started = Instant::now();
-    let server = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let service = service_fn(move |request| respond(request, started));
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+/// The run, built from buckets per endpoint and wall-clock second of the answer.
+fn load_run() -> Results {
+    let mut buckets: BTreeMap<(usize, u64), Bucket> = BTreeMap::new();
+    for k in 0..(RATE as u64 * SECONDS) {
+        let due = k as f64 / RATE;
+        let endpoint = (k % 3) as usize;
+        let (latency, failed) = answer(k, due, endpoint);
+        let finished = START_UNIX + (due + latency).floor() as u64;
+        let bucket = buckets.entry((endpoint, finished)).or_default();
+        bucket.requests += 1;
+        record(&mut bucket.latency, Duration::from_secs_f64(latency));
+        record(&mut bucket.send_delay, Duration::from_micros(50 + k % 150));
+        if failed {
+            bucket.errors.add(ErrorClass::Http5xx);
+        } else {
+            bucket.ok += 1;
         }
-    });
-    let endpoint = |path: &str| {
-        let target = Target::parse(&format!("http://{addr}{path}")).unwrap();
-        RequestSpec::for_target(&target, Method::GET, Default::default(), Bytes::new())
-    };
-    let schedule = Schedule::constant(150.0, Duration::from_secs(4), Arrivals::Uniform).unwrap();
-    let mut config = LoadConfig::new(Target::parse(&format!("http://{addr}/")).unwrap(), schedule);
-    config.requests = vec![endpoint("/"), endpoint("/stall"), endpoint("/flaky")];
-    config.connections = 4;
-    config.run_info.scenario = Some("reports-acceptance".into());
-    config.run_info.git_commit = Some("0123456789abcdef".into());
-    let results = engine::run(config, |_| {}).await.unwrap();
-    server.abort();
-    results
+    }
+    let names: Vec<String> = ENDPOINTS.iter().map(|n| n.to_string()).collect();
+    Results::build(RunRecord {
+        metadata: RunMetadata {
+            scenario: Some("reports-acceptance".into()),
+            target: "http://127.0.0.1:8080/".into(),
+            started_at: "2026-01-01T00:00:00.000Z".into(),
+            duration_secs: SECONDS as f64,
+            machine: Machine::this(),
+            faultline_version: env!("CARGO_PKG_VERSION").into(),
+            git_commit: Some("0123456789abcdef".into()),
+            http_version: HttpVersion::Http1,
+            connections: 4,
+            timeout_ms: 5000,
+            latency_origin: LatencyOrigin::IntendedSendTime,
+            workers: 1,
+        },
+        schedule: TargetSchedule::open(
+            vec![Stage::constant(Duration::from_secs(SECONDS), RATE)],
+            Arrivals::Uniform,
+        ),
+        endpoint_names: &names,
+        collected: &buckets,
+        late_threshold_ms: 10.0,
+        max_send_delay_ms: 5000.0,
+    })
+    .unwrap()
 }
 
 /// What the run will record later (chaos timeline, scrape, checker), made up here.
@@ -178,15 +187,10 @@ fn add_recorded_later(results: &mut Results) {
 
 static RESULTS: OnceLock<Results> = OnceLock::new();
 
-/// The shared real run, with what the run will record later added.
+/// The shared run, with what the run will record later added.
 pub fn real_results() -> &'static Results {
     RESULTS.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let mut results = runtime.block_on(load_run());
+        let mut results = load_run();
         add_recorded_later(&mut results);
         results
     })

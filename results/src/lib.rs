@@ -1,0 +1,47 @@
+//! faultline's results contract: what a run measured, as `results.json`.
+//!
+//! This crate is the one contract between running and reporting. The load engine,
+//! the user journeys, the checker and the scenario orchestrator write [`Results`];
+//! reports, gates and `faultline merge` read them, and nothing else passes between
+//! the two sides. So it depends on nothing that runs load (no runtime, no HTTP
+//! client): a reader of results compiles serde, HdrHistogram and little more.
+//!
+//! How the parts fit:
+//!
+//! - [`results`]: the types of `results.json` ([`Results`] and its parts, the run's
+//!   [`RunMetadata`] and who ran it, [`RunInfo`]), read and written as versioned
+//!   JSON ([`SCHEMA_VERSION`], `schema/results.schema.json`, checked by tests in
+//!   loadgen and reports).
+//! - [`histogram`]: the one histogram shape (µs, 3 significant digits) and its
+//!   stored form ([`EncodedHistogram`]), so that any two histograms add exactly.
+//! - [`error_class`]: the classes of failed requests and their counts.
+//! - [`schedule`]: the load that was asked for ([`TargetSchedule`], [`Stage`]).
+//! - [`build`]: results from recorded [`Bucket`]s (per endpoint and second).
+//! - [`merge`]: [`Results::merge`], several workers' results added exactly.
+//! - [`gates`]: `[[gates]]` tables as written ([`GateSpec`]), recorded in results and
+//!   judged by reports.
+//! - [`quantity`]: the one parser of durations, sizes, rates and percentages that
+//!   every scenario table and flag uses.
+
+pub mod build;
+pub mod error;
+pub mod error_class;
+pub mod gates;
+pub mod histogram;
+pub mod merge;
+pub mod quantity;
+pub mod results;
+pub mod schedule;
+
+pub use build::{Bucket, RunRecord};
+pub use error::{FileError, ResultsError};
+pub use error_class::{ErrorClass, ErrorCounts};
+pub use gates::{GateSpec, ScenarioGate};
+pub use histogram::{EncodedHistogram, HistogramCodecError, LatencySummary};
+pub use quantity::{Dimension, Quantity, QuantityError};
+pub use results::{
+    CheckerResults, EndpointResults, FaultWindow, GeneratorHealth, HttpVersion, JourneyResults,
+    JourneySecond, LatencyOrigin, Machine, MetricKind, MetricSeries, Results, RunInfo, RunMetadata,
+    SecondResults, TimePoint, Totals, SCHEMA_VERSION,
+};
+pub use schedule::{Arrivals, LoadModel, Stage, TargetSchedule};

@@ -46,10 +46,10 @@ use faultline_loadgen::{
 use faultline_reports::cli::{run_gate, run_report, GateArgs, GateSources, ReportArgs};
 use faultline_system::{
     checker::{self, CheckSpec, LedgerOrder},
-    services::serve::ServiceKind,
-    stack::{ports::free_port, KafkaSpec, PostgresSpec, RedisSpec},
+    services::ServiceKind,
     supervisor::{System, SystemSpec},
     topology::Topology,
+    Dependency,
 };
 
 /// Arguments of `faultline run`.
@@ -100,69 +100,6 @@ struct Plan {
     name: String,
 }
 
-/// A part of the stack that faults reach through a fault proxy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dependency {
-    Kafka,
-    Postgres,
-    Redis,
-}
-
-impl Dependency {
-    const ALL: [Dependency; 3] = [Dependency::Kafka, Dependency::Postgres, Dependency::Redis];
-
-    /// The fault target's name.
-    fn name(self) -> &'static str {
-        match self {
-            Dependency::Kafka => "kafka",
-            Dependency::Postgres => "postgres",
-            Dependency::Redis => "redis",
-        }
-    }
-
-    /// The dependency a fault target names: `kafka` (every broker), `kafka-<n>` (broker n
-    /// of the topology's), `postgres`, `redis`.
-    fn of_target(spec: &SystemSpec, name: &str) -> Option<Dependency> {
-        if let Some(dependency) = Dependency::ALL.into_iter().find(|d| d.name() == name) {
-            return Some(dependency);
-        }
-        let broker = name.strip_prefix("kafka-")?.parse::<usize>().ok()?;
-        (1..=kafka_brokers(spec))
-            .contains(&broker)
-            .then_some(Dependency::Kafka)
-    }
-
-    /// Whether the stack in `spec` runs this dependency locally, as a proxy needs.
-    fn proxyable(self, spec: &SystemSpec) -> Result<(), String> {
-        match self {
-            Dependency::Kafka => match &spec.stack.kafka {
-                KafkaSpec::Local(_) => Ok(()),
-                KafkaSpec::External { .. } => {
-                    Err("faults on kafka need the local Kafka cluster".into())
-                }
-            },
-            Dependency::Postgres => match &spec.stack.postgres {
-                PostgresSpec::Local { .. } => Ok(()),
-                PostgresSpec::External { .. } => {
-                    Err("faults on postgres need the local PostgreSQL".into())
-                }
-            },
-            Dependency::Redis => match &spec.stack.redis {
-                RedisSpec::Local { .. } => Ok(()),
-                RedisSpec::External { .. } => Err("faults on redis need the local Redis".into()),
-            },
-        }
-    }
-}
-
-/// Brokers of the local Kafka cluster in `spec` (0 for an external one).
-fn kafka_brokers(spec: &SystemSpec) -> usize {
-    match &spec.stack.kafka {
-        KafkaSpec::Local(local) => local.brokers,
-        KafkaSpec::External { .. } => 0,
-    }
-}
-
 /// Starts a fault proxy in front of `upstream_port` on 127.0.0.1.
 async fn proxy_to(name: &str, upstream_port: u16) -> anyhow::Result<FaultProxy> {
     FaultProxy::start(
@@ -183,43 +120,15 @@ async fn start_proxies(
     let mut all = Vec::new();
     for &dependency in proxied {
         let mut proxies = Vec::new();
-        match dependency {
-            Dependency::Kafka => {
-                let brokers = kafka_brokers(spec);
-                let mut client_ports = Vec::with_capacity(brokers);
-                let mut advertised = Vec::with_capacity(brokers);
-                for broker in 1..=brokers {
-                    let name = format!("kafka-{broker}");
-                    let port = free_port(&name)?;
-                    let proxy = proxy_to(&name, port).await?;
-                    client_ports.push(port);
-                    advertised.push(proxy.local_addr().to_string());
-                    proxies.push(proxy);
-                }
-                if let KafkaSpec::Local(local) = &mut spec.stack.kafka {
-                    local.client_ports = client_ports;
-                    local.advertised = advertised;
-                }
-            }
-            Dependency::Postgres => {
-                let upstream_port = free_port("postgres")?;
-                let proxy = proxy_to("postgres", upstream_port).await?;
-                if let PostgresSpec::Local { port, .. } = &mut spec.stack.postgres {
-                    *port = Some(upstream_port);
-                    spec.postgres_via = Some(proxy.local_addr().to_string());
-                }
-                proxies.push(proxy);
-            }
-            Dependency::Redis => {
-                let upstream_port = free_port("redis")?;
-                let proxy = proxy_to("redis", upstream_port).await?;
-                if let RedisSpec::Local { port, .. } = &mut spec.stack.redis {
-                    *port = Some(upstream_port);
-                    spec.redis_via = Some(proxy.local_addr().to_string());
-                }
-                proxies.push(proxy);
-            }
+        for (index, port) in spec.fix_ports(dependency)?.into_iter().enumerate() {
+            let name = match dependency {
+                Dependency::Kafka => format!("kafka-{}", index + 1),
+                _ => dependency.name().to_string(),
+            };
+            proxies.push(proxy_to(&name, port).await?);
         }
+        let addresses: Vec<_> = proxies.iter().map(FaultProxy::local_addr).collect();
+        spec.route_through(dependency, &addresses)?;
         all.push((dependency, proxies));
     }
     Ok(all)
@@ -335,7 +244,7 @@ fn read_plan(path: &Path) -> Result<Plan, Usage> {
                 Dependency::ALL.map(Dependency::name).join(", ")
             )));
         }
-        let on_dependency = Dependency::of_target(&spec, &fault.target).is_some();
+        let on_dependency = spec.dependency_named(&fault.target).is_some();
         if on_dependency == fault.kind().is_process() {
             return Err(usage(format!(
                 "scenario {shown}: fault #{} ({}) on {:?}: kill, terminate, pause and restart act on services; partition, reset, latency, bandwidth, slicer and timeout on {} or a broker such as kafka-1",
@@ -351,12 +260,11 @@ fn read_plan(path: &Path) -> Result<Plan, Usage> {
         .filter(|dependency| {
             faults
                 .iter()
-                .any(|f| Dependency::of_target(&spec, &f.target) == Some(*dependency))
+                .any(|f| spec.dependency_named(&f.target) == Some(*dependency))
         })
         .collect();
     for dependency in &proxied {
-        dependency
-            .proxyable(&spec)
+        spec.check_local(*dependency)
             .map_err(|why| usage(format!("scenario {shown}: {why}")))?;
     }
     let name = scenario.name.clone().unwrap_or_else(|| {
@@ -378,7 +286,7 @@ fn read_plan(path: &Path) -> Result<Plan, Usage> {
 /// Kafka broker), a service (its first replica), or `<service>-<n>` with `n` among the
 /// topology's replicas.
 fn is_target(spec: &SystemSpec, name: &str) -> bool {
-    if Dependency::of_target(spec, name).is_some() {
+    if spec.dependency_named(name).is_some() {
         return true;
     }
     ServiceKind::ALL.into_iter().any(|kind| {
@@ -677,31 +585,13 @@ impl ProcessControl for ServiceFaults {
     /// SIGTERM, then wait until the supervisor has started it again and it is ready.
     fn restart(&self) -> BoxFuture<'_, Result<(), ProcessError>> {
         Box::pin(async move {
-            let failed = |reason: String| ProcessError::Restart {
-                target: self.name(),
-                reason,
-            };
-            let before = self.system.restarts(self.kind, self.replica);
-            self.signal(Signal::SIGTERM)?;
-            let url = self
-                .system
-                .service_url(self.kind, self.replica)
-                .ok_or_else(|| failed("it has no URL".into()))?;
-            let client = reqwest::Client::builder()
-                .timeout(Duration::from_secs(1))
-                .build()
-                .map_err(|e| failed(e.to_string()))?;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            while tokio::time::Instant::now() < deadline {
-                if self.system.restarts(self.kind, self.replica) > before {
-                    let ready = client.get(format!("{url}/health/ready")).send().await;
-                    if ready.is_ok_and(|r| r.status().is_success()) {
-                        return Ok(());
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(failed("not ready again within 60 s".into()))
+            self.system
+                .restart_and_wait(self.kind, self.replica, Duration::from_secs(60))
+                .await
+                .map_err(|e| ProcessError::Restart {
+                    target: self.name(),
+                    reason: e.to_string(),
+                })
         })
     }
 }

@@ -34,7 +34,7 @@ use uuid::Uuid;
 
 use crate::platform::migrate::{self, DbError};
 use crate::services::messages::OrderItem;
-use crate::services::serve::ServiceKind;
+use crate::services::ServiceKind;
 use crate::services::{analytics, inventory, orders, payments};
 
 /// One write of the run's ledger.

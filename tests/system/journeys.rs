@@ -13,7 +13,7 @@ use faultline_loadgen::{
     },
     Arrivals, Schedule,
 };
-use faultline_system::services::serve::ServiceKind;
+use faultline_system::services::ServiceKind;
 
 use crate::support::Harness;
 

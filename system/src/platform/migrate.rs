@@ -7,12 +7,39 @@
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
+use super::consumer::PROCESSED_EVENTS_SCHEMA;
+use super::outbox::OUTBOX_SCHEMA;
+
 /// One forward-only step of a schema.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
     pub version: i32,
     pub name: &'static str,
     pub sql: &'static str,
+}
+
+/// The tables every service shares, so that their schema is written once: a service's
+/// migrations start with the ones it needs, at the versions it always had.
+impl Migration {
+    /// The transactional outbox ([`crate::platform::outbox`]) of a service that publishes
+    /// events.
+    pub const fn outbox(version: i32) -> Migration {
+        Migration {
+            version,
+            name: "outbox",
+            sql: OUTBOX_SCHEMA,
+        }
+    }
+
+    /// The processed-event ids ([`crate::platform::consumer`]) of a service that consumes
+    /// events idempotently.
+    pub const fn processed_events(version: i32) -> Migration {
+        Migration {
+            version,
+            name: "processed events",
+            sql: PROCESSED_EVENTS_SCHEMA,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

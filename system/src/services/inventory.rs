@@ -23,27 +23,17 @@ use uuid::Uuid;
 
 use super::messages::{self, types, Amount, Failed, OrderItem, OrderRef, Reserve, V1};
 
-use crate::platform::consumer::{
-    expect_version, EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA,
-};
+use super::runtime::{ServiceContext, ServiceError};
+use crate::platform::consumer::{expect_version, EventHandler, HandleError};
 use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, ErrorBody, Json};
 use crate::platform::migrate::Migration;
-use crate::platform::outbox::OUTBOX_SCHEMA;
 
 pub const NAME: &str = "inventory";
 
 pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "outbox",
-        sql: OUTBOX_SCHEMA,
-    },
-    Migration {
-        version: 2,
-        name: "processed events",
-        sql: PROCESSED_EVENTS_SCHEMA,
-    },
+    Migration::outbox(1),
+    Migration::processed_events(2),
     Migration {
         version: 3,
         name: "products and stock",
@@ -91,6 +81,19 @@ pub struct Product {
 }
 
 /// `GET /products`, `GET /products/{id}`.
+/// Starts inventory: its database and outbox relay, and its consumer of the saga's commands.
+pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, ServiceError> {
+    let platform = ctx.platform(MIGRATIONS, TOPICS).await?;
+    ctx.relay(&platform);
+    ctx.consume(
+        &platform,
+        "inventory-commands",
+        &[messages::INVENTORY_COMMANDS],
+        CommandHandler,
+    )?;
+    Ok(routes(platform.pool.clone()))
+}
+
 pub fn routes(pool: Pool) -> Router {
     Router::new()
         .route("/products", get(list_products))

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::Router;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -20,21 +21,16 @@ use serde::Serialize;
 use tokio_postgres::Transaction;
 
 use super::messages::{self, types, OrderChanged, UserRegistered, V1};
+use super::runtime::{ServiceContext, ServiceError};
 use crate::platform::breaker::CircuitBreaker;
-use crate::platform::consumer::{
-    expect_version, EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA,
-};
+use crate::platform::consumer::{expect_version, EventHandler, HandleError};
 use crate::platform::envelope::Envelope;
 use crate::platform::metrics::Metrics;
 use crate::platform::migrate::Migration;
 
 pub const NAME: &str = "notifications";
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "processed events",
-    sql: PROCESSED_EVENTS_SCHEMA,
-}];
+pub const MIGRATIONS: &[Migration] = &[Migration::processed_events(1)];
 
 pub const TOPICS: &[&str] = &[messages::ORDERS_EVENTS, messages::USERS_EVENTS];
 
@@ -151,6 +147,23 @@ struct ChannelWithBreaker {
     breaker: CircuitBreaker,
 }
 
+/// Starts notifications: its database and its consumer of order and user events, sending
+/// to the log and, when asked, to a webhook.
+pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, ServiceError> {
+    let platform = ctx.platform(MIGRATIONS, TOPICS).await?;
+    let mut channels: Vec<Box<dyn Channel>> = vec![Box::new(LogChannel)];
+    if let Some(url) = &ctx.args.webhook_url {
+        channels.push(Box::new(WebhookChannel::new(url)));
+    }
+    let policy = RetryPolicy {
+        max_attempts: ctx.args.max_attempts.max(1),
+        ..RetryPolicy::default()
+    };
+    let notifier = Notifier::new(channels, policy, &platform.metrics);
+    ctx.consume(&platform, "notifications", TOPICS, notifier)?;
+    Ok(Router::new())
+}
+
 /// Turns events into notifications and sends them on every channel.
 pub struct Notifier {
     channels: Vec<Arc<ChannelWithBreaker>>,
@@ -159,25 +172,18 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    #[allow(clippy::expect_used)]
     pub fn new(
         channels: Vec<Box<dyn Channel>>,
         policy: RetryPolicy,
         metrics: &Metrics,
     ) -> Notifier {
-        // A constant definition: registration fails only on a programming error.
-        let sent = IntCounterVec::new(
+        let sent = metrics.register(IntCounterVec::new(
             Opts::new(
                 "notifications_total",
                 "Notification sends by channel and outcome",
             ),
             &["channel", "outcome"],
-        )
-        .expect("valid metric");
-        metrics
-            .registry
-            .register(Box::new(sent.clone()))
-            .expect("unique metric");
+        ));
         Notifier {
             channels: channels
                 .into_iter()

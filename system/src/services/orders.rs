@@ -27,28 +27,19 @@ use uuid::Uuid;
 use super::messages::{
     self, types, Amount, Failed, OrderChanged, OrderItem, OrderRef, Reserve, V1,
 };
-use crate::platform::consumer::{
-    expect_version, EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA,
-};
+use super::runtime::{ServiceContext, ServiceError};
+use crate::platform::consumer::{expect_version, EventHandler, HandleError};
 use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, ErrorBody, Json, TraceContext, USER_ID};
 use crate::platform::metrics::Metrics;
 use crate::platform::migrate::Migration;
-use crate::platform::outbox::{self, OUTBOX_SCHEMA};
+use crate::platform::outbox;
 
 pub const NAME: &str = "orders";
 
 pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "outbox",
-        sql: OUTBOX_SCHEMA,
-    },
-    Migration {
-        version: 2,
-        name: "processed events",
-        sql: PROCESSED_EVENTS_SCHEMA,
-    },
+    Migration::outbox(1),
+    Migration::processed_events(2),
     Migration {
         version: 3,
         name: "orders",
@@ -111,30 +102,18 @@ pub struct SagaMetrics {
 }
 
 impl SagaMetrics {
-    #[allow(clippy::expect_used)]
     pub fn register(metrics: &Metrics) -> SagaMetrics {
-        // Names and labels are constants: registration fails only on a programming error.
-        let by_status = IntGaugeVec::new(
+        let by_status = metrics.register(IntGaugeVec::new(
             Opts::new("saga_orders", "Orders by saga status"),
             &["status"],
-        )
-        .expect("valid metric");
-        let transitions = IntCounterVec::new(
+        ));
+        let transitions = metrics.register(IntCounterVec::new(
             Opts::new(
                 "saga_transitions_total",
                 "Saga moves by step left and step entered",
             ),
             &["from", "to"],
-        )
-        .expect("valid metric");
-        metrics
-            .registry
-            .register(Box::new(by_status.clone()))
-            .expect("unique metric");
-        metrics
-            .registry
-            .register(Box::new(transitions.clone()))
-            .expect("unique metric");
+        ));
         SagaMetrics {
             by_status,
             transitions,
@@ -194,6 +173,26 @@ pub struct Order {
 }
 
 /// `POST /orders`, `GET /orders/{id}`; the caller is the `x-user-id` the gateway set.
+/// Starts orders: its database and outbox relay, the saga's metrics and its consumer of
+/// the participants' replies.
+pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, ServiceError> {
+    let platform = ctx.platform(MIGRATIONS, TOPICS).await?;
+    ctx.relay(&platform);
+    let metrics = SagaMetrics::register(&platform.metrics);
+    ctx.spawn(
+        metrics
+            .clone()
+            .refresh(platform.pool.clone(), ctx.background()),
+    );
+    ctx.consume(
+        &platform,
+        "orders-saga",
+        REPLY_TOPICS,
+        SagaHandler { metrics },
+    )?;
+    Ok(routes(platform.pool.clone()))
+}
+
 pub fn routes(pool: Pool) -> Router {
     Router::new()
         .route("/orders", post(place_order))

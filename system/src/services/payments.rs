@@ -15,27 +15,17 @@ use uuid::Uuid;
 
 use super::behaviour::SharedBehaviour;
 use super::messages::{self, types, Amount, Failed, OrderRef, V1};
-use crate::platform::consumer::{
-    expect_version, EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA,
-};
+use super::runtime::{ServiceContext, ServiceError};
+use crate::platform::consumer::{expect_version, EventHandler, HandleError};
 use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, Json};
 use crate::platform::migrate::Migration;
-use crate::platform::outbox::OUTBOX_SCHEMA;
 
 pub const NAME: &str = "payments";
 
 pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "outbox",
-        sql: OUTBOX_SCHEMA,
-    },
-    Migration {
-        version: 2,
-        name: "processed events",
-        sql: PROCESSED_EVENTS_SCHEMA,
-    },
+    Migration::outbox(1),
+    Migration::processed_events(2),
     Migration {
         version: 3,
         name: "payments",
@@ -59,6 +49,24 @@ pub struct Payment {
     pub amount_cents: i64,
     pub status: String,
     pub reason: Option<String>,
+}
+
+/// Starts payments: its database and outbox relay, its consumer of the saga's commands, and
+/// the route that changes its failure rate and latency during a run.
+pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, ServiceError> {
+    let platform = ctx.platform(MIGRATIONS, TOPICS).await?;
+    ctx.relay(&platform);
+    let behaviour = ctx.behaviour()?;
+    let handler = CommandHandler {
+        behaviour: behaviour.clone(),
+    };
+    ctx.consume(
+        &platform,
+        "payments-commands",
+        &[messages::PAYMENTS_COMMANDS],
+        handler,
+    )?;
+    Ok(routes(platform.pool.clone()).merge(super::behaviour::routes(behaviour)))
 }
 
 /// `GET /payments/{order_id}` (internal: the checker and tests read it).

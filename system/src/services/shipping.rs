@@ -1,30 +1,21 @@
 //! Shipping: schedules a shipment per order, idempotently, with a configurable failure rate
 //! and latency like payments. A failed schedule makes the saga refund and release.
 
+use axum::Router;
 use tokio_postgres::Transaction;
 
 use super::behaviour::SharedBehaviour;
 use super::messages::{self, types, Failed, OrderRef, V1};
-use crate::platform::consumer::{
-    expect_version, EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA,
-};
+use super::runtime::{ServiceContext, ServiceError};
+use crate::platform::consumer::{expect_version, EventHandler, HandleError};
 use crate::platform::envelope::Envelope;
 use crate::platform::migrate::Migration;
-use crate::platform::outbox::OUTBOX_SCHEMA;
 
 pub const NAME: &str = "shipping";
 
 pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "outbox",
-        sql: OUTBOX_SCHEMA,
-    },
-    Migration {
-        version: 2,
-        name: "processed events",
-        sql: PROCESSED_EVENTS_SCHEMA,
-    },
+    Migration::outbox(1),
+    Migration::processed_events(2),
     Migration {
         version: 3,
         name: "shipments",
@@ -39,6 +30,24 @@ CREATE TABLE shipments (
 ];
 
 pub const TOPICS: &[&str] = &[messages::SHIPPING_COMMANDS, messages::SHIPPING_REPLIES];
+
+/// Starts shipping: its database and outbox relay, its consumer of the saga's commands, and
+/// the route that changes its failure rate and latency during a run.
+pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, ServiceError> {
+    let platform = ctx.platform(MIGRATIONS, TOPICS).await?;
+    ctx.relay(&platform);
+    let behaviour = ctx.behaviour()?;
+    let handler = CommandHandler {
+        behaviour: behaviour.clone(),
+    };
+    ctx.consume(
+        &platform,
+        "shipping-commands",
+        &[messages::SHIPPING_COMMANDS],
+        handler,
+    )?;
+    Ok(super::behaviour::routes(behaviour))
+}
 
 /// Handles `shipping.schedule`.
 pub struct CommandHandler {

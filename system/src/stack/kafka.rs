@@ -626,7 +626,7 @@ pub async fn broker_count(bootstrap: String) -> Result<usize, String> {
 }
 
 /// Reachable, and the metadata lists at least one broker.
-async fn any_broker(bootstrap: String) -> Result<(), String> {
+pub async fn any_broker(bootstrap: String) -> Result<(), String> {
     match broker_count(bootstrap).await? {
         0 => Err("metadata lists no broker".into()),
         _ => Ok(()),

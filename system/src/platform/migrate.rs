@@ -31,6 +31,21 @@ impl Migration {
         }
     }
 
+    /// The whole schema of a service that publishes and consumes events: the outbox
+    /// (version 1), the processed-event ids (version 2), then its own tables, `name` and
+    /// `sql`, as version 3.
+    pub const fn with_event_tables(name: &'static str, sql: &'static str) -> [Migration; 3] {
+        [
+            Migration::outbox(1),
+            Migration::processed_events(2),
+            Migration {
+                version: 3,
+                name,
+                sql,
+            },
+        ]
+    }
+
     /// The processed-event ids ([`crate::platform::consumer`]) of a service that consumes
     /// events idempotently.
     pub const fn processed_events(version: i32) -> Migration {

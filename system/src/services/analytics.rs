@@ -266,11 +266,7 @@ impl Projector {
 }
 
 impl EventHandler for Projector {
-    async fn handle<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        event: &'a Envelope,
-    ) -> Result<(), HandleError> {
+    async fn handle(&self, tx: &Transaction<'_>, event: &Envelope) -> Result<(), HandleError> {
         expect_version(event, V1)?;
         if !matches!(
             event.event_type.as_str(),

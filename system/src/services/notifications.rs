@@ -276,11 +276,7 @@ fn notification_for(event: &Envelope) -> Result<Option<Notification>, HandleErro
 }
 
 impl EventHandler for Notifier {
-    async fn handle<'a>(
-        &'a self,
-        _tx: &'a Transaction<'a>,
-        event: &'a Envelope,
-    ) -> Result<(), HandleError> {
+    async fn handle(&self, _tx: &Transaction<'_>, event: &Envelope) -> Result<(), HandleError> {
         expect_version(event, V1)?;
         let Some(notification) = notification_for(event)? else {
             return Ok(());

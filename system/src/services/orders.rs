@@ -37,13 +37,9 @@ use crate::platform::outbox;
 
 pub const NAME: &str = "orders";
 
-pub const MIGRATIONS: &[Migration] = &[
-    Migration::outbox(1),
-    Migration::processed_events(2),
-    Migration {
-        version: 3,
-        name: "orders",
-        sql: "
+pub const MIGRATIONS: &[Migration] = &Migration::with_event_tables(
+    "orders",
+    "
 CREATE TABLE orders (
     id              UUID PRIMARY KEY,
     user_id         UUID NOT NULL,
@@ -59,8 +55,7 @@ CREATE TABLE orders (
     UNIQUE (user_id, idempotency_key)
 );
 CREATE INDEX orders_by_status ON orders (status);",
-    },
-];
+);
 
 pub const TOPICS: &[&str] = &[
     messages::ORDERS_EVENTS,
@@ -382,12 +377,90 @@ struct Move {
     reason: Option<String>,
 }
 
+/// The saga's transition table: what a reply to the step `current` makes of the order, or
+/// `None` for a reply that does not fit the step (a redelivery of an older one).
+fn saga_move(current: &str, event: &Envelope, order_id: Uuid) -> Result<Option<Move>, HandleError> {
+    let order_ref = || serde_json::json!({ "order_id": order_id });
+    let next = match (current, event.event_type.as_str()) {
+        (step::RESERVING, types::RESERVED) => {
+            let Amount { amount_cents, .. } = event.payload_as()?;
+            Some(Move {
+                step: step::CHARGING,
+                status: "PENDING",
+                command: Some((
+                    messages::PAYMENTS_COMMANDS,
+                    types::CHARGE,
+                    serde_json::json!({ "order_id": order_id, "amount_cents": amount_cents }),
+                )),
+                amount_cents: Some(amount_cents),
+                reason: None,
+            })
+        }
+        (step::RESERVING, types::RESERVATION_FAILED) => {
+            let Failed { reason, .. } = event.payload_as()?;
+            Some(Move {
+                step: step::DONE,
+                status: "CANCELLED",
+                command: None,
+                amount_cents: None,
+                reason: Some(reason),
+            })
+        }
+        (step::CHARGING, types::CHARGED) => Some(Move {
+            step: step::SHIPPING,
+            status: "PENDING",
+            command: Some((messages::SHIPPING_COMMANDS, types::SCHEDULE, order_ref())),
+            amount_cents: None,
+            reason: None,
+        }),
+        (step::CHARGING, types::CHARGE_FAILED) => {
+            let Failed { reason, .. } = event.payload_as()?;
+            Some(Move {
+                step: step::RELEASING,
+                status: "PENDING",
+                command: Some((messages::INVENTORY_COMMANDS, types::RELEASE, order_ref())),
+                amount_cents: None,
+                reason: Some(reason),
+            })
+        }
+        (step::SHIPPING, types::SCHEDULED) => Some(Move {
+            step: step::DONE,
+            status: "COMPLETED",
+            command: None,
+            amount_cents: None,
+            reason: None,
+        }),
+        (step::SHIPPING, types::SCHEDULE_FAILED) => {
+            let Failed { reason, .. } = event.payload_as()?;
+            Some(Move {
+                step: step::REFUNDING,
+                status: "PENDING",
+                command: Some((messages::PAYMENTS_COMMANDS, types::REFUND, order_ref())),
+                amount_cents: None,
+                reason: Some(reason),
+            })
+        }
+        (step::REFUNDING, types::REFUNDED) => Some(Move {
+            step: step::RELEASING,
+            status: "PENDING",
+            command: Some((messages::INVENTORY_COMMANDS, types::RELEASE, order_ref())),
+            amount_cents: None,
+            reason: None,
+        }),
+        (step::RELEASING, types::RELEASED) => Some(Move {
+            step: step::DONE,
+            status: "CANCELLED",
+            command: None,
+            amount_cents: None,
+            reason: None,
+        }),
+        _ => None,
+    };
+    Ok(next)
+}
+
 impl EventHandler for SagaHandler {
-    async fn handle<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        event: &'a Envelope,
-    ) -> Result<(), HandleError> {
+    async fn handle(&self, tx: &Transaction<'_>, event: &Envelope) -> Result<(), HandleError> {
         expect_version(event, V1)?;
         let OrderRef { order_id } = event.payload_as()?;
         let Some(row) = tx
@@ -400,82 +473,7 @@ impl EventHandler for SagaHandler {
             return Err(HandleError::Poison(format!("a reply for unknown order {order_id}")));
         };
         let current: String = row.get(0);
-        let order_ref = || serde_json::json!({ "order_id": order_id });
-        let next = match (current.as_str(), event.event_type.as_str()) {
-            (step::RESERVING, types::RESERVED) => {
-                let Amount { amount_cents, .. } = event.payload_as()?;
-                Some(Move {
-                    step: step::CHARGING,
-                    status: "PENDING",
-                    command: Some((
-                        messages::PAYMENTS_COMMANDS,
-                        types::CHARGE,
-                        serde_json::json!({ "order_id": order_id, "amount_cents": amount_cents }),
-                    )),
-                    amount_cents: Some(amount_cents),
-                    reason: None,
-                })
-            }
-            (step::RESERVING, types::RESERVATION_FAILED) => {
-                let Failed { reason, .. } = event.payload_as()?;
-                Some(Move {
-                    step: step::DONE,
-                    status: "CANCELLED",
-                    command: None,
-                    amount_cents: None,
-                    reason: Some(reason),
-                })
-            }
-            (step::CHARGING, types::CHARGED) => Some(Move {
-                step: step::SHIPPING,
-                status: "PENDING",
-                command: Some((messages::SHIPPING_COMMANDS, types::SCHEDULE, order_ref())),
-                amount_cents: None,
-                reason: None,
-            }),
-            (step::CHARGING, types::CHARGE_FAILED) => {
-                let Failed { reason, .. } = event.payload_as()?;
-                Some(Move {
-                    step: step::RELEASING,
-                    status: "PENDING",
-                    command: Some((messages::INVENTORY_COMMANDS, types::RELEASE, order_ref())),
-                    amount_cents: None,
-                    reason: Some(reason),
-                })
-            }
-            (step::SHIPPING, types::SCHEDULED) => Some(Move {
-                step: step::DONE,
-                status: "COMPLETED",
-                command: None,
-                amount_cents: None,
-                reason: None,
-            }),
-            (step::SHIPPING, types::SCHEDULE_FAILED) => {
-                let Failed { reason, .. } = event.payload_as()?;
-                Some(Move {
-                    step: step::REFUNDING,
-                    status: "PENDING",
-                    command: Some((messages::PAYMENTS_COMMANDS, types::REFUND, order_ref())),
-                    amount_cents: None,
-                    reason: Some(reason),
-                })
-            }
-            (step::REFUNDING, types::REFUNDED) => Some(Move {
-                step: step::RELEASING,
-                status: "PENDING",
-                command: Some((messages::INVENTORY_COMMANDS, types::RELEASE, order_ref())),
-                amount_cents: None,
-                reason: None,
-            }),
-            (step::RELEASING, types::RELEASED) => Some(Move {
-                step: step::DONE,
-                status: "CANCELLED",
-                command: None,
-                amount_cents: None,
-                reason: None,
-            }),
-            _ => None,
-        };
+        let next = saga_move(&current, event, order_id)?;
         let Some(next) = next else {
             tracing::debug!(%order_id, step = %current, reply = %event.event_type, "reply does not fit the saga's step; ignored");
             return Ok(());

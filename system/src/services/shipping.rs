@@ -4,7 +4,7 @@
 use axum::Router;
 use tokio_postgres::Transaction;
 
-use super::behaviour::SharedBehaviour;
+use super::behaviour::{start_participant, SharedBehaviour};
 use super::messages::{self, types, Failed, OrderRef, V1};
 use super::runtime::{ServiceContext, ServiceError};
 use crate::platform::consumer::{expect_version, EventHandler, HandleError};
@@ -13,39 +13,24 @@ use crate::platform::migrate::Migration;
 
 pub const NAME: &str = "shipping";
 
-pub const MIGRATIONS: &[Migration] = &[
-    Migration::outbox(1),
-    Migration::processed_events(2),
-    Migration {
-        version: 3,
-        name: "shipments",
-        sql: "
+pub const MIGRATIONS: &[Migration] = &Migration::with_event_tables(
+    "shipments",
+    "
 CREATE TABLE shipments (
     order_id   UUID PRIMARY KEY,
     status     TEXT NOT NULL CHECK (status IN ('SCHEDULED', 'FAILED')),
     reason     TEXT,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );",
-    },
-];
+);
 
 pub const TOPICS: &[&str] = &[messages::SHIPPING_COMMANDS, messages::SHIPPING_REPLIES];
 
 /// Starts shipping: its database and outbox relay, its consumer of the saga's commands, and
 /// the route that changes its failure rate and latency during a run.
 pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, ServiceError> {
-    let platform = ctx.platform(MIGRATIONS, TOPICS).await?;
-    ctx.relay(&platform);
-    let behaviour = ctx.behaviour()?;
-    let handler = CommandHandler {
-        behaviour: behaviour.clone(),
-    };
-    ctx.consume(
-        &platform,
-        "shipping-commands",
-        &[messages::SHIPPING_COMMANDS],
-        handler,
-    )?;
+    let handler = |behaviour| CommandHandler { behaviour };
+    let (_, behaviour) = start_participant(ctx, MIGRATIONS, TOPICS, handler).await?;
     Ok(super::behaviour::routes(behaviour))
 }
 
@@ -55,11 +40,7 @@ pub struct CommandHandler {
 }
 
 impl EventHandler for CommandHandler {
-    async fn handle<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        event: &'a Envelope,
-    ) -> Result<(), HandleError> {
+    async fn handle(&self, tx: &Transaction<'_>, event: &Envelope) -> Result<(), HandleError> {
         expect_version(event, V1)?;
         if event.event_type != types::SCHEDULE {
             return Err(HandleError::Poison(format!(

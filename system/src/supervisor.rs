@@ -239,46 +239,9 @@ impl System {
         lock(&system.processes).extend(started);
         system.wait_all_ready(spec.ready_timeout).await?;
 
-        let inventory_url = system
-            .database_urls
-            .get(&ServiceKind::Inventory)
-            .cloned()
-            .unwrap_or_default();
-        let pool =
-            migrate::pool(&inventory_url, 2).map_err(|e| SystemError::Seed(e.to_string()))?;
-        let seeded = inventory::seed(&pool, spec.products, spec.stock)
-            .await
-            .map_err(|e| SystemError::Seed(e.to_string()))?;
-        tracing::info!(products = seeded, stock = spec.stock, "catalogue seeded");
+        system.seed(&spec).await?;
 
-        let upstreams: Vec<String> = [
-            ServiceKind::Users,
-            ServiceKind::Inventory,
-            ServiceKind::Orders,
-            ServiceKind::Analytics,
-            ServiceKind::Ingest,
-        ]
-        .into_iter()
-        .map(|kind| {
-            let urls: Vec<String> = lock(&system.processes)
-                .iter()
-                .filter(|p| p.kind == kind)
-                .map(ServiceProcess::url)
-                .collect();
-            format!("{}={}", kind.name(), urls.join(","))
-        })
-        .collect();
-        let mut gateway_args = Vec::new();
-        for upstream in &upstreams {
-            gateway_args.push("--upstream".to_string());
-            gateway_args.push(upstream.clone());
-        }
-        gateway_args.extend([
-            "--rate-limit".into(),
-            spec.rate_limit.to_string(),
-            "--burst".into(),
-            spec.burst.to_string(),
-        ]);
+        let gateway_args = system.gateway_args(&spec);
         let port = ports::free_port("gateway")?;
         let args = system.service_args(
             &spec,
@@ -298,6 +261,49 @@ impl System {
             system.supervision.clone(),
         ));
         Ok(system)
+    }
+
+    /// Seeds inventory's catalogue directly, not through a fault proxy.
+    async fn seed(&self, spec: &SystemSpec) -> Result<(), SystemError> {
+        let inventory_url = self
+            .database_urls
+            .get(&ServiceKind::Inventory)
+            .cloned()
+            .unwrap_or_default();
+        let pool =
+            migrate::pool(&inventory_url, 2).map_err(|e| SystemError::Seed(e.to_string()))?;
+        let seeded = inventory::seed(&pool, spec.products, spec.stock)
+            .await
+            .map_err(|e| SystemError::Seed(e.to_string()))?;
+        tracing::info!(products = seeded, stock = spec.stock, "catalogue seeded");
+        Ok(())
+    }
+
+    /// The gateway's own flags: every replica of each upstream, and the rate limit.
+    fn gateway_args(&self, spec: &SystemSpec) -> Vec<String> {
+        let mut args = Vec::new();
+        for kind in [
+            ServiceKind::Users,
+            ServiceKind::Inventory,
+            ServiceKind::Orders,
+            ServiceKind::Analytics,
+            ServiceKind::Ingest,
+        ] {
+            let urls: Vec<String> = lock(&self.processes)
+                .iter()
+                .filter(|p| p.kind == kind)
+                .map(ServiceProcess::url)
+                .collect();
+            args.push("--upstream".to_string());
+            args.push(format!("{}={}", kind.name(), urls.join(",")));
+        }
+        args.extend([
+            "--rate-limit".into(),
+            spec.rate_limit.to_string(),
+            "--burst".into(),
+            spec.burst.to_string(),
+        ]);
+        args
     }
 
     fn service_args(

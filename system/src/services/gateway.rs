@@ -401,16 +401,16 @@ async fn proxy(
     response
 }
 
-async fn forward(
+/// Who the caller is, as the rate limiter keys it: the token's user (passed on as
+/// `x-user-id`) on a route that needs one, else the client's address.
+fn caller(
     gateway: &Gateway,
     route: Route,
-    trace: &TraceContext,
-    request: Request,
-) -> Result<Response, ApiError> {
-    let (mut parts, body) = request.into_parts();
+    parts: &mut axum::http::request::Parts,
+) -> Result<String, ApiError> {
     // Never trust a client's claim to be someone.
     parts.headers.remove(&USER_ID);
-    let limit_key = if route.authenticated {
+    let key = if route.authenticated {
         let token = bearer(&parts.headers)
             .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
         let user = gateway.tokens.validate(token).map_err(|e| match e {
@@ -428,6 +428,17 @@ async fn forward(
             .map(|c| c.0.ip().to_string())
             .unwrap_or_else(|| "anonymous".into())
     };
+    Ok(key)
+}
+
+async fn forward(
+    gateway: &Gateway,
+    route: Route,
+    trace: &TraceContext,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (mut parts, body) = request.into_parts();
+    let limit_key = caller(gateway, route, &mut parts)?;
     gateway
         .limiter
         .check(&limit_key)
@@ -461,6 +472,19 @@ async fn forward(
             route.upstream.name()
         ))
     })?;
+    send(gateway, route, set, parts, body, &path_and_query).await
+}
+
+/// Sends the request to a replica of `set`, once more to another one when an idempotent
+/// request could not connect, and records the outcome in the replica's breaker.
+async fn send(
+    gateway: &Gateway,
+    route: Route,
+    set: &ReplicaSet,
+    parts: axum::http::request::Parts,
+    body: Body,
+    path_and_query: &str,
+) -> Result<Response, ApiError> {
     let retryable = matches!(parts.method, Method::GET | Method::HEAD);
     let mut body = Some(body);
     let mut tried: Option<Arc<Replica>> = None;

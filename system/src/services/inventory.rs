@@ -237,7 +237,10 @@ impl EventHandler for CommandHandler {
         expect_version(event, V1)?;
         match event.event_type.as_str() {
             types::RESERVE => reserve(tx, event, event.payload_as::<Reserve>()?).await,
-            types::RELEASE => release(tx, event, event.payload_as::<OrderRef>()?).await,
+            types::RELEASE => {
+                let OrderRef { order_id } = event.payload_as()?;
+                release(tx, event, order_id).await
+            }
             other => Err(HandleError::Poison(format!(
                 "inventory does not handle {other}"
             ))),
@@ -283,25 +286,29 @@ async fn reserve(
 ) -> Result<(), HandleError> {
     let order_id = command.order_id;
     // A second reserve for the same order (the saga re-sent it) answers like the first.
-    if let Some(amount_cents) = reserved_amount(tx, order_id).await? {
-        return reply(
-            tx,
-            event,
-            types::RESERVED,
-            &Amount {
-                order_id,
-                amount_cents,
-            },
-        )
-        .await;
-    }
-    let takes = match plan_reservation(tx, &command.items).await? {
-        Ok(takes) => takes,
-        Err(reason) => {
-            let failed = Failed { order_id, reason };
-            return reply(tx, event, types::RESERVATION_FAILED, &failed).await;
-        }
+    let amount_cents = match reserved_amount(tx, order_id).await? {
+        Some(amount_cents) => amount_cents,
+        None => match plan_reservation(tx, &command.items).await? {
+            Ok(takes) => take_stock(tx, order_id, takes).await?,
+            Err(reason) => {
+                let failed = Failed { order_id, reason };
+                return reply(tx, event, types::RESERVATION_FAILED, &failed).await;
+            }
+        },
     };
+    let reserved = Amount {
+        order_id,
+        amount_cents,
+    };
+    reply(tx, event, types::RESERVED, &reserved).await
+}
+
+/// Takes `takes` from stock for `order_id`; returns their price.
+async fn take_stock(
+    tx: &Transaction<'_>,
+    order_id: Uuid,
+    takes: Vec<Take>,
+) -> Result<i64, HandleError> {
     let mut amount_cents = 0i64;
     for take in takes {
         append(tx, &take.head, "reserved", -take.quantity, order_id).await?;
@@ -312,16 +319,7 @@ async fn reserve(
         .await?;
         amount_cents += i64::from(take.quantity) * take.price_cents;
     }
-    reply(
-        tx,
-        event,
-        types::RESERVED,
-        &Amount {
-            order_id,
-            amount_cents,
-        },
-    )
-    .await
+    Ok(amount_cents)
 }
 
 /// The price of the stock already reserved for `order_id`, if any is.
@@ -401,9 +399,8 @@ async fn plan_reservation(
 async fn release(
     tx: &Transaction<'_>,
     event: &Envelope,
-    command: OrderRef,
+    order_id: Uuid,
 ) -> Result<(), HandleError> {
-    let order_id = command.order_id;
     let held = tx
         .query(
             "SELECT product_id, quantity FROM reservations WHERE order_id = $1 AND NOT released ORDER BY product_id",

@@ -44,12 +44,13 @@ pub struct Notification {
 }
 
 /// A way to send notifications.
+/// A send in progress: `Err` says why the channel did not deliver.
+pub type Sending<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+
 pub trait Channel: Send + Sync + 'static {
     fn name(&self) -> &str;
-    fn send<'a>(
-        &'a self,
-        notification: &'a Notification,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+    fn send<'a>(&'a self, notification: &'a Notification) -> Sending<'a>;
 }
 
 /// Writes notifications to the log.
@@ -60,10 +61,7 @@ impl Channel for LogChannel {
         "log"
     }
 
-    fn send<'a>(
-        &'a self,
-        notification: &'a Notification,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+    fn send<'a>(&'a self, notification: &'a Notification) -> Sending<'a> {
         Box::pin(async move {
             tracing::info!(kind = %notification.kind, subject = %notification.subject, "{}", notification.message);
             Ok(())
@@ -93,10 +91,7 @@ impl Channel for WebhookChannel {
         "webhook"
     }
 
-    fn send<'a>(
-        &'a self,
-        notification: &'a Notification,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+    fn send<'a>(&'a self, notification: &'a Notification) -> Sending<'a> {
         Box::pin(async move {
             let body = serde_json::to_vec(notification).map_err(|e| e.to_string())?;
             let request = axum::http::Request::post(&self.url)

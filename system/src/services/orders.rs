@@ -377,83 +377,83 @@ struct Move {
     reason: Option<String>,
 }
 
+impl Move {
+    /// To `step` with `status`, sending nothing and keeping the order's amount and reason.
+    fn to(step: &'static str, status: &'static str) -> Move {
+        Move {
+            step,
+            status,
+            command: None,
+            amount_cents: None,
+            reason: None,
+        }
+    }
+
+    /// Also sends the command `command_type` with `payload` on `topic`.
+    fn sending(
+        self,
+        topic: &'static str,
+        command_type: &'static str,
+        payload: serde_json::Value,
+    ) -> Move {
+        Move {
+            command: Some((topic, command_type, payload)),
+            ..self
+        }
+    }
+
+    /// Also records why the saga turned back.
+    fn because(self, reason: String) -> Move {
+        Move {
+            reason: Some(reason),
+            ..self
+        }
+    }
+}
+
 /// The saga's transition table: what a reply to the step `current` makes of the order, or
 /// `None` for a reply that does not fit the step (a redelivery of an older one).
 fn saga_move(current: &str, event: &Envelope, order_id: Uuid) -> Result<Option<Move>, HandleError> {
     let order_ref = || serde_json::json!({ "order_id": order_id });
+    // The reason a participant gave for failing, kept on the order.
+    let failure = || event.payload_as::<Failed>().map(|failed| failed.reason);
     let next = match (current, event.event_type.as_str()) {
         (step::RESERVING, types::RESERVED) => {
             let Amount { amount_cents, .. } = event.payload_as()?;
-            Some(Move {
-                step: step::CHARGING,
-                status: "PENDING",
-                command: Some((
-                    messages::PAYMENTS_COMMANDS,
-                    types::CHARGE,
-                    serde_json::json!({ "order_id": order_id, "amount_cents": amount_cents }),
-                )),
-                amount_cents: Some(amount_cents),
-                reason: None,
-            })
+            let charge = serde_json::json!({ "order_id": order_id, "amount_cents": amount_cents });
+            let mut next = Move::to(step::CHARGING, "PENDING").sending(
+                messages::PAYMENTS_COMMANDS,
+                types::CHARGE,
+                charge,
+            );
+            next.amount_cents = Some(amount_cents);
+            Some(next)
         }
         (step::RESERVING, types::RESERVATION_FAILED) => {
-            let Failed { reason, .. } = event.payload_as()?;
-            Some(Move {
-                step: step::DONE,
-                status: "CANCELLED",
-                command: None,
-                amount_cents: None,
-                reason: Some(reason),
-            })
+            Some(Move::to(step::DONE, "CANCELLED").because(failure()?))
         }
-        (step::CHARGING, types::CHARGED) => Some(Move {
-            step: step::SHIPPING,
-            status: "PENDING",
-            command: Some((messages::SHIPPING_COMMANDS, types::SCHEDULE, order_ref())),
-            amount_cents: None,
-            reason: None,
-        }),
-        (step::CHARGING, types::CHARGE_FAILED) => {
-            let Failed { reason, .. } = event.payload_as()?;
-            Some(Move {
-                step: step::RELEASING,
-                status: "PENDING",
-                command: Some((messages::INVENTORY_COMMANDS, types::RELEASE, order_ref())),
-                amount_cents: None,
-                reason: Some(reason),
-            })
-        }
-        (step::SHIPPING, types::SCHEDULED) => Some(Move {
-            step: step::DONE,
-            status: "COMPLETED",
-            command: None,
-            amount_cents: None,
-            reason: None,
-        }),
-        (step::SHIPPING, types::SCHEDULE_FAILED) => {
-            let Failed { reason, .. } = event.payload_as()?;
-            Some(Move {
-                step: step::REFUNDING,
-                status: "PENDING",
-                command: Some((messages::PAYMENTS_COMMANDS, types::REFUND, order_ref())),
-                amount_cents: None,
-                reason: Some(reason),
-            })
-        }
-        (step::REFUNDING, types::REFUNDED) => Some(Move {
-            step: step::RELEASING,
-            status: "PENDING",
-            command: Some((messages::INVENTORY_COMMANDS, types::RELEASE, order_ref())),
-            amount_cents: None,
-            reason: None,
-        }),
-        (step::RELEASING, types::RELEASED) => Some(Move {
-            step: step::DONE,
-            status: "CANCELLED",
-            command: None,
-            amount_cents: None,
-            reason: None,
-        }),
+        (step::CHARGING, types::CHARGED) => Some(Move::to(step::SHIPPING, "PENDING").sending(
+            messages::SHIPPING_COMMANDS,
+            types::SCHEDULE,
+            order_ref(),
+        )),
+        (step::CHARGING, types::CHARGE_FAILED) => Some(
+            Move::to(step::RELEASING, "PENDING")
+                .sending(messages::INVENTORY_COMMANDS, types::RELEASE, order_ref())
+                .because(failure()?),
+        ),
+        (step::SHIPPING, types::SCHEDULED) => Some(Move::to(step::DONE, "COMPLETED")),
+        (step::SHIPPING, types::SCHEDULE_FAILED) => Some(
+            Move::to(step::REFUNDING, "PENDING")
+                .sending(messages::PAYMENTS_COMMANDS, types::REFUND, order_ref())
+                .because(failure()?),
+        ),
+        (step::REFUNDING, types::REFUNDED) => Some(Move::to(step::RELEASING, "PENDING").sending(
+            messages::INVENTORY_COMMANDS,
+            types::RELEASE,
+            order_ref(),
+        )),
+        (step::RELEASING, types::RELEASED) => Some(Move::to(step::DONE, "CANCELLED")),
         _ => None,
     };
     Ok(next)

@@ -247,6 +247,14 @@ pub async fn ensure_topics(bootstrap: &str, topics: &[&str]) -> Result<(), Strin
     Ok(())
 }
 
+/// A setting of [`ServeArgs`] a service may need: what it is, its flag and its environment
+/// variable, for the error that says it is missing.
+pub type Setting = (&'static str, &'static str, &'static str);
+pub const DATABASE_URL: Setting = ("a database", "database-url", "DATABASE_URL");
+pub const KAFKA_BOOTSTRAP: Setting = ("Kafka", "kafka-bootstrap", "KAFKA_BOOTSTRAP");
+pub const REDIS_URL: Setting = ("Redis", "redis-url", "REDIS_URL");
+pub const JWT_SECRET: Setting = ("a JWT secret", "jwt-secret", "FAULTLINE_JWT_SECRET");
+
 /// What a service's `start` builds itself from, and what it leaves for the part every
 /// service shares: the settings, the background work to stop after the HTTP server drained,
 /// the readiness probes and the metrics.
@@ -281,13 +289,11 @@ impl<'a> ServiceContext<'a> {
         }
     }
 
-    /// A setting the service cannot start without.
+    /// A setting the service cannot start without: `value`, or an error naming it.
     pub fn required(
         &self,
         value: &'a Option<String>,
-        what: &'static str,
-        flag: &'static str,
-        env: &'static str,
+        (what, flag, env): Setting,
     ) -> Result<&'a str, ServiceError> {
         value.as_deref().ok_or(ServiceError::Missing {
             service: self.name.to_string(),
@@ -298,13 +304,7 @@ impl<'a> ServiceContext<'a> {
     }
 
     pub fn kafka_bootstrap(&self) -> Result<&'a str, ServiceError> {
-        let args = self.args;
-        self.required(
-            &args.kafka_bootstrap,
-            "Kafka",
-            "kafka-bootstrap",
-            "KAFKA_BOOTSTRAP",
-        )
+        self.required(&self.args.kafka_bootstrap, KAFKA_BOOTSTRAP)
     }
 
     pub fn invalid(&self, reason: impl Into<String>) -> ServiceError {
@@ -323,14 +323,9 @@ impl<'a> ServiceContext<'a> {
 
     /// The token issuer and checker of the shared JWT secret.
     pub fn tokens(&self) -> Result<Tokens, ServiceError> {
-        let args = self.args;
-        let secret = self.required(
-            &args.jwt_secret,
-            "a JWT secret",
-            "jwt-secret",
-            "FAULTLINE_JWT_SECRET",
-        )?;
-        Tokens::new(&Secret::new(secret), args.token_ttl).map_err(|e| self.invalid(e.to_string()))
+        let secret = self.required(&self.args.jwt_secret, JWT_SECRET)?;
+        Tokens::new(&Secret::new(secret), self.args.token_ttl)
+            .map_err(|e| self.invalid(e.to_string()))
     }
 
     /// The failure rate and latency of payments or shipping, checked.
@@ -352,13 +347,7 @@ impl<'a> ServiceContext<'a> {
         migrations: &[Migration],
         topics: &[&str],
     ) -> Result<Platform, ServiceError> {
-        let args = self.args;
-        let database_url = self.required(
-            &args.database_url,
-            "a database",
-            "database-url",
-            "DATABASE_URL",
-        )?;
+        let database_url = self.required(&self.args.database_url, DATABASE_URL)?;
         let bootstrap = self.kafka_bootstrap()?;
         let platform =
             Platform::start(self.name, database_url, bootstrap, migrations, topics).await?;

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use super::messages::{self, types, UserRegistered, V1};
 use super::orders::caller;
-use super::runtime::{redis_probe, ServiceContext, ServiceError};
+use super::runtime::{redis_probe, ServiceContext, ServiceError, REDIS_URL};
 use crate::platform::auth::Tokens;
 use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, ErrorBody, Json, TraceContext};
@@ -113,8 +113,7 @@ pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, Servic
     let platform = ctx.platform(MIGRATIONS, TOPICS).await?;
     ctx.relay(&platform);
     let tokens = ctx.tokens()?;
-    let args = ctx.args;
-    let redis_url = ctx.required(&args.redis_url, "Redis", "redis-url", "REDIS_URL")?;
+    let redis_url = ctx.required(&ctx.args.redis_url, REDIS_URL)?;
     let redis_error = |e: redis::RedisError| ServiceError::Redis {
         service: NAME.into(),
         reason: e.to_string(),

@@ -172,4 +172,20 @@ mod tests {
         );
         assert!(text.contains("outcome=\"applied\""), "{text}");
     }
+
+    #[test]
+    fn a_service_metric_is_served_with_the_common_ones() {
+        let metrics = Metrics::new("users");
+        let cache = metrics.register(IntCounterVec::new(
+            Opts::new("profile_cache_total", "Profile reads by cache outcome"),
+            &["outcome"],
+        ));
+        cache.with_label_values(&["hit"]).inc_by(2);
+        let text = metrics.render();
+        assert!(
+            text.contains("faultline_profile_cache_total{outcome=\"hit\",service=\"users\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("faultline_outbox_backlog"), "{text}");
+    }
 }

@@ -159,3 +159,22 @@ pub async fn migrate(
     tx.commit().await.map_err(pg)?;
     Ok(applied)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_service_schema_is_outbox_then_processed_events_then_its_own() {
+        const SCHEMA: [Migration; 3] = Migration::with_event_tables("orders", "CREATE TABLE x ()");
+        let versions: Vec<(i32, &str)> = SCHEMA.iter().map(|m| (m.version, m.name)).collect();
+        assert_eq!(
+            versions,
+            [(1, "outbox"), (2, "processed events"), (3, "orders")]
+        );
+        assert_eq!(SCHEMA[0].sql, OUTBOX_SCHEMA);
+        assert_eq!(SCHEMA[1].sql, PROCESSED_EVENTS_SCHEMA);
+        assert_eq!(SCHEMA[2].sql, "CREATE TABLE x ()");
+        assert_eq!(Migration::processed_events(1).version, 1);
+    }
+}

@@ -35,7 +35,7 @@ use faultline_reports::{Baseline, Claims, GateReport, Report, ReportError};
 use faultline_results::{CheckerResults, FaultWindow, Results, RunInfo, TimePoint};
 use faultline_system::{
     checker::{self, CheckSpec, LedgerOrder},
-    services::serve::ServiceKind,
+    services::ServiceKind,
     supervisor::System,
 };
 

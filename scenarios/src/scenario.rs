@@ -35,7 +35,7 @@ use faultline_system::{supervisor::SystemSpec, topology::Topology};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::targets::{self, Proxied};
+use crate::targets;
 
 /// The base URL the load plan is checked against before the system exists; the run
 /// plans it again against the gateway, which differs only in its address.
@@ -145,7 +145,7 @@ pub struct CheckedScenario {
     pub system: SystemSpec,
     pub faults: Vec<Fault>,
     /// The dependencies faults act on, each to get fault proxies.
-    pub proxied: Vec<Proxied>,
+    pub proxied: Vec<faultline_system::Dependency>,
     pub gates: Vec<Gate>,
 }
 

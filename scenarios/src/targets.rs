@@ -7,54 +7,16 @@
 //! ([`check_target`]) and the binding of the real run ([`bind`]), so the two cannot
 //! disagree.
 
-use std::{sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use faultline_chaos::{
     process::BoxFuture, Fault, FaultProxy, ProcessControl, ProcessError, Signal, Targets,
 };
 use faultline_system::{
-    services::serve::ServiceKind,
-    stack::{ports::free_port, KafkaSpec, PostgresSpec, RedisSpec},
+    services::ServiceKind,
     supervisor::{System, SystemSpec},
+    Dependency, SpecError,
 };
-
-/// A part of the stack that faults reach through fault proxies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Proxied {
-    Kafka,
-    Postgres,
-    Redis,
-}
-
-impl Proxied {
-    pub const ALL: [Proxied; 3] = [Proxied::Kafka, Proxied::Postgres, Proxied::Redis];
-
-    /// The fault target's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Proxied::Kafka => "kafka",
-            Proxied::Postgres => "postgres",
-            Proxied::Redis => "redis",
-        }
-    }
-
-    /// Whether the stack in `spec` runs this dependency locally, as a proxy needs.
-    fn proxyable(self, spec: &SystemSpec) -> Result<(), String> {
-        let local = match self {
-            Proxied::Kafka => matches!(spec.stack.kafka, KafkaSpec::Local(_)),
-            Proxied::Postgres => matches!(spec.stack.postgres, PostgresSpec::Local { .. }),
-            Proxied::Redis => matches!(spec.stack.redis, RedisSpec::Local { .. }),
-        };
-        if local {
-            Ok(())
-        } else {
-            Err(format!(
-                "faults on {} need the local one that faultline starts",
-                self.name()
-            ))
-        }
-    }
-}
 
 /// What one fault target name stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,15 +25,7 @@ pub enum Named {
     Process(ServiceKind, usize),
     /// Fault proxies in front of a dependency: all of them, or one Kafka broker's
     /// (1-based), for partition, reset, latency, bandwidth, slicer and timeout.
-    Proxy(Proxied, Option<usize>),
-}
-
-/// Brokers of the local Kafka cluster in `spec` (0 for an external one).
-pub fn kafka_brokers(spec: &SystemSpec) -> usize {
-    match &spec.stack.kafka {
-        KafkaSpec::Local(local) => local.brokers,
-        KafkaSpec::External { .. } => 0,
-    }
+    Proxy(Dependency, Option<usize>),
 }
 
 /// Every fault target the topology in `spec` has, with what it stands for.
@@ -87,16 +41,16 @@ pub fn names(spec: &SystemSpec) -> Vec<(String, Named)> {
             ));
         }
     }
-    for dependency in Proxied::ALL {
+    for dependency in Dependency::ALL {
         names.push((
             dependency.name().to_string(),
             Named::Proxy(dependency, None),
         ));
     }
-    for broker in 1..=kafka_brokers(spec) {
+    for broker in 1..=spec.kafka_brokers() {
         names.push((
             format!("kafka-{broker}"),
-            Named::Proxy(Proxied::Kafka, Some(broker)),
+            Named::Proxy(Dependency::Kafka, Some(broker)),
         ));
     }
     names
@@ -119,7 +73,7 @@ pub fn check_target(spec: &SystemSpec, fault: &Fault) -> Result<(), String> {
             fault.number,
             kind.name(),
             fault.target,
-            Proxied::ALL.map(Proxied::name).join(", ")
+            Dependency::ALL.map(Dependency::name).join(", ")
         )
     };
     match lookup(spec, &fault.target) {
@@ -128,11 +82,11 @@ pub fn check_target(spec: &SystemSpec, fault: &Fault) -> Result<(), String> {
             fault.number,
             fault.target,
             ServiceKind::ALL.map(|k| k.name()).join(", "),
-            Proxied::ALL.map(Proxied::name).join(", "),
+            Dependency::ALL.map(Dependency::name).join(", "),
         )),
         Some(Named::Process(..)) if !kind.is_process() => Err(wrong_kind()),
         Some(Named::Proxy(..)) if kind.is_process() => Err(wrong_kind()),
-        Some(Named::Proxy(dependency, _)) => dependency.proxyable(spec).map_err(|why| {
+        Some(Named::Proxy(dependency, _)) => spec.check_local(dependency).map_err(|why| {
             format!(
                 "fault #{} ({}) on {:?}: {why}",
                 fault.number,
@@ -146,7 +100,7 @@ pub fn check_target(spec: &SystemSpec, fault: &Fault) -> Result<(), String> {
 
 /// The dependencies the faults act on (checked with [`check_target`]), each to get
 /// fault proxies.
-pub fn proxied(spec: &SystemSpec, faults: &[Fault]) -> Vec<Proxied> {
+pub fn proxied(spec: &SystemSpec, faults: &[Fault]) -> Vec<Dependency> {
     let mut proxied = Vec::new();
     for fault in faults {
         if let Some(Named::Proxy(dependency, _)) = lookup(spec, &fault.target) {
@@ -160,60 +114,30 @@ pub fn proxied(spec: &SystemSpec, faults: &[Fault]) -> Vec<Proxied> {
 
 /// The fault proxies of one dependency (one per Kafka broker, in broker order).
 pub struct Proxies {
-    pub dependency: Proxied,
+    pub dependency: Dependency,
     pub proxies: Vec<FaultProxy>,
 }
 
-/// Starts fault proxies in front of each dependency in `proxied` and points `spec` at
-/// them: the dependency gets fixed ports (the proxies' upstreams), and the services the
-/// proxies' addresses.
+/// Starts fault proxies in front of each dependency in `proxied` (one per Kafka broker)
+/// and routes the services in `spec` through them: the dependency gets fixed ports, the
+/// proxies' upstreams.
 pub async fn start_proxies(
     spec: &mut SystemSpec,
-    proxied: &[Proxied],
+    proxied: &[Dependency],
 ) -> Result<Vec<Proxies>, ProxyStartError> {
     let mut all = Vec::new();
     for &dependency in proxied {
         let mut proxies = Vec::new();
-        match dependency {
-            Proxied::Kafka => {
-                let brokers = kafka_brokers(spec);
-                let mut client_ports = Vec::with_capacity(brokers);
-                let mut advertised = Vec::with_capacity(brokers);
-                for broker in 1..=brokers {
-                    let name = format!("kafka-{broker}");
-                    let port =
-                        free_port(&name).map_err(|e| ProxyStartError::Port(name.clone(), e))?;
-                    let proxy = proxy_to(&name, port).await?;
-                    client_ports.push(port);
-                    advertised.push(proxy.local_addr().to_string());
-                    proxies.push(proxy);
-                }
-                if let KafkaSpec::Local(local) = &mut spec.stack.kafka {
-                    local.client_ports = client_ports;
-                    local.advertised = advertised;
-                }
-            }
-            Proxied::Postgres => {
-                let upstream_port = free_port("postgres")
-                    .map_err(|e| ProxyStartError::Port("postgres".into(), e))?;
-                let proxy = proxy_to("postgres", upstream_port).await?;
-                if let PostgresSpec::Local { port, .. } = &mut spec.stack.postgres {
-                    *port = Some(upstream_port);
-                    spec.postgres_via = Some(proxy.local_addr().to_string());
-                }
-                proxies.push(proxy);
-            }
-            Proxied::Redis => {
-                let upstream_port =
-                    free_port("redis").map_err(|e| ProxyStartError::Port("redis".into(), e))?;
-                let proxy = proxy_to("redis", upstream_port).await?;
-                if let RedisSpec::Local { port, .. } = &mut spec.stack.redis {
-                    *port = Some(upstream_port);
-                    spec.redis_via = Some(proxy.local_addr().to_string());
-                }
-                proxies.push(proxy);
-            }
+        for port in spec.fix_ports(dependency)? {
+            let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+            let upstream = SocketAddr::from(([127, 0, 0, 1], port));
+            let proxy = FaultProxy::start(listen, upstream)
+                .await
+                .map_err(|e| ProxyStartError::Proxy(dependency.name(), e))?;
+            proxies.push(proxy);
         }
+        let addresses: Vec<SocketAddr> = proxies.iter().map(FaultProxy::local_addr).collect();
+        spec.route_through(dependency, &addresses)?;
         all.push(Proxies {
             dependency,
             proxies,
@@ -222,22 +146,13 @@ pub async fn start_proxies(
     Ok(all)
 }
 
-/// Starts a fault proxy on 127.0.0.1 in front of `upstream_port`.
-async fn proxy_to(name: &str, upstream_port: u16) -> Result<FaultProxy, ProxyStartError> {
-    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], upstream_port));
-    FaultProxy::start(listen, upstream)
-        .await
-        .map_err(|e| ProxyStartError::Proxy(name.to_string(), e))
-}
-
 /// A fault proxy that could not be put in front of its dependency.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyStartError {
-    #[error("choosing a port for {0}: {1}")]
-    Port(String, faultline_system::stack::StackError),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
     #[error("starting the fault proxy for {0}: {1}")]
-    Proxy(String, faultline_chaos::proxy::ProxyError),
+    Proxy(&'static str, faultline_chaos::proxy::ProxyError),
 }
 
 /// Binds every name of the topology to the running system's processes and proxies.
@@ -299,24 +214,53 @@ impl ProcessControl for ServiceFaults {
     /// SIGTERM, then wait until the supervisor has started it again and it is ready.
     fn restart(&self) -> BoxFuture<'_, Result<(), ProcessError>> {
         Box::pin(async move {
-            let failed = |reason: String| ProcessError::Restart {
-                target: self.name(),
-                reason,
-            };
-            let before = self.system.restarts(self.kind, self.replica);
-            self.signal(Signal::SIGTERM)?;
-            let deadline = tokio::time::Instant::now() + RESTART_DEADLINE;
-            while self.system.restarts(self.kind, self.replica) <= before {
-                if tokio::time::Instant::now() > deadline {
-                    return Err(failed("not restarted within 60 s".into()));
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             self.system
-                .wait_all_ready(left)
+                .restart_and_wait(self.kind, self.replica, RESTART_DEADLINE)
                 .await
-                .map_err(|e| failed(e.to_string()))
+                .map_err(|e| ProcessError::Restart {
+                    target: self.name(),
+                    reason: e.to_string(),
+                })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use faultline_system::stack::KafkaSpec;
+
+    use super::*;
+
+    #[test]
+    fn names_follow_the_topology_brokers_and_replicas() {
+        let mut spec = SystemSpec::new(PathBuf::new());
+        spec.replicas.insert(ServiceKind::Orders, 2);
+        if let KafkaSpec::Local(local) = &mut spec.stack.kafka {
+            local.brokers = 2;
+        }
+        let named = |name: &str| lookup(&spec, name);
+        assert_eq!(
+            named("orders"),
+            Some(Named::Process(ServiceKind::Orders, 1))
+        );
+        assert_eq!(
+            named("orders-2"),
+            Some(Named::Process(ServiceKind::Orders, 2))
+        );
+        assert_eq!(named("orders-3"), None);
+        assert_eq!(named("inventory-2"), None);
+        assert_eq!(
+            named("postgres"),
+            Some(Named::Proxy(Dependency::Postgres, None))
+        );
+        assert_eq!(named("kafka"), Some(Named::Proxy(Dependency::Kafka, None)));
+        assert_eq!(
+            named("kafka-2"),
+            Some(Named::Proxy(Dependency::Kafka, Some(2)))
+        );
+        assert_eq!(named("kafka-3"), None);
+        assert_eq!(named("kafka-0"), None);
     }
 }

@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use faultline_system::platform::migrate;
 use faultline_system::services::inventory;
-use faultline_system::services::serve::ServiceKind;
+use faultline_system::services::ServiceKind;
 use faultline_system::supervisor::{System, SystemError, SystemSpec};
 use faultline_system::topology::Topology;
 

@@ -34,7 +34,7 @@ use uuid::Uuid;
 
 use crate::platform::migrate::{self, DbError};
 use crate::services::messages::OrderItem;
-use crate::services::serve::ServiceKind;
+use crate::services::ServiceKind;
 use crate::services::{analytics, inventory, orders, payments};
 
 /// One write of the run's ledger.
@@ -579,14 +579,42 @@ async fn check_stock_of_orders(
     findings: &mut Findings,
 ) -> Result<(), CheckerError> {
     let ids: Vec<Uuid> = settled.keys().copied().collect();
-    // Per order, per product.
+    let held = held_stock(pool, &ids).await?;
+    for (id, status) in settled {
+        // The order's items, merged per product like inventory merges them.
+        let mut wanted: BTreeMap<i64, i64> = BTreeMap::new();
+        for item in items.get(id).map_or(&[][..], Vec::as_slice) {
+            *wanted.entry(item.product_id).or_default() += i64::from(item.quantity);
+        }
+        let empty = BTreeMap::new();
+        let held = held.get(id).unwrap_or(&empty);
+        // Ordered products, and any other product the order touched.
+        let mut products: Vec<i64> = wanted.keys().copied().collect();
+        products.extend(held.keys().filter(|p| !wanted.contains_key(p)));
+        let order = Entity::Order(*id);
+        for product in products {
+            let nothing = Held::default();
+            let h = held.get(&product).unwrap_or(&nothing);
+            let ordered = wanted.get(&product).copied();
+            check_product_of_order(&order, status, product, h, ordered, findings);
+        }
+    }
+    Ok(())
+}
+
+/// What each of `ids` holds of each product, per order and product, from inventory's
+/// events and reservations.
+async fn held_stock(
+    pool: &Pool,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, BTreeMap<i64, Held>>, CheckerError> {
     let mut held: HashMap<Uuid, BTreeMap<i64, Held>> = HashMap::new();
     for row in query_batched(
         pool,
         inventory::NAME,
         "SELECT order_id, product_id, kind, count(*), COALESCE(sum(quantity), 0)
          FROM stock_events WHERE order_id = ANY($1) GROUP BY order_id, product_id, kind",
-        &ids,
+        ids,
     )
     .await?
     {
@@ -613,7 +641,7 @@ async fn check_stock_of_orders(
         pool,
         inventory::NAME,
         "SELECT order_id, product_id, quantity, released FROM reservations WHERE order_id = ANY($1)",
-        &ids,
+        ids,
     )
     .await?
     {
@@ -623,81 +651,76 @@ async fn check_stock_of_orders(
             .or_default()
             .reservation = Some((row.get(2), row.get(3)));
     }
+    Ok(held)
+}
 
-    for (id, status) in settled {
-        // The order's items, merged per product like inventory merges them.
-        let mut wanted: BTreeMap<i64, i64> = BTreeMap::new();
-        for item in items.get(id).map_or(&[][..], Vec::as_slice) {
-            *wanted.entry(item.product_id).or_default() += i64::from(item.quantity);
-        }
-        let empty = BTreeMap::new();
-        let held = held.get(id).unwrap_or(&empty);
-        // Ordered products, and any other product the order touched.
-        let mut products: Vec<i64> = wanted.keys().copied().collect();
-        products.extend(held.keys().filter(|p| !wanted.contains_key(p)));
-        let order = Entity::Order(*id);
-        for product in products {
-            let nothing = Held::default();
-            let h = held.get(&product).unwrap_or(&nothing);
-            if h.reserved_events > 1 {
-                findings.add(
-                    Category::Duplicated,
-                    "orders whose stock was reserved more than once",
-                    order.clone(),
-                    format!("product {product}: {} reservations", h.reserved_events),
-                );
-            }
-            if h.released_events > 1 {
-                findings.add(
-                    Category::Duplicated,
-                    "orders whose reservation was released more than once",
-                    order.clone(),
-                    format!("product {product}: {} releases", h.released_events),
-                );
-            }
-            let ordered = wanted.get(&product).copied();
-            if status == COMPLETED {
-                if h.reserved_events == 0 {
-                    findings.add(
-                        Category::Inconsistent,
-                        "completed orders whose stock was not deducted",
-                        order.clone(),
-                        format!("product {product}"),
-                    );
-                } else if h.reserved_events == 1 && Some(h.reserved) != ordered {
-                    findings.add(
-                        Category::Inconsistent,
-                        "completed orders whose deduction differs from the order",
-                        order.clone(),
-                        format!(
-                            "product {product}: {} deducted, {} ordered",
-                            h.reserved,
-                            ordered.unwrap_or(0)
-                        ),
-                    );
-                }
-                if h.released_events > 0 || h.reservation.is_some_and(|(_, released)| released) {
-                    findings.add(
-                        Category::Inconsistent,
-                        "completed orders whose stock was given back",
-                        order.clone(),
-                        format!("product {product}"),
-                    );
-                }
-            } else if h.reserved != h.released || h.reservation.is_some_and(|(_, r)| !r) {
-                findings.add(
-                    Category::Inconsistent,
-                    "cancelled orders still holding stock",
-                    order.clone(),
-                    format!(
-                        "product {product}: {} reserved, {} released",
-                        h.reserved, h.released
-                    ),
-                );
-            }
+/// Holds one product of a settled order against its status: reserved and released at most
+/// once; a completed order deducted what it ordered and kept it; a cancelled one gave back
+/// all it reserved.
+fn check_product_of_order(
+    order: &Entity,
+    status: &str,
+    product: i64,
+    h: &Held,
+    ordered: Option<i64>,
+    findings: &mut Findings,
+) {
+    for (events, what, noun) in [
+        (
+            h.reserved_events,
+            "orders whose stock was reserved more than once",
+            "reservations",
+        ),
+        (
+            h.released_events,
+            "orders whose reservation was released more than once",
+            "releases",
+        ),
+    ] {
+        if events > 1 {
+            let detail = format!("product {product}: {events} {noun}");
+            findings.add(Category::Duplicated, what, order.clone(), detail);
         }
     }
-    Ok(())
+    if status == COMPLETED {
+        if h.reserved_events == 0 {
+            findings.add(
+                Category::Inconsistent,
+                "completed orders whose stock was not deducted",
+                order.clone(),
+                format!("product {product}"),
+            );
+        } else if h.reserved_events == 1 && Some(h.reserved) != ordered {
+            findings.add(
+                Category::Inconsistent,
+                "completed orders whose deduction differs from the order",
+                order.clone(),
+                format!(
+                    "product {product}: {} deducted, {} ordered",
+                    h.reserved,
+                    ordered.unwrap_or(0)
+                ),
+            );
+        }
+        if h.released_events > 0 || h.reservation.is_some_and(|(_, released)| released) {
+            findings.add(
+                Category::Inconsistent,
+                "completed orders whose stock was given back",
+                order.clone(),
+                format!("product {product}"),
+            );
+        }
+    } else if h.reserved != h.released || h.reservation.is_some_and(|(_, r)| !r) {
+        findings.add(
+            Category::Inconsistent,
+            "cancelled orders still holding stock",
+            order.clone(),
+            format!(
+                "product {product}: {} reserved, {} released",
+                h.reserved, h.released
+            ),
+        );
+    }
 }
 
 /// Stock is conserved: every level equals the fold of its events, and neither a level nor

@@ -11,6 +11,8 @@
 //!   `faultline serve`;
 //! - [`supervisor`] runs the whole system: stack, one database per service, every replica
 //!   as a supervised process, the gateway in front (`faultline system up`);
+//! - [`dependency`] names Kafka, PostgreSQL and Redis as fault targets and routes the
+//!   services to them through fault proxies;
 //! - [`topology`] is the `[system]` table of a scenario file, applied onto the
 //!   supervisor's spec (`faultline run`);
 //! - [`checker`] holds a run's write ledger against the services' databases after the run:
@@ -19,8 +21,11 @@
 //! Nothing in `loadgen`, `chaos` or `reports` depends on this crate.
 
 pub mod checker;
+pub mod dependency;
 pub mod platform;
 pub mod services;
 pub mod stack;
 pub mod supervisor;
 pub mod topology;
+
+pub use dependency::{Dependency, SpecError};

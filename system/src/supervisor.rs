@@ -12,16 +12,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use nix::sys::signal::Signal;
 use tokio_util::sync::CancellationToken;
 
+use crate::platform::http::{answers_ready, http_client};
 use crate::platform::migrate;
 use crate::services::inventory;
-use crate::services::serve::ServiceKind;
+use crate::services::ServiceKind;
 use crate::stack::process::{self, ManagedProcess, ProcessSpec};
 use crate::stack::{ports, Stack, StackError, StackSpec};
 
@@ -46,6 +43,8 @@ pub enum SystemError {
         log: PathBuf,
         tail: String,
     },
+    #[error("{name} was not ready again within {timeout:?} of its restart")]
+    NotRestarted { name: String, timeout: Duration },
     #[error("seeding the catalogue: {0}")]
     Seed(String),
     #[error("invalid system settings: {0}")]
@@ -74,12 +73,12 @@ pub struct SystemSpec {
     pub ready_timeout: Duration,
     /// Extra `serve` flags for one service (e.g. notifications' `--webhook-url`).
     pub extra_args: HashMap<ServiceKind, Vec<String>>,
-    /// `host:port` the services reach PostgreSQL through instead of the server's own, such
-    /// as a fault proxy in front of it; `None` to connect directly. Seeding, the checker and
-    /// `database_urls` always use the direct address.
-    pub postgres_via: Option<String>,
+    /// `host:port` the services reach PostgreSQL through instead of the server's own (a
+    /// fault proxy, see [`SystemSpec::route_through`]); `None` to connect directly.
+    /// Seeding, the checker and `database_urls` always use the direct address.
+    pub(crate) postgres_route: Option<String>,
     /// The same for Redis.
-    pub redis_via: Option<String>,
+    pub(crate) redis_route: Option<String>,
 }
 
 impl SystemSpec {
@@ -98,8 +97,8 @@ impl SystemSpec {
             jwt_secret: None,
             ready_timeout: Duration::from_secs(120),
             extra_args: HashMap::new(),
-            postgres_via: None,
-            redis_via: None,
+            postgres_route: None,
+            redis_route: None,
         }
     }
 }
@@ -167,7 +166,7 @@ pub struct System {
     pub gateway_url: String,
     pub jwt_secret: String,
     pub database_urls: HashMap<ServiceKind, String>,
-    /// What the services are given: `database_urls` routed via `SystemSpec::postgres_via`.
+    /// What the services are given: `database_urls` routed as [`SystemSpec::route_through`] asked.
     service_database_urls: HashMap<ServiceKind, String>,
 }
 
@@ -204,9 +203,9 @@ impl System {
         }
         let service_database_urls = database_urls
             .iter()
-            .map(|(kind, url)| Ok((*kind, routed_via(url, spec.postgres_via.as_deref())?)))
+            .map(|(kind, url)| Ok((*kind, routed_via(url, spec.postgres_route.as_deref())?)))
             .collect::<Result<HashMap<_, _>, SystemError>>()?;
-        let service_redis_url = routed_via(&endpoints.redis_url, spec.redis_via.as_deref())?;
+        let service_redis_url = routed_via(&endpoints.redis_url, spec.redis_route.as_deref())?;
         let mut system = System {
             processes: Arc::new(Mutex::new(Vec::new())),
             supervision: CancellationToken::new(),
@@ -240,46 +239,9 @@ impl System {
         lock(&system.processes).extend(started);
         system.wait_all_ready(spec.ready_timeout).await?;
 
-        let inventory_url = system
-            .database_urls
-            .get(&ServiceKind::Inventory)
-            .cloned()
-            .unwrap_or_default();
-        let pool =
-            migrate::pool(&inventory_url, 2).map_err(|e| SystemError::Seed(e.to_string()))?;
-        let seeded = inventory::seed(&pool, spec.products, spec.stock)
-            .await
-            .map_err(|e| SystemError::Seed(e.to_string()))?;
-        tracing::info!(products = seeded, stock = spec.stock, "catalogue seeded");
+        system.seed(&spec).await?;
 
-        let upstreams: Vec<String> = [
-            ServiceKind::Users,
-            ServiceKind::Inventory,
-            ServiceKind::Orders,
-            ServiceKind::Analytics,
-            ServiceKind::Ingest,
-        ]
-        .into_iter()
-        .map(|kind| {
-            let urls: Vec<String> = lock(&system.processes)
-                .iter()
-                .filter(|p| p.kind == kind)
-                .map(ServiceProcess::url)
-                .collect();
-            format!("{}={}", kind.name(), urls.join(","))
-        })
-        .collect();
-        let mut gateway_args = Vec::new();
-        for upstream in &upstreams {
-            gateway_args.push("--upstream".to_string());
-            gateway_args.push(upstream.clone());
-        }
-        gateway_args.extend([
-            "--rate-limit".into(),
-            spec.rate_limit.to_string(),
-            "--burst".into(),
-            spec.burst.to_string(),
-        ]);
+        let gateway_args = system.gateway_args(&spec);
         let port = ports::free_port("gateway")?;
         let args = system.service_args(
             &spec,
@@ -299,6 +261,49 @@ impl System {
             system.supervision.clone(),
         ));
         Ok(system)
+    }
+
+    /// Seeds inventory's catalogue directly, not through a fault proxy.
+    async fn seed(&self, spec: &SystemSpec) -> Result<(), SystemError> {
+        let inventory_url = self
+            .database_urls
+            .get(&ServiceKind::Inventory)
+            .cloned()
+            .unwrap_or_default();
+        let pool =
+            migrate::pool(&inventory_url, 2).map_err(|e| SystemError::Seed(e.to_string()))?;
+        let seeded = inventory::seed(&pool, spec.products, spec.stock)
+            .await
+            .map_err(|e| SystemError::Seed(e.to_string()))?;
+        tracing::info!(products = seeded, stock = spec.stock, "catalogue seeded");
+        Ok(())
+    }
+
+    /// The gateway's own flags: every replica of each upstream, and the rate limit.
+    fn gateway_args(&self, spec: &SystemSpec) -> Vec<String> {
+        let mut args = Vec::new();
+        for kind in [
+            ServiceKind::Users,
+            ServiceKind::Inventory,
+            ServiceKind::Orders,
+            ServiceKind::Analytics,
+            ServiceKind::Ingest,
+        ] {
+            let urls: Vec<String> = lock(&self.processes)
+                .iter()
+                .filter(|p| p.kind == kind)
+                .map(ServiceProcess::url)
+                .collect();
+            args.push("--upstream".to_string());
+            args.push(format!("{}={}", kind.name(), urls.join(",")));
+        }
+        args.extend([
+            "--rate-limit".into(),
+            spec.rate_limit.to_string(),
+            "--burst".into(),
+            spec.burst.to_string(),
+        ]);
+        args
     }
 
     fn service_args(
@@ -381,8 +386,7 @@ impl System {
 
     /// Waits until every process answers `/health/ready`, or says which did not and why.
     pub async fn wait_all_ready(&self, timeout: Duration) -> Result<(), SystemError> {
-        let client: Client<HttpConnector, Body> =
-            Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        let client = http_client();
         let deadline = Instant::now() + timeout;
         loop {
             let targets: Vec<(String, String, Exited)> = {
@@ -410,14 +414,7 @@ impl System {
                         log,
                     });
                 }
-                let ready = match format!("{url}/health/ready").parse() {
-                    Ok(uri) => matches!(
-                        tokio::time::timeout(Duration::from_secs(2), client.get(uri)).await,
-                        Ok(Ok(response)) if response.status().is_success()
-                    ),
-                    Err(_) => false,
-                };
-                if !ready {
+                if !answers_ready(&client, &url, Duration::from_secs(2)).await {
                     waiting = Some(name);
                     break;
                 }
@@ -482,6 +479,34 @@ impl System {
             .ok_or_else(|| SystemError::Invalid(format!("{} is not running", target.spec.name)))?;
         process.signal_group(signal)?;
         Ok(process.pid())
+    }
+
+    /// Restarts one replica gracefully: SIGTERM, then waits until the supervisor has
+    /// started it again and it answers `/health/ready`, for at most `timeout`.
+    pub async fn restart_and_wait(
+        &self,
+        kind: ServiceKind,
+        replica: usize,
+        timeout: Duration,
+    ) -> Result<(), SystemError> {
+        let before = self.restarts(kind, replica);
+        self.signal(kind, replica, Signal::SIGTERM)?;
+        let name = format!("{}-{replica}", kind.name());
+        let url = self
+            .service_url(kind, replica)
+            .ok_or_else(|| SystemError::Invalid(format!("{name} has no URL")))?;
+        let client = http_client();
+        // Tokio's clock, so that tests with paused time can drive the deadline.
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if self.restarts(kind, replica) > before
+                && answers_ready(&client, &url, Duration::from_secs(1)).await
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(SystemError::NotRestarted { name, timeout })
     }
 
     /// Restarts of one replica so far.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::{services::serve::ServiceKind, stack::KafkaSpec, supervisor::SystemSpec};
+use crate::{services::ServiceKind, stack::KafkaSpec, supervisor::SystemSpec};
 
 /// The system's topology, as a scenario writes it. Every field is optional; the
 /// defaults are `faultline system up`'s.

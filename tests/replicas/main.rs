@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
-use faultline_system::services::serve::ServiceKind;
+use faultline_system::services::ServiceKind;
 use faultline_system::supervisor::{System, SystemSpec};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};

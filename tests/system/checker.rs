@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context};
 use faultline_system::checker::{check, CheckReport, CheckSpec, LedgerOrder};
 use faultline_system::services::inventory;
-use faultline_system::services::serve::ServiceKind;
+use faultline_system::services::ServiceKind;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;

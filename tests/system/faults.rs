@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
-use faultline_system::services::serve::ServiceKind;
+use faultline_system::services::ServiceKind;
 use nix::sys::signal::Signal;
 use reqwest::StatusCode;
 use serde_json::json;

@@ -15,7 +15,7 @@ use faultline_loadgen::{
     Schedule,
 };
 use faultline_results::Arrivals;
-use faultline_system::services::serve::ServiceKind;
+use faultline_system::services::ServiceKind;
 
 use crate::support::Harness;
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{ensure, Context};
 use faultline_system::services::inventory;
-use faultline_system::services::serve::ServiceKind;
+use faultline_system::services::ServiceKind;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

@@ -90,7 +90,7 @@ impl Harness {
     pub async fn set_payments(&self, fail_rate: f64, latency_ms: u64) -> anyhow::Result<()> {
         let url = self
             .system
-            .service_url(faultline_system::services::serve::ServiceKind::Payments, 1)
+            .service_url(faultline_system::services::ServiceKind::Payments, 1)
             .context("payments")?;
         self.http
             .put(format!("{url}/admin/behaviour"))
@@ -106,7 +106,7 @@ impl Harness {
         let webhook_url = webhook.start().await?;
         let mut spec = SystemSpec::new(env!("CARGO_BIN_EXE_faultline").into());
         spec.extra_args.insert(
-            faultline_system::services::serve::ServiceKind::Notifications,
+            faultline_system::services::ServiceKind::Notifications,
             vec![
                 "--webhook-url".into(),
                 webhook_url,
@@ -252,7 +252,7 @@ impl Harness {
 
     pub fn database(
         &self,
-        kind: faultline_system::services::serve::ServiceKind,
+        kind: faultline_system::services::ServiceKind,
     ) -> anyhow::Result<deadpool_postgres::Pool> {
         let url = self
             .system

@@ -148,11 +148,11 @@ impl From<tokio_postgres::Error> for HandleError {
 
 /// Applies events inside the consumer's transaction.
 pub trait EventHandler: Send + Sync + 'static {
-    fn handle<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        event: &'a Envelope,
-    ) -> impl Future<Output = Result<(), HandleError>> + Send + 'a;
+    fn handle(
+        &self,
+        tx: &Transaction<'_>,
+        event: &Envelope,
+    ) -> impl Future<Output = Result<(), HandleError>> + Send;
 }
 
 /// A consumer group member applying events through an [`EventHandler`].

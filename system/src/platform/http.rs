@@ -186,6 +186,31 @@ async fn ready(State(operational): State<Operational>) -> Response {
     }
 }
 
+/// A plain HTTP/1 client, as the gateway forwards with and readiness is asked with.
+pub type HttpClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    axum::body::Body,
+>;
+
+/// A client with default settings, for asking services whether they are ready.
+pub fn http_client() -> HttpClient {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(hyper_util::client::legacy::connect::HttpConnector::new())
+}
+
+/// Whether the service at `base` (`http://host:port`) answers `/health/ready` with a
+/// success within `timeout`: the one readiness check of a service, asked by the gateway of
+/// its replicas, by the supervisor at start and after a restart.
+pub async fn answers_ready(client: &HttpClient, base: &str, timeout: Duration) -> bool {
+    let Ok(uri) = format!("{base}/health/ready").parse::<axum::http::Uri>() else {
+        return false;
+    };
+    matches!(
+        tokio::time::timeout(timeout, client.get(uri)).await,
+        Ok(Ok(response)) if response.status().is_success()
+    )
+}
+
 async fn render_metrics(State(operational): State<Operational>) -> Response {
     (
         [(

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -46,16 +47,19 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-/// Builds and registers one metric; the names and label sets are fixed at compile time, so
-/// registration can only fail on a programming error (a duplicate name), caught by tests.
-macro_rules! registered {
-    ($registry:expr, $metric:expr) => {{
-        let metric = $metric.expect("metric definition is valid");
-        $registry
-            .register(Box::new(metric.clone()))
-            .expect("metric names are unique");
-        metric
-    }};
+/// Registers `metric` in `registry` and hands it back. Every metric's name and labels are
+/// constants, so a failure here is a programming error (an invalid or duplicate name) that
+/// any test starting the service catches; nothing a request or the network sends reaches it.
+#[allow(clippy::expect_used)]
+fn registered<M>(registry: &Registry, metric: prometheus::Result<M>) -> M
+where
+    M: Collector + Clone + 'static,
+{
+    let metric = metric.expect("metric definition is valid");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique");
+    metric
 }
 
 impl Metrics {
@@ -65,57 +69,57 @@ impl Metrics {
         let labels = std::iter::once(("service".to_string(), service.to_string())).collect();
         let registry = Registry::new_custom(Some("faultline".into()), Some(labels))
             .expect("a registry with a constant label is valid");
-        let outbox_published = registered!(
-            registry,
+        let outbox_published = registered(
+            &registry,
             IntCounter::new(
                 "outbox_published_total",
-                "Outbox events acknowledged by Kafka"
-            )
+                "Outbox events acknowledged by Kafka",
+            ),
         );
-        let outbox_backlog = registered!(
-            registry,
+        let outbox_backlog = registered(
+            &registry,
             IntGauge::new(
                 "outbox_backlog",
-                "Outbox events committed and not yet published"
-            )
+                "Outbox events committed and not yet published",
+            ),
         );
-        let events_consumed = registered!(
-            registry,
+        let events_consumed = registered(
+            &registry,
             IntCounterVec::new(
                 Opts::new("events_consumed_total", "Events taken off Kafka by outcome"),
-                &["consumer", "outcome"]
-            )
+                &["consumer", "outcome"],
+            ),
         );
-        let event_retries = registered!(
-            registry,
+        let event_retries = registered(
+            &registry,
             IntCounterVec::new(
                 Opts::new(
                     "event_retries_total",
-                    "Event handling attempts retried after a transient error"
+                    "Event handling attempts retried after a transient error",
                 ),
-                &["consumer"]
-            )
+                &["consumer"],
+            ),
         );
-        let consumer_lag = registered!(
-            registry,
+        let consumer_lag = registered(
+            &registry,
             IntGaugeVec::new(
                 Opts::new(
                     "consumer_lag",
-                    "Messages between the consumer position and the partition end"
+                    "Messages between the consumer position and the partition end",
                 ),
-                &["consumer", "topic", "partition"]
-            )
+                &["consumer", "topic", "partition"],
+            ),
         );
-        let http_requests = registered!(
-            registry,
+        let http_requests = registered(
+            &registry,
             HistogramVec::new(
                 HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
                     .buckets(vec![
                         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                        5.0, 10.0
+                        5.0, 10.0,
                     ]),
-                &["route", "method", "status"]
-            )
+                &["route", "method", "status"],
+            ),
         );
         Metrics {
             inner: Arc::new(Inner {
@@ -128,6 +132,15 @@ impl Metrics {
                 http_requests,
             }),
         }
+    }
+
+    /// Registers a service's own metric (built by its constructor, e.g.
+    /// `IntCounterVec::new(opts, labels)`) next to the common ones and returns it.
+    pub fn register<M>(&self, metric: prometheus::Result<M>) -> M
+    where
+        M: Collector + Clone + 'static,
+    {
+        registered(&self.registry, metric)
     }
 
     /// The Prometheus text exposition of every registered metric.
@@ -158,5 +171,21 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("outcome=\"applied\""), "{text}");
+    }
+
+    #[test]
+    fn a_service_metric_is_served_with_the_common_ones() {
+        let metrics = Metrics::new("users");
+        let cache = metrics.register(IntCounterVec::new(
+            Opts::new("profile_cache_total", "Profile reads by cache outcome"),
+            &["outcome"],
+        ));
+        cache.with_label_values(&["hit"]).inc_by(2);
+        let text = metrics.render();
+        assert!(
+            text.contains("faultline_profile_cache_total{outcome=\"hit\",service=\"users\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("faultline_outbox_backlog"), "{text}");
     }
 }

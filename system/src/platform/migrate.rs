@@ -7,12 +7,54 @@
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
+use super::consumer::PROCESSED_EVENTS_SCHEMA;
+use super::outbox::OUTBOX_SCHEMA;
+
 /// One forward-only step of a schema.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
     pub version: i32,
     pub name: &'static str,
     pub sql: &'static str,
+}
+
+/// The tables every service shares, so that their schema is written once: a service's
+/// migrations start with the ones it needs, at the versions it always had.
+impl Migration {
+    /// The transactional outbox ([`crate::platform::outbox`]) of a service that publishes
+    /// events.
+    pub const fn outbox(version: i32) -> Migration {
+        Migration {
+            version,
+            name: "outbox",
+            sql: OUTBOX_SCHEMA,
+        }
+    }
+
+    /// The whole schema of a service that publishes and consumes events: the outbox
+    /// (version 1), the processed-event ids (version 2), then its own tables, `name` and
+    /// `sql`, as version 3.
+    pub const fn with_event_tables(name: &'static str, sql: &'static str) -> [Migration; 3] {
+        [
+            Migration::outbox(1),
+            Migration::processed_events(2),
+            Migration {
+                version: 3,
+                name,
+                sql,
+            },
+        ]
+    }
+
+    /// The processed-event ids ([`crate::platform::consumer`]) of a service that consumes
+    /// events idempotently.
+    pub const fn processed_events(version: i32) -> Migration {
+        Migration {
+            version,
+            name: "processed events",
+            sql: PROCESSED_EVENTS_SCHEMA,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,4 +158,23 @@ pub async fn migrate(
     }
     tx.commit().await.map_err(pg)?;
     Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_service_schema_is_outbox_then_processed_events_then_its_own() {
+        const SCHEMA: [Migration; 3] = Migration::with_event_tables("orders", "CREATE TABLE x ()");
+        let versions: Vec<(i32, &str)> = SCHEMA.iter().map(|m| (m.version, m.name)).collect();
+        assert_eq!(
+            versions,
+            [(1, "outbox"), (2, "processed events"), (3, "orders")]
+        );
+        assert_eq!(SCHEMA[0].sql, OUTBOX_SCHEMA);
+        assert_eq!(SCHEMA[1].sql, PROCESSED_EVENTS_SCHEMA);
+        assert_eq!(SCHEMA[2].sql, "CREATE TABLE x ()");
+        assert_eq!(Migration::processed_events(1).version, 1);
+    }
 }

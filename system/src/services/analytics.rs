@@ -23,9 +23,8 @@ use uuid::Uuid;
 
 use super::messages::{self, types, OrderChanged, V1};
 use super::orders::caller;
-use crate::platform::consumer::{
-    expect_version, EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA,
-};
+use super::runtime::{ServiceContext, ServiceError};
+use crate::platform::consumer::{expect_version, EventHandler, HandleError};
 use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, ErrorBody, Json};
 use crate::platform::metrics::Metrics;
@@ -39,11 +38,7 @@ pub const VIEW_CHANNEL: &str = "order_views";
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 
 pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "processed events",
-        sql: PROCESSED_EVENTS_SCHEMA,
-    },
+    Migration::processed_events(1),
     Migration {
         version: 2,
         name: "order views and aggregates",
@@ -94,6 +89,16 @@ pub(crate) struct ViewState {
 }
 
 /// `GET /orders/{id}/view`, `GET /analytics/summary`.
+/// Starts analytics: its database, the projector that builds the read model from order
+/// events, and the listener that wakes long-polls when a view changes.
+pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, ServiceError> {
+    let platform = ctx.platform(MIGRATIONS, TOPICS).await?;
+    let views = Listener::spawn(&platform.database_url, VIEW_CHANNEL, ctx.background());
+    let projector = Projector::new(&platform.metrics);
+    ctx.consume(&platform, "analytics-projector", TOPICS, projector)?;
+    Ok(routes(platform.pool.clone(), views))
+}
+
 pub fn routes(pool: Pool, views: Listener) -> Router {
     Router::new()
         .route("/orders/{id}/view", get(get_view))
@@ -251,28 +256,17 @@ pub struct Projector {
 }
 
 impl Projector {
-    #[allow(clippy::expect_used)]
     pub fn new(metrics: &Metrics) -> Projector {
-        // A constant definition: registration fails only on a programming error.
-        let lag = Gauge::with_opts(Opts::new(
+        let lag = metrics.register(Gauge::with_opts(Opts::new(
             "projection_lag_seconds",
             "Seconds from an order event's time to its projection into the read model",
-        ))
-        .expect("valid metric");
-        metrics
-            .registry
-            .register(Box::new(lag.clone()))
-            .expect("unique metric");
+        )));
         Projector { lag }
     }
 }
 
 impl EventHandler for Projector {
-    async fn handle<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        event: &'a Envelope,
-    ) -> Result<(), HandleError> {
+    async fn handle(&self, tx: &Transaction<'_>, event: &Envelope) -> Result<(), HandleError> {
         expect_version(event, V1)?;
         if !matches!(
             event.event_type.as_str(),

@@ -1,5 +1,6 @@
 //! Configurable failure rate and latency of a saga participant (payments, shipping), for
-//! experiments: set at start by flags, changed at runtime with `PUT /admin/behaviour`.
+//! experiments: set at start by flags, changed at runtime with `PUT /admin/behaviour`; and
+//! how such a participant starts ([`start_participant`]).
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -9,7 +10,12 @@ use axum::routing::get;
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
+use deadpool_postgres::Pool;
+
+use super::runtime::{ServiceContext, ServiceError};
+use crate::platform::consumer::EventHandler;
 use crate::platform::http::{ApiError, Json};
+use crate::platform::migrate::Migration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Behaviour {
@@ -75,6 +81,25 @@ impl SharedBehaviour {
         }
         behaviour.fail_rate > 0.0 && rand::random::<f64>() < behaviour.fail_rate
     }
+}
+
+/// Starts a saga participant whose outcomes follow a [`Behaviour`]: its database and outbox
+/// relay, and its consumer (`<service>-commands`) of the first of its `topics`, the saga's
+/// commands to it, with the handler `handler` makes from the behaviour. Returns its pool
+/// and the behaviour, for its routes.
+pub(crate) async fn start_participant<H: EventHandler>(
+    ctx: &mut ServiceContext<'_>,
+    migrations: &[Migration],
+    topics: &[&str],
+    handler: impl FnOnce(SharedBehaviour) -> H,
+) -> Result<(Pool, SharedBehaviour), ServiceError> {
+    let platform = ctx.platform(migrations, topics).await?;
+    ctx.relay(&platform);
+    let behaviour = ctx.behaviour()?;
+    let consumer = format!("{}-commands", ctx.name);
+    let commands = topics.get(..1).unwrap_or_default();
+    ctx.consume(&platform, &consumer, commands, handler(behaviour.clone()))?;
+    Ok((platform.pool.clone(), behaviour))
 }
 
 /// `GET` and `PUT /admin/behaviour`.

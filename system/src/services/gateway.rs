@@ -27,9 +27,12 @@ use hyper_util::rt::TokioExecutor;
 use prometheus::{IntGaugeVec, Opts};
 use tokio_util::sync::CancellationToken;
 
+use super::runtime::{ServiceContext, ServiceError};
 use crate::platform::auth::{AuthError, Tokens};
 use crate::platform::breaker::CircuitBreaker;
-use crate::platform::http::{ApiError, RouteLabel, TraceContext, REQUEST_ID, TRACEPARENT, USER_ID};
+use crate::platform::http::{
+    answers_ready, ApiError, RouteLabel, TraceContext, REQUEST_ID, TRACEPARENT, USER_ID,
+};
 use crate::platform::metrics::Metrics;
 
 pub const NAME: &str = "gateway";
@@ -273,13 +276,8 @@ impl Gateway {
             }
             for (upstream, set) in self.sets.iter() {
                 for replica in &set.replicas {
-                    let uri: Result<Uri, _> = format!("{}/health/ready", replica.base).parse();
-                    let Ok(uri) = uri else { continue };
-                    let probe = self.client.get(uri);
-                    let healthy = matches!(
-                        tokio::time::timeout(Duration::from_secs(1), probe).await,
-                        Ok(Ok(response)) if response.status().is_success()
-                    );
+                    let healthy =
+                        answers_ready(&self.client, &replica.base, Duration::from_secs(1)).await;
                     if replica.healthy.swap(healthy, Ordering::Relaxed) != healthy {
                         tracing::info!(upstream = upstream.name(), replica = %replica.base, healthy, "replica health changed");
                     }
@@ -292,22 +290,56 @@ impl Gateway {
     }
 }
 
-#[allow(clippy::expect_used)]
 fn breaker_gauge(metrics: &Metrics) -> IntGaugeVec {
-    // A constant definition: registration fails only on a programming error.
-    let gauge = IntGaugeVec::new(
+    metrics.register(IntGaugeVec::new(
         Opts::new(
             "circuit_breaker_state",
             "Circuit breaker per upstream replica: 0 closed, 1 open, 2 half-open",
         ),
         &["upstream", "replica"],
-    )
-    .expect("valid metric");
-    metrics
-        .registry
-        .register(Box::new(gauge.clone()))
-        .expect("unique metric");
-    gauge
+    ))
+}
+
+/// Starts the gateway in front of the replicas named by `--upstream`, checking each one's
+/// health in the background.
+pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, ServiceError> {
+    let args = ctx.args;
+    let config = GatewayConfig {
+        upstreams: parse_upstreams(&args.upstreams).map_err(|reason| ctx.invalid(reason))?,
+        tokens: ctx.tokens()?,
+        rate_per_user: args.rate_limit,
+        burst: args.burst,
+        request_timeout: args.request_timeout,
+        health_interval: Duration::from_secs(1),
+    };
+    let gateway = Gateway::new(&config);
+    let health_checks =
+        gateway
+            .clone()
+            .health_checks(config.health_interval, ctx.metrics(), ctx.background());
+    ctx.spawn(health_checks);
+    Ok(routes(gateway))
+}
+
+/// Parses `--upstream service=url,url`.
+pub fn parse_upstreams(values: &[String]) -> Result<HashMap<Upstream, Vec<String>>, String> {
+    let mut upstreams: HashMap<Upstream, Vec<String>> = HashMap::new();
+    for value in values {
+        let (name, urls) = value
+            .split_once('=')
+            .ok_or_else(|| format!("--upstream {value:?}: expected SERVICE=URL[,URL...]"))?;
+        let upstream = Upstream::from_name(name.trim())
+            .ok_or_else(|| format!("--upstream {value:?}: unknown service {name:?}"))?;
+        for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            if !url.starts_with("http://") {
+                return Err(format!(
+                    "--upstream {value:?}: {url:?} is not an http:// URL"
+                ));
+            }
+            upstreams.entry(upstream).or_default().push(url.to_string());
+        }
+    }
+    Ok(upstreams)
 }
 
 /// The gateway's router: everything goes through [`proxy`].
@@ -369,16 +401,16 @@ async fn proxy(
     response
 }
 
-async fn forward(
+/// Who the caller is, as the rate limiter keys it: the token's user (passed on as
+/// `x-user-id`) on a route that needs one, else the client's address.
+fn caller(
     gateway: &Gateway,
     route: Route,
-    trace: &TraceContext,
-    request: Request,
-) -> Result<Response, ApiError> {
-    let (mut parts, body) = request.into_parts();
+    parts: &mut axum::http::request::Parts,
+) -> Result<String, ApiError> {
     // Never trust a client's claim to be someone.
     parts.headers.remove(&USER_ID);
-    let limit_key = if route.authenticated {
+    let key = if route.authenticated {
         let token = bearer(&parts.headers)
             .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
         let user = gateway.tokens.validate(token).map_err(|e| match e {
@@ -396,6 +428,17 @@ async fn forward(
             .map(|c| c.0.ip().to_string())
             .unwrap_or_else(|| "anonymous".into())
     };
+    Ok(key)
+}
+
+async fn forward(
+    gateway: &Gateway,
+    route: Route,
+    trace: &TraceContext,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (mut parts, body) = request.into_parts();
+    let limit_key = caller(gateway, route, &mut parts)?;
     gateway
         .limiter
         .check(&limit_key)
@@ -429,6 +472,19 @@ async fn forward(
             route.upstream.name()
         ))
     })?;
+    send(gateway, route, set, parts, body, &path_and_query).await
+}
+
+/// Sends the request to a replica of `set`, once more to another one when an idempotent
+/// request could not connect, and records the outcome in the replica's breaker.
+async fn send(
+    gateway: &Gateway,
+    route: Route,
+    set: &ReplicaSet,
+    parts: axum::http::request::Parts,
+    body: Body,
+    path_and_query: &str,
+) -> Result<Response, ApiError> {
     let retryable = matches!(parts.method, Method::GET | Method::HEAD);
     let mut body = Some(body);
     let mut tried: Option<Arc<Replica>> = None;

@@ -14,6 +14,7 @@ use axum::Router;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::messages;
+use super::runtime::{ensure_topics, kafka_probe, producer, ServiceContext, ServiceError};
 use crate::platform::http::{ApiError, ErrorBody, Json};
 
 pub const NAME: &str = "ingest";
@@ -21,6 +22,17 @@ pub const TOPICS: &[&str] = &[messages::INGEST_TELEMETRY];
 /// The most events one request may carry.
 pub const MAX_BATCH: usize = 10_000;
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Starts ingest: no database, only Kafka, whose readiness it reports.
+pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, ServiceError> {
+    let bootstrap = ctx.kafka_bootstrap()?;
+    ensure_topics(bootstrap, TOPICS)
+        .await
+        .map_err(|reason| ctx.kafka_error(reason))?;
+    let producer = producer(bootstrap).map_err(|reason| ctx.kafka_error(reason))?;
+    ctx.add_probe("kafka", kafka_probe(bootstrap));
+    Ok(routes(producer))
+}
 
 /// `POST /ingest/events` with a JSON array of objects.
 pub fn routes(producer: FutureProducer) -> Router {

@@ -23,31 +23,17 @@ use uuid::Uuid;
 
 use super::messages::{self, types, Amount, Failed, OrderItem, OrderRef, Reserve, V1};
 
-use crate::platform::consumer::{
-    expect_version, EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA,
-};
+use super::runtime::{ServiceContext, ServiceError};
+use crate::platform::consumer::{expect_version, EventHandler, HandleError};
 use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, ErrorBody, Json};
 use crate::platform::migrate::Migration;
-use crate::platform::outbox::OUTBOX_SCHEMA;
 
 pub const NAME: &str = "inventory";
 
-pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "outbox",
-        sql: OUTBOX_SCHEMA,
-    },
-    Migration {
-        version: 2,
-        name: "processed events",
-        sql: PROCESSED_EVENTS_SCHEMA,
-    },
-    Migration {
-        version: 3,
-        name: "products and stock",
-        sql: "
+pub const MIGRATIONS: &[Migration] = &Migration::with_event_tables(
+    "products and stock",
+    "
 CREATE TABLE products (
     id          BIGINT PRIMARY KEY,
     name        TEXT NOT NULL,
@@ -74,8 +60,7 @@ CREATE TABLE reservations (
     released   BOOLEAN NOT NULL DEFAULT false,
     PRIMARY KEY (order_id, product_id)
 );",
-    },
-];
+);
 
 /// Topics inventory reads and writes.
 pub const TOPICS: &[&str] = &[messages::INVENTORY_COMMANDS, messages::INVENTORY_REPLIES];
@@ -91,6 +76,19 @@ pub struct Product {
 }
 
 /// `GET /products`, `GET /products/{id}`.
+/// Starts inventory: its database and outbox relay, and its consumer of the saga's commands.
+pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, ServiceError> {
+    let platform = ctx.platform(MIGRATIONS, TOPICS).await?;
+    ctx.relay(&platform);
+    ctx.consume(
+        &platform,
+        "inventory-commands",
+        &[messages::INVENTORY_COMMANDS],
+        CommandHandler,
+    )?;
+    Ok(routes(platform.pool.clone()))
+}
+
 pub fn routes(pool: Pool) -> Router {
     Router::new()
         .route("/products", get(list_products))
@@ -235,15 +233,14 @@ pub async fn audit(pool: &Pool) -> Result<Vec<AuditFinding>, ApiError> {
 pub struct CommandHandler;
 
 impl EventHandler for CommandHandler {
-    async fn handle<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        event: &'a Envelope,
-    ) -> Result<(), HandleError> {
+    async fn handle(&self, tx: &Transaction<'_>, event: &Envelope) -> Result<(), HandleError> {
         expect_version(event, V1)?;
         match event.event_type.as_str() {
             types::RESERVE => reserve(tx, event, event.payload_as::<Reserve>()?).await,
-            types::RELEASE => release(tx, event, event.payload_as::<OrderRef>()?).await,
+            types::RELEASE => {
+                let OrderRef { order_id } = event.payload_as()?;
+                release(tx, event, order_id).await
+            }
             other => Err(HandleError::Poison(format!(
                 "inventory does not handle {other}"
             ))),
@@ -267,6 +264,21 @@ async fn reply<T: Serialize>(
     .await
 }
 
+/// The head of a product's stock stream, as a command read it.
+#[derive(Clone, Copy)]
+struct StockHead {
+    product_id: i64,
+    version: i64,
+    available: i32,
+}
+
+/// What a reservation takes of one product.
+struct Take {
+    head: StockHead,
+    quantity: i32,
+    price_cents: i64,
+}
+
 async fn reserve(
     tx: &Transaction<'_>,
     event: &Envelope,
@@ -274,6 +286,44 @@ async fn reserve(
 ) -> Result<(), HandleError> {
     let order_id = command.order_id;
     // A second reserve for the same order (the saga re-sent it) answers like the first.
+    let amount_cents = match reserved_amount(tx, order_id).await? {
+        Some(amount_cents) => amount_cents,
+        None => match plan_reservation(tx, &command.items).await? {
+            Ok(takes) => take_stock(tx, order_id, takes).await?,
+            Err(reason) => {
+                let failed = Failed { order_id, reason };
+                return reply(tx, event, types::RESERVATION_FAILED, &failed).await;
+            }
+        },
+    };
+    let reserved = Amount {
+        order_id,
+        amount_cents,
+    };
+    reply(tx, event, types::RESERVED, &reserved).await
+}
+
+/// Takes `takes` from stock for `order_id`; returns their price.
+async fn take_stock(
+    tx: &Transaction<'_>,
+    order_id: Uuid,
+    takes: Vec<Take>,
+) -> Result<i64, HandleError> {
+    let mut amount_cents = 0i64;
+    for take in takes {
+        append(tx, &take.head, "reserved", -take.quantity, order_id).await?;
+        tx.execute(
+            "INSERT INTO reservations (order_id, product_id, quantity) VALUES ($1, $2, $3)",
+            &[&order_id, &take.head.product_id, &take.quantity],
+        )
+        .await?;
+        amount_cents += i64::from(take.quantity) * take.price_cents;
+    }
+    Ok(amount_cents)
+}
+
+/// The price of the stock already reserved for `order_id`, if any is.
+async fn reserved_amount(tx: &Transaction<'_>, order_id: Uuid) -> Result<Option<i64>, HandleError> {
     let existing = tx
         .query(
             "SELECT r.quantity, p.price_cents FROM reservations r JOIN products p ON p.id = r.product_id
@@ -281,132 +331,76 @@ async fn reserve(
             &[&order_id],
         )
         .await?;
-    if !existing.is_empty() {
-        let amount: i64 = existing
+    Ok((!existing.is_empty()).then(|| {
+        existing
             .iter()
             .map(|r| i64::from(r.get::<_, i32>(0)) * r.get::<_, i64>(1))
-            .sum();
-        return reply(
-            tx,
-            event,
-            types::RESERVED,
-            &Amount {
-                order_id,
-                amount_cents: amount,
-            },
-        )
-        .await;
-    }
+            .sum()
+    }))
+}
 
+/// What to take of each product for `items`, or why the order cannot be reserved (the
+/// inner error, a reason for the saga, not a failure of the handler).
+async fn plan_reservation(
+    tx: &Transaction<'_>,
+    items: &[OrderItem],
+) -> Result<Result<Vec<Take>, String>, HandleError> {
     // Merge repeated products and take them in id order, so concurrent reservations touch
     // rows in the same order.
     let mut wanted: BTreeMap<i64, i64> = BTreeMap::new();
     for OrderItem {
         product_id,
         quantity,
-    } in &command.items
+    } in items
     {
         if *quantity <= 0 {
-            return reply(
-                tx,
-                event,
-                types::RESERVATION_FAILED,
-                &Failed {
-                    order_id,
-                    reason: format!("quantity {quantity} of product {product_id} is not positive"),
-                },
-            )
-            .await;
+            return Ok(Err(format!(
+                "quantity {quantity} of product {product_id} is not positive"
+            )));
         }
         *wanted.entry(*product_id).or_default() += i64::from(*quantity);
     }
     if wanted.is_empty() {
-        return reply(
-            tx,
-            event,
-            types::RESERVATION_FAILED,
-            &Failed {
-                order_id,
-                reason: "no items".into(),
-            },
-        )
-        .await;
+        return Ok(Err("no items".into()));
     }
-    let mut plan = Vec::with_capacity(wanted.len());
-    for (product_id, quantity) in &wanted {
+    let mut takes = Vec::with_capacity(wanted.len());
+    for (product_id, quantity) in wanted {
         let row = tx
             .query_opt(
                 "SELECT s.version, s.available, p.price_cents FROM stock_levels s JOIN products p ON p.id = s.product_id
                  WHERE s.product_id = $1",
-                &[product_id],
+                &[&product_id],
             )
             .await?;
         let Some(row) = row else {
-            return reply(
-                tx,
-                event,
-                types::RESERVATION_FAILED,
-                &Failed {
-                    order_id,
-                    reason: format!("no product {product_id}"),
-                },
-            )
-            .await;
+            return Ok(Err(format!("no product {product_id}")));
         };
-        let (version, available, price): (i64, i32, i64) = (row.get(0), row.get(1), row.get(2));
-        if i64::from(available) < *quantity {
-            return reply(
-                tx,
-                event,
-                types::RESERVATION_FAILED,
-                &Failed {
-                    order_id,
-                    reason: format!(
-                        "product {product_id}: {available} available, {quantity} wanted"
-                    ),
-                },
-            )
-            .await;
+        let (version, available, price_cents): (i64, i32, i64) =
+            (row.get(0), row.get(1), row.get(2));
+        if i64::from(available) < quantity {
+            return Ok(Err(format!(
+                "product {product_id}: {available} available, {quantity} wanted"
+            )));
         }
-        plan.push((*product_id, *quantity as i32, version, available, price));
+        takes.push(Take {
+            head: StockHead {
+                product_id,
+                version,
+                available,
+            },
+            // At most `available`, an i32.
+            quantity: quantity as i32,
+            price_cents,
+        });
     }
-    let mut amount = 0i64;
-    for (product_id, quantity, version, available, price) in plan {
-        append(
-            tx,
-            product_id,
-            version,
-            "reserved",
-            -quantity,
-            available - quantity,
-            order_id,
-        )
-        .await?;
-        tx.execute(
-            "INSERT INTO reservations (order_id, product_id, quantity) VALUES ($1, $2, $3)",
-            &[&order_id, &product_id, &quantity],
-        )
-        .await?;
-        amount += i64::from(quantity) * price;
-    }
-    reply(
-        tx,
-        event,
-        types::RESERVED,
-        &Amount {
-            order_id,
-            amount_cents: amount,
-        },
-    )
-    .await
+    Ok(Ok(takes))
 }
 
 async fn release(
     tx: &Transaction<'_>,
     event: &Envelope,
-    command: OrderRef,
+    order_id: Uuid,
 ) -> Result<(), HandleError> {
-    let order_id = command.order_id;
     let held = tx
         .query(
             "SELECT product_id, quantity FROM reservations WHERE order_id = $1 AND NOT released ORDER BY product_id",
@@ -421,17 +415,12 @@ async fn release(
                 &[&product_id],
             )
             .await?;
-        let (version, available): (i64, i32) = (head.get(0), head.get(1));
-        append(
-            tx,
+        let head = StockHead {
             product_id,
-            version,
-            "released",
-            quantity,
-            available + quantity,
-            order_id,
-        )
-        .await?;
+            version: head.get(0),
+            available: head.get(1),
+        };
+        append(tx, &head, "released", quantity, order_id).await?;
     }
     tx.execute(
         "UPDATE reservations SET released = true WHERE order_id = $1",
@@ -442,21 +431,25 @@ async fn release(
     reply(tx, event, types::RELEASED, &OrderRef { order_id }).await
 }
 
-/// Appends one event to a product's stream at `expected + 1`, moving its head, or fails
-/// with a retry if another writer moved the head first.
+/// Appends one event of `kind` moving `quantity` units (negative: taken) to the stream
+/// whose head is `head`, at the next version, moving the head; or fails with a retry if
+/// another writer moved the head first.
 async fn append(
     tx: &Transaction<'_>,
-    product_id: i64,
-    expected: i64,
+    head: &StockHead,
     kind: &str,
     quantity: i32,
-    available_after: i32,
     order_id: Uuid,
 ) -> Result<(), HandleError> {
+    let StockHead {
+        product_id,
+        version: expected,
+        available,
+    } = *head;
     let moved = tx
         .execute(
             "UPDATE stock_levels SET version = $3, available = $4 WHERE product_id = $1 AND version = $2",
-            &[&product_id, &expected, &(expected + 1), &available_after],
+            &[&product_id, &expected, &(expected + 1), &(available + quantity)],
         )
         .await?;
     if moved == 0 {

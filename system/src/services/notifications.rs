@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::Router;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -20,21 +21,16 @@ use serde::Serialize;
 use tokio_postgres::Transaction;
 
 use super::messages::{self, types, OrderChanged, UserRegistered, V1};
+use super::runtime::{ServiceContext, ServiceError};
 use crate::platform::breaker::CircuitBreaker;
-use crate::platform::consumer::{
-    expect_version, EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA,
-};
+use crate::platform::consumer::{expect_version, EventHandler, HandleError};
 use crate::platform::envelope::Envelope;
 use crate::platform::metrics::Metrics;
 use crate::platform::migrate::Migration;
 
 pub const NAME: &str = "notifications";
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "processed events",
-    sql: PROCESSED_EVENTS_SCHEMA,
-}];
+pub const MIGRATIONS: &[Migration] = &[Migration::processed_events(1)];
 
 pub const TOPICS: &[&str] = &[messages::ORDERS_EVENTS, messages::USERS_EVENTS];
 
@@ -48,12 +44,13 @@ pub struct Notification {
 }
 
 /// A way to send notifications.
+/// A send in progress: `Err` says why the channel did not deliver.
+pub type Sending<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+
 pub trait Channel: Send + Sync + 'static {
     fn name(&self) -> &str;
-    fn send<'a>(
-        &'a self,
-        notification: &'a Notification,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+    fn send<'a>(&'a self, notification: &'a Notification) -> Sending<'a>;
 }
 
 /// Writes notifications to the log.
@@ -64,10 +61,7 @@ impl Channel for LogChannel {
         "log"
     }
 
-    fn send<'a>(
-        &'a self,
-        notification: &'a Notification,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+    fn send<'a>(&'a self, notification: &'a Notification) -> Sending<'a> {
         Box::pin(async move {
             tracing::info!(kind = %notification.kind, subject = %notification.subject, "{}", notification.message);
             Ok(())
@@ -97,10 +91,7 @@ impl Channel for WebhookChannel {
         "webhook"
     }
 
-    fn send<'a>(
-        &'a self,
-        notification: &'a Notification,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+    fn send<'a>(&'a self, notification: &'a Notification) -> Sending<'a> {
         Box::pin(async move {
             let body = serde_json::to_vec(notification).map_err(|e| e.to_string())?;
             let request = axum::http::Request::post(&self.url)
@@ -151,6 +142,23 @@ struct ChannelWithBreaker {
     breaker: CircuitBreaker,
 }
 
+/// Starts notifications: its database and its consumer of order and user events, sending
+/// to the log and, when asked, to a webhook.
+pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, ServiceError> {
+    let platform = ctx.platform(MIGRATIONS, TOPICS).await?;
+    let mut channels: Vec<Box<dyn Channel>> = vec![Box::new(LogChannel)];
+    if let Some(url) = &ctx.args.webhook_url {
+        channels.push(Box::new(WebhookChannel::new(url)));
+    }
+    let policy = RetryPolicy {
+        max_attempts: ctx.args.max_attempts.max(1),
+        ..RetryPolicy::default()
+    };
+    let notifier = Notifier::new(channels, policy, &platform.metrics);
+    ctx.consume(&platform, "notifications", TOPICS, notifier)?;
+    Ok(Router::new())
+}
+
 /// Turns events into notifications and sends them on every channel.
 pub struct Notifier {
     channels: Vec<Arc<ChannelWithBreaker>>,
@@ -159,25 +167,18 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    #[allow(clippy::expect_used)]
     pub fn new(
         channels: Vec<Box<dyn Channel>>,
         policy: RetryPolicy,
         metrics: &Metrics,
     ) -> Notifier {
-        // A constant definition: registration fails only on a programming error.
-        let sent = IntCounterVec::new(
+        let sent = metrics.register(IntCounterVec::new(
             Opts::new(
                 "notifications_total",
                 "Notification sends by channel and outcome",
             ),
             &["channel", "outcome"],
-        )
-        .expect("valid metric");
-        metrics
-            .registry
-            .register(Box::new(sent.clone()))
-            .expect("unique metric");
+        ));
         Notifier {
             channels: channels
                 .into_iter()
@@ -270,11 +271,7 @@ fn notification_for(event: &Envelope) -> Result<Option<Notification>, HandleErro
 }
 
 impl EventHandler for Notifier {
-    async fn handle<'a>(
-        &'a self,
-        _tx: &'a Transaction<'a>,
-        event: &'a Envelope,
-    ) -> Result<(), HandleError> {
+    async fn handle(&self, _tx: &Transaction<'_>, event: &Envelope) -> Result<(), HandleError> {
         expect_version(event, V1)?;
         let Some(notification) = notification_for(event)? else {
             return Ok(());

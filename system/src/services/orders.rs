@@ -27,32 +27,19 @@ use uuid::Uuid;
 use super::messages::{
     self, types, Amount, Failed, OrderChanged, OrderItem, OrderRef, Reserve, V1,
 };
-use crate::platform::consumer::{
-    expect_version, EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA,
-};
+use super::runtime::{ServiceContext, ServiceError};
+use crate::platform::consumer::{expect_version, EventHandler, HandleError};
 use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, ErrorBody, Json, TraceContext, USER_ID};
 use crate::platform::metrics::Metrics;
 use crate::platform::migrate::Migration;
-use crate::platform::outbox::{self, OUTBOX_SCHEMA};
+use crate::platform::outbox;
 
 pub const NAME: &str = "orders";
 
-pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "outbox",
-        sql: OUTBOX_SCHEMA,
-    },
-    Migration {
-        version: 2,
-        name: "processed events",
-        sql: PROCESSED_EVENTS_SCHEMA,
-    },
-    Migration {
-        version: 3,
-        name: "orders",
-        sql: "
+pub const MIGRATIONS: &[Migration] = &Migration::with_event_tables(
+    "orders",
+    "
 CREATE TABLE orders (
     id              UUID PRIMARY KEY,
     user_id         UUID NOT NULL,
@@ -68,8 +55,7 @@ CREATE TABLE orders (
     UNIQUE (user_id, idempotency_key)
 );
 CREATE INDEX orders_by_status ON orders (status);",
-    },
-];
+);
 
 pub const TOPICS: &[&str] = &[
     messages::ORDERS_EVENTS,
@@ -111,30 +97,18 @@ pub struct SagaMetrics {
 }
 
 impl SagaMetrics {
-    #[allow(clippy::expect_used)]
     pub fn register(metrics: &Metrics) -> SagaMetrics {
-        // Names and labels are constants: registration fails only on a programming error.
-        let by_status = IntGaugeVec::new(
+        let by_status = metrics.register(IntGaugeVec::new(
             Opts::new("saga_orders", "Orders by saga status"),
             &["status"],
-        )
-        .expect("valid metric");
-        let transitions = IntCounterVec::new(
+        ));
+        let transitions = metrics.register(IntCounterVec::new(
             Opts::new(
                 "saga_transitions_total",
                 "Saga moves by step left and step entered",
             ),
             &["from", "to"],
-        )
-        .expect("valid metric");
-        metrics
-            .registry
-            .register(Box::new(by_status.clone()))
-            .expect("unique metric");
-        metrics
-            .registry
-            .register(Box::new(transitions.clone()))
-            .expect("unique metric");
+        ));
         SagaMetrics {
             by_status,
             transitions,
@@ -194,6 +168,26 @@ pub struct Order {
 }
 
 /// `POST /orders`, `GET /orders/{id}`; the caller is the `x-user-id` the gateway set.
+/// Starts orders: its database and outbox relay, the saga's metrics and its consumer of
+/// the participants' replies.
+pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, ServiceError> {
+    let platform = ctx.platform(MIGRATIONS, TOPICS).await?;
+    ctx.relay(&platform);
+    let metrics = SagaMetrics::register(&platform.metrics);
+    ctx.spawn(
+        metrics
+            .clone()
+            .refresh(platform.pool.clone(), ctx.background()),
+    );
+    ctx.consume(
+        &platform,
+        "orders-saga",
+        REPLY_TOPICS,
+        SagaHandler { metrics },
+    )?;
+    Ok(routes(platform.pool.clone()))
+}
+
 pub fn routes(pool: Pool) -> Router {
     Router::new()
         .route("/orders", post(place_order))
@@ -383,12 +377,90 @@ struct Move {
     reason: Option<String>,
 }
 
+impl Move {
+    /// To `step` with `status`, sending nothing and keeping the order's amount and reason.
+    fn to(step: &'static str, status: &'static str) -> Move {
+        Move {
+            step,
+            status,
+            command: None,
+            amount_cents: None,
+            reason: None,
+        }
+    }
+
+    /// Also sends the command `command_type` with `payload` on `topic`.
+    fn sending(
+        self,
+        topic: &'static str,
+        command_type: &'static str,
+        payload: serde_json::Value,
+    ) -> Move {
+        Move {
+            command: Some((topic, command_type, payload)),
+            ..self
+        }
+    }
+
+    /// Also records why the saga turned back.
+    fn because(self, reason: String) -> Move {
+        Move {
+            reason: Some(reason),
+            ..self
+        }
+    }
+}
+
+/// The saga's transition table: what a reply to the step `current` makes of the order, or
+/// `None` for a reply that does not fit the step (a redelivery of an older one).
+fn saga_move(current: &str, event: &Envelope, order_id: Uuid) -> Result<Option<Move>, HandleError> {
+    let order_ref = || serde_json::json!({ "order_id": order_id });
+    // The reason a participant gave for failing, kept on the order.
+    let failure = || event.payload_as::<Failed>().map(|failed| failed.reason);
+    let next = match (current, event.event_type.as_str()) {
+        (step::RESERVING, types::RESERVED) => {
+            let Amount { amount_cents, .. } = event.payload_as()?;
+            let charge = serde_json::json!({ "order_id": order_id, "amount_cents": amount_cents });
+            let mut next = Move::to(step::CHARGING, "PENDING").sending(
+                messages::PAYMENTS_COMMANDS,
+                types::CHARGE,
+                charge,
+            );
+            next.amount_cents = Some(amount_cents);
+            Some(next)
+        }
+        (step::RESERVING, types::RESERVATION_FAILED) => {
+            Some(Move::to(step::DONE, "CANCELLED").because(failure()?))
+        }
+        (step::CHARGING, types::CHARGED) => Some(Move::to(step::SHIPPING, "PENDING").sending(
+            messages::SHIPPING_COMMANDS,
+            types::SCHEDULE,
+            order_ref(),
+        )),
+        (step::CHARGING, types::CHARGE_FAILED) => Some(
+            Move::to(step::RELEASING, "PENDING")
+                .sending(messages::INVENTORY_COMMANDS, types::RELEASE, order_ref())
+                .because(failure()?),
+        ),
+        (step::SHIPPING, types::SCHEDULED) => Some(Move::to(step::DONE, "COMPLETED")),
+        (step::SHIPPING, types::SCHEDULE_FAILED) => Some(
+            Move::to(step::REFUNDING, "PENDING")
+                .sending(messages::PAYMENTS_COMMANDS, types::REFUND, order_ref())
+                .because(failure()?),
+        ),
+        (step::REFUNDING, types::REFUNDED) => Some(Move::to(step::RELEASING, "PENDING").sending(
+            messages::INVENTORY_COMMANDS,
+            types::RELEASE,
+            order_ref(),
+        )),
+        (step::RELEASING, types::RELEASED) => Some(Move::to(step::DONE, "CANCELLED")),
+        _ => None,
+    };
+    Ok(next)
+}
+
 impl EventHandler for SagaHandler {
-    async fn handle<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        event: &'a Envelope,
-    ) -> Result<(), HandleError> {
+    async fn handle(&self, tx: &Transaction<'_>, event: &Envelope) -> Result<(), HandleError> {
         expect_version(event, V1)?;
         let OrderRef { order_id } = event.payload_as()?;
         let Some(row) = tx
@@ -401,82 +473,7 @@ impl EventHandler for SagaHandler {
             return Err(HandleError::Poison(format!("a reply for unknown order {order_id}")));
         };
         let current: String = row.get(0);
-        let order_ref = || serde_json::json!({ "order_id": order_id });
-        let next = match (current.as_str(), event.event_type.as_str()) {
-            (step::RESERVING, types::RESERVED) => {
-                let Amount { amount_cents, .. } = event.payload_as()?;
-                Some(Move {
-                    step: step::CHARGING,
-                    status: "PENDING",
-                    command: Some((
-                        messages::PAYMENTS_COMMANDS,
-                        types::CHARGE,
-                        serde_json::json!({ "order_id": order_id, "amount_cents": amount_cents }),
-                    )),
-                    amount_cents: Some(amount_cents),
-                    reason: None,
-                })
-            }
-            (step::RESERVING, types::RESERVATION_FAILED) => {
-                let Failed { reason, .. } = event.payload_as()?;
-                Some(Move {
-                    step: step::DONE,
-                    status: "CANCELLED",
-                    command: None,
-                    amount_cents: None,
-                    reason: Some(reason),
-                })
-            }
-            (step::CHARGING, types::CHARGED) => Some(Move {
-                step: step::SHIPPING,
-                status: "PENDING",
-                command: Some((messages::SHIPPING_COMMANDS, types::SCHEDULE, order_ref())),
-                amount_cents: None,
-                reason: None,
-            }),
-            (step::CHARGING, types::CHARGE_FAILED) => {
-                let Failed { reason, .. } = event.payload_as()?;
-                Some(Move {
-                    step: step::RELEASING,
-                    status: "PENDING",
-                    command: Some((messages::INVENTORY_COMMANDS, types::RELEASE, order_ref())),
-                    amount_cents: None,
-                    reason: Some(reason),
-                })
-            }
-            (step::SHIPPING, types::SCHEDULED) => Some(Move {
-                step: step::DONE,
-                status: "COMPLETED",
-                command: None,
-                amount_cents: None,
-                reason: None,
-            }),
-            (step::SHIPPING, types::SCHEDULE_FAILED) => {
-                let Failed { reason, .. } = event.payload_as()?;
-                Some(Move {
-                    step: step::REFUNDING,
-                    status: "PENDING",
-                    command: Some((messages::PAYMENTS_COMMANDS, types::REFUND, order_ref())),
-                    amount_cents: None,
-                    reason: Some(reason),
-                })
-            }
-            (step::REFUNDING, types::REFUNDED) => Some(Move {
-                step: step::RELEASING,
-                status: "PENDING",
-                command: Some((messages::INVENTORY_COMMANDS, types::RELEASE, order_ref())),
-                amount_cents: None,
-                reason: None,
-            }),
-            (step::RELEASING, types::RELEASED) => Some(Move {
-                step: step::DONE,
-                status: "CANCELLED",
-                command: None,
-                amount_cents: None,
-                reason: None,
-            }),
-            _ => None,
-        };
+        let next = saga_move(&current, event, order_id)?;
         let Some(next) = next else {
             tracing::debug!(%order_id, step = %current, reply = %event.event_type, "reply does not fit the saga's step; ignored");
             return Ok(());

@@ -13,33 +13,19 @@ use serde::Serialize;
 use tokio_postgres::Transaction;
 use uuid::Uuid;
 
-use super::behaviour::SharedBehaviour;
+use super::behaviour::{start_participant, SharedBehaviour};
 use super::messages::{self, types, Amount, Failed, OrderRef, V1};
-use crate::platform::consumer::{
-    expect_version, EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA,
-};
+use super::runtime::{ServiceContext, ServiceError};
+use crate::platform::consumer::{expect_version, EventHandler, HandleError};
 use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, Json};
 use crate::platform::migrate::Migration;
-use crate::platform::outbox::OUTBOX_SCHEMA;
 
 pub const NAME: &str = "payments";
 
-pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "outbox",
-        sql: OUTBOX_SCHEMA,
-    },
-    Migration {
-        version: 2,
-        name: "processed events",
-        sql: PROCESSED_EVENTS_SCHEMA,
-    },
-    Migration {
-        version: 3,
-        name: "payments",
-        sql: "
+pub const MIGRATIONS: &[Migration] = &Migration::with_event_tables(
+    "payments",
+    "
 CREATE TABLE payments (
     order_id     UUID PRIMARY KEY,
     amount_cents BIGINT NOT NULL,
@@ -48,8 +34,7 @@ CREATE TABLE payments (
     created_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at   TIMESTAMPTZ NOT NULL DEFAULT now()
 );",
-    },
-];
+);
 
 pub const TOPICS: &[&str] = &[messages::PAYMENTS_COMMANDS, messages::PAYMENTS_REPLIES];
 
@@ -59,6 +44,14 @@ pub struct Payment {
     pub amount_cents: i64,
     pub status: String,
     pub reason: Option<String>,
+}
+
+/// Starts payments: its database and outbox relay, its consumer of the saga's commands, and
+/// the route that changes its failure rate and latency during a run.
+pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, ServiceError> {
+    let handler = |behaviour| CommandHandler { behaviour };
+    let (pool, behaviour) = start_participant(ctx, MIGRATIONS, TOPICS, handler).await?;
+    Ok(routes(pool).merge(super::behaviour::routes(behaviour)))
 }
 
 /// `GET /payments/{order_id}` (internal: the checker and tests read it).
@@ -102,72 +95,62 @@ async fn reply<T: Serialize>(
     messages::reply(tx, messages::PAYMENTS_REPLIES, request, event_type, payload).await
 }
 
-impl EventHandler for CommandHandler {
-    async fn handle<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        event: &'a Envelope,
+impl CommandHandler {
+    /// Charges an order at most once: a repeated charge answers as the first did.
+    async fn charge(
+        &self,
+        tx: &Transaction<'_>,
+        event: &Envelope,
+        Amount {
+            order_id,
+            amount_cents,
+        }: Amount,
     ) -> Result<(), HandleError> {
+        let existing = tx
+            .query_opt(
+                "SELECT status, reason FROM payments WHERE order_id = $1 FOR UPDATE",
+                &[&order_id],
+            )
+            .await?;
+        // Why the charge failed, or `None` when it was captured.
+        let declined: Option<String> = match existing {
+            Some(row) if row.get::<_, String>(0) == "FAILED" => {
+                Some(row.get::<_, Option<String>>(1).unwrap_or_default())
+            }
+            Some(_) => None,
+            None => {
+                let declined = (self.behaviour.decide().await)
+                    .then(|| "card declined (injected failure)".to_string());
+                let status = if declined.is_some() {
+                    "FAILED"
+                } else {
+                    "CAPTURED"
+                };
+                // ON CONFLICT: a concurrent charge of the same order won; its outcome stands.
+                tx.execute(
+                    "INSERT INTO payments (order_id, amount_cents, status, reason) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (order_id) DO NOTHING",
+                    &[&order_id, &amount_cents, &status, &declined],
+                )
+                .await?;
+                declined
+            }
+        };
+        match declined {
+            Some(reason) => {
+                let failed = Failed { order_id, reason };
+                reply(tx, event, types::CHARGE_FAILED, &failed).await
+            }
+            None => reply(tx, event, types::CHARGED, &OrderRef { order_id }).await,
+        }
+    }
+}
+
+impl EventHandler for CommandHandler {
+    async fn handle(&self, tx: &Transaction<'_>, event: &Envelope) -> Result<(), HandleError> {
         expect_version(event, V1)?;
         match event.event_type.as_str() {
-            types::CHARGE => {
-                let Amount {
-                    order_id,
-                    amount_cents,
-                } = event.payload_as()?;
-                let existing = tx
-                    .query_opt(
-                        "SELECT status, reason FROM payments WHERE order_id = $1 FOR UPDATE",
-                        &[&order_id],
-                    )
-                    .await?;
-                match existing {
-                    Some(row) if row.get::<_, String>(0) == "FAILED" => {
-                        let reason: Option<String> = row.get(1);
-                        reply(
-                            tx,
-                            event,
-                            types::CHARGE_FAILED,
-                            &Failed {
-                                order_id,
-                                reason: reason.unwrap_or_default(),
-                            },
-                        )
-                        .await
-                    }
-                    Some(_) => reply(tx, event, types::CHARGED, &OrderRef { order_id }).await,
-                    None => {
-                        let failed = self.behaviour.decide().await;
-                        let (status, reason) = if failed {
-                            ("FAILED", Some("card declined (injected failure)"))
-                        } else {
-                            ("CAPTURED", None)
-                        };
-                        // ON CONFLICT: a concurrent charge of the same order won; its outcome stands.
-                        tx.execute(
-                            "INSERT INTO payments (order_id, amount_cents, status, reason) VALUES ($1, $2, $3, $4)
-                             ON CONFLICT (order_id) DO NOTHING",
-                            &[&order_id, &amount_cents, &status, &reason],
-                        )
-                        .await?;
-                        match reason {
-                            Some(reason) => {
-                                reply(
-                                    tx,
-                                    event,
-                                    types::CHARGE_FAILED,
-                                    &Failed {
-                                        order_id,
-                                        reason: reason.into(),
-                                    },
-                                )
-                                .await
-                            }
-                            None => reply(tx, event, types::CHARGED, &OrderRef { order_id }).await,
-                        }
-                    }
-                }
-            }
+            types::CHARGE => self.charge(tx, event, event.payload_as()?).await,
             types::REFUND => {
                 let OrderRef { order_id } = event.payload_as()?;
                 tx.execute(

@@ -1,6 +1,8 @@
 //! What a service process holds once it started: its database pool (migrated), a Kafka
-//! producer, its metrics, and helpers to start its outbox relay and consumers.
+//! producer, its metrics, and helpers to start its outbox relay and consumers; and the
+//! [`ServiceContext`] each service's `start` builds itself from.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,9 +13,13 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::FutureProducer;
 use rdkafka::ClientConfig;
+use redis::aio::ConnectionManager;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::behaviour::{Behaviour, SharedBehaviour};
+use super::serve::ServeArgs;
+use crate::platform::auth::{Secret, Tokens};
 use crate::platform::consumer::{EventConsumer, EventHandler, DEAD_LETTER_TOPIC};
 use crate::platform::http::ReadinessProbe;
 use crate::platform::metrics::Metrics;
@@ -172,18 +178,31 @@ impl Platform {
                 Ok(())
             })
         });
-        let bootstrap = self.bootstrap.clone();
-        let kafka: ReadinessProbe = Arc::new(move || {
-            let bootstrap = bootstrap.clone();
-            Box::pin(async move {
-                match crate::stack::kafka::broker_count(bootstrap).await? {
-                    0 => Err("no broker listed".to_string()),
-                    _ => Ok(()),
-                }
-            })
-        });
-        vec![("database", database), ("kafka", kafka)]
+        vec![
+            ("database", database),
+            ("kafka", kafka_probe(&self.bootstrap)),
+        ]
     }
+}
+
+/// Readiness of Kafka: a metadata request through `bootstrap` lists a broker.
+pub fn kafka_probe(bootstrap: &str) -> ReadinessProbe {
+    let bootstrap = bootstrap.to_string();
+    Arc::new(move || Box::pin(crate::stack::kafka::any_broker(bootstrap.clone())))
+}
+
+/// Readiness of Redis: it answers `PING` on `connection`.
+pub fn redis_probe(connection: ConnectionManager) -> ReadinessProbe {
+    Arc::new(move || {
+        let mut connection = connection.clone();
+        Box::pin(async move {
+            redis::cmd("PING")
+                .query_async::<String>(&mut connection)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    })
 }
 
 /// An idempotent, acks=all producer.
@@ -226,4 +245,165 @@ pub async fn ensure_topics(bootstrap: &str, topics: &[&str]) -> Result<(), Strin
         }
     }
     Ok(())
+}
+
+/// A setting of [`ServeArgs`] a service may need: what it is, its flag and its environment
+/// variable, for the error that says it is missing.
+pub type Setting = (&'static str, &'static str, &'static str);
+pub const DATABASE_URL: Setting = ("a database", "database-url", "DATABASE_URL");
+pub const KAFKA_BOOTSTRAP: Setting = ("Kafka", "kafka-bootstrap", "KAFKA_BOOTSTRAP");
+pub const REDIS_URL: Setting = ("Redis", "redis-url", "REDIS_URL");
+pub const JWT_SECRET: Setting = ("a JWT secret", "jwt-secret", "FAULTLINE_JWT_SECRET");
+
+/// What a service's `start` builds itself from, and what it leaves for the part every
+/// service shares: the settings, the background work to stop after the HTTP server drained,
+/// the readiness probes and the metrics.
+pub struct ServiceContext<'a> {
+    pub args: &'a ServeArgs,
+    pub name: &'static str,
+    /// Cancelled only after the HTTP server drained, so consumers still commit offsets.
+    background: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    probes: Vec<(&'static str, ReadinessProbe)>,
+    /// The platform's metrics once [`ServiceContext::platform`] started it.
+    metrics: Option<Metrics>,
+}
+
+/// What [`ServiceContext::finish`] hands to the shared part of `serve`.
+pub struct Started {
+    pub background: CancellationToken,
+    pub tasks: Vec<JoinHandle<()>>,
+    pub probes: Vec<(&'static str, ReadinessProbe)>,
+    pub metrics: Metrics,
+}
+
+impl<'a> ServiceContext<'a> {
+    pub fn new(args: &'a ServeArgs) -> ServiceContext<'a> {
+        ServiceContext {
+            args,
+            name: args.service.name(),
+            background: CancellationToken::new(),
+            tasks: Vec::new(),
+            probes: Vec::new(),
+            metrics: None,
+        }
+    }
+
+    /// A setting the service cannot start without: `value`, or an error naming it.
+    pub fn required(
+        &self,
+        value: &'a Option<String>,
+        (what, flag, env): Setting,
+    ) -> Result<&'a str, ServiceError> {
+        value.as_deref().ok_or(ServiceError::Missing {
+            service: self.name.to_string(),
+            what,
+            flag,
+            env,
+        })
+    }
+
+    pub fn kafka_bootstrap(&self) -> Result<&'a str, ServiceError> {
+        self.required(&self.args.kafka_bootstrap, KAFKA_BOOTSTRAP)
+    }
+
+    pub fn invalid(&self, reason: impl Into<String>) -> ServiceError {
+        ServiceError::Invalid {
+            service: self.name.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn kafka_error(&self, reason: String) -> ServiceError {
+        ServiceError::Kafka {
+            service: self.name.to_string(),
+            reason,
+        }
+    }
+
+    /// The token issuer and checker of the shared JWT secret.
+    pub fn tokens(&self) -> Result<Tokens, ServiceError> {
+        let secret = self.required(&self.args.jwt_secret, JWT_SECRET)?;
+        Tokens::new(&Secret::new(secret), self.args.token_ttl)
+            .map_err(|e| self.invalid(e.to_string()))
+    }
+
+    /// The failure rate and latency of payments or shipping, checked.
+    pub fn behaviour(&self) -> Result<SharedBehaviour, ServiceError> {
+        let behaviour = Behaviour {
+            fail_rate: self.args.fail_rate,
+            latency_ms: self.args.latency_ms,
+        };
+        behaviour
+            .validate()
+            .map(|()| SharedBehaviour::new(behaviour))
+            .map_err(|reason| self.invalid(reason))
+    }
+
+    /// Connects to the service's database and Kafka, migrates its schema and makes sure
+    /// its topics exist; their probes join readiness, its metrics are the process'.
+    pub async fn platform(
+        &mut self,
+        migrations: &[Migration],
+        topics: &[&str],
+    ) -> Result<Platform, ServiceError> {
+        let database_url = self.required(&self.args.database_url, DATABASE_URL)?;
+        let bootstrap = self.kafka_bootstrap()?;
+        let platform =
+            Platform::start(self.name, database_url, bootstrap, migrations, topics).await?;
+        self.probes.extend(platform.probes());
+        self.metrics = Some(platform.metrics.clone());
+        Ok(platform)
+    }
+
+    /// The process' metrics: the platform's, or new ones for a service without a database.
+    pub fn metrics(&mut self) -> Metrics {
+        self.metrics
+            .get_or_insert_with(|| Metrics::new(self.name))
+            .clone()
+    }
+
+    pub fn add_probe(&mut self, name: &'static str, probe: ReadinessProbe) {
+        self.probes.push((name, probe));
+    }
+
+    /// The token that stops background work, for work that watches it itself.
+    pub fn background(&self) -> CancellationToken {
+        self.background.clone()
+    }
+
+    /// Runs `work` in the background; `serve` waits for it on shutdown.
+    pub fn spawn(&mut self, work: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.push(tokio::spawn(work));
+    }
+
+    /// Starts the outbox relay of the platform's database.
+    pub fn relay(&mut self, platform: &Platform) {
+        let relay = platform.spawn_relay(self.background.clone());
+        self.tasks.push(relay);
+    }
+
+    /// Starts an idempotent consumer named `name` (also its consumer group) on `topics`.
+    pub fn consume<H: EventHandler>(
+        &mut self,
+        platform: &Platform,
+        name: &str,
+        topics: &[&str],
+        handler: H,
+    ) -> Result<(), ServiceError> {
+        let consumer = platform.spawn_consumer(name, topics, handler, self.background.clone())?;
+        self.tasks.push(consumer);
+        Ok(())
+    }
+
+    /// What the shared part of `serve` needs once the service started.
+    pub fn finish(mut self) -> Started {
+        let metrics = self.metrics();
+        Started {
+            background: self.background,
+            tasks: self.tasks,
+            probes: self.probes,
+            metrics,
+        }
+    }
 }

@@ -1,44 +1,38 @@
 //! Shipping: schedules a shipment per order, idempotently, with a configurable failure rate
 //! and latency like payments. A failed schedule makes the saga refund and release.
 
+use axum::Router;
 use tokio_postgres::Transaction;
 
-use super::behaviour::SharedBehaviour;
+use super::behaviour::{start_participant, SharedBehaviour};
 use super::messages::{self, types, Failed, OrderRef, V1};
-use crate::platform::consumer::{
-    expect_version, EventHandler, HandleError, PROCESSED_EVENTS_SCHEMA,
-};
+use super::runtime::{ServiceContext, ServiceError};
+use crate::platform::consumer::{expect_version, EventHandler, HandleError};
 use crate::platform::envelope::Envelope;
 use crate::platform::migrate::Migration;
-use crate::platform::outbox::OUTBOX_SCHEMA;
 
 pub const NAME: &str = "shipping";
 
-pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "outbox",
-        sql: OUTBOX_SCHEMA,
-    },
-    Migration {
-        version: 2,
-        name: "processed events",
-        sql: PROCESSED_EVENTS_SCHEMA,
-    },
-    Migration {
-        version: 3,
-        name: "shipments",
-        sql: "
+pub const MIGRATIONS: &[Migration] = &Migration::with_event_tables(
+    "shipments",
+    "
 CREATE TABLE shipments (
     order_id   UUID PRIMARY KEY,
     status     TEXT NOT NULL CHECK (status IN ('SCHEDULED', 'FAILED')),
     reason     TEXT,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );",
-    },
-];
+);
 
 pub const TOPICS: &[&str] = &[messages::SHIPPING_COMMANDS, messages::SHIPPING_REPLIES];
+
+/// Starts shipping: its database and outbox relay, its consumer of the saga's commands, and
+/// the route that changes its failure rate and latency during a run.
+pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, ServiceError> {
+    let handler = |behaviour| CommandHandler { behaviour };
+    let (_, behaviour) = start_participant(ctx, MIGRATIONS, TOPICS, handler).await?;
+    Ok(super::behaviour::routes(behaviour))
+}
 
 /// Handles `shipping.schedule`.
 pub struct CommandHandler {
@@ -46,11 +40,7 @@ pub struct CommandHandler {
 }
 
 impl EventHandler for CommandHandler {
-    async fn handle<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        event: &'a Envelope,
-    ) -> Result<(), HandleError> {
+    async fn handle(&self, tx: &Transaction<'_>, event: &Envelope) -> Result<(), HandleError> {
         expect_version(event, V1)?;
         if event.event_type != types::SCHEDULE {
             return Err(HandleError::Poison(format!(

@@ -22,23 +22,20 @@ use uuid::Uuid;
 
 use super::messages::{self, types, UserRegistered, V1};
 use super::orders::caller;
+use super::runtime::{redis_probe, ServiceContext, ServiceError, REDIS_URL};
 use crate::platform::auth::Tokens;
 use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, ErrorBody, Json, TraceContext};
 use crate::platform::metrics::Metrics;
 use crate::platform::migrate::Migration;
-use crate::platform::outbox::{self, OUTBOX_SCHEMA};
+use crate::platform::outbox;
 
 pub const NAME: &str = "users";
 /// How long a cached profile lives even if nothing invalidates it.
 pub const CACHE_TTL: Duration = Duration::from_secs(300);
 
 pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "outbox",
-        sql: OUTBOX_SCHEMA,
-    },
+    Migration::outbox(1),
     Migration {
         version: 2,
         name: "users",
@@ -65,23 +62,16 @@ pub struct UsersState {
 }
 
 impl UsersState {
-    #[allow(clippy::expect_used)]
     pub fn new(
         pool: Pool,
         redis: ConnectionManager,
         tokens: Tokens,
         metrics: &Metrics,
     ) -> UsersState {
-        // A constant definition: registration fails only on a programming error.
-        let cache = IntCounterVec::new(
+        let cache = metrics.register(IntCounterVec::new(
             Opts::new("profile_cache_total", "Profile reads by cache outcome"),
             &["outcome"],
-        )
-        .expect("valid metric");
-        metrics
-            .registry
-            .register(Box::new(cache.clone()))
-            .expect("unique metric");
+        ));
         UsersState {
             pool,
             redis,
@@ -118,6 +108,27 @@ pub struct Profile {
 }
 
 /// `POST /users/register`, `POST /users/login`, `GET` and `PUT /users/me`.
+/// Starts users: its database and outbox relay, the JWT issuer, the Redis profile cache.
+pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, ServiceError> {
+    let platform = ctx.platform(MIGRATIONS, TOPICS).await?;
+    ctx.relay(&platform);
+    let tokens = ctx.tokens()?;
+    let redis_url = ctx.required(&ctx.args.redis_url, REDIS_URL)?;
+    let redis_error = |e: redis::RedisError| ServiceError::Redis {
+        service: NAME.into(),
+        reason: e.to_string(),
+    };
+    let client = redis::Client::open(redis_url).map_err(redis_error)?;
+    let connection = ConnectionManager::new(client).await.map_err(redis_error)?;
+    ctx.add_probe("redis", redis_probe(connection.clone()));
+    Ok(routes(UsersState::new(
+        platform.pool.clone(),
+        connection,
+        tokens,
+        &platform.metrics,
+    )))
+}
+
 pub fn routes(state: UsersState) -> Router {
     Router::new()
         .route("/users/register", post(register))

@@ -346,24 +346,8 @@ async fn start_local(
         write_file(&dir.join("server.properties"), &properties)?;
         write_file(&dir.join("log4j2.properties"), LOG4J2_PROPERTIES)?;
         let log_path = dir.join("kafka.log");
-        let jvm_args = |heap_mb: u32| {
-            vec![
-                format!("-Xms{}m", heap_mb / 2),
-                format!("-Xmx{heap_mb}m"),
-                "-XX:+UseG1GC".into(),
-                "-XX:MaxGCPauseMillis=20".into(),
-                "-XX:+ExitOnOutOfMemoryError".into(),
-                "-Djava.awt.headless=true".into(),
-                format!(
-                    "-Dlog4j2.configurationFile={}",
-                    dir.join("log4j2.properties").display()
-                ),
-                "-cp".into(),
-                classpath.clone(),
-            ]
-        };
 
-        let mut format_args = jvm_args(256);
+        let mut format_args = jvm_args(256, &dir, &classpath);
         format_args.extend([
             "kafka.tools.StorageTool".into(),
             "format".into(),
@@ -388,7 +372,7 @@ async fn start_local(
             })?,
         ));
 
-        let mut server_args = jvm_args(spec.heap_mb);
+        let mut server_args = jvm_args(spec.heap_mb, &dir, &classpath);
         server_args.extend([
             "kafka.Kafka".into(),
             dir.join("server.properties").display().to_string(),
@@ -414,6 +398,25 @@ async fn start_local(
     }
 
     // The formatters run concurrently (a JVM start each); every one must succeed.
+    await_formatters(formatters, timeout).await?;
+
+    for broker in &mut brokers {
+        broker.process = Some(process::spawn(&broker.spec)?);
+    }
+    let bootstrap = brokers
+        .iter()
+        .map(|b| b.advertised.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    wait_for_cluster(&mut brokers, &bootstrap, spec.brokers, since, timeout).await?;
+    Ok(KafkaCluster { bootstrap, brokers })
+}
+
+/// A broker's storage formatter: node id, client port and directory (for errors), process.
+type Formatter = (u32, u16, PathBuf, ManagedProcess);
+
+/// Waits until every formatter succeeded; the first that failed or hung is the error.
+async fn await_formatters(formatters: Vec<Formatter>, timeout: Duration) -> Result<(), StackError> {
     for (node_id, port, dir, mut formatter) in formatters {
         let place = Where {
             component: &format!("Kafka broker {node_id} (storage format)"),
@@ -438,17 +441,25 @@ async fn start_local(
             }
         }
     }
+    Ok(())
+}
 
-    for broker in &mut brokers {
-        broker.process = Some(process::spawn(&broker.spec)?);
-    }
-    let bootstrap = brokers
-        .iter()
-        .map(|b| b.advertised.clone())
-        .collect::<Vec<_>>()
-        .join(",");
-    wait_for_cluster(&mut brokers, &bootstrap, spec.brokers, since, timeout).await?;
-    Ok(KafkaCluster { bootstrap, brokers })
+/// The JVM's flags for a broker's tools and server, whose files are in `dir`.
+fn jvm_args(heap_mb: u32, dir: &Path, classpath: &str) -> Vec<String> {
+    vec![
+        format!("-Xms{}m", heap_mb / 2),
+        format!("-Xmx{heap_mb}m"),
+        "-XX:+UseG1GC".into(),
+        "-XX:MaxGCPauseMillis=20".into(),
+        "-XX:+ExitOnOutOfMemoryError".into(),
+        "-Djava.awt.headless=true".into(),
+        format!(
+            "-Dlog4j2.configurationFile={}",
+            dir.join("log4j2.properties").display()
+        ),
+        "-cp".into(),
+        classpath.to_string(),
+    ]
 }
 
 fn validate(spec: &LocalKafka) -> Result<(), StackError> {
@@ -626,7 +637,7 @@ pub async fn broker_count(bootstrap: String) -> Result<usize, String> {
 }
 
 /// Reachable, and the metadata lists at least one broker.
-async fn any_broker(bootstrap: String) -> Result<(), String> {
+pub async fn any_broker(bootstrap: String) -> Result<(), String> {
     match broker_count(bootstrap).await? {
         0 => Err("metadata lists no broker".into()),
         _ => Ok(()),

@@ -22,6 +22,7 @@ pub mod postgres;
 pub mod process;
 mod ready;
 pub mod redis;
+mod server;
 pub mod smoke;
 
 #[cfg(feature = "containers")]
@@ -34,6 +35,7 @@ use std::time::Duration;
 pub use kafka::{KafkaBroker, KafkaCluster, KafkaSpec, KAFKA_VERSION};
 pub use postgres::{PostgresServer, PostgresSpec};
 pub use redis::{RedisServer, RedisSpec};
+pub use server::Server;
 
 /// How long an external component may take to answer before it is called unreachable
 /// (capped by the stack's ready timeout).
@@ -269,7 +271,7 @@ impl Stack {
         let (kafka, postgres, redis) = tokio::join!(
             KafkaCluster::start(&spec.kafka, &data.path, timeout),
             PostgresServer::start(&spec.postgres, &data.path, timeout),
-            RedisServer::start(&spec.redis, &data.path, timeout),
+            redis::start(&spec.redis, &data.path, timeout),
         );
         // On an error the others are dropped here, which stops them.
         let (kafka, postgres, redis) = (kafka?, postgres?, redis?);
@@ -370,7 +372,10 @@ impl Stack {
     pub async fn stop(mut self) {
         tracing::info!("stopping the stack");
         self.kafka.stop().await;
-        tokio::join!(self.redis.stop(), self.postgres.stop());
+        tokio::join!(
+            self.redis.stop(Duration::from_secs(5)),
+            self.postgres.stop()
+        );
         #[cfg(feature = "containers")]
         if let Some(containers) = self.containers.take() {
             containers.stop().await;

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use tokio_postgres::NoTls;
 
-use super::process::{self, ManagedProcess, ProcessSpec, RunAs};
+use super::process::{self, ProcessSpec, RunAs};
 use super::ready::{self, Where};
+use super::server::Server;
 use super::{ports, StackError, EXTERNAL_TIMEOUT};
 
 /// The role faultline connects as on a local server (trust authentication on loopback).
@@ -40,12 +41,22 @@ impl Default for PostgresSpec {
     }
 }
 
+/// A PostgreSQL server: its URL (of the default database), port and process are the
+/// [`Server`]'s.
 #[derive(Debug)]
-pub struct PostgresServer {
-    url: String,
-    /// The local port, `None` for an external server.
-    port: Option<u16>,
-    process: Option<ManagedProcess>,
+pub struct PostgresServer(Server);
+
+impl std::ops::Deref for PostgresServer {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for PostgresServer {
+    fn deref_mut(&mut self) -> &mut Server {
+        &mut self.0
+    }
 }
 
 impl PostgresServer {
@@ -75,21 +86,7 @@ impl PostgresServer {
 
     /// An external server whose readiness was checked elsewhere.
     pub(crate) fn external_unchecked(url: &str) -> PostgresServer {
-        PostgresServer {
-            url: url.to_string(),
-            port: None,
-            process: None,
-        }
-    }
-
-    /// URL of the default database.
-    pub fn url(&self) -> String {
-        self.url.clone()
-    }
-
-    /// The local server process (the postmaster), if this stack started one.
-    pub fn process(&self) -> Option<&ManagedProcess> {
-        self.process.as_ref()
+        PostgresServer(Server::external_unchecked(url))
     }
 
     /// Creates database `name` unless it exists; returns its URL.
@@ -103,7 +100,7 @@ impl PostgresServer {
                 "database name {name:?}: use lower-case letters, digits and '_'"
             )));
         }
-        let client = connect(&self.url).await.map_err(client_error)?;
+        let client = connect(&self.url()).await.map_err(client_error)?;
         let exists = client
             .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
             .await
@@ -122,23 +119,12 @@ impl PostgresServer {
                 Err(e) => return Err(client_error(e.to_string())),
             }
         }
-        Ok(with_database(&self.url, name))
-    }
-
-    pub(crate) fn process_mut(&mut self) -> Option<&mut ManagedProcess> {
-        self.process.as_mut()
-    }
-
-    /// The local port, `None` for an external server.
-    pub fn port(&self) -> Option<u16> {
-        self.port
+        Ok(with_database(&self.url(), name))
     }
 
     pub(crate) async fn stop(&mut self) {
-        if let Some(server) = self.process.as_mut() {
-            // SIGTERM is PostgreSQL's "smart" shutdown; the grace covers a checkpoint.
-            server.stop(Duration::from_secs(10)).await;
-        }
+        // SIGTERM is PostgreSQL's "smart" shutdown; the grace covers a checkpoint.
+        self.0.stop(Duration::from_secs(10)).await;
     }
 }
 
@@ -240,13 +226,9 @@ async fn start_local(
         select_one(&admin_url)
     })
     .await?;
-    let admin = PostgresServer {
-        url: admin_url,
-        port: Some(port),
-        process: Some(server),
-    };
+    let admin = PostgresServer(Server::local(admin_url, port, server));
     let url = admin.create_database(DEFAULT_DATABASE).await?;
-    Ok(PostgresServer { url, ..admin })
+    Ok(PostgresServer(admin.0.with_url(url)))
 }
 
 /// The directory holding `initdb` and `postgres`: FAULTLINE_PG_BIN, PATH, or the newest

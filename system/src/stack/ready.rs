@@ -10,6 +10,22 @@ use super::StackError;
 /// Lines of a component's log quoted in a start-up error.
 pub const LOG_TAIL_LINES: usize = 20;
 
+/// One try of a readiness check; `Err` says what is wrong. Any closure returning such a
+/// future is one.
+pub trait Check {
+    fn check(&mut self) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+impl<F, Fut> Check for F
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>> + Send,
+{
+    fn check(&mut self) -> impl Future<Output = Result<(), String>> + Send {
+        self()
+    }
+}
+
 /// Where a local component lives, for error messages.
 pub struct Where<'a> {
     pub component: &'a str,
@@ -19,17 +35,13 @@ pub struct Where<'a> {
 
 /// Runs `check` until it succeeds, the process exits, or `timeout` passes. `since` is
 /// when the component's start began (before initdb, say), for the logged start-up time.
-pub async fn wait_until_ready<F, Fut>(
+pub async fn wait_until_ready(
     process: &mut ManagedProcess,
     place: Where<'_>,
     since: Instant,
     timeout: Duration,
-    mut check: F,
-) -> Result<(), StackError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), String>>,
-{
+    mut check: impl Check,
+) -> Result<(), StackError> {
     let started = Instant::now();
     let deadline = started + timeout;
     let mut last_error;
@@ -37,7 +49,7 @@ where
         if let Some(status) = process.try_exit_status() {
             return Err(failed(process, &place, format!("it exited with {status}")));
         }
-        match check().await {
+        match check.check().await {
             Ok(()) => {
                 tracing::info!(
                     component = place.component,
@@ -74,19 +86,15 @@ pub fn failed(process: &mut ManagedProcess, place: &Where<'_>, reason: String) -
 }
 
 /// Runs `check` against an external component until it succeeds or `timeout` passes.
-pub async fn wait_for_external<F, Fut>(
+pub async fn wait_for_external(
     component: &str,
     address: &str,
     timeout: Duration,
-    mut check: F,
-) -> Result<(), StackError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), String>>,
-{
+    mut check: impl Check,
+) -> Result<(), StackError> {
     let deadline = Instant::now() + timeout;
     loop {
-        match check().await {
+        match check.check().await {
             Ok(()) => return Ok(()),
             Err(reason) if Instant::now() >= deadline => {
                 return Err(StackError::ExternalUnreachable {

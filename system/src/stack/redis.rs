@@ -3,8 +3,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::process::{self, ManagedProcess, ProcessSpec};
+use super::process::{self, ProcessSpec};
 use super::ready::{self, Where};
+use super::server::Server;
 use super::{ports, StackError, EXTERNAL_TIMEOUT};
 
 #[derive(Debug, Clone)]
@@ -29,113 +30,69 @@ impl Default for RedisSpec {
     }
 }
 
-#[derive(Debug)]
-pub struct RedisServer {
-    url: String,
-    /// The local port, `None` for an external server.
-    port: Option<u16>,
-    process: Option<ManagedProcess>,
-}
+/// A Redis server: nothing more than a [`Server`].
+pub type RedisServer = Server;
 
-impl RedisServer {
-    pub(crate) async fn start(
-        spec: &RedisSpec,
-        data_root: &Path,
-        timeout: Duration,
-    ) -> Result<RedisServer, StackError> {
-        match spec {
-            RedisSpec::External { url } => {
-                ready::wait_for_external("Redis", url, timeout.min(EXTERNAL_TIMEOUT), || ping(url))
-                    .await?;
-                Ok(RedisServer::external_unchecked(url))
-            }
-            RedisSpec::Local { port, persistence } => {
-                let since = std::time::Instant::now();
-                let port = ports::port_for("Redis", *port)?;
-                let dir = data_root.join("redis");
-                std::fs::create_dir_all(&dir).map_err(|source| {
-                    StackError::io(format!("creating {}", dir.display()), source)
-                })?;
-                let program = process::find_program("redis-server", &[]).ok_or_else(|| {
-                    StackError::ProgramMissing {
-                        program: "redis-server".into(),
-                        hint: "run `make setup` (scripts/setup) to install Redis".into(),
-                    }
-                })?;
-                let mut args = vec![
-                    "--port".into(),
-                    port.to_string(),
-                    "--bind".into(),
-                    "127.0.0.1".into(),
-                    "--dir".into(),
-                    dir.display().to_string(),
-                    "--save".into(),
-                    String::new(),
-                    "--daemonize".into(),
-                    "no".into(),
-                    "--protected-mode".into(),
-                    "no".into(),
-                ];
-                args.extend(
-                    ["--appendonly", if *persistence { "yes" } else { "no" }]
-                        .iter()
-                        .map(|s| s.to_string()),
-                );
-                let mut server = process::spawn(&ProcessSpec {
-                    name: "redis".into(),
-                    program,
-                    args,
-                    env: Vec::new(),
-                    cwd: Some(dir.clone()),
-                    log_path: dir.join("redis.log"),
-                    run_as: None,
-                })?;
-                let url = format!("redis://127.0.0.1:{port}");
-                let place = Where {
-                    component: "Redis",
-                    port,
-                    data_dir: &dir,
-                };
-                ready::wait_until_ready(&mut server, place, since, timeout, || ping(&url)).await?;
-                Ok(RedisServer {
-                    url,
-                    port: Some(port),
-                    process: Some(server),
-                })
-            }
+/// Starts a local Redis or checks an external one.
+pub(crate) async fn start(
+    spec: &RedisSpec,
+    data_root: &Path,
+    timeout: Duration,
+) -> Result<RedisServer, StackError> {
+    match spec {
+        RedisSpec::External { url } => {
+            ready::wait_for_external("Redis", url, timeout.min(EXTERNAL_TIMEOUT), || ping(url))
+                .await?;
+            Ok(Server::external_unchecked(url))
         }
-    }
-
-    /// An external server whose readiness was checked elsewhere.
-    pub(crate) fn external_unchecked(url: &str) -> RedisServer {
-        RedisServer {
-            url: url.to_string(),
-            port: None,
-            process: None,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        self.url.clone()
-    }
-
-    /// The local process, if this stack started one.
-    pub fn process(&self) -> Option<&ManagedProcess> {
-        self.process.as_ref()
-    }
-
-    pub(crate) fn process_mut(&mut self) -> Option<&mut ManagedProcess> {
-        self.process.as_mut()
-    }
-
-    /// The local port, `None` for an external server.
-    pub fn port(&self) -> Option<u16> {
-        self.port
-    }
-
-    pub(crate) async fn stop(&mut self) {
-        if let Some(server) = self.process.as_mut() {
-            server.stop(Duration::from_secs(5)).await;
+        RedisSpec::Local { port, persistence } => {
+            let since = std::time::Instant::now();
+            let port = ports::port_for("Redis", *port)?;
+            let dir = data_root.join("redis");
+            std::fs::create_dir_all(&dir)
+                .map_err(|source| StackError::io(format!("creating {}", dir.display()), source))?;
+            let program = process::find_program("redis-server", &[]).ok_or_else(|| {
+                StackError::ProgramMissing {
+                    program: "redis-server".into(),
+                    hint: "run `make setup` (scripts/setup) to install Redis".into(),
+                }
+            })?;
+            let mut args = vec![
+                "--port".into(),
+                port.to_string(),
+                "--bind".into(),
+                "127.0.0.1".into(),
+                "--dir".into(),
+                dir.display().to_string(),
+                "--save".into(),
+                String::new(),
+                "--daemonize".into(),
+                "no".into(),
+                "--protected-mode".into(),
+                "no".into(),
+            ];
+            args.extend(
+                ["--appendonly", if *persistence { "yes" } else { "no" }]
+                    .iter()
+                    .map(|s| s.to_string()),
+            );
+            let mut server = process::spawn(&ProcessSpec {
+                name: "redis".into(),
+                program,
+                args,
+                env: Vec::new(),
+                cwd: Some(dir.clone()),
+                log_path: dir.join("redis.log"),
+                run_as: None,
+            })?;
+            let url = format!("redis://127.0.0.1:{port}");
+            let place = Where {
+                component: "Redis",
+                port,
+                data_dir: &dir,
+            };
+            ready::wait_until_ready(&mut server, place, since, timeout, || ping(&url)).await?;
+            Ok(Server::local(url, port, server))
         }
     }
 }

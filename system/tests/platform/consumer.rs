@@ -22,11 +22,7 @@ use crate::support;
 struct Counter;
 
 impl EventHandler for Counter {
-    async fn handle<'a>(
-        &'a self,
-        tx: &'a Transaction<'a>,
-        event: &'a Envelope,
-    ) -> Result<(), HandleError> {
+    async fn handle(&self, tx: &Transaction<'_>, event: &Envelope) -> Result<(), HandleError> {
         if event.event_type != "counter.incremented" || event.version != 1 {
             return Err(HandleError::Poison(format!(
                 "unknown event {} v{}",

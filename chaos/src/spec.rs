@@ -25,41 +25,33 @@ use faultline_results::quantity::{self, parse_byte_rate, parse_bytes, QuantityEr
 
 use crate::units::{format_bytes, format_duration, format_rate};
 
-/// One `[[faults]]` entry as written.
+/// One `[[faults]]` entry as written. (A missing `Option` field is `None`: serde needs no
+/// `default` for it.)
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
     /// Offset from the start of load, e.g. `"10s"`.
     pub at: String,
     /// How long the fault lasts, e.g. `"5s"`.
-    #[serde(default)]
     pub duration: Option<String>,
     pub kind: FaultKind,
     /// The name of a proxy or process the run binds.
     pub target: String,
     /// latency: the added delay.
-    #[serde(default)]
     pub latency: Option<String>,
     /// latency: uniform jitter around the delay (± this much).
-    #[serde(default)]
     pub jitter: Option<String>,
     /// latency, bandwidth, slicer: which way (default both).
-    #[serde(default)]
     pub direction: Option<Direction>,
     /// bandwidth: bytes per second, `"1MB/s"` or a number.
-    #[serde(default)]
     pub bandwidth: Option<Amount>,
     /// slicer: average slice size, `"64B"` or a number of bytes.
-    #[serde(default)]
     pub size: Option<Amount>,
     /// slicer: slices vary by ± this many bytes (default 0).
-    #[serde(default)]
     pub size_variation: Option<Amount>,
     /// slicer: pause between slices (default none).
-    #[serde(default)]
     pub delay: Option<String>,
     /// timeout: how long connections are held before they are closed.
-    #[serde(default)]
     pub timeout: Option<String>,
 }
 

@@ -34,8 +34,10 @@ pub mod classify;
 pub mod cli;
 pub mod engine;
 pub mod error;
+pub mod feeder;
 pub mod histogram;
 pub mod journeys;
+mod mix;
 pub mod recorder;
 pub mod results;
 pub mod scenario;
@@ -43,6 +45,7 @@ pub mod schedule;
 pub mod scrape;
 pub mod summary;
 pub mod target;
+pub mod template;
 
 pub use classify::{ErrorClass, ErrorCounts};
 pub use engine::{run, LoadConfig, Progress, RunInfo};

@@ -15,6 +15,15 @@
 //! stages = "10s:0->20, 40s:20, 10s:20->0"   # or rate = 20 with duration = "60s", or closed = true
 //! arrivals = "poisson"
 //! connections = 64
+//! # Or plain requests in a weighted mix, with templates filled from a feeder:
+//! # targets = ["3*http://10.0.0.1:8080", "http://10.0.0.2:8080"]
+//! # [load.feeder]
+//! # path = "users.csv"     # relative to this file; mode = "circular", "once" or "random"
+//! # [[load.requests]]
+//! # weight = 3
+//! # method = "POST"
+//! # path = "/api/orders/{{user_id}}"
+//! # body = '{"sku": "{{sku}}", "qty": {{randint 1 5}}}'
 //! [load.journeys]
 //! mix = { browse = 6, checkout = 3, ingest = 1 }
 //! ledger = "ledger.jsonl"
@@ -23,7 +32,12 @@
 //! max = "500ms"
 //! ```
 
-use std::{collections::BTreeMap, path::Path, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -32,10 +46,11 @@ use serde::Deserialize;
 use crate::{
     engine::{LoadConfig, RunInfo},
     error::LoadError,
+    feeder::{Feeder, FeederMode},
     journeys::{Driver, JourneyConfig, JourneyKind, JourneyMix},
     results::{GateSpec, HttpVersion},
     schedule::{parse_stages, Arrivals, Schedule},
-    target::{parse_method, RequestSpec, Target},
+    target::{parse_method, Host, RequestSpec, Target},
 };
 
 /// A scenario file, as `faultline load` reads it.
@@ -63,6 +78,12 @@ pub struct LoadSpec {
     /// Target URL: the full URL of a single request, or the base URL of the requests
     /// and journeys. The command line's URL overrides it.
     pub target: Option<String>,
+    /// Several base URLs instead of `target`, to spread plain requests over; `N*URL`
+    /// weighs a host (`"3*http://10.0.0.1:8080"`).
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Rows that fill the requests' `{{column}}` placeholders.
+    pub feeder: Option<FeederSpec>,
     /// Constant arrival rate (requests or journeys per second).
     pub rate: Option<f64>,
     /// Rate stages, e.g. `"10s:0->500, 60s:500, 10s:500->0"`.
@@ -85,7 +106,7 @@ pub struct LoadSpec {
     pub late_threshold: Option<Duration>,
     #[serde(default, deserialize_with = "humantime_serde_opt::deserialize")]
     pub max_send_delay: Option<Duration>,
-    /// Plain requests, sent in turn.
+    /// Plain requests, in weighted turns (equal weights: in turn).
     #[serde(default)]
     pub requests: Vec<RequestEntry>,
     /// User journeys of the reference system instead of plain requests.
@@ -113,8 +134,73 @@ pub struct RequestEntry {
     pub headers: BTreeMap<String, String>,
     /// Request body as text.
     pub body: Option<String>,
-    /// Results go under this name (default `METHOD /path`).
+    /// Results go under this name (default `METHOD /path`, placeholders as written).
     pub name: Option<String>,
+    /// Its share of the mix (default 1).
+    pub weight: Option<u32>,
+}
+
+/// The `[load.feeder]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeederSpec {
+    /// A `.csv` (header row first) or `.jsonl` file, relative to the scenario file.
+    pub path: PathBuf,
+    #[serde(default)]
+    pub mode: FeederMode,
+}
+
+/// A requests file (`faultline load --requests FILE`): `[[requests]]` tables in the
+/// shape of `[[load.requests]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestsFile {
+    pub requests: Vec<RequestEntry>,
+}
+
+impl RequestsFile {
+    /// Reads and parses a requests file (errors name the file, the line and the key).
+    pub fn read(path: &Path) -> Result<RequestsFile, LoadError> {
+        let bad = |reason: String| LoadError::InvalidArgument {
+            option: "--requests",
+            reason: format!("{}: {reason}", path.display()),
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| bad(format!("cannot be read: {e}")))?;
+        let file: RequestsFile = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if file.requests.is_empty() {
+            return Err(bad("no [[requests]]".into()));
+        }
+        Ok(file)
+    }
+
+    /// The file's requests under `target`'s path, with `headers` (from `-H`) added to
+    /// each where it does not set them itself.
+    pub fn specs(
+        &self,
+        target: &Target,
+        headers: &HeaderMap,
+        path: &Path,
+    ) -> Result<Vec<RequestSpec>, LoadError> {
+        self.requests
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| {
+                let mut spec = entry.to_spec(target, "requests", index).map_err(|reason| {
+                    LoadError::InvalidArgument {
+                        option: "--requests",
+                        reason: format!("{}: {reason}", path.display()),
+                    }
+                })?;
+                for (name, value) in headers {
+                    if !spec.headers.contains_key(name) {
+                        spec.headers.insert(name.clone(), value.clone());
+                    }
+                }
+                Ok(spec)
+            })
+            .collect()
+    }
 }
 
 fn get() -> String {
@@ -189,8 +275,17 @@ impl LoadSpec {
             path: scenario_path.to_string(),
             reason,
         };
+        if self.target.is_some() && !self.targets.is_empty() {
+            return Err(bad("give load.target or load.targets, not both".into()));
+        }
+        let hosts = match target {
+            Some(_) => Vec::new(),
+            None if self.targets.is_empty() => Vec::new(),
+            None => Host::parse_list(self.targets.iter().map(String::as_str))?,
+        };
         let url = target
             .or(self.target.as_deref())
+            .or(hosts.first().map(|h| h.target.url.as_str()))
             .ok_or_else(|| bad("[load] has no target: set load.target or give a URL".into()))?;
         let arrivals = match self.arrivals {
             ArrivalsSpec::Uniform => Arrivals::Uniform,
@@ -230,6 +325,11 @@ impl LoadSpec {
                 "give either [[load.requests]] or [load.journeys], not both".into(),
             )),
             (Some(journeys), true) => {
+                if !hosts.is_empty() || self.feeder.is_some() {
+                    return Err(bad(
+                        "load.targets and load.feeder are for plain requests, not journeys".into(),
+                    ));
+                }
                 if self.http2 {
                     return Err(bad("load.http2 is not supported by journeys yet".into()));
                 }
@@ -268,11 +368,19 @@ impl LoadSpec {
                     self.requests
                         .iter()
                         .enumerate()
-                        .map(|(index, entry)| entry.to_spec(&target, index, scenario_path))
-                        .collect::<Result<_, _>>()?
+                        .map(|(index, entry)| entry.to_spec(&target, "load.requests", index))
+                        .collect::<Result<_, _>>()
+                        .map_err(bad)?
                 };
                 let mut config = LoadConfig::new(target, schedule);
                 config.requests = requests;
+                config.hosts = hosts;
+                if let Some(feeder) = &self.feeder {
+                    // Relative to the scenario file, so a scenario runs from anywhere.
+                    let base = Path::new(scenario_path).parent().unwrap_or(Path::new(""));
+                    let read = Feeder::read(&base.join(&feeder.path), feeder.mode)?;
+                    config.feeder = Some(Arc::new(read));
+                }
                 config.connections = connections;
                 config.http_version = if self.http2 {
                     HttpVersion::Http2
@@ -290,16 +398,9 @@ impl LoadSpec {
 }
 
 impl RequestEntry {
-    fn to_spec(
-        &self,
-        target: &Target,
-        index: usize,
-        scenario_path: &str,
-    ) -> Result<RequestSpec, LoadError> {
-        let bad = |field: &str, reason: String| LoadError::Scenario {
-            path: scenario_path.to_string(),
-            reason: format!("load.requests[{index}].{field}: {reason}"),
-        };
+    /// The request under `target`'s path; errors name `table[index].field`.
+    fn to_spec(&self, target: &Target, table: &str, index: usize) -> Result<RequestSpec, String> {
+        let bad = |field: &str, reason: String| format!("{table}[{index}].{field}: {reason}");
         let method = parse_method(&self.method).map_err(|e| bad("method", e.to_string()))?;
         if !self.path.starts_with('/') {
             return Err(bad("path", format!("{:?} must start with /", self.path)));
@@ -311,15 +412,16 @@ impl RequestEntry {
             .collect();
         let headers =
             crate::target::parse_headers(&lines).map_err(|e| bad("headers", e.to_string()))?;
-        let base = target.path_and_query.trim_end_matches('/');
-        let with_path = Target {
-            path_and_query: format!("{base}{}", self.path),
-            ..target.clone()
-        };
         let body = self.body.clone().map(Bytes::from).unwrap_or_default();
-        let mut spec = RequestSpec::for_target(&with_path, method, headers, body);
+        let mut spec =
+            RequestSpec::for_target(&target.with_subpath(&self.path), method, headers, body);
         if let Some(name) = &self.name {
             spec.name = name.clone();
+        }
+        match self.weight {
+            Some(0) => return Err(bad("weight", "weights start at 1".into())),
+            Some(weight) => spec.weight = weight,
+            None => {}
         }
         Ok(spec)
     }

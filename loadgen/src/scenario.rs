@@ -355,32 +355,9 @@ impl LoadSpec {
                 config.run_info = run_info;
                 Ok(LoadPlan::Journeys(config))
             }
-            (None, no_requests) => {
-                let target = Target::parse(url)?;
-                let requests = if no_requests {
-                    vec![RequestSpec::for_target(
-                        &target,
-                        http::Method::GET,
-                        HeaderMap::new(),
-                        Bytes::new(),
-                    )]
-                } else {
-                    self.requests
-                        .iter()
-                        .enumerate()
-                        .map(|(index, entry)| entry.to_spec(&target, "load.requests", index))
-                        .collect::<Result<_, _>>()
-                        .map_err(bad)?
-                };
-                let mut config = LoadConfig::new(target, schedule);
-                config.requests = requests;
+            (None, _) => {
+                let mut config = self.requests_config(url, schedule, scenario_path)?;
                 config.hosts = hosts;
-                if let Some(feeder) = &self.feeder {
-                    // Relative to the scenario file, so a scenario runs from anywhere.
-                    let base = Path::new(scenario_path).parent().unwrap_or(Path::new(""));
-                    let read = Feeder::read(&base.join(&feeder.path), feeder.mode)?;
-                    config.feeder = Some(Arc::new(read));
-                }
                 config.connections = connections;
                 config.http_version = if self.http2 {
                     HttpVersion::Http2
@@ -394,6 +371,43 @@ impl LoadSpec {
                 Ok(LoadPlan::Requests(config))
             }
         }
+    }
+}
+
+impl LoadSpec {
+    /// The engine configuration of plain requests to `url` (the first host), with
+    /// the feeder read; the caller sets the rest.
+    fn requests_config(
+        &self,
+        url: &str,
+        schedule: Schedule,
+        scenario_path: &str,
+    ) -> Result<LoadConfig, LoadError> {
+        let target = Target::parse(url)?;
+        let requests = if self.requests.is_empty() {
+            let request =
+                RequestSpec::for_target(&target, http::Method::GET, HeaderMap::new(), Bytes::new());
+            vec![request]
+        } else {
+            self.requests
+                .iter()
+                .enumerate()
+                .map(|(index, entry)| entry.to_spec(&target, "load.requests", index))
+                .collect::<Result<_, _>>()
+                .map_err(|reason| LoadError::Scenario {
+                    path: scenario_path.to_string(),
+                    reason,
+                })?
+        };
+        let mut config = LoadConfig::new(target, schedule);
+        config.requests = requests;
+        if let Some(feeder) = &self.feeder {
+            // Relative to the scenario file, so a scenario runs from anywhere.
+            let base = Path::new(scenario_path).parent().unwrap_or(Path::new(""));
+            let read = Feeder::read(&base.join(&feeder.path), feeder.mode)?;
+            config.feeder = Some(Arc::new(read));
+        }
+        Ok(config)
     }
 }
 

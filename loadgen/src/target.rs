@@ -27,13 +27,28 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses and checks an `http://host[:port][/path]` URL.
+    /// Parses and checks an `http://host[:port][/path]` URL. The path and query may
+    /// hold `{{...}}` placeholders (module `template`), kept as written.
     pub fn parse(url: &str) -> Result<Target, LoadError> {
         let bad = |reason: &str| LoadError::BadUrl {
             url: url.to_string(),
             reason: reason.to_string(),
         };
-        let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| {
+        // A URI cannot hold `{{`: the scheme and host are checked on their own and the
+        // templated path is taken as written (its placeholders compile at start).
+        let mut templated_path = None;
+        let mut checked = url;
+        if crate::template::has_placeholders(url.as_bytes()) {
+            let after_scheme = url.find("://").map_or(0, |i| i + 3);
+            let start = url[after_scheme..]
+                .find(['/', '?'])
+                .map(|i| i + after_scheme)
+                .filter(|start| !url[..*start].contains("{{"))
+                .ok_or_else(|| bad("placeholders go in the path and query, not the host"))?;
+            checked = &url[..start];
+            templated_path = Some(&url[start..]);
+        }
+        let uri: Uri = checked.parse().map_err(|e: http::uri::InvalidUri| {
             bad(&format!("{e} (expected e.g. http://127.0.0.1:8080/)"))
         })?;
         match uri.scheme_str() {
@@ -54,7 +69,9 @@ impl Target {
         if port == 0 {
             return Err(bad("port 0 cannot be connected to"));
         }
-        let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let path_and_query = templated_path
+            .or(uri.path_and_query().map(|p| p.as_str()))
+            .unwrap_or("/");
         let path_and_query = if path_and_query.is_empty() {
             "/"
         } else {
@@ -203,7 +220,7 @@ pub fn parse_request_arg(
             "{text:?}: {reason} (expected e.g. 'weight=3 POST /api/orders @body.json')"
         ),
     };
-    let mut words = text.split_whitespace().peekable();
+    let mut words = words_outside_placeholders(text).into_iter().peekable();
     let mut weight = 1;
     if let Some(value) = words.peek().and_then(|w| w.strip_prefix("weight=")) {
         weight = value
@@ -235,6 +252,34 @@ pub fn parse_request_arg(
     let mut spec = RequestSpec::for_target(&target.with_subpath(path), method, headers, body);
     spec.weight = weight;
     Ok(spec)
+}
+
+/// Splits `text` at whitespace, except inside `{{...}}` (`{{randint 1 9}}` is one
+/// placeholder of a path).
+fn words_outside_placeholders(text: &str) -> Vec<&str> {
+    let mut words = Vec::new();
+    let mut start = None;
+    let mut depth = 0usize;
+    let bytes = text.as_bytes();
+    for (i, c) in text.char_indices() {
+        if bytes[i..].starts_with(b"{{") {
+            depth += 1;
+        } else if depth > 0 && i > 0 && bytes[i - 1..].starts_with(b"}}") {
+            depth -= 1;
+        }
+        match (c.is_whitespace() && depth == 0, start) {
+            (true, Some(from)) => {
+                words.push(&text[from..i]);
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
+        }
+    }
+    if let Some(from) = start {
+        words.push(&text[from..]);
+    }
+    words
 }
 
 impl Target {
@@ -319,6 +364,9 @@ mod tests {
         let target = Target::parse("http://127.0.0.1:8080/orders?id=3").unwrap();
         assert_eq!(target.authority, "127.0.0.1:8080");
         assert_eq!(target.path_and_query, "/orders?id=3");
+        let target = Target::parse("http://127.0.0.1:8080/n/{{randint 1 9}}?u={{id}}").unwrap();
+        assert_eq!(target.authority, "127.0.0.1:8080");
+        assert_eq!(target.path_and_query, "/n/{{randint 1 9}}?u={{id}}");
     }
 
     #[test]
@@ -330,6 +378,7 @@ mod tests {
             ("ftp://host/", "not HTTP"),
             ("http://", "empty"),
             ("http://host:0/", "port 0"),
+            ("http://{{host}}/", "not the host"),
         ] {
             let err = Target::parse(url).unwrap_err();
             assert!(matches!(err, LoadError::BadUrl { .. }), "{url}: {err}");
@@ -359,6 +408,16 @@ mod tests {
         std::fs::remove_file(&body).unwrap();
         assert_eq!(spec.name, "POST /api/orders/{{seq}}");
         assert_eq!((spec.weight, &spec.body[..]), (3, &b"{}"[..]));
+        let spec = parse_request_arg(
+            "PUT /n/{{randint 1 9}}?c={{ choice a,b }}",
+            &target,
+            &HeaderMap::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            spec.path_and_query,
+            "/api/n/{{randint 1 9}}?c={{ choice a,b }}"
+        );
         for (bad, reason) in [
             ("weight=0 /a", "weight"),
             ("POST", "path"),

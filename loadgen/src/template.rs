@@ -357,15 +357,21 @@ mod tests {
 
     use super::*;
 
-    fn render(template: &Template, row: Option<&[String]>) -> String {
+    /// Runs `f` with the values of arrival 7 and `row`, from a seeded RNG.
+    fn with_values<T>(row: Option<&[String]>, f: impl FnOnce(&mut Values<'_>) -> T) -> T {
         let mut rng = SmallRng::seed_from_u64(1);
-        let mut values = Values {
+        f(&mut Values {
             seq: 7,
             row,
             rng: &mut rng,
-        };
+        })
+    }
+
+    fn render(template: &Template, row: Option<&[String]>) -> String {
         let mut out = Vec::new();
-        template.render(&mut values, Escape::Body, &mut out);
+        with_values(row, |values| {
+            template.render(values, Escape::Body, &mut out)
+        });
         String::from_utf8(out).unwrap()
     }
 
@@ -429,18 +435,13 @@ mod tests {
         let columns = ["v".to_string()];
         let template = Template::compile("/q?{{v}}", "test", &columns).unwrap();
         let row = ["a b\r\n%".to_string()];
-        let mut rng = SmallRng::seed_from_u64(1);
-        let mut values = Values {
-            seq: 0,
-            row: Some(&row),
-            rng: &mut rng,
-        };
-        let mut out = Vec::new();
-        template.render(&mut values, Escape::Path, &mut out);
-        assert_eq!(out, b"/q?a%20b%0D%0A%25");
-        out.clear();
-        template.render(&mut values, Escape::Header, &mut out);
-        assert_eq!(out, b"/q?a b  %");
+        let (mut path, mut header) = (Vec::new(), Vec::new());
+        with_values(Some(&row), |values| {
+            template.render(values, Escape::Path, &mut path);
+            template.render(values, Escape::Header, &mut header);
+        });
+        assert_eq!(path, b"/q?a%20b%0D%0A%25");
+        assert_eq!(header, b"/q?a b  %");
     }
 
     #[test]
@@ -459,14 +460,10 @@ mod tests {
             .unwrap();
         assert!(compiled.uses_row);
         let row = ["42".to_string()];
-        let mut rng = SmallRng::seed_from_u64(1);
-        let mut values = Values {
-            seq: 0,
-            row: Some(&row),
-            rng: &mut rng,
-        };
         let (mut body, mut out) = (Vec::new(), Vec::new());
-        compiled.encode_http1(&mut values, &mut body, &mut out);
+        with_values(Some(&row), |values| {
+            compiled.encode_http1(values, &mut body, &mut out)
+        });
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "POST /o/42 HTTP/1.1\r\ncontent-length: 11\r\n\r\n{\"id\":\"42\"}"

@@ -320,6 +320,7 @@ impl LoadArgs {
         config.late_threshold = self.late_threshold;
         config.max_send_delay = self.max_send_delay;
         config.run_info = run_info;
+        config.check()?;
         Ok(config)
     }
 }

@@ -14,8 +14,12 @@
 //! HTTP/1.1 goes through the engine's own client (module `h1`): each endpoint's request
 //! is serialized once per run, and a request costs one write, the reads of its
 //! response and a parse, in the worker's own task (no connection task, no channel
-//! hop, no per-request allocation or timer). HTTP/2 uses hyper, whose connection is
-//! driven inside the worker's task too.
+//! hop, no per-request allocation or timer). A request with `{{...}}` placeholders
+//! (module `template`) is rendered per send instead, into the worker's reused
+//! buffers. HTTP/2 uses hyper, whose connection is driven inside the worker's task
+//! too (module `connection`). Which request and which host an arrival goes to is a
+//! weighted turn (module `mix`); with several hosts each worker keeps a connection
+//! to each, so `connections` stays the bound on requests in flight.
 
 use std::{
     future::Future,
@@ -143,6 +147,31 @@ impl LoadConfig {
         Ok(prepared)
     }
 
+    /// Checks what can be checked before a run, so a plan is refused whole before
+    /// anything starts: the options, the weights, and every request's templates
+    /// against the feeder's columns.
+    pub fn check(&self) -> Result<(), LoadError> {
+        self.validate()?;
+        let hosts = self.all_hosts();
+        self.prepare(&hosts)?;
+        self.turns(&hosts)?;
+        Ok(())
+    }
+
+    /// The weighted turns of the requests and of the hosts.
+    fn turns(&self, hosts: &[Host]) -> Result<(Turns, Turns), LoadError> {
+        let turns = |option, weights: Vec<u32>| {
+            Turns::new(&weights).map_err(|reason| LoadError::InvalidArgument { option, reason })
+        };
+        Ok((
+            turns(
+                "request weights",
+                self.requests.iter().map(|r| r.weight).collect(),
+            )?,
+            turns("target weights", hosts.iter().map(|h| h.weight).collect())?,
+        ))
+    }
+
     /// The results' endpoint names: the requests', with the host when there are several.
     fn endpoint_names(&self, hosts: &[Host]) -> Vec<String> {
         let mut names = Vec::with_capacity(self.requests.len() * hosts.len());
@@ -210,14 +239,7 @@ pub async fn run(
     config.validate()?;
     let hosts = config.all_hosts();
     let requests = config.prepare(&hosts)?;
-    let turns = |option, weights: Vec<u32>| {
-        Turns::new(&weights).map_err(|reason| LoadError::InvalidArgument { option, reason })
-    };
-    let request_turns = turns(
-        "request weights",
-        config.requests.iter().map(|r| r.weight).collect(),
-    )?;
-    let host_turns = turns("target weights", hosts.iter().map(|h| h.weight).collect())?;
+    let (request_turns, host_turns) = config.turns(&hosts)?;
     for host in &hosts {
         host.target.check_reachable(config.timeout).await?;
     }
@@ -460,6 +482,10 @@ impl Shared {
     /// cycle of the requests' turns, so every request meets every host in turn.
     fn endpoint_of(&self, index: u64) -> (usize, usize) {
         let request = self.request_turns.at(index);
+        if self.hosts.len() == 1 {
+            // One host (the common case): no division per arrival.
+            return (request, 0);
+        }
         let host = self.host_turns.at(index / self.request_turns.cycle());
         (request * self.hosts.len() + host, host)
     }

@@ -368,6 +368,7 @@ impl LoadSpec {
                 config.late_threshold = late_threshold;
                 config.max_send_delay = self.max_send_delay;
                 config.run_info = run_info;
+                config.check()?;
                 Ok(LoadPlan::Requests(config))
             }
         }
@@ -526,6 +527,59 @@ mod tests {
         };
         let names: Vec<&str> = config.requests.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["GET /api/products", "POST /api/orders"]);
+    }
+
+    #[test]
+    fn requests_take_weights_and_targets_spread_them() {
+        let text = r#"
+            [load]
+            targets = ["3*http://127.0.0.1:9/api", "http://127.0.0.1:10/api"]
+            rate = 10
+            duration = "2s"
+            [[load.requests]]
+            weight = 3
+            path = "/products/{{randint 1 9}}"
+            [[load.requests]]
+            path = "/health"
+        "#;
+        let LoadPlan::Requests(config) = plan(text).unwrap() else {
+            panic!("requests expected");
+        };
+        let weights: Vec<u32> = config.requests.iter().map(|r| r.weight).collect();
+        assert_eq!(weights, [3, 1]);
+        assert_eq!(config.requests[0].name, "GET /api/products/{{randint 1 9}}");
+        let hosts: Vec<(&str, u32)> = config
+            .hosts
+            .iter()
+            .map(|h| (h.target.authority.as_str(), h.weight))
+            .collect();
+        assert_eq!(hosts, [("127.0.0.1:9", 3), ("127.0.0.1:10", 1)]);
+    }
+
+    #[test]
+    fn bad_mixes_templates_and_feeders_are_refused_before_the_run() {
+        let head = "[load]\nrate = 5\nduration = \"1s\"\n";
+        for (rest, expected) in [
+            (
+                "target = \"http://a:1\"\ntargets = [\"http://b:1\"]\n",
+                "not both",
+            ),
+            (
+                "target = \"http://a:1\"\n[[load.requests]]\npath = \"/\"\nweight = 0\n",
+                "load.requests[0].weight",
+            ),
+            (
+                "target = \"http://a:1\"\n[[load.requests]]\npath = \"/{{user}}\"\n",
+                "template in request 1 (GET /{{user}}) path, column 2",
+            ),
+            (
+                "target = \"http://a:1\"\n[load.feeder]\npath = \"no-such.csv\"\n",
+                "no-such.csv: cannot be read",
+            ),
+        ] {
+            let error = plan(&format!("{head}{rest}")).unwrap_err();
+            assert!(error.contains(expected), "{rest}: {error}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use faultline_loadgen::{
     engine,
     feeder::{Feeder, FeederMode},
     target::Host,
-    Arrivals, LoadConfig, RequestSpec, Schedule, Target,
+    Arrivals, HttpVersion, LoadConfig, RequestSpec, Schedule, Target,
 };
 use http::Method;
 
@@ -158,4 +158,27 @@ async fn two_hosts_in_round_robin_get_half_each_and_results_name_them() {
     expected.sort();
     assert_eq!(names, expected.iter().collect::<Vec<_>>());
     assert!(results.metadata.target.contains(&b.addr.to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templated_requests_are_filled_in_over_http2_too() {
+    let server = TestServer::start().await;
+    let mut config = config(&server, 200.0, Duration::from_millis(500));
+    config.http_version = HttpVersion::Http2;
+    config.requests = vec![request(&server, Method::POST, "/s/{{seq}}", "{{choice x}}")];
+    engine::run(config, |_| {}).await.unwrap();
+
+    let seen = server.seen();
+    // HTTP/2 carries the whole URI: the server sees scheme and authority too.
+    let prefix = format!("POST http://{}/s/", server.addr);
+    let mut numbers: Vec<u64> = seen
+        .keys()
+        .map(|key| {
+            let rest = key.strip_prefix(&prefix).unwrap_or_else(|| panic!("{key}"));
+            rest.strip_suffix(" x").unwrap().parse().unwrap()
+        })
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers, (0..100).collect::<Vec<u64>>(), "one per arrival");
+    assert!(seen.values().all(|n| *n == 1));
 }

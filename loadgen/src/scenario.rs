@@ -536,11 +536,7 @@ mod tests {
             targets = ["3*http://127.0.0.1:9/api", "http://127.0.0.1:10/api"]
             rate = 10
             duration = "2s"
-            [[load.requests]]
-            weight = 3
-            path = "/products/{{randint 1 9}}"
-            [[load.requests]]
-            path = "/health"
+            requests = [{ weight = 3, path = "/products/{{randint 1 9}}" }, { path = "/health" }]
         "#;
         let LoadPlan::Requests(config) = plan(text).unwrap() else {
             panic!("requests expected");

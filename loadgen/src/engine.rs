@@ -35,7 +35,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Uri};
 use http_body_util::Full;
 use rand::{rngs::SmallRng, SeedableRng as _};
-use tokio::{task::JoinSet, time::Instant};
+use tokio::{sync::Notify, task::JoinSet, time::Instant};
 
 mod connection;
 mod h1;
@@ -254,6 +254,7 @@ pub async fn run(
         host_turns,
         feeder: config.feeder.clone(),
         feeder_exhausted: AtomicBool::new(false),
+        feeder_ran_out: Notify::new(),
         timeout: config.timeout,
         late_threshold: config.late_threshold,
         latency_origin: config.latency_origin,
@@ -472,6 +473,9 @@ struct Shared {
     feeder: Option<Arc<Feeder>>,
     /// Set when a `once` feeder ran out: every worker stops.
     feeder_exhausted: AtomicBool,
+    /// Wakes the workers waiting for a later arrival when the feeder runs out, so
+    /// the run ends then rather than when the last of them wakes.
+    feeder_ran_out: Notify,
     timeout: Duration,
     late_threshold: Duration,
     latency_origin: LatencyOrigin,
@@ -525,11 +529,28 @@ impl Worker for RequestWorker {
     }
 
     async fn idle_until(&mut self, wake: Instant) {
+        let shared = &*self.shared;
         // Keep watching an idle connection while waiting, so a server closing it is
         // noticed before the next request rather than failing it.
-        match self.state.connections.iter_mut().flatten().next() {
-            Some(connection) => connection.idle_until(wake).await,
-            None => tokio::time::sleep_until(wake).await,
+        let waiting = async {
+            match self.state.connections.iter_mut().flatten().next() {
+                Some(connection) => connection.idle_until(wake).await,
+                None => tokio::time::sleep_until(wake).await,
+            }
+        };
+        if shared.feeder.is_none() {
+            // No feeder, no early end: nothing more to wait for (nor to register).
+            return waiting.await;
+        }
+        let mut ran_out = pin!(shared.feeder_ran_out.notified());
+        // Registered before the flag is read, so a notice in between is not lost.
+        ran_out.as_mut().enable();
+        if shared.feeder_exhausted.load(Ordering::Relaxed) {
+            return;
+        }
+        tokio::select! {
+            () = waiting => {}
+            () = ran_out => {}
         }
     }
 
@@ -570,6 +591,7 @@ impl Worker for RequestWorker {
                         Some(row) => Some(row),
                         None => {
                             shared.feeder_exhausted.store(true, Ordering::Relaxed);
+                            shared.feeder_ran_out.notify_waiters();
                             return None;
                         }
                     },

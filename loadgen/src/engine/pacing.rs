@@ -134,6 +134,9 @@ impl Pacer {
                     .unwrap_or(slot.intended);
                 if wake > Instant::now() {
                     worker.idle_until(wake).await;
+                    if worker.finished() {
+                        break;
+                    }
                 }
             }
             free_since = worker.serve(slot, &mut seconds).await;

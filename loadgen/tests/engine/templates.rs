@@ -182,3 +182,23 @@ async fn templated_requests_are_filled_in_over_http2_too() {
     assert_eq!(numbers, (0..100).collect::<Vec<u64>>(), "one per arrival");
     assert!(seen.values().all(|n| *n == 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_run_ends_when_its_once_feeder_runs_out_not_when_idle_workers_wake() {
+    let server = TestServer::start().await;
+    // 64 connections at 10/s: idle workers hold arrivals up to 6.4 s ahead.
+    let mut config = config(&server, 10.0, Duration::from_secs(20));
+    config.connections = 64;
+    config.requests = vec![request(&server, Method::GET, "/u/{{id}}", "")];
+    config.feeder = Some(Arc::new(users()));
+    let began = std::time::Instant::now();
+    let results = engine::run(config, |_| {}).await.unwrap();
+
+    let took = began.elapsed();
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert_eq!(server.total(), 5);
+    assert!(results
+        .generator
+        .message
+        .is_some_and(|m| m.contains("exhausted after 5 rows")));
+}

@@ -435,3 +435,37 @@ async fn a_scenario_with_hosts_weights_and_a_feeder_beside_it_runs() {
     // The feeder's two rows take turns over the 300 templated requests.
     assert_eq!(rows, [150, 150]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requests_file_is_the_mix_to_send() {
+    let server = TestServer::start().await;
+    let file = temp_path("requests.toml");
+    let text =
+        "[[requests]]\nmethod = \"PUT\"\npath = \"/c/{{seq}}\"\nweight = 2\nname = \"put c\"\n\
+                [[requests]]\npath = \"/d\"\n";
+    std::fs::write(&file, text).unwrap();
+    let url = server.url("/");
+    let mut argv = vec![url.as_str(), "--requests", file.to_str().unwrap()];
+    argv.extend("--rate 300 --duration 1s --max-send-delay 30s -c 4 -q".split_whitespace());
+    let results = run_load(load_args(&argv), RunInfo::default())
+        .await
+        .unwrap();
+
+    let seen = server.seen();
+    let _ = std::fs::remove_file(file);
+    let puts = seen.keys().filter(|k| k.starts_with("PUT /c/")).count();
+    assert_eq!((puts, seen.get("GET /d").copied()), (200, Some(100)));
+    let names: Vec<&String> = results.endpoints.keys().collect();
+    assert_eq!(names, ["GET /d", "put c"]);
+
+    let bad = temp_path("bad-requests.toml");
+    std::fs::write(&bad, "[[requests]]\npath = \"/x\"\nwieght = 2\n").unwrap();
+    let bad_arg = bad.to_str().unwrap();
+    let err = config_error(&[url.as_str(), "--rate", "5", "--requests", bad_arg]);
+    let _ = std::fs::remove_file(&bad);
+    assert!(
+        err.to_string().contains("wieght") && err.to_string().contains("line 3"),
+        "{err}"
+    );
+    assert_eq!(err.exit_code(), 2);
+}

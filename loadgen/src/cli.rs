@@ -55,13 +55,13 @@ pub struct LoadArgs {
     #[arg(long, value_name = "URLS", conflicts_with_all = ["url", "journeys"])]
     pub target_list: Vec<String>,
 
-    /// One request of a weighted mix: '[weight=N] [METHOD] /path [@BODY_FILE]', the
+    /// One request of a weighted mix, `[weight=N] [METHOD] /path [@BODY_FILE]`, the
     /// path under the target URL's; -H headers apply to all. Repeatable.
     #[arg(long = "request", value_name = "REQUEST", conflicts_with_all = ["method", "body", "requests", "journeys"])]
     pub request: Vec<String>,
 
-    /// A TOML file of [[requests]] tables (method, path, headers, body, name, weight),
-    /// as [[load.requests]] in a scenario: the mix to send.
+    /// A TOML file of `[[requests]]` tables (method, path, headers, body, name, weight),
+    /// as `[[load.requests]]` in a scenario: the mix to send.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["method", "body", "journeys"])]
     pub requests: Option<PathBuf>,
 

@@ -6,7 +6,7 @@
 //! `feeder`). A [`Template`] is compiled once at start, so an unknown function, a
 //! missing column, a bad range or an unset variable is a usage error naming the
 //! request, the part and the column before anything is sent. The engine keeps a request
-//! without `{{` on its pre-encoded path; a templated one ([`CompiledRequest`]) is
+//! without `{{` on its pre-encoded path; a templated one (`CompiledRequest`) is
 //! rendered per send into the worker's reused buffers.
 
 use std::io::Write as _;

@@ -8,6 +8,7 @@
 use std::{
     io::{IsTerminal as _, Write as _},
     path::PathBuf,
+    sync::Arc,
     time::Duration,
 };
 
@@ -18,11 +19,14 @@ use faultline_results::{
 use crate::{
     engine::{self, LoadConfig},
     error::LoadError,
+    feeder::{Feeder, FeederMode},
     journeys::{self, Driver, JourneyConfig, JourneyMix},
-    scenario::{LoadPlan, ScenarioFile},
+    scenario::{LoadPlan, RequestsFile, ScenarioFile},
     schedule::{parse_stages, Schedule},
     summary::{progress_line, summary_table},
-    target::{parse_headers, parse_method, read_body, RequestSpec, Target},
+    target::{
+        parse_headers, parse_method, parse_request_arg, read_body, Host, RequestSpec, Target,
+    },
 };
 
 /// What results keep of a scenario file besides its load: its gates and its text.
@@ -41,14 +45,41 @@ pub struct ScenarioExtras {
 pub struct LoadArgs {
     /// Target URL, e.g. http://127.0.0.1:8080/orders (plain HTTP). With --journeys,
     /// the gateway's base URL; with --scenario, it overrides the file's target.
-    #[arg(required_unless_present = "scenario")]
+    #[arg(required_unless_present_any = ["scenario", "target_list"])]
     pub url: Option<String>,
+
+    /// Several target base URLs to spread the requests over (each connection keeps
+    /// one connection to each host), comma-separated; N*URL weighs a host, e.g.
+    /// "3*http://10.0.0.1:8080,http://10.0.0.2:8080". Repeatable.
+    #[arg(long, value_name = "URLS", conflicts_with_all = ["url", "journeys"])]
+    pub target_list: Vec<String>,
+
+    /// One request of a weighted mix, `[weight=N] [METHOD] /path [@BODY_FILE]`, the
+    /// path under the target URL's; -H headers apply to all. Repeatable.
+    #[arg(long = "request", value_name = "REQUEST", conflicts_with_all = ["method", "body", "requests", "journeys"])]
+    pub request: Vec<String>,
+
+    /// A TOML file of `[[requests]]` tables (method, path, headers, body, name, weight),
+    /// as `[[load.requests]]` in a scenario: the mix to send.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["method", "body", "journeys"])]
+    pub requests: Option<PathBuf>,
+
+    /// Rows (a .csv with a header row, or .jsonl) that fill the {{column}} placeholders
+    /// of request templates; one row per request.
+    #[arg(long, value_name = "FILE", conflicts_with = "journeys")]
+    pub feeder: Option<PathBuf>,
+
+    /// How feeder rows are taken: in order and again (circular), each once (the run
+    /// ends when they run out), or at random.
+    #[arg(long, value_enum, default_value = "circular", requires = "feeder")]
+    pub feeder_mode: FeederMode,
 
     /// Run the `[load]` of this scenario file (TOML; see scenarios/README.md). Its
     /// `[[gates]]` and text are kept in the results.
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "rate", "stages", "closed", "poisson", "seed", "http2", "method", "body", "headers",
         "journeys", "driver", "users", "ledger", "ingest_batch", "consistency_deadline",
+        "target_list", "request", "requests", "feeder",
     ])]
     pub scenario: Option<PathBuf>,
 
@@ -125,7 +156,9 @@ pub struct LoadArgs {
     #[arg(long, short = 'X', default_value = "GET")]
     pub method: String,
 
-    /// Request body; @FILE reads it from a file.
+    /// Request body; @FILE reads it from a file. The URL's path, the headers and the
+    /// body may hold placeholders: {{seq}}, {{uuid}}, {{randint 1 100}},
+    /// {{choice a,b,c}}, {{now_ms}}, {{env NAME}} and {{COLUMN}} of --feeder.
     #[arg(long, short = 'd')]
     pub body: Option<String>,
 
@@ -156,11 +189,37 @@ pub struct LoadArgs {
 }
 
 impl LoadArgs {
-    fn url(&self) -> Result<&str, LoadError> {
-        self.url.as_deref().ok_or(LoadError::InvalidArgument {
+    /// The target, and the hosts of --target-list (empty without).
+    fn targets(&self) -> Result<(Target, Vec<Host>), LoadError> {
+        if !self.target_list.is_empty() {
+            let hosts = Host::parse_list(self.target_list.iter().map(String::as_str))?;
+            let first = hosts[0].target.clone();
+            return Ok((first, hosts));
+        }
+        let url = self.url.as_deref().ok_or(LoadError::InvalidArgument {
             option: "URL",
-            reason: "give a target URL or --scenario FILE".into(),
-        })
+            reason: "give a target URL, --target-list or --scenario FILE".into(),
+        })?;
+        Ok((Target::parse(url)?, Vec::new()))
+    }
+
+    /// The requests to send: the --request mix, the --requests file's, or the one
+    /// request of --method, --body and the URL.
+    fn requests_for(&self, target: &Target) -> Result<Vec<RequestSpec>, LoadError> {
+        let headers = parse_headers(&self.headers)?;
+        if !self.request.is_empty() {
+            return self
+                .request
+                .iter()
+                .map(|text| parse_request_arg(text, target, &headers))
+                .collect();
+        }
+        if let Some(path) = &self.requests {
+            return RequestsFile::read(path)?.specs(target, &headers, path);
+        }
+        let method = parse_method(&self.method)?;
+        let body = read_body(self.body.as_deref())?;
+        Ok(vec![RequestSpec::for_target(target, method, headers, body)])
     }
 
     /// Checks the arguments and turns them into a plan: plain requests or journeys,
@@ -218,7 +277,7 @@ impl LoadArgs {
 
     /// Checks the arguments and turns them into an engine configuration.
     pub fn to_config(&self, run_info: RunInfo) -> Result<LoadConfig, LoadError> {
-        let target = Target::parse(self.url()?)?;
+        let (target, hosts) = self.targets()?;
         let arrivals = if self.poisson {
             Arrivals::Poisson {
                 seed: self.seed.unwrap_or_else(rand::random),
@@ -243,12 +302,13 @@ impl LoadArgs {
                 reason: "the duration must be longer than zero".into(),
             });
         }
-        let method = parse_method(&self.method)?;
-        let headers = parse_headers(&self.headers)?;
-        let body = read_body(self.body.as_deref())?;
-        let request = RequestSpec::for_target(&target, method, headers, body);
+        let requests = self.requests_for(&target)?;
         let mut config = LoadConfig::new(target, schedule);
-        config.requests = vec![request];
+        config.requests = requests;
+        config.hosts = hosts;
+        if let Some(path) = &self.feeder {
+            config.feeder = Some(Arc::new(Feeder::read(path, self.feeder_mode)?));
+        }
         config.connections = self.connections;
         config.http_version = if self.http2 {
             HttpVersion::Http2
@@ -259,6 +319,7 @@ impl LoadArgs {
         config.late_threshold = self.late_threshold;
         config.max_send_delay = self.max_send_delay;
         config.run_info = run_info;
+        config.check()?;
         Ok(config)
     }
 }

@@ -14,28 +14,34 @@
 //! HTTP/1.1 goes through the engine's own client (module `h1`): each endpoint's request
 //! is serialized once per run, and a request costs one write, the reads of its
 //! response and a parse, in the worker's own task (no connection task, no channel
-//! hop, no per-request allocation or timer). HTTP/2 uses hyper, whose connection is
-//! driven inside the worker's task too.
+//! hop, no per-request allocation or timer). A request with `{{...}}` placeholders
+//! (module `template`) is rendered per send instead, into the worker's reused
+//! buffers. HTTP/2 uses hyper, whose connection is driven inside the worker's task
+//! too (module `connection`). Which request and which host an arrival goes to is a
+//! weighted turn (module `mix`); with several hosts each worker keeps a connection
+//! to each, so `connections` stays the bound on requests in flight.
 
 use std::{
-    future::{poll_fn, Future},
-    pin::{pin, Pin},
-    sync::Arc,
-    task::Poll,
+    future::Future,
+    pin::pin,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Uri};
-use http_body_util::{BodyExt as _, Full};
-use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::{task::JoinSet, time::Instant};
+use http_body_util::Full;
+use rand::{rngs::SmallRng, SeedableRng as _};
+use tokio::{sync::Notify, task::JoinSet, time::Instant};
 
+mod connection;
 mod h1;
 mod pacing;
 
-use h1::H1Connection;
+use connection::{Connection, Message, Watchdog};
 pub(crate) use pacing::{Pacer, SecondClock, Slot, Worker};
 
 use faultline_results::{
@@ -45,17 +51,28 @@ use faultline_results::{
 use crate::{
     classify::Classify as _,
     error::LoadError,
+    feeder::Feeder,
+    mix::Turns,
     recorder::{lock, Clock, Collected, Outcome, SharedLog},
     schedule::Schedule,
-    target::{default_content_type, RequestSpec, Target},
+    target::{default_content_type, Host, RequestSpec, Target},
+    template::{CompiledRequest, Values},
 };
 
 /// Everything a load run needs.
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
+    /// The host (or the first of [`LoadConfig::hosts`]): its URL names the run, its
+    /// path is the requests' base.
     pub target: Target,
-    /// Endpoints; request `k` of the schedule goes to endpoint `k % len`.
+    /// Several hosts to spread the requests over by weight (each worker keeps a
+    /// connection to each); empty: `target` alone.
+    pub hosts: Vec<Host>,
+    /// Endpoints, in weighted turns (module `mix`): equal weights take plain turns,
+    /// 3:1 sends exactly three of every four arrivals to the first.
     pub requests: Vec<RequestSpec>,
+    /// Rows that fill the requests' `{{column}}` placeholders.
+    pub feeder: Option<Arc<Feeder>>,
     pub schedule: Schedule,
     /// Connections, each carrying one request at a time: the bound on requests in
     /// flight (open model) or the concurrency (closed model).
@@ -78,7 +95,9 @@ impl LoadConfig {
         let request = RequestSpec::for_target(&target, Method::GET, HeaderMap::new(), Bytes::new());
         LoadConfig {
             target,
+            hosts: Vec::new(),
             requests: vec![request],
+            feeder: None,
             schedule,
             connections: 64,
             http_version: HttpVersion::Http1,
@@ -88,6 +107,77 @@ impl LoadConfig {
             latency_origin: LatencyOrigin::IntendedSendTime,
             run_info: RunInfo::default(),
         }
+    }
+
+    /// The hosts requests go to, with their weights.
+    pub fn all_hosts(&self) -> Vec<Host> {
+        if self.hosts.is_empty() {
+            vec![Host {
+                target: self.target.clone(),
+                weight: 1,
+            }]
+        } else {
+            self.hosts.clone()
+        }
+    }
+
+    /// Compiles every request's templates for every host, so a bad template or a
+    /// missing feeder column is found before anything is sent.
+    fn prepare(&self, hosts: &[Host]) -> Result<Vec<PreparedRequest>, LoadError> {
+        let columns = self.feeder.as_ref().map_or(&[][..], |f| f.columns());
+        let mut prepared = Vec::with_capacity(self.requests.len() * hosts.len());
+        for (number, spec) in self.requests.iter().enumerate() {
+            for host in hosts {
+                let request = PreparedRequest::new(
+                    self.http_version,
+                    &host.target,
+                    spec,
+                    number + 1,
+                    columns,
+                )?;
+                prepared.push(request);
+            }
+        }
+        Ok(prepared)
+    }
+
+    /// Checks what can be checked before a run, so a plan is refused whole before
+    /// anything starts: the options, the weights, and every request's templates
+    /// against the feeder's columns.
+    pub fn check(&self) -> Result<(), LoadError> {
+        self.validate()?;
+        let hosts = self.all_hosts();
+        self.prepare(&hosts)?;
+        self.turns(&hosts)?;
+        Ok(())
+    }
+
+    /// The weighted turns of the requests and of the hosts.
+    fn turns(&self, hosts: &[Host]) -> Result<(Turns, Turns), LoadError> {
+        let turns = |option, weights: Vec<u32>| {
+            Turns::new(&weights).map_err(|reason| LoadError::InvalidArgument { option, reason })
+        };
+        Ok((
+            turns(
+                "request weights",
+                self.requests.iter().map(|r| r.weight).collect(),
+            )?,
+            turns("target weights", hosts.iter().map(|h| h.weight).collect())?,
+        ))
+    }
+
+    /// The results' endpoint names: the requests', with the host when there are several.
+    fn endpoint_names(&self, hosts: &[Host]) -> Vec<String> {
+        let mut names = Vec::with_capacity(self.requests.len() * hosts.len());
+        for request in &self.requests {
+            for host in hosts {
+                names.push(match hosts.len() {
+                    1 => request.name.clone(),
+                    _ => format!("{} @ {}", request.name, host.target.authority),
+                });
+            }
+        }
+        names
     }
 
     fn max_send_delay(&self) -> Duration {
@@ -141,51 +231,45 @@ pub async fn run(
     progress: impl FnMut(&Progress) + Send,
 ) -> Result<Results, LoadError> {
     config.validate()?;
-    config.target.check_reachable(config.timeout).await?;
-
-    let requests: Vec<PreparedRequest> = config
-        .requests
-        .iter()
-        .map(|spec| PreparedRequest::new(&config, spec))
-        .collect();
-
-    // Connect everything before the clock starts, so connection setup is not
-    // mistaken for server latency in the first second.
-    let mut connecting = JoinSet::new();
-    for _ in 0..config.connections {
-        let target = config.target.clone();
-        let version = config.http_version;
-        let timeout = config.timeout;
-        connecting.spawn(async move {
-            tokio::time::timeout(timeout, Connection::open(&target, version)).await
-        });
+    let hosts = config.all_hosts();
+    let requests = config.prepare(&hosts)?;
+    let (request_turns, host_turns) = config.turns(&hosts)?;
+    for host in &hosts {
+        host.target.check_reachable(config.timeout).await?;
     }
-    let mut connections = Vec::with_capacity(config.connections);
-    while let Some(joined) = connecting.join_next().await {
-        // A connection that fails now is retried by its worker when it has a request.
-        connections.push(joined.ok().and_then(|r| r.ok()).and_then(|r| r.ok()));
-    }
+    let targets: Vec<Target> = hosts.into_iter().map(|h| h.target).collect();
+    let mut connections = open_all(&config, &targets).await;
 
     let (clock, start_wall) = Clock::start_now();
     let shared = Arc::new(Shared {
-        target: config.target.clone(),
         http_version: config.http_version,
         requests,
+        request_turns,
+        host_turns,
+        feeder: config.feeder.clone(),
+        feeder_exhausted: AtomicBool::new(false),
+        feeder_ran_out: Notify::new(),
         timeout: config.timeout,
         late_threshold: config.late_threshold,
         latency_origin: config.latency_origin,
+        hosts: targets,
     });
     let logs: Vec<SharedLog> = (0..config.connections)
         .map(|_| SharedLog::default())
         .collect();
     let workers: Vec<RequestWorker> = logs
         .iter()
-        .zip(connections)
-        .map(|(log, connection)| RequestWorker {
+        .map(|log| RequestWorker {
             shared: shared.clone(),
             log: log.clone(),
-            connection,
-            watchdog: Watchdog::default(),
+            state: WorkerState {
+                connections: connections.next().unwrap_or_default(),
+                watchdog: Watchdog::default(),
+                rng: SmallRng::from_rng(&mut rand::rng()),
+                body: Vec::new(),
+                encoded: Vec::new(),
+                reconnected: false,
+            },
         })
         .collect();
     let pacer = Pacer::new(&config.schedule, clock, config.max_send_delay());
@@ -198,7 +282,9 @@ pub async fn run(
         progress,
     )
     .await;
+    let elapsed = clock.start.elapsed();
 
+    let urls: Vec<&str> = shared.hosts.iter().map(|t| t.url.as_str()).collect();
     let metadata = RunMetadata {
         http_version: config.http_version,
         connections: config.connections as u64,
@@ -206,18 +292,72 @@ pub async fn run(
         latency_origin: config.latency_origin,
         ..RunMetadata::of_run(
             &config.run_info,
-            &config.target.url,
+            &urls.join(", "),
             start_wall,
             &config.schedule.target(),
         )
     };
-    let names: Vec<String> = config.requests.iter().map(|r| r.name.clone()).collect();
     let pacing = PacingRecord {
         schedule: &config.schedule,
         late_threshold: config.late_threshold,
         max_send_delay: config.max_send_delay(),
     };
-    pacing.results(metadata, &names, &collected)
+    let names = config.endpoint_names(&config.all_hosts());
+    let mut results = pacing.results(metadata, &names, &collected)?;
+    if let Some(feeder) = shared
+        .feeder
+        .as_ref()
+        .filter(|_| shared.feeder_exhausted.load(Ordering::Relaxed))
+    {
+        // The run ended early on purpose: the results say so, where the summary shows it.
+        let ended = format!(
+            "feeder {} exhausted after {} rows: the run ended at {:.1} s of {:.1} s",
+            feeder.path,
+            feeder.len(),
+            elapsed
+                .as_secs_f64()
+                .min(config.schedule.duration().as_secs_f64()),
+            config.schedule.duration().as_secs_f64()
+        );
+        let message = &mut results.generator.message;
+        *message = Some(match message.take() {
+            Some(earlier) => format!("{ended}; {earlier}"),
+            None => ended,
+        });
+    }
+    Ok(results)
+}
+
+/// Opens every worker's connection to every host before the clock starts, so
+/// connection setup is not mistaken for server latency in the first second. Yields
+/// each worker's connections, one per host (`None` where it failed: the worker
+/// retries when it has a request for that host).
+async fn open_all(
+    config: &LoadConfig,
+    hosts: &[Target],
+) -> impl Iterator<Item = Vec<Option<Connection>>> {
+    let mut connecting = JoinSet::new();
+    for worker in 0..config.connections {
+        for (host, target) in hosts.iter().enumerate() {
+            let target = target.clone();
+            let version = config.http_version;
+            let timeout = config.timeout;
+            connecting.spawn(async move {
+                let opened =
+                    tokio::time::timeout(timeout, Connection::open(&target, version)).await;
+                (worker, host, opened.ok().and_then(Result::ok))
+            });
+        }
+    }
+    let mut connections: Vec<Vec<Option<Connection>>> = (0..config.connections)
+        .map(|_| (0..hosts.len()).map(|_| None).collect())
+        .collect();
+    while let Some(joined) = connecting.join_next().await {
+        if let Ok((worker, host, opened)) = joined {
+            connections[worker][host] = opened;
+        }
+    }
+    connections.into_iter()
 }
 
 /// How a paced run was paced, as its results state it (both modes alike).
@@ -317,131 +457,170 @@ fn update_progress(
 
 /// What every worker shares.
 struct Shared {
-    target: Target,
+    /// The hosts, in the order of [`LoadConfig::hosts`].
+    hosts: Vec<Target>,
     http_version: HttpVersion,
+    /// Per endpoint: request `r` to host `h` is endpoint `r * hosts + h`.
     requests: Vec<PreparedRequest>,
+    request_turns: Turns,
+    host_turns: Turns,
+    feeder: Option<Arc<Feeder>>,
+    /// Set when a `once` feeder ran out: every worker stops.
+    feeder_exhausted: AtomicBool,
+    /// Wakes the workers waiting for a later arrival when the feeder runs out, so
+    /// the run ends then rather than when the last of them wakes.
+    feeder_ran_out: Notify,
     timeout: Duration,
     late_threshold: Duration,
     latency_origin: LatencyOrigin,
 }
 
 impl Shared {
-    /// The endpoint arrival `index` goes to: they take turns.
-    fn endpoint_of(&self, index: u64) -> usize {
-        let endpoints = self.requests.len() as u64;
-        if endpoints == 1 {
-            0
-        } else {
-            (index % endpoints) as usize
+    /// The endpoint and the host arrival `index` goes to. The host moves on once per
+    /// cycle of the requests' turns, so every request meets every host in turn.
+    fn endpoint_of(&self, index: u64) -> (usize, usize) {
+        let request = self.request_turns.at(index);
+        if self.hosts.len() == 1 {
+            // One host (the common case): no division per arrival.
+            return (request, 0);
         }
+        let host = self.host_turns.at(index / self.request_turns.cycle());
+        (request * self.hosts.len() + host, host)
     }
 }
 
-/// Bounds each request by the timeout without a timer registration per request:
-/// one sleep per worker, set to the deadline of the request in flight when it was
-/// armed. Deadlines only move forward, so when it fires, the request in flight
-/// has either passed its own deadline (a timeout) or the sleep is re-armed for it.
-#[derive(Default)]
-struct Watchdog {
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl Watchdog {
-    /// Runs `future` until it ends (`Some`) or `deadline` passes (`None`).
-    async fn run<F: Future>(&mut self, deadline: Instant, future: F) -> Option<F::Output> {
-        let sleep = self
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if sleep.deadline() > deadline {
-            sleep.as_mut().reset(deadline);
-        }
-        let mut future = pin!(future);
-        poll_fn(|cx| {
-            if let Poll::Ready(output) = future.as_mut().poll(cx) {
-                return Poll::Ready(Some(output));
-            }
-            while sleep.as_mut().poll(cx).is_ready() {
-                if Instant::now() >= deadline {
-                    return Poll::Ready(None);
-                }
-                sleep.as_mut().reset(deadline);
-            }
-            Poll::Pending
-        })
-        .await
-    }
-}
-
-/// One connection: an arrival is one request on it, recorded into the worker's log.
+/// One worker's slot: an arrival is one request on its connection to the arrival's
+/// host, recorded into the worker's log.
 struct RequestWorker {
     shared: Arc<Shared>,
     log: SharedLog,
-    /// `None` until (re)connected: a failed connection is opened again for the next
-    /// request.
-    connection: Option<Connection>,
+    state: WorkerState,
+}
+
+/// What a worker changes while it sends (apart from the shared log).
+struct WorkerState {
+    /// One per host; `None` until (re)connected: a failed connection is opened again
+    /// for the next request to its host.
+    connections: Vec<Option<Connection>>,
     watchdog: Watchdog,
+    /// Templates' random values and a `random` feeder's rows (seeded once per worker).
+    rng: SmallRng,
+    /// Reused buffers of templated HTTP/1.1 requests: the rendered body, the request.
+    body: Vec<u8>,
+    encoded: Vec<u8>,
+    /// Whether the last [`WorkerState::connect`] opened a new connection (the
+    /// request then goes out after it, not at its slot's time).
+    reconnected: bool,
 }
 
 impl Worker for RequestWorker {
     fn dropped(&mut self, index: u64, second: u64) {
-        lock(&self.log).record_dropped(self.shared.endpoint_of(index), second);
+        lock(&self.log).record_dropped(self.shared.endpoint_of(index).0, second);
+    }
+
+    fn finished(&self) -> bool {
+        self.shared.feeder_exhausted.load(Ordering::Relaxed)
     }
 
     async fn idle_until(&mut self, wake: Instant) {
-        // Keep watching the idle connection while waiting, so a server closing it is
+        let shared = &*self.shared;
+        // Keep watching an idle connection while waiting, so a server closing it is
         // noticed before the next request rather than failing it.
-        match &mut self.connection {
-            Some(connection) => connection.idle_until(wake).await,
-            None => tokio::time::sleep_until(wake).await,
+        let waiting = async {
+            match self.state.connections.iter_mut().flatten().next() {
+                Some(connection) => connection.idle_until(wake).await,
+                None => tokio::time::sleep_until(wake).await,
+            }
+        };
+        if shared.feeder.is_none() {
+            // No feeder, no early end: nothing more to wait for (nor to register).
+            return waiting.await;
+        }
+        let mut ran_out = pin!(shared.feeder_ran_out.notified());
+        // Registered before the flag is read, so a notice in between is not lost.
+        ran_out.as_mut().enable();
+        if shared.feeder_exhausted.load(Ordering::Relaxed) {
+            return;
+        }
+        tokio::select! {
+            () = waiting => {}
+            () = ran_out => {}
         }
     }
 
     /// Sends the arrival's request and records it.
     async fn serve(&mut self, slot: Slot, seconds: &mut SecondClock) -> Option<Instant> {
         let shared = &*self.shared;
-        let endpoint = shared.endpoint_of(slot.index);
+        let (endpoint, host) = shared.endpoint_of(slot.index);
         let intended = slot.intended;
         // In a closed schedule the request goes out at once: it is sent when due.
         let mut sent = (!slot.paced).then_some(intended);
-        if self.connection.as_ref().is_none_or(Connection::is_closed) {
-            self.connection = None;
-            sent = None;
-            let opened = tokio::time::timeout(
-                shared.timeout,
-                Connection::open(&shared.target, shared.http_version),
-            )
-            .await;
-            match opened {
-                Ok(Ok(connection)) => self.connection = Some(connection),
-                failed => {
-                    if let Ok(Err(error)) = &failed {
-                        tracing::debug!(%error, "connect failed");
-                    }
-                    let now = Instant::now();
-                    let delay = now.saturating_duration_since(intended);
-                    lock(&self.log).record(
-                        endpoint,
-                        seconds.second_of(now),
-                        delay,
-                        delay > shared.late_threshold,
-                        Outcome::Failed(ErrorClass::Connect),
-                    );
-                    if matches!(failed, Ok(Err(_))) && !slot.paced {
-                        // Nothing paces a closed model: without a pause a refused
-                        // connection would spin.
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                    return None;
-                }
+        if let Err(failed) = self.state.connect(shared, host).await {
+            let now = Instant::now();
+            let delay = now.saturating_duration_since(intended);
+            lock(&self.log).record(
+                endpoint,
+                seconds.second_of(now),
+                delay,
+                delay > shared.late_threshold,
+                Outcome::Failed(ErrorClass::Connect),
+            );
+            if failed == ConnectFailure::Refused && !slot.paced {
+                // Nothing paces a closed model: without a pause a refused connection
+                // would spin.
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
+            return None;
+        } else if self.state.reconnected {
+            sent = None;
         }
-        let connection = self.connection.as_mut()?;
 
         let request = &shared.requests[endpoint];
+        let state = &mut self.state;
+        let message = match &request.templated {
+            None => request.message(shared.http_version),
+            Some(template) => {
+                let row = match (&shared.feeder, template.uses_row) {
+                    (Some(feeder), true) => match feeder.take(&mut state.rng) {
+                        Some(row) => Some(row),
+                        None => {
+                            shared.feeder_exhausted.store(true, Ordering::Relaxed);
+                            shared.feeder_ran_out.notify_waiters();
+                            return None;
+                        }
+                    },
+                    _ => None,
+                };
+                let mut values = Values {
+                    seq: slot.index,
+                    row,
+                    rng: &mut state.rng,
+                };
+                match shared.http_version {
+                    HttpVersion::Http1 => {
+                        template.encode_http1(&mut values, &mut state.body, &mut state.encoded);
+                        Some(Message::Http1 {
+                            bytes: &state.encoded,
+                            head: template.is_head(),
+                        })
+                    }
+                    HttpVersion::Http2 => template
+                        .build_http2(&mut values, &request.scheme_authority)
+                        .map(Message::Http2),
+                }
+            }
+        };
+        let connection = state.connections[host].as_mut()?;
         let sent = sent.unwrap_or_else(Instant::now);
-        let answer = connection
-            .send(request, sent + shared.timeout, &mut self.watchdog)
-            .await;
+        let answer = match message {
+            Some(message) => {
+                connection
+                    .send(message, sent + shared.timeout, &mut state.watchdog)
+                    .await
+            }
+            // A filled-in path that is no URI: the request cannot be sent.
+            None => Err(ErrorClass::Protocol),
+        };
         let done = Instant::now();
         let send_delay = sent.saturating_duration_since(intended);
         let origin = match shared.latency_origin {
@@ -455,7 +634,7 @@ impl Worker for RequestWorker {
             },
             Err(class) => {
                 // The connection's state is unknown after a failure: start afresh.
-                self.connection = None;
+                state.connections[host] = None;
                 Outcome::Failed(class)
             }
         };
@@ -470,8 +649,41 @@ impl Worker for RequestWorker {
     }
 }
 
-/// A request template turned into what is sent, built once per run: the HTTP/1.1
-/// bytes, or the parts of the request hyper takes for HTTP/2.
+/// Why a worker has no connection for its request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnectFailure {
+    Refused,
+    TimedOut,
+}
+
+impl WorkerState {
+    /// Makes sure the connection to `host` is open, opening it again if it closed.
+    async fn connect(&mut self, shared: &Shared, host: usize) -> Result<(), ConnectFailure> {
+        self.reconnected = false;
+        let slot = &mut self.connections[host];
+        if slot.as_ref().is_some_and(|c| !c.is_closed()) {
+            return Ok(());
+        }
+        *slot = None;
+        self.reconnected = true;
+        let opening = Connection::open(&shared.hosts[host], shared.http_version);
+        match tokio::time::timeout(shared.timeout, opening).await {
+            Ok(Ok(connection)) => {
+                *slot = Some(connection);
+                Ok(())
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "connect failed");
+                Err(ConnectFailure::Refused)
+            }
+            Err(_) => Err(ConnectFailure::TimedOut),
+        }
+    }
+}
+
+/// A request turned into what is sent to one host, built once per run: the HTTP/1.1
+/// bytes, or the parts of the request hyper takes for HTTP/2, or its compiled
+/// template when it has placeholders.
 struct PreparedRequest {
     method: Method,
     uri: Uri,
@@ -479,16 +691,29 @@ struct PreparedRequest {
     body: Bytes,
     /// The whole request as written on an HTTP/1.1 connection.
     http1: Bytes,
+    /// `Some` when the request has placeholders: it is rendered per send instead.
+    templated: Option<CompiledRequest>,
+    /// `http://host:port`, which a templated HTTP/2 request's path is appended to.
+    scheme_authority: String,
 }
 
 impl PreparedRequest {
-    fn new(config: &LoadConfig, spec: &RequestSpec) -> PreparedRequest {
+    /// Prepares request `number` (from 1, for messages) for `target`; compiles its
+    /// templates against the feeder's `columns`.
+    fn new(
+        version: HttpVersion,
+        target: &Target,
+        spec: &RequestSpec,
+        number: usize,
+        columns: &[String],
+    ) -> Result<PreparedRequest, LoadError> {
         let mut headers = spec.headers.clone();
         default_content_type(&mut headers, &spec.body);
-        let uri = match config.http_version {
+        let scheme_authority = format!("http://{}", target.authority);
+        let uri = match version {
             // HTTP/1.1 sends the path in the request line and the host in a header.
             HttpVersion::Http1 => {
-                if let Ok(host) = HeaderValue::from_str(&config.target.authority) {
+                if let Ok(host) = HeaderValue::from_str(&target.authority) {
                     headers.entry(header::HOST).or_insert(host);
                 }
                 spec.path_and_query
@@ -496,21 +721,36 @@ impl PreparedRequest {
                     .unwrap_or_else(|_| Uri::from_static("/"))
             }
             // HTTP/2 takes scheme and authority from the URI (:scheme, :authority).
-            HttpVersion::Http2 => {
-                format!("http://{}{}", config.target.authority, spec.path_and_query)
-                    .parse()
-                    .unwrap_or_else(|_| Uri::from_static("/"))
-            }
+            HttpVersion::Http2 => format!("{scheme_authority}{}", spec.path_and_query)
+                .parse()
+                .unwrap_or_else(|_| Uri::from_static("/")),
         };
+        let templated = CompiledRequest::compile(spec, &headers, number, columns)?;
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let http1 = h1::encode_request(&spec.method, path, &headers, &spec.body);
-        PreparedRequest {
+        let http1 = match templated {
+            None => h1::encode_request(&spec.method, path, &headers, &spec.body),
+            Some(_) => Bytes::new(),
+        };
+        Ok(PreparedRequest {
             method: spec.method.clone(),
             uri,
             headers,
             body: spec.body.clone(),
             http1,
-        }
+            templated,
+            scheme_authority,
+        })
+    }
+
+    /// The message of an untemplated request.
+    fn message(&self, version: HttpVersion) -> Option<Message<'_>> {
+        Some(match version {
+            HttpVersion::Http1 => Message::Http1 {
+                bytes: &self.http1,
+                head: self.method == Method::HEAD,
+            },
+            HttpVersion::Http2 => Message::Http2(self.build()),
+        })
     }
 
     fn build(&self) -> Request<Full<Bytes>> {
@@ -520,115 +760,4 @@ impl PreparedRequest {
         *request.headers_mut() = self.headers.clone();
         request
     }
-}
-
-type ConnectionDriver = Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>>;
-
-/// One connection to the target.
-enum Connection {
-    /// The engine's own HTTP/1.1 client (module `h1`).
-    Http1(H1Connection),
-    /// hyper's HTTP/2 client: the handle requests are sent through, and the
-    /// connection future that does the I/O, driven by the worker's own task
-    /// (`None` once the connection has ended).
-    Http2 {
-        sender: http2::SendRequest<Full<Bytes>>,
-        driver: Option<ConnectionDriver>,
-    },
-}
-
-impl Connection {
-    async fn open(target: &Target, version: HttpVersion) -> Result<Connection, std::io::Error> {
-        let stream = target.connect().await?;
-        Ok(match version {
-            HttpVersion::Http1 => Connection::Http1(H1Connection::new(stream)),
-            HttpVersion::Http2 => {
-                let (sender, driver) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                    .await
-                    .map_err(std::io::Error::other)?;
-                Connection::Http2 {
-                    sender,
-                    driver: Some(Box::pin(driver)),
-                }
-            }
-        })
-    }
-
-    fn is_closed(&self) -> bool {
-        match self {
-            Connection::Http1(conn) => conn.is_closed(),
-            Connection::Http2 { sender, driver } => driver.is_none() || sender.is_closed(),
-        }
-    }
-
-    /// Waits until `deadline` while watching (HTTP/1.1) or driving (HTTP/2) the
-    /// idle connection.
-    async fn idle_until(&mut self, deadline: Instant) {
-        match self {
-            Connection::Http1(conn) => conn.idle_until(deadline).await,
-            Connection::Http2 { driver, .. } => {
-                drive(driver, tokio::time::sleep_until(deadline)).await
-            }
-        }
-    }
-
-    /// Sends one request and reads its whole response before `deadline`.
-    async fn send(
-        &mut self,
-        request: &PreparedRequest,
-        deadline: Instant,
-        watchdog: &mut Watchdog,
-    ) -> Result<http::StatusCode, ErrorClass> {
-        match self {
-            Connection::Http1(conn) => {
-                let head = request.method == Method::HEAD;
-                watchdog
-                    .run(deadline, conn.exchange(&request.http1, head))
-                    .await
-                    .unwrap_or(Err(ErrorClass::Timeout))
-            }
-            Connection::Http2 { sender, driver } => {
-                let request = request.build();
-                let exchange = async {
-                    sender
-                        .ready()
-                        .await
-                        .map_err(|e| ErrorClass::of_hyper_error(&e))?;
-                    let response = sender
-                        .send_request(request)
-                        .await
-                        .map_err(|e| ErrorClass::of_hyper_error(&e))?;
-                    let status = response.status();
-                    let mut body = response.into_body();
-                    // Read frames and drop them: the body must be consumed for the
-                    // stream to finish, but nothing needs it kept.
-                    while let Some(frame) = body.frame().await {
-                        frame.map_err(|e| ErrorClass::of_hyper_error(&e))?;
-                    }
-                    Ok(status)
-                };
-                drive(driver, watchdog.run(deadline, exchange))
-                    .await
-                    .unwrap_or(Err(ErrorClass::Timeout))
-            }
-        }
-    }
-}
-
-/// Polls `future` to completion while also polling the connection driver (until it
-/// ends, when it is set to `None`; pending requests then fail on their own).
-async fn drive<F: Future>(driver: &mut Option<ConnectionDriver>, future: F) -> F::Output {
-    let mut future = pin!(future);
-    poll_fn(|cx| {
-        if let Some(connection) = driver.as_mut() {
-            if let Poll::Ready(result) = connection.as_mut().poll(cx) {
-                if let Err(error) = result {
-                    tracing::debug!(%error, "connection ended");
-                }
-                *driver = None;
-            }
-        }
-        future.as_mut().poll(cx)
-    })
-    .await
 }

@@ -50,6 +50,19 @@ pub enum LoadError {
     #[error("scenario {path}: {reason}")]
     Scenario { path: String, reason: String },
 
+    /// A request template that does not compile: names the request and the part
+    /// (`request 2 (POST /orders) body`) and the 1-based column of the `{{`.
+    #[error("template in {place}, column {column}: {reason}")]
+    Template {
+        place: String,
+        column: usize,
+        reason: String,
+    },
+
+    /// A feeder file that cannot be read or parsed (names the file and the line).
+    #[error("feeder {path}: {reason}")]
+    Feeder { path: String, reason: String },
+
     /// A results file that is not valid JSON or does not match the schema this version reads.
     #[error("results {path}: {reason}")]
     BadResults { path: String, reason: String },
@@ -72,6 +85,8 @@ impl LoadError {
                 | LoadError::InvalidArgument { .. }
                 | LoadError::JourneySetup { .. }
                 | LoadError::Scenario { .. }
+                | LoadError::Template { .. }
+                | LoadError::Feeder { .. }
         )
     }
 

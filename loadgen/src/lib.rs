@@ -3,14 +3,19 @@
 //!
 //! How the parts fit, in the order a run goes through them:
 //!
-//! - [`target`]: the URL and the requests to send, parsed once ([`Target`],
-//!   [`RequestSpec`]).
+//! - [`target`]: the URL (or several hosts, [`target::Host`]) and the requests to
+//!   send, parsed once ([`Target`], [`RequestSpec`]), each with its weight in the mix.
+//! - [`template`]: `{{seq}}`, `{{uuid}}`, `{{randint 1 100}}`, ... and feeder columns in
+//!   a request's path, headers and body, compiled once at start; [`feeder`]: the CSV
+//!   or JSON-lines rows they are filled from. Module `mix`: the weighted turns that
+//!   pick each arrival's request and host.
 //! - [`schedule`]: when requests are due. An open [`Schedule`] (constant rate or
 //!   linear stages such as `10s:0->500, 60s:500`, uniform or Poisson arrivals) yields
 //!   an intended send time per request; a closed one sends back to back.
 //! - [`engine`]: one loop for every mode. One task per connection (HTTP/1.1
-//!   keep-alive or HTTP/2, hyper 1.x) takes the next due request, sends it, and
-//!   records latency *from the intended send time*, so a stalled server cannot hide
+//!   keep-alive or HTTP/2, hyper 1.x; with several hosts, one to each) takes the
+//!   next due request, renders it if it is templated, sends it, and records
+//!   latency *from the intended send time*, so a stalled server cannot hide
 //!   behind requests the generator never sent (coordinated omission). Send delays,
 //!   late and dropped requests are counted so a generator that cannot keep up says
 //!   so.
@@ -36,13 +41,16 @@ pub mod classify;
 pub mod cli;
 pub mod engine;
 pub mod error;
+pub mod feeder;
 pub mod journeys;
+mod mix;
 pub mod recorder;
 pub mod scenario;
 pub mod schedule;
 pub mod scrape;
 pub mod summary;
 pub mod target;
+pub mod template;
 
 pub use classify::Classify;
 pub use engine::{run, LoadConfig, Progress};

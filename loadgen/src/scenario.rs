@@ -15,6 +15,15 @@
 //! stages = "10s:0->20, 40s:20, 10s:20->0"   # or rate = 20 with duration = "60s", or closed = true
 //! arrivals = "poisson"
 //! connections = 64
+//! # Or plain requests in a weighted mix, with templates filled from a feeder:
+//! # targets = ["3*http://10.0.0.1:8080", "http://10.0.0.2:8080"]
+//! # [load.feeder]
+//! # path = "users.csv"     # relative to this file; mode = "circular", "once" or "random"
+//! # [[load.requests]]
+//! # weight = 3
+//! # method = "POST"
+//! # path = "/api/orders/{{user_id}}"
+//! # body = '{"sku": "{{sku}}", "qty": {{randint 1 5}}}'
 //! [load.journeys]
 //! mix = { browse = 6, checkout = 3, ingest = 1 }
 //! ledger = "ledger.jsonl"
@@ -23,7 +32,12 @@
 //! max = "500ms"
 //! ```
 
-use std::{collections::BTreeMap, path::Path, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -34,9 +48,10 @@ use faultline_results::{Arrivals, GateSpec, HttpVersion, RunInfo};
 use crate::{
     engine::LoadConfig,
     error::LoadError,
+    feeder::{Feeder, FeederMode},
     journeys::{Driver, JourneyConfig, JourneyKind, JourneyMix},
     schedule::{parse_stages, Schedule},
-    target::{parse_method, RequestSpec, Target},
+    target::{parse_method, Host, RequestSpec, Target},
 };
 
 /// A scenario file, as `faultline load` reads it.
@@ -64,6 +79,12 @@ pub struct LoadSpec {
     /// Target URL: the full URL of a single request, or the base URL of the requests
     /// and journeys. The command line's URL overrides it.
     pub target: Option<String>,
+    /// Several base URLs instead of `target`, to spread plain requests over; `N*URL`
+    /// weighs a host (`"3*http://10.0.0.1:8080"`).
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Rows that fill the requests' `{{column}}` placeholders.
+    pub feeder: Option<FeederSpec>,
     /// Constant arrival rate (requests or journeys per second).
     pub rate: Option<f64>,
     /// Rate stages, e.g. `"10s:0->500, 60s:500, 10s:500->0"`.
@@ -86,7 +107,7 @@ pub struct LoadSpec {
     pub late_threshold: Option<Duration>,
     #[serde(default, deserialize_with = "duration_opt::deserialize")]
     pub max_send_delay: Option<Duration>,
-    /// Plain requests, sent in turn.
+    /// Plain requests, in weighted turns (equal weights: in turn).
     #[serde(default)]
     pub requests: Vec<RequestEntry>,
     /// User journeys of the reference system instead of plain requests.
@@ -114,8 +135,73 @@ pub struct RequestEntry {
     pub headers: BTreeMap<String, String>,
     /// Request body as text.
     pub body: Option<String>,
-    /// Results go under this name (default `METHOD /path`).
+    /// Results go under this name (default `METHOD /path`, placeholders as written).
     pub name: Option<String>,
+    /// Its share of the mix (default 1).
+    pub weight: Option<u32>,
+}
+
+/// The `[load.feeder]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeederSpec {
+    /// A `.csv` (header row first) or `.jsonl` file, relative to the scenario file.
+    pub path: PathBuf,
+    #[serde(default)]
+    pub mode: FeederMode,
+}
+
+/// A requests file (`faultline load --requests FILE`): `[[requests]]` tables in the
+/// shape of `[[load.requests]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestsFile {
+    pub requests: Vec<RequestEntry>,
+}
+
+impl RequestsFile {
+    /// Reads and parses a requests file (errors name the file, the line and the key).
+    pub fn read(path: &Path) -> Result<RequestsFile, LoadError> {
+        let bad = |reason: String| LoadError::InvalidArgument {
+            option: "--requests",
+            reason: format!("{}: {reason}", path.display()),
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| bad(format!("cannot be read: {e}")))?;
+        let file: RequestsFile = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if file.requests.is_empty() {
+            return Err(bad("no [[requests]]".into()));
+        }
+        Ok(file)
+    }
+
+    /// The file's requests under `target`'s path, with `headers` (from `-H`) added to
+    /// each where it does not set them itself.
+    pub fn specs(
+        &self,
+        target: &Target,
+        headers: &HeaderMap,
+        path: &Path,
+    ) -> Result<Vec<RequestSpec>, LoadError> {
+        self.requests
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| {
+                let mut spec = entry.to_spec(target, "requests", index).map_err(|reason| {
+                    LoadError::InvalidArgument {
+                        option: "--requests",
+                        reason: format!("{}: {reason}", path.display()),
+                    }
+                })?;
+                for (name, value) in headers {
+                    if !spec.headers.contains_key(name) {
+                        spec.headers.insert(name.clone(), value.clone());
+                    }
+                }
+                Ok(spec)
+            })
+            .collect()
+    }
 }
 
 fn get() -> String {
@@ -190,8 +276,17 @@ impl LoadSpec {
             path: scenario_path.to_string(),
             reason,
         };
+        if self.target.is_some() && !self.targets.is_empty() {
+            return Err(bad("give load.target or load.targets, not both".into()));
+        }
+        let hosts = match target {
+            Some(_) => Vec::new(),
+            None if self.targets.is_empty() => Vec::new(),
+            None => Host::parse_list(self.targets.iter().map(String::as_str))?,
+        };
         let url = target
             .or(self.target.as_deref())
+            .or(hosts.first().map(|h| h.target.url.as_str()))
             .ok_or_else(|| bad("[load] has no target: set load.target or give a URL".into()))?;
         let arrivals = match self.arrivals {
             ArrivalsSpec::Uniform => Arrivals::Uniform,
@@ -231,6 +326,11 @@ impl LoadSpec {
                 "give either [[load.requests]] or [load.journeys], not both".into(),
             )),
             (Some(journeys), true) => {
+                if !hosts.is_empty() || self.feeder.is_some() {
+                    return Err(bad(
+                        "load.targets and load.feeder are for plain requests, not journeys".into(),
+                    ));
+                }
                 if self.http2 {
                     return Err(bad("load.http2 is not supported by journeys yet".into()));
                 }
@@ -256,24 +356,9 @@ impl LoadSpec {
                 config.run_info = run_info;
                 Ok(LoadPlan::Journeys(config))
             }
-            (None, no_requests) => {
-                let target = Target::parse(url)?;
-                let requests = if no_requests {
-                    vec![RequestSpec::for_target(
-                        &target,
-                        http::Method::GET,
-                        HeaderMap::new(),
-                        Bytes::new(),
-                    )]
-                } else {
-                    self.requests
-                        .iter()
-                        .enumerate()
-                        .map(|(index, entry)| entry.to_spec(&target, index, scenario_path))
-                        .collect::<Result<_, _>>()?
-                };
-                let mut config = LoadConfig::new(target, schedule);
-                config.requests = requests;
+            (None, _) => {
+                let mut config = self.requests_config(url, schedule, scenario_path)?;
+                config.hosts = hosts;
                 config.connections = connections;
                 config.http_version = if self.http2 {
                     HttpVersion::Http2
@@ -284,23 +369,54 @@ impl LoadSpec {
                 config.late_threshold = late_threshold;
                 config.max_send_delay = self.max_send_delay;
                 config.run_info = run_info;
+                config.check()?;
                 Ok(LoadPlan::Requests(config))
             }
         }
     }
 }
 
-impl RequestEntry {
-    fn to_spec(
+impl LoadSpec {
+    /// The engine configuration of plain requests to `url` (the first host), with
+    /// the feeder read; the caller sets the rest.
+    fn requests_config(
         &self,
-        target: &Target,
-        index: usize,
+        url: &str,
+        schedule: Schedule,
         scenario_path: &str,
-    ) -> Result<RequestSpec, LoadError> {
-        let bad = |field: &str, reason: String| LoadError::Scenario {
-            path: scenario_path.to_string(),
-            reason: format!("load.requests[{index}].{field}: {reason}"),
+    ) -> Result<LoadConfig, LoadError> {
+        let target = Target::parse(url)?;
+        let requests = if self.requests.is_empty() {
+            let request =
+                RequestSpec::for_target(&target, http::Method::GET, HeaderMap::new(), Bytes::new());
+            vec![request]
+        } else {
+            self.requests
+                .iter()
+                .enumerate()
+                .map(|(index, entry)| entry.to_spec(&target, "load.requests", index))
+                .collect::<Result<_, _>>()
+                .map_err(|reason| LoadError::Scenario {
+                    path: scenario_path.to_string(),
+                    reason,
+                })?
         };
+        let mut config = LoadConfig::new(target, schedule);
+        config.requests = requests;
+        if let Some(feeder) = &self.feeder {
+            // Relative to the scenario file, so a scenario runs from anywhere.
+            let base = Path::new(scenario_path).parent().unwrap_or(Path::new(""));
+            let read = Feeder::read(&base.join(&feeder.path), feeder.mode)?;
+            config.feeder = Some(Arc::new(read));
+        }
+        Ok(config)
+    }
+}
+
+impl RequestEntry {
+    /// The request under `target`'s path; errors name `table[index].field`.
+    fn to_spec(&self, target: &Target, table: &str, index: usize) -> Result<RequestSpec, String> {
+        let bad = |field: &str, reason: String| format!("{table}[{index}].{field}: {reason}");
         let method = parse_method(&self.method).map_err(|e| bad("method", e.to_string()))?;
         if !self.path.starts_with('/') {
             return Err(bad("path", format!("{:?} must start with /", self.path)));
@@ -312,15 +428,16 @@ impl RequestEntry {
             .collect();
         let headers =
             crate::target::parse_headers(&lines).map_err(|e| bad("headers", e.to_string()))?;
-        let base = target.path_and_query.trim_end_matches('/');
-        let with_path = Target {
-            path_and_query: format!("{base}{}", self.path),
-            ..target.clone()
-        };
         let body = self.body.clone().map(Bytes::from).unwrap_or_default();
-        let mut spec = RequestSpec::for_target(&with_path, method, headers, body);
+        let mut spec =
+            RequestSpec::for_target(&target.with_subpath(&self.path), method, headers, body);
         if let Some(name) = &self.name {
             spec.name = name.clone();
+        }
+        match self.weight {
+            Some(0) => return Err(bad("weight", "weights start at 1".into())),
+            Some(weight) => spec.weight = weight,
+            None => {}
         }
         Ok(spec)
     }
@@ -431,6 +548,55 @@ mod tests {
         assert_eq!(config.late_threshold, Duration::from_millis(250));
         let error = plan("[load]\nrate = 5\nduration = \"5%\"\n").unwrap_err();
         assert!(error.contains("is a percentage"), "{error}");
+    }
+
+    #[test]
+    fn requests_take_weights_and_targets_spread_them() {
+        let text = r#"
+            [load]
+            targets = ["3*http://127.0.0.1:9/api", "http://127.0.0.1:10/api"]
+            rate = 10
+            duration = "2s"
+            requests = [{ weight = 3, path = "/products/{{randint 1 9}}" }, { path = "/health" }]
+        "#;
+        let LoadPlan::Requests(config) = plan(text).unwrap() else {
+            panic!("requests expected");
+        };
+        let weights: Vec<u32> = config.requests.iter().map(|r| r.weight).collect();
+        assert_eq!(weights, [3, 1]);
+        assert_eq!(config.requests[0].name, "GET /api/products/{{randint 1 9}}");
+        let hosts: Vec<(&str, u32)> = config
+            .hosts
+            .iter()
+            .map(|h| (h.target.authority.as_str(), h.weight))
+            .collect();
+        assert_eq!(hosts, [("127.0.0.1:9", 3), ("127.0.0.1:10", 1)]);
+    }
+
+    #[test]
+    fn bad_mixes_templates_and_feeders_are_refused_before_the_run() {
+        let head = "[load]\nrate = 5\nduration = \"1s\"\n";
+        for (rest, expected) in [
+            (
+                "target = \"http://a:1\"\ntargets = [\"http://b:1\"]\n",
+                "not both",
+            ),
+            (
+                "target = \"http://a:1\"\n[[load.requests]]\npath = \"/\"\nweight = 0\n",
+                "load.requests[0].weight",
+            ),
+            (
+                "target = \"http://a:1\"\n[[load.requests]]\npath = \"/{{user}}\"\n",
+                "template in request 1 (GET /{{user}}) path, column 2",
+            ),
+            (
+                "target = \"http://a:1\"\n[load.feeder]\npath = \"no-such.csv\"\n",
+                "no-such.csv: cannot be read",
+            ),
+        ] {
+            let error = plan(&format!("{head}{rest}")).unwrap_err();
+            assert!(error.contains(expected), "{rest}: {error}");
+        }
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! What the engine sends and where: the target's address and the requests.
 //!
 //! A [`Target`] is parsed once from a URL (plain `http://` only: the engine has no
-//! TLS yet) and holds what the connection pool needs. A [`RequestSpec`] is one
-//! endpoint: method, path, headers and body, with the name its results go under.
+//! TLS yet) and holds what the connection pool needs; a [`Host`] is one of several
+//! targets with its weight (`3*http://10.0.0.1:8080`). A [`RequestSpec`] is one
+//! endpoint: method, path, headers and body (any of them may hold `{{...}}`
+//! placeholders, module `template`), its weight in the mix, and the name its results
+//! go under. [`parse_request_arg`] reads the command line's `--request` form.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -26,13 +29,28 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses and checks an `http://host[:port][/path]` URL.
+    /// Parses and checks an `http://host[:port][/path]` URL. The path and query may
+    /// hold `{{...}}` placeholders (module `template`), kept as written.
     pub fn parse(url: &str) -> Result<Target, LoadError> {
         let bad = |reason: &str| LoadError::BadUrl {
             url: url.to_string(),
             reason: reason.to_string(),
         };
-        let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| {
+        // A URI cannot hold `{{`: the scheme and host are checked on their own and the
+        // templated path is taken as written (its placeholders compile at start).
+        let mut templated_path = None;
+        let mut checked = url;
+        if crate::template::has_placeholders(url.as_bytes()) {
+            let after_scheme = url.find("://").map_or(0, |i| i + 3);
+            let start = url[after_scheme..]
+                .find(['/', '?'])
+                .map(|i| i + after_scheme)
+                .filter(|start| !url[..*start].contains("{{"))
+                .ok_or_else(|| bad("placeholders go in the path and query, not the host"))?;
+            checked = &url[..start];
+            templated_path = Some(&url[start..]);
+        }
+        let uri: Uri = checked.parse().map_err(|e: http::uri::InvalidUri| {
             bad(&format!("{e} (expected e.g. http://127.0.0.1:8080/)"))
         })?;
         match uri.scheme_str() {
@@ -53,7 +71,9 @@ impl Target {
         if port == 0 {
             return Err(bad("port 0 cannot be connected to"));
         }
-        let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let path_and_query = templated_path
+            .or(uri.path_and_query().map(|p| p.as_str()))
+            .unwrap_or("/");
         let path_and_query = if path_and_query.is_empty() {
             "/"
         } else {
@@ -106,6 +126,8 @@ pub struct RequestSpec {
     pub path_and_query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Its share of the arrivals against the other requests' weights (at least 1).
+    pub weight: u32,
 }
 
 impl RequestSpec {
@@ -122,6 +144,153 @@ impl RequestSpec {
             path_and_query: target.path_and_query.clone(),
             headers,
             body,
+            weight: 1,
+        }
+    }
+}
+
+/// One of several hosts the requests are spread over, with its weight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    pub target: Target,
+    /// Its share of the arrivals against the other hosts' weights (at least 1).
+    pub weight: u32,
+}
+
+impl Host {
+    /// Parses `URL` or `N*URL` (weight `N`, e.g. `3*http://10.0.0.1:8080`).
+    pub fn parse(text: &str) -> Result<Host, LoadError> {
+        let text = text.trim();
+        let (weight, url) = match text.split_once('*') {
+            Some((weight, url)) if !weight.contains(':') => {
+                let weight = weight.trim().parse::<u32>().ok().filter(|w| *w > 0);
+                let weight = weight.ok_or_else(|| LoadError::BadUrl {
+                    url: text.to_string(),
+                    reason: "the weight before `*` must be a whole number from 1, e.g. 3*http://HOST:PORT".into(),
+                })?;
+                (weight, url.trim())
+            }
+            _ => (1, text),
+        };
+        Ok(Host {
+            target: Target::parse(url)?,
+            weight,
+        })
+    }
+
+    /// Parses a comma-separated list of hosts (`--target-list`); every host must have
+    /// the same path, which the requests' paths go under.
+    pub fn parse_list<'a>(
+        items: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Vec<Host>, LoadError> {
+        let hosts: Vec<Host> = items
+            .into_iter()
+            .flat_map(|item| item.split(','))
+            .filter(|item| !item.trim().is_empty())
+            .map(Host::parse)
+            .collect::<Result<_, _>>()?;
+        let first = hosts.first().ok_or_else(|| LoadError::InvalidArgument {
+            option: "--target-list",
+            reason: "no target URL given".into(),
+        })?;
+        if let Some(other) = hosts
+            .iter()
+            .find(|h| h.target.path_and_query != first.target.path_and_query)
+        {
+            return Err(LoadError::BadUrl {
+                url: other.target.url.clone(),
+                reason: format!(
+                    "every target of a list needs the same path (the first has {:?})",
+                    first.target.path_and_query
+                ),
+            });
+        }
+        Ok(hosts)
+    }
+}
+
+/// Parses one `--request` argument, `[weight=N] [METHOD] /path [@BODY_FILE]`, into a
+/// request under the target's path with `headers` (the `-H` ones, for every request).
+pub fn parse_request_arg(
+    text: &str,
+    target: &Target,
+    headers: &HeaderMap,
+) -> Result<RequestSpec, LoadError> {
+    let bad = |reason: String| LoadError::InvalidArgument {
+        option: "--request",
+        reason: format!(
+            "{text:?}: {reason} (expected e.g. 'weight=3 POST /api/orders @body.json')"
+        ),
+    };
+    let mut words = words_outside_placeholders(text).into_iter().peekable();
+    let mut weight = 1;
+    if let Some(value) = words.peek().and_then(|w| w.strip_prefix("weight=")) {
+        weight = value
+            .parse::<u32>()
+            .ok()
+            .filter(|w| *w > 0)
+            .ok_or_else(|| bad(format!("weight {value:?} is not a whole number from 1")))?;
+        words.next();
+    }
+    let mut method = Method::GET;
+    if let Some(word) = words.peek().filter(|w| !w.starts_with('/')) {
+        method = parse_method(word).map_err(|e| bad(e.to_string()))?;
+        words.next();
+    }
+    let path = words
+        .next()
+        .filter(|p| p.starts_with('/'))
+        .ok_or_else(|| bad("the path, starting with /, is missing".into()))?;
+    let body = match words.next() {
+        Some(file) if file.starts_with('@') => read_body(Some(file))?,
+        Some(other) => return Err(bad(format!("{other:?} is neither the path nor @BODY_FILE"))),
+        None => Bytes::new(),
+    };
+    if let Some(extra) = words.next() {
+        return Err(bad(format!("unexpected {extra:?} after the body")));
+    }
+    let mut headers = headers.clone();
+    default_content_type(&mut headers, &body);
+    let mut spec = RequestSpec::for_target(&target.with_subpath(path), method, headers, body);
+    spec.weight = weight;
+    Ok(spec)
+}
+
+/// Splits `text` at whitespace, except inside `{{...}}` (`{{randint 1 9}}` is one
+/// placeholder of a path).
+fn words_outside_placeholders(text: &str) -> Vec<&str> {
+    let mut words = Vec::new();
+    let mut start = None;
+    let mut depth = 0usize;
+    let bytes = text.as_bytes();
+    for (i, c) in text.char_indices() {
+        if bytes[i..].starts_with(b"{{") {
+            depth += 1;
+        } else if depth > 0 && i > 0 && bytes[i - 1..].starts_with(b"}}") {
+            depth -= 1;
+        }
+        match (c.is_whitespace() && depth == 0, start) {
+            (true, Some(from)) => {
+                words.push(&text[from..i]);
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
+        }
+    }
+    if let Some(from) = start {
+        words.push(&text[from..]);
+    }
+    words
+}
+
+impl Target {
+    /// This target with `path` appended to its own path (a base URL's requests).
+    pub fn with_subpath(&self, path: &str) -> Target {
+        let base = self.path_and_query.trim_end_matches('/');
+        Target {
+            path_and_query: format!("{base}{path}"),
+            ..self.clone()
         }
     }
 }
@@ -193,6 +362,9 @@ mod tests {
         let target = Target::parse("http://127.0.0.1:8080/orders?id=3").unwrap();
         assert_eq!(target.authority, "127.0.0.1:8080");
         assert_eq!(target.path_and_query, "/orders?id=3");
+        let target = Target::parse("http://127.0.0.1:8080/n/{{randint 1 9}}?u={{id}}").unwrap();
+        assert_eq!(target.authority, "127.0.0.1:8080");
+        assert_eq!(target.path_and_query, "/n/{{randint 1 9}}?u={{id}}");
     }
 
     #[test]
@@ -204,6 +376,7 @@ mod tests {
             ("ftp://host/", "not HTTP"),
             ("http://", "empty"),
             ("http://host:0/", "port 0"),
+            ("http://{{host}}/", "not the host"),
         ] {
             let err = Target::parse(url).unwrap_err();
             assert!(matches!(err, LoadError::BadUrl { .. }), "{url}: {err}");
@@ -219,5 +392,55 @@ mod tests {
         assert_eq!(headers["x-a"], "1");
         let err = parse_headers(&["novalue".into()]).unwrap_err();
         assert!(err.to_string().contains("--header"), "{err}");
+    }
+
+    #[test]
+    fn request_arguments_take_a_weight_a_method_a_path_and_a_body_file() {
+        let target = Target::parse("http://127.0.0.1:1/api").unwrap();
+        let spec = parse_request_arg("/products", &target, &HeaderMap::new()).unwrap();
+        assert_eq!((spec.name.as_str(), spec.weight), ("GET /api/products", 1));
+        let body = std::env::temp_dir().join(format!("faultline-body-{}.json", std::process::id()));
+        std::fs::write(&body, "{}").unwrap();
+        let text = format!("weight=3 post /orders/{{{{seq}}}} @{}", body.display());
+        let spec = parse_request_arg(&text, &target, &HeaderMap::new()).unwrap();
+        std::fs::remove_file(&body).unwrap();
+        assert_eq!(spec.name, "POST /api/orders/{{seq}}");
+        assert_eq!((spec.weight, &spec.body[..]), (3, &b"{}"[..]));
+        let spec = parse_request_arg(
+            "PUT /n/{{randint 1 9}}?c={{ choice a,b }}",
+            &target,
+            &HeaderMap::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            spec.path_and_query,
+            "/api/n/{{randint 1 9}}?c={{ choice a,b }}"
+        );
+        for (bad, reason) in [
+            ("weight=0 /a", "weight"),
+            ("POST", "path"),
+            ("GET /a extra", "neither"),
+            ("GE:T /a", "method"),
+        ] {
+            let err = parse_request_arg(bad, &target, &HeaderMap::new()).unwrap_err();
+            assert!(
+                err.is_usage() && err.to_string().contains(reason),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn host_lists_take_weights_and_need_one_path() {
+        let hosts = Host::parse_list(["http://127.0.0.1:1,3*http://127.0.0.1:2"]).unwrap();
+        assert_eq!(hosts[0].weight, 1);
+        assert_eq!(
+            (hosts[1].weight, hosts[1].target.authority.as_str()),
+            (3, "127.0.0.1:2")
+        );
+        let err = Host::parse_list(["http://a:1/x,http://b:1/y"]).unwrap_err();
+        assert!(err.to_string().contains("same path"), "{err}");
+        let err = Host::parse_list(["0*http://a:1"]).unwrap_err();
+        assert!(err.to_string().contains("weight"), "{err}");
     }
 }

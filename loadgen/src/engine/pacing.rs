@@ -42,6 +42,12 @@ pub(crate) trait Worker: Send + 'static {
     /// Counts arrival `index`, dropped in wall-clock `second` because it was overdue.
     fn dropped(&mut self, index: u64, second: u64);
 
+    /// Whether the worker has nothing more to do before the schedule ends (a `once`
+    /// feeder ran out).
+    fn finished(&self) -> bool {
+        false
+    }
+
     /// Waits until `wake` (an open schedule's next arrival is due just after).
     fn idle_until(&mut self, wake: Instant) -> impl Future<Output = ()> + Send;
 
@@ -111,7 +117,10 @@ impl Pacer {
     pub(crate) async fn pace<W: Worker>(&self, mut worker: W) {
         let mut seconds = SecondClock::new(self.clock);
         let mut free_since = None;
-        while let Some(slot) = self.next_slot(&mut worker, &mut seconds, free_since.take()) {
+        while !worker.finished() {
+            let Some(slot) = self.next_slot(&mut worker, &mut seconds, free_since.take()) else {
+                break;
+            };
             if slot.paced {
                 // Tokio's timer fires on the first millisecond tick at or after its
                 // deadline: sleeping until `intended` would start up to 1 ms late every
@@ -125,6 +134,9 @@ impl Pacer {
                     .unwrap_or(slot.intended);
                 if wake > Instant::now() {
                     worker.idle_until(wake).await;
+                    if worker.finished() {
+                        break;
+                    }
                 }
             }
             free_since = worker.serve(slot, &mut seconds).await;

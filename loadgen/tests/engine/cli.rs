@@ -294,3 +294,179 @@ async fn bad_scenarios_and_journey_options_are_usage_errors_naming_what() {
         assert_eq!(err.exit_code(), 2, "{argv:?}");
     }
 }
+
+#[tokio::test]
+async fn bad_templates_and_a_missing_feeder_column_exit_two_naming_the_place() {
+    let feeder = temp_path("users.csv");
+    std::fs::write(&feeder, "id,name\n1,ann\n").unwrap();
+    let feeder_arg = feeder.to_str().unwrap();
+    // Port 1 is never reached: templates compile before the target is checked.
+    for (argv, expected) in [
+        (
+            vec!["http://127.0.0.1:1/n/{{randint 5 1}}", "--rate", "5"],
+            "template in request 1 (GET /n/{{randint 5 1}}) path, column 4: bad range randint 5 1",
+        ),
+        (
+            vec![
+                "http://127.0.0.1:1/",
+                "--rate",
+                "5",
+                "--request",
+                "/a/{{md5 x}}",
+            ],
+            "request 1 (GET /a/{{md5 x}}) path, column 4: unknown function \"md5\"",
+        ),
+        (
+            vec![
+                "http://127.0.0.1:1/",
+                "--rate",
+                "5",
+                "--feeder",
+                feeder_arg,
+                "--request",
+                "/a",
+                "--request",
+                "/b/{{id}}",
+                "-H",
+                "x-user: u{{user}}",
+            ],
+            "request 1 (GET /a) header x-user, column 2: \"user\" is no function",
+        ),
+        (
+            vec![
+                "http://127.0.0.1:1/{{id}}",
+                "--rate",
+                "5",
+                "--feeder",
+                "/nonexistent/f.csv",
+            ],
+            "feeder /nonexistent/f.csv: cannot be read",
+        ),
+    ] {
+        let err = run_load(load_args(&argv), RunInfo::default())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(expected), "{argv:?}: {err}");
+        assert_eq!(err.exit_code(), 2, "{argv:?}");
+    }
+    let _ = std::fs::remove_file(feeder);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weighted_request_mix_from_the_command_line_reaches_the_server() {
+    let server = TestServer::start().await;
+    let body = temp_path("order.json");
+    std::fs::write(&body, "{\"user\": {{seq}}}").unwrap();
+    let url = server.url("/api");
+    let request = format!("weight=3 POST /orders @{}", body.display());
+    let mut argv = vec![
+        url.as_str(),
+        "--request",
+        &request,
+        "--request",
+        "/products",
+    ];
+    argv.extend("--rate 400 --duration 1s --max-send-delay 30s -c 4 -q".split_whitespace());
+    let results = run_load(load_args(&argv), RunInfo::default())
+        .await
+        .unwrap();
+    let _ = std::fs::remove_file(body);
+
+    let seen = server.seen();
+    let orders: u64 = seen
+        .iter()
+        .filter(|(key, _)| key.starts_with("POST /api/orders {\"user\": "))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(
+        (orders, seen.get("GET /api/products").copied()),
+        (300, Some(100))
+    );
+    // {{seq}} gave each order its own body.
+    assert_eq!(seen.len(), 301, "{seen:?}");
+    assert!(results.endpoints.contains_key("POST /api/orders"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_with_hosts_weights_and_a_feeder_beside_it_runs() {
+    let (a, b) = (TestServer::start().await, TestServer::start().await);
+    let dir = temp_path("scenario-dir");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("skus.jsonl"),
+        "{\"sku\": \"s1\"}\n{\"sku\": \"s2\"}\n",
+    )
+    .unwrap();
+    let scenario = dir.join("mix.toml");
+    let text = format!(
+        r#"
+        [load]
+        targets = ["{}", "{}"]
+        rate = 400
+        duration = "1s"
+        max_send_delay = "30s"
+        connections = 4
+        [load.feeder]
+        path = "skus.jsonl"
+        [[load.requests]]
+        weight = 3
+        path = "/p/{{{{sku}}}}"
+        [[load.requests]]
+        path = "/health"
+        "#,
+        a.url("/"),
+        b.url("/")
+    );
+    std::fs::write(&scenario, text).unwrap();
+    let argv = ["--scenario", scenario.to_str().unwrap(), "-q"];
+    // Run from elsewhere: the feeder's path is relative to the scenario file.
+    run_load(load_args(&argv), RunInfo::default())
+        .await
+        .unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+
+    let mut rows = [0, 0];
+    for server in [&a, &b] {
+        let seen = server.seen();
+        assert_eq!(server.total(), 200, "{seen:?}");
+        assert_eq!(seen.get("GET /health").copied(), Some(50), "{seen:?}");
+        rows[0] += seen.get("GET /p/s1").copied().unwrap_or(0);
+        rows[1] += seen.get("GET /p/s2").copied().unwrap_or(0);
+    }
+    // The feeder's two rows take turns over the 300 templated requests.
+    assert_eq!(rows, [150, 150]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requests_file_is_the_mix_to_send() {
+    let server = TestServer::start().await;
+    let file = temp_path("requests.toml");
+    let text =
+        "[[requests]]\nmethod = \"PUT\"\npath = \"/c/{{seq}}\"\nweight = 2\nname = \"put c\"\n\
+                [[requests]]\npath = \"/d\"\n";
+    std::fs::write(&file, text).unwrap();
+    let url = server.url("/");
+    let mut argv = vec![url.as_str(), "--requests", file.to_str().unwrap()];
+    argv.extend("--rate 300 --duration 1s --max-send-delay 30s -c 4 -q".split_whitespace());
+    let results = run_load(load_args(&argv), RunInfo::default())
+        .await
+        .unwrap();
+
+    let seen = server.seen();
+    let _ = std::fs::remove_file(file);
+    let puts = seen.keys().filter(|k| k.starts_with("PUT /c/")).count();
+    assert_eq!((puts, seen.get("GET /d").copied()), (200, Some(100)));
+    let names: Vec<&String> = results.endpoints.keys().collect();
+    assert_eq!(names, ["GET /d", "put c"]);
+
+    let bad = temp_path("bad-requests.toml");
+    std::fs::write(&bad, "[[requests]]\npath = \"/x\"\nwieght = 2\n").unwrap();
+    let bad_arg = bad.to_str().unwrap();
+    let err = config_error(&[url.as_str(), "--rate", "5", "--requests", bad_arg]);
+    let _ = std::fs::remove_file(&bad);
+    assert!(
+        err.to_string().contains("wieght") && err.to_string().contains("line 3"),
+        "{err}"
+    );
+    assert_eq!(err.exit_code(), 2);
+}

@@ -5,13 +5,21 @@
 //! of every second since the server started (like a stop-the-world pause),
 //! `/status/N` answers status N, `/reset` drops the connection without an answer,
 //! `/hang` never answers, `/metrics` serves a Prometheus gauge of the seconds since start.
+//! Every server also counts what it receives, server-side, by method, path and body
+//! ([`TestServer::seen`]), so tests check what was sent without trusting the
+//! engine's own counters.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use faultline_loadgen::{LoadConfig, RequestSpec, Schedule, Target};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full};
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo},
@@ -25,8 +33,12 @@ pub const STALL: Duration = Duration::from_millis(500);
 /// A server running in the test's runtime; stopped when dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
+    seen: Seen,
     accept_loop: JoinHandle<()>,
 }
+
+/// Requests received: `METHOD path-and-query body` (the body as text) and how often.
+type Seen = Arc<Mutex<BTreeMap<String, u64>>>;
 
 impl Drop for TestServer {
     fn drop(&mut self) {
@@ -39,21 +51,39 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let started = Instant::now();
+        let seen = Seen::default();
+        let counts = seen.clone();
         let accept_loop = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
+                let counts = counts.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |request| respond(request, started));
+                    let service =
+                        service_fn(move |request| respond(request, started, counts.clone()));
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
             }
         });
-        TestServer { addr, accept_loop }
+        TestServer {
+            addr,
+            seen,
+            accept_loop,
+        }
+    }
+
+    /// What was received so far: `METHOD path body` and how often.
+    pub fn seen(&self) -> BTreeMap<String, u64> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// How many requests were received so far.
+    pub fn total(&self) -> u64 {
+        self.seen().values().sum()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -89,8 +119,20 @@ impl std::error::Error for DropConnection {}
 async fn respond(
     request: Request<Incoming>,
     started: Instant,
+    seen: Seen,
 ) -> Result<Response<Full<Bytes>>, DropConnection> {
     let path = request.uri().path().to_string();
+    let head = format!("{} {}", request.method(), request.uri());
+    let body = match request.into_body().collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return Err(DropConnection),
+    };
+    let key = format!("{head} {}", String::from_utf8_lossy(&body));
+    *seen
+        .lock()
+        .unwrap()
+        .entry(key.trim_end().to_string())
+        .or_default() += 1;
     let reply = |status: u16| {
         let mut response = Response::new(Full::new(Bytes::from_static(b"hello")));
         *response.status_mut() = StatusCode::from_u16(status).unwrap();

@@ -66,6 +66,29 @@ pub async fn happy_path_completes_and_the_view_shows_it(h: Arc<Harness>) -> anyh
         .as_i64()
         .context("available")?;
     ensure!(after == before - 2, "stock went from {before} to {after}");
+
+    // Each step of the completed saga was timed into the orders service's histogram.
+    let orders = h
+        .system
+        .service_url(ServiceKind::Orders, 1)
+        .context("orders' URL")?;
+    let metrics = h
+        .http
+        .get(format!("{orders}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    for step in ["RESERVING", "CHARGING", "SHIPPING"] {
+        let count = metrics
+            .lines()
+            .filter(|l| l.starts_with("faultline_saga_step_duration_seconds_count"))
+            .find(|l| l.contains(&format!("step=\"{step}\"")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        ensure!(count >= 1.0, "no {step} step timed in /metrics");
+    }
     Ok(())
 }
 

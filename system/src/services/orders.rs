@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use prometheus::{IntCounterVec, IntGaugeVec, Opts};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Transaction;
 use uuid::Uuid;
@@ -94,6 +94,9 @@ pub struct SagaMetrics {
     pub by_status: IntGaugeVec,
     /// Saga moves by the step they left and the step they entered.
     pub transitions: IntCounterVec,
+    /// How long each step took: from the command leaving with the order's last update to
+    /// its reply applied (relay, Kafka, the participant and back), by step left.
+    pub step_seconds: HistogramVec,
 }
 
 impl SagaMetrics {
@@ -109,9 +112,20 @@ impl SagaMetrics {
             ),
             &["from", "to"],
         ));
+        let step_seconds = metrics.register(HistogramVec::new(
+            HistogramOpts::new(
+                "saga_step_duration_seconds",
+                "Time from a saga step's command to its reply applied, by step",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["step"],
+        ));
         SagaMetrics {
             by_status,
             transitions,
+            step_seconds,
         }
     }
 
@@ -465,7 +479,7 @@ impl EventHandler for SagaHandler {
         let OrderRef { order_id } = event.payload_as()?;
         let Some(row) = tx
             .query_opt(
-                "SELECT step, status, amount_cents, version, user_id, items, created_at, reason FROM orders WHERE id = $1 FOR UPDATE",
+                "SELECT step, status, amount_cents, version, user_id, items, created_at, reason, updated_at FROM orders WHERE id = $1 FOR UPDATE",
                 &[&order_id],
             )
             .await?
@@ -516,6 +530,12 @@ impl EventHandler for SagaHandler {
             .transitions
             .with_label_values(&[current.as_str(), next.step])
             .inc();
+        let step_started: DateTime<Utc> = row.get(8);
+        let took = (Utc::now() - step_started).to_std().unwrap_or_default();
+        self.metrics
+            .step_seconds
+            .with_label_values(&[current.as_str()])
+            .observe(took.as_secs_f64());
         Ok(())
     }
 }

@@ -153,6 +153,10 @@ pub trait EventHandler: Send + Sync + 'static {
         tx: &Transaction<'_>,
         event: &Envelope,
     ) -> impl Future<Output = Result<(), HandleError>> + Send;
+
+    /// Called once `event`'s transaction committed (not for a duplicate): a handler that
+    /// wakes readers of what it wrote does it here, when they can see it.
+    fn committed(&self, _event: &Envelope) {}
 }
 
 /// A consumer group member applying events through an [`EventHandler`].
@@ -349,6 +353,7 @@ impl<H: EventHandler> EventConsumer<H> {
         }
         self.handler.handle(&tx, event).await?;
         tx.commit().await?;
+        self.handler.committed(event);
         Ok(true)
     }
 

@@ -2,10 +2,11 @@
 //! order and running aggregates, in its own database, and serves them.
 //!
 //! `GET /orders/{id}/view?min_version=N&wait=5s` long-polls until the view has reached
-//! version N: the consumer `NOTIFY`s in the transaction that changes a view, and every
-//! replica's [`Listener`] wakes its waiters, so a client learns of the change as soon as it
-//! commits. This is how the consistency window (write acknowledged -> read model serves it)
-//! is measured from outside, with no polling loop. Projection lag (event time to applied
+//! version N: once the transaction that changes a view commits, the projector announces it
+//! ([`Changes`]) and the waiters of this replica look again at once, so a client learns of
+//! the change as soon as it commits (a waiter on another replica looks again every
+//! [`Changes::POLL`]). This is how the consistency window (write acknowledged -> read model
+//! serves it) is measured from outside. Projection lag (event time to applied
 //! time) is a metric, and part of the summary.
 
 use std::time::{Duration, Instant};
@@ -29,11 +30,9 @@ use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, ErrorBody, Json};
 use crate::platform::metrics::Metrics;
 use crate::platform::migrate::Migration;
-use crate::platform::notify::Listener;
+use crate::platform::notify::Changes;
 
 pub const NAME: &str = "analytics";
-/// The channel views are announced on.
-pub const VIEW_CHANNEL: &str = "order_views";
 /// The longest a long-poll may wait.
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 
@@ -85,7 +84,7 @@ pub struct OrderView {
 #[derive(Clone)]
 pub(crate) struct ViewState {
     pool: Pool,
-    views: Listener,
+    views: Changes,
 }
 
 /// `GET /orders/{id}/view`, `GET /analytics/summary`.
@@ -93,13 +92,13 @@ pub(crate) struct ViewState {
 /// events, and the listener that wakes long-polls when a view changes.
 pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, ServiceError> {
     let platform = ctx.platform(MIGRATIONS, TOPICS).await?;
-    let views = Listener::spawn(&platform.database_url, VIEW_CHANNEL, ctx.background());
-    let projector = Projector::new(&platform.metrics);
+    let views = Changes::new();
+    let projector = Projector::new(&platform.metrics, views.clone());
     ctx.consume(&platform, "analytics-projector", TOPICS, projector)?;
     Ok(routes(platform.pool.clone(), views))
 }
 
-pub fn routes(pool: Pool, views: Listener) -> Router {
+pub fn routes(pool: Pool, views: Changes) -> Router {
     Router::new()
         .route("/orders/{id}/view", get(get_view))
         .route("/analytics/summary", get(summary))
@@ -186,11 +185,13 @@ pub(crate) async fn get_view(
             if remaining.is_zero() {
                 break false;
             }
-            match tokio::time::timeout(remaining, changes.recv()).await {
+            match tokio::time::timeout(remaining.min(Changes::POLL), changes.recv()).await {
                 Ok(Ok(changed)) if changed == target => break true,
                 Ok(Ok(_)) => continue,
                 Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => break true,
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) | Err(_) => break false,
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => break false,
+                // Not woken: another replica may have projected it; look again.
+                Err(_) => break true,
             }
         };
         if !woke {
@@ -252,6 +253,8 @@ pub(crate) async fn summary(
 
 /// Applies `order.created` / `order.updated` to the view and the totals.
 pub struct Projector {
+    /// Where committed view changes are announced to this replica's long-polls.
+    views: Changes,
     lag: Gauge,
     /// The same lag for every event, so the last step of a saga (its projection) has a
     /// distribution beside the orders service's per-step one.
@@ -259,7 +262,7 @@ pub struct Projector {
 }
 
 impl Projector {
-    pub fn new(metrics: &Metrics) -> Projector {
+    pub fn new(metrics: &Metrics, views: Changes) -> Projector {
         let lag = metrics.register(Gauge::with_opts(Opts::new(
             "projection_lag_seconds",
             "Seconds from an order event's time to its projection into the read model",
@@ -273,11 +276,20 @@ impl Projector {
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             ]),
         ));
-        Projector { lag, lag_histogram }
+        Projector {
+            views,
+            lag,
+            lag_histogram,
+        }
     }
 }
 
 impl EventHandler for Projector {
+    /// The view of the event's order (its key) changed and committed: wake its waiters.
+    fn committed(&self, event: &Envelope) {
+        self.views.announce(event.key.clone());
+    }
+
     async fn handle(&self, tx: &Transaction<'_>, event: &Envelope) -> Result<(), HandleError> {
         expect_version(event, V1)?;
         if !matches!(
@@ -349,11 +361,6 @@ impl EventHandler for Projector {
             )
             .await?;
         }
-        tx.execute(
-            "SELECT pg_notify($1, $2)",
-            &[&VIEW_CHANNEL, &order.order_id.to_string()],
-        )
-        .await?;
         let lag = (Utc::now() - event.occurred_at)
             .num_microseconds()
             .unwrap_or(0) as f64

@@ -38,7 +38,8 @@ enum Command {
     /// reference system's user journeys (--journeys), or a scenario file's [load]
     /// (--scenario), and write results.json; latency is measured from each request's
     /// intended send time.
-    Load(cmd::load::LoadArgs),
+    /// Boxed: its options (TLS among them) make it much the largest variant.
+    Load(Box<cmd::load::LoadArgs>),
     /// Merge the results.json of several load workers exactly (histograms add).
     Merge(cmd::merge::MergeArgs),
     /// Write the HTML report of a run (one self-contained index.html) from results.json.
@@ -85,7 +86,7 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => cmd::run::run(args).await,
-            Command::Load(args) => cmd::load::run(args).await,
+            Command::Load(args) => cmd::load::run(*args).await,
             Command::Merge(args) => cmd::merge::run(args).await,
             Command::Report(args) => cmd::report::run(args).await,
             Command::Gate(args) => cmd::gate::run(args).await,

@@ -3,8 +3,9 @@
 //! Results count errors per class and endpoint. The classes are the ones an
 //! operator acts on differently: the server refused connections (`connect`), did not
 //! answer in time (`timeout`), dropped a connection mid-request (`reset`), rejected
-//! the request (`http_4xx`), failed (`http_5xx`), or answered something that is not
-//! HTTP (`protocol`).
+//! the request (`http_4xx`), failed (`http_5xx`), answered something that is not
+//! HTTP (`protocol`), or the TLS handshake or session failed (`tls`: the results'
+//! `tls.failures` count it by cause).
 
 use std::error::Error as _;
 
@@ -19,16 +20,18 @@ pub enum ErrorClass {
     Http4xx,
     Http5xx,
     Protocol,
+    Tls,
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 6] = [
+    pub const ALL: [ErrorClass; 7] = [
         ErrorClass::Connect,
         ErrorClass::Timeout,
         ErrorClass::Reset,
         ErrorClass::Http4xx,
         ErrorClass::Http5xx,
         ErrorClass::Protocol,
+        ErrorClass::Tls,
     ];
 
     /// The name used in results and output.
@@ -40,6 +43,7 @@ impl ErrorClass {
             ErrorClass::Http4xx => "http_4xx",
             ErrorClass::Http5xx => "http_5xx",
             ErrorClass::Protocol => "protocol",
+            ErrorClass::Tls => "tls",
         }
     }
 
@@ -85,6 +89,9 @@ impl ErrorClass {
     /// The class of an I/O error met on an established connection.
     pub fn of_io_error(error: &std::io::Error) -> ErrorClass {
         use std::io::ErrorKind;
+        if crate::tls::TlsCause::of_io_error(error).is_some() {
+            return ErrorClass::Tls;
+        }
         match error.kind() {
             ErrorKind::ConnectionRefused => ErrorClass::Connect,
             ErrorKind::TimedOut | ErrorKind::WouldBlock => ErrorClass::Timeout,
@@ -103,6 +110,9 @@ pub struct ErrorCounts {
     pub http_4xx: u64,
     pub http_5xx: u64,
     pub protocol: u64,
+    /// Absent in results written before TLS was supported.
+    #[serde(default)]
+    pub tls: u64,
 }
 
 impl ErrorCounts {
@@ -120,6 +130,7 @@ impl ErrorCounts {
             ErrorClass::Http4xx => self.http_4xx,
             ErrorClass::Http5xx => self.http_5xx,
             ErrorClass::Protocol => self.protocol,
+            ErrorClass::Tls => self.tls,
         }
     }
 
@@ -131,6 +142,7 @@ impl ErrorCounts {
             ErrorClass::Http4xx => &mut self.http_4xx,
             ErrorClass::Http5xx => &mut self.http_5xx,
             ErrorClass::Protocol => &mut self.protocol,
+            ErrorClass::Tls => &mut self.tls,
         }
     }
 

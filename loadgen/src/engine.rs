@@ -14,8 +14,12 @@
 //! HTTP/1.1 goes through the engine's own client (module `h1`): each endpoint's request
 //! is serialized once per run, and a request costs one write, the reads of its
 //! response and a parse, in the worker's own task (no connection task, no channel
-//! hop, no per-request allocation or timer). HTTP/2 uses hyper, whose connection is
-//! driven inside the worker's task too.
+//! hop, no per-request allocation or timer). HTTP/2 uses hyper: `streams` workers
+//! share each connection, so up to `connections × streams` requests are in flight
+//! (module `connection`). An `https://` target gets TLS on every connection (module
+//! `tls` of the crate), its handshakes counted apart from requests; one handshake
+//! before the run proves the TLS settings, so a wrong CA or name stops the run with
+//! its cause instead of failing every request.
 
 use std::{
     future::{poll_fn, Future},
@@ -27,15 +31,14 @@ use std::{
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Uri};
-use http_body_util::{BodyExt as _, Full};
-use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http_body_util::Full;
 use tokio::{task::JoinSet, time::Instant};
 
+mod connection;
 mod h1;
 mod pacing;
 
-use h1::H1Connection;
+use connection::{Connection, Connector, H2Group};
 pub(crate) use pacing::{Pacer, SecondClock, Slot, Worker};
 
 use crate::{
@@ -45,6 +48,7 @@ use crate::{
     results::{HttpVersion, LatencyOrigin, Results, RunMetadata, RunRecord, TargetSchedule},
     schedule::Schedule,
     target::{default_content_type, RequestSpec, Target},
+    tls::{TlsClient, TlsSettings, TlsStats, ALPN_HTTP1, ALPN_HTTP2},
 };
 
 /// Who ran the load, for the results' metadata (the binary fills it in).
@@ -63,10 +67,15 @@ pub struct LoadConfig {
     /// Endpoints; request `k` of the schedule goes to endpoint `k % len`.
     pub requests: Vec<RequestSpec>,
     pub schedule: Schedule,
-    /// Connections, each carrying one request at a time: the bound on requests in
-    /// flight (open model) or the concurrency (closed model).
+    /// Connections, each carrying one request at a time (HTTP/1.1) or `streams`
+    /// (HTTP/2): connections × streams bound the requests in flight (open model)
+    /// or are the concurrency (closed model).
     pub connections: usize,
     pub http_version: HttpVersion,
+    /// Requests in flight at once on each HTTP/2 connection (1 for HTTP/1.1).
+    pub streams: usize,
+    /// How to speak TLS to an `https://` target.
+    pub tls: TlsSettings,
     /// Per request, from its actual send to the end of its response body.
     pub timeout: Duration,
     /// A request sent more than this after its intended time counts as late.
@@ -88,6 +97,8 @@ impl LoadConfig {
             schedule,
             connections: 64,
             http_version: HttpVersion::Http1,
+            streams: 1,
+            tls: TlsSettings::default(),
             timeout: Duration::from_secs(5),
             late_threshold: Duration::from_millis(10),
             max_send_delay: None,
@@ -109,6 +120,15 @@ impl LoadConfig {
         };
         if self.connections == 0 {
             return invalid("connections", "at least one connection is needed");
+        }
+        if self.streams == 0 {
+            return invalid("--streams", "at least one stream per connection is needed");
+        }
+        if self.streams > 1 && self.http_version != HttpVersion::Http2 {
+            return invalid(
+                "--streams",
+                "several requests in flight on one connection need --http2",
+            );
         }
         if self.requests.is_empty() {
             return invalid("requests", "no request to send");
@@ -155,45 +175,42 @@ pub async fn run(
         .map(|spec| PreparedRequest::new(&config, spec))
         .collect();
 
-    // Connect everything before the clock starts, so connection setup is not
-    // mistaken for server latency in the first second.
-    let mut connecting = JoinSet::new();
-    for _ in 0..config.connections {
-        let target = config.target.clone();
-        let version = config.http_version;
-        let timeout = config.timeout;
-        connecting.spawn(async move {
-            tokio::time::timeout(timeout, Connection::open(&target, version)).await
-        });
-    }
-    let mut connections = Vec::with_capacity(config.connections);
-    while let Some(joined) = connecting.join_next().await {
-        // A connection that fails now is retried by its worker when it has a request.
-        connections.push(joined.ok().and_then(|r| r.ok()).and_then(|r| r.ok()));
-    }
-
-    let (clock, start_wall) = Clock::start_now();
-    let shared = Arc::new(Shared {
+    let tls_stats = Arc::new(TlsStats::new());
+    let connector = Connector {
         target: config.target.clone(),
-        http_version: config.http_version,
+        version: config.http_version,
+        tls: tls_client(&config, tls_stats.clone()).await?,
+    };
+    let shared = Arc::new(Shared {
+        connector,
         requests,
         timeout: config.timeout,
         late_threshold: config.late_threshold,
         latency_origin: config.latency_origin,
     });
-    let logs: Vec<SharedLog> = (0..config.connections)
+    let workers_per_group = config.streams;
+    let opened = open_all(&shared, config.connections).await;
+
+    let (clock, start_wall) = Clock::start_now();
+    let logs: Vec<SharedLog> = (0..config.connections * workers_per_group)
         .map(|_| SharedLog::default())
         .collect();
-    let workers: Vec<RequestWorker> = logs
-        .iter()
-        .zip(connections)
-        .map(|(log, connection)| RequestWorker {
-            shared: shared.clone(),
-            log: log.clone(),
-            connection,
-            watchdog: Watchdog::default(),
-        })
-        .collect();
+    let mut logs_left = logs.iter();
+    let mut workers = Vec::with_capacity(logs.len());
+    for (group, connection) in opened {
+        // The first worker of a group takes the connection opened for it; the
+        // others of an HTTP/2 group take handles to the same connection.
+        let mut connection = connection;
+        for log in logs_left.by_ref().take(workers_per_group) {
+            workers.push(RequestWorker {
+                shared: shared.clone(),
+                log: log.clone(),
+                connection: connection.take().or_else(|| group.handle()),
+                group: group.clone(),
+                watchdog: Watchdog::default(),
+            });
+        }
+    }
     let pacer = Pacer::new(&config.schedule, clock, config.max_send_delay());
     let ((), collected) = collect_while(
         pacer.run(workers),
@@ -223,7 +240,70 @@ pub async fn run(
         late_threshold: config.late_threshold,
         max_send_delay: config.max_send_delay(),
     };
-    pacing.results(metadata, &names, &collected)
+    let mut results = pacing.results(metadata, &names, &collected)?;
+    if config.target.https {
+        results.tls = Some(tls_stats.results().map_err(unrecordable)?);
+    }
+    Ok(results)
+}
+
+/// The TLS client of an `https://` run (`None` for `http://`), after one handshake
+/// that proves the settings: an unknown CA, a name mismatch or no common protocol
+/// version stops the run here, with its cause. That handshake is not counted.
+async fn tls_client(
+    config: &LoadConfig,
+    stats: Arc<TlsStats>,
+) -> Result<Option<TlsClient>, LoadError> {
+    if !config.target.https {
+        return Ok(None);
+    }
+    let alpn = match config.http_version {
+        HttpVersion::Http1 => ALPN_HTTP1,
+        HttpVersion::Http2 => ALPN_HTTP2,
+    };
+    let tls_config = config.tls.client_config(&[alpn])?;
+    let client = TlsClient::new(tls_config, &config.target.host, stats)?;
+    let probe = client.with_stats(Arc::new(TlsStats::new()));
+    let failed = |cause: &str, source: std::io::Error| LoadError::TlsHandshake {
+        target: config.target.url.clone(),
+        cause: cause.to_string(),
+        source,
+    };
+    let tcp = tokio::time::timeout(config.timeout, config.target.connect())
+        .await
+        .map_err(|_| failed("timed out", std::io::ErrorKind::TimedOut.into()))?
+        .map_err(|e| failed("connect", e))?;
+    tokio::time::timeout(config.timeout, probe.handshake(tcp))
+        .await
+        .map_err(|_| failed("timed out", std::io::ErrorKind::TimedOut.into()))?
+        .map_err(|(cause, error)| failed(cause.advice(), error))?;
+    Ok(Some(client))
+}
+
+/// Opens every connection (one per group) before the clock starts, so connection
+/// setup is not mistaken for server latency in the first second. A connection
+/// that fails now is opened again by its worker when it has a request.
+async fn open_all(
+    shared: &Arc<Shared>,
+    connections: usize,
+) -> Vec<(Arc<H2Group>, Option<Connection>)> {
+    let mut connecting = JoinSet::new();
+    for _ in 0..connections {
+        let shared = shared.clone();
+        connecting.spawn(async move {
+            let group = Arc::new(H2Group::default());
+            let opened = tokio::time::timeout(shared.timeout, shared.connector.open(&group)).await;
+            (group, opened.ok().and_then(|r| r.ok()))
+        });
+    }
+    let mut opened = Vec::with_capacity(connections);
+    while let Some(joined) = connecting.join_next().await {
+        match joined {
+            Ok(group) => opened.push(group),
+            Err(_) => opened.push((Arc::new(H2Group::default()), None)),
+        }
+    }
+    opened
 }
 
 /// How a paced run was paced, as its results state it (both modes alike).
@@ -323,8 +403,7 @@ fn update_progress(
 
 /// What every worker shares.
 struct Shared {
-    target: Target,
-    http_version: HttpVersion,
+    connector: Connector,
     requests: Vec<PreparedRequest>,
     timeout: Duration,
     late_threshold: Duration,
@@ -385,6 +464,9 @@ struct RequestWorker {
     /// `None` until (re)connected: a failed connection is opened again for the next
     /// request.
     connection: Option<Connection>,
+    /// The workers sharing an HTTP/2 connection with this one (only this one for
+    /// HTTP/1.1).
+    group: Arc<H2Group>,
     watchdog: Watchdog,
 }
 
@@ -412,17 +494,18 @@ impl Worker for RequestWorker {
         if self.connection.as_ref().is_none_or(Connection::is_closed) {
             self.connection = None;
             sent = None;
-            let opened = tokio::time::timeout(
-                shared.timeout,
-                Connection::open(&shared.target, shared.http_version),
-            )
-            .await;
+            let opened =
+                tokio::time::timeout(shared.timeout, shared.connector.open(&self.group)).await;
             match opened {
                 Ok(Ok(connection)) => self.connection = Some(connection),
                 failed => {
-                    if let Ok(Err(error)) = &failed {
-                        tracing::debug!(%error, "connect failed");
-                    }
+                    let class = match &failed {
+                        Ok(Err(error)) => {
+                            tracing::debug!(message = %error.message, "connect failed");
+                            error.class
+                        }
+                        _ => ErrorClass::Connect,
+                    };
                     let now = Instant::now();
                     let delay = now.saturating_duration_since(intended);
                     lock(&self.log).record(
@@ -430,7 +513,7 @@ impl Worker for RequestWorker {
                         seconds.second_of(now),
                         delay,
                         delay > shared.late_threshold,
-                        Outcome::Failed(ErrorClass::Connect),
+                        Outcome::Failed(class),
                     );
                     if matches!(failed, Ok(Err(_))) && !slot.paced {
                         // Nothing paces a closed model: without a pause a refused
@@ -503,9 +586,13 @@ impl PreparedRequest {
             }
             // HTTP/2 takes scheme and authority from the URI (:scheme, :authority).
             HttpVersion::Http2 => {
-                format!("http://{}{}", config.target.authority, spec.path_and_query)
-                    .parse()
-                    .unwrap_or_else(|_| Uri::from_static("/"))
+                let scheme = if config.target.https { "https" } else { "http" };
+                format!(
+                    "{scheme}://{}{}",
+                    config.target.authority, spec.path_and_query
+                )
+                .parse()
+                .unwrap_or_else(|_| Uri::from_static("/"))
             }
         };
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
@@ -526,115 +613,4 @@ impl PreparedRequest {
         *request.headers_mut() = self.headers.clone();
         request
     }
-}
-
-type ConnectionDriver = Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>>;
-
-/// One connection to the target.
-enum Connection {
-    /// The engine's own HTTP/1.1 client (module `h1`).
-    Http1(H1Connection),
-    /// hyper's HTTP/2 client: the handle requests are sent through, and the
-    /// connection future that does the I/O, driven by the worker's own task
-    /// (`None` once the connection has ended).
-    Http2 {
-        sender: http2::SendRequest<Full<Bytes>>,
-        driver: Option<ConnectionDriver>,
-    },
-}
-
-impl Connection {
-    async fn open(target: &Target, version: HttpVersion) -> Result<Connection, std::io::Error> {
-        let stream = target.connect().await?;
-        Ok(match version {
-            HttpVersion::Http1 => Connection::Http1(H1Connection::new(stream)),
-            HttpVersion::Http2 => {
-                let (sender, driver) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                    .await
-                    .map_err(std::io::Error::other)?;
-                Connection::Http2 {
-                    sender,
-                    driver: Some(Box::pin(driver)),
-                }
-            }
-        })
-    }
-
-    fn is_closed(&self) -> bool {
-        match self {
-            Connection::Http1(conn) => conn.is_closed(),
-            Connection::Http2 { sender, driver } => driver.is_none() || sender.is_closed(),
-        }
-    }
-
-    /// Waits until `deadline` while watching (HTTP/1.1) or driving (HTTP/2) the
-    /// idle connection.
-    async fn idle_until(&mut self, deadline: Instant) {
-        match self {
-            Connection::Http1(conn) => conn.idle_until(deadline).await,
-            Connection::Http2 { driver, .. } => {
-                drive(driver, tokio::time::sleep_until(deadline)).await
-            }
-        }
-    }
-
-    /// Sends one request and reads its whole response before `deadline`.
-    async fn send(
-        &mut self,
-        request: &PreparedRequest,
-        deadline: Instant,
-        watchdog: &mut Watchdog,
-    ) -> Result<http::StatusCode, ErrorClass> {
-        match self {
-            Connection::Http1(conn) => {
-                let head = request.method == Method::HEAD;
-                watchdog
-                    .run(deadline, conn.exchange(&request.http1, head))
-                    .await
-                    .unwrap_or(Err(ErrorClass::Timeout))
-            }
-            Connection::Http2 { sender, driver } => {
-                let request = request.build();
-                let exchange = async {
-                    sender
-                        .ready()
-                        .await
-                        .map_err(|e| ErrorClass::of_hyper_error(&e))?;
-                    let response = sender
-                        .send_request(request)
-                        .await
-                        .map_err(|e| ErrorClass::of_hyper_error(&e))?;
-                    let status = response.status();
-                    let mut body = response.into_body();
-                    // Read frames and drop them: the body must be consumed for the
-                    // stream to finish, but nothing needs it kept.
-                    while let Some(frame) = body.frame().await {
-                        frame.map_err(|e| ErrorClass::of_hyper_error(&e))?;
-                    }
-                    Ok(status)
-                };
-                drive(driver, watchdog.run(deadline, exchange))
-                    .await
-                    .unwrap_or(Err(ErrorClass::Timeout))
-            }
-        }
-    }
-}
-
-/// Polls `future` to completion while also polling the connection driver (until it
-/// ends, when it is set to `None`; pending requests then fail on their own).
-async fn drive<F: Future>(driver: &mut Option<ConnectionDriver>, future: F) -> F::Output {
-    let mut future = pin!(future);
-    poll_fn(|cx| {
-        if let Some(connection) = driver.as_mut() {
-            if let Poll::Ready(result) = connection.as_mut().poll(cx) {
-                if let Err(error) = result {
-                    tracing::debug!(%error, "connection ended");
-                }
-                *driver = None;
-            }
-        }
-        future.as_mut().poll(cx)
-    })
-    .await
 }

@@ -28,7 +28,10 @@
 //!   ledger, and users who log in once.
 //! - [`scenario`]: the `[load]` table of a scenario file ([`scenario::LoadSpec`]),
 //!   turned into plain requests or journeys.
-//! - [`classify`]: error classes (connect, timeout, reset, 4xx, 5xx, protocol).
+//! - [`tls`]: HTTPS settings (`--insecure`, `--cacert`, `--cert`/`--key`,
+//!   `--tls-version`), the one rustls config a run shares (session resumption), and
+//!   handshakes counted and timed apart from requests.
+//! - [`classify`]: error classes (connect, timeout, reset, 4xx, 5xx, protocol, tls).
 
 pub mod classify;
 pub mod cli;
@@ -43,6 +46,7 @@ pub mod schedule;
 pub mod scrape;
 pub mod summary;
 pub mod target;
+pub mod tls;
 
 pub use classify::{ErrorClass, ErrorCounts};
 pub use engine::{run, LoadConfig, Progress, RunInfo};
@@ -50,3 +54,4 @@ pub use error::{LoadError, StageParseError};
 pub use results::{HttpVersion, LatencyOrigin, Results};
 pub use schedule::{parse_stages, Arrivals, Schedule, Stage};
 pub use target::{RequestSpec, Target};
+pub use tls::{TlsCause, TlsResults, TlsSettings, TlsVersion};

@@ -62,6 +62,9 @@ pub struct Results {
     /// The scenario file's text, so the report can show exactly what ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario_text: Option<String>,
+    /// The TLS handshakes of an `https://` run (module `tls`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::TlsResults>,
 }
 
 /// Counts of a journey run.
@@ -494,6 +497,7 @@ impl Results {
             checker: None,
             gates: Vec::new(),
             scenario_text: None,
+            tls: None,
         })
     }
 
@@ -596,6 +600,7 @@ impl Results {
                 a.gates.clone()
             },
             scenario_text: a.scenario_text.clone().or(b.scenario_text.clone()),
+            tls: crate::tls::TlsResults::merge_runs(&a.tls, &b.tls)?,
         })
     }
 

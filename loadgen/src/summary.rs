@@ -11,6 +11,7 @@ use crate::{
     histogram::LatencySummary,
     results::{HttpVersion, LatencyOrigin, LoadModel, Results},
     schedule::Arrivals,
+    tls::TlsResults,
 };
 
 /// Formats microseconds for people: `0.21 ms`, `12.3 ms`, `1.50 s`.
@@ -171,6 +172,7 @@ pub fn summary_table(results: &Results) -> String {
             );
         }
     }
+    tls_line(&mut out, results.tls.as_ref());
     if let Some(ledger) = &results.write_ledger {
         let _ = writeln!(out, "ledger      {ledger}");
     }
@@ -180,6 +182,27 @@ pub fn summary_table(results: &Results) -> String {
     out
 }
 
+/// The TLS handshakes of an `https://` run, on one line.
+fn tls_line(out: &mut String, tls: Option<&TlsResults>) {
+    let Some(tls) = tls else { return };
+    let failures: Vec<String> = tls
+        .failures
+        .iter()
+        .map(|(cause, count)| format!("{cause} {count}"))
+        .collect();
+    let failures = if failures.is_empty() {
+        String::new()
+    } else {
+        format!(", failed: {}", failures.join(", "))
+    };
+    let _ = writeln!(
+        out,
+        "tls         {} handshakes ({} resumed{failures})   handshake {}",
+        tls.handshakes,
+        tls.resumed,
+        percentiles(&tls.handshake_summary)
+    );
+}
 /// The one-line live progress (without the leading `\r`).
 pub fn progress_line(progress: &Progress) -> String {
     let target = match progress.target_rate {

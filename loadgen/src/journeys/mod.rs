@@ -57,6 +57,7 @@ use crate::{
     results::{JourneyResults, JourneySecond, LatencyOrigin, Results, RunMetadata},
     schedule::Schedule,
     target::Target,
+    tls::TlsSettings,
 };
 
 use self::{
@@ -272,6 +273,8 @@ pub struct JourneyConfig {
     /// Notified when the schedule's clock starts, after the set-up (registering users
     /// takes a while), so whatever runs alongside (a fault timeline) starts with the load.
     pub clock_started: Option<Arc<tokio::sync::Notify>>,
+    /// How to speak TLS to an `https://` gateway: the engine's own settings.
+    pub tls: TlsSettings,
 }
 
 impl JourneyConfig {
@@ -293,6 +296,7 @@ impl JourneyConfig {
             seed: None,
             run_info: RunInfo::default(),
             clock_started: None,
+            tls: TlsSettings::default(),
         }
     }
 
@@ -346,6 +350,8 @@ pub async fn run(
     let target = config.validate()?;
     target.check_reachable(config.timeout).await?;
     let client = reqwest::Client::builder()
+        // The engine's rustls settings, so journeys trust and present the same.
+        .tls_backend_preconfigured(config.tls.reqwest_config()?)
         .timeout(config.timeout)
         .pool_max_idle_per_host(config.concurrency)
         .build()

@@ -13,3 +13,4 @@ mod merge;
 mod rate;
 mod schema;
 mod support;
+mod tls;

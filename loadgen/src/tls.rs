@@ -549,3 +549,47 @@ impl AsyncWrite for TlsConnection {
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn reqwest_takes_the_journeys_rustls_config() {
+        // reqwest accepts a preconfigured backend only of the rustls version it was
+        // built with: this fails if the two ever drift apart.
+        let insecure = TlsSettings {
+            insecure: true,
+            ..TlsSettings::default()
+        };
+        for settings in [TlsSettings::default(), insecure] {
+            reqwest::Client::builder()
+                .tls_backend_preconfigured(settings.reqwest_config().unwrap())
+                .build()
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_client_certificate_without_its_key_is_refused() {
+        let settings = TlsSettings {
+            cert: Some("client.pem".into()),
+            ..TlsSettings::default()
+        };
+        let err = settings.client_config(&[]).unwrap_err();
+        assert!(err.to_string().contains("--key"), "{err}");
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn tls_versions_parse_from_what_users_write() {
+        assert_eq!("1.2".parse::<TlsVersion>().unwrap(), TlsVersion::Tls12);
+        assert_eq!("1.3".parse::<TlsVersion>().unwrap(), TlsVersion::Tls13);
+        assert!("1.1"
+            .parse::<TlsVersion>()
+            .unwrap_err()
+            .contains("1.2 or 1.3"));
+    }
+}

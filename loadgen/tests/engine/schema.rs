@@ -7,13 +7,13 @@ use serde_json::Value;
 
 use crate::support::TestServer;
 
-fn validator() -> jsonschema::Validator {
+pub fn validator() -> jsonschema::Validator {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/results.schema.json");
     let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     jsonschema::validator_for(&schema).unwrap()
 }
 
-fn assert_valid(validator: &jsonschema::Validator, results: &Results) {
+pub fn assert_valid(validator: &jsonschema::Validator, results: &Results) {
     let instance = serde_json::to_value(results).unwrap();
     let errors: Vec<String> = validator
         .iter_errors(&instance)

@@ -337,20 +337,18 @@ async fn an_mtls_server_refuses_a_client_without_a_certificate_and_accepts_one_w
 
     // TLS 1.3: the client's side of the handshake ends before the server judges its
     // (missing) certificate, so the refusal arrives with the first request.
-    let results = run(config(&server.url("/"), 2, trusting(&pki)))
+    let refused = run(config(&server.url("/"), 2, trusting(&pki)))
         .await
         .unwrap();
-    assert_eq!(results.totals.ok, 0);
+    assert_eq!(refused.totals.ok, 0);
     assert_eq!(
-        results.totals.errors.tls, results.totals.requests,
+        refused.totals.errors.tls, refused.totals.requests,
         "{:?}",
-        results.totals.errors
+        refused.totals.errors
     );
-    let tls = results.tls.unwrap();
-    assert!(
-        tls.failures.get("client_certificate").copied().unwrap_or(0) > 0,
-        "{tls:?}"
-    );
+    let refused_tls = refused.tls.clone().unwrap();
+    let refusals = refused_tls.failures.get("client_certificate").copied();
+    assert!(refusals.unwrap_or(0) > 0, "{refused_tls:?}");
 
     let client = pki.sign(&["faultline-client"]);
     let with_certificate = TlsSettings {
@@ -358,10 +356,24 @@ async fn an_mtls_server_refuses_a_client_without_a_certificate_and_accepts_one_w
         key: Some(pki.file("client-key.pem", &client.key)),
         ..trusting(&pki)
     };
-    let results = run(config(&server.url("/"), 2, with_certificate))
+    let accepted = run(config(&server.url("/"), 2, with_certificate))
         .await
         .unwrap();
-    assert_eq!(results.totals.ok, 100, "{:?}", results.totals.errors);
+    assert_eq!(accepted.totals.ok, 100, "{:?}", accepted.totals.errors);
+
+    // Both runs' TLS results, and their merge, keep to the committed schema.
+    let validator = crate::schema::validator();
+    let merged = Results::merge(&refused, &accepted).unwrap();
+    for results in [&refused, &accepted, &merged] {
+        crate::schema::assert_valid(&validator, results);
+    }
+    let merged_tls = merged.tls.unwrap();
+    let accepted_tls = accepted.tls.unwrap();
+    assert_eq!(
+        merged_tls.handshakes,
+        refused_tls.handshakes + accepted_tls.handshakes
+    );
+    assert_eq!(merged_tls.failures, refused_tls.failures);
 }
 
 #[tokio::test]
@@ -431,5 +443,68 @@ async fn streams_without_http2_are_refused() {
     config.streams = 4;
     let err = engine::run(config, |_| {}).await.unwrap_err();
     assert!(err.to_string().contains("--http2"), "{err}");
+    assert_eq!(err.exit_code(), 2);
+}
+
+#[tokio::test]
+async fn the_command_line_runs_https_over_http2_with_streams_and_its_tls_options() {
+    let (pki, server) = serving("cli", &["127.0.0.1"], TLS12_AND_13).await;
+    let ca = pki.ca_file();
+    let url = server.url("/");
+    let args = crate::cli::load_args(&[
+        &url,
+        "--cacert",
+        ca.to_str().unwrap(),
+        "--tls-version",
+        "1.3",
+        "--http2",
+        "--streams",
+        "4",
+        "-c",
+        "2",
+        "--rate",
+        "100",
+        "--duration",
+        "1s",
+        "-q",
+    ]);
+    let results = faultline_loadgen::cli::run_load(args, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(results.totals.ok, 100, "{:?}", results.totals.errors);
+    assert_eq!(results.metadata.http_version, HttpVersion::Http2);
+    assert_eq!(results.tls.unwrap().handshakes, 2, "one per connection");
+}
+
+#[tokio::test]
+async fn a_scenario_file_gives_its_tls_settings_in_load_tls() {
+    let (pki, server) = serving("scenario", &["127.0.0.1"], TLS12_AND_13).await;
+    let ca = pki.ca_file();
+    let scenario = pki.file(
+        "scenario.toml",
+        &format!(
+            "[load]\ntarget = \"{}\"\nrate = 50\nduration = \"1s\"\nconnections = 2\n\
+             [load.tls]\ncacert = \"{}\"\nversion = \"1.2\"\n",
+            server.url("/"),
+            ca.display()
+        ),
+    );
+    let args = crate::cli::load_args(&["--scenario", scenario.to_str().unwrap(), "-q"]);
+    let results = faultline_loadgen::cli::run_load(args, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(results.totals.ok, 50, "{:?}", results.totals.errors);
+
+    let bad = pki.file(
+        "bad.toml",
+        "[load]\ntarget = \"https://127.0.0.1:1/\"\nrate = 5\nduration = \"1s\"\n\
+         [load.tls]\nversion = \"1.1\"\n",
+    );
+    let args = crate::cli::load_args(&["--scenario", bad.to_str().unwrap(), "-q"]);
+    let err = faultline_loadgen::cli::run_load(args, Default::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("load.tls.version"), "{err}");
+    assert!(err.to_string().contains("bad.toml"), "{err}");
     assert_eq!(err.exit_code(), 2);
 }

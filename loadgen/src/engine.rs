@@ -249,7 +249,8 @@ pub async fn run(
 
 /// The TLS client of an `https://` run (`None` for `http://`), after one handshake
 /// that proves the settings: an unknown CA, a name mismatch or no common protocol
-/// version stops the run here, with its cause. That handshake is not counted.
+/// version (or, for `--http2`, a server that does not agree to h2 by ALPN) stops the
+/// run here, with its cause. That handshake is not counted.
 async fn tls_client(
     config: &LoadConfig,
     stats: Arc<TlsStats>,
@@ -273,10 +274,14 @@ async fn tls_client(
         .await
         .map_err(|_| failed("timed out", std::io::ErrorKind::TimedOut.into()))?
         .map_err(|e| failed("connect", e))?;
-    tokio::time::timeout(config.timeout, probe.handshake(tcp))
+    let connection = tokio::time::timeout(config.timeout, probe.handshake(tcp))
         .await
         .map_err(|_| failed("timed out", std::io::ErrorKind::TimedOut.into()))?
         .map_err(|(cause, error)| failed(cause.advice(), error))?;
+    if config.http_version == HttpVersion::Http2 && connection.alpn_protocol() != Some(ALPN_HTTP2) {
+        let refused = std::io::Error::other("ALPN chose no h2");
+        return Err(failed("the server does not speak HTTP/2 over TLS", refused));
+    }
     Ok(Some(client))
 }
 

@@ -244,6 +244,8 @@ pub enum TlsCause {
     ClientCertificate,
     /// The server's certificate is otherwise invalid (expired, revoked, ...).
     BadCertificate,
+    /// The server speaks none of the HTTP versions offered by ALPN.
+    Alpn,
     Other,
 }
 
@@ -269,6 +271,8 @@ impl TlsCause {
                 | AlertDescription::UnsupportedCertificate
                 | AlertDescription::AccessDenied,
             ) => TlsCause::ClientCertificate,
+            Error::AlertReceived(AlertDescription::NoApplicationProtocol)
+            | Error::NoApplicationProtocol => TlsCause::Alpn,
             _ => TlsCause::Other,
         }
     }
@@ -287,6 +291,7 @@ impl TlsCause {
             TlsCause::ProtocolVersion => "protocol_version",
             TlsCause::ClientCertificate => "client_certificate",
             TlsCause::BadCertificate => "bad_certificate",
+            TlsCause::Alpn => "alpn",
             TlsCause::Other => "other",
         }
     }
@@ -309,6 +314,10 @@ impl TlsCause {
                  trusts (give --cert FILE --key FILE)"
             }
             TlsCause::BadCertificate => "bad certificate: the server's certificate is invalid",
+            TlsCause::Alpn => {
+                "no common protocol by ALPN: the server does not speak the HTTP version asked \
+                 for (HTTP/2 over TLS needs h2)"
+            }
             TlsCause::Other => "handshake failed",
         }
     }

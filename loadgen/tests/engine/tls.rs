@@ -129,6 +129,8 @@ struct ServerTls<'a> {
     /// Require a client certificate signed by this CA.
     client_ca: Option<&'a Pki>,
     versions: &'static [&'static rustls::SupportedProtocolVersion],
+    /// Offer HTTP/2 by ALPN (and HTTP/1.1); otherwise HTTP/1.1 only.
+    h2: bool,
 }
 
 impl<'a> ServerTls<'a> {
@@ -141,6 +143,7 @@ impl<'a> ServerTls<'a> {
             leaf,
             client_ca: None,
             versions,
+            h2: true,
         }
     }
 }
@@ -167,7 +170,10 @@ impl TlsServer {
         let chain = vec![CertificateDer::from_pem_slice(tls.leaf.cert.as_bytes()).unwrap()];
         let key = PrivateKeyDer::from_pem_slice(tls.leaf.key.as_bytes()).unwrap();
         let mut config = builder.with_single_cert(chain, key).unwrap();
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        if tls.h2 {
+            config.alpn_protocols.insert(0, b"h2".to_vec());
+        }
         let acceptor = TlsAcceptor::from(Arc::new(config));
 
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -332,6 +338,7 @@ async fn an_mtls_server_refuses_a_client_without_a_certificate_and_accepts_one_w
         leaf: &leaf,
         client_ca: Some(&pki),
         versions: TLS13_ONLY,
+        h2: true,
     })
     .await;
 
@@ -506,5 +513,21 @@ async fn a_scenario_file_gives_its_tls_settings_in_load_tls() {
         .unwrap_err();
     assert!(err.to_string().contains("load.tls.version"), "{err}");
     assert!(err.to_string().contains("bad.toml"), "{err}");
+    assert_eq!(err.exit_code(), 2);
+}
+
+#[tokio::test]
+async fn http2_against_a_tls_server_without_h2_is_refused_before_the_run() {
+    let pki = Pki::new("no-h2");
+    let leaf = pki.sign(&["127.0.0.1"]);
+    let server = TlsServer::start(ServerTls {
+        h2: false,
+        ..ServerTls::plain(&leaf, TLS12_AND_13)
+    })
+    .await;
+    let mut config = config(&server.url("/"), 1, trusting(&pki));
+    config.http_version = HttpVersion::Http2;
+    let err = run(config).await.unwrap_err();
+    assert!(err.to_string().contains("HTTP/2"), "{err}");
     assert_eq!(err.exit_code(), 2);
 }

@@ -32,6 +32,7 @@ use std::{
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Uri};
 use http_body_util::Full;
+use rustls::ClientConfig;
 use tokio::{task::JoinSet, time::Instant};
 
 mod connection;
@@ -167,6 +168,8 @@ pub async fn run(
     progress: impl FnMut(&Progress) + Send,
 ) -> Result<Results, LoadError> {
     config.validate()?;
+    // Bad TLS files are bad input: said before anything is connected to.
+    let tls_config = tls_config(&config)?;
     config.target.check_reachable(config.timeout).await?;
 
     let requests: Vec<PreparedRequest> = config
@@ -179,7 +182,7 @@ pub async fn run(
     let connector = Connector {
         target: config.target.clone(),
         version: config.http_version,
-        tls: tls_client(&config, tls_stats.clone()).await?,
+        tls: tls_client(&config, tls_config, tls_stats.clone()).await?,
     };
     let shared = Arc::new(Shared {
         connector,
@@ -247,14 +250,9 @@ pub async fn run(
     Ok(results)
 }
 
-/// The TLS client of an `https://` run (`None` for `http://`), after one handshake
-/// that proves the settings: an unknown CA, a name mismatch or no common protocol
-/// version (or, for `--http2`, a server that does not agree to h2 by ALPN) stops the
-/// run here, with its cause. That handshake is not counted.
-async fn tls_client(
-    config: &LoadConfig,
-    stats: Arc<TlsStats>,
-) -> Result<Option<TlsClient>, LoadError> {
+/// The rustls configuration of an `https://` run (`None` for `http://`), offering
+/// the run's HTTP version by ALPN.
+fn tls_config(config: &LoadConfig) -> Result<Option<ClientConfig>, LoadError> {
     if !config.target.https {
         return Ok(None);
     }
@@ -262,7 +260,21 @@ async fn tls_client(
         HttpVersion::Http1 => ALPN_HTTP1,
         HttpVersion::Http2 => ALPN_HTTP2,
     };
-    let tls_config = config.tls.client_config(&[alpn])?;
+    config.tls.client_config(&[alpn]).map(Some)
+}
+
+/// The TLS client of an `https://` run (`None` for `http://`), after one handshake
+/// that proves the settings: an unknown CA, a name mismatch or no common protocol
+/// version (or, for `--http2`, a server that does not agree to h2 by ALPN) stops the
+/// run here, with its cause. That handshake is not counted.
+async fn tls_client(
+    config: &LoadConfig,
+    tls_config: Option<ClientConfig>,
+    stats: Arc<TlsStats>,
+) -> Result<Option<TlsClient>, LoadError> {
+    let Some(tls_config) = tls_config else {
+        return Ok(None);
+    };
     let client = TlsClient::new(tls_config, &config.target.host, stats)?;
     let probe = client.with_stats(Arc::new(TlsStats::new()));
     let failed = |cause: &str, source: std::io::Error| LoadError::TlsHandshake {

@@ -531,3 +531,23 @@ async fn http2_against_a_tls_server_without_h2_is_refused_before_the_run() {
     assert!(err.to_string().contains("HTTP/2"), "{err}");
     assert_eq!(err.exit_code(), 2);
 }
+
+#[tokio::test]
+async fn an_unreadable_ca_file_is_named_before_the_target_is_connected_to() {
+    // Nothing listens on port 1: the CA file is what is reported, as it is checked first.
+    let missing = std::env::temp_dir().join("faultline-no-such-ca.pem");
+    let settings = TlsSettings {
+        cacert: Some(missing.clone()),
+        ..TlsSettings::default()
+    };
+    let err = run(config("https://127.0.0.1:1/", 1, settings))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LoadError::InvalidArgument { .. }), "{err}");
+    assert!(err.to_string().contains("--cacert"), "{err}");
+    assert!(
+        err.to_string().contains(&missing.display().to_string()),
+        "{err}"
+    );
+    assert_eq!(err.exit_code(), 2);
+}

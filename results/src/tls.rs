@@ -56,3 +56,45 @@ impl TlsResults {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::histogram::{new_histogram, record};
+
+    fn handshakes(count: u64, resumed: u64, failures: &[(&str, u64)]) -> TlsResults {
+        let mut histogram = new_histogram();
+        for _ in 0..count {
+            record(&mut histogram, Duration::from_millis(2));
+        }
+        TlsResults {
+            handshakes: count,
+            resumed,
+            failures: failures.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
+            handshake_latency: EncodedHistogram::encode(&histogram).unwrap(),
+            handshake_summary: LatencySummary::of(&histogram),
+        }
+    }
+
+    #[test]
+    fn two_runs_handshakes_add_and_a_run_without_tls_keeps_the_others() {
+        let a = handshakes(4, 1, &[("unknown_ca", 2)]);
+        let b = handshakes(6, 3, &[("unknown_ca", 1), ("alpn", 1)]);
+        let merged = TlsResults::merge_runs(&Some(a.clone()), &Some(b))
+            .unwrap()
+            .unwrap();
+        assert_eq!((merged.handshakes, merged.resumed), (10, 4));
+        assert_eq!(merged.failures["unknown_ca"], 3);
+        assert_eq!(merged.failures["alpn"], 1);
+        assert_eq!(merged.handshake_summary.count, 10);
+        assert_eq!(
+            TlsResults::merge_runs(&None, &Some(a.clone())).unwrap(),
+            Some(a)
+        );
+        assert_eq!(TlsResults::merge_runs(&None, &None).unwrap(), None);
+    }
+}

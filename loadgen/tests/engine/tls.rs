@@ -549,3 +549,46 @@ async fn an_unreadable_ca_file_is_named_before_the_target_is_connected_to() {
     );
     assert_eq!(err.exit_code(), 2);
 }
+
+/// Both features at once: two `https://` hosts, a weighted mix with a templated
+/// path, over HTTP/1.1 and over HTTP/2 with two streams per connection.
+#[tokio::test]
+async fn templated_mixes_over_two_https_hosts_work_on_http1_and_on_http2_streams() {
+    let pki = Pki::new("hosts-and-templates");
+    let leaf = pki.sign(&["127.0.0.1"]);
+    let a = TlsServer::start(ServerTls::plain(&leaf, TLS12_AND_13)).await;
+    let b = TlsServer::start(ServerTls::plain(&leaf, TLS12_AND_13)).await;
+    for (version, streams) in [(HttpVersion::Http1, 1), (HttpVersion::Http2, 2)] {
+        let mut config = config(&a.url("/"), 2, trusting(&pki));
+        config.hosts =
+            faultline_loadgen::target::Host::parse_list([
+                format!("{},{}", a.url("/"), b.url("/")).as_str()
+            ])
+            .unwrap();
+        let target = Target::parse(&a.url("/n/{{randint 1 9}}")).unwrap();
+        let mut templated = faultline_loadgen::RequestSpec::for_target(
+            &target,
+            http::Method::GET,
+            Default::default(),
+            Bytes::new(),
+        );
+        templated.weight = 3;
+        let plain = faultline_loadgen::RequestSpec::for_target(
+            &Target::parse(&a.url("/")).unwrap(),
+            http::Method::GET,
+            Default::default(),
+            Bytes::new(),
+        );
+        config.requests = vec![templated, plain];
+        config.http_version = version;
+        config.streams = streams;
+        let results = run(config).await.unwrap();
+        assert_eq!(results.totals.requests, 100, "{version:?}");
+        assert_eq!(results.totals.ok, 100, "{:?}", results.totals.errors);
+        assert_eq!(results.endpoints.len(), 4, "2 requests x 2 hosts");
+        let tls = results.tls.expect("an https run records its handshakes");
+        // One connection per group and host: 2 groups x 2 hosts, whatever the streams.
+        assert_eq!(tls.handshakes, 4, "{version:?}: {tls:?}");
+        assert!(tls.failures.is_empty(), "{tls:?}");
+    }
+}

@@ -5,7 +5,9 @@
 //! maps onto them is the load engine's, here. The classes are the ones an operator
 //! acts on differently: refused connections (`connect`), no answer in time
 //! (`timeout`), a connection dropped mid-request (`reset`), a rejected request
-//! (`http_4xx`), a failure (`http_5xx`), or something that is not HTTP (`protocol`).
+//! (`http_4xx`), a failure (`http_5xx`), something that is not HTTP (`protocol`),
+//! or a failed TLS handshake or session (`tls`: the results' `tls.failures` count
+//! it by cause).
 
 use std::error::Error as _;
 
@@ -62,6 +64,9 @@ impl Classify for ErrorClass {
 
     fn of_io_error(error: &std::io::Error) -> ErrorClass {
         use std::io::ErrorKind;
+        if crate::tls::TlsCause::of_io_error(error).is_some() {
+            return ErrorClass::Tls;
+        }
         match error.kind() {
             ErrorKind::ConnectionRefused => ErrorClass::Connect,
             ErrorKind::TimedOut | ErrorKind::WouldBlock => ErrorClass::Timeout,

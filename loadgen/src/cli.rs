@@ -27,6 +27,7 @@ use crate::{
     target::{
         parse_headers, parse_method, parse_request_arg, read_body, Host, RequestSpec, Target,
     },
+    tls::{TlsSettings, TlsVersion},
 };
 
 /// What results keep of a scenario file besides its load: its gates and its text.
@@ -43,7 +44,7 @@ pub struct ScenarioExtras {
 #[derive(Debug, Clone, clap::Args)]
 #[group(skip)]
 pub struct LoadArgs {
-    /// Target URL, e.g. http://127.0.0.1:8080/orders (plain HTTP). With --journeys,
+    /// Target URL, e.g. http://127.0.0.1:8080/orders or https://shop.example/api. With --journeys,
     /// the gateway's base URL; with --scenario, it overrides the file's target.
     #[arg(required_unless_present_any = ["scenario", "target_list"])]
     pub url: Option<String>,
@@ -136,9 +137,33 @@ pub struct LoadArgs {
     #[arg(long, requires = "poisson")]
     pub seed: Option<u64>,
 
-    /// Speak HTTP/2 (prior knowledge, no TLS) instead of HTTP/1.1.
+    /// Speak HTTP/2 instead of HTTP/1.1 (prior knowledge on http://, ALPN h2 on https://).
     #[arg(long)]
     pub http2: bool,
+
+    /// HTTP/2 requests in flight at once on each connection (stream multiplexing).
+    #[arg(long, default_value_t = 1, requires = "http2")]
+    pub streams: usize,
+
+    /// HTTPS: accept any server certificate (self-signed test targets).
+    #[arg(long, conflicts_with = "cacert")]
+    pub insecure: bool,
+
+    /// HTTPS: trust the CAs in this PEM file instead of the built-in roots.
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// HTTPS: client certificate chain (PEM) for targets that require one (with --key).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+
+    /// HTTPS: the client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+
+    /// HTTPS: offer only this TLS version, 1.2 or 1.3 (default: both).
+    #[arg(long, value_name = "VERSION")]
+    pub tls_version: Option<TlsVersion>,
 
     /// Per-request timeout, from send to the end of the response.
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
@@ -189,6 +214,17 @@ pub struct LoadArgs {
 }
 
 impl LoadArgs {
+    /// The TLS options as settings (all unset: the defaults).
+    fn tls(&self) -> TlsSettings {
+        TlsSettings {
+            insecure: self.insecure,
+            cacert: self.cacert.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            version: self.tls_version,
+        }
+    }
+
     /// The target, and the hosts of --target-list (empty without).
     fn targets(&self) -> Result<(Target, Vec<Host>), LoadError> {
         if !self.target_list.is_empty() {
@@ -246,6 +282,14 @@ impl LoadArgs {
                     LoadPlan::Journeys(config) => config.concurrency = self.connections,
                 }
             }
+            // TLS options given on the command line win over the file's `[load.tls]`.
+            let tls = self.tls();
+            if tls != TlsSettings::default() {
+                match &mut plan {
+                    LoadPlan::Requests(config) => config.tls = tls,
+                    LoadPlan::Journeys(config) => config.tls = tls,
+                }
+            }
             let extras = ScenarioExtras {
                 gates: scenario.gates,
                 text,
@@ -272,6 +316,7 @@ impl LoadArgs {
         journeys.ledger = self.ledger.clone();
         journeys.seed = self.seed;
         journeys.run_info = config.run_info;
+        journeys.tls = config.tls;
         Ok((LoadPlan::Journeys(journeys), None))
     }
 
@@ -315,6 +360,8 @@ impl LoadArgs {
         } else {
             HttpVersion::Http1
         };
+        config.streams = self.streams;
+        config.tls = self.tls();
         config.timeout = self.timeout;
         config.late_threshold = self.late_threshold;
         config.max_send_delay = self.max_send_delay;

@@ -16,10 +16,14 @@
 //! response and a parse, in the worker's own task (no connection task, no channel
 //! hop, no per-request allocation or timer). A request with `{{...}}` placeholders
 //! (module `template`) is rendered per send instead, into the worker's reused
-//! buffers. HTTP/2 uses hyper, whose connection is driven inside the worker's task
-//! too (module `connection`). Which request and which host an arrival goes to is a
-//! weighted turn (module `mix`); with several hosts each worker keeps a connection
-//! to each, so `connections` stays the bound on requests in flight.
+//! buffers. HTTP/2 uses hyper: `streams` workers share each connection, so up to
+//! `connections × streams` requests are in flight (module `connection`). Which
+//! request and which host an arrival goes to is a weighted turn (module `mix`); with
+//! several hosts each worker keeps a connection to each, so `connections × streams`
+//! stays the bound on requests in flight. An `https://` host gets TLS on every
+//! connection (module `tls` of the crate), its handshakes counted apart from
+//! requests; one handshake before the run proves the TLS settings, so a wrong CA or
+//! name stops the run with its cause instead of failing every request.
 
 use std::{
     future::Future,
@@ -32,17 +36,19 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Uri};
-use http_body_util::Full;
+use http::{HeaderMap, Method};
 use rand::{rngs::SmallRng, SeedableRng as _};
+use rustls::ClientConfig;
 use tokio::{sync::Notify, task::JoinSet, time::Instant};
 
 mod connection;
 mod h1;
 mod pacing;
+mod prepared;
 
-use connection::{Connection, Message, Watchdog};
+use connection::{Connection, Connector, H2Group, Message, Watchdog};
 pub(crate) use pacing::{Pacer, SecondClock, Slot, Worker};
+use prepared::PreparedRequest;
 
 use faultline_results::{
     ErrorClass, HttpVersion, LatencyOrigin, Results, RunInfo, RunMetadata, RunRecord,
@@ -55,8 +61,9 @@ use crate::{
     mix::Turns,
     recorder::{lock, Clock, Collected, Outcome, SharedLog},
     schedule::Schedule,
-    target::{default_content_type, Host, RequestSpec, Target},
-    template::{CompiledRequest, Values},
+    target::{Host, RequestSpec, Target},
+    template::Values,
+    tls::{TlsSettings, TlsStats, ALPN_HTTP1, ALPN_HTTP2},
 };
 
 /// Everything a load run needs.
@@ -74,10 +81,15 @@ pub struct LoadConfig {
     /// Rows that fill the requests' `{{column}}` placeholders.
     pub feeder: Option<Arc<Feeder>>,
     pub schedule: Schedule,
-    /// Connections, each carrying one request at a time: the bound on requests in
-    /// flight (open model) or the concurrency (closed model).
+    /// Connections, each carrying one request at a time (HTTP/1.1) or `streams`
+    /// (HTTP/2): connections × streams bound the requests in flight (open model)
+    /// or are the concurrency (closed model).
     pub connections: usize,
     pub http_version: HttpVersion,
+    /// Requests in flight at once on each HTTP/2 connection (1 for HTTP/1.1).
+    pub streams: usize,
+    /// How to speak TLS to an `https://` target.
+    pub tls: TlsSettings,
     /// Per request, from its actual send to the end of its response body.
     pub timeout: Duration,
     /// A request sent more than this after its intended time counts as late.
@@ -101,6 +113,8 @@ impl LoadConfig {
             schedule,
             connections: 64,
             http_version: HttpVersion::Http1,
+            streams: 1,
+            tls: TlsSettings::default(),
             timeout: Duration::from_secs(5),
             late_threshold: Duration::from_millis(10),
             max_send_delay: None,
@@ -184,6 +198,19 @@ impl LoadConfig {
         self.max_send_delay.unwrap_or(self.timeout)
     }
 
+    /// The rustls configuration of a run with an `https://` host (`None` without),
+    /// offering the run's HTTP version by ALPN.
+    fn tls_config(&self, hosts: &[Host]) -> Result<Option<ClientConfig>, LoadError> {
+        if !hosts.iter().any(|h| h.target.https) {
+            return Ok(None);
+        }
+        let alpn = match self.http_version {
+            HttpVersion::Http1 => ALPN_HTTP1,
+            HttpVersion::Http2 => ALPN_HTTP2,
+        };
+        self.tls.client_config(&[alpn]).map(Some)
+    }
+
     fn validate(&self) -> Result<(), LoadError> {
         let invalid = |option, reason: &str| {
             Err(LoadError::InvalidArgument {
@@ -193,6 +220,15 @@ impl LoadConfig {
         };
         if self.connections == 0 {
             return invalid("connections", "at least one connection is needed");
+        }
+        if self.streams == 0 {
+            return invalid("--streams", "at least one stream per connection is needed");
+        }
+        if self.streams > 1 && self.http_version != HttpVersion::Http2 {
+            return invalid(
+                "--streams",
+                "several requests in flight on one connection need --http2",
+            );
         }
         if self.requests.is_empty() {
             return invalid("requests", "no request to send");
@@ -234,13 +270,22 @@ pub async fn run(
     let hosts = config.all_hosts();
     let requests = config.prepare(&hosts)?;
     let (request_turns, host_turns) = config.turns(&hosts)?;
-    for host in &hosts {
+    // Bad TLS files are bad input: said before anything is connected to.
+    let tls_config = config.tls_config(&hosts)?;
+    let tls_stats = Arc::new(TlsStats::new());
+    let mut connectors = Vec::with_capacity(hosts.len());
+    for host in hosts {
         host.target.check_reachable(config.timeout).await?;
+        let (version, timeout) = (config.http_version, config.timeout);
+        let connector = Connector::new(
+            host.target,
+            version,
+            tls_config.as_ref(),
+            &tls_stats,
+            timeout,
+        );
+        connectors.push(connector.await?);
     }
-    let targets: Vec<Target> = hosts.into_iter().map(|h| h.target).collect();
-    let mut connections = open_all(&config, &targets).await;
-
-    let (clock, start_wall) = Clock::start_now();
     let shared = Arc::new(Shared {
         http_version: config.http_version,
         requests,
@@ -252,26 +297,15 @@ pub async fn run(
         timeout: config.timeout,
         late_threshold: config.late_threshold,
         latency_origin: config.latency_origin,
-        hosts: targets,
+        hosts: connectors,
     });
-    let logs: Vec<SharedLog> = (0..config.connections)
+    let opened = open_all(&shared, config.connections).await;
+
+    let (clock, start_wall) = Clock::start_now();
+    let logs: Vec<SharedLog> = (0..config.connections * config.streams)
         .map(|_| SharedLog::default())
         .collect();
-    let workers: Vec<RequestWorker> = logs
-        .iter()
-        .map(|log| RequestWorker {
-            shared: shared.clone(),
-            log: log.clone(),
-            state: WorkerState {
-                connections: connections.next().unwrap_or_default(),
-                watchdog: Watchdog::default(),
-                rng: SmallRng::from_rng(&mut rand::rng()),
-                body: Vec::new(),
-                encoded: Vec::new(),
-                reconnected: false,
-            },
-        })
-        .collect();
+    let workers = RequestWorker::all(&shared, opened, &logs, config.streams);
     let pacer = Pacer::new(&config.schedule, clock, config.max_send_delay());
     let ((), collected) = collect_while(
         pacer.run(workers),
@@ -284,7 +318,7 @@ pub async fn run(
     .await;
     let elapsed = clock.start.elapsed();
 
-    let urls: Vec<&str> = shared.hosts.iter().map(|t| t.url.as_str()).collect();
+    let urls: Vec<&str> = shared.hosts.iter().map(|c| c.target.url.as_str()).collect();
     let metadata = RunMetadata {
         http_version: config.http_version,
         connections: config.connections as u64,
@@ -304,6 +338,9 @@ pub async fn run(
     };
     let names = config.endpoint_names(&config.all_hosts());
     let mut results = pacing.results(metadata, &names, &collected)?;
+    if tls_config.is_some() {
+        results.tls = Some(tls_stats.results().map_err(unrecordable)?);
+    }
     if let Some(feeder) = shared
         .feeder
         .as_ref()
@@ -328,37 +365,39 @@ pub async fn run(
     Ok(results)
 }
 
-/// Opens every worker's connection to every host before the clock starts, so
-/// connection setup is not mistaken for server latency in the first second. Yields
-/// each worker's connections, one per host (`None` where it failed: the worker
-/// retries when it has a request for that host).
-async fn open_all(
-    config: &LoadConfig,
-    hosts: &[Target],
-) -> impl Iterator<Item = Vec<Option<Connection>>> {
+/// Opens every connection group's connection to every host before the clock
+/// starts, so connection setup is not mistaken for server latency in the first
+/// second. Yields each group's HTTP/2 groups and connections, one per host (`None`
+/// where it failed: a worker retries when it has a request for that host).
+async fn open_all(shared: &Arc<Shared>, connections: usize) -> Vec<OpenedGroup> {
     let mut connecting = JoinSet::new();
-    for worker in 0..config.connections {
-        for (host, target) in hosts.iter().enumerate() {
-            let target = target.clone();
-            let version = config.http_version;
-            let timeout = config.timeout;
+    let hosts = shared.hosts.len();
+    let groups: Vec<Vec<Arc<H2Group>>> = (0..connections)
+        .map(|_| (0..hosts).map(|_| Arc::new(H2Group::default())).collect())
+        .collect();
+    for (index, hosts_groups) in groups.iter().enumerate() {
+        for (host, group) in hosts_groups.iter().enumerate() {
+            let (shared, group) = (shared.clone(), group.clone());
             connecting.spawn(async move {
-                let opened =
-                    tokio::time::timeout(timeout, Connection::open(&target, version)).await;
-                (worker, host, opened.ok().and_then(Result::ok))
+                let opening = shared.hosts[host].open(&group);
+                let opened = tokio::time::timeout(shared.timeout, opening).await;
+                (index, host, opened.ok().and_then(Result::ok))
             });
         }
     }
-    let mut connections: Vec<Vec<Option<Connection>>> = (0..config.connections)
-        .map(|_| (0..hosts.len()).map(|_| None).collect())
+    let mut opened: Vec<Vec<Option<Connection>>> = (0..connections)
+        .map(|_| (0..hosts).map(|_| None).collect())
         .collect();
     while let Some(joined) = connecting.join_next().await {
-        if let Ok((worker, host, opened)) = joined {
-            connections[worker][host] = opened;
+        if let Ok((index, host, connection)) = joined {
+            opened[index][host] = connection;
         }
     }
-    connections.into_iter()
+    groups.into_iter().zip(opened).collect()
 }
+
+/// One connection group's HTTP/2 groups and opened connections, one per host.
+type OpenedGroup = (Vec<Arc<H2Group>>, Vec<Option<Connection>>);
 
 /// How a paced run was paced, as its results state it (both modes alike).
 pub(crate) struct PacingRecord<'a> {
@@ -457,8 +496,8 @@ fn update_progress(
 
 /// What every worker shares.
 struct Shared {
-    /// The hosts, in the order of [`LoadConfig::hosts`].
-    hosts: Vec<Target>,
+    /// The hosts' connectors, in the order of [`LoadConfig::hosts`].
+    hosts: Vec<Connector>,
     http_version: HttpVersion,
     /// Per endpoint: request `r` to host `h` is endpoint `r * hosts + h`.
     requests: Vec<PreparedRequest>,
@@ -502,6 +541,9 @@ struct WorkerState {
     /// One per host; `None` until (re)connected: a failed connection is opened again
     /// for the next request to its host.
     connections: Vec<Option<Connection>>,
+    /// One per host: the workers sharing an HTTP/2 connection with this one (only
+    /// this one for HTTP/1.1).
+    groups: Vec<Arc<H2Group>>,
     watchdog: Watchdog,
     /// Templates' random values and a `random` feeder's rows (seeded once per worker).
     rng: SmallRng,
@@ -511,6 +553,43 @@ struct WorkerState {
     /// Whether the last [`WorkerState::connect`] opened a new connection (the
     /// request then goes out after it, not at its slot's time).
     reconnected: bool,
+}
+
+impl RequestWorker {
+    /// The workers of every connection group, `streams` to a group, one per log.
+    /// The first worker of a group takes the connections opened for it; the others
+    /// of an HTTP/2 group take handles to the same connections.
+    fn all(
+        shared: &Arc<Shared>,
+        opened: Vec<OpenedGroup>,
+        logs: &[SharedLog],
+        streams: usize,
+    ) -> Vec<RequestWorker> {
+        let mut logs_left = logs.iter();
+        let mut workers = Vec::with_capacity(logs.len());
+        for (groups, connections) in opened {
+            let mut first = Some(connections);
+            for log in logs_left.by_ref().take(streams) {
+                let connections = first
+                    .take()
+                    .unwrap_or_else(|| groups.iter().map(|g| g.handle()).collect());
+                workers.push(RequestWorker {
+                    shared: shared.clone(),
+                    log: log.clone(),
+                    state: WorkerState {
+                        connections,
+                        groups: groups.clone(),
+                        watchdog: Watchdog::default(),
+                        rng: SmallRng::from_rng(&mut rand::rng()),
+                        body: Vec::new(),
+                        encoded: Vec::new(),
+                        reconnected: false,
+                    },
+                });
+            }
+        }
+        workers
+    }
 }
 
 impl Worker for RequestWorker {
@@ -558,14 +637,18 @@ impl Worker for RequestWorker {
         if let Err(failed) = self.state.connect(shared, host).await {
             let now = Instant::now();
             let delay = now.saturating_duration_since(intended);
+            let class = match failed {
+                ConnectFailure::Refused(class) => class,
+                ConnectFailure::TimedOut => ErrorClass::Connect,
+            };
             lock(&self.log).record(
                 endpoint,
                 seconds.second_of(now),
                 delay,
                 delay > shared.late_threshold,
-                Outcome::Failed(ErrorClass::Connect),
+                Outcome::Failed(class),
             );
-            if failed == ConnectFailure::Refused && !slot.paced {
+            if matches!(failed, ConnectFailure::Refused(_)) && !slot.paced {
                 // Nothing paces a closed model: without a pause a refused connection
                 // would spin.
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -652,7 +735,8 @@ impl Worker for RequestWorker {
 /// Why a worker has no connection for its request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ConnectFailure {
-    Refused,
+    /// Refused, or the TLS handshake failed: the class it counts under.
+    Refused(ErrorClass),
     TimedOut,
 }
 
@@ -666,98 +750,17 @@ impl WorkerState {
         }
         *slot = None;
         self.reconnected = true;
-        let opening = Connection::open(&shared.hosts[host], shared.http_version);
+        let opening = shared.hosts[host].open(&self.groups[host]);
         match tokio::time::timeout(shared.timeout, opening).await {
             Ok(Ok(connection)) => {
                 *slot = Some(connection);
                 Ok(())
             }
             Ok(Err(error)) => {
-                tracing::debug!(%error, "connect failed");
-                Err(ConnectFailure::Refused)
+                tracing::debug!(message = %error.message, "connect failed");
+                Err(ConnectFailure::Refused(error.class))
             }
             Err(_) => Err(ConnectFailure::TimedOut),
         }
-    }
-}
-
-/// A request turned into what is sent to one host, built once per run: the HTTP/1.1
-/// bytes, or the parts of the request hyper takes for HTTP/2, or its compiled
-/// template when it has placeholders.
-struct PreparedRequest {
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-    /// The whole request as written on an HTTP/1.1 connection.
-    http1: Bytes,
-    /// `Some` when the request has placeholders: it is rendered per send instead.
-    templated: Option<CompiledRequest>,
-    /// `http://host:port`, which a templated HTTP/2 request's path is appended to.
-    scheme_authority: String,
-}
-
-impl PreparedRequest {
-    /// Prepares request `number` (from 1, for messages) for `target`; compiles its
-    /// templates against the feeder's `columns`.
-    fn new(
-        version: HttpVersion,
-        target: &Target,
-        spec: &RequestSpec,
-        number: usize,
-        columns: &[String],
-    ) -> Result<PreparedRequest, LoadError> {
-        let mut headers = spec.headers.clone();
-        default_content_type(&mut headers, &spec.body);
-        let scheme_authority = format!("http://{}", target.authority);
-        let uri = match version {
-            // HTTP/1.1 sends the path in the request line and the host in a header.
-            HttpVersion::Http1 => {
-                if let Ok(host) = HeaderValue::from_str(&target.authority) {
-                    headers.entry(header::HOST).or_insert(host);
-                }
-                spec.path_and_query
-                    .parse()
-                    .unwrap_or_else(|_| Uri::from_static("/"))
-            }
-            // HTTP/2 takes scheme and authority from the URI (:scheme, :authority).
-            HttpVersion::Http2 => format!("{scheme_authority}{}", spec.path_and_query)
-                .parse()
-                .unwrap_or_else(|_| Uri::from_static("/")),
-        };
-        let templated = CompiledRequest::compile(spec, &headers, number, columns)?;
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        let http1 = match templated {
-            None => h1::encode_request(&spec.method, path, &headers, &spec.body),
-            Some(_) => Bytes::new(),
-        };
-        Ok(PreparedRequest {
-            method: spec.method.clone(),
-            uri,
-            headers,
-            body: spec.body.clone(),
-            http1,
-            templated,
-            scheme_authority,
-        })
-    }
-
-    /// The message of an untemplated request.
-    fn message(&self, version: HttpVersion) -> Option<Message<'_>> {
-        Some(match version {
-            HttpVersion::Http1 => Message::Http1 {
-                bytes: &self.http1,
-                head: self.method == Method::HEAD,
-            },
-            HttpVersion::Http2 => Message::Http2(self.build()),
-        })
-    }
-
-    fn build(&self) -> Request<Full<Bytes>> {
-        let mut request = Request::new(Full::new(self.body.clone()));
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = self.uri.clone();
-        *request.headers_mut() = self.headers.clone();
-        request
     }
 }

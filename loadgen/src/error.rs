@@ -19,6 +19,16 @@ pub enum LoadError {
         source: std::io::Error,
     },
 
+    /// The TLS handshake before the run failed (unknown CA, name mismatch, protocol
+    /// version, ...): `cause` says which and what to do.
+    #[error("TLS handshake with {target} failed: {cause} ({source})")]
+    TlsHandshake {
+        target: String,
+        cause: String,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A request rate that is zero, negative or not a number.
     #[error("bad rate {rate}: the rate must be a positive number of requests per second")]
     InvalidRate { rate: f64 },
@@ -80,6 +90,7 @@ impl LoadError {
             self,
             LoadError::BadUrl { .. }
                 | LoadError::Unreachable { .. }
+                | LoadError::TlsHandshake { .. }
                 | LoadError::InvalidRate { .. }
                 | LoadError::Stages(_)
                 | LoadError::InvalidArgument { .. }

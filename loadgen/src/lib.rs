@@ -34,8 +34,11 @@
 //!   ledger, and users who log in once.
 //! - [`scenario`]: the `[load]` table of a scenario file ([`scenario::LoadSpec`]),
 //!   turned into plain requests or journeys.
-//! - [`classify`]: which error class (connect, timeout, reset, 4xx, 5xx, protocol)
-//!   a failed request falls in.
+//! - [`tls`]: HTTPS settings (`--insecure`, `--cacert`, `--cert`/`--key`,
+//!   `--tls-version`), the one rustls config a run shares (session resumption), and
+//!   handshakes counted and timed apart from requests.
+//! - [`classify`]: which error class (connect, timeout, reset, 4xx, 5xx, protocol,
+//!   tls) a failed request falls in.
 
 pub mod classify;
 pub mod cli;
@@ -51,9 +54,11 @@ pub mod scrape;
 pub mod summary;
 pub mod target;
 pub mod template;
+pub mod tls;
 
 pub use classify::Classify;
 pub use engine::{run, LoadConfig, Progress};
 pub use error::{LoadError, StageParseError};
 pub use schedule::{parse_stages, Schedule};
 pub use target::{RequestSpec, Target};
+pub use tls::{TlsCause, TlsSettings, TlsVersion};

@@ -27,6 +27,11 @@
 //! [load.journeys]
 //! mix = { browse = 6, checkout = 3, ingest = 1 }
 //! ledger = "ledger.jsonl"
+//! [load.tls]                  # for an https:// target; all optional
+//! cacert = "ca.pem"           # or insecure = true
+//! cert = "client.pem"         # a client certificate, with its key
+//! key = "client-key.pem"
+//! version = "1.3"
 //! [[gates]]
 //! metric = "http.p99"
 //! max = "500ms"
@@ -52,6 +57,7 @@ use crate::{
     journeys::{Driver, JourneyConfig, JourneyKind, JourneyMix},
     schedule::{parse_stages, Schedule},
     target::{parse_method, Host, RequestSpec, Target},
+    tls::TlsSettings,
 };
 
 /// A scenario file, as `faultline load` reads it.
@@ -101,6 +107,10 @@ pub struct LoadSpec {
     pub connections: Option<usize>,
     #[serde(default)]
     pub http2: bool,
+    /// HTTP/2 requests in flight at once per connection.
+    pub streams: Option<usize>,
+    /// How to speak TLS to an `https://` target.
+    pub tls: Option<TlsSpec>,
     #[serde(default, deserialize_with = "duration_opt::deserialize")]
     pub timeout: Option<Duration>,
     #[serde(default, deserialize_with = "duration_opt::deserialize")]
@@ -112,6 +122,38 @@ pub struct LoadSpec {
     pub requests: Vec<RequestEntry>,
     /// User journeys of the reference system instead of plain requests.
     pub journeys: Option<JourneysSpec>,
+}
+
+/// The `[load.tls]` table (paths relative to the working directory).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    #[serde(default)]
+    pub insecure: bool,
+    pub cacert: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// `"1.2"` or `"1.3"`.
+    pub version: Option<String>,
+}
+
+impl TlsSpec {
+    fn settings(&self) -> Result<TlsSettings, String> {
+        let version = match &self.version {
+            Some(text) => Some(text.parse().map_err(|e| format!("load.tls.version: {e}"))?),
+            None => None,
+        };
+        if self.cert.is_some() != self.key.is_some() {
+            return Err("load.tls: a client certificate needs both cert and key".into());
+        }
+        Ok(TlsSettings {
+            insecure: self.insecure,
+            cacert: self.cacert.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            version,
+        })
+    }
 }
 
 /// Uniform or Poisson arrivals.
@@ -320,6 +362,12 @@ impl LoadSpec {
         let timeout = self.timeout.unwrap_or(Duration::from_secs(5));
         let connections = self.connections.unwrap_or(64);
         let late_threshold = self.late_threshold.unwrap_or(Duration::from_millis(10));
+        let tls = self
+            .tls
+            .clone()
+            .unwrap_or_default()
+            .settings()
+            .map_err(bad)?;
 
         match (&self.journeys, self.requests.is_empty()) {
             (Some(_), false) => Err(bad(
@@ -354,6 +402,7 @@ impl LoadSpec {
                 }
                 config.ledger = journeys.ledger.clone();
                 config.run_info = run_info;
+                config.tls = tls;
                 Ok(LoadPlan::Journeys(config))
             }
             (None, _) => {
@@ -365,6 +414,8 @@ impl LoadSpec {
                 } else {
                     HttpVersion::Http1
                 };
+                config.streams = self.streams.unwrap_or(1);
+                config.tls = tls;
                 config.timeout = timeout;
                 config.late_threshold = late_threshold;
                 config.max_send_delay = self.max_send_delay;

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use faultline_results::{
     Arrivals, ErrorClass, HttpVersion, LatencyOrigin, LatencySummary, LoadModel, Results,
+    TlsResults,
 };
 
 use crate::engine::Progress;
@@ -41,6 +42,7 @@ pub fn summary_table(results: &Results) -> String {
     write_latency_and_errors(&mut out, results);
     write_endpoints(&mut out, results);
     write_consistency(&mut out, results);
+    tls_line(&mut out, results.tls.as_ref());
     if let Some(ledger) = &results.write_ledger {
         let _ = writeln!(out, "ledger      {ledger}");
     }
@@ -199,6 +201,28 @@ fn write_consistency(out: &mut String, results: &Results) {
         "consistency {}   (write acknowledged -> read model serves it, {} writes{unseen})",
         percentiles(&LatencySummary::of(&histogram)),
         histogram.len()
+    );
+}
+
+/// The TLS handshakes of an `https://` run, on one line.
+fn tls_line(out: &mut String, tls: Option<&TlsResults>) {
+    let Some(tls) = tls else { return };
+    let failures: Vec<String> = tls
+        .failures
+        .iter()
+        .map(|(cause, count)| format!("{cause} {count}"))
+        .collect();
+    let failures = if failures.is_empty() {
+        String::new()
+    } else {
+        format!(", failed: {}", failures.join(", "))
+    };
+    let _ = writeln!(
+        out,
+        "tls         {} handshakes ({} resumed{failures})   handshake {}",
+        tls.handshakes,
+        tls.resumed,
+        percentiles(&tls.handshake_summary)
     );
 }
 

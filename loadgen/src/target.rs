@@ -1,9 +1,9 @@
 //! What the engine sends and where: the target's address and the requests.
 //!
-//! A [`Target`] is parsed once from a URL (plain `http://` only: the engine has no
-//! TLS yet) and holds what the connection pool needs; a [`Host`] is one of several
-//! targets with its weight (`3*http://10.0.0.1:8080`). A [`RequestSpec`] is one
-//! endpoint: method, path, headers and body (any of them may hold `{{...}}`
+//! A [`Target`] is parsed once from an `http://` or `https://` URL and holds what
+//! the connection pool needs (the TLS itself is module `tls`'s); a [`Host`] is one
+//! of several targets with its weight (`3*http://10.0.0.1:8080`). A [`RequestSpec`]
+//! is one endpoint: method, path, headers and body (any of them may hold `{{...}}`
 //! placeholders, module `template`), its weight in the mix, and the name its results
 //! go under. [`parse_request_arg`] reads the command line's `--request` form.
 
@@ -26,10 +26,14 @@ pub struct Target {
     pub authority: String,
     /// The path and query of the URL (`/` when it had none).
     pub path_and_query: String,
+    /// The host name, which a TLS server's certificate must be valid for.
+    pub host: String,
+    /// `https://`: every connection speaks TLS.
+    pub https: bool,
 }
 
 impl Target {
-    /// Parses and checks an `http://host[:port][/path]` URL. The path and query may
+    /// Parses and checks an `http[s]://host[:port][/path]` URL. The path and query may
     /// hold `{{...}}` placeholders (module `template`), kept as written.
     pub fn parse(url: &str) -> Result<Target, LoadError> {
         let bad = |reason: &str| LoadError::BadUrl {
@@ -53,21 +57,17 @@ impl Target {
         let uri: Uri = checked.parse().map_err(|e: http::uri::InvalidUri| {
             bad(&format!("{e} (expected e.g. http://127.0.0.1:8080/)"))
         })?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(bad(
-                    "https is not supported yet: the load engine speaks plain HTTP",
-                ))
-            }
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
             Some(other) => return Err(bad(&format!("scheme {other:?} is not HTTP"))),
             None => return Err(bad("no scheme: write http://HOST:PORT/PATH")),
-        }
+        };
         let host = uri
             .host()
             .filter(|h| !h.is_empty())
             .ok_or_else(|| bad("no host"))?;
-        let port = uri.port_u16().unwrap_or(80);
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         if port == 0 {
             return Err(bad("port 0 cannot be connected to"));
         }
@@ -83,6 +83,8 @@ impl Target {
             url: url.to_string(),
             authority: format!("{host}:{port}"),
             path_and_query: path_and_query.to_string(),
+            host: host.to_string(),
+            https,
         })
     }
 
@@ -365,6 +367,16 @@ mod tests {
         let target = Target::parse("http://127.0.0.1:8080/n/{{randint 1 9}}?u={{id}}").unwrap();
         assert_eq!(target.authority, "127.0.0.1:8080");
         assert_eq!(target.path_and_query, "/n/{{randint 1 9}}?u={{id}}");
+        assert!(!target.https);
+    }
+
+    #[test]
+    fn an_https_url_parses_with_port_443_and_its_host_name() {
+        let target = Target::parse("https://shop.example.com/api").unwrap();
+        assert!(target.https);
+        assert_eq!(target.authority, "shop.example.com:443");
+        assert_eq!(target.host, "shop.example.com");
+        assert_eq!(target.path_and_query, "/api");
     }
 
     #[test]
@@ -372,7 +384,7 @@ mod tests {
         for (url, reason) in [
             ("not a url", "invalid"),
             ("localhost:8080", "no scheme"),
-            ("https://example.invalid/", "https"),
+            ("wss://example.invalid/", "not HTTP"),
             ("ftp://host/", "not HTTP"),
             ("http://", "empty"),
             ("http://host:0/", "port 0"),

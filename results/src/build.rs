@@ -145,6 +145,7 @@ impl Results {
             checker: None,
             gates: Vec::new(),
             scenario_text: None,
+            tls: None,
         })
     }
 }

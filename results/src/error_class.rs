@@ -3,8 +3,9 @@
 //! Results count errors per class and endpoint. The classes are the ones an
 //! operator acts on differently: the server refused connections (`connect`), did not
 //! answer in time (`timeout`), dropped a connection mid-request (`reset`), rejected
-//! the request (`http_4xx`), failed (`http_5xx`), or answered something that is not
-//! HTTP (`protocol`). Which HTTP or I/O error falls in which class is the load
+//! the request (`http_4xx`), failed (`http_5xx`), answered something that is not
+//! HTTP (`protocol`), or the TLS handshake or session failed (`tls`: the results'
+//! `tls.failures` count it by cause). Which HTTP or I/O error falls in which class is the load
 //! engine's to say (`faultline_loadgen::classify`).
 
 use serde::{Deserialize, Serialize};
@@ -18,16 +19,18 @@ pub enum ErrorClass {
     Http4xx,
     Http5xx,
     Protocol,
+    Tls,
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 6] = [
+    pub const ALL: [ErrorClass; 7] = [
         ErrorClass::Connect,
         ErrorClass::Timeout,
         ErrorClass::Reset,
         ErrorClass::Http4xx,
         ErrorClass::Http5xx,
         ErrorClass::Protocol,
+        ErrorClass::Tls,
     ];
 
     /// The name used in results and output.
@@ -39,6 +42,7 @@ impl ErrorClass {
             ErrorClass::Http4xx => "http_4xx",
             ErrorClass::Http5xx => "http_5xx",
             ErrorClass::Protocol => "protocol",
+            ErrorClass::Tls => "tls",
         }
     }
 }
@@ -52,6 +56,9 @@ pub struct ErrorCounts {
     pub http_4xx: u64,
     pub http_5xx: u64,
     pub protocol: u64,
+    /// Absent in results written before TLS was supported.
+    #[serde(default)]
+    pub tls: u64,
 }
 
 impl ErrorCounts {
@@ -69,6 +76,7 @@ impl ErrorCounts {
             ErrorClass::Http4xx => self.http_4xx,
             ErrorClass::Http5xx => self.http_5xx,
             ErrorClass::Protocol => self.protocol,
+            ErrorClass::Tls => self.tls,
         }
     }
 
@@ -80,6 +88,7 @@ impl ErrorCounts {
             ErrorClass::Http4xx => &mut self.http_4xx,
             ErrorClass::Http5xx => &mut self.http_5xx,
             ErrorClass::Protocol => &mut self.protocol,
+            ErrorClass::Tls => &mut self.tls,
         }
     }
 

@@ -18,6 +18,7 @@
 //! - [`schedule`]: the load that was asked for ([`TargetSchedule`], [`Stage`]).
 //! - [`build`]: results from recorded [`Bucket`]s (per endpoint and second).
 //! - [`merge`]: [`Results::merge`], several workers' results added exactly.
+//! - [`tls`]: what an `https://` run's TLS handshakes cost ([`TlsResults`]).
 //! - [`gates`]: `[[gates]]` tables as written ([`GateSpec`]), recorded in results and
 //!   judged by reports.
 //! - [`quantity`]: the one parser of durations, sizes, rates and percentages that
@@ -32,6 +33,7 @@ pub mod merge;
 pub mod quantity;
 pub mod results;
 pub mod schedule;
+pub mod tls;
 
 pub use build::{Bucket, RunRecord};
 pub use error::{FileError, ResultsError};
@@ -45,3 +47,4 @@ pub use results::{
     SecondResults, TimePoint, Totals, SCHEMA_VERSION,
 };
 pub use schedule::{Arrivals, LoadModel, Stage, TargetSchedule};
+pub use tls::TlsResults;

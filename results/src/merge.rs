@@ -144,6 +144,7 @@ impl Results {
                 a.gates.clone()
             },
             scenario_text: a.scenario_text.clone().or(b.scenario_text.clone()),
+            tls: crate::tls::TlsResults::merge_runs(&a.tls, &b.tls)?,
         })
     }
 }

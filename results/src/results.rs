@@ -61,6 +61,9 @@ pub struct Results {
     /// The scenario file's text, so the report can show exactly what ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario_text: Option<String>,
+    /// The TLS handshakes of an `https://` run (module `tls`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::TlsResults>,
 }
 
 /// Counts of a journey run.

@@ -16,13 +16,12 @@
 //! Errors are classified as hyper's are: a connection that ends before the whole
 //! response is `reset`, an answer that is not HTTP/1.x is `protocol`.
 
-use std::{io, mem::MaybeUninit};
+use std::mem::MaybeUninit;
 
 use bytes::{BufMut as _, Bytes, BytesMut};
 use http::{header, HeaderMap, Method, StatusCode};
 use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::TcpStream,
+    io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
     time::Instant,
 };
 
@@ -83,9 +82,11 @@ enum Framing {
     UntilClose,
 }
 
-/// One HTTP/1.1 connection.
-pub(crate) struct H1Connection {
-    stream: TcpStream,
+/// One HTTP/1.1 connection over a stream: a `TcpStream`, or a TLS connection on
+/// one. Generic, so each kind gets its own monomorphic copy and the plain path
+/// pays nothing for the other.
+pub(crate) struct H1Connection<S> {
+    stream: S,
     /// Bytes read; `buffer[start..end]` is not consumed yet.
     buffer: Vec<u8>,
     start: usize,
@@ -94,8 +95,8 @@ pub(crate) struct H1Connection {
     reusable: bool,
 }
 
-impl H1Connection {
-    pub(crate) fn new(stream: TcpStream) -> H1Connection {
+impl<S: AsyncRead + AsyncWrite + Unpin> H1Connection<S> {
+    pub(crate) fn new(stream: S) -> H1Connection<S> {
         H1Connection {
             stream,
             buffer: vec![0; READ_BUFFER],
@@ -111,26 +112,19 @@ impl H1Connection {
 
     /// Waits until `deadline` while watching the idle connection, so that a server
     /// closing it (or sending anything unasked) is noticed before the next request
-    /// instead of failing it.
+    /// instead of failing it. (A TLS stream reads the records it expects while idle,
+    /// such as session tickets, without returning them.)
     pub(crate) async fn idle_until(&mut self, deadline: Instant) {
         let sleep = tokio::time::sleep_until(deadline);
         tokio::pin!(sleep);
-        while self.reusable {
+        if self.reusable {
+            let mut probe = [0u8; 1];
             tokio::select! {
                 biased;
                 () = &mut sleep => return,
-                ready = self.stream.readable() => {
-                    if ready.is_err() {
-                        self.reusable = false;
-                        break;
-                    }
-                    let mut probe = [0u8; 1];
-                    match self.stream.try_read(&mut probe) {
-                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                        // End of stream, an error, or bytes nobody asked for.
-                        _ => self.reusable = false,
-                    }
-                }
+                // End of stream, an error, or bytes nobody asked for. Reads are
+                // cancel-safe: nothing is lost when the sleep wins.
+                _ = self.stream.read(&mut probe) => self.reusable = false,
             }
         }
         sleep.await;
@@ -165,6 +159,12 @@ impl H1Connection {
         self.end = 0;
         self.stream
             .write_all(request)
+            .await
+            .map_err(|e| ErrorClass::of_io_error(&e))?;
+        // TLS may keep records buffered that the socket did not take at once; for a
+        // TcpStream flushing is a no-op.
+        self.stream
+            .flush()
             .await
             .map_err(|e| ErrorClass::of_io_error(&e))?;
         let (status, framing) = self.read_head(head).await?;
@@ -393,11 +393,11 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     /// Serves `answers` on one connection, one per request head received, and
     /// returns the client connected to it.
-    async fn serve(answers: Vec<&'static [u8]>, close_after: bool) -> H1Connection {
+    async fn serve(answers: Vec<&'static [u8]>, close_after: bool) -> H1Connection<TcpStream> {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {

@@ -6,7 +6,9 @@
 //! open-model driver's. Goose is a closed model: a user waits for each answer before
 //! the next request and latency runs from the actual send, so a stalled server
 //! slows the users down instead of showing in full (coordinated omission). That is
-//! why this driver accepts only a closed schedule.
+//! why this driver accepts only a closed schedule. Against an `https://` gateway each
+//! goose user starts by taking a client with the run's rustls settings (the
+//! engine's and the open driver's), so all three trust and present the same.
 
 use std::{sync::Arc, time::Duration};
 
@@ -96,6 +98,21 @@ fn journey_transaction(
     Transaction::new(function).set_name(kind.name())
 }
 
+/// Gives each goose user, as it starts, a reqwest client with the run's TLS
+/// settings (`tls`: a rustls `ClientConfig`, built once and cloned per user).
+fn tls_client_transaction(tls: rustls::ClientConfig, timeout: Duration) -> Transaction {
+    let tls = Arc::new(tls);
+    let function: TransactionFunction = Arc::new(move |user: &mut GooseUser| {
+        let builder = reqwest::Client::builder()
+            .tls_backend_preconfigured((*tls).clone())
+            .timeout(timeout);
+        Box::pin(async move { user.set_client_builder(builder).await.map_err(Box::new) })
+    });
+    Transaction::new(function)
+        .set_name("tls client")
+        .set_on_start()
+}
+
 /// Runs the journeys with goose until the schedule's duration has passed.
 pub(super) async fn drive(
     config: JourneyConfig,
@@ -114,17 +131,23 @@ pub(super) async fn drive(
     goose_config.no_print_metrics = true;
     goose_config.no_error_summary = true;
     let logs = Arc::new(logs);
+    let https = config.base_url.starts_with("https://");
+    let tls = https.then(|| config.tls.reqwest_config()).transpose()?;
     let mut attack = GooseAttack::initialize_with_config(goose_config).map_err(goose_error)?;
     for (kind, weight) in config.mix.weights() {
-        let scenario = Scenario::new(kind.name())
+        let mut scenario = Scenario::new(kind.name())
             .set_weight(*weight as usize)
-            .map_err(goose_error)?
-            .register_transaction(journey_transaction(
-                *kind,
-                context.clone(),
-                logs.clone(),
-                config.late_threshold,
-            ));
+            .map_err(goose_error)?;
+        if let Some(tls) = &tls {
+            scenario =
+                scenario.register_transaction(tls_client_transaction(tls.clone(), config.timeout));
+        }
+        let scenario = scenario.register_transaction(journey_transaction(
+            *kind,
+            context.clone(),
+            logs.clone(),
+            config.late_threshold,
+        ));
         attack = attack.register_scenario(scenario);
     }
     attack.execute().await.map_err(goose_error)?;

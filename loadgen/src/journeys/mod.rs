@@ -59,6 +59,7 @@ use crate::{
     recorder::{lock, Clock, Collected, SharedLog},
     schedule::Schedule,
     target::Target,
+    tls::TlsSettings,
 };
 
 use self::{
@@ -274,6 +275,8 @@ pub struct JourneyConfig {
     /// Notified when the schedule's clock starts, after the set-up (registering users
     /// takes a while), so whatever runs alongside (a fault timeline) starts with the load.
     pub clock_started: Option<Arc<tokio::sync::Notify>>,
+    /// How to speak TLS to an `https://` gateway: the engine's own settings.
+    pub tls: TlsSettings,
 }
 
 impl JourneyConfig {
@@ -295,6 +298,7 @@ impl JourneyConfig {
             seed: None,
             run_info: RunInfo::default(),
             clock_started: None,
+            tls: TlsSettings::default(),
         }
     }
 
@@ -348,6 +352,8 @@ pub async fn run(
     let target = config.validate()?;
     target.check_reachable(config.timeout).await?;
     let client = reqwest::Client::builder()
+        // The engine's rustls settings, so journeys trust and present the same.
+        .tls_backend_preconfigured(config.tls.reqwest_config()?)
         .timeout(config.timeout)
         .pool_max_idle_per_host(config.concurrency)
         .build()

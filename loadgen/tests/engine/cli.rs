@@ -23,7 +23,7 @@ struct Merge {
     args: MergeArgs,
 }
 
-fn load_args(argv: &[&str]) -> LoadArgs {
+pub fn load_args(argv: &[&str]) -> LoadArgs {
     Load::try_parse_from(std::iter::once("load").chain(argv.iter().copied()))
         .unwrap()
         .args

@@ -14,3 +14,4 @@ mod rate;
 mod schema;
 mod support;
 mod templates;
+mod tls;

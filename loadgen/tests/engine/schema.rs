@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::support::TestServer;
 
-fn validator() -> jsonschema::Validator {
+pub fn validator() -> jsonschema::Validator {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../results/schema/results.schema.json"
@@ -17,7 +17,7 @@ fn validator() -> jsonschema::Validator {
     jsonschema::validator_for(&schema).unwrap()
 }
 
-fn assert_valid(validator: &jsonschema::Validator, results: &Results) {
+pub fn assert_valid(validator: &jsonschema::Validator, results: &Results) {
     let instance = serde_json::to_value(results).unwrap();
     let errors: Vec<String> = validator
         .iter_errors(&instance)

@@ -331,11 +331,11 @@ pub async fn run(
             &config.schedule.target(),
         )
     };
-    let pacing = PacingRecord {
-        schedule: &config.schedule,
-        late_threshold: config.late_threshold,
-        max_send_delay: config.max_send_delay(),
-    };
+    let pacing = PacingRecord::new(
+        &config.schedule,
+        config.late_threshold,
+        config.max_send_delay(),
+    );
     let names = config.endpoint_names(&config.all_hosts());
     let mut results = pacing.results(metadata, &names, &collected)?;
     if tls_config.is_some() {
@@ -407,6 +407,19 @@ pub(crate) struct PacingRecord<'a> {
 }
 
 impl PacingRecord<'_> {
+    /// How a run of `schedule` was paced.
+    pub(crate) fn new(
+        schedule: &Schedule,
+        late_threshold: Duration,
+        max_send_delay: Duration,
+    ) -> PacingRecord<'_> {
+        PacingRecord {
+            schedule,
+            late_threshold,
+            max_send_delay,
+        }
+    }
+
     /// The results of a run whose endpoints are `names`, from what was collected.
     pub(crate) fn results(
         &self,

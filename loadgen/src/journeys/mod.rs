@@ -488,11 +488,11 @@ fn journey_results(
             &config.schedule.target(),
         )
     };
-    let pacing = PacingRecord {
-        schedule: &config.schedule,
-        late_threshold: config.late_threshold,
-        max_send_delay: config.max_send_delay(),
-    };
+    let pacing = PacingRecord::new(
+        &config.schedule,
+        config.late_threshold,
+        config.max_send_delay(),
+    );
     let mut results = pacing.results(metadata, names, collected)?;
     let tally = &context.tally;
     if config.mix.contains(JourneyKind::Checkout) {

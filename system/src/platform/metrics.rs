@@ -11,6 +11,12 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+/// Buckets (seconds) of the histograms of asynchronous steps (a saga step, a
+/// projection): from a millisecond on a quiet system to tens of seconds under a backlog.
+pub const STEP_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
 /// The metrics every service has; services add their own to [`Metrics::registry`].
 #[derive(Clone)]
 pub struct Metrics {

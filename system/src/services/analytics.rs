@@ -28,7 +28,7 @@ use super::runtime::{ServiceContext, ServiceError};
 use crate::platform::consumer::{expect_version, EventHandler, HandleError};
 use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, ErrorBody, Json};
-use crate::platform::metrics::Metrics;
+use crate::platform::metrics::{Metrics, STEP_BUCKETS};
 use crate::platform::migrate::Migration;
 use crate::platform::notify::Changes;
 
@@ -272,9 +272,7 @@ impl Projector {
                 "projection_duration_seconds",
                 "Seconds from an order event's time to its projection, per event",
             )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ]),
+            .buckets(STEP_BUCKETS.to_vec()),
         ));
         Projector {
             views,

@@ -31,7 +31,7 @@ use super::runtime::{ServiceContext, ServiceError};
 use crate::platform::consumer::{expect_version, EventHandler, HandleError};
 use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, ErrorBody, Json, TraceContext, USER_ID};
-use crate::platform::metrics::Metrics;
+use crate::platform::metrics::{Metrics, STEP_BUCKETS};
 use crate::platform::migrate::Migration;
 use crate::platform::outbox;
 
@@ -117,9 +117,7 @@ impl SagaMetrics {
                 "saga_step_duration_seconds",
                 "Time from a saga step's command to its reply applied, by step",
             )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ]),
+            .buckets(STEP_BUCKETS.to_vec()),
             &["step"],
         ));
         SagaMetrics {

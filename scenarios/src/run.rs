@@ -330,8 +330,7 @@ async fn finish(
     let gates = GateReport::judge(&results, &checked.gates, baseline.as_ref(), &claims.groups);
     let report = Report::build(&results, &claims, gates)?;
     let written = report.write_all(out)?;
-    let gates = report.gates.clone();
-    drop(report);
+    let gates = report.gates;
     Ok(RunOutcome {
         results,
         gates,

@@ -6,11 +6,12 @@
 //!   write.
 //! - [`OutboxRelay`] holds a session advisory lock so that one replica of a service relays
 //!   at a time (two relays would interleave a key's events), polls the unpublished rows
-//!   (a partial index: a few microseconds when there are none) every [`IDLE_POLL`] when
-//!   idle and back to back while there is a backlog, publishes batches in `seq` order with
-//!   an idempotent producer, and marks them published once Kafka acknowledged them. A
-//!   crash between the acknowledgement and the mark publishes the batch again: consumers
-//!   deduplicate on the event id.
+//!   (a partial index) back to back while there is a backlog, every [`IDLE_POLL`] just
+//!   after one, and less often the longer it stays idle, up to [`IDLE_POLL_MAX`] (nine
+//!   services polling every 5 ms would cost an idle system thousands of queries a
+//!   second), publishes batches in `seq` order with an idempotent producer, and marks them
+//!   published once Kafka acknowledged them. A crash between the acknowledgement and the
+//!   mark publishes the batch again: consumers deduplicate on the event id.
 //!
 //! Why polling and not `NOTIFY`: a transaction that issued `NOTIFY` holds PostgreSQL's
 //! global notification lock from its pre-commit to its end, WAL flush included, so every
@@ -48,6 +49,8 @@ const BATCH: i64 = 500;
 /// How long an idle relay waits before looking again: a ceiling on the delay the outbox
 /// adds to each hop of an event.
 pub const IDLE_POLL: Duration = Duration::from_millis(5);
+/// The longest an idle relay waits: the delay the first event after a quiet spell can see.
+pub const IDLE_POLL_MAX: Duration = Duration::from_millis(40);
 /// How often the backlog gauge is refreshed (a count of the unpublished rows).
 const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 
@@ -147,16 +150,30 @@ impl OutboxRelay {
             }
             tracing::info!(relay = %self.name, "outbox relay is the active one");
             let mut backlog_at = tokio::time::Instant::now();
+            let mut idle_poll = IDLE_POLL;
             loop {
-                // Drain everything committed so far, then look again shortly.
-                while self.publish_batch(&mut client).await? > 0 {}
+                // Drain everything committed so far, then look again shortly: soon after
+                // events, later and later while none come.
+                let mut published = 0;
+                loop {
+                    let batch = self.publish_batch(&mut client).await?;
+                    if batch == 0 {
+                        break;
+                    }
+                    published += batch;
+                }
+                idle_poll = if published > 0 {
+                    IDLE_POLL
+                } else {
+                    (idle_poll * 2).min(IDLE_POLL_MAX)
+                };
                 if backlog_at.elapsed() >= BACKLOG_EVERY {
                     self.update_backlog(&client).await?;
                     backlog_at = tokio::time::Instant::now();
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = tokio::time::sleep(idle_poll) => {}
                 }
             }
         }

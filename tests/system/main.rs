@@ -49,6 +49,10 @@ fn main() -> ExitCode {
             Box::pin(saga::idempotency_key_creates_one_order(h))
         }),
         (
+            "orders_past_the_pending_limit_are_shed_with_retry_after",
+            |h| Box::pin(saga::orders_past_the_pending_limit_are_shed_with_retry_after(h)),
+        ),
+        (
             "missing_forged_or_expired_tokens_are_refused_with_401",
             |h| Box::pin(api::bad_tokens_are_refused(h)),
         ),

@@ -232,3 +232,71 @@ pub async fn idempotency_key_creates_one_order(h: Arc<Harness>) -> anyhow::Resul
     ensure!(count == 1, "{count} orders for one idempotency key");
     Ok(())
 }
+
+/// Admission control with a lowered limit: the orders service's own routes against the
+/// system's real orders database, with a fixed limit of two pending sagas. The third order
+/// is shed with 503 and `Retry-After`, and taken once the database says the first two
+/// finished. (The orders it did take are real: the system's saga runs them.)
+pub async fn orders_past_the_pending_limit_are_shed_with_retry_after(
+    h: Arc<Harness>,
+) -> anyhow::Result<()> {
+    use faultline_system::platform::http::TraceContext;
+    use faultline_system::services::admission::{Admission, AdmissionPolicy};
+    use faultline_system::services::orders;
+
+    let admission = Admission::new(AdmissionPolicy::Fixed(2));
+    let routes = orders::routes(h.database(ServiceKind::Orders)?, admission.clone()).layer(
+        axum::Extension(TraceContext::from_headers(&axum::http::HeaderMap::new())),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let server = tokio::spawn(async move { axum::serve(listener, routes).await });
+    let user = h.user().await?;
+    let client = reqwest::Client::new();
+    let place = || {
+        client
+            .post(format!("{base}/orders"))
+            .header("x-user-id", &user.id)
+            .json(&json!({ "items": [{ "product_id": 3, "quantity": 1 }] }))
+            .send()
+    };
+    let outcome = async {
+        for n in 1..=2 {
+            let response = place().await?;
+            ensure!(
+                response.status() == StatusCode::ACCEPTED,
+                "order {n} under the limit: {}",
+                response.status()
+            );
+        }
+        let shed = place().await?;
+        ensure!(
+            shed.status() == StatusCode::SERVICE_UNAVAILABLE,
+            "the third pending order was {}, not shed",
+            shed.status()
+        );
+        let retry_after = shed
+            .headers()
+            .get("retry-after")
+            .context("a shed order without Retry-After")?
+            .to_str()?
+            .to_string();
+        ensure!(retry_after == "1", "Retry-After: {retry_after}");
+        let body: Value = shed.json().await?;
+        ensure!(
+            body["message"].as_str().unwrap_or("").contains("2 pending"),
+            "the 503 does not say why: {body}"
+        );
+        admission.observe(0, 2); // what the refresh reads once both sagas finished
+        let again = place().await?;
+        ensure!(
+            again.status() == StatusCode::ACCEPTED,
+            "still shed after the backlog drained: {}",
+            again.status()
+        );
+        Ok(())
+    }
+    .await;
+    server.abort();
+    outcome
+}

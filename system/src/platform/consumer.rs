@@ -14,24 +14,34 @@
 //! Partitions are applied in parallel by [`PARTITION_WORKERS`] workers, each partition always
 //! by the same one, so events of one key (one partition) keep their order.
 //!
+//! Under a backlog a worker applies the records already waiting for it (up to the handler's
+//! [`EventHandler::BATCH`]) in one transaction: one commit, so one WAL flush, for many
+//! events, instead of one each, which is what capped the system's sagas. If anything in
+//! such a batch fails (a poison event, a conflict, the database), the transaction rolls back
+//! and the batch is applied again one record at a time, through the path above, so each
+//! record still gets its own dead-lettering and retries.
+//!
 //! A transient failure ([`HandleError::Retry`], or the database being down) rolls back and
 //! retries the same record with exponential backoff, never skipping it.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
+use deadpool_postgres::Transaction;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset};
 use tokio::sync::mpsc;
-use tokio_postgres::Transaction;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::envelope::Envelope;
 use super::metrics::Metrics;
+use super::sql::Prepared;
 
 /// Every 2 s, sets `consumer_lag` of each assigned partition: the partition's end offset
 /// minus the consumer's position (the next offset it will hand to the application).
@@ -148,6 +158,11 @@ impl From<tokio_postgres::Error> for HandleError {
 
 /// Applies events inside the consumer's transaction.
 pub trait EventHandler: Send + Sync + 'static {
+    /// The most records one transaction applies under a backlog. 1 for a handler whose
+    /// events of different keys write the same rows (a product's stock): two workers'
+    /// batches would hold those rows across many events and deadlock each other.
+    const BATCH: usize = 32;
+
     fn handle(
         &self,
         tx: &Transaction<'_>,
@@ -228,20 +243,30 @@ impl<H: EventHandler> EventConsumer<H> {
             let shutdown = shutdown.clone();
             queues.push(queue);
             workers.push(tokio::spawn(async move {
+                let mut batch = Vec::with_capacity(H::BATCH);
                 while let Some(message) = records.recv().await {
-                    if !this.process(&message, &shutdown).await {
+                    batch.push(message);
+                    while batch.len() < H::BATCH {
+                        match records.try_recv() {
+                            Ok(message) => batch.push(message),
+                            Err(_) => break,
+                        }
+                    }
+                    if !this.process_batch(&batch, &shutdown).await {
                         break; // shutting down in the middle of retries: redelivered later
                     }
-                    // Stored only once the record is applied. librdkafka's offset store adds
-                    // the 1 itself (it commits the next offset to read).
-                    if let Err(error) = this.consumer.store_offset(
-                        message.topic(),
-                        message.partition(),
-                        message.offset(),
-                    ) {
-                        // A partition revoked in a rebalance: its new owner reads the record
-                        // again, and the event id makes that harmless.
-                        tracing::debug!(consumer = %this.name, %error, "offset not stored");
+                    for message in batch.drain(..) {
+                        // Stored only once the record is applied. librdkafka's offset store
+                        // adds the 1 itself (it commits the next offset to read).
+                        if let Err(error) = this.consumer.store_offset(
+                            message.topic(),
+                            message.partition(),
+                            message.offset(),
+                        ) {
+                            // A partition revoked in a rebalance: its new owner reads the
+                            // record again, and the event id makes that harmless.
+                            tracing::debug!(consumer = %this.name, %error, "offset not stored");
+                        }
                     }
                 }
             }));
@@ -278,6 +303,81 @@ impl<H: EventHandler> EventConsumer<H> {
         Ok(())
     }
 
+    /// Applies `batch` in one transaction if every record decodes and applies; otherwise
+    /// one record at a time ([`Self::process`]). False if interrupted by shutdown.
+    async fn process_batch(&self, batch: &[OwnedMessage], shutdown: &CancellationToken) -> bool {
+        if batch.len() > 1 {
+            let events: Result<Vec<Envelope>, _> = batch
+                .iter()
+                .map(|message| Envelope::decode(message.payload(), message.headers()))
+                .collect();
+            match events {
+                Ok(events) => match self.apply_batch(&events).await {
+                    Ok(applied) => {
+                        self.count(applied as u64, "applied");
+                        self.count((events.len() - applied) as u64, "duplicate");
+                        return true;
+                    }
+                    Err(error) => {
+                        tracing::debug!(consumer = %self.name, records = batch.len(), %error, "batch rolled back; applying one at a time");
+                    }
+                },
+                Err(error) => {
+                    tracing::debug!(consumer = %self.name, %error, "a record in the batch does not decode; applying one at a time");
+                }
+            }
+        }
+        for message in batch {
+            if !self.process(message, shutdown).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Applies every event not applied before in one transaction; returns how many were new.
+    async fn apply_batch(&self, events: &[Envelope]) -> Result<usize, HandleError> {
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| HandleError::Retry(e.to_string()))?;
+        let tx = client.transaction().await?;
+        let ids: Vec<Uuid> = events.iter().map(|event| event.id).collect();
+        let mut new_ids: HashSet<Uuid> = tx
+            .query_prepared(
+                "INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::uuid[])
+                 ON CONFLICT DO NOTHING RETURNING event_id",
+                &[&self.name, &ids],
+            )
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let mut applied = Vec::with_capacity(new_ids.len());
+        for event in events {
+            // Removed once applied: a record redelivered within the batch is applied once.
+            if new_ids.remove(&event.id) {
+                self.handler.handle(&tx, event).await?;
+                applied.push(event);
+            }
+        }
+        tx.commit().await?;
+        for event in &applied {
+            self.handler.committed(event);
+        }
+        Ok(applied.len())
+    }
+
+    fn count(&self, records: u64, outcome: &str) {
+        if records > 0 {
+            self.metrics
+                .events_consumed
+                .with_label_values(&[&self.name, outcome])
+                .inc_by(records);
+        }
+    }
+
     /// Applies, deduplicates or dead-letters one record; false if interrupted by shutdown.
     async fn process(&self, message: &OwnedMessage, shutdown: &CancellationToken) -> bool {
         let event = match Envelope::decode(message.payload(), message.headers()) {
@@ -293,17 +393,11 @@ impl<H: EventHandler> EventConsumer<H> {
         loop {
             match self.apply(&event).await {
                 Ok(true) => {
-                    self.metrics
-                        .events_consumed
-                        .with_label_values(&[&self.name, "applied"])
-                        .inc();
+                    self.count(1, "applied");
                     return true;
                 }
                 Ok(false) => {
-                    self.metrics
-                        .events_consumed
-                        .with_label_values(&[&self.name, "duplicate"])
-                        .inc();
+                    self.count(1, "duplicate");
                     return true;
                 }
                 Err(HandleError::Poison(reason)) => {
@@ -342,7 +436,7 @@ impl<H: EventHandler> EventConsumer<H> {
             .map_err(|e| HandleError::Retry(e.to_string()))?;
         let tx = client.transaction().await?;
         let inserted = tx
-            .execute(
+            .execute_prepared(
                 "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 &[&self.name, &event.id],
             )
@@ -411,10 +505,7 @@ impl<H: EventHandler> EventConsumer<H> {
                 .await
             {
                 Ok(_) => {
-                    self.metrics
-                        .events_consumed
-                        .with_label_values(&[&self.name, "dead_lettered"])
-                        .inc();
+                    self.count(1, "dead_lettered");
                     return true;
                 }
                 Err((error, _)) => {

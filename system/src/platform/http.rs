@@ -47,6 +47,13 @@ pub enum ApiError {
     WaitExpired(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Shedding load on purpose (503 with `Retry-After`): the service is healthy but takes
+    /// no more work of this kind for now. A gateway does not count it against the replica.
+    #[error("{message}")]
+    Overloaded {
+        message: String,
+        retry_after: Duration,
+    },
     /// Logged in full; the client sees only "internal error".
     #[error("internal error: {0}")]
     Internal(String),
@@ -66,7 +73,9 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::WaitExpired(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Overloaded { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -112,7 +121,9 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
-        if let ApiError::TooManyRequests { retry_after } = &self {
+        if let ApiError::TooManyRequests { retry_after }
+        | ApiError::Overloaded { retry_after, .. } = &self
+        {
             let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
             if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
                 response

@@ -7,7 +7,8 @@
 //! - [`migrate`]: each service's own schema, migrated safely by concurrent replicas;
 //! - [`metrics`]: the Prometheus metrics every service exposes;
 //! - [`http`]: the error type that becomes a response, health and metrics routes, trace
-//!   context and request timing.
+//!   context and request timing;
+//! - [`sql`]: statements prepared once per connection ([`sql::Prepared`]).
 
 pub mod auth;
 pub mod breaker;
@@ -18,3 +19,4 @@ pub mod metrics;
 pub mod migrate;
 pub mod notify;
 pub mod outbox;
+pub mod sql;

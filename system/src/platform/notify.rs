@@ -1,6 +1,12 @@
 //! Changes announced inside the process, after they committed: analytics' projector
-//! announces each order whose view it changed, and long-polls waiting for that order wake
-//! at once.
+//! announces each order whose view it changed, and the long-polls waiting for that order
+//! (and only those) wake at once.
+//!
+//! A waiter [`Changes::watch`]es its key before it looks, so a change committed between its
+//! look and its wait still wakes it. Each watched key has one `watch` channel, created by
+//! its first waiter and dropped with its last; an announcement for a key nobody waits for
+//! costs one map lookup. (A broadcast of every key to every waiter cost each waiter a wake
+//! per projected event: waiters × events per second.)
 //!
 //! Why not PostgreSQL's `NOTIFY`: a transaction that issues it holds the server's global
 //! notification lock from pre-commit to its end, WAL flush included, so every projecting
@@ -8,20 +14,18 @@
 //! replica than the one that projected its order is not woken by this; it looks again
 //! every [`Changes::POLL`] instead.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use tokio::sync::watch;
 
-/// Keys of changed things (e.g. order ids), for every subscriber of this process.
-#[derive(Debug, Clone)]
+type Waiting = HashMap<String, watch::Sender<()>>;
+
+/// The keys (e.g. order ids) someone in this process waits on, each with its channel.
+#[derive(Debug, Clone, Default)]
 pub struct Changes {
-    sender: broadcast::Sender<String>,
-}
-
-impl Default for Changes {
-    fn default() -> Self {
-        Changes::new()
-    }
+    waiting: Arc<Mutex<Waiting>>,
 }
 
 impl Changes {
@@ -30,18 +34,113 @@ impl Changes {
     pub const POLL: Duration = Duration::from_millis(100);
 
     pub fn new() -> Changes {
-        let (sender, _) = broadcast::channel(4096);
-        Changes { sender }
+        Changes::default()
     }
 
-    /// Wakes the subscribers: `key` changed and the change committed.
-    pub fn announce(&self, key: String) {
-        // No receiver is fine: nobody is waiting.
-        let _ = self.sender.send(key);
+    /// Wakes the waiters of `key`: it changed and the change committed.
+    pub fn announce(&self, key: &str) {
+        if let Some(sender) = lock(&self.waiting).get(key) {
+            sender.send_replace(());
+        }
     }
 
-    /// Subscribe before looking, so a change between the look and the wait is not missed.
-    pub fn subscribe(&self) -> broadcast::Receiver<String> {
-        self.sender.subscribe()
+    /// Starts watching `key`; do it before looking, so that no change is missed.
+    pub fn watch(&self, key: &str) -> Watch {
+        let receiver = lock(&self.waiting)
+            .entry(key.to_string())
+            .or_insert_with(|| watch::channel(()).0)
+            .subscribe();
+        Watch {
+            key: key.to_string(),
+            receiver: Some(receiver),
+            waiting: self.waiting.clone(),
+        }
+    }
+
+    /// How many keys are watched now.
+    pub fn watched(&self) -> usize {
+        lock(&self.waiting).len()
+    }
+}
+
+/// One waiter's interest in one key; dropping it forgets the key once nobody else waits.
+#[derive(Debug)]
+pub struct Watch {
+    key: String,
+    receiver: Option<watch::Receiver<()>>,
+    waiting: Arc<Mutex<Waiting>>,
+}
+
+impl Watch {
+    /// Returns once the key was announced after the watch began (or after the previous
+    /// return).
+    pub async fn changed(&mut self) {
+        if let Some(receiver) = self.receiver.as_mut() {
+            // The sender lives in the map as long as this receiver does: no error.
+            let _ = receiver.changed().await;
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut waiting = lock(&self.waiting);
+        drop(self.receiver.take());
+        if waiting
+            .get(&self.key)
+            .is_some_and(|sender| sender.receiver_count() == 0)
+        {
+            waiting.remove(&self.key);
+        }
+    }
+}
+
+/// The map is only touched in short sections that cannot panic half-way; a poisoned lock
+/// still holds a consistent map.
+fn lock(waiting: &Mutex<Waiting>) -> MutexGuard<'_, Waiting> {
+    waiting
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_change_announced_between_watch_and_wait_wakes_the_waiter() {
+        let changes = Changes::new();
+        let mut watch = changes.watch("order-1");
+        changes.announce("order-1");
+        tokio::time::timeout(Duration::from_secs(5), watch.changed())
+            .await
+            .expect("woken by the announcement made before the wait");
+    }
+
+    #[tokio::test]
+    async fn only_the_waiters_of_the_announced_key_wake() {
+        let changes = Changes::new();
+        let mut other = changes.watch("order-2");
+        changes.announce("order-1");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), other.changed())
+                .await
+                .is_err(),
+            "a waiter of another key was woken"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_key_is_forgotten_with_its_last_waiter() {
+        let changes = Changes::new();
+        let first = changes.watch("order-1");
+        let second = changes.watch("order-1");
+        assert_eq!(changes.watched(), 1);
+        drop(first);
+        assert_eq!(changes.watched(), 1, "forgotten while a waiter remains");
+        drop(second);
+        assert_eq!(changes.watched(), 0);
+        changes.announce("order-1"); // nobody waits: nothing to do, nothing kept
+        assert_eq!(changes.watched(), 0);
     }
 }

@@ -20,13 +20,15 @@
 
 use std::time::Duration;
 
+use deadpool_postgres::Transaction;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tokio_postgres::{NoTls, Transaction};
+use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::envelope::Envelope;
 use super::metrics::Metrics;
+use super::sql::Prepared;
 
 /// The outbox table; part of every service's schema (see [`super::migrate`]).
 pub const OUTBOX_SCHEMA: &str = "
@@ -54,13 +56,19 @@ pub const IDLE_POLL_MAX: Duration = Duration::from_millis(40);
 /// How often the backlog gauge is refreshed (a count of the unpublished rows).
 const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 
+/// The relay's statements, prepared on its connection.
+struct RelayStatements {
+    unpublished: tokio_postgres::Statement,
+    mark_published: tokio_postgres::Statement,
+}
+
 /// Adds `event` for `topic` to the outbox, inside `tx`.
 pub async fn enqueue(
     tx: &Transaction<'_>,
     topic: &str,
     event: &Envelope,
 ) -> Result<(), tokio_postgres::Error> {
-    tx.execute(
+    tx.execute_prepared(
         "INSERT INTO outbox (event_id, topic, key, event_type, version, payload, traceparent, occurred_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         &[
@@ -124,7 +132,7 @@ impl OutboxRelay {
 
     async fn relay_while_connected(&self, shutdown: &CancellationToken) -> Result<(), RelayError> {
         let config: tokio_postgres::Config = self.database_url.parse()?;
-        let (mut client, connection) = config.connect(NoTls).await?;
+        let (client, connection) = config.connect(NoTls).await?;
         let driver = tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "outbox relay connection ended");
@@ -149,6 +157,18 @@ impl OutboxRelay {
                 }
             }
             tracing::info!(relay = %self.name, "outbox relay is the active one");
+            // Prepared once for this connection: the relay runs them back to back.
+            let statements = RelayStatements {
+                unpublished: client
+                    .prepare(
+                        "SELECT seq, event_id, topic, key, event_type, version, payload, traceparent, occurred_at
+                         FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+                    )
+                    .await?,
+                mark_published: client
+                    .prepare("UPDATE outbox SET published_at = now() WHERE seq = ANY($1)")
+                    .await?,
+            };
             let mut backlog_at = tokio::time::Instant::now();
             let mut idle_poll = IDLE_POLL;
             loop {
@@ -156,7 +176,7 @@ impl OutboxRelay {
                 // events, later and later while none come.
                 let mut published = 0;
                 loop {
-                    let batch = self.publish_batch(&mut client).await?;
+                    let batch = self.publish_batch(&client, &statements).await?;
                     if batch == 0 {
                         break;
                     }
@@ -185,15 +205,10 @@ impl OutboxRelay {
     /// Publishes up to one batch; returns how many events were marked published.
     async fn publish_batch(
         &self,
-        client: &mut tokio_postgres::Client,
+        client: &tokio_postgres::Client,
+        statements: &RelayStatements,
     ) -> Result<usize, RelayError> {
-        let rows = client
-            .query(
-                "SELECT seq, event_id, topic, key, event_type, version, payload, traceparent, occurred_at
-                 FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1",
-                &[&BATCH],
-            )
-            .await?;
+        let rows = client.query(&statements.unpublished, &[&BATCH]).await?;
         if rows.is_empty() {
             return Ok(0);
         }
@@ -236,10 +251,7 @@ impl OutboxRelay {
         }
         if !published.is_empty() {
             client
-                .execute(
-                    "UPDATE outbox SET published_at = now() WHERE seq = ANY($1)",
-                    &[&published],
-                )
+                .execute(&statements.mark_published, &[&published])
                 .await?;
             self.metrics.outbox_published.inc_by(published.len() as u64);
         }

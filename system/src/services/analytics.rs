@@ -1,6 +1,10 @@
 //! Analytics: the CQRS read side. It consumes `orders.events` into a denormalized view per
 //! order and running aggregates, in its own database, and serves them.
 //!
+//! The totals by status are kept as appended deltas that a background task folds in every
+//! second; the summary adds both. (One row per status updated by every event was a lock
+//! every projection queued on.)
+//!
 //! `GET /orders/{id}/view?min_version=N&wait=5s` long-polls until the view has reached
 //! version N: once the transaction that changes a view commits, the projector announces it
 //! ([`Changes`]) and the waiters of this replica look again at once, so a client learns of
@@ -17,9 +21,9 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use deadpool_postgres::Transaction;
 use prometheus::{Gauge, Histogram, HistogramOpts, Opts};
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use super::messages::{self, types, OrderChanged, V1};
@@ -31,6 +35,7 @@ use crate::platform::http::{ApiError, ErrorBody, Json};
 use crate::platform::metrics::{Metrics, STEP_BUCKETS};
 use crate::platform::migrate::Migration;
 use crate::platform::notify::Changes;
+use crate::platform::sql::Prepared;
 
 pub const NAME: &str = "analytics";
 /// The longest a long-poll may wait.
@@ -57,6 +62,16 @@ CREATE TABLE order_views (
 );
 CREATE TABLE order_totals (
     status        TEXT PRIMARY KEY,
+    orders        BIGINT NOT NULL,
+    amount_cents  BIGINT NOT NULL
+);",
+    },
+    Migration {
+        version: 3,
+        name: "order total deltas",
+        sql: "
+CREATE TABLE order_total_deltas (
+    status        TEXT NOT NULL,
     orders        BIGINT NOT NULL,
     amount_cents  BIGINT NOT NULL
 );",
@@ -95,7 +110,39 @@ pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, Servic
     let views = Changes::new();
     let projector = Projector::new(&platform.metrics, views.clone());
     ctx.consume(&platform, "analytics-projector", TOPICS, projector)?;
+    ctx.spawn(fold_totals(platform.pool.clone(), ctx.background()));
     Ok(routes(platform.pool.clone(), views))
+}
+
+/// How often the appended total deltas are folded into `order_totals`.
+const FOLD_EVERY: Duration = Duration::from_secs(1);
+
+/// Folds `order_total_deltas` into `order_totals` every [`FOLD_EVERY`], in one statement,
+/// so a reader summing both never counts a delta twice or misses one.
+async fn fold_totals(pool: Pool, shutdown: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(FOLD_EVERY);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Ok(client) = pool.get().await else {
+            continue;
+        };
+        if let Err(error) = client
+            .execute_prepared(
+                "WITH folded AS (DELETE FROM order_total_deltas RETURNING status, orders, amount_cents)
+                 INSERT INTO order_totals (status, orders, amount_cents)
+                 SELECT status, sum(orders), sum(amount_cents) FROM folded GROUP BY status
+                 ON CONFLICT (status) DO UPDATE SET orders = order_totals.orders + EXCLUDED.orders,
+                     amount_cents = order_totals.amount_cents + EXCLUDED.amount_cents",
+                &[],
+            )
+            .await
+        {
+            tracing::warn!(%error, "folding the order totals");
+        }
+    }
 }
 
 pub fn routes(pool: Pool, views: Changes) -> Router {
@@ -115,7 +162,7 @@ pub(crate) struct ViewQuery {
 async fn load_view(pool: &Pool, order_id: Uuid) -> Result<Option<OrderView>, ApiError> {
     let client = pool.get().await?;
     let row = client
-        .query_opt(
+        .query_opt_prepared(
             "SELECT order_id, user_id, status, step, items, amount_cents, reason, version, created_at, updated_at, projected_at
              FROM order_views WHERE order_id = $1",
             &[&order_id],
@@ -167,9 +214,8 @@ pub(crate) async fn get_view(
     }
     let min_version = query.min_version.unwrap_or(1);
     let deadline = Instant::now() + wait;
-    // Subscribe before looking, so a change between the look and the wait is not missed.
-    let mut changes = state.views.subscribe();
-    let target = order_id.to_string();
+    // Watch before looking, so a change between the look and the wait is not missed.
+    let mut changes = state.views.watch(&order_id.to_string());
     loop {
         if let Some(view) = load_view(&state.pool, order_id).await? {
             if view.user_id != user_id {
@@ -179,26 +225,15 @@ pub(crate) async fn get_view(
                 return Ok(Json(view));
             }
         }
-        // Wait for a change of this order (or a lagged channel, which may hide one).
-        let woke = loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                break false;
-            }
-            match tokio::time::timeout(remaining.min(Changes::POLL), changes.recv()).await {
-                Ok(Ok(changed)) if changed == target => break true,
-                Ok(Ok(_)) => continue,
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => break true,
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => break false,
-                // Not woken: another replica may have projected it; look again.
-                Err(_) => break true,
-            }
-        };
-        if !woke {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
             return Err(ApiError::WaitExpired(format!(
                 "the view of order {order_id} did not reach version {min_version} within {wait:?}"
             )));
         }
+        // Woken by this order's change, or look again after a while anyway: another replica
+        // may have projected it.
+        let _ = tokio::time::timeout(remaining.min(Changes::POLL), changes.changed()).await;
     }
 }
 
@@ -222,7 +257,13 @@ pub(crate) async fn summary(
     caller(&headers)?;
     let client = state.pool.get().await?;
     let rows = client
-        .query("SELECT status, orders, amount_cents FROM order_totals", &[])
+        .query_prepared(
+            "SELECT status, sum(orders)::BIGINT, sum(amount_cents)::BIGINT FROM (
+                 SELECT status, orders, amount_cents FROM order_totals
+                 UNION ALL SELECT status, orders, amount_cents FROM order_total_deltas) totals
+             GROUP BY status",
+            &[],
+        )
         .await?;
     let mut by_status = serde_json::Map::new();
     let mut orders = 0;
@@ -236,7 +277,7 @@ pub(crate) async fn summary(
         by_status.insert(status, serde_json::json!(count));
     }
     let lag: Option<f64> = client
-        .query_one(
+        .query_one_prepared(
             "SELECT EXTRACT(EPOCH FROM (projected_at - updated_at))::FLOAT8 FROM order_views ORDER BY projected_at DESC LIMIT 1",
             &[],
         )
@@ -285,7 +326,7 @@ impl Projector {
 impl EventHandler for Projector {
     /// The view of the event's order (its key) changed and committed: wake its waiters.
     fn committed(&self, event: &Envelope) {
-        self.views.announce(event.key.clone());
+        self.views.announce(&event.key);
     }
 
     async fn handle(&self, tx: &Transaction<'_>, event: &Envelope) -> Result<(), HandleError> {
@@ -301,7 +342,7 @@ impl EventHandler for Projector {
         }
         let order: OrderChanged = event.payload_as()?;
         let previous = tx
-            .query_opt("SELECT status, version, amount_cents FROM order_views WHERE order_id = $1 FOR UPDATE", &[&order.order_id])
+            .query_opt_prepared("SELECT status, version, amount_cents FROM order_views WHERE order_id = $1 FOR UPDATE", &[&order.order_id])
             .await?;
         if let Some(row) = &previous {
             if row.get::<_, i64>(1) >= order.version {
@@ -310,7 +351,7 @@ impl EventHandler for Projector {
         }
         let items =
             serde_json::to_value(&order.items).map_err(|e| HandleError::Poison(e.to_string()))?;
-        tx.execute(
+        tx.execute_prepared(
             "INSERT INTO order_views (order_id, user_id, status, step, items, amount_cents, reason, version, created_at, updated_at, projected_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
              ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, step = EXCLUDED.step, items = EXCLUDED.items,
@@ -335,27 +376,28 @@ impl EventHandler for Projector {
             .as_ref()
             .and_then(|r| r.get::<_, Option<i64>>(2))
             .unwrap_or(0);
-        if old_status.as_deref() != Some(order.status.as_str()) {
-            if let Some(old) = &old_status {
-                tx.execute(
-                    "UPDATE order_totals SET orders = orders - 1, amount_cents = amount_cents - $2 WHERE status = $1",
-                    &[old, &old_amount],
-                )
-                .await?;
+        // Totals change by appended deltas, folded in later (`fold_totals`): every event
+        // updating one row per status made that row the lock all projections queued on.
+        let new_amount = order.amount_cents.unwrap_or(0);
+        let mut deltas: Vec<(&str, i64, i64)> = Vec::with_capacity(2);
+        match old_status.as_deref() {
+            Some(old) if old == order.status => deltas.push((old, 0, new_amount - old_amount)),
+            Some(old) => {
+                deltas.push((old, -1, -old_amount));
+                deltas.push((&order.status, 1, new_amount));
             }
-            tx.execute(
-                "INSERT INTO order_totals (status, orders, amount_cents) VALUES ($1, 1, $2)
-                 ON CONFLICT (status) DO UPDATE SET orders = order_totals.orders + 1, amount_cents = order_totals.amount_cents + $2",
-                &[&order.status, &order.amount_cents.unwrap_or(0)],
-            )
-            .await?;
-        } else if old_amount != order.amount_cents.unwrap_or(0) {
-            tx.execute(
-                "UPDATE order_totals SET amount_cents = amount_cents + $2 WHERE status = $1",
-                &[
-                    &order.status,
-                    &(order.amount_cents.unwrap_or(0) - old_amount),
-                ],
+            None => deltas.push((&order.status, 1, new_amount)),
+        }
+        deltas.retain(|&(_, orders, amount)| orders != 0 || amount != 0);
+        if !deltas.is_empty() {
+            let (statuses, (counts, amounts)): (Vec<&str>, (Vec<i64>, Vec<i64>)) = deltas
+                .into_iter()
+                .map(|(status, orders, amount)| (status, (orders, amount)))
+                .unzip();
+            tx.execute_prepared(
+                "INSERT INTO order_total_deltas (status, orders, amount_cents)
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])",
+                &[&statuses, &counts, &amounts],
             )
             .await?;
         }

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, Uri};
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -530,10 +531,16 @@ async fn send(
                 )));
             }
             Ok(Ok(response)) => {
-                if response.status().is_server_error() {
-                    replica.breaker.record_failure();
-                } else {
-                    replica.breaker.record_success();
+                // A 503 with Retry-After is a healthy replica shedding load on purpose:
+                // opening its breaker would refuse everything else it serves too.
+                let shedding = response.status() == StatusCode::SERVICE_UNAVAILABLE
+                    && response.headers().contains_key(RETRY_AFTER);
+                if !shedding {
+                    if response.status().is_server_error() {
+                        replica.breaker.record_failure();
+                    } else {
+                        replica.breaker.record_success();
+                    }
                 }
                 let (mut parts, body) = response.into_parts();
                 for name in HOP_BY_HOP {

@@ -17,8 +17,8 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::Router;
 use deadpool_postgres::Pool;
+use deadpool_postgres::Transaction;
 use serde::Serialize;
-use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use super::messages::{self, types, Amount, Failed, OrderItem, OrderRef, Reserve, V1};
@@ -28,6 +28,7 @@ use crate::platform::consumer::{expect_version, EventHandler, HandleError};
 use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, ErrorBody, Json};
 use crate::platform::migrate::Migration;
+use crate::platform::sql::Prepared;
 
 pub const NAME: &str = "inventory";
 
@@ -116,7 +117,7 @@ pub(crate) async fn list_products(
 ) -> Result<Json<Vec<Product>>, ApiError> {
     let client = pool.get().await?;
     let rows = client
-        .query(&format!("{PRODUCT_COLUMNS} ORDER BY p.id LIMIT 1000"), &[])
+        .query_prepared(&format!("{PRODUCT_COLUMNS} ORDER BY p.id LIMIT 1000"), &[])
         .await?;
     Ok(Json(rows.iter().map(product).collect()))
 }
@@ -133,7 +134,7 @@ pub(crate) async fn get_product(
         .map_err(|_| ApiError::BadRequest(format!("product id {id:?} is not a number")))?;
     let client = pool.get().await?;
     let row = client
-        .query_opt(&format!("{PRODUCT_COLUMNS} WHERE p.id = $1"), &[&id])
+        .query_opt_prepared(&format!("{PRODUCT_COLUMNS} WHERE p.id = $1"), &[&id])
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no product {id}")))?;
     Ok(Json(product(&row)))
@@ -144,20 +145,20 @@ pub async fn seed(pool: &Pool, count: i64, stock: i32) -> Result<u64, ApiError> 
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let created = tx
-        .execute(
+        .execute_prepared(
             "INSERT INTO products (id, name, price_cents)
              SELECT n, 'Product ' || n, 100 + (n * 7919) % 9901 FROM generate_series(1, $1::BIGINT) AS n
              ON CONFLICT (id) DO NOTHING",
             &[&count],
         )
         .await?;
-    tx.execute(
+    tx.execute_prepared(
         "INSERT INTO stock_events (product_id, version, kind, quantity)
          SELECT id, 1, 'restocked', $1 FROM products WHERE id NOT IN (SELECT product_id FROM stock_levels)",
         &[&stock],
     )
     .await?;
-    tx.execute(
+    tx.execute_prepared(
         "INSERT INTO stock_levels (product_id, version, available)
          SELECT id, 1, $1 FROM products WHERE id NOT IN (SELECT product_id FROM stock_levels)",
         &[&stock],
@@ -178,18 +179,18 @@ pub async fn add_product(
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let created = tx
-        .execute(
+        .execute_prepared(
             "INSERT INTO products (id, name, price_cents) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
             &[&id, &name, &price_cents],
         )
         .await?;
     if created == 1 {
-        tx.execute(
+        tx.execute_prepared(
             "INSERT INTO stock_events (product_id, version, kind, quantity) VALUES ($1, 1, 'restocked', $2)",
             &[&id, &stock],
         )
         .await?;
-        tx.execute(
+        tx.execute_prepared(
             "INSERT INTO stock_levels (product_id, version, available) VALUES ($1, 1, $2)",
             &[&id, &stock],
         )
@@ -211,7 +212,7 @@ pub struct AuditFinding {
 pub async fn audit(pool: &Pool) -> Result<Vec<AuditFinding>, ApiError> {
     let client = pool.get().await?;
     let rows = client
-        .query(
+        .query_prepared(
             "SELECT s.product_id, s.available, COALESCE(SUM(e.quantity), 0)
              FROM stock_levels s LEFT JOIN stock_events e ON e.product_id = s.product_id
              GROUP BY s.product_id, s.available
@@ -233,6 +234,10 @@ pub async fn audit(pool: &Pool) -> Result<Vec<AuditFinding>, ApiError> {
 pub struct CommandHandler;
 
 impl EventHandler for CommandHandler {
+    /// One command per transaction: reservations of different orders write the same
+    /// products' rows, and batches of them on two workers would deadlock.
+    const BATCH: usize = 1;
+
     async fn handle(&self, tx: &Transaction<'_>, event: &Envelope) -> Result<(), HandleError> {
         expect_version(event, V1)?;
         match event.event_type.as_str() {
@@ -312,7 +317,7 @@ async fn take_stock(
     let mut amount_cents = 0i64;
     for take in takes {
         append(tx, &take.head, "reserved", -take.quantity, order_id).await?;
-        tx.execute(
+        tx.execute_prepared(
             "INSERT INTO reservations (order_id, product_id, quantity) VALUES ($1, $2, $3)",
             &[&order_id, &take.head.product_id, &take.quantity],
         )
@@ -325,7 +330,7 @@ async fn take_stock(
 /// The price of the stock already reserved for `order_id`, if any is.
 async fn reserved_amount(tx: &Transaction<'_>, order_id: Uuid) -> Result<Option<i64>, HandleError> {
     let existing = tx
-        .query(
+        .query_prepared(
             "SELECT r.quantity, p.price_cents FROM reservations r JOIN products p ON p.id = r.product_id
              WHERE r.order_id = $1",
             &[&order_id],
@@ -366,7 +371,7 @@ async fn plan_reservation(
     let mut takes = Vec::with_capacity(wanted.len());
     for (product_id, quantity) in wanted {
         let row = tx
-            .query_opt(
+            .query_opt_prepared(
                 "SELECT s.version, s.available, p.price_cents FROM stock_levels s JOIN products p ON p.id = s.product_id
                  WHERE s.product_id = $1",
                 &[&product_id],
@@ -402,7 +407,7 @@ async fn release(
     order_id: Uuid,
 ) -> Result<(), HandleError> {
     let held = tx
-        .query(
+        .query_prepared(
             "SELECT product_id, quantity FROM reservations WHERE order_id = $1 AND NOT released ORDER BY product_id",
             &[&order_id],
         )
@@ -410,7 +415,7 @@ async fn release(
     for row in &held {
         let (product_id, quantity): (i64, i32) = (row.get(0), row.get(1));
         let head = tx
-            .query_one(
+            .query_one_prepared(
                 "SELECT version, available FROM stock_levels WHERE product_id = $1",
                 &[&product_id],
             )
@@ -422,7 +427,7 @@ async fn release(
         };
         append(tx, &head, "released", quantity, order_id).await?;
     }
-    tx.execute(
+    tx.execute_prepared(
         "UPDATE reservations SET released = true WHERE order_id = $1",
         &[&order_id],
     )
@@ -447,7 +452,7 @@ async fn append(
         available,
     } = *head;
     let moved = tx
-        .execute(
+        .execute_prepared(
             "UPDATE stock_levels SET version = $3, available = $4 WHERE product_id = $1 AND version = $2",
             &[&product_id, &expected, &(expected + 1), &(available + quantity)],
         )
@@ -457,7 +462,7 @@ async fn append(
             "product {product_id} moved past version {expected}"
         )));
     }
-    tx.execute(
+    tx.execute_prepared(
         "INSERT INTO stock_events (product_id, version, kind, quantity, order_id) VALUES ($1, $2, $3, $4, $5)",
         &[&product_id, &(expected + 1), &kind, &quantity, &order_id],
     )

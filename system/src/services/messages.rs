@@ -4,8 +4,8 @@
 //! which the read model (analytics) and notifications consume.
 
 use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use crate::platform::consumer::HandleError;

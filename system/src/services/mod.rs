@@ -15,6 +15,7 @@
 //! routes and background work from that context; [`serve`] looks a [`ServiceKind`] up in
 //! that table and runs what every service shares (listener, metrics, health, shutdown).
 
+pub mod admission;
 pub mod analytics;
 pub mod behaviour;
 pub mod gateway;

@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::Router;
+use deadpool_postgres::Transaction;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use prometheus::{IntCounterVec, Opts};
 use serde::Serialize;
-use tokio_postgres::Transaction;
 
 use super::messages::{self, types, OrderChanged, UserRegistered, V1};
 use super::runtime::{ServiceContext, ServiceError};

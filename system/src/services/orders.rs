@@ -19,11 +19,12 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use deadpool_postgres::Transaction;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Transaction;
 use uuid::Uuid;
 
+use super::admission::Admission;
 use super::messages::{
     self, types, Amount, Failed, OrderChanged, OrderItem, OrderRef, Reserve, V1,
 };
@@ -34,6 +35,7 @@ use crate::platform::http::{ApiError, ErrorBody, Json, TraceContext, USER_ID};
 use crate::platform::metrics::{Metrics, STEP_BUCKETS};
 use crate::platform::migrate::Migration;
 use crate::platform::outbox;
+use crate::platform::sql::Prepared;
 
 pub const NAME: &str = "orders";
 
@@ -127,8 +129,13 @@ impl SagaMetrics {
         }
     }
 
-    /// Keeps `by_status` current until `shutdown`.
-    pub async fn refresh(self, pool: Pool, shutdown: tokio_util::sync::CancellationToken) {
+    /// Keeps `by_status` and `admission`'s counts current until `shutdown`.
+    pub async fn refresh(
+        self,
+        pool: Pool,
+        admission: Admission,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
@@ -139,16 +146,20 @@ impl SagaMetrics {
                 continue;
             };
             if let Ok(rows) = client
-                .query("SELECT status, count(*) FROM orders GROUP BY status", &[])
+                .query_prepared("SELECT status, count(*) FROM orders GROUP BY status", &[])
                 .await
             {
-                for status in ["PENDING", "COMPLETED", "CANCELLED"] {
-                    let count = rows
-                        .iter()
+                let count = |status: &str| {
+                    rows.iter()
                         .find(|r| r.get::<_, String>(0) == status)
-                        .map_or(0, |r| r.get::<_, i64>(1));
-                    self.by_status.with_label_values(&[status]).set(count);
+                        .map_or(0, |r| r.get::<_, i64>(1))
+                };
+                for status in ["PENDING", "COMPLETED", "CANCELLED"] {
+                    self.by_status
+                        .with_label_values(&[status])
+                        .set(count(status));
                 }
+                admission.observe(count("PENDING"), count("COMPLETED") + count("CANCELLED"));
             }
         }
     }
@@ -186,10 +197,11 @@ pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, Servic
     let platform = ctx.platform(MIGRATIONS, TOPICS).await?;
     ctx.relay(&platform);
     let metrics = SagaMetrics::register(&platform.metrics);
+    let admission = Admission::new(ctx.admission_policy());
     ctx.spawn(
         metrics
             .clone()
-            .refresh(platform.pool.clone(), ctx.background()),
+            .refresh(platform.pool.clone(), admission.clone(), ctx.background()),
     );
     ctx.consume(
         &platform,
@@ -197,14 +209,21 @@ pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, Servic
         REPLY_TOPICS,
         SagaHandler { metrics },
     )?;
-    Ok(routes(platform.pool.clone()))
+    Ok(routes(platform.pool.clone(), admission))
 }
 
-pub fn routes(pool: Pool) -> Router {
+/// What the order routes share: the database, and the admission control of new orders.
+#[derive(Clone)]
+pub struct OrdersState {
+    pool: Pool,
+    admission: Admission,
+}
+
+pub fn routes(pool: Pool, admission: Admission) -> Router {
     Router::new()
         .route("/orders", post(place_order))
         .route("/orders/{id}", get(get_order))
-        .with_state(pool)
+        .with_state(OrdersState { pool, admission })
 }
 
 /// The caller, as the gateway vouched for it.
@@ -223,9 +242,10 @@ pub fn caller(headers: &HeaderMap) -> Result<Uuid, ApiError> {
     responses((status = 202, description = "Accepted; the saga runs", body = Placed),
               (status = 200, description = "This key was used before: that order", body = Placed),
               (status = 401, body = ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody),
+              (status = 503, description = "Shedding load: more orders are pending than complete in time; see Retry-After", body = ErrorBody),
               (status = 400, description = "Invalid input; the message names the field", body = ErrorBody)))]
 pub(crate) async fn place_order(
-    State(pool): State<Pool>,
+    State(OrdersState { pool, admission }): State<OrdersState>,
     Extension(trace): Extension<TraceContext>,
     headers: HeaderMap,
     Json(request): Json<PlaceOrder>,
@@ -259,12 +279,13 @@ pub(crate) async fn place_order(
         }
     }
 
+    let ticket = admission.admit()?;
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let order_id = Uuid::new_v4();
     let items = serde_json::to_value(&request.items).map_err(ApiError::internal)?;
     let inserted = tx
-        .query_opt(
+        .query_opt_prepared(
             "INSERT INTO orders (id, user_id, idempotency_key, status, step, items, version)
              VALUES ($1, $2, $3, 'PENDING', $4, $5, 1)
              ON CONFLICT (user_id, idempotency_key) DO NOTHING
@@ -281,7 +302,7 @@ pub(crate) async fn place_order(
     let Some(row) = inserted else {
         // The same key was used before: answer with that order, create nothing.
         let existing = tx
-            .query_one(
+            .query_one_prepared(
                 "SELECT id, status FROM orders WHERE user_id = $1 AND idempotency_key = $2",
                 &[&user_id, &idempotency_key],
             )
@@ -331,6 +352,7 @@ pub(crate) async fn place_order(
     .with_traceparent(traceparent);
     outbox::enqueue(&tx, messages::ORDERS_EVENTS, &event).await?;
     tx.commit().await?;
+    ticket.keep();
     Ok((
         StatusCode::ACCEPTED,
         Json(Placed {
@@ -345,7 +367,7 @@ pub(crate) async fn place_order(
     params(("id" = String, Path, description = "Order id (UUID)")),
     responses((status = 200, body = Order), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get_order(
-    State(pool): State<Pool>,
+    State(OrdersState { pool, .. }): State<OrdersState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Order>, ApiError> {
@@ -354,7 +376,7 @@ pub(crate) async fn get_order(
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound(format!("no order {id}")))?;
     let client = pool.get().await?;
     let row = client
-        .query_opt(
+        .query_opt_prepared(
             "SELECT id, user_id, status, step, items, amount_cents, reason, version, created_at, updated_at
              FROM orders WHERE id = $1 AND user_id = $2",
             &[&id, &user_id],
@@ -476,7 +498,7 @@ impl EventHandler for SagaHandler {
         expect_version(event, V1)?;
         let OrderRef { order_id } = event.payload_as()?;
         let Some(row) = tx
-            .query_opt(
+            .query_opt_prepared(
                 "SELECT step, status, amount_cents, version, user_id, items, created_at, reason, updated_at FROM orders WHERE id = $1 FOR UPDATE",
                 &[&order_id],
             )
@@ -494,7 +516,7 @@ impl EventHandler for SagaHandler {
         let amount_cents: Option<i64> = next.amount_cents.or(row.get(2));
         let reason: Option<String> = next.reason.or(row.get(7));
         let updated = tx
-            .query_one(
+            .query_one_prepared(
                 "UPDATE orders SET step = $2, status = $3, amount_cents = $4, reason = $5, version = $6, updated_at = now()
                  WHERE id = $1 RETURNING updated_at",
                 &[&order_id, &next.step, &next.status, &amount_cents, &reason, &version],

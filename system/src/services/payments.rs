@@ -9,8 +9,8 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::Router;
 use deadpool_postgres::Pool;
+use deadpool_postgres::Transaction;
 use serde::Serialize;
-use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use super::behaviour::{start_participant, SharedBehaviour};
@@ -20,6 +20,7 @@ use crate::platform::consumer::{expect_version, EventHandler, HandleError};
 use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, Json};
 use crate::platform::migrate::Migration;
+use crate::platform::sql::Prepared;
 
 pub const NAME: &str = "payments";
 
@@ -67,7 +68,7 @@ async fn get_payment(
 ) -> Result<Json<Payment>, ApiError> {
     let client = pool.get().await?;
     let row = client
-        .query_opt(
+        .query_opt_prepared(
             "SELECT order_id, amount_cents, status, reason FROM payments WHERE order_id = $1",
             &[&order_id],
         )
@@ -107,7 +108,7 @@ impl CommandHandler {
         }: Amount,
     ) -> Result<(), HandleError> {
         let existing = tx
-            .query_opt(
+            .query_opt_prepared(
                 "SELECT status, reason FROM payments WHERE order_id = $1 FOR UPDATE",
                 &[&order_id],
             )
@@ -127,7 +128,7 @@ impl CommandHandler {
                     "CAPTURED"
                 };
                 // ON CONFLICT: a concurrent charge of the same order won; its outcome stands.
-                tx.execute(
+                tx.execute_prepared(
                     "INSERT INTO payments (order_id, amount_cents, status, reason) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (order_id) DO NOTHING",
                     &[&order_id, &amount_cents, &status, &declined],
@@ -153,7 +154,7 @@ impl EventHandler for CommandHandler {
             types::CHARGE => self.charge(tx, event, event.payload_as()?).await,
             types::REFUND => {
                 let OrderRef { order_id } = event.payload_as()?;
-                tx.execute(
+                tx.execute_prepared(
                     "UPDATE payments SET status = 'REFUNDED', updated_at = now() WHERE order_id = $1 AND status = 'CAPTURED'",
                     &[&order_id],
                 )

@@ -17,6 +17,7 @@ use redis::aio::ConnectionManager;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::admission::AdmissionPolicy;
 use super::behaviour::{Behaviour, SharedBehaviour};
 use super::serve::ServeArgs;
 use crate::platform::auth::{Secret, Tokens};
@@ -25,6 +26,7 @@ use crate::platform::http::ReadinessProbe;
 use crate::platform::metrics::Metrics;
 use crate::platform::migrate::{self, Migration};
 use crate::platform::outbox::OutboxRelay;
+use crate::platform::sql::Prepared;
 
 /// Why a service could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -172,7 +174,7 @@ impl Platform {
             Box::pin(async move {
                 let client = pool.get().await.map_err(|e| e.to_string())?;
                 client
-                    .query_one("SELECT 1", &[])
+                    .query_one_prepared("SELECT 1", &[])
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(())
@@ -326,6 +328,15 @@ impl<'a> ServiceContext<'a> {
         let secret = self.required(&self.args.jwt_secret, JWT_SECRET)?;
         Tokens::new(&Secret::new(secret), self.args.token_ttl)
             .map_err(|e| self.invalid(e.to_string()))
+    }
+
+    /// How orders limits its pending sagas ([`AdmissionPolicy`]).
+    pub fn admission_policy(&self) -> AdmissionPolicy {
+        match self.args.max_pending_orders {
+            Some(limit) => AdmissionPolicy::Fixed(limit),
+            None if self.args.saga_deadline.is_zero() => AdmissionPolicy::Off,
+            None => AdmissionPolicy::Deadline(self.args.saga_deadline),
+        }
     }
 
     /// The failure rate and latency of payments or shipping, checked.

@@ -78,6 +78,16 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
 
+    /// Orders: take a new order only while the pending sagas can finish within this time
+    /// at the recent completion rate (at least 500 pending); otherwise answer 503 with
+    /// Retry-After. 0s takes every order.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub saga_deadline: Duration,
+
+    /// Orders: a fixed limit on pending sagas instead of the one from --saga-deadline.
+    #[arg(long)]
+    pub max_pending_orders: Option<i64>,
+
     /// Notifications: also POST every notification to this URL.
     #[arg(long)]
     pub webhook_url: Option<String>,

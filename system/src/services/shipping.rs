@@ -2,7 +2,7 @@
 //! and latency like payments. A failed schedule makes the saga refund and release.
 
 use axum::Router;
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 
 use super::behaviour::{start_participant, SharedBehaviour};
 use super::messages::{self, types, Failed, OrderRef, V1};
@@ -10,6 +10,7 @@ use super::runtime::{ServiceContext, ServiceError};
 use crate::platform::consumer::{expect_version, EventHandler, HandleError};
 use crate::platform::envelope::Envelope;
 use crate::platform::migrate::Migration;
+use crate::platform::sql::Prepared;
 
 pub const NAME: &str = "shipping";
 
@@ -50,7 +51,7 @@ impl EventHandler for CommandHandler {
         }
         let OrderRef { order_id } = event.payload_as()?;
         let existing = tx
-            .query_opt(
+            .query_opt_prepared(
                 "SELECT status, reason FROM shipments WHERE order_id = $1",
                 &[&order_id],
             )
@@ -67,7 +68,7 @@ impl EventHandler for CommandHandler {
                 } else {
                     ("SCHEDULED", None)
                 };
-                tx.execute(
+                tx.execute_prepared(
                     "INSERT INTO shipments (order_id, status, reason) VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING",
                     &[&order_id, &status, &reason],
                 )

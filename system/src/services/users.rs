@@ -29,6 +29,7 @@ use crate::platform::http::{ApiError, ErrorBody, Json, TraceContext};
 use crate::platform::metrics::Metrics;
 use crate::platform::migrate::Migration;
 use crate::platform::outbox;
+use crate::platform::sql::Prepared;
 
 pub const NAME: &str = "users";
 /// How long a cached profile lives even if nothing invalidates it.
@@ -195,7 +196,7 @@ pub(crate) async fn register(
     let mut client = state.pool.get().await?;
     let tx = client.transaction().await?;
     let inserted = tx
-        .execute(
+        .execute_prepared(
             "INSERT INTO users (id, email, password_hash, name) VALUES ($1, $2, $3, $4) ON CONFLICT (email) DO NOTHING",
             &[&id, &email, &hash, &name],
         )
@@ -234,7 +235,7 @@ pub(crate) async fn login(
     let email = request.email.trim().to_lowercase();
     let client = state.pool.get().await?;
     let row = client
-        .query_opt(
+        .query_opt_prepared(
             "SELECT id, password_hash FROM users WHERE email = $1",
             &[&email],
         )
@@ -288,7 +289,7 @@ pub(crate) async fn me(
     state.cache.with_label_values(&["miss"]).inc();
     let client = state.pool.get().await?;
     let row = client
-        .query_opt(
+        .query_opt_prepared(
             "SELECT id, email, name, created_at FROM users WHERE id = $1",
             &[&id],
         )
@@ -327,7 +328,7 @@ pub(crate) async fn update_me(
     let name = check_name(&request.name)?;
     let client = state.pool.get().await?;
     let updated = client
-        .execute(
+        .execute_prepared(
             "UPDATE users SET name = $2, updated_at = now() WHERE id = $1",
             &[&id, &name],
         )

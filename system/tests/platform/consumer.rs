@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure};
+use deadpool_postgres::Transaction;
 use faultline_system::platform::consumer::{
     EventConsumer, EventHandler, HandleError, DEAD_LETTER_TOPIC, PROCESSED_EVENTS_SCHEMA,
 };
@@ -13,7 +14,6 @@ use faultline_system::platform::metrics::Metrics;
 use faultline_system::platform::migrate::{self, Migration};
 use faultline_system::stack::{smoke::create_topic, Stack};
 use rdkafka::producer::FutureRecord;
-use tokio_postgres::Transaction;
 use tokio_util::sync::CancellationToken;
 
 use crate::support;

@@ -237,9 +237,13 @@ pub struct LoadArgs {
     /// dropped request always breaks one), then bisects between the last good and the
     /// first bad rate for --rounds. Each step is printed on stderr; results.json
     /// records every step and the capacity, the highest rate at which every gate held.
+    ///
     /// Example: faultline load http://127.0.0.1:8080/api/products --find-max
     /// --start-rate 100 --max-rate 5000 --hold 3s --gate 'http.p99<120ms' --gate
     /// 'http.error_rate<0.1%'
+    ///
+    /// In a scenario file: a [load.find_max] table (start, factor or step, max, hold,
+    /// rounds, gates = ["http.p99<120ms"]) instead of rate, stages or closed.
     #[arg(long, conflicts_with_all = ["rate", "stages", "closed", "duration", "scrape"])]
     pub find_max: bool,
 

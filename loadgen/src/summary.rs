@@ -47,7 +47,7 @@ pub fn summary_table(results: &Results) -> String {
         let _ = writeln!(out, "ledger      {ledger}");
     }
     if let Some(capacity) = &results.capacity {
-        let _ = writeln!(out, "capacity    {}", capacity.headline());
+        let _ = writeln!(out, "search      {}", capacity.headline());
     }
     if let Some(message) = &results.generator.message {
         let _ = writeln!(out, "WARNING     {message}");

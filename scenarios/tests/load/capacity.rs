@@ -121,3 +121,31 @@ async fn a_bad_gate_or_staircase_is_a_usage_error_before_any_load() {
     .unwrap_err();
     assert!(err.to_string().contains("--start-rate"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_files_find_max_table_runs_the_search_it_describes() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("search.toml");
+    // Both steps are below CAPACITY: every gate holds up to the maximum rate.
+    let text = format!(
+        "[load]\ntarget = \"{}\"\n[load.find_max]\nstart = 50\nstep = 50\nmax = 100\nhold = \"1s\"\nrounds = 2\ngates = [\"http.p99<200ms\"]\n",
+        server.url("/capacity")
+    );
+    std::fs::write(&scenario, &text).unwrap();
+    let args = load_args(&["--scenario", scenario.to_str().unwrap(), "-q"]);
+    let results = load::run(args, RunInfo::default()).await.unwrap();
+    let search = results.capacity.as_ref().unwrap();
+    let rates: Vec<f64> = search.steps.iter().map(|s| s.offered_rate).collect();
+    assert_eq!(rates, [50.0, 100.0]);
+    assert_eq!(search.ended, SearchEnd::MaxRate);
+    assert_eq!(search.capacity, Some(100.0));
+    assert_eq!(search.search.gates, ["http.p99<200ms"]);
+    assert_eq!(search.search.step, Some(50.0));
+    assert_eq!(
+        server.total(),
+        150,
+        "one request per due time of both steps"
+    );
+    assert_eq!(results.scenario_text.as_deref(), Some(text.as_str()));
+}

@@ -36,8 +36,8 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// Drive HTTP load at a URL (open model at a rate, or closed model), or the
     /// reference system's user journeys (--journeys), or a scenario file's [load]
-    /// (--scenario), and write results.json; latency is measured from each request's
-    /// intended send time.
+    /// (--scenario), or find the highest rate at which SLO gates hold (--find-max), and
+    /// write results.json; latency is measured from each request's intended send time.
     // Boxed: its many options would make every command as large as it.
     Load(Box<cmd::load::LoadArgs>),
     /// Merge the results.json of several load workers exactly (histograms add).

@@ -1,9 +1,15 @@
 //! The `faultline load` and `faultline merge` commands, as library code.
 //!
 //! The binary's `src/cmd/load.rs` and `src/cmd/merge.rs` only flatten these
-//! argument structs into its own and call [`run_load`] / [`run_merge`], so every
-//! check (URL, rate, stages, reachability) is tested here. Errors are [`LoadError`]s;
-//! [`LoadError::exit_code`] gives 2 for the usage errors.
+//! argument structs into its own, so every check (URL, rate, stages, reachability) is
+//! tested here. Errors are [`LoadError`]s; [`LoadError::exit_code`] gives 2 for the
+//! usage errors.
+//!
+//! Two options need more than this crate: `--scenario` (the file is read through the
+//! one scenario model, `faultline_scenarios::Scenario`) and the SLO gates of
+//! `--find-max` (judged by `faultline-reports`). `faultline_scenarios::load` plans
+//! those and calls [`run_plan`]; [`run_load`] runs the rest (plain requests and
+//! journeys from the command line) and refuses the two.
 
 use std::{
     io::{IsTerminal as _, Write as _},
@@ -17,11 +23,12 @@ use faultline_results::{
 };
 
 use crate::{
+    capacity::{self, Climb, Staircase, StepJudge},
     engine::{self, LoadConfig},
     error::LoadError,
     feeder::{Feeder, FeederMode},
     journeys::{self, Driver, JourneyConfig, JourneyMix},
-    scenario::{LoadPlan, RequestsFile, ScenarioFile},
+    scenario::{LoadPlan, RequestsFile},
     schedule::{parse_stages, Schedule},
     summary::{progress_line, summary_table},
     target::{
@@ -35,6 +42,17 @@ use crate::{
 pub struct ScenarioExtras {
     pub gates: Vec<GateSpec>,
     pub text: String,
+}
+
+/// What `faultline load` runs: a plan, and a capacity search over it when asked.
+#[derive(Debug, Clone)]
+pub struct LoadRun {
+    pub plan: LoadPlan,
+    /// The staircase and its gates as written (`http.p99<120ms`), judged by the
+    /// judge [`run_plan`] is given.
+    pub search: Option<(Staircase, Vec<String>)>,
+    /// The scenario file the plan came from, when there is one.
+    pub scenario: Option<ScenarioExtras>,
 }
 
 /// Arguments of `faultline load`.
@@ -75,12 +93,13 @@ pub struct LoadArgs {
     #[arg(long, value_enum, default_value = "circular", requires = "feeder")]
     pub feeder_mode: FeederMode,
 
-    /// Run the `[load]` of this scenario file (TOML; see scenarios/README.md). Its
-    /// `[[gates]]` and text are kept in the results.
+    /// Run the `[load]` of this scenario file (TOML; see scenarios/README.md), checked
+    /// whole as `faultline run` checks it. Its `[[gates]]` and text are kept in the
+    /// results; a `[load.find_max]` table makes it a capacity search.
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "rate", "stages", "closed", "poisson", "seed", "http2", "method", "body", "headers",
         "journeys", "driver", "users", "ledger", "ingest_batch", "consistency_deadline",
-        "target_list", "request", "requests", "feeder",
+        "target_list", "request", "requests", "feeder", "find_max",
     ])]
     pub scenario: Option<PathBuf>,
 
@@ -211,6 +230,56 @@ pub struct LoadArgs {
     /// Metric names to keep from the scrapes, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = crate::scrape::DEFAULT_METRICS.iter().map(|m| m.to_string()))]
     pub scrape_metrics: Vec<String>,
+
+    /// Capacity search: up to what rate do the --gate SLOs hold? Climbs a staircase of
+    /// constant-rate steps (--start-rate, times --rate-factor or plus --rate-step, up to
+    /// --max-rate, each held --hold), stops at the first step that breaks a gate (a
+    /// dropped request always breaks one), then bisects between the last good and the
+    /// first bad rate for --rounds. Each step is printed on stderr; results.json
+    /// records every step and the capacity, the highest rate at which every gate held.
+    ///
+    /// Example: faultline load http://127.0.0.1:8080/api/products --find-max
+    /// --start-rate 100 --max-rate 5000 --hold 3s --gate 'http.p99<120ms' --gate
+    /// 'http.error_rate<0.1%'
+    ///
+    /// In a scenario file: a [load.find_max] table (start, factor or step, max, hold,
+    /// rounds, gates = ["http.p99<120ms"]) instead of rate, stages or closed.
+    #[arg(long, conflicts_with_all = ["rate", "stages", "closed", "duration", "scrape"])]
+    pub find_max: bool,
+
+    /// Capacity search: the first step's rate, per second.
+    #[arg(long, value_name = "RATE", requires = "find_max")]
+    pub start_rate: Option<f64>,
+
+    /// Capacity search: each step's rate is the last one's times this (default 2).
+    #[arg(
+        long,
+        value_name = "FACTOR",
+        requires = "find_max",
+        conflicts_with = "rate_step"
+    )]
+    pub rate_factor: Option<f64>,
+
+    /// Capacity search: add this to each step's rate instead of multiplying.
+    #[arg(long, value_name = "RATE", requires = "find_max")]
+    pub rate_step: Option<f64>,
+
+    /// Capacity search: the highest rate to try.
+    #[arg(long, value_name = "RATE", requires = "find_max")]
+    pub max_rate: Option<f64>,
+
+    /// Capacity search: how long each step runs (default 5s).
+    #[arg(long, value_parser = parse_duration, requires = "find_max")]
+    pub hold: Option<Duration>,
+
+    /// Capacity search: bisection rounds between the last good and the first bad rate.
+    #[arg(long, default_value_t = capacity::DEFAULT_ROUNDS, requires = "find_max")]
+    pub rounds: u32,
+
+    /// Capacity search: an SLO every step must hold, as `faultline gate` writes it,
+    /// e.g. 'http.p99<120ms' or 'http.error_rate<0.1%'; repeatable.
+    #[arg(long = "gate", value_name = "GATE", requires = "find_max")]
+    pub gates: Vec<String>,
 }
 
 impl LoadArgs {
@@ -258,47 +327,63 @@ impl LoadArgs {
         Ok(vec![RequestSpec::for_target(target, method, headers, body)])
     }
 
-    /// Checks the arguments and turns them into a plan: plain requests or journeys,
-    /// from the command line or from the scenario file. Also returns the scenario's
-    /// gates and text when there is one.
-    pub fn to_plan(
-        &self,
-        mut run_info: RunInfo,
-    ) -> Result<(LoadPlan, Option<ScenarioExtras>), LoadError> {
-        if let Some(path) = &self.scenario {
-            let (scenario, text) = ScenarioFile::read(path)?;
-            run_info.scenario = scenario.name.clone().or_else(|| {
-                path.file_stem()
-                    .map(|stem| stem.to_string_lossy().into_owned())
-            });
-            let mut plan =
-                scenario
-                    .load
-                    .plan(self.url.as_deref(), run_info, &path.display().to_string())?;
-            // The file's connections win; otherwise --connections (or its default).
-            if scenario.load.connections.is_none() {
-                match &mut plan {
-                    LoadPlan::Requests(config) => config.connections = self.connections,
-                    LoadPlan::Journeys(config) => config.concurrency = self.connections,
-                }
+    /// The options given on the command line that win over a scenario file's `[load]`:
+    /// `--connections` where the file sets none (`file_connections`), and any TLS option.
+    pub fn override_scenario_plan(&self, plan: &mut LoadPlan, file_connections: bool) {
+        if !file_connections {
+            match plan {
+                LoadPlan::Requests(config) => config.connections = self.connections,
+                LoadPlan::Journeys(config) => config.concurrency = self.connections,
             }
-            // TLS options given on the command line win over the file's `[load.tls]`.
-            let tls = self.tls();
-            if tls != TlsSettings::default() {
-                match &mut plan {
-                    LoadPlan::Requests(config) => config.tls = tls,
-                    LoadPlan::Journeys(config) => config.tls = tls,
-                }
-            }
-            let extras = ScenarioExtras {
-                gates: scenario.gates,
-                text,
-            };
-            return Ok((plan, Some(extras)));
         }
+        let tls = self.tls();
+        if tls != TlsSettings::default() {
+            match plan {
+                LoadPlan::Requests(config) => config.tls = tls,
+                LoadPlan::Journeys(config) => config.tls = tls,
+            }
+        }
+    }
+
+    /// The capacity search of `--find-max`, checked (`None` without it).
+    pub fn staircase(&self) -> Result<Option<Staircase>, LoadError> {
+        if !self.find_max {
+            return Ok(None);
+        }
+        let start = self.start_rate.ok_or(LoadError::InvalidArgument {
+            option: "--start-rate",
+            reason: "--find-max needs the first step's rate, e.g. --start-rate 50".into(),
+        })?;
+        let max = self.max_rate.ok_or(LoadError::InvalidArgument {
+            option: "--max-rate",
+            reason: "--find-max needs the highest rate to try, e.g. --max-rate 5000".into(),
+        })?;
+        let staircase = Staircase {
+            start,
+            climb: match self.rate_step {
+                Some(step) => Climb::Step(step),
+                None => Climb::Factor(self.rate_factor.unwrap_or(capacity::DEFAULT_FACTOR)),
+            },
+            max,
+            hold: self.hold.unwrap_or(capacity::DEFAULT_HOLD),
+            rounds: self.rounds,
+        };
+        staircase
+            .check()
+            .map_err(|reason| LoadError::InvalidArgument {
+                option: "--find-max",
+                reason,
+            })?;
+        Ok(Some(staircase))
+    }
+
+    /// Checks the command line's arguments (not `--scenario`'s file, which
+    /// `faultline_scenarios::load` plans) and turns them into a plan: plain requests
+    /// or journeys, at the first step's rate with `--find-max`.
+    pub fn to_plan(&self, run_info: RunInfo) -> Result<LoadPlan, LoadError> {
         let config = self.to_config(run_info)?;
         let Some(mix) = &self.journeys else {
-            return Ok((LoadPlan::Requests(config), None));
+            return Ok(LoadPlan::Requests(config));
         };
         let mix: JourneyMix = mix.parse().map_err(|reason| LoadError::InvalidArgument {
             option: "--journeys",
@@ -317,7 +402,7 @@ impl LoadArgs {
         journeys.seed = self.seed;
         journeys.run_info = config.run_info;
         journeys.tls = config.tls;
-        Ok((LoadPlan::Journeys(journeys), None))
+        Ok(LoadPlan::Journeys(journeys))
     }
 
     /// Checks the arguments and turns them into an engine configuration.
@@ -330,11 +415,13 @@ impl LoadArgs {
         } else {
             Arrivals::Uniform
         };
-        let schedule = match (&self.stages, self.rate, self.closed) {
-            (Some(stages), _, _) => Schedule::open(parse_stages(stages)?, arrivals)?,
-            (None, Some(rate), _) => Schedule::constant(rate, self.duration, arrivals)?,
-            (None, None, true) => Schedule::closed(self.duration)?,
-            (None, None, false) => {
+        let schedule = match (self.staircase()?, &self.stages, self.rate, self.closed) {
+            // A capacity search starts at its first step; it sets every step's rate itself.
+            (Some(staircase), ..) => Schedule::constant(staircase.start, staircase.hold, arrivals)?,
+            (None, Some(stages), _, _) => Schedule::open(parse_stages(stages)?, arrivals)?,
+            (None, None, Some(rate), _) => Schedule::constant(rate, self.duration, arrivals)?,
+            (None, None, None, true) => Schedule::closed(self.duration)?,
+            (None, None, None, false) => {
                 return Err(LoadError::InvalidArgument {
                     option: "load model",
                     reason: "give --rate N, --stages \"...\" or --closed".into(),
@@ -371,11 +458,33 @@ impl LoadArgs {
     }
 }
 
-/// Runs `faultline load`: checks the arguments and the target, runs the load with a
-/// live progress line on stderr, writes the results file if asked, and prints the
-/// summary on stdout.
+/// Runs `faultline load` from the command line alone: checks the arguments and the
+/// target, runs the load (see [`run_plan`]). `--scenario` and `--find-max` need the
+/// scenario model and the gates, so `faultline_scenarios::load` runs those.
 pub async fn run_load(args: LoadArgs, run_info: RunInfo) -> Result<Results, LoadError> {
-    let (plan, scenario) = args.to_plan(run_info)?;
+    if args.scenario.is_some() || args.find_max {
+        return Err(LoadError::InvalidArgument {
+            option: "--scenario/--find-max",
+            reason: "run by faultline_scenarios::load (the faultline binary's load command)".into(),
+        });
+    }
+    let run = LoadRun {
+        plan: args.to_plan(run_info)?,
+        search: None,
+        scenario: None,
+    };
+    run_plan(run, &args, &|_: &Results| None).await
+}
+
+/// Runs a planned `faultline load`: the load, with a live progress line on stderr (or,
+/// for a capacity search, one line per step, each judged by `judge`); then the
+/// scenario's gates and text, the scrape, the results file if asked, and the summary
+/// on stdout.
+pub async fn run_plan(
+    run: LoadRun,
+    args: &LoadArgs,
+    judge: &impl StepJudge,
+) -> Result<Results, LoadError> {
     let live = !args.quiet && std::io::stderr().is_terminal();
     let scraper = (!args.scrape.is_empty()).then(|| {
         crate::scrape::Scraper::start(crate::scrape::ScrapeSpec {
@@ -392,11 +501,21 @@ pub async fn run_load(args: LoadArgs, run_info: RunInfo) -> Result<Results, Load
             let _ = stderr.flush();
         }
     };
-    let mut results = match plan {
-        LoadPlan::Requests(config) => engine::run(config, show).await?,
-        LoadPlan::Journeys(config) => journeys::run(config, show).await?,
+    let mut results = match (run.plan, run.search) {
+        (plan, Some((staircase, gates))) => {
+            let mut number = 0;
+            let on_step = |step: &_| {
+                number += 1;
+                if !args.quiet {
+                    eprintln!("{}", capacity::step_line(number, step));
+                }
+            };
+            capacity::find_max(&plan, &staircase, gates, judge, on_step).await?
+        }
+        (LoadPlan::Requests(config), None) => engine::run(config, show).await?,
+        (LoadPlan::Journeys(config), None) => journeys::run(config, show).await?,
     };
-    if let Some(extras) = scenario {
+    if let Some(extras) = run.scenario {
         results.gates = extras.gates;
         results.scenario_text = Some(extras.text);
     }

@@ -33,13 +33,17 @@
 //!   goose, recorded by the same recorder, with the consistency window, the write
 //!   ledger, and users who log in once.
 //! - [`scenario`]: the `[load]` table of a scenario file ([`scenario::LoadSpec`]),
-//!   turned into plain requests or journeys.
+//!   turned into plain requests or journeys; the file as a whole is read by
+//!   `faultline-scenarios`, which depends on this crate.
+//! - [`capacity`]: capacity search (`--find-max`, `[load.find_max]`): a staircase of
+//!   rates, each step a run of the engine, judged, then bisection to the knee.
 //! - [`tls`]: HTTPS settings (`--insecure`, `--cacert`, `--cert`/`--key`,
 //!   `--tls-version`), the one rustls config a run shares (session resumption), and
 //!   handshakes counted and timed apart from requests.
 //! - [`classify`]: which error class (connect, timeout, reset, 4xx, 5xx, protocol,
 //!   tls) a failed request falls in.
 
+pub mod capacity;
 pub mod classify;
 pub mod cli;
 pub mod engine;

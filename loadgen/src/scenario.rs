@@ -1,15 +1,15 @@
-//! The load part of a scenario file (`[load]`, [`LoadSpec`]), and the file itself as
-//! far as `faultline load` reads it.
+//! The load part of a scenario file (`[load]`, [`LoadSpec`]), and what it plans
+//! ([`LoadPlan`]).
 //!
-//! A scenario file is TOML. Each crate owns its part: `[load]` is here, `[[gates]]`
-//! are stored in results as written ([`GateSpec`], judged by `faultline-reports`),
-//! and `[[faults]]` / `[system]` belong to the chaos crate and the run orchestrator,
-//! so this module keeps them as raw TOML. Unknown keys are errors, so a typo does not
-//! silently fall back to a default. Every error names the file and, through the TOML
-//! parser, the line, column and key.
+//! A scenario file is TOML, and each crate owns its part: `[load]` is here; the file
+//! as a whole is `faultline_scenarios::Scenario`, the one model that `faultline run`
+//! and `faultline load --scenario` both read it through. Unknown keys are errors, so a
+//! typo does not silently fall back to a default. The file's TOML parser gives every
+//! error its line; [`LoadSpec::plan`]'s own checks name the key. `[load.find_max]` is
+//! a capacity search ([`crate::capacity`]) instead of one rate. The `--requests FILE`
+//! of `faultline load` ([`RequestsFile`]) shares `[[load.requests]]`'s entries.
 //!
 //! ```toml
-//! name = "checkout"
 //! [load]
 //! target = "http://127.0.0.1:8080"
 //! stages = "10s:0->20, 40s:20, 10s:20->0"   # or rate = 20 with duration = "60s", or closed = true
@@ -18,12 +18,17 @@
 //! # Or plain requests in a weighted mix, with templates filled from a feeder:
 //! # targets = ["3*http://10.0.0.1:8080", "http://10.0.0.2:8080"]
 //! # [load.feeder]
-//! # path = "users.csv"     # relative to this file; mode = "circular", "once" or "random"
+//! # path = "users.csv"     # relative to the scenario file; mode = "circular", "once" or "random"
 //! # [[load.requests]]
 //! # weight = 3
 //! # method = "POST"
 //! # path = "/api/orders/{{user_id}}"
 //! # body = '{"sku": "{{sku}}", "qty": {{randint 1 5}}}'
+//! # Or, instead of a rate, a capacity search (then no rate, stages or duration):
+//! # [load.find_max]
+//! # start = 50
+//! # max = 2000
+//! # gates = ["http.p99<120ms"]
 //! [load.journeys]
 //! mix = { browse = 6, checkout = 3, ingest = 1 }
 //! ledger = "ledger.jsonl"
@@ -32,9 +37,6 @@
 //! cert = "client.pem"         # a client certificate, with its key
 //! key = "client-key.pem"
 //! version = "1.3"
-//! [[gates]]
-//! metric = "http.p99"
-//! max = "500ms"
 //! ```
 
 use std::{
@@ -48,9 +50,10 @@ use bytes::Bytes;
 use http::HeaderMap;
 use serde::Deserialize;
 
-use faultline_results::{Arrivals, GateSpec, HttpVersion, RunInfo};
+use faultline_results::{Arrivals, HttpVersion, RunInfo};
 
 use crate::{
+    capacity::{FindMaxSpec, Staircase},
     engine::LoadConfig,
     error::LoadError,
     feeder::{Feeder, FeederMode},
@@ -59,24 +62,6 @@ use crate::{
     target::{parse_method, Host, RequestSpec, Target},
     tls::TlsSettings,
 };
-
-/// A scenario file, as `faultline load` reads it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScenarioFile {
-    /// The scenario's name (results' `metadata.scenario`); the file's stem when absent.
-    pub name: Option<String>,
-    pub description: Option<String>,
-    pub load: LoadSpec,
-    #[serde(default)]
-    pub gates: Vec<GateSpec>,
-    /// The fault timeline (read by the chaos crate).
-    #[serde(default)]
-    pub faults: Option<toml::Value>,
-    /// The system's topology (read by the run orchestrator).
-    #[serde(default)]
-    pub system: Option<toml::Value>,
-}
 
 /// The `[load]` table: what to send, at what rate, for how long.
 #[derive(Debug, Clone, Deserialize)]
@@ -122,6 +107,8 @@ pub struct LoadSpec {
     pub requests: Vec<RequestEntry>,
     /// User journeys of the reference system instead of plain requests.
     pub journeys: Option<JourneysSpec>,
+    /// A capacity search instead of `rate`, `stages` or `closed`.
+    pub find_max: Option<FindMaxSpec>,
 }
 
 /// The `[load.tls]` table (paths relative to the working directory).
@@ -284,27 +271,6 @@ impl LoadPlan {
     }
 }
 
-impl ScenarioFile {
-    /// Reads and parses a scenario file.
-    pub fn read(path: &Path) -> Result<(ScenarioFile, String), LoadError> {
-        // A scenario that cannot be read is bad input (exit 2), like one that does not parse.
-        let text = std::fs::read_to_string(path).map_err(|e| LoadError::Scenario {
-            path: path.display().to_string(),
-            reason: format!("cannot be read: {e}"),
-        })?;
-        let scenario = ScenarioFile::parse(&text).map_err(|reason| LoadError::Scenario {
-            path: path.display().to_string(),
-            reason,
-        })?;
-        Ok((scenario, text))
-    }
-
-    /// Parses scenario text; the error is the TOML parser's, with line and key.
-    pub fn parse(text: &str) -> Result<ScenarioFile, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
-    }
-}
-
 impl LoadSpec {
     /// Checks the spec and turns it into a runnable plan. `target` overrides the
     /// spec's own target.
@@ -336,29 +302,7 @@ impl LoadSpec {
                 seed: self.seed.unwrap_or_else(rand::random),
             },
         };
-        let schedule = match (&self.stages, self.rate, self.closed, self.duration) {
-            (Some(stages), None, false, None) => Schedule::open(parse_stages(stages)?, arrivals)?,
-            (None, Some(rate), false, Some(duration)) => {
-                Schedule::constant(rate, duration, arrivals)?
-            }
-            (None, None, true, Some(duration)) => Schedule::closed(duration)?,
-            (Some(_), _, _, Some(_)) => {
-                return Err(bad(
-                    "load.duration goes with rate or closed; stages carry their own durations"
-                        .into(),
-                ))
-            }
-            (_, _, _, None) if self.stages.is_none() => {
-                return Err(bad(
-                    "load.duration is missing (e.g. duration = \"30s\")".into()
-                ))
-            }
-            _ => {
-                return Err(bad(
-                    "give exactly one of load.rate, load.stages or load.closed = true".into(),
-                ))
-            }
-        };
+        let schedule = self.schedule(arrivals, bad)?;
         let timeout = self.timeout.unwrap_or(Duration::from_secs(5));
         let connections = self.connections.unwrap_or(64);
         let late_threshold = self.late_threshold.unwrap_or(Duration::from_millis(10));
@@ -428,6 +372,53 @@ impl LoadSpec {
 }
 
 impl LoadSpec {
+    /// When the load is due: `rate`, `stages` or `closed`; with `[load.find_max]`, its
+    /// first step (the search sets every step's rate itself).
+    fn schedule(
+        &self,
+        arrivals: Arrivals,
+        bad: impl Fn(String) -> LoadError,
+    ) -> Result<Schedule, LoadError> {
+        if let Some(staircase) = self.staircase().map_err(&bad)? {
+            if self.rate.is_some()
+                || self.stages.is_some()
+                || self.closed
+                || self.duration.is_some()
+            {
+                return Err(bad(
+                    "[load.find_max] sets its own rates and holds: drop load.rate, \
+                     load.stages, load.closed and load.duration"
+                        .into(),
+                ));
+            }
+            return Schedule::constant(staircase.start, staircase.hold, arrivals);
+        }
+        match (&self.stages, self.rate, self.closed, self.duration) {
+            (Some(stages), None, false, None) => Schedule::open(parse_stages(stages)?, arrivals),
+            (None, Some(rate), false, Some(duration)) => {
+                Schedule::constant(rate, duration, arrivals)
+            }
+            (None, None, true, Some(duration)) => Schedule::closed(duration),
+            (Some(_), _, _, Some(_)) => Err(bad(
+                "load.duration goes with rate or closed; stages carry their own durations".into(),
+            )),
+            (_, _, _, None) if self.stages.is_none() => Err(bad(
+                "load.duration is missing (e.g. duration = \"30s\")".into(),
+            )),
+            _ => Err(bad(
+                "give exactly one of load.rate, load.stages or load.closed = true".into(),
+            )),
+        }
+    }
+
+    /// The capacity search `[load.find_max]` asks for, checked (`None` without one).
+    pub fn staircase(&self) -> Result<Option<Staircase>, String> {
+        self.find_max
+            .as_ref()
+            .map(FindMaxSpec::staircase)
+            .transpose()
+    }
+
     /// The engine configuration of plain requests to `url` (the first host), with
     /// the feeder read; the caller sets the rest.
     fn requests_config(
@@ -518,8 +509,14 @@ mod tests {
 
     use super::*;
 
+    /// The `[load]` of scenario text, planned. The other tables are other crates'
+    /// (the whole file is `faultline_scenarios::Scenario`), so they are skipped here.
     fn plan(text: &str) -> Result<LoadPlan, String> {
-        let file = ScenarioFile::parse(text)?;
+        #[derive(Deserialize)]
+        struct LoadTable {
+            load: LoadSpec,
+        }
+        let file: LoadTable = toml::from_str(text).map_err(|e| e.to_string())?;
         file.load
             .plan(None, RunInfo::default(), "test.toml")
             .map_err(|e| e.to_string())
@@ -546,8 +543,6 @@ mod tests {
             kind = "kill"
             target = "orders"
         "#;
-        let file = ScenarioFile::parse(text).unwrap();
-        assert_eq!(file.gates.len(), 1);
         let LoadPlan::Journeys(config) = plan(text).unwrap() else {
             panic!("journeys expected");
         };

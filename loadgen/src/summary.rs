@@ -46,6 +46,9 @@ pub fn summary_table(results: &Results) -> String {
     if let Some(ledger) = &results.write_ledger {
         let _ = writeln!(out, "ledger      {ledger}");
     }
+    if let Some(capacity) = &results.capacity {
+        let _ = writeln!(out, "search      {}", capacity.headline());
+    }
     if let Some(message) = &results.generator.message {
         let _ = writeln!(out, "WARNING     {message}");
     }

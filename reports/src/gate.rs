@@ -448,6 +448,9 @@ impl GateReport {
             results.totals.requests,
             results.totals.achieved_rate
         ));
+        if let Some(capacity) = &results.capacity {
+            md.push_str(&crate::capacity::markdown(capacity));
+        }
         if self.results.is_empty() {
             md.push_str("No gates were given.\n");
             return md;

@@ -82,6 +82,7 @@ pub fn render(report: &Report<'_>) -> String {
         escape(&title)
     );
     header(&mut page, results);
+    crate::capacity::write_html(&mut page, report);
     page.push_str("<h2 id=\"charts\">Load</h2>\n");
     let server_start = report
         .sections
@@ -92,6 +93,9 @@ pub fn render(report: &Report<'_>) -> String {
         .iter()
         .position(|s| s.id().starts_with("consistency-"));
     for (index, section) in report.sections.iter().enumerate() {
+        if section.id() == crate::capacity::CHART_ID {
+            continue; // drawn above, in the capacity section
+        }
         if Some(index) == consistency_start {
             page.push_str("<h2 id=\"consistency\">Consistency window</h2>\n");
             consistency_table(&mut page, results);
@@ -176,7 +180,7 @@ fn swatch(style: &SeriesStyle) -> String {
     )
 }
 
-fn figure(page: &mut String, chart: &Chart) {
+pub(crate) fn figure(page: &mut String, chart: &Chart) {
     let _ = write!(
         page,
         "<figure id=\"chart-{}\">\n<figcaption>{}</figcaption>\n",

@@ -16,11 +16,14 @@
 //!   the run with the hardware of both.
 //! - [`timeline`] and [`charts`]: time series and distributions derived from the
 //!   results, drawn as inline SVG with fault windows shaded.
+//! - [`capacity`]: a capacity search's latency against offered rate, its knee and
+//!   steps, on the page and in `summary.md`.
 //! - [`report`] and [`html`]: the sections of the report and the one-page HTML.
 //! - [`cli`]: the `faultline report` and `faultline gate` commands that the binary
 //!   wraps. `faultline run` judges once with [`GateReport::judge`], builds with
 //!   [`Report::build`] and writes with [`Report::write_all`]: typed values in memory.
 
+pub mod capacity;
 pub mod charts;
 pub mod claims;
 pub mod cli;

@@ -96,6 +96,7 @@ impl<'a> Report<'a> {
         ];
         sections.extend(consistency(results)?);
         sections.extend(server_panels(&timeline)?);
+        sections.extend(crate::capacity::chart(results)?);
         Ok(Report {
             results,
             sections,

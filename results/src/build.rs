@@ -146,6 +146,7 @@ impl Results {
             gates: Vec::new(),
             scenario_text: None,
             tls: None,
+            capacity: None,
         })
     }
 }

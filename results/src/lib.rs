@@ -18,6 +18,8 @@
 //! - [`schedule`]: the load that was asked for ([`TargetSchedule`], [`Stage`]).
 //! - [`build`]: results from recorded [`Bucket`]s (per endpoint and second).
 //! - [`merge`]: [`Results::merge`], several workers' results added exactly.
+//! - [`capacity`]: a capacity search's steps and the capacity found
+//!   ([`CapacityResults`]).
 //! - [`tls`]: what an `https://` run's TLS handshakes cost ([`TlsResults`]).
 //! - [`gates`]: `[[gates]]` tables as written ([`GateSpec`]), recorded in results and
 //!   judged by reports.
@@ -25,6 +27,7 @@
 //!   every scenario table and flag uses.
 
 pub mod build;
+pub mod capacity;
 pub mod error;
 pub mod error_class;
 pub mod gates;
@@ -36,6 +39,7 @@ pub mod schedule;
 pub mod tls;
 
 pub use build::{Bucket, RunRecord};
+pub use capacity::{CapacityResults, CapacitySearch, CapacityStep, SearchEnd, StepPhase};
 pub use error::{FileError, ResultsError};
 pub use error_class::{ErrorClass, ErrorCounts};
 pub use gates::{GateSpec, ScenarioGate};

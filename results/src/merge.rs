@@ -145,6 +145,9 @@ impl Results {
             },
             scenario_text: a.scenario_text.clone().or(b.scenario_text.clone()),
             tls: crate::tls::TlsResults::merge_runs(&a.tls, &b.tls)?,
+            // A search is one worker's sequence of runs; adding two searches step by
+            // step would mean nothing, so the first one recorded is kept.
+            capacity: a.capacity.clone().or(b.capacity.clone()),
         })
     }
 }

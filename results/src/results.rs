@@ -64,6 +64,11 @@ pub struct Results {
     /// The TLS handshakes of an `https://` run (module `tls`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<crate::tls::TlsResults>,
+    /// A capacity search's steps and the capacity it found (`faultline load
+    /// --find-max`); the rest of these results are then those of one step (module
+    /// `capacity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<crate::capacity::CapacityResults>,
 }
 
 /// Counts of a journey run.

@@ -12,12 +12,15 @@
 //! - [`targets`]: the names faults act on (services, replicas, `kafka`, `kafka-<n>`,
 //!   `postgres`, `redis`), the one list behind both the dry run and the real binding, and
 //!   the fault proxies put in front of dependencies.
+//! - [`load`]: `faultline load` (a scenario's `[load]`, or the command line's) and its
+//!   capacity search, with the SLO gates judged by reports.
 //! - [`run`]: the orchestrator. System up, then load, fault timeline and `/metrics`
 //!   scrape together, the checker, and the results handed in memory to reports (gates
 //!   judged once, the report built once). `faultline run` is argument parsing around it.
 //!
 //! Depends on every other crate of the workspace; none depends on it but the binary.
 
+pub mod load;
 pub mod run;
 pub mod scenario;
 pub mod targets;

@@ -147,6 +147,9 @@ pub struct CheckedScenario {
     /// The dependencies faults act on, each to get fault proxies.
     pub proxied: Vec<faultline_system::Dependency>,
     pub gates: Vec<Gate>,
+    /// The SLO gates of `[load.find_max]`, which every step of a capacity search must
+    /// hold (empty without a search).
+    pub capacity_gates: Vec<Gate>,
 }
 
 impl Scenario {
@@ -202,6 +205,7 @@ impl Scenario {
             .as_deref()
             .map(|faults| targets::proxied(&system, faults))
             .unwrap_or_default();
+        let capacity_gates = self.check_capacity_gates(&mut problems);
         let mut gates = Vec::new();
         for (index, spec) in self.gates.iter().enumerate() {
             match Gate::from_spec(spec, &self.path.display().to_string()) {
@@ -225,7 +229,29 @@ impl Scenario {
             faults: faults.unwrap_or_default(),
             proxied,
             gates,
+            capacity_gates,
         })
+    }
+
+    /// The gates of `[load.find_max]`, each parsed as `--gate` parses it; a bad one is
+    /// a problem of `[load]`.
+    fn check_capacity_gates(&self, problems: &mut Vec<Problem>) -> Vec<Gate> {
+        let Some(find_max) = &self.load.find_max else {
+            return Vec::new();
+        };
+        let origin = format!("{} [load.find_max]", self.path.display());
+        let mut gates = Vec::new();
+        for text in &find_max.gates {
+            match Gate::parse_expression(text, &origin) {
+                Ok(gate) => gates.push(gate),
+                Err(error) => problems.push(self.problem(
+                    Some(self.lines.load),
+                    "[load.find_max]",
+                    format!("gates: {error}"),
+                )),
+            }
+        }
+        gates
     }
 
     /// The `[load]` planned against `base_url` (the gateway's, in a run).
@@ -438,6 +464,44 @@ max = "500ms"
         let problem = &error.problems[0];
         assert!(problem.message.contains("[[gates]]"), "{problem}");
         assert_eq!(problem.line, Some(base_lines() + 1), "{problem}");
+    }
+
+    #[test]
+    fn a_load_file_keeps_its_gates_and_faults_beside_its_load() {
+        let text = "name = \"checkout\"\n[load]\ntarget = \"http://127.0.0.1:8080\"\nstages = \"5s:0->10, 10s:10\"\n[load.journeys]\nmix = { browse = 6, checkout = 3 }\n[[gates]]\nmetric = \"http.p99\"\nmax = \"500ms\"\n[[faults]]\nat = \"5s\"\nkind = \"kill\"\ntarget = \"orders\"\n";
+        let scenario = Scenario::parse(text, Path::new("t.toml")).unwrap();
+        assert_eq!(scenario.gates.len(), 1);
+        assert_eq!(scenario.faults.len(), 1);
+        assert!(scenario.check().is_ok());
+    }
+
+    #[test]
+    fn a_capacity_search_sets_its_own_rates_and_checks_its_gates() {
+        let search = "[load]\ntarget = \"http://127.0.0.1:1\"\n[load.find_max]\nstart = 10\nfactor = 2\nmax = 100\nhold = \"1s\"\ngates = [\"http.p99<120ms\", \"http.error_rate<0.1%\"]\n";
+        let checked = Scenario::parse(search, Path::new("t.toml"))
+            .unwrap()
+            .check()
+            .unwrap();
+        assert_eq!(checked.capacity_gates.len(), 2);
+
+        let with_rate = search.replace(
+            "[load.find_max]",
+            "rate = 5\nduration = \"1s\"\n[load.find_max]",
+        );
+        let error = Scenario::parse(&with_rate, Path::new("t.toml"))
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert!(error.to_string().contains("sets its own rates"), "{error}");
+        assert_eq!(error.problems[0].line, Some(1), "{error}");
+
+        let bad_gate = search.replace("http.p99<120ms", "http.p99<120 parsecs");
+        let error = Scenario::parse(&bad_gate, Path::new("t.toml"))
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert_eq!(error.problems[0].table, "[load.find_max]", "{error}");
+        assert!(error.to_string().contains("parsecs"), "{error}");
     }
 
     #[test]

@@ -1,11 +1,13 @@
-//! `faultline load URL ...`: drive HTTP load at any service (open or closed model)
-//! and write `results.json`. The arguments, their checks and the run itself live in
-//! `faultline_loadgen::cli`; this file only maps the outcome to an exit code.
+//! `faultline load URL ...`: drive HTTP load at any service (open or closed model), a
+//! scenario file's `[load]`, or a capacity search (`--find-max`), and write
+//! `results.json`. The arguments live in `faultline_loadgen::cli`, the run in
+//! `faultline_scenarios::load`; this file only maps the outcome to an exit code.
 
 use std::process::ExitCode;
 
 use faultline_loadgen::cli;
 use faultline_results::RunInfo;
+use faultline_scenarios::load;
 
 /// Arguments of `faultline load`.
 #[derive(Debug, clap::Args)]
@@ -23,7 +25,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         // Set at build time when known (e.g. by CI or a build script).
         git_commit: option_env!("FAULTLINE_GIT_COMMIT").map(str::to_string),
     };
-    match cli::run_load(args.load, run_info).await {
+    match load::run(args.load, run_info).await {
         Ok(_results) => Ok(ExitCode::SUCCESS),
         Err(error) if error.is_usage() => {
             eprintln!("error: {error}");

@@ -79,3 +79,40 @@ fn a_zero_broker_count_is_refused_by_the_parser() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr_of(&output).contains("--kafka-brokers"));
 }
+
+#[test]
+fn a_capacity_search_is_refused_by_run_and_a_bad_one_by_load_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("search.toml");
+    std::fs::write(
+        &scenario,
+        "[load]\n[load.find_max]\nstart = 10\nmax = 100\ngates = [\"http.p99<120ms\"]\n",
+    )
+    .unwrap();
+    let output = faultline(&["run", scenario.to_str().unwrap()], &[]);
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("[load.find_max]") && stderr.contains("faultline load --scenario"),
+        "{stderr}"
+    );
+
+    // Port 1 is never reached: the gate is checked first.
+    let output = faultline(
+        &[
+            "load",
+            "http://127.0.0.1:1/",
+            "--find-max",
+            "--start-rate",
+            "10",
+            "--max-rate",
+            "100",
+            "--gate",
+            "http.p99<soon",
+        ],
+        &[],
+    );
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--gate"), "{stderr}");
+}

@@ -1,10 +1,11 @@
 //! The `load` and `merge` commands as the binary runs them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use faultline_loadgen::{
-    cli::{run_load, run_merge, LoadArgs, MergeArgs},
+    cli::{run_load, run_merge, run_plan, LoadArgs, LoadRun, MergeArgs},
+    scenario::LoadSpec,
     LoadError,
 };
 use faultline_results::{Results, RunInfo};
@@ -27,6 +28,32 @@ pub fn load_args(argv: &[&str]) -> LoadArgs {
     Load::try_parse_from(std::iter::once("load").chain(argv.iter().copied()))
         .unwrap()
         .args
+}
+
+/// Runs the `[load]` table of a scenario file as `faultline load --scenario` does
+/// after `faultline_scenarios` has checked the whole file (which this crate cannot
+/// read: the other tables are other crates').
+pub async fn run_load_table(path: &Path) -> Result<Results, LoadError> {
+    #[derive(serde::Deserialize)]
+    struct LoadTable {
+        load: LoadSpec,
+    }
+    let text = std::fs::read_to_string(path).unwrap();
+    let table: LoadTable = toml::from_str(&text).unwrap();
+    let plan = table
+        .load
+        .plan(None, RunInfo::default(), &path.display().to_string())?;
+    let run = LoadRun {
+        plan,
+        search: None,
+        scenario: None,
+    };
+    run_plan(
+        run,
+        &load_args(&["-q", "--scenario", "x"]),
+        &|_: &Results| None,
+    )
+    .await
 }
 
 fn config_error(argv: &[&str]) -> LoadError {
@@ -59,12 +86,37 @@ fn bad_input_is_a_usage_error_with_exit_code_two() {
     }
 }
 
+#[tokio::test]
+async fn a_scenario_or_a_capacity_search_is_not_run_without_the_scenario_crate() {
+    for argv in [
+        &["--scenario", "s.toml"][..],
+        &[
+            "http://127.0.0.1:1/",
+            "--find-max",
+            "--start-rate",
+            "1",
+            "--max-rate",
+            "2",
+        ][..],
+    ] {
+        let err = run_load(load_args(argv), RunInfo::default())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("faultline_scenarios::load"),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn conflicting_models_are_refused_by_the_parser() {
     assert!(Load::try_parse_from(["load", "http://x/", "--rate", "5", "--closed"]).is_err());
     assert!(
         Load::try_parse_from(["load", "http://x/", "--rate", "5", "--stages", "1s:5"]).is_err()
     );
+    assert!(Load::try_parse_from(["load", "http://x/", "--find-max", "--rate", "5"]).is_err());
+    assert!(Load::try_parse_from(["load", "http://x/", "--gate", "http.p99<1s"]).is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,75 +232,8 @@ async fn scraped_server_metrics_are_recorded_on_the_runs_time_axis() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scenario_file_runs_its_requests_and_keeps_its_gates_and_text() {
-    let server = TestServer::start().await;
-    let scenario = temp_path("scenario.toml");
-    let text = format!(
-        r#"name = "two endpoints"
-[load]
-target = "{}"
-rate = 40
-duration = "1s"
-connections = 4
-[[load.requests]]
-path = "/a"
-[[load.requests]]
-method = "POST"
-path = "/b"
-body = "hello"
-[[gates]]
-metric = "http.p99"
-max = "500ms"
-"#,
-        server.url("")
-    );
-    std::fs::write(&scenario, &text).unwrap();
-    let args = load_args(&["--scenario", scenario.to_str().unwrap(), "-q"]);
-    let results = run_load(args, RunInfo::default()).await.unwrap();
-    assert_eq!(results.metadata.scenario.as_deref(), Some("two endpoints"));
-    assert_eq!(results.metadata.connections, 4);
-    assert_eq!(results.totals.requests, 40);
-    assert_eq!(results.endpoints["GET /a"].totals.requests, 20);
-    assert_eq!(results.endpoints["POST /b"].totals.requests, 20);
-    assert_eq!(results.gates.len(), 1);
-    assert_eq!(results.scenario_text.as_deref(), Some(text.as_str()));
-    let _ = std::fs::remove_file(scenario);
-}
-
 #[tokio::test]
-async fn bad_scenarios_and_journey_options_are_usage_errors_naming_what() {
-    let scenario = temp_path("broken.toml");
-    for (text, expected) in [
-        (
-            "[load]\ntarget = \"http://127.0.0.1:1/\"\nrate = 5\nduraton = \"1s\"\n",
-            "line 4",
-        ),
-        (
-            "[load]\ntarget = \"http://127.0.0.1:1/\"\nrate = 5\n",
-            "load.duration is missing",
-        ),
-        ("[load\n", "line 1"),
-    ] {
-        std::fs::write(&scenario, text).unwrap();
-        let args = load_args(&["--scenario", scenario.to_str().unwrap(), "-q"]);
-        let err = run_load(args, RunInfo::default()).await.unwrap_err();
-        let message = err.to_string();
-        assert!(
-            message.contains(expected) && message.contains("broken.toml"),
-            "{text:?}: {message}"
-        );
-        assert_eq!(err.exit_code(), 2, "{message}");
-    }
-    let _ = std::fs::remove_file(&scenario);
-
-    let missing = load_args(&["--scenario", "/nonexistent/scenario.toml", "-q"]);
-    let err = run_load(missing, RunInfo::default()).await.unwrap_err();
-    assert!(
-        err.to_string().contains("/nonexistent/scenario.toml"),
-        "{err}"
-    );
-
+async fn bad_journey_options_are_usage_errors_naming_what() {
     for (argv, expected) in [
         (
             &["http://127.0.0.1:1", "--journeys", "shop=1", "--rate", "1"][..],
@@ -385,56 +370,6 @@ async fn a_weighted_request_mix_from_the_command_line_reaches_the_server() {
     // {{seq}} gave each order its own body.
     assert_eq!(seen.len(), 301, "{seen:?}");
     assert!(results.endpoints.contains_key("POST /api/orders"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scenario_with_hosts_weights_and_a_feeder_beside_it_runs() {
-    let (a, b) = (TestServer::start().await, TestServer::start().await);
-    let dir = temp_path("scenario-dir");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("skus.jsonl"),
-        "{\"sku\": \"s1\"}\n{\"sku\": \"s2\"}\n",
-    )
-    .unwrap();
-    let scenario = dir.join("mix.toml");
-    let text = format!(
-        r#"
-        [load]
-        targets = ["{}", "{}"]
-        rate = 400
-        duration = "1s"
-        max_send_delay = "30s"
-        connections = 4
-        [load.feeder]
-        path = "skus.jsonl"
-        [[load.requests]]
-        weight = 3
-        path = "/p/{{{{sku}}}}"
-        [[load.requests]]
-        path = "/health"
-        "#,
-        a.url("/"),
-        b.url("/")
-    );
-    std::fs::write(&scenario, text).unwrap();
-    let argv = ["--scenario", scenario.to_str().unwrap(), "-q"];
-    // Run from elsewhere: the feeder's path is relative to the scenario file.
-    run_load(load_args(&argv), RunInfo::default())
-        .await
-        .unwrap();
-    let _ = std::fs::remove_dir_all(dir);
-
-    let mut rows = [0, 0];
-    for server in [&a, &b] {
-        let seen = server.seen();
-        assert_eq!(server.total(), 200, "{seen:?}");
-        assert_eq!(seen.get("GET /health").copied(), Some(50), "{seen:?}");
-        rows[0] += seen.get("GET /p/s1").copied().unwrap_or(0);
-        rows[1] += seen.get("GET /p/s2").copied().unwrap_or(0);
-    }
-    // The feeder's two rows take turns over the 300 templated requests.
-    assert_eq!(rows, [150, 150]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

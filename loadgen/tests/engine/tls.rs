@@ -494,10 +494,7 @@ async fn a_scenario_file_gives_its_tls_settings_in_load_tls() {
             ca.display()
         ),
     );
-    let args = crate::cli::load_args(&["--scenario", scenario.to_str().unwrap(), "-q"]);
-    let results = faultline_loadgen::cli::run_load(args, Default::default())
-        .await
-        .unwrap();
+    let results = crate::cli::run_load_table(&scenario).await.unwrap();
     assert_eq!(results.totals.ok, 50, "{:?}", results.totals.errors);
 
     let bad = pki.file(
@@ -505,10 +502,7 @@ async fn a_scenario_file_gives_its_tls_settings_in_load_tls() {
         "[load]\ntarget = \"https://127.0.0.1:1/\"\nrate = 5\nduration = \"1s\"\n\
          [load.tls]\nversion = \"1.1\"\n",
     );
-    let args = crate::cli::load_args(&["--scenario", bad.to_str().unwrap(), "-q"]);
-    let err = faultline_loadgen::cli::run_load(args, Default::default())
-        .await
-        .unwrap_err();
+    let err = crate::cli::run_load_table(&bad).await.unwrap_err();
     assert!(err.to_string().contains("load.tls.version"), "{err}");
     assert!(err.to_string().contains("bad.toml"), "{err}");
     assert_eq!(err.exit_code(), 2);

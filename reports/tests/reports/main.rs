@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod browser;
+mod capacity;
 mod claims;
 mod gates;
 mod journeys;

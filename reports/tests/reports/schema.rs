@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::support::{plain_results, real_results};
 
-fn validator() -> jsonschema::Validator {
+pub fn validator() -> jsonschema::Validator {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../results/schema/results.schema.json"

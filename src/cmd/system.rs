@@ -68,6 +68,12 @@ pub struct UpArgs {
     /// Notifications also POST to this URL.
     #[arg(long)]
     webhook_url: Option<String>,
+
+    /// Orders: take a new order only while the pending sagas can finish within this time
+    /// at the recent completion rate; otherwise 503 with Retry-After. 0s takes every order
+    /// (e.g. to pile up a backlog on purpose).
+    #[arg(long, value_name = "DURATION")]
+    saga_deadline: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +134,16 @@ async fn up(mut args: UpArgs) -> anyhow::Result<ExitCode> {
         spec.extra_args.insert(
             ServiceKind::Notifications,
             vec!["--webhook-url".into(), url],
+        );
+    }
+    if let Some(deadline) = args.saga_deadline {
+        if let Err(error) = humantime::parse_duration(&deadline) {
+            eprintln!("error: --saga-deadline {deadline:?}: {error}");
+            return Ok(ExitCode::from(2));
+        }
+        spec.extra_args.insert(
+            ServiceKind::Orders,
+            vec!["--saga-deadline".into(), deadline],
         );
     }
     let started = std::time::Instant::now();

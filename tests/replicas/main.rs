@@ -84,7 +84,13 @@ async fn spread_and_failover(h: Arc<Harness>) -> anyhow::Result<()> {
     let product = format!("{}/api/products/1", h.system.gateway_url);
     let before = (served(&h, 1).await?, served(&h, 2).await?);
     for _ in 0..40 {
-        h.http.get(&product).send().await?.error_for_status()?;
+        // no-cache: past the gateway's response cache, to a replica every time.
+        h.http
+            .get(&product)
+            .header("cache-control", "no-cache")
+            .send()
+            .await?
+            .error_for_status()?;
     }
     let after = (served(&h, 1).await?, served(&h, 2).await?);
     let (one, two) = (after.0 - before.0, after.1 - before.1);
@@ -104,13 +110,19 @@ async fn spread_and_failover(h: Arc<Harness>) -> anyhow::Result<()> {
             let _ = h
                 .http
                 .get(&product)
+                .header("cache-control", "no-cache")
                 .timeout(Duration::from_millis(500))
                 .send()
                 .await;
         }
         for i in 0..20 {
             let started = Instant::now();
-            let response = h.http.get(&product).send().await?;
+            let response = h
+                .http
+                .get(&product)
+                .header("cache-control", "no-cache")
+                .send()
+                .await?;
             ensure!(
                 response.status().is_success(),
                 "request {i} after failover: {}",
@@ -133,7 +145,13 @@ async fn spread_and_failover(h: Arc<Harness>) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(15);
     let resumed = served(&h, 2).await?;
     loop {
-        h.http.get(&product).send().await?.error_for_status()?;
+        // no-cache: past the gateway's response cache, to a replica every time.
+        h.http
+            .get(&product)
+            .header("cache-control", "no-cache")
+            .send()
+            .await?
+            .error_for_status()?;
         if served(&h, 2).await? > resumed {
             break;
         }

@@ -275,3 +275,60 @@ pub async fn openapi_document_lists_the_public_api(h: Arc<Harness>) -> anyhow::R
     }
     Ok(())
 }
+
+/// A catalogue read is kept by the gateway for the second inventory allows
+/// (`Cache-Control: public, max-age=1`): the next read is a hit without reaching
+/// inventory, and `no-cache` goes upstream again.
+pub async fn public_catalogue_reads_are_served_from_the_gateway_cache(
+    h: Arc<Harness>,
+) -> anyhow::Result<()> {
+    let url = h.api("/products/11");
+    let read = |cache_control: Option<&'static str>| {
+        let mut request = h.http.get(&url);
+        if let Some(value) = cache_control {
+            request = request.header("cache-control", value);
+        }
+        request.send()
+    };
+    let x_cache = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get("x-cache")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    // Retried: a second of scheduling noise between the two reads would expire the entry.
+    let mut outcome = Err(anyhow::anyhow!("not tried"));
+    for _ in 0..3 {
+        outcome = async {
+            let first = read(Some("no-cache")).await?.error_for_status()?;
+            ensure!(
+                x_cache(&first) == "miss",
+                "a no-cache read was {:?}",
+                x_cache(&first)
+            );
+            let first_body: Value = first.json().await?;
+            let second = read(None).await?.error_for_status()?;
+            ensure!(
+                x_cache(&second) == "hit",
+                "the second read was {:?}",
+                x_cache(&second)
+            );
+            let second_body: Value = second.json().await?;
+            ensure!(first_body == second_body, "{first_body} then {second_body}");
+            let bypass = read(Some("no-cache")).await?.error_for_status()?;
+            ensure!(
+                x_cache(&bypass) == "miss",
+                "no-cache was answered {:?}",
+                x_cache(&bypass)
+            );
+            Ok(())
+        }
+        .await;
+        if outcome.is_ok() {
+            break;
+        }
+    }
+    outcome
+}

@@ -56,6 +56,10 @@ fn main() -> ExitCode {
             "missing_forged_or_expired_tokens_are_refused_with_401",
             |h| Box::pin(api::bad_tokens_are_refused(h)),
         ),
+        (
+            "public_catalogue_reads_are_served_from_the_gateway_cache",
+            |h| Box::pin(api::public_catalogue_reads_are_served_from_the_gateway_cache(h)),
+        ),
         ("another_users_order_is_not_found", |h| {
             Box::pin(api::another_users_order_is_not_found(h))
         }),

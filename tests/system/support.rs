@@ -239,10 +239,12 @@ impl Harness {
         }
     }
 
+    /// The product as inventory has it now (`no-cache`: not the gateway's cached copy).
     pub async fn product(&self, id: i64) -> anyhow::Result<Value> {
         Ok(self
             .http
             .get(self.api(&format!("/products/{id}")))
+            .header("cache-control", "no-cache")
             .send()
             .await?
             .error_for_status()?

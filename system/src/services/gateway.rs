@@ -8,7 +8,10 @@
 //! forwards with a timeout, and carries
 //! `traceparent` and `x-request-id` through (the [`observe`] middleware creates them).
 //! Idempotent requests (GET, HEAD) that fail to connect are tried once more on another
-//! replica; others are not, since they may have been applied.
+//! replica; others are not, since they may have been applied. Public GETs that the
+//! upstream marks cacheable are answered from the [`cache::ResponseCache`] while fresh.
+
+mod cache;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -18,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::RETRY_AFTER;
+use axum::http::header::{CONTENT_LENGTH, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
@@ -28,6 +31,7 @@ use hyper_util::rt::TokioExecutor;
 use prometheus::{IntGaugeVec, Opts};
 use tokio_util::sync::CancellationToken;
 
+use self::cache::ResponseCache;
 use super::runtime::{ServiceContext, ServiceError};
 use crate::platform::auth::{AuthError, Tokens};
 use crate::platform::breaker::CircuitBreaker;
@@ -225,6 +229,8 @@ pub struct GatewayConfig {
     pub burst: u32,
     pub request_timeout: Duration,
     pub health_interval: Duration,
+    /// Public responses kept by the response cache; 0 keeps none.
+    pub cache_entries: usize,
 }
 
 #[derive(Clone)]
@@ -234,6 +240,7 @@ pub struct Gateway {
     tokens: Tokens,
     limiter: Arc<RateLimiter>,
     timeout: Duration,
+    cache: Arc<ResponseCache>,
 }
 
 impl Gateway {
@@ -257,6 +264,7 @@ impl Gateway {
             tokens: config.tokens.clone(),
             limiter: Arc::new(RateLimiter::new(config.rate_per_user, config.burst)),
             timeout: config.request_timeout,
+            cache: Arc::new(ResponseCache::new(config.cache_entries)),
         }
     }
 
@@ -312,6 +320,7 @@ pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, Servic
         burst: args.burst,
         request_timeout: args.request_timeout,
         health_interval: Duration::from_secs(1),
+        cache_entries: args.response_cache,
     };
     let gateway = Gateway::new(&config);
     let health_checks =
@@ -473,7 +482,48 @@ async fn forward(
             route.upstream.name()
         ))
     })?;
-    send(gateway, route, set, parts, body, &path_and_query).await
+    // Only what anyone may read is shared between callers.
+    let cacheable = parts.method == Method::GET && !route.authenticated;
+    if cacheable && gateway.cache.may_serve(&parts.headers) {
+        if let Some(hit) = gateway.cache.get(&path_and_query) {
+            return Ok(hit);
+        }
+    }
+    let response = send(gateway, route, set, parts, body, &path_and_query).await?;
+    if cacheable {
+        return Ok(keep(&gateway.cache, path_and_query, response).await);
+    }
+    Ok(response)
+}
+
+/// Keeps a cacheable upstream answer (one whose declared length is small enough to hold)
+/// and passes it on, marked as a miss.
+async fn keep(cache: &ResponseCache, key: String, response: Response) -> Response {
+    let Some(max_age) = cache.lifetime(response.status(), response.headers()) else {
+        return response;
+    };
+    let small = response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|length| length <= cache::MAX_BODY);
+    if !small {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, cache::MAX_BODY).await {
+        Ok(bytes) => {
+            cache.put(key, &parts.headers, bytes.clone(), max_age);
+            parts
+                .headers
+                .insert(cache::X_CACHE, HeaderValue::from_static("miss"));
+            Response::from_parts(parts, Body::from(bytes))
+        }
+        // The upstream broke off mid-body: so does this answer.
+        Err(error) => {
+            ApiError::Unavailable(format!("reading the upstream answer: {error}")).into_response()
+        }
+    }
 }
 
 /// Sends the request to a replica of `set`, once more to another one when an idempotent

@@ -14,6 +14,8 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
+use axum::http::header::CACHE_CONTROL;
+use axum::http::HeaderName;
 use axum::routing::get;
 use axum::Router;
 use deadpool_postgres::Pool;
@@ -110,16 +112,25 @@ fn product(row: &tokio_postgres::Row) -> Product {
     }
 }
 
+type CatalogueFreshness = [(HeaderName, &'static str); 1];
+
+/// Catalogue reads may be served from a cache for a second: the stock shown can be that
+/// old, while a reservation always checks the database.
+const CATALOGUE_FRESHNESS: CatalogueFreshness = [(CACHE_CONTROL, "public, max-age=1")];
+
 /// The catalogue with prices and available stock.
 #[utoipa::path(get, path = "/api/products", tag = "products", responses((status = 200, body = Vec<Product>)))]
 pub(crate) async fn list_products(
     State(pool): State<Pool>,
-) -> Result<Json<Vec<Product>>, ApiError> {
+) -> Result<(CatalogueFreshness, Json<Vec<Product>>), ApiError> {
     let client = pool.get().await?;
     let rows = client
         .query_prepared(&format!("{PRODUCT_COLUMNS} ORDER BY p.id LIMIT 1000"), &[])
         .await?;
-    Ok(Json(rows.iter().map(product).collect()))
+    Ok((
+        CATALOGUE_FRESHNESS,
+        Json(rows.iter().map(product).collect()),
+    ))
 }
 
 /// One product with its price and available stock.
@@ -128,7 +139,7 @@ pub(crate) async fn list_products(
 pub(crate) async fn get_product(
     State(pool): State<Pool>,
     Path(id): Path<String>,
-) -> Result<Json<Product>, ApiError> {
+) -> Result<(CatalogueFreshness, Json<Product>), ApiError> {
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("product id {id:?} is not a number")))?;
@@ -137,7 +148,7 @@ pub(crate) async fn get_product(
         .query_opt_prepared(&format!("{PRODUCT_COLUMNS} WHERE p.id = $1"), &[&id])
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no product {id}")))?;
-    Ok(Json(product(&row)))
+    Ok((CATALOGUE_FRESHNESS, Json(product(&row))))
 }
 
 /// Creates products `1..=count` priced 1.00 to 100.00 with `stock` each, unless present.

@@ -66,6 +66,11 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 200)]
     pub burst: u32,
 
+    /// Gateway: public responses kept in memory while fresh, for GETs that need no token
+    /// and that the upstream marks `Cache-Control: public, max-age=N`; 0 keeps none.
+    #[arg(long, default_value_t = 10_000)]
+    pub response_cache: usize,
+
     /// Gateway: timeout of a forwarded request.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,

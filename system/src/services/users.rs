@@ -18,6 +18,8 @@ use deadpool_postgres::Pool;
 use prometheus::{IntCounterVec, Opts};
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+use std::sync::LazyLock;
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use super::messages::{self, types, UserRegistered, V1};
@@ -110,6 +112,25 @@ pub struct Profile {
 
 /// `POST /users/register`, `POST /users/login`, `GET` and `PUT /users/me`.
 /// Starts users: its database and outbox relay, the JWT issuer, the Redis profile cache.
+/// Password hashes computed at once: one per core. Argon2 (OWASP's m=19 MiB, t=2, p=1,
+/// the crate's default) is deliberately slow CPU work; a burst of logins run all at once
+/// only thrashed the cores and 19 MiB each of memory, and every one finished late.
+static PASSWORD_WORKERS: LazyLock<Semaphore> =
+    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
+
+/// Runs password hashing off the async workers, at most [`PASSWORD_WORKERS`] at a time.
+async fn password_work<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let _permit = PASSWORD_WORKERS
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(ApiError::internal)
+}
+
 pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, ServiceError> {
     let platform = ctx.platform(MIGRATIONS, TOPICS).await?;
     ctx.relay(&platform);
@@ -180,16 +201,14 @@ pub(crate) async fn register(
             "password: use 8 to 1024 characters".into(),
         ));
     }
-    // Hashing is deliberately slow CPU work: keep it off the async workers.
     let password = request.password;
-    let hash = tokio::task::spawn_blocking(move || {
+    let hash = password_work(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
     })
-    .await
-    .map_err(ApiError::internal)?
+    .await?
     .map_err(ApiError::internal)?;
 
     let id = Uuid::new_v4();
@@ -243,7 +262,7 @@ pub(crate) async fn login(
         .ok_or_else(refused)?;
     let (id, hash): (Uuid, String) = (row.get(0), row.get(1));
     let password = request.password;
-    let matches = tokio::task::spawn_blocking(move || {
+    let matches = password_work(move || {
         PasswordHash::new(&hash)
             .map(|parsed| {
                 Argon2::default()
@@ -252,8 +271,7 @@ pub(crate) async fn login(
             })
             .unwrap_or(false)
     })
-    .await
-    .map_err(ApiError::internal)?;
+    .await?;
     if !matches {
         return Err(refused());
     }

@@ -9,9 +9,11 @@
 //!   (a partial index) back to back while there is a backlog, every [`IDLE_POLL`] just
 //!   after one, and less often the longer it stays idle, up to [`IDLE_POLL_MAX`] (nine
 //!   services polling every 5 ms would cost an idle system thousands of queries a
-//!   second), publishes batches in `seq` order with an idempotent producer, and marks them
-//!   published once Kafka acknowledged them. A crash between the acknowledgement and the
-//!   mark publishes the batch again: consumers deduplicate on the event id.
+//!   second), publishes batches in `seq` order with an idempotent producer, and deletes
+//!   them once Kafka acknowledged them (Kafka holds them from then on; deleting writes no
+//!   new row version and no index entries, where marking them published wrote both for
+//!   every event, and keeps the table small). A crash between the acknowledgement and the
+//!   delete publishes the batch again: consumers deduplicate on the event id.
 //!
 //! Why polling and not `NOTIFY`: a transaction that issued `NOTIFY` holds PostgreSQL's
 //! global notification lock from its pre-commit to its end, WAL flush included, so every
@@ -59,7 +61,7 @@ const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 /// The relay's statements, prepared on its connection.
 struct RelayStatements {
     unpublished: tokio_postgres::Statement,
-    mark_published: tokio_postgres::Statement,
+    delete_published: tokio_postgres::Statement,
 }
 
 /// Adds `event` for `topic` to the outbox, inside `tx`.
@@ -165,8 +167,7 @@ impl OutboxRelay {
                          FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1",
                     )
                     .await?,
-                mark_published: client
-                    .prepare("UPDATE outbox SET published_at = now() WHERE seq = ANY($1)")
+                delete_published: client.prepare("DELETE FROM outbox WHERE seq = ANY($1)")
                     .await?,
             };
             let mut backlog_at = tokio::time::Instant::now();
@@ -202,7 +203,7 @@ impl OutboxRelay {
         result
     }
 
-    /// Publishes up to one batch; returns how many events were marked published.
+    /// Publishes up to one batch; returns how many events were published (and deleted).
     async fn publish_batch(
         &self,
         client: &tokio_postgres::Client,
@@ -251,7 +252,7 @@ impl OutboxRelay {
         }
         if !published.is_empty() {
             client
-                .execute(&statements.mark_published, &[&published])
+                .execute(&statements.delete_published, &[&published])
                 .await?;
             self.metrics.outbox_published.inc_by(published.len() as u64);
         }

@@ -11,6 +11,9 @@
 //!
 //! Latencies are microseconds in [`LatencySummary`] (rdkafka, measured here) and
 //! milliseconds in [`PerfToolSummary`] (what Kafka's tool prints, kept as printed).
+//!
+//! The layout is `schema/kafka-bench.schema.json` ([`KAFKA_BENCH_SCHEMA_VERSION`]), which
+//! `tests/kafka_bench_schema.rs` checks these types against.
 
 use serde::{Deserialize, Serialize};
 

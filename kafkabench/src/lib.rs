@@ -278,13 +278,15 @@ async fn run_row(
     })
 }
 
-/// Runs blocking client code off the async threads (the borrow ends before it returns).
+/// Runs blocking client code (threads that produce, consume or wait for JVMs) without
+/// stalling the runtime's other tasks; needs the multi-threaded runtime, as the binary's.
 async fn blocking<T: Send>(work: impl FnOnce() -> T + Send) -> T {
     tokio::task::block_in_place(work)
 }
 
 /// Runs every row of `spec` and returns what they measured; `progress` hears of each row
-/// as it starts and ends (the command prints it on stderr).
+/// as it starts and ends (the command prints it on stderr). Call it on a multi-threaded
+/// tokio runtime. Brokers started here are stopped before it returns, error or not.
 pub async fn run(
     spec: &BenchSpec,
     progress: &mut dyn FnMut(&str),

@@ -56,7 +56,8 @@ fn command(row: &PerfToolRow<'_>, records: u64) -> Command {
         .arg("--command-property")
         .arg(format!("acks={}", s.acks))
         .arg(format!("compression.type={}", s.compression))
-        .arg(format!("linger.ms={}", s.linger_ms));
+        .arg(format!("linger.ms={}", s.linger_ms))
+        .args(s.batch_bytes.map(|bytes| format!("batch.size={bytes}")));
     command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -223,6 +224,7 @@ mod tests {
             producers: 1,
             compression: "lz4".into(),
             linger_ms: 10,
+            batch_bytes: None,
             records: Some(1000),
             duration_secs: None,
         };

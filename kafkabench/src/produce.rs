@@ -145,6 +145,9 @@ fn producer_config(row: &RdkafkaRow<'_>) -> ClientConfig {
         // that both sides pay for the same guarantees.
         .set("enable.idempotence", (s.acks == "all").to_string())
         .set("log_level", "3");
+    if let Some(bytes) = s.batch_bytes {
+        config.set("batch.size", bytes.to_string());
+    }
     config
 }
 

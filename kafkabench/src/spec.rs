@@ -22,6 +22,8 @@ pub const MAX_LINGER_MS: u64 = 900_000;
 /// A record's value must hold the 8-byte send time; above 1,000,000 bytes a record with
 /// its overhead no longer fits a broker's default `message.max.bytes` (1 MiB + 12).
 pub const MESSAGE_BYTES: std::ops::RangeInclusive<u64> = 16..=1_000_000;
+/// `batch.size` both clients accept: librdkafka caps a batch at its `message.max.bytes`.
+pub const BATCH_BYTES: std::ops::RangeInclusive<u64> = 1..=1_000_000;
 /// Concurrent producers per row: each is a client thread here and a JVM for the Java tool.
 pub const MAX_PRODUCERS: u32 = 32;
 /// Rows per run: a sweep bigger than this is most likely a typo in a list.
@@ -47,6 +49,8 @@ pub struct Grid {
     pub producers: Vec<u32>,
     pub compressions: Vec<String>,
     pub linger_ms: Vec<u64>,
+    /// `batch.size` for both clients; empty: each client's own default.
+    pub batch_bytes: Vec<u64>,
 }
 
 /// How long each row produces.
@@ -83,6 +87,7 @@ pub mod flag {
     pub const PRODUCERS: &str = "--producers";
     pub const COMPRESSION: &str = "--compression";
     pub const LINGER: &str = "--linger";
+    pub const BATCH_SIZE: &str = "--batch-size";
     pub const RECORDS: &str = "--records";
     pub const DURATION: &str = "--duration";
 }
@@ -184,6 +189,16 @@ impl BenchSpec {
                 format!("librdkafka allows at most {MAX_LINGER_MS} ms"),
             ));
         }
+        if let Some(bytes) = grid.batch_bytes.iter().find(|b| !BATCH_BYTES.contains(*b)) {
+            return Err(refuse(
+                flag::BATCH_SIZE,
+                format!("{bytes} bytes"),
+                format!(
+                    "must be 1 to {} bytes (librdkafka's message.max.bytes)",
+                    BATCH_BYTES.end()
+                ),
+            ));
+        }
         match self.bound {
             RowBound::Records(0) => return Err(refuse(flag::RECORDS, 0, "must be at least 1")),
             RowBound::Duration(d) if d.is_zero() => {
@@ -253,6 +268,7 @@ impl BenchSpec {
             g.replication_factors.len().max(1),
             g.acks.len(),
             g.producers.len(),
+            g.batch_bytes.len().max(1),
             self.codec_lingers().len(),
         ]
         .iter()
@@ -268,37 +284,61 @@ impl BenchSpec {
         } else {
             g.replication_factors.clone()
         };
+        let batches: Vec<Option<u64>> = if g.batch_bytes.is_empty() {
+            vec![None]
+        } else {
+            g.batch_bytes.iter().copied().map(Some).collect()
+        };
         let (records, duration_secs) = match self.bound {
             RowBound::Records(n) => (Some(n), None),
             RowBound::Duration(d) => (None, Some(d.as_secs_f64())),
         };
-        let mut rows = Vec::new();
-        for &message_bytes in &g.message_bytes {
-            for &partitions in &g.partitions {
-                for &replication_factor in &factors {
-                    for acks in &g.acks {
-                        for &producers in &g.producers {
-                            for (table5, compression, linger_ms) in self.codec_lingers() {
-                                let settings = ProducerSettings {
-                                    message_bytes,
-                                    partitions,
-                                    replication_factor,
-                                    acks: normal_acks(acks),
-                                    producers,
-                                    compression,
-                                    linger_ms,
-                                    records,
-                                    duration_secs,
-                                };
-                                rows.push((table5, settings));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        rows
+        let first = ProducerSettings {
+            message_bytes: 0,
+            partitions: 0,
+            replication_factor: 0,
+            acks: String::new(),
+            producers: 0,
+            compression: String::new(),
+            linger_ms: 0,
+            batch_bytes: None,
+            records,
+            duration_secs,
+        };
+        let mut rows = vec![(None, first)];
+        rows = expand(rows, &g.message_bytes, |s, v| s.message_bytes = *v);
+        rows = expand(rows, &g.partitions, |s, v| s.partitions = *v);
+        rows = expand(rows, &factors, |s, v| s.replication_factor = *v);
+        rows = expand(rows, &g.acks, |s, v| s.acks = normal_acks(v));
+        rows = expand(rows, &g.producers, |s, v| s.producers = *v);
+        rows = expand(rows, &batches, |s, v| s.batch_bytes = *v);
+        let pairs = self.codec_lingers();
+        rows.into_iter()
+            .flat_map(|(_, settings)| {
+                pairs.iter().map(move |(table5, codec, linger)| {
+                    let mut settings = settings.clone();
+                    settings.compression = codec.clone();
+                    settings.linger_ms = *linger;
+                    (*table5, settings)
+                })
+            })
+            .collect()
     }
+}
+
+type Row = (Option<Table5Row>, ProducerSettings);
+
+/// Each row once per value, with `set` applied: the values vary faster than the rows.
+fn expand<T>(rows: Vec<Row>, values: &[T], set: impl Fn(&mut ProducerSettings, &T)) -> Vec<Row> {
+    let mut expanded = Vec::with_capacity(rows.len() * values.len());
+    for (label, settings) in rows {
+        for value in values {
+            let mut settings = settings.clone();
+            set(&mut settings, value);
+            expanded.push((label, settings));
+        }
+    }
+    expanded
 }
 
 /// `-1` and `all` are one setting; results spell it `all`.
@@ -343,6 +383,7 @@ mod tests {
                 producers: vec![1],
                 compressions: vec!["none".into(), "lz4".into()],
                 linger_ms: vec![0, 10, 50],
+                batch_bytes: Vec::new(),
             },
             table5: false,
             bound: RowBound::Records(1000),
@@ -368,6 +409,26 @@ mod tests {
         assert_eq!(rows[1].1.linger_ms, 10);
         assert_eq!(rows[3].1.compression, "lz4");
         assert!(spec.rows(1).iter().all(|(_, s)| s.replication_factor == 1));
+        assert!(rows.iter().all(|(_, s)| s.batch_bytes.is_none()));
+    }
+
+    #[test]
+    fn batch_sizes_multiply_the_rows_and_reach_every_row() {
+        let mut spec = spec();
+        spec.grid.batch_bytes = vec![16_384, 1_000_000];
+        spec.grid.producers = vec![1, 4];
+        spec.check().unwrap();
+        let rows = spec.rows(3);
+        assert_eq!(rows.len(), 24);
+        let big = rows
+            .iter()
+            .filter(|(_, s)| s.batch_bytes == Some(1_000_000));
+        assert_eq!(big.count(), 12);
+        assert_eq!(rows[0].1.producers, 1);
+        assert_eq!(rows[23].1.producers, 4);
+        let mut bad = spec;
+        bad.grid.batch_bytes = vec![0];
+        assert_eq!(refused_flag(&bad), flag::BATCH_SIZE);
     }
 
     #[test]

@@ -11,15 +11,22 @@ use faultline_results::kafka_bench::{
 /// A row's settings in one line.
 pub fn describe(s: &ProducerSettings) -> String {
     format!(
-        "{} B, {} partitions, RF {}, acks={}, {} producer(s), compression {}, linger {} ms",
+        "{} B, {} partitions, RF {}, acks={}, {} producer(s), compression {}, linger {} ms, \
+         batch.size {}",
         s.message_bytes,
         s.partitions,
         s.replication_factor,
         s.acks,
         s.producers,
         s.compression,
-        s.linger_ms
+        s.linger_ms,
+        batch(s)
     )
+}
+
+fn batch(s: &ProducerSettings) -> String {
+    s.batch_bytes
+        .map_or_else(|| "default".into(), |b| b.to_string())
 }
 
 fn ms(micros: u64) -> f64 {
@@ -79,8 +86,8 @@ pub fn render(results: &KafkaBenchResults) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<20} {:>6} {:>5} {:>2} {:>4} {:>3} {:>6} {:>6} | {:>9} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>5} | {:>9} {:>6} {:>8} {:>8} {:>8} {:>5} | {:>5}",
-        "row", "bytes", "parts", "RF", "acks", "N", "codec", "linger",
+        "{:<20} {:>6} {:>5} {:>2} {:>4} {:>3} {:>6} {:>6} {:>7} | {:>9} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>5} | {:>9} {:>6} {:>8} {:>8} {:>8} {:>5} | {:>5}",
+        "row", "bytes", "parts", "RF", "acks", "N", "codec", "linger", "batch",
         "rdk msg/s", "MB/s", "p50", "p99", "max", "e2e p50", "e2e p99", "CPU",
         "jvm msg/s", "MB/s", "p50", "p99", "max", "CPU", "ratio"
     );
@@ -96,9 +103,9 @@ pub fn render(results: &KafkaBenchResults) -> String {
             .map_or_else(|| "-".into(), |x| format!("{x:.2}"));
         let _ = writeln!(
             out,
-            "{:<20} {:>6} {:>5} {:>2} {:>4} {:>3} {:>6} {:>6} | {:>9.0} {:>6.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>5} | {} | {:>5}",
+            "{:<20} {:>6} {:>5} {:>2} {:>4} {:>3} {:>6} {:>6} {:>7} | {:>9.0} {:>6.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>5} | {} | {:>5}",
             name, s.message_bytes, s.partitions, s.replication_factor, s.acks, s.producers,
-            s.compression, s.linger_ms,
+            s.compression, s.linger_ms, batch(s),
             r.msgs_per_sec, r.mb_per_sec, ms(r.produce_latency.p50_us), ms(r.produce_latency.p99_us),
             ms(r.produce_latency.max_us), ms(r.end_to_end_latency.p50_us),
             ms(r.end_to_end_latency.p99_us), cpu(r.broker_cpu),

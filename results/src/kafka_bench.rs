@@ -108,6 +108,10 @@ pub struct ProducerSettings {
     /// `none`, `gzip`, `snappy`, `lz4` or `zstd`.
     pub compression: String,
     pub linger_ms: u64,
+    /// `batch.size` given to both clients; `None`: each its own default (the Java
+    /// producer 16,384 bytes, librdkafka 1,000,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_bytes: Option<u64>,
     /// Records per row (split over the producers), when the row is bounded by count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records: Option<u64>,

@@ -58,6 +58,7 @@ fn sample() -> KafkaBenchResults {
                 producers: 1,
                 compression: "lz4".into(),
                 linger_ms: 0,
+                batch_bytes: Some(65_536),
                 records: Some(4),
                 duration_secs: Some(1.5),
             },
@@ -112,6 +113,6 @@ fn the_schema_refuses_a_missing_or_unknown_row_field() {
         .remove("acked");
     assert!(!errors(&missing).is_empty());
     let mut unknown = serde_json::to_value(sample()).unwrap();
-    unknown["rows"][0]["settings"]["batch_size"] = Value::from(16384);
+    unknown["rows"][0]["settings"]["buffer_memory"] = Value::from(16384);
     assert!(!errors(&unknown).is_empty());
 }

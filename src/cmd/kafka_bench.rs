@@ -70,6 +70,11 @@ pub struct KafkaBenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "0ms")]
     linger: Vec<String>,
 
+    /// `batch.size` of both clients, e.g. `16KiB,1MB`; by default each keeps its own
+    /// (the Java producer 16,384 bytes, librdkafka 1,000,000).
+    #[arg(long, value_delimiter = ',')]
+    batch_size: Vec<String>,
+
     /// The five rows of document 002's Table 5 (baseline; lz4; snappy; linger 10 ms;
     /// linger 50 ms) in place of --compression and --linger.
     #[arg(long, conflicts_with_all = ["compression", "linger"])]
@@ -140,6 +145,11 @@ impl KafkaBenchArgs {
             .iter()
             .map(|text| millis(flag::LINGER, text))
             .collect::<Result<_, _>>()?;
+        let batch_bytes = self
+            .batch_size
+            .iter()
+            .map(|text| quantity(flag::BATCH_SIZE, text, parse_bytes))
+            .collect::<Result<_, _>>()?;
         let bound = match &self.duration {
             Some(text) => RowBound::Duration(quantity(flag::DURATION, text, parse_duration)?),
             None => RowBound::Records(self.records),
@@ -154,6 +164,7 @@ impl KafkaBenchArgs {
                 producers: self.producers.clone(),
                 compressions: self.compression.clone(),
                 linger_ms,
+                batch_bytes,
             },
             table5: self.table5,
             bound,

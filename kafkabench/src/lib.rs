@@ -8,7 +8,8 @@
 //!   a setting Kafka or librdkafka would refuse is a [`BenchError::Setting`] naming its
 //!   flag.
 //! - [`run`] (this file): starts the brokers through `faultline_system::stack::kafka`
-//!   (or takes `--bootstrap`), then for each row creates two fresh topics and runs
+//!   (or takes `--bootstrap`), warms them up with untimed records, then for each row
+//!   creates two fresh topics and runs
 //! - [`produce`]: the rdkafka producers and the end-to-end consumer, then
 //! - [`perf_tool`]: the Java tool with the same settings on the other topic;
 //! - [`cpu`]: the brokers' and each client's CPU during each phase;
@@ -217,6 +218,29 @@ async fn delete_topics(bootstrap: &str, topics: &[&str]) {
     }
 }
 
+/// Untimed records through the brokers before the first row, so that their JIT warm-up
+/// is not charged to whichever side of the first row runs first.
+async fn warm_up_brokers(
+    spec: &BenchSpec,
+    brokers: &Brokers,
+    settings: &ProducerSettings,
+) -> Result<(), BenchError> {
+    let bootstrap = &brokers.setup.bootstrap;
+    let topic = format!("kafka-bench-warm-up-{}", uuid::Uuid::new_v4().simple());
+    create_topic(bootstrap, &topic, settings).await?;
+    let row = produce::RdkafkaRow {
+        bootstrap,
+        topic: &topic,
+        settings,
+        bound: RowBound::Records(spec.warm_up_records),
+        consume_timeout: spec.consume_timeout,
+        broker_pids: Vec::new(),
+    };
+    let outcome = blocking(|| produce::run_row(&row)).await;
+    delete_topics(bootstrap, &[&topic]).await;
+    outcome.map(|_| ())
+}
+
 /// One row: rdkafka on one topic, then the Java tool on another, same settings.
 async fn run_row(
     spec: &BenchSpec,
@@ -326,6 +350,13 @@ pub async fn run(
         }),
         None => Ok(()),
     };
+    if let (Ok(()), Some((_, first)), 1..) = (&outcome, rows.first(), spec.warm_up_records) {
+        progress(&format!(
+            "warming the brokers up with {} records",
+            spec.warm_up_records
+        ));
+        outcome = warm_up_brokers(spec, &brokers, first).await;
+    }
     for (index, row) in rows.into_iter().enumerate() {
         if outcome.is_err() {
             break;

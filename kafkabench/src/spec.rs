@@ -74,6 +74,8 @@ pub struct BenchSpec {
     pub perf_tool: bool,
     /// How long the end-to-end consumer may lag behind the last acknowledgement.
     pub consume_timeout: Duration,
+    /// Untimed records sent before the first row (0: none).
+    pub warm_up_records: u64,
 }
 
 /// The flags of `faultline kafka-bench`, named in errors.
@@ -389,6 +391,7 @@ mod tests {
             bound: RowBound::Records(1000),
             perf_tool: true,
             consume_timeout: Duration::from_secs(30),
+            warm_up_records: 0,
         }
     }
 

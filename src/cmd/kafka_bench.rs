@@ -97,6 +97,11 @@ pub struct KafkaBenchArgs {
     #[arg(long, default_value = "30s")]
     consume_timeout: String,
 
+    /// Records sent, untimed, before the first row so that the brokers' JVMs are warm
+    /// for both sides of it, e.g. `20000` (`0`: none).
+    #[arg(long, default_value_t = 20_000)]
+    warm_up_records: u64,
+
     /// Write `kafka-bench.json` (every row, with latency histograms) into this directory.
     #[arg(short = 'o', long, value_name = "DIR")]
     output: Option<PathBuf>,
@@ -169,6 +174,7 @@ impl KafkaBenchArgs {
             table5: self.table5,
             bound,
             perf_tool: !self.no_perf_tool,
+            warm_up_records: self.warm_up_records,
             consume_timeout: quantity("--consume-timeout", &self.consume_timeout, parse_duration)?,
         })
     }

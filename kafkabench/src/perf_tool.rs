@@ -51,7 +51,7 @@ fn command(row: &PerfToolRow<'_>, records: u64) -> Command {
         .args(["--bootstrap-server", row.bootstrap, "--topic", row.topic])
         .args(["--num-records", &records.to_string()])
         .args(["--record-size", &s.message_bytes.to_string()])
-        .args(["--throughput", "-1"])
+        .args(["--throughput", &throughput(s)])
         // Last: it takes every argument after it.
         .arg("--command-property")
         .arg(format!("acks={}", s.acks))
@@ -63,6 +63,14 @@ fn command(row: &PerfToolRow<'_>, records: u64) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     command
+}
+
+/// The tool's `--throughput` for one JVM: its share of the row's rate, or -1 (no limit).
+fn throughput(s: &ProducerSettings) -> String {
+    match s.rate_per_sec {
+        Some(rate) => format!("{:.3}", rate / f64::from(s.producers.max(1))),
+        None => "-1".into(),
+    }
 }
 
 fn tail(text: &str) -> String {
@@ -225,6 +233,7 @@ mod tests {
             compression: "lz4".into(),
             linger_ms: 10,
             batch_bytes: None,
+            rate_per_sec: Some(3000.0),
             records: Some(1000),
             duration_secs: None,
         };
@@ -254,5 +263,7 @@ mod tests {
         );
         let records = args.iter().position(|a| a == "--num-records").unwrap();
         assert_eq!(args[records + 1], "500");
+        let throughput = args.iter().position(|a| a == "--throughput").unwrap();
+        assert_eq!(args[throughput + 1], "3000.000");
     }
 }

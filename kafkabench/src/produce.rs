@@ -9,6 +9,10 @@
 //! consumers do) gets send → consume. The rest of the value is random capital letters,
 //! the Java tool's payload, so both compress alike.
 //!
+//! With a rate, each producer sends its share of it on a fixed schedule (a record late
+//! on it goes at once, so the schedule catches up); the send time stamped is the actual
+//! one, as the Java tool's.
+//!
 //! A record whose send finds librdkafka's queue full is retried with its first send
 //! time, as Java's blocking `send()` counts its wait in the tool's latency; the queue is
 //! bounded in bytes like the Java producer's `buffer.memory`. Before the clock starts,
@@ -177,8 +181,20 @@ fn send_loop(
         RowBound::Records(_) => None,
     };
     delivered_start(producer, origin);
+    let started = Instant::now();
+    let rate = row
+        .settings
+        .rate_per_sec
+        .map(|total| total / f64::from(row.settings.producers.max(1)));
     let mut sent = 0_u64;
     while quota.is_none_or(|q| sent < q) && deadline.is_none_or(|d| Instant::now() < d) {
+        if let Some(rate) = rate {
+            let due = started + due_after(sent, rate);
+            let now = Instant::now();
+            if due > now {
+                thread::sleep(due - now);
+            }
+        }
         stamp(&mut value, origin.elapsed());
         let mut record = BaseRecord::<(), [u8]>::to(row.topic).payload(&value);
         loop {
@@ -194,6 +210,12 @@ fn send_loop(
         sent += 1;
     }
     Ok(sent)
+}
+
+/// When record `index` of a producer sending `rate` records a second is due, after its
+/// first.
+fn due_after(index: u64, rate: f64) -> Duration {
+    Duration::try_from_secs_f64(index as f64 / rate).unwrap_or(Duration::MAX)
 }
 
 /// Notes when this producer's clock started.
@@ -397,6 +419,13 @@ mod tests {
         assert!(value[STAMP_BYTES..].iter().all(u8::is_ascii_uppercase));
         assert_eq!(stamp_of(Some(&value[..4])), None);
         assert_eq!(stamp_of(None), None);
+    }
+
+    #[test]
+    fn a_paced_producer_sends_on_a_fixed_schedule() {
+        assert_eq!(due_after(0, 500.0), Duration::ZERO);
+        assert_eq!(due_after(500, 500.0), Duration::from_secs(1));
+        assert_eq!(due_after(3, 2000.0), Duration::from_micros(1500));
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub enum Cluster {
 }
 
 /// Each setting's values; every combination is a row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Grid {
     pub message_bytes: Vec<u64>,
     pub partitions: Vec<u32>,
@@ -51,6 +51,8 @@ pub struct Grid {
     pub linger_ms: Vec<u64>,
     /// `batch.size` for both clients; empty: each client's own default.
     pub batch_bytes: Vec<u64>,
+    /// Records per second per row, over its producers; empty: unthrottled.
+    pub rates: Vec<f64>,
 }
 
 /// How long each row produces.
@@ -90,6 +92,7 @@ pub mod flag {
     pub const COMPRESSION: &str = "--compression";
     pub const LINGER: &str = "--linger";
     pub const BATCH_SIZE: &str = "--batch-size";
+    pub const RATE: &str = "--rate";
     pub const RECORDS: &str = "--records";
     pub const DURATION: &str = "--duration";
 }
@@ -201,6 +204,13 @@ impl BenchSpec {
                 ),
             ));
         }
+        if let Some(rate) = grid.rates.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
+            return Err(refuse(
+                flag::RATE,
+                format!("{rate}/s"),
+                "must be above zero",
+            ));
+        }
         match self.bound {
             RowBound::Records(0) => return Err(refuse(flag::RECORDS, 0, "must be at least 1")),
             RowBound::Duration(d) if d.is_zero() => {
@@ -271,6 +281,7 @@ impl BenchSpec {
             g.acks.len(),
             g.producers.len(),
             g.batch_bytes.len().max(1),
+            g.rates.len().max(1),
             self.codec_lingers().len(),
         ]
         .iter()
@@ -291,6 +302,11 @@ impl BenchSpec {
         } else {
             g.batch_bytes.iter().copied().map(Some).collect()
         };
+        let rates: Vec<Option<f64>> = if g.rates.is_empty() {
+            vec![None]
+        } else {
+            g.rates.iter().copied().map(Some).collect()
+        };
         let (records, duration_secs) = match self.bound {
             RowBound::Records(n) => (Some(n), None),
             RowBound::Duration(d) => (None, Some(d.as_secs_f64())),
@@ -304,6 +320,7 @@ impl BenchSpec {
             compression: String::new(),
             linger_ms: 0,
             batch_bytes: None,
+            rate_per_sec: None,
             records,
             duration_secs,
         };
@@ -314,6 +331,7 @@ impl BenchSpec {
         rows = expand(rows, &g.acks, |s, v| s.acks = normal_acks(v));
         rows = expand(rows, &g.producers, |s, v| s.producers = *v);
         rows = expand(rows, &batches, |s, v| s.batch_bytes = *v);
+        rows = expand(rows, &rates, |s, v| s.rate_per_sec = *v);
         let pairs = self.codec_lingers();
         rows.into_iter()
             .flat_map(|(_, settings)| {
@@ -386,6 +404,7 @@ mod tests {
                 compressions: vec!["none".into(), "lz4".into()],
                 linger_ms: vec![0, 10, 50],
                 batch_bytes: Vec::new(),
+                rates: Vec::new(),
             },
             table5: false,
             bound: RowBound::Records(1000),
@@ -429,9 +448,12 @@ mod tests {
         assert_eq!(big.count(), 12);
         assert_eq!(rows[0].1.producers, 1);
         assert_eq!(rows[23].1.producers, 4);
-        let mut bad = spec;
+        let mut bad = spec.clone();
         bad.grid.batch_bytes = vec![0];
         assert_eq!(refused_flag(&bad), flag::BATCH_SIZE);
+        let mut bad = spec;
+        bad.grid.rates = vec![0.0];
+        assert_eq!(refused_flag(&bad), flag::RATE);
     }
 
     #[test]

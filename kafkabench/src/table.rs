@@ -12,7 +12,7 @@ use faultline_results::kafka_bench::{
 pub fn describe(s: &ProducerSettings) -> String {
     format!(
         "{} B, {} partitions, RF {}, acks={}, {} producer(s), compression {}, linger {} ms, \
-         batch.size {}",
+         batch.size {}, {}",
         s.message_bytes,
         s.partitions,
         s.replication_factor,
@@ -20,13 +20,20 @@ pub fn describe(s: &ProducerSettings) -> String {
         s.producers,
         s.compression,
         s.linger_ms,
-        batch(s)
+        batch(s),
+        s.rate_per_sec
+            .map_or_else(|| "unthrottled".into(), |r| format!("{r:.0} msg/s offered"))
     )
 }
 
 fn batch(s: &ProducerSettings) -> String {
     s.batch_bytes
         .map_or_else(|| "default".into(), |b| b.to_string())
+}
+
+fn offered(s: &ProducerSettings) -> String {
+    s.rate_per_sec
+        .map_or_else(|| "max".into(), |r| format!("{r:.0}"))
 }
 
 fn ms(micros: u64) -> f64 {
@@ -86,8 +93,8 @@ pub fn render(results: &KafkaBenchResults) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<20} {:>6} {:>5} {:>2} {:>4} {:>3} {:>6} {:>6} {:>7} | {:>9} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>5} | {:>9} {:>6} {:>8} {:>8} {:>8} {:>5} | {:>5}",
-        "row", "bytes", "parts", "RF", "acks", "N", "codec", "linger", "batch",
+        "{:<20} {:>6} {:>5} {:>2} {:>4} {:>3} {:>6} {:>6} {:>7} {:>7} | {:>9} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>5} | {:>9} {:>6} {:>8} {:>8} {:>8} {:>5} | {:>5}",
+        "row", "bytes", "parts", "RF", "acks", "N", "codec", "linger", "batch", "offered",
         "rdk msg/s", "MB/s", "p50", "p99", "max", "e2e p50", "e2e p99", "CPU",
         "jvm msg/s", "MB/s", "p50", "p99", "max", "CPU", "ratio"
     );
@@ -103,9 +110,9 @@ pub fn render(results: &KafkaBenchResults) -> String {
             .map_or_else(|| "-".into(), |x| format!("{x:.2}"));
         let _ = writeln!(
             out,
-            "{:<20} {:>6} {:>5} {:>2} {:>4} {:>3} {:>6} {:>6} {:>7} | {:>9.0} {:>6.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>5} | {} | {:>5}",
+            "{:<20} {:>6} {:>5} {:>2} {:>4} {:>3} {:>6} {:>6} {:>7} {:>7} | {:>9.0} {:>6.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>5} | {} | {:>5}",
             name, s.message_bytes, s.partitions, s.replication_factor, s.acks, s.producers,
-            s.compression, s.linger_ms, batch(s),
+            s.compression, s.linger_ms, batch(s), offered(s),
             r.msgs_per_sec, r.mb_per_sec, ms(r.produce_latency.p50_us), ms(r.produce_latency.p99_us),
             ms(r.produce_latency.max_us), ms(r.end_to_end_latency.p50_us),
             ms(r.end_to_end_latency.p99_us), cpu(r.broker_cpu),

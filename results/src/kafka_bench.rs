@@ -112,6 +112,10 @@ pub struct ProducerSettings {
     /// producer 16,384 bytes, librdkafka 1,000,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_bytes: Option<u64>,
+    /// Records per second over all the row's producers (the Java tool's `--throughput`,
+    /// split over its JVMs); `None`: as fast as each client goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_sec: Option<f64>,
     /// Records per row (split over the producers), when the row is bounded by count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records: Option<u64>,

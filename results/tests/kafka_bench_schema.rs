@@ -59,6 +59,7 @@ fn sample() -> KafkaBenchResults {
                 compression: "lz4".into(),
                 linger_ms: 0,
                 batch_bytes: Some(65_536),
+                rate_per_sec: Some(2500.0),
                 records: Some(4),
                 duration_secs: Some(1.5),
             },

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use faultline_kafkabench::{table, BenchError, BenchSpec, Cluster, Grid, RowBound};
-use faultline_results::quantity::{parse_bytes, parse_duration};
+use faultline_results::quantity::{parse_bytes, parse_duration, Dimension, Quantity};
 
 /// Arguments of `faultline kafka-bench`. Every setting takes several values
 /// (`--linger 0ms,10ms,50ms` or the flag repeated); each combination is a row.
@@ -74,6 +74,12 @@ pub struct KafkaBenchArgs {
     /// (the Java producer 16,384 bytes, librdkafka 1,000,000).
     #[arg(long, value_delimiter = ',')]
     batch_size: Vec<String>,
+
+    /// Records per second per row over its producers, e.g. `2000/s,5000/s` (the Java
+    /// tool's `--throughput`); by default as fast as each client goes. Below saturation,
+    /// latencies show what linger and compression cost rather than queueing.
+    #[arg(long, value_delimiter = ',')]
+    rate: Vec<String>,
 
     /// The five rows of document 002's Table 5 (baseline; lz4; snappy; linger 10 ms;
     /// linger 50 ms) in place of --compression and --linger.
@@ -155,6 +161,15 @@ impl KafkaBenchArgs {
             .iter()
             .map(|text| quantity(flag::BATCH_SIZE, text, parse_bytes))
             .collect::<Result<_, _>>()?;
+        let rates = self
+            .rate
+            .iter()
+            .map(|text| {
+                quantity(flag::RATE, text, |t| {
+                    Quantity::parse_in(t, Dimension::Rate).map(|q| q.value)
+                })
+            })
+            .collect::<Result<_, _>>()?;
         let bound = match &self.duration {
             Some(text) => RowBound::Duration(quantity(flag::DURATION, text, parse_duration)?),
             None => RowBound::Records(self.records),
@@ -170,6 +185,7 @@ impl KafkaBenchArgs {
                 compressions: self.compression.clone(),
                 linger_ms,
                 batch_bytes,
+                rates,
             },
             table5: self.table5,
             bound,

@@ -22,7 +22,7 @@ fn stderr_of(output: &Output) -> String {
 }
 
 #[test]
-fn a_short_run_on_one_broker_records_throughput_and_p99_for_both_producers() {
+fn a_short_paced_run_on_one_broker_records_throughput_and_p99_for_both_producers() {
     let out = tempfile::tempdir().unwrap();
     let output = kafka_bench(&[
         "--brokers",
@@ -37,6 +37,10 @@ fn a_short_run_on_one_broker_records_throughput_and_p99_for_both_producers() {
         "3",
         "--linger",
         "5ms",
+        // 3,000 records at 1,500/s: two seconds per side, where unthrottled they take
+        // a second or less (the Java tool) or a fraction of one (rdkafka).
+        "--rate",
+        "1500/s",
         "-o",
         out.path().to_str().unwrap(),
     ]);
@@ -55,10 +59,16 @@ fn a_short_run_on_one_broker_records_throughput_and_p99_for_both_producers() {
     let row = &results.rows[0];
     assert_eq!(row.settings.replication_factor, 1, "RF 1 on one broker");
     assert_eq!(row.settings.linger_ms, 5);
+    assert_eq!(row.settings.rate_per_sec, Some(1500.0));
 
     let ours = &row.rdkafka;
     assert_eq!(ours.acked, 3000, "{:?}", row.notes);
     assert!(ours.msgs_per_sec > 0.0 && ours.mb_per_sec > 0.0, "{ours:?}");
+    // A lower bound only: a loaded machine makes a row slower, never faster.
+    assert!(
+        ours.elapsed_secs >= 1.6,
+        "the rate held rdkafka back: {ours:?}"
+    );
     assert_eq!(ours.produce_latency.count, 3000);
     assert!(ours.produce_latency.p99_us > 0);
     assert!(ours.produce_latency.p99_us >= ours.produce_latency.p50_us);
@@ -77,6 +87,11 @@ fn a_short_run_on_one_broker_records_throughput_and_p99_for_both_producers() {
     let theirs = row.perf_tool.as_ref().expect("ProducerPerformance ran");
     assert_eq!(theirs.records, 3000);
     assert!(theirs.msgs_per_sec > 0.0, "{theirs:?}");
+    let tool_secs = theirs.records as f64 / theirs.msgs_per_sec;
+    assert!(
+        tool_secs >= 1.6,
+        "the rate held the Java tool back: {theirs:?}"
+    );
     assert!(theirs.max_ms >= theirs.p99_ms && theirs.p99_ms >= theirs.p50_ms);
     assert!(row.throughput_ratio().is_some());
 }

@@ -26,11 +26,14 @@ test: setup
 	$(CARGO) check --locked --features containers
 
 # Benchmarks, not tests: ratios in one run (loadgen vs wrk and oha), system throughput,
-# the checkout saga at stepped rates with its drain capacity (scripts/bench-saga).
+# the checkout saga at stepped rates with its drain capacity (scripts/bench-saga), and
+# Kafka producers: document 002's Table 5 rows on 3 brokers, rdkafka beside Apache Kafka's
+# ProducerPerformance in one run (a quick grid: 50,000 records of 1 KiB per row and side).
 bench: build
 	scripts/bench-loadgen
 	scripts/bench-system
 	scripts/bench-saga
+	$${FAULTLINE_BIN:-target/release/faultline} kafka-bench --brokers 3 --table5 --records 50000 -o reports/out/kafka-bench
 
 # Formatting, clippy with warnings as errors, and the size limits of scripts/check-size.
 lint: setup

@@ -55,6 +55,9 @@ enum Command {
     /// The whole reference system on this machine.
     #[command(subcommand)]
     System(cmd::system::SystemCommand),
+    /// Kafka producer benchmark: rdkafka and Apache Kafka's own ProducerPerformance side
+    /// by side on the same brokers, over a grid of settings (document 002's Table 5).
+    KafkaBench(Box<cmd::kafka_bench::KafkaBenchArgs>),
     /// Real infrastructure on loopback: Apache Kafka (KRaft), PostgreSQL, Redis.
     #[command(subcommand)]
     Stack(cmd::stack::StackCommand),
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => cmd::serve::run(args).await,
             Command::Stack(command) => cmd::stack::run(command).await,
             Command::System(command) => cmd::system::run(command).await,
+            Command::KafkaBench(args) => cmd::kafka_bench::run(*args).await,
         }
     });
     match outcome {

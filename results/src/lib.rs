@@ -23,6 +23,7 @@
 //! - [`tls`]: what an `https://` run's TLS handshakes cost ([`TlsResults`]).
 //! - [`gates`]: `[[gates]]` tables as written ([`GateSpec`]), recorded in results and
 //!   judged by reports.
+//! - [`kafka_bench`]: what `faultline kafka-bench` measured (`kafka-bench.json`).
 //! - [`quantity`]: the one parser of durations, sizes, rates and percentages that
 //!   every scenario table and flag uses.
 
@@ -32,6 +33,7 @@ pub mod error;
 pub mod error_class;
 pub mod gates;
 pub mod histogram;
+pub mod kafka_bench;
 pub mod merge;
 pub mod quantity;
 pub mod results;

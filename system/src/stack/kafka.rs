@@ -121,7 +121,10 @@ pub struct KafkaCluster {
 }
 
 impl KafkaCluster {
-    pub(crate) async fn start(
+    /// Starts local brokers (their directories under `data_root`) or checks an external
+    /// cluster; [`Stack::start`](super::Stack::start) calls this alongside the other
+    /// components, `kafka-bench` alone.
+    pub async fn start(
         spec: &KafkaSpec,
         data_root: &Path,
         timeout: Duration,
@@ -222,7 +225,8 @@ impl KafkaCluster {
             .ok_or_else(|| StackError::Invalid(format!("there is no local Kafka broker {node_id}")))
     }
 
-    pub(crate) async fn stop(&mut self) {
+    /// Stops every local broker: SIGTERM, then SIGKILL after a grace period.
+    pub async fn stop(&mut self) {
         // All at once: a broker waiting for its controlled shutdown would otherwise wait for
         // peers that are still up, one grace period each.
         let stops = self
@@ -270,7 +274,8 @@ fn default_cache_dir() -> PathBuf {
     home.join(".cache").join("faultline")
 }
 
-fn java_program() -> Result<PathBuf, StackError> {
+/// The `java` that runs Kafka: `$JAVA_HOME/bin/java`, else the one on the path.
+pub fn java_program() -> Result<PathBuf, StackError> {
     if let Some(java_home) = std::env::var_os("JAVA_HOME") {
         let java = PathBuf::from(java_home).join("bin").join("java");
         if java.is_file() {

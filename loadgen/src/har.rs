@@ -95,7 +95,7 @@ pub struct Dropped {
 /// Reads and converts the HAR file at `path`.
 pub fn read(path: &Path, filter: &HarFilter) -> Result<Conversion, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|e| LoadError::InvalidArgument {
-        option: "--har",
+        option: "HAR",
         reason: format!("{}: cannot be read: {e}", path.display()),
     })?;
     convert(&text, filter, &path.display().to_string())
@@ -104,7 +104,7 @@ pub fn read(path: &Path, filter: &HarFilter) -> Result<Conversion, LoadError> {
 /// Converts HAR text; `source` names it in errors.
 pub fn convert(text: &str, filter: &HarFilter, source: &str) -> Result<Conversion, LoadError> {
     let bad = |reason: String| LoadError::InvalidArgument {
-        option: "--har",
+        option: "HAR",
         reason: format!("{source}: {reason}"),
     };
     let document: serde_json::Value =
@@ -621,7 +621,7 @@ impl Conversion {
             if !request.headers.is_empty() {
                 let _ = writeln!(out, "[requests.headers]");
                 for (name, value) in &request.headers {
-                    let _ = writeln!(out, "{} = {}", toml_string(name), toml_string(value));
+                    let _ = writeln!(out, "{} = {}", toml_key(name), toml_string(value));
                 }
             }
         }
@@ -632,6 +632,19 @@ impl Conversion {
 /// `text` as a TOML string, quoted and escaped by the toml crate.
 fn toml_string(text: &str) -> String {
     toml::Value::String(text.to_string()).to_string()
+}
+
+/// A header name as a TOML key: bare when TOML allows it (`content-type`), else quoted.
+fn toml_key(name: &str) -> String {
+    let bare = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if bare {
+        name.to_string()
+    } else {
+        toml_string(name)
+    }
 }
 
 #[cfg(test)]
@@ -702,6 +715,8 @@ mod tests {
         // The base64 body decoded, its content type taken from postData.
         assert_eq!(requests[4].body.as_deref(), Some(r#"{"payment":"card"}"#));
         assert_eq!(requests[4].headers["content-type"], "application/json");
+        // A header name that is no bare TOML key, for the saved file's round trip.
+        assert_eq!(requests[4].headers["x.client-version"], "web 4.2");
     }
 
     #[test]

@@ -20,7 +20,11 @@
 //! (a binary body, `{{` that a requests file would read as a placeholder) are dropped
 //! and listed, as every dropped entry is, in [`Conversion::dropped`].
 
-use std::{collections::BTreeMap, fmt::Write as _, path::Path};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt::Write as _,
+    path::Path,
+};
 
 use base64::Engine as _;
 use serde::Deserialize;
@@ -107,15 +111,19 @@ pub fn convert(text: &str, filter: &HarFilter, source: &str) -> Result<Conversio
         option: "HAR",
         reason: format!("{source}: {reason}"),
     };
-    let document: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let document: HarDocument = serde_json::from_str(text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => bad(format!("not a HAR: {e}")),
+        _ => bad(format!("not JSON: {e}")),
+    })?;
     let entries = document
-        .pointer("/log/entries")
-        .and_then(|entries| entries.as_array())
+        .log
+        .and_then(|log| log.entries)
         .ok_or_else(|| bad("not a HAR: it has no log.entries array".into()))?;
+    let count = entries.len();
     let mut converter = Converter {
         filter,
         site_host: None,
+        namesakes: HashMap::new(),
         conversion: Conversion {
             origin: String::new(),
             requests: RequestsFile {
@@ -125,12 +133,12 @@ pub fn convert(text: &str, filter: &HarFilter, source: &str) -> Result<Conversio
             dropped: Vec::new(),
         },
     };
-    for (index, entry) in entries.iter().enumerate() {
-        let entry: HarEntry = serde_json::from_value(entry.clone())
-            .map_err(|e| bad(format!("log.entries[{index}]: {e}")))?;
+    for (index, entry) in entries.into_iter().enumerate() {
+        // Each entry on its own, so a bad one is named by its index.
+        let entry: HarEntry =
+            serde_json::from_value(entry).map_err(|e| bad(format!("log.entries[{index}]: {e}")))?;
         match converter.entry(&entry) {
-            Ok(Some(request)) => converter.keep(index, request),
-            Ok(None) => {}
+            Ok(request) => converter.keep(index, request),
             Err(Skip::Drop(kind, reason)) => converter.conversion.dropped.push(Dropped {
                 index,
                 kind,
@@ -142,12 +150,22 @@ pub fn convert(text: &str, filter: &HarFilter, source: &str) -> Result<Conversio
     let conversion = converter.conversion;
     if conversion.requests.requests.is_empty() {
         return Err(bad(format!(
-            "no entry left to send of {} ({})",
-            entries.len(),
+            "no entry left to send of {count} ({})",
             conversion.dropped_summary()
         )));
     }
     Ok(conversion)
+}
+
+/// A HAR file down to its entries, each read on its own ([`HarEntry`]).
+#[derive(Debug, Deserialize)]
+struct HarDocument {
+    log: Option<HarLog>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HarLog {
+    entries: Option<Vec<serde_json::Value>>,
 }
 
 /// The parts of a HAR entry the conversion reads; the rest (timings, cache, ...) is
@@ -210,6 +228,9 @@ enum Skip {
 struct Converter<'a> {
     filter: &'a HarFilter,
     site_host: Option<String>,
+    /// The kept requests of each method and path, by index: where an identical
+    /// request or a namesake is looked for.
+    namesakes: HashMap<(String, String), Vec<usize>>,
     conversion: Conversion,
 }
 
@@ -253,8 +274,8 @@ const STATIC_EXTENSIONS: &[&str] = &[
 ];
 
 impl Converter<'_> {
-    /// The entry as a request to keep, `Ok(None)` for none, or why not.
-    fn entry(&mut self, entry: &HarEntry) -> Result<Option<RequestEntry>, Skip> {
+    /// The entry as a request to keep, or why not.
+    fn entry(&mut self, entry: &HarEntry) -> Result<RequestEntry, Skip> {
         let request = entry
             .request
             .as_ref()
@@ -323,14 +344,14 @@ impl Converter<'_> {
         if self.conversion.origin.is_empty() {
             self.conversion.origin = url.origin();
         }
-        Ok(Some(RequestEntry {
+        Ok(RequestEntry {
             method: method.to_string(),
             path: url.path_and_query,
             headers,
             body,
             name: None,
             weight: None,
-        }))
+        })
     }
 
     /// The headers to replay, lower-case; repeated ones joined as HTTP joins them.
@@ -371,23 +392,27 @@ impl Converter<'_> {
     /// method and path, so results keep each under its own name.
     fn keep(&mut self, index: usize, mut request: RequestEntry) {
         let kept = &mut self.conversion.requests.requests;
-        if let Some(same) = kept.iter().position(|r| same_request(r, &request)) {
+        let namesakes = self
+            .namesakes
+            .entry((request.method.clone(), request.path.clone()))
+            .or_default();
+        if let Some(&same) = namesakes
+            .iter()
+            .find(|&&k| same_request(&kept[k], &request))
+        {
             kept[same].weight = Some(kept[same].weight.unwrap_or(1) + 1);
             self.conversion.sources[same].push(index);
             return;
         }
-        let namesakes = kept
-            .iter()
-            .filter(|r| r.method == request.method && r.path == request.path)
-            .count();
-        if namesakes > 0 {
+        if !namesakes.is_empty() {
             request.name = Some(format!(
                 "{} {} ({})",
                 request.method,
                 request.path,
-                namesakes + 1
+                namesakes.len() + 1
             ));
         }
+        namesakes.push(kept.len());
         kept.push(request);
         self.conversion.sources.push(vec![index]);
     }
@@ -792,6 +817,11 @@ mod tests {
         for (text, expected) in [
             ("<html>".to_string(), "not JSON"),
             (r#"{"log": {"pages": []}}"#.to_string(), "no log.entries"),
+            (r#"{"log": {"entries": {}}}"#.to_string(), "not a HAR"),
+            (
+                r#"{"log": {"entries": [7]}}"#.to_string(),
+                "log.entries[0]: invalid type",
+            ),
             (
                 entry(r#"{"url": "http://a.example/x"}"#),
                 "log.entries[1]: request.method is missing",

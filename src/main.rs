@@ -40,6 +40,9 @@ enum Command {
     /// write results.json; latency is measured from each request's intended send time.
     // Boxed: its many options would make every command as large as it.
     Load(Box<cmd::load::LoadArgs>),
+    /// Turn a browser recording (HAR) into a requests file for `load --requests`, with
+    /// the filters of `load --har` (third parties, static assets, browser-only headers).
+    Har(cmd::har::HarArgs),
     /// Merge the results.json of several load workers exactly (histograms add).
     Merge(cmd::merge::MergeArgs),
     /// Write the HTML report of a run (one self-contained index.html) from results.json.
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => cmd::run::run(args).await,
             Command::Load(args) => cmd::load::run(*args).await,
+            Command::Har(args) => cmd::har::run(args).await,
             Command::Merge(args) => cmd::merge::run(args).await,
             Command::Report(args) => cmd::report::run(args).await,
             Command::Gate(args) => cmd::gate::run(args).await,

@@ -27,6 +27,7 @@ use crate::{
     engine::{self, LoadConfig},
     error::LoadError,
     feeder::{Feeder, FeederMode},
+    har::{self, Conversion, HarFilter},
     journeys::{self, Driver, JourneyConfig, JourneyMix},
     scenario::{LoadPlan, RequestsFile},
     schedule::{parse_stages, Schedule},
@@ -63,8 +64,9 @@ pub struct LoadRun {
 #[group(skip)]
 pub struct LoadArgs {
     /// Target URL, e.g. http://127.0.0.1:8080/orders or https://shop.example/api. With --journeys,
-    /// the gateway's base URL; with --scenario, it overrides the file's target.
-    #[arg(required_unless_present_any = ["scenario", "target_list"])]
+    /// the gateway's base URL; with --scenario, it overrides the file's target; with
+    /// --har, it replaces the recorded origin (default: the recording's).
+    #[arg(required_unless_present_any = ["scenario", "target_list", "har"])]
     pub url: Option<String>,
 
     /// Several target base URLs to spread the requests over (each connection keeps
@@ -82,6 +84,18 @@ pub struct LoadArgs {
     /// as `[[load.requests]]` in a scenario: the mix to send.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["method", "body", "journeys"])]
     pub requests: Option<PathBuf>,
+
+    /// A browser recording (HAR, as developer tools export it) whose entries are the
+    /// mix to send: method, path, headers and body of each, weight 1 (identical requests
+    /// add up), recorded under `METHOD /path`. The --har-* options filter it;
+    /// `faultline har FILE -o requests.toml` writes the requests file it makes.
+    #[arg(long, value_name = "FILE", conflicts_with_all = [
+        "method", "body", "journeys", "request", "requests", "scenario",
+    ])]
+    pub har: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub har_filter: HarFilter,
 
     /// Rows (a .csv with a header row, or .jsonl) that fill the {{column}} placeholders
     /// of request templates; one row per request.
@@ -294,23 +308,44 @@ impl LoadArgs {
         }
     }
 
-    /// The target, and the hosts of --target-list (empty without).
-    fn targets(&self) -> Result<(Target, Vec<Host>), LoadError> {
+    /// The target, and the hosts of --target-list (empty without); with --har and
+    /// neither, the recording's origin.
+    fn targets(&self, har: Option<&Conversion>) -> Result<(Target, Vec<Host>), LoadError> {
         if !self.target_list.is_empty() {
             let hosts = Host::parse_list(self.target_list.iter().map(String::as_str))?;
             let first = hosts[0].target.clone();
             return Ok((first, hosts));
         }
-        let url = self.url.as_deref().ok_or(LoadError::InvalidArgument {
-            option: "URL",
-            reason: "give a target URL, --target-list or --scenario FILE".into(),
-        })?;
+        let url = self
+            .url
+            .as_deref()
+            .or(har.map(|conversion| conversion.origin.as_str()))
+            .ok_or(LoadError::InvalidArgument {
+                option: "URL",
+                reason: "give a target URL, --target-list, --har FILE or --scenario FILE".into(),
+            })?;
         Ok((Target::parse(url)?, Vec::new()))
     }
 
-    /// The requests to send: the --request mix, the --requests file's, or the one
-    /// request of --method, --body and the URL.
-    fn requests_for(&self, target: &Target) -> Result<Vec<RequestSpec>, LoadError> {
+    /// The recording of --har, converted (the summary on stderr unless --quiet).
+    fn har(&self) -> Result<Option<Conversion>, LoadError> {
+        let Some(path) = &self.har else {
+            return Ok(None);
+        };
+        let conversion = har::read(path, &self.har_filter)?;
+        if !self.quiet {
+            eprintln!("{}", conversion.summary(&path.display().to_string()));
+        }
+        Ok(Some(conversion))
+    }
+
+    /// The requests to send: the --request mix, the --requests file's, the --har
+    /// recording's, or the one request of --method, --body and the URL.
+    fn requests_for(
+        &self,
+        target: &Target,
+        har: Option<&Conversion>,
+    ) -> Result<Vec<RequestSpec>, LoadError> {
         let headers = parse_headers(&self.headers)?;
         if !self.request.is_empty() {
             return self
@@ -321,6 +356,9 @@ impl LoadArgs {
         }
         if let Some(path) = &self.requests {
             return RequestsFile::read(path)?.specs(target, &headers, path);
+        }
+        if let (Some(conversion), Some(path)) = (har, &self.har) {
+            return conversion.requests.specs(target, &headers, path);
         }
         let method = parse_method(&self.method)?;
         let body = read_body(self.body.as_deref())?;
@@ -407,7 +445,8 @@ impl LoadArgs {
 
     /// Checks the arguments and turns them into an engine configuration.
     pub fn to_config(&self, run_info: RunInfo) -> Result<LoadConfig, LoadError> {
-        let (target, hosts) = self.targets()?;
+        let har = self.har()?;
+        let (target, hosts) = self.targets(har.as_ref())?;
         let arrivals = if self.poisson {
             Arrivals::Poisson {
                 seed: self.seed.unwrap_or_else(rand::random),
@@ -434,7 +473,7 @@ impl LoadArgs {
                 reason: "the duration must be longer than zero".into(),
             });
         }
-        let requests = self.requests_for(&target)?;
+        let requests = self.requests_for(&target, har.as_ref())?;
         let mut config = LoadConfig::new(target, schedule);
         config.requests = requests;
         config.hosts = hosts;
@@ -532,6 +571,41 @@ pub async fn run_plan(
     }
     print!("{}", summary_table(&results));
     Ok(results)
+}
+
+/// Arguments of `faultline har`.
+#[derive(Debug, Clone, clap::Args)]
+#[group(skip)]
+pub struct HarArgs {
+    /// The browser recording (HAR) to convert.
+    #[arg(value_name = "FILE")]
+    pub har: PathBuf,
+
+    #[command(flatten)]
+    pub filter: HarFilter,
+
+    /// Write the requests file here (stdout when not given).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Runs `faultline har`: converts the recording as `faultline load --har` does and
+/// writes it as a requests file (`--requests` reads it back unchanged); the summary
+/// goes to stderr.
+pub fn run_har(args: &HarArgs) -> Result<Conversion, LoadError> {
+    let conversion = har::read(&args.har, &args.filter)?;
+    let source = args.har.display().to_string();
+    match &args.output {
+        Some(path) => {
+            let text = conversion.to_toml(&source, &path.display().to_string());
+            std::fs::write(path, text).map_err(|e| {
+                faultline_results::FileError::new("writing the requests file to", path, e)
+            })?;
+        }
+        None => print!("{}", conversion.to_toml(&source, "requests.toml")),
+    }
+    eprintln!("{}", conversion.summary(&source));
+    Ok(conversion)
 }
 
 /// Arguments of `faultline merge`.

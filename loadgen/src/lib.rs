@@ -9,6 +9,9 @@
 //!   a request's path, headers and body, compiled once at start; [`feeder`]: the CSV
 //!   or JSON-lines rows they are filled from. Module `mix`: the weighted turns that
 //!   pick each arrival's request and host.
+//! - [`har`]: a browser recording (`--har FILE`) turned into requests, the entries of
+//!   a requests file (`--requests`), with third parties, static assets and
+//!   browser-only headers left out.
 //! - [`schedule`]: when requests are due. An open [`Schedule`] (constant rate or
 //!   linear stages such as `10s:0->500, 60s:500`, uniform or Poisson arrivals) yields
 //!   an intended send time per request; a closed one sends back to back.
@@ -49,6 +52,7 @@ pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod feeder;
+pub mod har;
 pub mod journeys;
 mod mix;
 pub mod recorder;

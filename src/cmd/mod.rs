@@ -1,6 +1,7 @@
 //! One module per subcommand; each turns arguments into library calls and an exit code.
 
 pub mod gate;
+pub mod har;
 pub mod kafka_bench;
 pub mod load;
 pub mod merge;

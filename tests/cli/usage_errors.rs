@@ -116,3 +116,29 @@ fn a_capacity_search_is_refused_by_run_and_a_bad_one_by_load_with_exit_2() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--gate"), "{stderr}");
 }
+
+#[test]
+fn a_bad_recording_exits_2_naming_the_entry_for_har_and_load_har() {
+    let dir = tempfile::tempdir().unwrap();
+    let har = dir.path().join("rec.har");
+    std::fs::write(
+        &har,
+        r#"{"log": {"entries": [{"request": {"method": "GET", "url": "gopher://a.example/"}}]}}"#,
+    )
+    .unwrap();
+    let har = har.to_str().unwrap();
+    // Port 1 is never reached: the recording is read first.
+    for args in [
+        &["har", har][..],
+        &["load", "http://127.0.0.1:1/", "--har", har, "--rate", "5"][..],
+    ] {
+        let output = faultline(args, &[]);
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("rec.har: log.entries[0]") && stderr.contains("\"gopher\""),
+            "{args:?}: {stderr}"
+        );
+        assert!(output.stdout.is_empty(), "{args:?}: stdout must stay empty");
+    }
+}

@@ -9,6 +9,7 @@
 mod cli;
 mod coordinated_omission;
 mod errors;
+mod har;
 mod merge;
 mod rate;
 mod schema;

@@ -149,8 +149,9 @@ mod tests {
         admission
             .admit()
             .expect("the dropped ticket freed its place")
-            .keep();
-        assert!(admission.admit().is_err(), "3 pending again");
+            .keep(); // 2 pending
+        admission.admit().expect("the third place").keep();
+        assert!(admission.admit().is_err(), "a fourth while 3 are pending");
     }
 
     #[test]

@@ -337,11 +337,7 @@ impl<H: EventHandler> EventConsumer<H> {
 
     /// Applies every event not applied before in one transaction; returns how many were new.
     async fn apply_batch(&self, events: &[Envelope]) -> Result<usize, HandleError> {
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| HandleError::Retry(e.to_string()))?;
+        let mut client = self.connection().await?;
         let tx = client.transaction().await?;
         let ids: Vec<Uuid> = events.iter().map(|event| event.id).collect();
         let mut new_ids: HashSet<Uuid> = tx
@@ -427,13 +423,17 @@ impl<H: EventHandler> EventConsumer<H> {
         }
     }
 
-    /// Ok(true) if applied now, Ok(false) if it had been applied before.
-    async fn apply(&self, event: &Envelope) -> Result<bool, HandleError> {
-        let mut client = self
-            .pool
+    /// A pooled connection; none free (the database down) is a transient failure.
+    async fn connection(&self) -> Result<deadpool_postgres::Client, HandleError> {
+        self.pool
             .get()
             .await
-            .map_err(|e| HandleError::Retry(e.to_string()))?;
+            .map_err(|e| HandleError::Retry(e.to_string()))
+    }
+
+    /// Ok(true) if applied now, Ok(false) if it had been applied before.
+    async fn apply(&self, event: &Envelope) -> Result<bool, HandleError> {
+        let mut client = self.connection().await?;
         let tx = client.transaction().await?;
         let inserted = tx
             .execute_prepared(

@@ -6,12 +6,16 @@
 //! PostgreSQL's profile. deadpool keeps a statement cache per pooled connection; these
 //! methods go through it, so a hot statement costs one round trip and no parse after its
 //! first use on a connection.
+//!
+//! [`every`] runs periodic database work (a gauge refresh, a fold) on a pooled connection.
 
 use std::future::Future;
+use std::time::Duration;
 
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Error, Row};
+use tokio_util::sync::CancellationToken;
 
 /// The query methods of a pooled connection or transaction, through its statement cache.
 pub trait Prepared: GenericClient {
@@ -65,3 +69,26 @@ pub trait Prepared: GenericClient {
 }
 
 impl<C: GenericClient> Prepared for C {}
+
+/// Runs `work` on a pooled connection every `period` until `shutdown`; a turn that finds no
+/// free connection (the database down, the pool busy) is skipped, not queued.
+pub async fn every<Work, Turn>(
+    period: Duration,
+    pool: &Pool,
+    shutdown: &CancellationToken,
+    mut work: Work,
+) where
+    Work: FnMut(deadpool_postgres::Client) -> Turn,
+    Turn: Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Ok(client) = pool.get().await {
+            work(client).await;
+        }
+    }
+}

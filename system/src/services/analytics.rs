@@ -35,7 +35,7 @@ use crate::platform::http::{ApiError, ErrorBody, Json};
 use crate::platform::metrics::{Metrics, STEP_BUCKETS};
 use crate::platform::migrate::Migration;
 use crate::platform::notify::Changes;
-use crate::platform::sql::Prepared;
+use crate::platform::sql::{self, Prepared};
 
 pub const NAME: &str = "analytics";
 /// The longest a long-poll may wait.
@@ -120,15 +120,7 @@ const FOLD_EVERY: Duration = Duration::from_secs(1);
 /// Folds `order_total_deltas` into `order_totals` every [`FOLD_EVERY`], in one statement,
 /// so a reader summing both never counts a delta twice or misses one.
 async fn fold_totals(pool: Pool, shutdown: tokio_util::sync::CancellationToken) {
-    let mut tick = tokio::time::interval(FOLD_EVERY);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let Ok(client) = pool.get().await else {
-            continue;
-        };
+    sql::every(FOLD_EVERY, &pool, &shutdown, |client| async move {
         if let Err(error) = client
             .execute_prepared(
                 "WITH folded AS (DELETE FROM order_total_deltas RETURNING status, orders, amount_cents)
@@ -142,7 +134,8 @@ async fn fold_totals(pool: Pool, shutdown: tokio_util::sync::CancellationToken) 
         {
             tracing::warn!(%error, "folding the order totals");
         }
-    }
+    })
+    .await
 }
 
 pub fn routes(pool: Pool, views: Changes) -> Router {

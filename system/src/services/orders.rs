@@ -35,7 +35,7 @@ use crate::platform::http::{ApiError, ErrorBody, Json, TraceContext, USER_ID};
 use crate::platform::metrics::{Metrics, STEP_BUCKETS};
 use crate::platform::migrate::Migration;
 use crate::platform::outbox;
-use crate::platform::sql::Prepared;
+use crate::platform::sql::{self, Prepared};
 
 pub const NAME: &str = "orders";
 
@@ -136,32 +136,27 @@ impl SagaMetrics {
         admission: Admission,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let Ok(client) = pool.get().await else {
-                continue;
-            };
-            if let Ok(rows) = client
-                .query_prepared("SELECT status, count(*) FROM orders GROUP BY status", &[])
-                .await
-            {
+        sql::every(Duration::from_secs(1), &pool, &shutdown, |client| {
+            let (by_status, admission) = (&self.by_status, &admission);
+            async move {
+                let Ok(rows) = client
+                    .query_prepared("SELECT status, count(*) FROM orders GROUP BY status", &[])
+                    .await
+                else {
+                    return;
+                };
                 let count = |status: &str| {
                     rows.iter()
                         .find(|r| r.get::<_, String>(0) == status)
                         .map_or(0, |r| r.get::<_, i64>(1))
                 };
                 for status in ["PENDING", "COMPLETED", "CANCELLED"] {
-                    self.by_status
-                        .with_label_values(&[status])
-                        .set(count(status));
+                    by_status.with_label_values(&[status]).set(count(status));
                 }
                 admission.observe(count("PENDING"), count("COMPLETED") + count("CANCELLED"));
             }
-        }
+        })
+        .await
     }
 }
 

@@ -22,9 +22,10 @@ const MIN_CASES: u64 = 2_000;
 /// Fuzzed cases per operation: with the coverage and stateful phases, a little over
 /// [`MIN_CASES`] for the eleven operations.
 const EXAMPLES_PER_OPERATION: &str = "250";
-/// The whole run's bound: about four minutes against a debug build on an idle machine of
-/// two cores, three times that while other work shares them.
-const TIME_LIMIT: Duration = Duration::from_secs(900);
+/// The whole run's bound. Measured against a debug build: about 4 minutes when it is the
+/// only test run, about 13 as the last test of this binary (the fuzzing phase waits, with
+/// the cores mostly idle, for a cause not yet found).
+const TIME_LIMIT: Duration = Duration::from_secs(1200);
 
 /// schemathesis' `st`: `$FAULTLINE_SCHEMATHESIS`, else the venv `scripts/setup` made.
 fn schemathesis() -> anyhow::Result<PathBuf> {

@@ -8,6 +8,7 @@
 
 mod api;
 mod checker;
+mod contract;
 mod events;
 mod faults;
 mod journeys;
@@ -108,6 +109,11 @@ fn main() -> ExitCode {
         (
             "orders_killed_mid_saga_restarts_and_every_saga_ends_once",
             |h| Box::pin(faults::orders_killed_mid_saga(h)),
+        ),
+        // Last: its thousands of generated orders would take stock the others count on.
+        (
+            "the_api_keeps_its_openapi_contract_under_schemathesis",
+            |h| Box::pin(contract::the_api_keeps_its_openapi_contract(h)),
         ),
     ];
     shared::run(tests)

@@ -1,5 +1,6 @@
-//! The HTTP side every service shares: one error type that becomes a JSON response, a JSON
-//! extractor whose rejections use it, health and metrics routes, and a middleware that
+//! The HTTP side every service shares: one error type that becomes a JSON response, JSON body
+//! and query extractors whose rejections use it (so every error a client sees has the one
+//! body the OpenAPI document declares), health and metrics routes, and a middleware that
 //! carries the W3C trace context and a request id and times every request.
 //!
 //! A 500 says little to the client ("internal error" and the request id); the cause is
@@ -10,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -35,8 +36,15 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     NotFound(String),
+    /// The path exists but not with this method (405); `allow` lists the methods it has,
+    /// sent as the `Allow` header (RFC 9110 15.5.6).
+    #[error("{message}")]
+    MethodNotAllowed { message: String, allow: String },
     #[error("{0}")]
     Conflict(String),
+    /// The body is larger than the route takes (413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("rate limit exceeded")]
     TooManyRequests { retry_after: Duration },
     /// The server gave up waiting for something upstream (504).
@@ -69,7 +77,9 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::WaitExpired(_) => StatusCode::REQUEST_TIMEOUT,
@@ -131,12 +141,22 @@ impl IntoResponse for ApiError {
                     .insert(axum::http::header::RETRY_AFTER, value);
             }
         }
+        if let ApiError::MethodNotAllowed { allow, .. } = &self {
+            if let Ok(value) = HeaderValue::from_str(allow) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::ALLOW, value);
+            }
+        }
         response
     }
 }
 
 /// `axum::Json` whose rejection is an [`ApiError::BadRequest`] naming the field and the
-/// position (axum reports serde's path, e.g. `items[0].quantity: invalid type`).
+/// position (axum reports serde's path, e.g. `items[0].quantity: invalid type`), or
+/// [`ApiError::PayloadTooLarge`] past the route's body limit. A missing or wrong
+/// `Content-Type` is a 400 as well (axum's own answer is 415): the document declares one
+/// status for "this body is not what the route takes".
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
@@ -150,6 +170,73 @@ where
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(Json(value)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::PayloadTooLarge(rejection.body_text()))
+            }
+            Err(rejection) => Err(ApiError::BadRequest(rejection.body_text())),
+        }
+    }
+}
+
+/// Reads a JSON integer as JSON Schema (and so the OpenAPI document) counts them: `2` and
+/// `2.0` alike, a number without a fractional part, if it fits `T`. serde alone refuses
+/// `2.0` for an integer field, which would refuse a body the document allows. For
+/// `#[serde(deserialize_with = "whole_number")]`.
+pub fn whole_number<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    struct Whole<T>(std::marker::PhantomData<T>);
+
+    impl<T: TryFrom<i64>> serde::de::Visitor<'_> for Whole<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an integer")
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<T, E> {
+            T::try_from(value).map_err(|_| E::custom(format!("{value} is out of range")))
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<T, E> {
+            let value =
+                i64::try_from(value).map_err(|_| E::custom(format!("{value} is out of range")))?;
+            self.visit_i64(value)
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<T, E> {
+            // Exactly representable and whole: within ±2^53 every whole f64 is an i64.
+            const EXACT: f64 = 9_007_199_254_740_992.0;
+            if value.fract() != 0.0 || value.abs() > EXACT {
+                return Err(E::invalid_type(serde::de::Unexpected::Float(value), &self));
+            }
+            self.visit_i64(value as i64)
+        }
+    }
+
+    deserializer.deserialize_any(Whole(std::marker::PhantomData))
+}
+
+/// `axum::extract::Query` whose rejection is an [`ApiError::BadRequest`] naming the
+/// parameter (axum's own is plain text, which the document does not declare).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for Query<T>
+where
+    axum::extract::Query<T>: axum::extract::FromRequestParts<S, Rejection = QueryRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
             Err(rejection) => Err(ApiError::BadRequest(rejection.body_text())),
         }
     }
@@ -350,6 +437,22 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_numbers_are_integers_written_either_way_and_fractions_are_not() {
+        #[derive(serde::Deserialize)]
+        struct Item {
+            #[serde(deserialize_with = "whole_number")]
+            quantity: i32,
+        }
+        let read = |json: &str| serde_json::from_str::<Item>(json).map(|item| item.quantity);
+        assert_eq!(read(r#"{"quantity": 2}"#).ok(), Some(2));
+        assert_eq!(read(r#"{"quantity": 2.0}"#).ok(), Some(2));
+        assert_eq!(read(r#"{"quantity": -3e0}"#).ok(), Some(-3));
+        assert!(read(r#"{"quantity": 2.5}"#).is_err());
+        assert!(read(r#"{"quantity": "2"}"#).is_err());
+        assert!(read(r#"{"quantity": 3000000000}"#).is_err(), "past i32");
+    }
 
     #[test]
     fn a_valid_traceparent_is_continued_and_garbage_starts_a_new_trace() {

@@ -6,7 +6,8 @@
 //! every projection queued on.)
 //!
 //! `GET /orders/{id}/view?min_version=N&wait=5s` long-polls until the view has reached
-//! version N: once the transaction that changes a view commits, the projector announces it
+//! version N (without `wait` it answers at once: the view, 404 if there is none yet, 408 if
+//! it is older than N): once the transaction that changes a view commits, the projector announces it
 //! ([`Changes`]) and the waiters of this replica look again at once, so a client learns of
 //! the change as soon as it commits (a waiter on another replica looks again every
 //! [`Changes::POLL`]). This is how the consistency window (write acknowledged -> read model
@@ -15,7 +16,7 @@
 
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::Router;
@@ -31,7 +32,7 @@ use super::orders::caller;
 use super::runtime::{ServiceContext, ServiceError};
 use crate::platform::consumer::{expect_version, EventHandler, HandleError};
 use crate::platform::envelope::Envelope;
-use crate::platform::http::{ApiError, ErrorBody, Json};
+use crate::platform::http::{ApiError, ErrorBody, Json, Query};
 use crate::platform::metrics::{Metrics, STEP_BUCKETS};
 use crate::platform::migrate::Migration;
 use crate::platform::notify::Changes;
@@ -145,11 +146,67 @@ pub fn routes(pool: Pool, views: Changes) -> Router {
         .with_state(ViewState { pool, views })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ViewQuery {
+    /// Answer once the view has at least this version (default 1).
     min_version: Option<i64>,
-    /// e.g. `5s`, `250ms`.
+    /// How long to wait for `min_version`: whole seconds (`5s`, at most `30s`) or
+    /// milliseconds (`250ms`, at most `30000ms`). Default: no wait, answer at once (404 if
+    /// there is no view of the order yet, 408 if it is older than `min_version`).
+    #[param(schema_with = wait_schema)]
     wait: Option<String>,
+}
+
+/// `wait`'s schema (with its description: utoipa drops the field's doc comment here).
+fn wait_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(WAIT_PATTERN))
+        .description(Some(
+            "How long to wait for `min_version`: whole seconds (`5s`, at most `30s`) or \
+             milliseconds (`250ms`, at most `30000ms`). Default: no wait, answer at once \
+             (404 if there is no view of the order yet, 408 if it is older than `min_version`)",
+        ))
+        .build()
+}
+
+/// What `wait` takes, as the document declares it: whole seconds up to 30 (`0s`..`30s`) or
+/// milliseconds up to 30,000 (`0ms`..`30000ms`), without leading zeros. [`parse_wait`]
+/// reads exactly this, so a value the document allows is never refused and the other way
+/// round.
+pub const WAIT_PATTERN: &str =
+    "^(?:(?:[0-9]|[12][0-9]|30)s|(?:[0-9]|[1-9][0-9]{1,3}|[12][0-9]{4}|30000)ms)$";
+
+/// Reads a `wait` of [`WAIT_PATTERN`]'s form; more than [`MAX_WAIT`] is refused.
+fn parse_wait(text: &str) -> Result<Duration, ApiError> {
+    let refused = || {
+        ApiError::BadRequest(format!(
+            "wait: {text:?} is not a whole number of seconds (`s`) or milliseconds (`ms`) \
+             up to {}s",
+            MAX_WAIT.as_secs()
+        ))
+    };
+    let (digits, unit) = match text.strip_suffix("ms") {
+        Some(digits) => (digits, Duration::from_millis(1)),
+        None => (
+            text.strip_suffix('s').ok_or_else(refused)?,
+            Duration::from_secs(1),
+        ),
+    };
+    let well_formed = !digits.is_empty()
+        && digits.len() <= 5
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'));
+    if !well_formed {
+        return Err(refused());
+    }
+    let count: u32 = digits.parse().map_err(|_| refused())?;
+    let wait = unit * count;
+    if wait > MAX_WAIT {
+        return Err(refused());
+    }
+    Ok(wait)
 }
 
 async fn load_view(pool: &Pool, order_id: Uuid) -> Result<Option<OrderView>, ApiError> {
@@ -177,14 +234,14 @@ async fn load_view(pool: &Pool, order_id: Uuid) -> Result<Option<OrderView>, Api
 }
 
 /// The read model's view of an order, once it reached `min_version` (long-poll up to
-/// `wait`, at most 30 s). This is how the consistency window is observed.
+/// `wait`). This is how the consistency window is observed.
 #[utoipa::path(get, path = "/api/orders/{id}/view", tag = "orders", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Order id (UUID)"),
-           ("min_version" = Option<i64>, Query, description = "Wait for at least this version (default 1)"),
-           ("wait" = Option<String>, Query, description = "How long to wait, e.g. `5s` (default 0)")),
+    params(("id" = String, Path, description = "Order id (UUID; anything else is not found)"), ViewQuery),
     responses((status = 200, body = OrderView),
-              (status = 408, description = "The wait ran out first", body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
+              (status = 400, description = "`wait` or `min_version` is not of the declared form", body = ErrorBody),
+              (status = 408, description = "The view did not reach `min_version` within the wait", body = ErrorBody),
+              (status = 404, description = "No such order of the caller's, or (without a wait) no view of it yet", body = ErrorBody),
+              (status = 401, body = ErrorBody)))]
 pub(crate) async fn get_view(
     State(state): State<ViewState>,
     headers: HeaderMap,
@@ -195,28 +252,27 @@ pub(crate) async fn get_view(
     let order_id =
         Uuid::parse_str(&id).map_err(|_| ApiError::NotFound(format!("no order {id}")))?;
     let wait = match &query.wait {
-        Some(text) => humantime::parse_duration(text)
-            .map_err(|e| ApiError::BadRequest(format!("wait: {text:?} is not a duration ({e})")))?,
+        Some(text) => parse_wait(text)?,
         None => Duration::ZERO,
     };
-    if wait > MAX_WAIT {
-        return Err(ApiError::BadRequest(format!(
-            "wait: at most {}s",
-            MAX_WAIT.as_secs()
-        )));
-    }
     let min_version = query.min_version.unwrap_or(1);
     let deadline = Instant::now() + wait;
     // Watch before looking, so a change between the look and the wait is not missed.
     let mut changes = state.views.watch(&order_id.to_string());
     loop {
-        if let Some(view) = load_view(&state.pool, order_id).await? {
-            if view.user_id != user_id {
+        match load_view(&state.pool, order_id).await? {
+            Some(view) if view.user_id != user_id => {
                 return Err(ApiError::NotFound(format!("no order {order_id}")));
             }
-            if view.version >= min_version {
-                return Ok(Json(view));
+            Some(view) if view.version >= min_version => return Ok(Json(view)),
+            // Asked to answer at once: a view that is not there is not found. Within a wait
+            // it may still appear (the order was acknowledged before it was projected).
+            None if wait.is_zero() => {
+                return Err(ApiError::NotFound(format!(
+                    "no view of order {order_id} yet"
+                )));
             }
+            _ => {}
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
@@ -401,5 +457,32 @@ impl EventHandler for Projector {
         self.lag.set(lag.max(0.0));
         self.lag_histogram.observe(lag.max(0.0));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_takes_exactly_the_forms_its_pattern_declares() {
+        for (text, millis) in [
+            ("0s", 0),
+            ("5s", 5_000),
+            ("30s", 30_000),
+            ("0ms", 0),
+            ("250ms", 250),
+            ("29999ms", 29_999),
+            ("30000ms", 30_000),
+        ] {
+            let wait = parse_wait(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(wait, Duration::from_millis(millis), "{text}");
+        }
+        for text in [
+            "", "s", "ms", "31s", "30001ms", "05s", "00ms", "1.5s", "1m", "5 s", " 5s", "5s\n",
+            "-1s", "+1s", "100000ms", "5S", "5",
+        ] {
+            assert!(parse_wait(text).is_err(), "{text:?} is refused");
+        }
     }
 }

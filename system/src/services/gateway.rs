@@ -1,6 +1,7 @@
 //! The API gateway: the system's only public entry.
 //!
-//! For each request it: finds the route (path prefix -> upstream service), checks the bearer
+//! For each request it: finds the route (path prefix -> upstream service; a known path asked
+//! with a method it does not take is answered 405 with `Allow` here), checks the bearer
 //! JWT where the route needs one (signature and expiry) and passes the user on as
 //! `x-user-id` (a client's own `x-user-id` is dropped), applies a per-user token bucket
 //! (429 with Retry-After), picks a replica round-robin among those that pass active health
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::{CONTENT_LENGTH, RETRY_AFTER};
+use axum::http::header::{ALLOW, CONTENT_LENGTH, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
@@ -87,10 +88,16 @@ pub struct Route {
     pub long_poll: bool,
 }
 
-/// The public API's routing table. Paths are forwarded without the `/api` prefix.
+/// The public API's routing table. Paths are forwarded without the `/api` prefix. HEAD is
+/// routed wherever GET is (the services answer it as a GET without a body).
 pub fn route(method: &Method, path: &str) -> Option<Route> {
     let rest = path.strip_prefix("/api/")?;
     let segments: Vec<&str> = rest.split('/').collect();
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
     let r = |upstream, authenticated, pattern| {
         Some(Route {
             upstream,
@@ -102,7 +109,7 @@ pub fn route(method: &Method, path: &str) -> Option<Route> {
     match (method, segments.as_slice()) {
         (&Method::POST, ["users", "register"]) => r(Upstream::Users, false, "/api/users/register"),
         (&Method::POST, ["users", "login"]) => r(Upstream::Users, false, "/api/users/login"),
-        (_, ["users", "me"]) => r(Upstream::Users, true, "/api/users/me"),
+        (&Method::GET | &Method::PUT, ["users", "me"]) => r(Upstream::Users, true, "/api/users/me"),
         (&Method::GET, ["products"]) => r(Upstream::Inventory, false, "/api/products"),
         (&Method::GET, ["products", _]) => r(Upstream::Inventory, false, "/api/products/{id}"),
         (&Method::POST, ["orders"]) => r(Upstream::Orders, true, "/api/orders"),
@@ -119,6 +126,51 @@ pub fn route(method: &Method, path: &str) -> Option<Route> {
         (&Method::POST, ["ingest", "events"]) => r(Upstream::Ingest, true, "/api/ingest/events"),
         _ => None,
     }
+}
+
+/// The methods [`route`] takes on `path`, as an `Allow` header lists them; empty when the
+/// path is not the API's at all. Asked of the one table, so the two cannot disagree.
+pub fn allowed_methods(path: &str) -> Vec<Method> {
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    ]
+    .into_iter()
+    .filter(|method| route(method, path).is_some())
+    .collect()
+}
+
+/// The answer for a path the API has, asked with a method it does not take: 405 with `Allow`
+/// (RFC 9110 15.5.6), or for OPTIONS, 204 with `Allow` (RFC 9110 9.3.7). `None` when the
+/// path is not the API's.
+fn method_not_routed(method: &Method, path: &str) -> Option<Response> {
+    let allowed = allowed_methods(path);
+    if allowed.is_empty() {
+        return None;
+    }
+    let allow = allowed
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if method == Method::OPTIONS {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        if let Ok(value) = HeaderValue::from_str(&allow) {
+            response.headers_mut().insert(ALLOW, value);
+        }
+        return Some(response);
+    }
+    Some(
+        ApiError::MethodNotAllowed {
+            message: format!("{path} does not take {method}; it takes {allow}"),
+            allow,
+        }
+        .into_response(),
+    )
 }
 
 /// A token bucket per key (user id, or client address for anonymous calls), in shards so
@@ -400,8 +452,9 @@ async fn proxy(
 ) -> Response {
     let path = request.uri().path().to_string();
     let Some(route) = route(request.method(), &path) else {
-        return ApiError::NotFound(format!("no route for {} {path}", request.method()))
-            .into_response();
+        return method_not_routed(request.method(), &path).unwrap_or_else(|| {
+            ApiError::NotFound(format!("no route for {} {path}", request.method())).into_response()
+        });
     };
     let mut response = match forward(&gateway, route, &trace, request).await {
         Ok(response) => response,
@@ -675,6 +728,25 @@ mod tests {
         );
         assert_eq!(route(&get, "/api/admin/secret"), None);
         assert_eq!(route(&get, "/health/ready"), None);
+    }
+
+    #[test]
+    fn a_known_path_with_a_method_it_does_not_take_is_405_with_allow() {
+        let trace = Method::from_bytes(b"TRACE").expect("a method");
+        let answer = method_not_routed(&trace, "/api/orders").expect("a known path");
+        assert_eq!(answer.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(answer.headers()[ALLOW], "POST");
+        let answer = method_not_routed(&Method::DELETE, "/api/users/me").expect("a known path");
+        assert_eq!(answer.headers()[ALLOW], "GET, HEAD, PUT");
+        let answer = method_not_routed(&Method::OPTIONS, "/api/orders/7/view").expect("known");
+        assert_eq!(answer.status(), StatusCode::NO_CONTENT);
+        assert_eq!(answer.headers()[ALLOW], "GET, HEAD");
+        assert!(method_not_routed(&trace, "/api/nothing/here").is_none());
+        assert!(method_not_routed(&Method::GET, "/metrics").is_none());
+        assert!(
+            route(&Method::HEAD, "/api/products").is_some(),
+            "HEAD goes where GET does"
+        );
     }
 
     #[test]

@@ -12,6 +12,9 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Router;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
 
 use super::messages;
 use super::runtime::{ensure_topics, kafka_probe, producer, ServiceContext, ServiceError};
@@ -42,14 +45,41 @@ pub fn routes(producer: FutureProducer) -> Router {
         .with_state(producer)
 }
 
+/// One request's events: 1 to [`MAX_BATCH`] JSON objects; a string `source` keys the
+/// partition.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct Batch(pub Vec<serde_json::Map<String, serde_json::Value>>);
+
+/// Written by hand: the derive cannot put `minItems`/`maxItems` on a newtype.
+impl utoipa::PartialSchema for Batch {
+    fn schema() -> RefOr<Schema> {
+        ArrayBuilder::new()
+            .items(ObjectBuilder::new().schema_type(Type::Object))
+            .min_items(Some(1))
+            .max_items(Some(MAX_BATCH))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Batch {}
+
+/// The answer once Kafka has every event of the batch.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    pub accepted: usize,
+}
+
 /// Accepts a batch of telemetry events (a JSON array of objects); 202 once Kafka has all.
 #[utoipa::path(post, path = "/api/ingest/events", tag = "ingest", security(("bearer" = [])),
-    request_body(content = Vec<Object>, description = "1 to 10,000 events; `source` keys the partition"),
-    responses((status = 202, description = "`{\"accepted\": n}`"), (status = 503, description = "Kafka did not acknowledge", body = ErrorBody),
+    request_body(content = Batch, description = "1 to 10,000 events; `source` keys the partition"),
+    responses((status = 202, description = "Kafka has every event", body = Accepted),
+              (status = 503, description = "Kafka did not acknowledge", body = ErrorBody),
+              (status = 413, description = "The body is over 16 MiB", body = ErrorBody),
               (status = 400, description = "Invalid input; the message names the field", body = ErrorBody)))]
 pub(crate) async fn accept(
     State(producer): State<FutureProducer>,
-    Json(events): Json<Vec<serde_json::Map<String, serde_json::Value>>>,
+    Json(Batch(events)): Json<Batch>,
 ) -> Result<impl IntoResponse, ApiError> {
     if events.is_empty() || events.len() > MAX_BATCH {
         return Err(ApiError::BadRequest(format!(
@@ -93,8 +123,5 @@ pub(crate) async fn accept(
             }
         }
     }
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "accepted": accepted })),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted })))
 }

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::platform::consumer::HandleError;
 use crate::platform::envelope::Envelope;
+use crate::platform::http::whole_number;
 use crate::platform::outbox;
 
 pub const ORDERS_EVENTS: &str = "orders.events";
@@ -59,7 +60,11 @@ pub mod types {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderItem {
+    #[serde(deserialize_with = "whole_number")]
     pub product_id: i64,
+    /// Orders take 1 to `orders::MAX_QUANTITY` of each item.
+    #[serde(deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: i32,
 }
 

@@ -86,8 +86,11 @@ pub mod step {
     pub const DONE: &str = "DONE";
 }
 
-const MAX_ITEMS: usize = 100;
-const MAX_QUANTITY: i32 = 1000;
+/// The limits [`place_order`] enforces, which the document declares (`PlaceOrder`,
+/// [`OrderItem`] and the `Idempotency-Key` parameter; a test holds it to these numbers).
+pub const MAX_ITEMS: usize = 100;
+pub const MAX_QUANTITY: i32 = 1000;
+pub const MAX_IDEMPOTENCY_KEY: usize = 200;
 
 /// The orders service's own metrics, registered in the process registry.
 #[derive(Clone)]
@@ -162,6 +165,7 @@ impl SagaMetrics {
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PlaceOrder {
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<OrderItem>,
 }
 
@@ -230,10 +234,27 @@ pub fn caller(headers: &HeaderMap) -> Result<Uuid, ApiError> {
         .ok_or_else(|| ApiError::Unauthorized("no authenticated user".into()))
 }
 
+/// An `Idempotency-Key` as the document's pattern has it: 1 to [`MAX_IDEMPOTENCY_KEY`]
+/// printable ASCII characters, spaces only inside (HTTP drops them at the ends anyway).
+fn check_idempotency_key(key: &[u8]) -> Result<String, ApiError> {
+    let printable = |b: &u8| (b' '..=b'~').contains(b);
+    let well_formed = (1..=MAX_IDEMPOTENCY_KEY).contains(&key.len())
+        && key.iter().all(printable)
+        && key.first() != Some(&b' ')
+        && key.last() != Some(&b' ');
+    match std::str::from_utf8(key) {
+        Ok(key) if well_formed => Ok(key.to_string()),
+        _ => Err(ApiError::BadRequest(format!(
+            "Idempotency-Key: give 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"
+        ))),
+    }
+}
+
 /// Places an order and starts its saga. The same `Idempotency-Key` never creates a second
 /// order: the first one is answered again (200).
 #[utoipa::path(post, path = "/api/orders", tag = "orders", security(("bearer" = [])), request_body = PlaceOrder,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200, pattern = "^[!-~]([ -~]*[!-~])?$",
+            description = "Makes retries safe: printable ASCII, spaces only inside")),
     responses((status = 202, description = "Accepted; the saga runs", body = Placed),
               (status = 200, description = "This key was used before: that order", body = Placed),
               (status = 401, body = ErrorBody), (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody),
@@ -247,17 +268,7 @@ pub(crate) async fn place_order(
 ) -> Result<impl IntoResponse, ApiError> {
     let user_id = caller(&headers)?;
     let idempotency_key = match headers.get("idempotency-key") {
-        Some(value) => {
-            let key = value.to_str().map_err(|_| {
-                ApiError::BadRequest("Idempotency-Key must be visible ASCII".into())
-            })?;
-            if key.is_empty() || key.len() > 200 {
-                return Err(ApiError::BadRequest(
-                    "Idempotency-Key must be 1 to 200 characters".into(),
-                ));
-            }
-            Some(key.to_string())
-        }
+        Some(value) => Some(check_idempotency_key(value.as_bytes())?),
         None => None,
     };
     if request.items.is_empty() || request.items.len() > MAX_ITEMS {
@@ -552,5 +563,29 @@ impl EventHandler for SagaHandler {
             .with_label_values(&[current.as_str()])
             .observe(took.as_secs_f64());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_keys_are_printable_ascii_with_spaces_only_inside() {
+        assert_eq!(
+            check_idempotency_key(b"order 7").ok().as_deref(),
+            Some("order 7")
+        );
+        assert!(check_idempotency_key(&[b'k'; MAX_IDEMPOTENCY_KEY]).is_ok());
+        for refused in [
+            &b""[..],
+            b" k",
+            b"k ",
+            b"a\tb",
+            "é".as_bytes(),
+            &[b'k'; MAX_IDEMPOTENCY_KEY + 1],
+        ] {
+            assert!(check_idempotency_key(refused).is_err(), "{refused:?}");
+        }
     }
 }

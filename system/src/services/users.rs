@@ -20,6 +20,7 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
 use tokio::sync::Semaphore;
+use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaFormat, Type};
 use uuid::Uuid;
 
 use super::messages::{self, types, UserRegistered, V1};
@@ -84,10 +85,49 @@ impl UsersState {
     }
 }
 
+/// The limits [`check_email`], [`check_name`] and [`check_password`] enforce; the schemas
+/// of the fields are built from the same numbers ([`email_schema`] and the others).
+pub const MAX_EMAIL: usize = 254;
+pub const MAX_NAME: usize = 100;
+pub const MIN_PASSWORD: usize = 8;
+pub const MAX_PASSWORD: usize = 1024;
+
+/// A name holds at least one character that is neither whitespace nor a control character,
+/// as [`check_name`] asks. (Unanchored: JSON Schema's `pattern` matches anywhere.)
+pub const NAME_PATTERN: &str = r"[^\s\x00-\x1f\x7f-\x9f]";
+
+/// A string of `min..=max` characters (JSON Schema counts characters, as the checks do).
+fn text_schema(min: usize, max: usize, description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(min))
+        .max_length(Some(max))
+        .description(Some(description))
+}
+
+fn email_schema() -> Object {
+    text_schema(1, MAX_EMAIL, "`local@domain.tld`; compared without case")
+        .format(Some(SchemaFormat::Custom("email".into())))
+        .build()
+}
+
+fn password_schema() -> Object {
+    text_schema(MIN_PASSWORD, MAX_PASSWORD, "The password").build()
+}
+
+fn name_schema() -> Object {
+    text_schema(1, MAX_NAME, "Stored without surrounding whitespace")
+        .pattern(Some(NAME_PATTERN))
+        .build()
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Register {
+    #[schema(schema_with = email_schema)]
     pub email: String,
+    #[schema(schema_with = password_schema)]
     pub password: String,
+    #[schema(schema_with = name_schema)]
     pub name: String,
 }
 
@@ -99,6 +139,27 @@ pub struct Login {
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct UpdateProfile {
+    #[schema(schema_with = name_schema)]
+    pub name: String,
+}
+
+/// The answer to a registration.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Registered {
+    pub id: Uuid,
+}
+
+/// The answer to a login: the bearer token for the other calls.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LoggedIn {
+    pub token: String,
+    pub user_id: Uuid,
+}
+
+/// The answer to a name change: the name as stored.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Renamed {
+    pub id: Uuid,
     pub name: String,
 }
 
@@ -159,9 +220,12 @@ pub fn routes(state: UsersState) -> Router {
         .with_state(state)
 }
 
+/// The email as stored (trimmed, lower case), if it looks like one and is at most
+/// [`MAX_EMAIL`] characters as sent.
 fn check_email(email: &str) -> Result<String, ApiError> {
+    let too_long = email.chars().count() > MAX_EMAIL;
     let email = email.trim().to_lowercase();
-    let valid = email.len() <= 254
+    let valid = !too_long
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
         });
@@ -169,24 +233,37 @@ fn check_email(email: &str) -> Result<String, ApiError> {
         Ok(email)
     } else {
         Err(ApiError::BadRequest(format!(
-            "email: {email:?} is not an email address"
+            "email: {email:?} is not an email address of at most {MAX_EMAIL} characters"
         )))
     }
 }
 
+/// The name as stored (trimmed), if it is 1 to [`MAX_NAME`] characters as sent and holds
+/// one that is neither whitespace nor a control character ([`NAME_PATTERN`]).
 fn check_name(name: &str) -> Result<String, ApiError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::BadRequest(
-            "name: give 1 to 100 characters".into(),
-        ));
+    let visible = name.chars().any(|c| !c.is_whitespace() && !c.is_control());
+    if !visible || name.chars().count() > MAX_NAME {
+        return Err(ApiError::BadRequest(format!(
+            "name: give 1 to {MAX_NAME} characters, not all of them blank"
+        )));
     }
-    Ok(name.to_string())
+    Ok(name.trim().to_string())
+}
+
+/// Lengths count characters, as the document's `minLength`/`maxLength` do.
+fn check_password(password: &str) -> Result<(), ApiError> {
+    let length = password.chars().count();
+    if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&length) {
+        return Err(ApiError::BadRequest(format!(
+            "password: use {MIN_PASSWORD} to {MAX_PASSWORD} characters"
+        )));
+    }
+    Ok(())
 }
 
 /// Registers a user.
 #[utoipa::path(post, path = "/api/users/register", tag = "users", request_body = Register,
-    responses((status = 201, description = "Registered; the body is `{\"id\"}`"),
+    responses((status = 201, description = "Registered", body = Registered),
               (status = 409, description = "The email is taken", body = ErrorBody),
               (status = 400, description = "Invalid input; the message names the field", body = ErrorBody)))]
 pub(crate) async fn register(
@@ -196,11 +273,7 @@ pub(crate) async fn register(
 ) -> Result<impl IntoResponse, ApiError> {
     let email = check_email(&request.email)?;
     let name = check_name(&request.name)?;
-    if request.password.chars().count() < 8 || request.password.len() > 1024 {
-        return Err(ApiError::BadRequest(
-            "password: use 8 to 1024 characters".into(),
-        ));
-    }
+    check_password(&request.password)?;
     let password = request.password;
     let hash = password_work(move || {
         let salt = SaltString::generate(&mut OsRng);
@@ -239,17 +312,17 @@ pub(crate) async fn register(
     .with_traceparent(Some(trace.traceparent));
     outbox::enqueue(&tx, messages::USERS_EVENTS, &event).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))))
+    Ok((StatusCode::CREATED, Json(Registered { id })))
 }
 
 /// Logs in: a bearer token (HS256 JWT) for the other calls.
 #[utoipa::path(post, path = "/api/users/login", tag = "users", request_body = Login,
-    responses((status = 200, description = "`{\"token\", \"user_id\"}`"),
+    responses((status = 200, description = "Logged in", body = LoggedIn),
               (status = 401, description = "Wrong email or password", body = ErrorBody)))]
 pub(crate) async fn login(
     State(state): State<UsersState>,
     Json(request): Json<Login>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<LoggedIn>, ApiError> {
     let refused = || ApiError::Unauthorized("wrong email or password".into());
     let email = request.email.trim().to_lowercase();
     let client = state.pool.get().await?;
@@ -276,7 +349,7 @@ pub(crate) async fn login(
         return Err(refused());
     }
     let token = state.tokens.issue(id).map_err(ApiError::internal)?;
-    Ok(Json(serde_json::json!({ "token": token, "user_id": id })))
+    Ok(Json(LoggedIn { token, user_id: id }))
 }
 
 fn cache_key(id: Uuid) -> String {
@@ -285,7 +358,8 @@ fn cache_key(id: Uuid) -> String {
 
 /// The caller's profile (read through the Redis cache).
 #[utoipa::path(get, path = "/api/users/me", tag = "users", security(("bearer" = [])),
-    responses((status = 200, body = Profile), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Profile), (status = 401, body = ErrorBody),
+              (status = 404, description = "The caller's account is gone", body = ErrorBody)))]
 pub(crate) async fn me(
     State(mut state): State<UsersState>,
     headers: HeaderMap,
@@ -336,12 +410,14 @@ pub(crate) async fn me(
 
 /// Changes the caller's name (and invalidates the cached profile).
 #[utoipa::path(put, path = "/api/users/me", tag = "users", security(("bearer" = [])), request_body = UpdateProfile,
-    responses((status = 200, description = "`{\"id\", \"name\"}`"), (status = 401, body = ErrorBody), (status = 400, description = "Invalid input; the message names the field", body = ErrorBody)))]
+    responses((status = 200, description = "Renamed", body = Renamed), (status = 401, body = ErrorBody),
+              (status = 404, description = "The caller's account is gone", body = ErrorBody),
+              (status = 400, description = "Invalid input; the message names the field", body = ErrorBody)))]
 pub(crate) async fn update_me(
     State(mut state): State<UsersState>,
     headers: HeaderMap,
     Json(request): Json<UpdateProfile>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Renamed>, ApiError> {
     let id = caller(&headers)?;
     let name = check_name(&request.name)?;
     let client = state.pool.get().await?;
@@ -366,5 +442,41 @@ pub(crate) async fn update_me(
             "profile updated, but the cache could not be invalidated: {error}"
         )));
     }
-    Ok(Json(serde_json::json!({ "id": id, "name": name })))
+    Ok(Json(Renamed { id, name }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_counted_in_characters_and_need_one_that_shows() {
+        assert_eq!(check_name("  Ada  ").ok().as_deref(), Some("Ada"));
+        assert!(
+            check_name(&"é".repeat(MAX_NAME)).is_ok(),
+            "characters, not bytes"
+        );
+        assert!(check_name(&"a".repeat(MAX_NAME + 1)).is_err());
+        for blank in ["", "   ", "\t\n", "\u{1c}", "\u{0}", " \u{85} "] {
+            assert!(check_name(blank).is_err(), "{blank:?}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_counted_in_characters() {
+        assert!(check_password(&"é".repeat(MIN_PASSWORD - 1)).is_err());
+        assert!(
+            check_password(&"é".repeat(MAX_PASSWORD)).is_ok(),
+            "2 bytes each"
+        );
+        assert!(check_password(&"a".repeat(MAX_PASSWORD + 1)).is_err());
+    }
+
+    #[test]
+    fn emails_past_the_limit_are_refused_before_trimming() {
+        let local = "a".repeat(MAX_EMAIL - "@example.com".len());
+        assert!(check_email(&format!("{local}@example.com")).is_ok());
+        assert!(check_email(&format!(" {local}@example.com")).is_err());
+        assert!(check_email("nobody").is_err());
+    }
 }

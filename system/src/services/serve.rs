@@ -89,8 +89,9 @@ pub struct ServeArgs {
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub saga_deadline: Duration,
 
-    /// Orders: a fixed limit on pending sagas instead of the one from --saga-deadline.
-    #[arg(long)]
+    /// Orders: a fixed limit on pending sagas instead of the one from --saga-deadline
+    /// (at least 1: a limit of 0 would refuse every order).
+    #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
     pub max_pending_orders: Option<i64>,
 
     /// Notifications: also POST every notification to this URL.

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use deadpool_postgres::Transaction;
+use super::outbox::OutboxTx;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -158,14 +158,31 @@ impl From<tokio_postgres::Error> for HandleError {
 
 /// Applies events inside the consumer's transaction.
 pub trait EventHandler: Send + Sync + 'static {
-    /// The most records one transaction applies under a backlog. 1 for a handler whose
-    /// events of different keys write the same rows (a product's stock): two workers'
-    /// batches would hold those rows across many events and deadlock each other.
+    /// The most records one transaction applies under a backlog (one commit, one WAL flush
+    /// for all of them). A handler whose events of different keys write the same rows (a
+    /// product's stock) locks them first, in [`EventHandler::lock_batch`].
     const BATCH: usize = 32;
+
+    /// Whether a batch's events of different keys may be applied at once (their statements
+    /// pipelined on the transaction's connection). False for a handler whose events of
+    /// different keys read and write the same rows, or that calls out in order.
+    const PIPELINED: bool = true;
+
+    /// Called in a batch's transaction before its events are applied. A handler whose
+    /// events of different keys write the same rows locks those rows here, all at once and
+    /// in one order, so that two workers' batches queue on each other instead of each
+    /// holding some of the rows the other waits for (a deadlock).
+    fn lock_batch(
+        &self,
+        _tx: &OutboxTx<'_>,
+        _events: &[&Envelope],
+    ) -> impl Future<Output = Result<(), HandleError>> + Send {
+        async { Ok(()) }
+    }
 
     fn handle(
         &self,
-        tx: &Transaction<'_>,
+        tx: &OutboxTx<'_>,
         event: &Envelope,
     ) -> impl Future<Output = Result<(), HandleError>> + Send;
 
@@ -338,7 +355,7 @@ impl<H: EventHandler> EventConsumer<H> {
     /// Applies every event not applied before in one transaction; returns how many were new.
     async fn apply_batch(&self, events: &[Envelope]) -> Result<usize, HandleError> {
         let mut client = self.connection().await?;
-        let tx = client.transaction().await?;
+        let tx = OutboxTx::begin(&mut client).await?;
         let ids: Vec<Uuid> = events.iter().map(|event| event.id).collect();
         let mut new_ids: HashSet<Uuid> = tx
             .query_prepared(
@@ -352,10 +369,34 @@ impl<H: EventHandler> EventConsumer<H> {
             .collect();
         let mut applied = Vec::with_capacity(new_ids.len());
         for event in events {
-            // Removed once applied: a record redelivered within the batch is applied once.
+            // Removed once taken: a record redelivered within the batch is applied once.
             if new_ids.remove(&event.id) {
-                self.handler.handle(&tx, event).await?;
                 applied.push(event);
+            }
+        }
+        self.handler.lock_batch(&tx, &applied).await?;
+        if H::PIPELINED {
+            // One chain per key, in the batch's order; the chains run at once on the one
+            // connection, whose statements tokio-postgres pipelines: the batch costs about
+            // as many round trips as its longest chain, not the sum of all of them.
+            let mut chains: Vec<(&str, Vec<&Envelope>)> = Vec::new();
+            for event in &applied {
+                match chains.iter_mut().find(|(key, _)| *key == event.key) {
+                    Some((_, chain)) => chain.push(event),
+                    None => chains.push((&event.key, vec![event])),
+                }
+            }
+            let tx = &tx;
+            futures::future::try_join_all(chains.into_iter().map(|(_, chain)| async move {
+                for event in chain {
+                    self.handler.handle(tx, event).await?;
+                }
+                Ok::<(), HandleError>(())
+            }))
+            .await?;
+        } else {
+            for event in &applied {
+                self.handler.handle(&tx, event).await?;
             }
         }
         tx.commit().await?;
@@ -434,7 +475,7 @@ impl<H: EventHandler> EventConsumer<H> {
     /// Ok(true) if applied now, Ok(false) if it had been applied before.
     async fn apply(&self, event: &Envelope) -> Result<bool, HandleError> {
         let mut client = self.connection().await?;
-        let tx = client.transaction().await?;
+        let tx = OutboxTx::begin(&mut client).await?;
         let inserted = tx
             .execute_prepared(
                 "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",

@@ -1,8 +1,9 @@
 //! The transactional outbox: a state change and the event announcing it commit together,
 //! and a relay publishes committed events to Kafka afterwards (at least once, in order).
 //!
-//! - [`enqueue`] inserts the event into the service's `outbox` table inside the caller's
-//!   transaction, so a rolled-back change never announces anything, and there is no dual
+//! - [`enqueue`] adds the event to the service's `outbox` table inside the caller's
+//!   transaction ([`OutboxTx`], which writes a transaction's events in one statement as it
+//!   commits), so a rolled-back change never announces anything, and there is no dual
 //!   write.
 //! - [`OutboxRelay`] holds a session advisory lock so that one replica of a service relays
 //!   at a time (two relays would interleave a key's events), polls the unpublished rows
@@ -20,6 +21,7 @@
 //! service's commits queued behind one another one fsync at a time (no group commit) and
 //! the whole system's sagas were capped near 1 / (fsync time × commits per saga).
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use deadpool_postgres::Transaction;
@@ -64,25 +66,90 @@ struct RelayStatements {
     delete_published: tokio_postgres::Statement,
 }
 
-/// Adds `event` for `topic` to the outbox, inside `tx`.
-pub async fn enqueue(
+/// A database transaction whose outbox events are staged in memory and written together,
+/// in one statement, just before it commits. A consumer's batch transaction announces up to
+/// two events per record it applies: one `INSERT` each was a round trip each, and the
+/// round trips (PostgreSQL woken per statement) were what the saga's profile was made of.
+///
+/// It derefs to the [`Transaction`], so handlers query through it as before; only
+/// [`OutboxTx::commit`] writes the staged events, so dropping it (or
+/// [`OutboxTx::rollback`]) announces nothing, exactly as a rolled-back `INSERT` did.
+pub struct OutboxTx<'a> {
+    tx: Transaction<'a>,
+    /// Topic and event, in the order they were enqueued: the order they get their `seq`,
+    /// so the relay publishes a key's events in the order they happened.
+    staged: Mutex<Vec<(String, Envelope)>>,
+}
+
+impl<'a> OutboxTx<'a> {
+    /// Begins a transaction on `client`.
+    pub async fn begin(client: &'a mut deadpool_postgres::Client) -> Result<Self, tokio_postgres::Error> {
+        Ok(OutboxTx {
+            tx: client.transaction().await?,
+            staged: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Adds `event` for `topic` to the outbox when this transaction commits.
+    pub fn enqueue(&self, topic: &str, event: &Envelope) {
+        self.staged_events().push((topic.to_string(), event.clone()));
+    }
+
+    /// Writes the staged events (one `INSERT` for all of them) and commits.
+    pub async fn commit(self) -> Result<(), tokio_postgres::Error> {
+        let staged = std::mem::take(&mut *self.staged_events());
+        if !staged.is_empty() {
+            insert_events(&self.tx, &staged).await?;
+        }
+        self.tx.commit().await
+    }
+
+    /// Rolls back: nothing staged is written.
+    pub async fn rollback(self) -> Result<(), tokio_postgres::Error> {
+        self.tx.rollback().await
+    }
+
+    fn staged_events(&self) -> std::sync::MutexGuard<'_, Vec<(String, Envelope)>> {
+        // A panic while pushing cannot leave the vector half-written: take it as it is.
+        self.staged.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl<'a> std::ops::Deref for OutboxTx<'a> {
+    type Target = Transaction<'a>;
+
+    fn deref(&self) -> &Transaction<'a> {
+        &self.tx
+    }
+}
+
+/// Adds `event` for `topic` to the outbox of `tx`, written when `tx` commits.
+pub fn enqueue(tx: &OutboxTx<'_>, topic: &str, event: &Envelope) {
+    tx.enqueue(topic, event);
+}
+
+/// Inserts `events` into the outbox in one statement, `seq` following their order.
+async fn insert_events(
     tx: &Transaction<'_>,
-    topic: &str,
-    event: &Envelope,
+    events: &[(String, Envelope)],
 ) -> Result<(), tokio_postgres::Error> {
+    let ids: Vec<Uuid> = events.iter().map(|(_, e)| e.id).collect();
+    let topics: Vec<&str> = events.iter().map(|(topic, _)| topic.as_str()).collect();
+    let keys: Vec<&str> = events.iter().map(|(_, e)| e.key.as_str()).collect();
+    let types: Vec<&str> = events.iter().map(|(_, e)| e.event_type.as_str()).collect();
+    let versions: Vec<i32> = events.iter().map(|(_, e)| e.version as i32).collect();
+    let payloads: Vec<&serde_json::Value> = events.iter().map(|(_, e)| &e.payload).collect();
+    let traceparents: Vec<Option<&str>> =
+        events.iter().map(|(_, e)| e.traceparent.as_deref()).collect();
+    let occurred: Vec<chrono::DateTime<chrono::Utc>> =
+        events.iter().map(|(_, e)| e.occurred_at).collect();
     tx.execute_prepared(
         "INSERT INTO outbox (event_id, topic, key, event_type, version, payload, traceparent, occurred_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        &[
-            &event.id,
-            &topic,
-            &event.key,
-            &event.event_type,
-            &(event.version as i32),
-            &event.payload,
-            &event.traceparent,
-            &event.occurred_at,
-        ],
+         SELECT id, topic, key, event_type, version, payload, traceparent, occurred_at
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::jsonb[], $7::text[], $8::timestamptz[])
+              WITH ORDINALITY AS e(id, topic, key, event_type, version, payload, traceparent, occurred_at, ord)
+         ORDER BY ord",
+        &[&ids, &topics, &keys, &types, &versions, &payloads, &traceparents, &occurred],
     )
     .await?;
     Ok(())

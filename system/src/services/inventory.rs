@@ -23,7 +23,7 @@ use axum::http::HeaderName;
 use axum::routing::get;
 use axum::Router;
 use deadpool_postgres::Pool;
-use deadpool_postgres::Transaction;
+use crate::platform::outbox::OutboxTx;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -249,11 +249,17 @@ pub async fn audit(pool: &Pool) -> Result<Vec<AuditFinding>, ApiError> {
 pub struct CommandHandler;
 
 impl EventHandler for CommandHandler {
-    /// One command per transaction: reservations of different orders write the same
-    /// products' rows, and batches of them on two workers would deadlock.
-    const BATCH: usize = 1;
+    /// Reservations of different orders write the same products' rows: one after another
+    /// within a batch (each reads the head the one before moved), and the batch's rows
+    /// locked first, in id order ([`lock_products`]), so two workers' batches queue rather
+    /// than deadlock.
+    const PIPELINED: bool = false;
 
-    async fn handle(&self, tx: &Transaction<'_>, event: &Envelope) -> Result<(), HandleError> {
+    async fn lock_batch(&self, tx: &OutboxTx<'_>, events: &[&Envelope]) -> Result<(), HandleError> {
+        lock_products(tx, events).await
+    }
+
+    async fn handle(&self, tx: &OutboxTx<'_>, event: &Envelope) -> Result<(), HandleError> {
         expect_version(event, V1)?;
         match event.event_type.as_str() {
             types::RESERVE => reserve(tx, event, event.payload_as::<Reserve>()?).await,
@@ -268,8 +274,42 @@ impl EventHandler for CommandHandler {
     }
 }
 
+/// Locks the stock heads every command of `events` will move, in product id order: the
+/// products a reservation names and those its order holds (for a release). An event that
+/// does not decode locks nothing here; its handler refuses it.
+async fn lock_products(tx: &OutboxTx<'_>, events: &[&Envelope]) -> Result<(), HandleError> {
+    let mut products: Vec<i64> = Vec::new();
+    let mut releases: Vec<Uuid> = Vec::new();
+    for event in events {
+        match event.event_type.as_str() {
+            types::RESERVE => {
+                if let Ok(reserve) = event.payload_as::<Reserve>() {
+                    products.extend(reserve.items.iter().map(|item| item.product_id));
+                }
+            }
+            types::RELEASE => {
+                if let Ok(OrderRef { order_id }) = event.payload_as() {
+                    releases.push(order_id);
+                }
+            }
+            _ => {}
+        }
+    }
+    if products.is_empty() && releases.is_empty() {
+        return Ok(());
+    }
+    tx.execute_prepared(
+        "SELECT 1 FROM stock_levels WHERE product_id IN (
+             SELECT unnest($1::bigint[]) UNION SELECT product_id FROM reservations WHERE order_id = ANY($2))
+         ORDER BY product_id FOR UPDATE",
+        &[&products, &releases],
+    )
+    .await?;
+    Ok(())
+}
+
 async fn reply<T: Serialize>(
-    tx: &Transaction<'_>,
+    tx: &OutboxTx<'_>,
     request: &Envelope,
     event_type: &str,
     payload: &T,
@@ -300,7 +340,7 @@ struct Take {
 }
 
 async fn reserve(
-    tx: &Transaction<'_>,
+    tx: &OutboxTx<'_>,
     event: &Envelope,
     command: Reserve,
 ) -> Result<(), HandleError> {
@@ -325,7 +365,7 @@ async fn reserve(
 
 /// Takes `takes` from stock for `order_id`; returns their price.
 async fn take_stock(
-    tx: &Transaction<'_>,
+    tx: &OutboxTx<'_>,
     order_id: Uuid,
     takes: Vec<Take>,
 ) -> Result<i64, HandleError> {
@@ -343,7 +383,7 @@ async fn take_stock(
 }
 
 /// The price of the stock already reserved for `order_id`, if any is.
-async fn reserved_amount(tx: &Transaction<'_>, order_id: Uuid) -> Result<Option<i64>, HandleError> {
+async fn reserved_amount(tx: &OutboxTx<'_>, order_id: Uuid) -> Result<Option<i64>, HandleError> {
     let existing = tx
         .query_prepared(
             "SELECT r.quantity, p.price_cents FROM reservations r JOIN products p ON p.id = r.product_id
@@ -362,7 +402,7 @@ async fn reserved_amount(tx: &Transaction<'_>, order_id: Uuid) -> Result<Option<
 /// What to take of each product for `items`, or why the order cannot be reserved (the
 /// inner error, a reason for the saga, not a failure of the handler).
 async fn plan_reservation(
-    tx: &Transaction<'_>,
+    tx: &OutboxTx<'_>,
     items: &[OrderItem],
 ) -> Result<Result<Vec<Take>, String>, HandleError> {
     // Merge repeated products and take them in id order, so concurrent reservations touch
@@ -417,7 +457,7 @@ async fn plan_reservation(
 }
 
 async fn release(
-    tx: &Transaction<'_>,
+    tx: &OutboxTx<'_>,
     event: &Envelope,
     order_id: Uuid,
 ) -> Result<(), HandleError> {
@@ -455,7 +495,7 @@ async fn release(
 /// whose head is `head`, at the next version, moving the head; or fails with a retry if
 /// another writer moved the head first.
 async fn append(
-    tx: &Transaction<'_>,
+    tx: &OutboxTx<'_>,
     head: &StockHead,
     kind: &str,
     quantity: i32,

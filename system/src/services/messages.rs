@@ -4,7 +4,7 @@
 //! which the read model (analytics) and notifications consume.
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Transaction;
+use crate::platform::outbox::OutboxTx;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -123,7 +123,7 @@ pub struct UserRegistered {
 /// Enqueues, inside `tx`, the reply to a command: on `topic`, with the command's entity key
 /// (so it lands on the same partition) and trace context.
 pub async fn reply<T: Serialize>(
-    tx: &Transaction<'_>,
+    tx: &OutboxTx<'_>,
     topic: &str,
     request: &Envelope,
     event_type: &str,
@@ -132,6 +132,6 @@ pub async fn reply<T: Serialize>(
     let payload = serde_json::to_value(payload).map_err(|e| HandleError::Poison(e.to_string()))?;
     let reply = Envelope::new(event_type, V1, request.key.clone(), payload)
         .with_traceparent(request.traceparent.clone());
-    outbox::enqueue(tx, topic, &reply).await?;
+    outbox::enqueue(tx, topic, &reply);
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::Router;
-use deadpool_postgres::Transaction;
+use crate::platform::outbox::OutboxTx;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -271,7 +271,10 @@ fn notification_for(event: &Envelope) -> Result<Option<Notification>, HandleErro
 }
 
 impl EventHandler for Notifier {
-    async fn handle(&self, _tx: &Transaction<'_>, event: &Envelope) -> Result<(), HandleError> {
+    /// A key's notifications go out in order and one at a time, as webhooks expect.
+    const PIPELINED: bool = false;
+
+    async fn handle(&self, _tx: &OutboxTx<'_>, event: &Envelope) -> Result<(), HandleError> {
         expect_version(event, V1)?;
         let Some(notification) = notification_for(event)? else {
             return Ok(());

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::Router;
 use deadpool_postgres::Pool;
-use deadpool_postgres::Transaction;
+use crate::platform::outbox::OutboxTx;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -88,7 +88,7 @@ pub struct CommandHandler {
 }
 
 async fn reply<T: Serialize>(
-    tx: &Transaction<'_>,
+    tx: &OutboxTx<'_>,
     request: &Envelope,
     event_type: &str,
     payload: &T,
@@ -100,7 +100,7 @@ impl CommandHandler {
     /// Charges an order at most once: a repeated charge answers as the first did.
     async fn charge(
         &self,
-        tx: &Transaction<'_>,
+        tx: &OutboxTx<'_>,
         event: &Envelope,
         Amount {
             order_id,
@@ -148,7 +148,7 @@ impl CommandHandler {
 }
 
 impl EventHandler for CommandHandler {
-    async fn handle(&self, tx: &Transaction<'_>, event: &Envelope) -> Result<(), HandleError> {
+    async fn handle(&self, tx: &OutboxTx<'_>, event: &Envelope) -> Result<(), HandleError> {
         expect_version(event, V1)?;
         match event.event_type.as_str() {
             types::CHARGE => self.charge(tx, event, event.payload_as()?).await,

@@ -2,7 +2,7 @@
 //! and latency like payments. A failed schedule makes the saga refund and release.
 
 use axum::Router;
-use deadpool_postgres::Transaction;
+use crate::platform::outbox::OutboxTx;
 
 use super::behaviour::{start_participant, SharedBehaviour};
 use super::messages::{self, types, Failed, OrderRef, V1};
@@ -41,7 +41,7 @@ pub struct CommandHandler {
 }
 
 impl EventHandler for CommandHandler {
-    async fn handle(&self, tx: &Transaction<'_>, event: &Envelope) -> Result<(), HandleError> {
+    async fn handle(&self, tx: &OutboxTx<'_>, event: &Envelope) -> Result<(), HandleError> {
         expect_version(event, V1)?;
         if event.event_type != types::SCHEDULE {
             return Err(HandleError::Poison(format!(

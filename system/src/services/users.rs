@@ -31,7 +31,7 @@ use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, ErrorBody, Json, TraceContext};
 use crate::platform::metrics::Metrics;
 use crate::platform::migrate::Migration;
-use crate::platform::outbox;
+use crate::platform::outbox::{self, OutboxTx};
 use crate::platform::sql::Prepared;
 
 pub const NAME: &str = "users";
@@ -286,7 +286,7 @@ pub(crate) async fn register(
 
     let id = Uuid::new_v4();
     let mut client = state.pool.get().await?;
-    let tx = client.transaction().await?;
+    let tx = OutboxTx::begin(&mut client).await?;
     let inserted = tx
         .execute_prepared(
             "INSERT INTO users (id, email, password_hash, name) VALUES ($1, $2, $3, $4) ON CONFLICT (email) DO NOTHING",
@@ -310,7 +310,7 @@ pub(crate) async fn register(
         .map_err(ApiError::internal)?,
     )
     .with_traceparent(Some(trace.traceparent));
-    outbox::enqueue(&tx, messages::USERS_EVENTS, &event).await?;
+    outbox::enqueue(&tx, messages::USERS_EVENTS, &event);
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(Registered { id })))
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure};
-use deadpool_postgres::Transaction;
+use faultline_system::platform::outbox::OutboxTx;
 use faultline_system::platform::consumer::{
     EventConsumer, EventHandler, HandleError, DEAD_LETTER_TOPIC, PROCESSED_EVENTS_SCHEMA,
 };
@@ -22,7 +22,7 @@ use crate::support;
 struct Counter;
 
 impl EventHandler for Counter {
-    async fn handle(&self, tx: &Transaction<'_>, event: &Envelope) -> Result<(), HandleError> {
+    async fn handle(&self, tx: &OutboxTx<'_>, event: &Envelope) -> Result<(), HandleError> {
         if event.event_type != "counter.incremented" || event.version != 1 {
             return Err(HandleError::Poison(format!(
                 "unknown event {} v{}",

@@ -7,7 +7,7 @@ use anyhow::ensure;
 use faultline_system::platform::envelope::Envelope;
 use faultline_system::platform::metrics::Metrics;
 use faultline_system::platform::migrate::{self, Migration};
-use faultline_system::platform::outbox::{self, OutboxRelay, OUTBOX_SCHEMA};
+use faultline_system::platform::outbox::{self, OutboxRelay, OutboxTx, OUTBOX_SCHEMA};
 use faultline_system::stack::{smoke::create_topic, Stack};
 use rdkafka::Message;
 use tokio_util::sync::CancellationToken;
@@ -47,7 +47,7 @@ pub async fn publishes_committed_events_in_order_and_never_rolled_back_ones(
     // 10 transactions of 20 events for one key; one more transaction rolls back.
     let mut sent = Vec::new();
     for batch in 0..10 {
-        let tx = client.transaction().await?;
+        let tx = OutboxTx::begin(&mut client).await?;
         for i in 0..20 {
             let seq = batch * 20 + i;
             let event = Envelope::new(
@@ -56,14 +56,14 @@ pub async fn publishes_committed_events_in_order_and_never_rolled_back_ones(
                 "the-key",
                 serde_json::json!({ "seq": seq }),
             );
-            outbox::enqueue(&tx, topic, &event).await?;
+            outbox::enqueue(&tx, topic, &event);
             sent.push(event.id);
         }
         tx.commit().await?;
         if batch == 4 {
-            let tx = client.transaction().await?;
+            let tx = OutboxTx::begin(&mut client).await?;
             let ghost = Envelope::new("test.ghost", 1, "the-key", serde_json::json!({ "seq": -1 }));
-            outbox::enqueue(&tx, topic, &ghost).await?;
+            outbox::enqueue(&tx, topic, &ghost);
             tx.rollback().await?;
         }
     }

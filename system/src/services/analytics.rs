@@ -14,7 +14,7 @@
 //! serves it) is measured from outside. Projection lag (event time to applied
 //! time) is a metric, and part of the summary.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -22,7 +22,7 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use deadpool_postgres::Transaction;
+use crate::platform::outbox::OutboxTx;
 use prometheus::{Gauge, Histogram, HistogramOpts, Opts};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -233,6 +233,32 @@ async fn load_view(pool: &Pool, order_id: Uuid) -> Result<Option<OrderView>, Api
     }))
 }
 
+/// How long after its id was issued an order's view may still be missing: far beyond the
+/// projection lag of an overloaded system (tens of seconds), far below the distance from
+/// now of a made-up id's time.
+pub const VIEW_MAY_APPEAR_WITHIN: Duration = Duration::from_secs(600);
+
+/// Whether a view of `order_id` may yet appear. Orders issues UUIDv7 ids, whose first 48
+/// bits are the time of issue: an id of another version, or issued long ago or in the
+/// future, names no order still on its way to the read model, so a long-poll for it would
+/// hold a connection for its whole wait to answer what is known at once.
+fn may_yet_appear(order_id: Uuid, now: SystemTime) -> bool {
+    if order_id.get_version() != Some(uuid::Version::SortRand) {
+        return false;
+    }
+    let Some(timestamp) = order_id.get_timestamp() else {
+        return false;
+    };
+    let (seconds, nanos) = timestamp.to_unix();
+    let issued = UNIX_EPOCH + Duration::new(seconds, nanos);
+    // A minute of clock difference between the orders host and this one is tolerated.
+    let skew = Duration::from_secs(60);
+    match now.duration_since(issued) {
+        Ok(age) => age <= VIEW_MAY_APPEAR_WITHIN,
+        Err(ahead) => ahead.duration() <= skew,
+    }
+}
+
 /// The read model's view of an order, once it reached `min_version` (long-poll up to
 /// `wait`). This is how the consistency window is observed.
 #[utoipa::path(get, path = "/api/orders/{id}/view", tag = "orders", security(("bearer" = [])),
@@ -240,7 +266,7 @@ async fn load_view(pool: &Pool, order_id: Uuid) -> Result<Option<OrderView>, Api
     responses((status = 200, body = OrderView),
               (status = 400, description = "`wait` or `min_version` is not of the declared form", body = ErrorBody),
               (status = 408, description = "The view did not reach `min_version` within the wait", body = ErrorBody),
-              (status = 404, description = "No such order of the caller's, or (without a wait) no view of it yet", body = ErrorBody),
+              (status = 404, description = "No such order of the caller's; or, without a wait, no view of it yet; or, even with a wait, an id that is no order still on its way to the read model (orders' ids are UUIDv7: one of another version, or issued over 600 s ago or in the future, with no view)", body = ErrorBody),
               (status = 401, body = ErrorBody)))]
 pub(crate) async fn get_view(
     State(state): State<ViewState>,
@@ -266,10 +292,17 @@ pub(crate) async fn get_view(
             }
             Some(view) if view.version >= min_version => return Ok(Json(view)),
             // Asked to answer at once: a view that is not there is not found. Within a wait
-            // it may still appear (the order was acknowledged before it was projected).
+            // it may still appear (the order was acknowledged before it was projected),
+            // unless the id cannot be that of an order still on its way.
             None if wait.is_zero() => {
                 return Err(ApiError::NotFound(format!(
                     "no view of order {order_id} yet"
+                )));
+            }
+            None if !may_yet_appear(order_id, SystemTime::now()) => {
+                return Err(ApiError::NotFound(format!(
+                    "no order {order_id}: orders' ids are UUIDv7 issued within the last {}s",
+                    VIEW_MAY_APPEAR_WITHIN.as_secs()
                 )));
             }
             _ => {}
@@ -378,7 +411,7 @@ impl EventHandler for Projector {
         self.views.announce(&event.key);
     }
 
-    async fn handle(&self, tx: &Transaction<'_>, event: &Envelope) -> Result<(), HandleError> {
+    async fn handle(&self, tx: &OutboxTx<'_>, event: &Envelope) -> Result<(), HandleError> {
         expect_version(event, V1)?;
         if !matches!(
             event.event_type.as_str(),
@@ -463,6 +496,24 @@ impl EventHandler for Projector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_recent_uuid_v7_may_yet_become_a_view() {
+        let now = SystemTime::now();
+        let at = |time: SystemTime| {
+            let since = time.duration_since(UNIX_EPOCH).expect("after 1970");
+            let stamp =
+                uuid::Timestamp::from_unix(uuid::NoContext, since.as_secs(), since.subsec_nanos());
+            Uuid::new_v7(stamp)
+        };
+        assert!(may_yet_appear(Uuid::now_v7(), now));
+        assert!(may_yet_appear(at(now - Duration::from_secs(590)), now));
+        assert!(!may_yet_appear(at(now - Duration::from_secs(610)), now));
+        assert!(may_yet_appear(at(now + Duration::from_secs(30)), now));
+        assert!(!may_yet_appear(at(now + Duration::from_secs(90)), now));
+        assert!(!may_yet_appear(Uuid::new_v4(), now));
+        assert!(!may_yet_appear(Uuid::nil(), now));
+    }
 
     #[test]
     fn wait_takes_exactly_the_forms_its_pattern_declares() {

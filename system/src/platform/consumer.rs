@@ -29,8 +29,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::Pool;
 use super::outbox::OutboxTx;
+use deadpool_postgres::Pool;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -159,25 +159,28 @@ impl From<tokio_postgres::Error> for HandleError {
 /// Applies events inside the consumer's transaction.
 pub trait EventHandler: Send + Sync + 'static {
     /// The most records one transaction applies under a backlog (one commit, one WAL flush
-    /// for all of them). A handler whose events of different keys write the same rows (a
-    /// product's stock) locks them first, in [`EventHandler::lock_batch`].
+    /// for all of them).
     const BATCH: usize = 32;
 
-    /// Whether a batch's events of different keys may be applied at once (their statements
-    /// pipelined on the transaction's connection). False for a handler whose events of
-    /// different keys read and write the same rows, or that calls out in order.
+    /// Whether a batch's events of different keys may be applied at once by
+    /// [`apply_each`] (their statements pipelined on the transaction's connection). False
+    /// for a handler whose events of different keys read and write the same rows, or that
+    /// calls out in order.
     const PIPELINED: bool = true;
 
-    /// Called in a batch's transaction before its events are applied. A handler whose
-    /// events of different keys write the same rows locks those rows here, all at once and
-    /// in one order, so that two workers' batches queue on each other instead of each
-    /// holding some of the rows the other waits for (a deadlock).
-    fn lock_batch(
+    /// Applies a batch of events (each new: duplicates are already taken out) in `tx`.
+    /// The default applies them one by one with [`EventHandler::handle`] ([`apply_each`]);
+    /// a handler whose events of different keys write the same rows (a product's stock)
+    /// applies the batch as a whole instead, locking those rows once, in one order.
+    fn handle_batch(
         &self,
-        _tx: &OutboxTx<'_>,
-        _events: &[&Envelope],
-    ) -> impl Future<Output = Result<(), HandleError>> + Send {
-        async { Ok(()) }
+        tx: &OutboxTx<'_>,
+        events: &[&Envelope],
+    ) -> impl Future<Output = Result<(), HandleError>> + Send
+    where
+        Self: Sized,
+    {
+        apply_each(self, tx, events)
     }
 
     fn handle(
@@ -189,6 +192,38 @@ pub trait EventHandler: Send + Sync + 'static {
     /// Called once `event`'s transaction committed (not for a duplicate): a handler that
     /// wakes readers of what it wrote does it here, when they can see it.
     fn committed(&self, _event: &Envelope) {}
+}
+
+/// Applies `events` one by one with `handler`. When the handler is
+/// [`EventHandler::PIPELINED`], one chain per key, in the batch's order, and the chains run
+/// at once on the one connection, whose statements tokio-postgres pipelines: the batch costs
+/// about as many round trips as its longest chain, not the sum of all of them.
+pub async fn apply_each<H: EventHandler>(
+    handler: &H,
+    tx: &OutboxTx<'_>,
+    events: &[&Envelope],
+) -> Result<(), HandleError> {
+    if !H::PIPELINED {
+        for event in events {
+            handler.handle(tx, event).await?;
+        }
+        return Ok(());
+    }
+    let mut chains: Vec<(&str, Vec<&Envelope>)> = Vec::new();
+    for event in events {
+        match chains.iter_mut().find(|(key, _)| *key == event.key) {
+            Some((_, chain)) => chain.push(event),
+            None => chains.push((&event.key, vec![event])),
+        }
+    }
+    futures::future::try_join_all(chains.into_iter().map(|(_, chain)| async move {
+        for event in chain {
+            handler.handle(tx, event).await?;
+        }
+        Ok::<(), HandleError>(())
+    }))
+    .await?;
+    Ok(())
 }
 
 /// A consumer group member applying events through an [`EventHandler`].
@@ -374,31 +409,7 @@ impl<H: EventHandler> EventConsumer<H> {
                 applied.push(event);
             }
         }
-        self.handler.lock_batch(&tx, &applied).await?;
-        if H::PIPELINED {
-            // One chain per key, in the batch's order; the chains run at once on the one
-            // connection, whose statements tokio-postgres pipelines: the batch costs about
-            // as many round trips as its longest chain, not the sum of all of them.
-            let mut chains: Vec<(&str, Vec<&Envelope>)> = Vec::new();
-            for event in &applied {
-                match chains.iter_mut().find(|(key, _)| *key == event.key) {
-                    Some((_, chain)) => chain.push(event),
-                    None => chains.push((&event.key, vec![event])),
-                }
-            }
-            let tx = &tx;
-            futures::future::try_join_all(chains.into_iter().map(|(_, chain)| async move {
-                for event in chain {
-                    self.handler.handle(tx, event).await?;
-                }
-                Ok::<(), HandleError>(())
-            }))
-            .await?;
-        } else {
-            for event in &applied {
-                self.handler.handle(&tx, event).await?;
-            }
-        }
+        self.handler.handle_batch(&tx, &applied).await?;
         tx.commit().await?;
         for event in &applied {
             self.handler.committed(event);

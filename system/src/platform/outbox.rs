@@ -83,7 +83,9 @@ pub struct OutboxTx<'a> {
 
 impl<'a> OutboxTx<'a> {
     /// Begins a transaction on `client`.
-    pub async fn begin(client: &'a mut deadpool_postgres::Client) -> Result<Self, tokio_postgres::Error> {
+    pub async fn begin(
+        client: &'a mut deadpool_postgres::Client,
+    ) -> Result<Self, tokio_postgres::Error> {
         Ok(OutboxTx {
             tx: client.transaction().await?,
             staged: Mutex::new(Vec::new()),
@@ -92,7 +94,8 @@ impl<'a> OutboxTx<'a> {
 
     /// Adds `event` for `topic` to the outbox when this transaction commits.
     pub fn enqueue(&self, topic: &str, event: &Envelope) {
-        self.staged_events().push((topic.to_string(), event.clone()));
+        self.staged_events()
+            .push((topic.to_string(), event.clone()));
     }
 
     /// Writes the staged events (one `INSERT` for all of them) and commits.
@@ -111,7 +114,9 @@ impl<'a> OutboxTx<'a> {
 
     fn staged_events(&self) -> std::sync::MutexGuard<'_, Vec<(String, Envelope)>> {
         // A panic while pushing cannot leave the vector half-written: take it as it is.
-        self.staged.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.staged
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -139,8 +144,10 @@ async fn insert_events(
     let types: Vec<&str> = events.iter().map(|(_, e)| e.event_type.as_str()).collect();
     let versions: Vec<i32> = events.iter().map(|(_, e)| e.version as i32).collect();
     let payloads: Vec<&serde_json::Value> = events.iter().map(|(_, e)| &e.payload).collect();
-    let traceparents: Vec<Option<&str>> =
-        events.iter().map(|(_, e)| e.traceparent.as_deref()).collect();
+    let traceparents: Vec<Option<&str>> = events
+        .iter()
+        .map(|(_, e)| e.traceparent.as_deref())
+        .collect();
     let occurred: Vec<chrono::DateTime<chrono::Utc>> =
         events.iter().map(|(_, e)| e.occurred_at).collect();
     tx.execute_prepared(

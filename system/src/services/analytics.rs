@@ -16,13 +16,13 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::platform::outbox::OutboxTx;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use crate::platform::outbox::OutboxTx;
 use prometheus::{Gauge, Histogram, HistogramOpts, Opts};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

@@ -11,19 +11,23 @@
 //! `available >= 0` is a CHECK constraint: two more lines of defence. [`audit`] re-derives
 //! every level from the events.
 //!
+//! Under a backlog the consumer hands inventory a batch of commands, which [`batch`] applies
+//! as a whole: its products' heads locked once, in id order, the commands decided in memory
+//! in order, and everything written with a statement per table.
+//!
 //! The saga talks to it over Kafka: `inventory.reserve` reserves all items of an order or
 //! none (replying with the order's price, since inventory owns the catalogue), and
 //! `inventory.release` gives a reservation back, once.
 
 use std::collections::BTreeMap;
 
+use crate::platform::outbox::OutboxTx;
 use axum::extract::{Path, State};
 use axum::http::header::CACHE_CONTROL;
 use axum::http::HeaderName;
 use axum::routing::get;
 use axum::Router;
 use deadpool_postgres::Pool;
-use crate::platform::outbox::OutboxTx;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -35,6 +39,8 @@ use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, ErrorBody, Json};
 use crate::platform::migrate::Migration;
 use crate::platform::sql::Prepared;
+
+mod batch;
 
 pub const NAME: &str = "inventory";
 
@@ -249,14 +255,14 @@ pub async fn audit(pool: &Pool) -> Result<Vec<AuditFinding>, ApiError> {
 pub struct CommandHandler;
 
 impl EventHandler for CommandHandler {
-    /// Reservations of different orders write the same products' rows: one after another
-    /// within a batch (each reads the head the one before moved), and the batch's rows
-    /// locked first, in id order ([`lock_products`]), so two workers' batches queue rather
-    /// than deadlock.
-    const PIPELINED: bool = false;
-
-    async fn lock_batch(&self, tx: &OutboxTx<'_>, events: &[&Envelope]) -> Result<(), HandleError> {
-        lock_products(tx, events).await
+    /// Reservations of different orders write the same products' rows: a batch is applied
+    /// as a whole, its products locked once, in id order ([`batch`]).
+    async fn handle_batch(
+        &self,
+        tx: &OutboxTx<'_>,
+        events: &[&Envelope],
+    ) -> Result<(), HandleError> {
+        batch::apply(tx, events).await
     }
 
     async fn handle(&self, tx: &OutboxTx<'_>, event: &Envelope) -> Result<(), HandleError> {
@@ -272,40 +278,6 @@ impl EventHandler for CommandHandler {
             ))),
         }
     }
-}
-
-/// Locks the stock heads every command of `events` will move, in product id order: the
-/// products a reservation names and those its order holds (for a release). An event that
-/// does not decode locks nothing here; its handler refuses it.
-async fn lock_products(tx: &OutboxTx<'_>, events: &[&Envelope]) -> Result<(), HandleError> {
-    let mut products: Vec<i64> = Vec::new();
-    let mut releases: Vec<Uuid> = Vec::new();
-    for event in events {
-        match event.event_type.as_str() {
-            types::RESERVE => {
-                if let Ok(reserve) = event.payload_as::<Reserve>() {
-                    products.extend(reserve.items.iter().map(|item| item.product_id));
-                }
-            }
-            types::RELEASE => {
-                if let Ok(OrderRef { order_id }) = event.payload_as() {
-                    releases.push(order_id);
-                }
-            }
-            _ => {}
-        }
-    }
-    if products.is_empty() && releases.is_empty() {
-        return Ok(());
-    }
-    tx.execute_prepared(
-        "SELECT 1 FROM stock_levels WHERE product_id IN (
-             SELECT unnest($1::bigint[]) UNION SELECT product_id FROM reservations WHERE order_id = ANY($2))
-         ORDER BY product_id FOR UPDATE",
-        &[&products, &releases],
-    )
-    .await?;
-    Ok(())
 }
 
 async fn reply<T: Serialize>(
@@ -339,11 +311,7 @@ struct Take {
     price_cents: i64,
 }
 
-async fn reserve(
-    tx: &OutboxTx<'_>,
-    event: &Envelope,
-    command: Reserve,
-) -> Result<(), HandleError> {
+async fn reserve(tx: &OutboxTx<'_>, event: &Envelope, command: Reserve) -> Result<(), HandleError> {
     let order_id = command.order_id;
     // A second reserve for the same order (the saga re-sent it) answers like the first.
     let amount_cents = match reserved_amount(tx, order_id).await? {
@@ -456,11 +424,7 @@ async fn plan_reservation(
     Ok(Ok(takes))
 }
 
-async fn release(
-    tx: &OutboxTx<'_>,
-    event: &Envelope,
-    order_id: Uuid,
-) -> Result<(), HandleError> {
+async fn release(tx: &OutboxTx<'_>, event: &Envelope, order_id: Uuid) -> Result<(), HandleError> {
     let held = tx
         .query_prepared(
             "SELECT product_id, quantity FROM reservations WHERE order_id = $1 AND NOT released ORDER BY product_id",

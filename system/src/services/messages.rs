@@ -3,8 +3,8 @@
 //! `<service>.replies`, keyed by order id; `orders.events` is the order's public history,
 //! which the read model (analytics) and notifications consume.
 
-use chrono::{DateTime, Utc};
 use crate::platform::outbox::OutboxTx;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 

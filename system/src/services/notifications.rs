@@ -11,9 +11,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::platform::outbox::OutboxTx;
 use axum::body::Body;
 use axum::Router;
-use crate::platform::outbox::OutboxTx;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;

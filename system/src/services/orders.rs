@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use crate::platform::outbox::OutboxTx;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -19,7 +20,6 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use crate::platform::outbox::OutboxTx;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

@@ -5,11 +5,11 @@
 //! `payments.charge` answers the same way and never charges twice: at most one payment row
 //! per order, whose status moves CAPTURED -> REFUNDED at most once.
 
+use crate::platform::outbox::OutboxTx;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::Router;
 use deadpool_postgres::Pool;
-use crate::platform::outbox::OutboxTx;
 use serde::Serialize;
 use uuid::Uuid;
 

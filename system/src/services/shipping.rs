@@ -1,8 +1,8 @@
 //! Shipping: schedules a shipment per order, idempotently, with a configurable failure rate
 //! and latency like payments. A failed schedule makes the saga refund and release.
 
-use axum::Router;
 use crate::platform::outbox::OutboxTx;
+use axum::Router;
 
 use super::behaviour::{start_participant, SharedBehaviour};
 use super::messages::{self, types, Failed, OrderRef, V1};

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure};
-use faultline_system::platform::outbox::OutboxTx;
 use faultline_system::platform::consumer::{
     EventConsumer, EventHandler, HandleError, DEAD_LETTER_TOPIC, PROCESSED_EVENTS_SCHEMA,
 };
 use faultline_system::platform::envelope::Envelope;
 use faultline_system::platform::metrics::Metrics;
 use faultline_system::platform::migrate::{self, Migration};
+use faultline_system::platform::outbox::OutboxTx;
 use faultline_system::stack::{smoke::create_topic, Stack};
 use rdkafka::producer::FutureRecord;
 use tokio_util::sync::CancellationToken;

@@ -15,6 +15,7 @@
 //! 3. The benchmark runs through `faultline_kafkabench::run` into `DIR/kafka/`.
 //! 4. `faultline_reports::claims_suite` holds every claim against its family's
 //!    results, in memory, and writes `claims.html`, `claims.md` and `claims.json`.
+//!    [`report_again`] writes them anew from the results a suite left on disk.
 //!
 //! Progress goes to stderr, one line per run started and ended.
 
@@ -31,7 +32,10 @@ use faultline_reports::{
     },
     Claims, ReportError,
 };
-use faultline_results::{error::write_text, RunInfo};
+use faultline_results::{
+    error::{read_text, write_text},
+    RunInfo,
+};
 
 use crate::{
     run::{RunError, RunOptions},
@@ -211,12 +215,73 @@ pub async fn run<F: Future<Output = ()>>(
             RunOutcome::Skipped
         },
     };
+    let outcome = write_report(&options, &claims, &runs, &kafka)?;
+    eprintln!(
+        "claims: the suite took {:.0} s",
+        suite_started.elapsed().as_secs_f64()
+    );
+    Ok(outcome)
+}
+
+/// Rewrites the claims report from what a suite left in `options.output` (each
+/// family's `results.json`, `kafka/kafka-bench.json`), running nothing: after a change
+/// to the claims file or the report, or to see `--only` runs together.
+pub fn report_again(options: &SuiteOptions) -> Result<SuiteOutcome, SuiteError> {
+    let claims = Claims::builtin()?;
+    let chosen = |family: &str| options.only.as_ref().is_none_or(|only| only == family);
+    let runs: Vec<FamilyRun> = families(&options.scenarios)?
+        .into_iter()
+        .map(|(family, _)| {
+            let path = options.output.join(&family).join("results.json");
+            let outcome = if !chosen(&family) {
+                RunOutcome::Skipped
+            } else {
+                match faultline_reports::read_results(&path) {
+                    Ok(results) => RunOutcome::Ran {
+                        results: Box::new(results),
+                        report: format!("{family}/index.html"),
+                    },
+                    Err(error) => RunOutcome::Failed(format!("no results to report: {error}")),
+                }
+            };
+            FamilyRun { family, outcome }
+        })
+        .collect();
+    let kafka_path = options.output.join(KAFKA_FAMILY).join("kafka-bench.json");
+    let kafka = KafkaRun {
+        outcome: if !chosen(KAFKA_FAMILY) {
+            RunOutcome::Skipped
+        } else {
+            match read_text(&kafka_path, "reading kafka-bench results from")
+                .map_err(|e| e.to_string())
+                .and_then(|text| {
+                    serde_json::from_str(&text)
+                        .map_err(|e| format!("{}: {e}", kafka_path.display()))
+                }) {
+                Ok(results) => RunOutcome::Ran {
+                    results: Box::new(results),
+                    report: format!("{KAFKA_FAMILY}/table5.txt"),
+                },
+                Err(error) => RunOutcome::Failed(format!("no results to report: {error}")),
+            }
+        },
+    };
+    write_report(options, &claims, &runs, &kafka)
+}
+
+/// Holds every claim against the runs and writes the claims report.
+fn write_report(
+    options: &SuiteOptions,
+    claims: &Claims,
+    runs: &[FamilyRun],
+    kafka: &KafkaRun,
+) -> Result<SuiteOutcome, SuiteError> {
     let info = SuiteInfo {
         faultline_version: options.run_info.faultline_version.clone(),
         git_commit: options.run_info.git_commit.clone(),
         quick: options.quick,
     };
-    let report = ClaimsSuiteReport::build(&claims, &runs, &kafka, &info);
+    let report = ClaimsSuiteReport::build(claims, runs, kafka, &info);
     let written = report.write_all(&options.output)?;
     let mut failed: Vec<String> = runs
         .iter()
@@ -226,10 +291,6 @@ pub async fn run<F: Future<Output = ()>>(
     if matches!(kafka.outcome, RunOutcome::Failed(_)) {
         failed.push(KAFKA_FAMILY.into());
     }
-    eprintln!(
-        "claims: the suite took {:.0} s",
-        suite_started.elapsed().as_secs_f64()
-    );
     Ok(SuiteOutcome {
         report,
         written,

@@ -60,6 +60,12 @@ pub struct ClaimsArgs {
     #[arg(long, value_name = "DIR", default_value = "scenarios/claims")]
     pub scenarios: PathBuf,
 
+    /// Run nothing: write the claims report anew from the results already in DIR (each
+    /// family's results.json and kafka/kafka-bench.json), e.g. after editing
+    /// scenarios/claims.toml.
+    #[arg(long)]
+    pub report_only: bool,
+
     /// After each run's load, how long every acknowledged order may take to settle
     /// before the checker counts it as inconsistent.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
@@ -98,7 +104,12 @@ pub async fn run(args: ClaimsArgs) -> anyhow::Result<ExitCode> {
         settle_deadline: args.settle_deadline,
         kafka,
     };
-    match claims::run(options, super::terminated).await {
+    let outcome = if args.report_only {
+        claims::report_again(&options)
+    } else {
+        claims::run(options, super::terminated).await
+    };
+    match outcome {
         Ok(outcome) => {
             println!("{}", outcome.report.markdown());
             println!("claims report: {}", outcome.written.html.display());

@@ -22,7 +22,7 @@ use faultline_results::{error::write_text, kafka_bench::KafkaBenchResults, Machi
 use serde::Serialize;
 
 use crate::{
-    claims::{run_hardware, ClaimResult, ClaimStatus, Claims, RawClaim},
+    claims::{ClaimResult, ClaimStatus, Claims, RawClaim},
     claims_kafka,
     error::ReportError,
     html::{escape, STYLE},
@@ -190,13 +190,18 @@ impl ClaimsSuiteReport {
                                 // capacity column, with the step that broke.
                                 let none =
                                     results.capacity.as_ref().filter(|c| c.capacity.is_none());
-                                no_capacity = none.map(|c| c.headline());
+                                no_capacity = none.map(|c| {
+                                    format!(
+                                        "none: the first step ({}/s) broke",
+                                        c.search.start_rate
+                                    )
+                                });
                                 if result.measured.is_none() {
                                     no_capacity = None;
                                 }
                                 (
                                     result,
-                                    Some(run_hardware(results)),
+                                    Some(machine_words(&results.metadata.machine)),
                                     Some(report.to_string()),
                                 )
                             }

@@ -61,6 +61,11 @@ enum Command {
     /// Kafka producer benchmark: rdkafka and Apache Kafka's own ProducerPerformance side
     /// by side on the same brokers, over a grid of settings (document 002's Table 5).
     KafkaBench(Box<cmd::kafka_bench::KafkaBenchArgs>),
+    /// The claims suite: every scenario of scenarios/claims/ and the Kafka benchmark of
+    /// Table 5, then one claims report (claims.html, claims.md, claims.json) holding every
+    /// claim of the documents against what this machine measured; exit 0 when the suite
+    /// ran, 1 when a run failed, 2 for bad arguments.
+    Claims(cmd::claims::ClaimsArgs),
     /// Real infrastructure on loopback: Apache Kafka (KRaft), PostgreSQL, Redis.
     #[command(subcommand)]
     Stack(cmd::stack::StackCommand),
@@ -102,6 +107,7 @@ fn main() -> ExitCode {
             Command::Stack(command) => cmd::stack::run(command).await,
             Command::System(command) => cmd::system::run(command).await,
             Command::KafkaBench(args) => cmd::kafka_bench::run(*args).await,
+            Command::Claims(args) => cmd::claims::run(args).await,
         }
     });
     match outcome {

@@ -10,23 +10,30 @@
 //!
 //! Nothing measured is typed by hand: a claim is evaluated only on what the run
 //! recorded, and says "not measured in this run" otherwise.
+//!
+//! A run that searched for its capacity (`[load.find_max]`) answers the claims this
+//! machine cannot reach: a claim stated at a rate the run did not reach, or a rate
+//! claim above what it reached, is "holds up to X/s here (document: Y/s on Z)" when
+//! the claim's figure held at the capacity step, rather than "not applicable" or a
+//! bare "fail". `family` names the claims scenario (`scenarios/claims/<family>.toml`)
+//! whose run answers the claim in `faultline claims`.
 
 use std::path::Path;
 
 use faultline_results::{error::read_text, gates::line_of, quantity::Quantity, Results};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     error::ReportError,
     gate::{Comparator, Gate},
-    metric::{Groups, Measured},
+    metric::{Groups, Measured, Scope, Stat},
 };
 
 /// The claims file of this repository, compiled in.
 pub const BUILTIN_CLAIMS: &str = include_str!("../../scenarios/claims.toml");
 
 /// One claim as written in the file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawClaim {
     pub id: String,
@@ -51,6 +58,9 @@ pub struct RawClaim {
     pub hardware: String,
     pub note: Option<String>,
     pub not_mapped: Option<String>,
+    /// The claims scenario whose run answers it (`faultline claims`); absent when no
+    /// scenario of the suite does.
+    pub family: Option<String>,
 }
 
 /// A claim checked for consistency with the vocabulary.
@@ -171,6 +181,9 @@ pub enum ClaimStatus {
     NotApplicable(String),
     /// No metric of the vocabulary corresponds (the reason from the file).
     NotMapped(String),
+    /// The run's capacity is below the claim's rate, and the claim's figure held up to
+    /// it: "holds up to X/s here (document: Y/s on Z)".
+    HoldsUpTo(String),
 }
 
 impl ClaimStatus {
@@ -181,6 +194,18 @@ impl ClaimStatus {
             ClaimStatus::NotMeasured(_) => "not measured in this run",
             ClaimStatus::NotApplicable(_) => "not applicable to this run",
             ClaimStatus::NotMapped(_) => "not mapped",
+            ClaimStatus::HoldsUpTo(_) => "holds up to the capacity here",
+        }
+    }
+
+    /// The reason or the capacity sentence that goes with the verdict, if any.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            ClaimStatus::Pass | ClaimStatus::Fail => None,
+            ClaimStatus::NotMeasured(text)
+            | ClaimStatus::NotApplicable(text)
+            | ClaimStatus::NotMapped(text)
+            | ClaimStatus::HoldsUpTo(text) => Some(text),
         }
     }
 }
@@ -193,26 +218,57 @@ pub struct ClaimResult {
     pub claimed: String,
     pub measured: Option<Quantity>,
     pub status: ClaimStatus,
+    /// The capacity the run's search found (offered rate per second), when it
+    /// searched one for the scope the claim is about.
+    pub capacity: Option<f64>,
 }
 
 impl Claim {
+    /// The claim's figure as the report prints it, e.g. `≤ 120 ms`.
+    pub fn claimed(&self) -> String {
+        match &self.gate {
+            Some(gate) => format!("{} {}", gate.comparator.symbol(), gate.limit),
+            None => self.raw.value.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The claim with no figure: not mapped (the file's reason) when it maps onto
+    /// nothing, else not measured for `reason`.
+    pub fn unanswered(&self, reason: String) -> ClaimResult {
+        let status = match (&self.gate, &self.raw.not_mapped) {
+            (None, not_mapped) => ClaimStatus::NotMapped(not_mapped.clone().unwrap_or_default()),
+            (Some(_), _) => ClaimStatus::NotMeasured(reason),
+        };
+        ClaimResult {
+            claim: self.clone(),
+            claimed: self.claimed(),
+            measured: None,
+            status,
+            capacity: None,
+        }
+    }
+
     /// Measures the claim's metric (if its condition holds) and compares.
     pub fn evaluate(&self, results: &Results, groups: &Groups) -> ClaimResult {
         let Some(gate) = &self.gate else {
-            return ClaimResult {
-                claim: self.clone(),
-                claimed: self.raw.value.clone().unwrap_or_default(),
-                measured: None,
-                status: ClaimStatus::NotMapped(self.raw.not_mapped.clone().unwrap_or_default()),
-            };
+            return self.unanswered(String::new());
         };
-        let claimed = format!("{} {}", gate.comparator.symbol(), gate.limit);
+        // A search that loaded the claim's scope answers a rate the run did not reach;
+        // `capacity` is what it found (none when its first step already broke).
+        let searched = search_loaded(results, &gate.metric, groups);
+        let capacity = searched
+            .then(|| results.capacity.as_ref()?.capacity)
+            .flatten();
         let result = |measured, status| ClaimResult {
             claim: self.clone(),
-            claimed: claimed.clone(),
+            claimed: self.claimed(),
             measured,
             status,
+            capacity,
         };
+        // The rate the claim is stated at, and what the run reached of it, when the
+        // run stayed below it.
+        let mut unreached: Option<(&Gate, Quantity)> = None;
         if let Some(condition) = &self.condition {
             match condition.metric.measure(results, groups) {
                 Measured::NotMeasured(reason) => {
@@ -223,30 +279,80 @@ impl Claim {
                         .comparator
                         .holds(value.value, condition.limit.value)
                     {
-                        return result(
-                            None,
-                            ClaimStatus::NotApplicable(format!(
-                                "the claim is stated for {}; this run had {} = {value}",
-                                condition.name(),
-                                condition.metric.text
-                            )),
-                        );
+                        if !searched {
+                            return result(
+                                None,
+                                ClaimStatus::NotApplicable(format!(
+                                    "the claim is stated for {}; this run had {} = {value}",
+                                    condition.name(),
+                                    condition.metric.text
+                                )),
+                            );
+                        }
+                        unreached = Some((condition, value));
                     }
                 }
             }
         }
-        match gate.metric.measure(results, groups) {
-            Measured::NotMeasured(reason) => result(None, ClaimStatus::NotMeasured(reason)),
-            Measured::Value(value) => {
-                let status = if gate.comparator.holds(value.value, gate.limit.value) {
-                    ClaimStatus::Pass
-                } else {
-                    ClaimStatus::Fail
-                };
-                result(Some(value), status)
-            }
+        let value = match gate.metric.measure(results, groups) {
+            Measured::NotMeasured(reason) => return result(None, ClaimStatus::NotMeasured(reason)),
+            Measured::Value(value) => value,
+        };
+        let holds = gate.comparator.holds(value.value, gate.limit.value);
+        // A rate claim the run fell short of, with a capacity searched: the run's rate
+        // at capacity is what this machine reached, and every gate held up to it.
+        let rate_short = !holds && capacity.is_some() && gate.metric.stat == Stat::Rate;
+        if rate_short {
+            unreached = Some((gate, value));
         }
+        let status = match unreached {
+            // Below the stated rate the figure held (or the rate is the figure).
+            Some((stated, reached)) if holds || rate_short => ClaimStatus::HoldsUpTo(format!(
+                "holds up to {reached} here (document: {} on {}){}",
+                stated.limit,
+                self.raw.hardware,
+                capacity
+                    .map(|c| format!("; capacity search: {}/s offered", trim_rate(c)))
+                    .unwrap_or_default(),
+            )),
+            _ if holds => ClaimStatus::Pass,
+            _ => ClaimStatus::Fail,
+        };
+        result(Some(value), status)
     }
+}
+
+/// Whether the run searched its capacity with load on the claim's scope (its
+/// endpoints answered requests, or the consistency window was observed); a claim
+/// about what the search did not load is evaluated as any other.
+fn search_loaded(results: &Results, metric: &crate::metric::Metric, groups: &Groups) -> bool {
+    if results.capacity.is_none() {
+        return false;
+    }
+    let stat = match metric.scope {
+        Scope::Http | Scope::Endpoint(_) | Scope::Group(_) => Stat::Requests,
+        Scope::Consistency => Stat::Count,
+        Scope::Checker | Scope::Server { .. } | Scope::Faults | Scope::KafkaBench(_) => {
+            return false
+        }
+    };
+    crate::metric::Metric {
+        text: metric.text.clone(),
+        scope: metric.scope.clone(),
+        stat,
+    }
+    .measure(results, groups)
+    .value()
+    .is_some_and(|count| count.value > 0.0)
+}
+
+/// A rate without needless decimals: `212/s`, `212.5/s`.
+fn trim_rate(rate: f64) -> String {
+    Quantity {
+        value: rate,
+        dimension: faultline_results::quantity::Dimension::Count,
+    }
+    .to_string()
 }
 
 /// The run's hardware in words, from its metadata.

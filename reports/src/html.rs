@@ -32,7 +32,7 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-const STYLE: &str = r#"
+pub(crate) const STYLE: &str = r#"
 body { font-family: sans-serif; color: #222; margin: 0 auto; max-width: 1160px; padding: 16px; }
 h1 { font-size: 24px; margin: 0 0 4px 0; }
 h2 { font-size: 19px; border-bottom: 2px solid #444; padding-bottom: 3px; margin-top: 32px; }
@@ -345,9 +345,10 @@ fn claims_table(page: &mut String, report: &Report<'_>) {
     let count = |f: fn(&ClaimStatus) -> bool| report.claims.iter().filter(|c| f(&c.status)).count();
     let _ = writeln!(
         page,
-        "<p>{} claims: {} pass, {} fail, {} not measured in this run, {} not applicable to this run's load, {} not mapped onto anything faultline measures. This run's hardware: {}.</p>",
+        "<p>{} claims: {} pass, {} hold up to this machine's capacity, {} fail, {} not measured in this run, {} not applicable to this run's load, {} not mapped onto anything faultline measures. This run's hardware: {}.</p>",
         report.claims.len(),
         count(|s| *s == ClaimStatus::Pass),
+        count(|s| matches!(s, ClaimStatus::HoldsUpTo(_))),
         count(|s| *s == ClaimStatus::Fail),
         count(|s| matches!(s, ClaimStatus::NotMeasured(_))),
         count(|s| matches!(s, ClaimStatus::NotApplicable(_))),
@@ -367,11 +368,9 @@ fn claims_table(page: &mut String, report: &Report<'_>) {
             ClaimStatus::Fail => ("fail", "✘ FAIL".to_string()),
             other => ("", other.label().to_string()),
         };
-        let detail = match &claim.status {
-            ClaimStatus::NotMeasured(reason)
-            | ClaimStatus::NotApplicable(reason)
-            | ClaimStatus::NotMapped(reason) => reason.clone(),
-            _ => raw.note.clone().unwrap_or_default(),
+        let detail = match claim.status.detail() {
+            Some(reason) => reason.to_string(),
+            None => raw.note.clone().unwrap_or_default(),
         };
         let _ = writeln!(
             page,

@@ -13,7 +13,9 @@
 //!   baseline comparison, judged into a [`gate::GateReport`] that writes
 //!   `junit.xml` and `summary.md` and gives the exit code.
 //! - [`claims`]: the documents' figures from `scenarios/claims.toml`, held against
-//!   the run with the hardware of both.
+//!   the run with the hardware of both; a run's capacity answers the rates it could
+//!   not reach. [`claims_kafka`] holds Table 5's claims against a kafka-bench run, and
+//!   [`claims_suite`] writes the one claims report of `faultline claims`.
 //! - [`timeline`] and [`charts`]: time series and distributions derived from the
 //!   results, drawn as inline SVG with fault windows shaded.
 //! - [`capacity`]: a capacity search's latency against offered rate, its knee and
@@ -26,6 +28,8 @@
 pub mod capacity;
 pub mod charts;
 pub mod claims;
+pub mod claims_kafka;
+pub mod claims_suite;
 pub mod cli;
 pub mod error;
 pub mod gate;

@@ -9,6 +9,11 @@
 //! | `checker` | `lost`, `duplicated`, `inconsistent`, `checked`, `consistent_ratio`, `settle_time` |
 //! | `server:<name>` or `server:<name>{label="value",...}` (scraped series) | `max`, `mean`, `last` (of the sum over matching series), `rate` (counter increase per second) |
 //! | `faults` | `recovery_time` (longest, over faults, from a fault's end to the first second back to normal), `count` |
+//! | `kafka_bench:<row>` (a row of document 002's Table 5 in `faultline kafka-bench`: `baseline`, `compression_lz4`, `compression_snappy`, `batching10ms`, `batching50ms`) | `rate` (rdkafka messages acknowledged per second), `pNN` (send→ack latency), `e2e_pNN` (send→consumed), `e2e_added_pNN` (the row's `e2e_pNN` less the baseline row's) |
+//!
+//! `kafka_bench` figures are not in a run's results: `faultline claims` measures them
+//! from the kafka-bench run ([`crate::claims_kafka`]), and a run reports them as not
+//! measured.
 //!
 //! Every metric has a [`Dimension`], so a limit in the wrong unit is refused when
 //! the gate or claim is read, not when it is judged. A metric the run did not record
@@ -41,6 +46,8 @@ pub enum Scope {
         labels: Vec<(String, String)>,
     },
     Faults,
+    /// A row of `faultline kafka-bench --table5`, by its name in kafka-bench.json.
+    KafkaBench(String),
 }
 
 /// What is computed over the scope.
@@ -67,6 +74,10 @@ pub enum Stat {
     SettleTime,
     Last,
     RecoveryTime,
+    /// 0–100, of the end-to-end (send → consumed) latency.
+    EndToEnd(f64),
+    /// 0–100: the end-to-end percentile above the baseline row's.
+    AddedEndToEnd(f64),
 }
 
 /// A parsed metric name.
@@ -153,6 +164,10 @@ impl Metric {
                 matches!(stat, Stat::Max | Stat::Mean | Stat::Last | Stat::Rate)
             }
             Scope::Faults => matches!(stat, Stat::RecoveryTime | Stat::Count),
+            Scope::KafkaBench(_) => matches!(
+                stat,
+                Stat::Rate | Stat::Percentile(_) | Stat::EndToEnd(_) | Stat::AddedEndToEnd(_)
+            ),
         };
         if !allowed {
             return Err(bad(format!(
@@ -184,7 +199,15 @@ impl Metric {
                     (_, base) => base,
                 }
             }
-            (_, Stat::Percentile(_) | Stat::Mean | Stat::Min | Stat::Max) => Dimension::Time,
+            (
+                _,
+                Stat::Percentile(_)
+                | Stat::EndToEnd(_)
+                | Stat::AddedEndToEnd(_)
+                | Stat::Mean
+                | Stat::Min
+                | Stat::Max,
+            ) => Dimension::Time,
             (_, Stat::SettleTime | Stat::RecoveryTime | Stat::Last) => Dimension::Time,
             (_, Stat::Rate) => Dimension::Rate,
             (_, Stat::ErrorRate | Stat::Availability | Stat::ConsistentRatio) => Dimension::Ratio,
@@ -207,6 +230,9 @@ fn parse_scope(text: &str) -> Result<Scope, String> {
     }
     if let Some(name) = text.strip_prefix("group:") {
         return Ok(Scope::Group(name.to_string()));
+    }
+    if let Some(row) = text.strip_prefix("kafka_bench:") {
+        return Ok(Scope::KafkaBench(row.to_string()));
     }
     if let Some(rest) = text.strip_prefix("server:") {
         let (name, labels) = match rest.split_once('{') {
@@ -248,6 +274,20 @@ fn parse_scope(text: &str) -> Result<Scope, String> {
 }
 
 fn parse_stat(text: &str) -> Result<Stat, String> {
+    if let Some(percentile) = text.strip_prefix("e2e_added_") {
+        return match parse_stat(percentile)? {
+            Stat::Percentile(p) => Ok(Stat::AddedEndToEnd(p)),
+            _ => Err(format!(
+                "{text:?}: e2e_added_ takes a percentile, e.g. e2e_added_p50"
+            )),
+        };
+    }
+    if let Some(percentile) = text.strip_prefix("e2e_") {
+        return match parse_stat(percentile)? {
+            Stat::Percentile(p) => Ok(Stat::EndToEnd(p)),
+            _ => Err(format!("{text:?}: e2e_ takes a percentile, e.g. e2e_p99")),
+        };
+    }
     if let Some(digits) = text.strip_prefix('p') {
         let number = match digits.split_once('_') {
             Some((whole, fraction)) => format!("{whole}.{fraction}"),
@@ -378,7 +418,7 @@ fn request_set(scope: &Scope, results: &Results, groups: &Groups) -> Result<Requ
     Ok(set)
 }
 
-fn latency_stat(histogram: &Histogram<u64>, stat: Stat) -> Result<f64, String> {
+pub(crate) fn latency_stat(histogram: &Histogram<u64>, stat: Stat) -> Result<f64, String> {
     if histogram.is_empty() {
         return Err("no request was answered".into());
     }
@@ -454,6 +494,10 @@ fn measure(metric: &Metric, results: &Results, groups: &Groups) -> Result<f64, S
             Stat::Count => Ok(results.faults.len() as f64),
             _ => recovery_time(results),
         },
+        Scope::KafkaBench(_) => Err(
+            "a kafka-bench figure: `faultline claims` measures it with `faultline kafka-bench --table5`"
+                .into(),
+        ),
     }
 }
 

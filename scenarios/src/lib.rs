@@ -17,9 +17,14 @@
 //! - [`run`]: the orchestrator. System up, then load, fault timeline and `/metrics`
 //!   scrape together, the checker, and the results handed in memory to reports (gates
 //!   judged once, the report built once). `faultline run` is argument parsing around it.
+//!   A `[load.find_max]` runs its capacity search against the system the run started.
+//! - [`claims`]: the claims suite, `faultline claims`: every scenario of
+//!   `scenarios/claims/` through [`run`], the Kafka benchmark of Table 5, and one
+//!   claims report of every claim of the documents.
 //!
 //! Depends on every other crate of the workspace; none depends on it but the binary.
 
+pub mod claims;
 pub mod load;
 pub mod run;
 pub mod scenario;

@@ -30,7 +30,12 @@ pub async fn run(args: LoadArgs, run_info: RunInfo) -> Result<Results, LoadError
         Some(path) => plan_scenario(&args, path, run_info)?,
         None => plan_command_line(&args, run_info)?,
     };
-    cli::run_plan(run, &args, &SloJudge { gates }).await
+    let written = run
+        .search
+        .as_ref()
+        .map(|(_, written)| written.clone())
+        .unwrap_or_default();
+    cli::run_plan(run, &args, &SloJudge { gates, written }).await
 }
 
 /// The command line's plan, with `--find-max`'s staircase and `--gate`s.
@@ -117,8 +122,10 @@ fn usage_error(error: ScenarioError) -> LoadError {
 
 /// Holds a capacity search's step against the SLO gates: the first gate that breaks,
 /// with what was measured, breaks the step.
-struct SloJudge {
-    gates: Vec<Gate>,
+pub(crate) struct SloJudge {
+    pub(crate) gates: Vec<Gate>,
+    /// The same gates as written, which results record.
+    pub(crate) written: Vec<String>,
 }
 
 impl StepJudge for SloJudge {

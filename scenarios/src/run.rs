@@ -3,7 +3,9 @@
 //! 1. Put fault proxies in front of the dependencies faults act on, and start the
 //!    reference system on the real stack, routed through them.
 //! 2. Run the load, the fault timeline and the `/metrics` scrape together; the timeline
-//!    starts with the load's clock (a journey run first registers its users).
+//!    starts with the load's clock (a journey run first registers its users). A
+//!    `[load.find_max]` runs its capacity search here, step after step, in place of the
+//!    single load.
 //! 3. After the load, heal every fault, let the system settle and check every order of
 //!    the write ledger against the services' databases (system::checker).
 //! 4. Hand the results, in memory, to reports: gates judged once, the report built once;
@@ -21,6 +23,7 @@ use std::{
 
 use faultline_chaos::{ActiveFaults, CancellationToken, Timeline, TimelineOutcome};
 use faultline_loadgen::{
+    capacity::{self, Staircase},
     engine,
     journeys::{
         self,
@@ -32,7 +35,7 @@ use faultline_loadgen::{
     Progress,
 };
 use faultline_reports::{Baseline, Claims, GateReport, Report, ReportError};
-use faultline_results::{CheckerResults, FaultWindow, Results, RunInfo, TimePoint};
+use faultline_results::{CapacityStep, CheckerResults, FaultWindow, Results, RunInfo, TimePoint};
 use faultline_system::{
     checker::{self, CheckSpec, LedgerOrder},
     services::ServiceKind,
@@ -40,6 +43,7 @@ use faultline_system::{
 };
 
 use crate::{
+    load::SloJudge,
     scenario::CheckedScenario,
     targets::{self, Proxies},
 };
@@ -217,14 +221,32 @@ async fn load_with_faults(
             )
         }
     });
-    eprintln!(
-        "run: load and faults for {}",
-        humantime::format_duration(plan.schedule().duration())
-    );
+    let search = capacity_search(checked)?;
+    match &search {
+        Some((staircase, _)) => eprintln!(
+            "run: capacity search from {}/s to {}/s, {} a step, with the faults",
+            staircase.start,
+            staircase.max,
+            humantime::format_duration(staircase.hold)
+        ),
+        None => eprintln!(
+            "run: load and faults for {}",
+            humantime::format_duration(plan.schedule().duration())
+        ),
+    }
     let load = async {
-        match plan {
-            LoadPlan::Requests(config) => engine::run(config, show).await,
-            LoadPlan::Journeys(config) => journeys::run(config, show).await,
+        match (plan, search) {
+            (plan, Some((staircase, judge))) => {
+                let mut number = 0;
+                let gates = judge.written.clone();
+                let on_step = |step: &CapacityStep| {
+                    number += 1;
+                    eprintln!("{}", capacity::step_line(number, step));
+                };
+                capacity::find_max(&plan, &staircase, gates, &judge, on_step).await
+            }
+            (LoadPlan::Requests(config), None) => engine::run(config, show).await,
+            (LoadPlan::Journeys(config), None) => journeys::run(config, show).await,
         }
     };
     let results = tokio::select! {
@@ -248,6 +270,28 @@ async fn load_with_faults(
         timeline_wall,
         scraper,
     })
+}
+
+/// The scenario's `[load.find_max]`, when it has one: the staircase and the judge of its
+/// SLO gates. The search runs against the system this run started, with the fault
+/// timeline and the scrape alongside, as a single load would; the results are those of
+/// the step at capacity, with every step under `capacity`.
+fn capacity_search(checked: &CheckedScenario) -> Result<Option<(Staircase, SloJudge)>, RunError> {
+    let Some(spec) = &checked.scenario.load.find_max else {
+        return Ok(None);
+    };
+    // Checked with the scenario, so this cannot fail here; named all the same.
+    let staircase = spec
+        .staircase()
+        .map_err(|reason| faultline_loadgen::LoadError::Scenario {
+            path: checked.scenario.path.display().to_string(),
+            reason,
+        })?;
+    let judge = SloJudge {
+        gates: checked.capacity_gates.clone(),
+        written: spec.gates.clone(),
+    };
+    Ok(Some((staircase, judge)))
 }
 
 /// Every service replica's URL, for the `/metrics` scrape.

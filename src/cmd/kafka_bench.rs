@@ -135,7 +135,7 @@ fn millis(flag: &'static str, text: &str) -> Result<u64, BenchError> {
 }
 
 impl KafkaBenchArgs {
-    fn spec(&self) -> Result<BenchSpec, BenchError> {
+    pub(crate) fn spec(&self) -> Result<BenchSpec, BenchError> {
         use faultline_kafkabench::spec::flag;
         let cluster = match &self.bootstrap {
             Some(bootstrap) => Cluster::External {

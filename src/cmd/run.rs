@@ -53,15 +53,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    // The orchestrator runs one load; a search of many would otherwise run its first
-    // step only, and say nothing.
-    if checked.scenario.load.find_max.is_some() {
-        eprintln!(
-            "error: scenario {}: [load.find_max] is a capacity search: run it with `faultline load --scenario`",
-            args.scenario.display()
-        );
-        return Ok(ExitCode::from(2));
-    }
     let baseline = match baseline(&args) {
         Ok(baseline) => baseline,
         Err(error) => {

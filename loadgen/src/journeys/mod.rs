@@ -75,14 +75,21 @@ pub enum JourneyKind {
     Checkout,
     Ingest,
     Login,
+    /// Reads the user's own profile (`GET /api/users/me`), the users service's read
+    /// path, which the claims suite drives apart from logins.
+    Profile,
+    /// Reads the analytics summary, the analytics service's own public route.
+    Analytics,
 }
 
 impl JourneyKind {
-    pub const ALL: [JourneyKind; 4] = [
+    pub const ALL: [JourneyKind; 6] = [
         JourneyKind::Browse,
         JourneyKind::Checkout,
         JourneyKind::Ingest,
         JourneyKind::Login,
+        JourneyKind::Profile,
+        JourneyKind::Analytics,
     ];
 
     pub fn name(self) -> &'static str {
@@ -91,6 +98,8 @@ impl JourneyKind {
             JourneyKind::Checkout => "checkout",
             JourneyKind::Ingest => "ingest",
             JourneyKind::Login => "login",
+            JourneyKind::Profile => "profile",
+            JourneyKind::Analytics => "analytics",
         }
     }
 
@@ -102,6 +111,8 @@ impl JourneyKind {
             JourneyKind::Checkout => &[Step::PlaceOrder, Step::OrderView],
             JourneyKind::Ingest => &[Step::Ingest],
             JourneyKind::Login => &[Step::Login],
+            JourneyKind::Profile => &[Step::Profile],
+            JourneyKind::Analytics => &[Step::AnalyticsSummary],
         }
     }
 
@@ -134,16 +145,20 @@ pub enum Step {
     PlaceOrder,
     OrderView,
     Ingest,
+    Profile,
+    AnalyticsSummary,
 }
 
 impl Step {
-    pub const ALL: [Step; 6] = [
+    pub const ALL: [Step; 8] = [
         Step::ListProducts,
         Step::GetProduct,
         Step::Login,
         Step::PlaceOrder,
         Step::OrderView,
         Step::Ingest,
+        Step::Profile,
+        Step::AnalyticsSummary,
     ];
 
     /// The endpoint name, as plain load would record the same request.
@@ -155,6 +170,8 @@ impl Step {
             Step::PlaceOrder => "POST /api/orders",
             Step::OrderView => "GET /api/orders/{id}/view",
             Step::Ingest => "POST /api/ingest/events",
+            Step::Profile => "GET /api/users/me",
+            Step::AnalyticsSummary => "GET /api/analytics/summary",
         }
     }
 }

@@ -184,6 +184,11 @@ impl<'a, T: Transport> Journey<'a, T> {
             JourneyKind::Checkout => self.checkout().await,
             JourneyKind::Ingest => self.ingest().await,
             JourneyKind::Login => self.login_again().await,
+            JourneyKind::Profile => self.read_as(Step::Profile, "/api/users/me").await,
+            JourneyKind::Analytics => {
+                self.read_as(Step::AnalyticsSummary, "/api/analytics/summary")
+                    .await
+            }
         }
     }
 
@@ -441,6 +446,16 @@ impl<'a, T: Transport> Journey<'a, T> {
         }
     }
 
+    /// One authenticated read of `path` as the journey's user.
+    async fn read_as(&mut self, step: Step, path: &str) {
+        let Some(user) = self.user() else { return };
+        let _ = self
+            .call_as(step, user, |journey, token| {
+                Some(journey.build(Method::GET, path)?.bearer_auth(token))
+            })
+            .await;
+    }
+
     /// Post a batch of telemetry events.
     async fn ingest(&mut self) {
         let Some(user) = self.user() else { return };
@@ -558,6 +573,8 @@ mod tests {
                 Step::PlaceOrder => (202, r#"{"id": "o-1", "status": "PENDING"}"#),
                 Step::OrderView => (200, r#"{"version": 1}"#),
                 Step::Ingest => (202, r#"{"accepted": 1}"#),
+                Step::Profile => (200, r#"{"id": "u-1"}"#),
+                Step::AnalyticsSummary => (200, r#"{"orders": 0}"#),
             };
             Ok(Response::from(
                 http::Response::builder().status(status).body(body).unwrap(),
@@ -573,7 +590,16 @@ mod tests {
             consistency_deadline: Duration::from_secs(1),
             tally: JourneyTally::default(),
             ledger,
-            endpoint_of: [Some(0), Some(1), Some(2), Some(3), Some(4), Some(5)],
+            endpoint_of: [
+                Some(0),
+                Some(1),
+                Some(2),
+                Some(3),
+                Some(4),
+                Some(5),
+                Some(6),
+                Some(7),
+            ],
             clock: Clock {
                 start: Instant::now(),
                 start_unix_nanos: 0,
@@ -714,6 +740,24 @@ mod tests {
 
     fn count(calls: &[Step], step: Step) -> usize {
         calls.iter().filter(|call| **call == step).count()
+    }
+
+    #[tokio::test]
+    async fn profile_and_analytics_journeys_read_as_the_user_logged_in_once() {
+        let context = context(None);
+        let mut transport = fake(Duration::ZERO, false);
+        run_times(&context, &mut transport, JourneyKind::Profile, 2).await;
+        run_times(&context, &mut transport, JourneyKind::Analytics, 2).await;
+        assert_eq!(
+            transport.calls,
+            [
+                Step::Login,
+                Step::Profile,
+                Step::Profile,
+                Step::AnalyticsSummary,
+                Step::AnalyticsSummary
+            ]
+        );
     }
 
     #[tokio::test]

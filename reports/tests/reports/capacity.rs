@@ -24,7 +24,8 @@ fn step(phase: StepPhase, rate: f64, p99_ms: u64, broken: Option<&str>) -> Capac
     }
 }
 
-fn searched() -> Results {
+/// A run with a capacity search of 150/s recorded (the claims tests use it too).
+pub fn searched() -> Results {
     let mut results = plain_results();
     results.capacity = Some(CapacityResults {
         search: CapacitySearch {

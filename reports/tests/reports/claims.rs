@@ -137,3 +137,42 @@ fn a_claim_whose_metric_was_not_measured_is_reported_as_not_measured() {
         .measure(real_results(), &Default::default());
     assert_eq!(measured.value().unwrap().value, 1.0);
 }
+
+#[test]
+fn a_claim_at_a_rate_the_run_did_not_reach_shows_the_capacity_searched() {
+    let claims = Claims::parse(CLAIMS, Path::new("claims.toml")).unwrap();
+    let mut results = real_results().clone();
+    results.capacity = crate::capacity::searched().capacity;
+    let evaluated = claims.evaluate(&results);
+
+    // The rate claim: the run's rate at capacity, against the document's, on its hardware.
+    let rate = &evaluated[1];
+    let reached = results.endpoints["GET /"].totals.achieved_rate;
+    assert_eq!(rate.measured.unwrap().value, reached);
+    assert_eq!(rate.capacity, Some(150.0));
+    match &rate.status {
+        ClaimStatus::HoldsUpTo(text) => {
+            assert!(text.starts_with("holds up to "), "{text}");
+            assert!(text.contains("(document: 2500/s on 8 cores)"), "{text}");
+            assert!(text.contains("capacity search: 150/s offered"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Stated at 10K req/s, which the run did not reach: measured all the same, and
+    // never "not applicable" once a capacity was searched.
+    let consistency = &evaluated[3];
+    let window = consistency.measured.unwrap().value;
+    match &consistency.status {
+        ClaimStatus::HoldsUpTo(text) => {
+            assert!(window <= 1.2, "{window}");
+            assert!(text.contains("(document: 10000/s on not stated)"), "{text}");
+        }
+        ClaimStatus::Fail => assert!(window > 1.2, "{window}"),
+        other => panic!("{other:?}"),
+    }
+
+    // A scope the search did not load is evaluated as before.
+    assert!(matches!(evaluated[2].status, ClaimStatus::NotMeasured(_)));
+    assert_eq!(evaluated[2].capacity, None);
+}

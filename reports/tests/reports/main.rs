@@ -10,6 +10,7 @@
 mod browser;
 mod capacity;
 mod claims;
+mod claims_kafka;
 mod gates;
 mod journeys;
 mod schema;

@@ -1,0 +1,576 @@
+//! The claims suite (`faultline claims`): every scenario under `scenarios/claims/`, one
+//! per family of claims, and the Kafka benchmark of document 002's Table 5, then one
+//! claims report.
+//!
+//! In order:
+//!
+//! 1. [`families`] lists the suite's scenarios (`<family>.toml`); `--only` picks one
+//!    family (`kafka` is the benchmark). Every scenario chosen is read and checked
+//!    whole, and the benchmark's settings too, before anything starts: a bad one is a
+//!    usage error ([`SuiteError::is_usage`], exit 2).
+//! 2. Each scenario runs through [`crate::run`] as `faultline run` runs it (its own
+//!    system, its capacity search, checker, report) into `DIR/<family>/`. `--quick`
+//!    shortens every search's hold and bisection. A run that fails is recorded as
+//!    failed and the suite goes on, so one broken family does not hide the others.
+//! 3. The benchmark runs through `faultline_kafkabench::run` into `DIR/kafka/`.
+//! 4. `faultline_reports::claims_suite` holds every claim against its family's
+//!    results, in memory, and writes `claims.html`, `claims.md` and `claims.json`.
+//!    [`report_again`] writes them anew from the results a suite left on disk.
+//!
+//! Progress goes to stderr, one line per run started and ended.
+
+use std::{
+    future::Future,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use faultline_kafkabench::{table, BenchError, BenchSpec};
+use faultline_reports::{
+    claims_suite::{
+        ClaimsSuiteReport, FamilyRun, KafkaRun, RunOutcome, SuiteInfo, SuiteWritten, KAFKA_FAMILY,
+    },
+    Claims, ReportError,
+};
+use faultline_results::{
+    error::{read_text, write_text},
+    RunInfo,
+};
+
+use crate::{
+    run::{RunError, RunOptions},
+    scenario::{CheckedScenario, Scenario, ScenarioError},
+};
+
+/// How `--quick` shortens a capacity search: each step's hold, and one bisection.
+const QUICK_HOLD: &str = "2s";
+const QUICK_ROUNDS: u32 = 1;
+
+/// How the suite runs.
+#[derive(Debug, Clone)]
+pub struct SuiteOptions {
+    /// The folder of the suite's scenarios (`scenarios/claims`).
+    pub scenarios: PathBuf,
+    /// Where each run's report and the claims report go.
+    pub output: PathBuf,
+    pub quick: bool,
+    /// Run one family only (a scenario's stem, or `kafka`).
+    pub only: Option<String>,
+    /// The `faultline` binary the services run as.
+    pub faultline_bin: PathBuf,
+    pub run_info: RunInfo,
+    /// How long acknowledged orders may take to settle after each run's load.
+    pub settle_deadline: Duration,
+    /// The Kafka benchmark's Table 5 rows.
+    pub kafka: BenchSpec,
+}
+
+/// What the suite wrote.
+#[derive(Debug)]
+pub struct SuiteOutcome {
+    pub report: ClaimsSuiteReport,
+    pub written: SuiteWritten,
+    /// Families whose run failed (their claims say why).
+    pub failed: Vec<String>,
+}
+
+/// A suite that could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteError {
+    #[error("--only {family:?}: no such family (known: {known})")]
+    UnknownFamily { family: String, known: String },
+    #[error("listing the claims scenarios in {path}: {source}")]
+    Listing {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no claims scenario (*.toml) in {0}")]
+    NoScenario(PathBuf),
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    #[error("the Kafka benchmark's settings: {0}")]
+    KafkaSettings(BenchError),
+    #[error("creating {path}: {source}")]
+    Output {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the claims report: {0}")]
+    Report(#[from] ReportError),
+    #[error("interrupted; every fault was healed")]
+    Interrupted,
+}
+
+impl SuiteError {
+    /// Bad input (exit 2), found before anything started.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            SuiteError::UnknownFamily { .. }
+                | SuiteError::Listing { .. }
+                | SuiteError::NoScenario(_)
+                | SuiteError::Scenario(_)
+                | SuiteError::KafkaSettings(_)
+        )
+    }
+}
+
+/// The suite's scenarios, `(family, path)`, sorted by family.
+pub fn families(dir: &Path) -> Result<Vec<(String, PathBuf)>, SuiteError> {
+    let listing = |source| SuiteError::Listing {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(listing)? {
+        let path = entry.map_err(listing)?.path();
+        if path.extension().is_some_and(|ext| ext == "toml") {
+            if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+                found.push((stem.to_string(), path.clone()));
+            }
+        }
+    }
+    if found.is_empty() {
+        return Err(SuiteError::NoScenario(dir.to_path_buf()));
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Reads and checks the chosen scenarios, shortened with `--quick`.
+fn checked_scenarios(options: &SuiteOptions) -> Result<Vec<(String, CheckedScenario)>, SuiteError> {
+    let all = families(&options.scenarios)?;
+    if let Some(only) = &options.only {
+        if only != KAFKA_FAMILY && !all.iter().any(|(family, _)| family == only) {
+            let mut known: Vec<&str> = all.iter().map(|(family, _)| family.as_str()).collect();
+            known.push(KAFKA_FAMILY);
+            return Err(SuiteError::UnknownFamily {
+                family: only.clone(),
+                known: known.join(", "),
+            });
+        }
+    }
+    let mut checked = Vec::new();
+    for (family, path) in all {
+        if options.only.as_ref().is_some_and(|only| *only != family) {
+            continue;
+        }
+        let mut scenario = Scenario::read(&path)?;
+        if options.quick {
+            if let Some(search) = &mut scenario.load.find_max {
+                search.hold = Some(QUICK_HOLD.into());
+                search.rounds = Some(QUICK_ROUNDS);
+            }
+        }
+        checked.push((family, scenario.check()?));
+    }
+    Ok(checked)
+}
+
+/// Runs the suite and writes the claims report. `interrupted` makes a future that
+/// resolves on Ctrl-C or SIGTERM, one per run.
+pub async fn run<F: Future<Output = ()>>(
+    options: SuiteOptions,
+    interrupted: impl Fn() -> F,
+) -> Result<SuiteOutcome, SuiteError> {
+    let chosen = checked_scenarios(&options)?;
+    let run_kafka = options
+        .only
+        .as_ref()
+        .is_none_or(|only| only == KAFKA_FAMILY);
+    if run_kafka {
+        options.kafka.check().map_err(SuiteError::KafkaSettings)?;
+    }
+    let claims = Claims::builtin()?;
+    create_dir(&options.output)?;
+    let total = chosen.len() + usize::from(run_kafka);
+    let suite_started = Instant::now();
+    let mut runs = Vec::new();
+    for (number, (family, checked)) in chosen.into_iter().enumerate() {
+        eprintln!(
+            "claims: [{}/{total}] {family}: {} ({:.0} s into the suite)",
+            number + 1,
+            checked.scenario.path.display(),
+            suite_started.elapsed().as_secs_f64()
+        );
+        let outcome = run_family(&options, &family, checked, interrupted()).await?;
+        runs.push(FamilyRun { family, outcome });
+    }
+    for (family, _) in families(&options.scenarios)? {
+        if !runs.iter().any(|run| run.family == family) {
+            runs.push(FamilyRun {
+                family,
+                outcome: RunOutcome::Skipped,
+            });
+        }
+    }
+    let kafka = KafkaRun {
+        outcome: if run_kafka {
+            eprintln!(
+                "claims: [{total}/{total}] {KAFKA_FAMILY}: faultline kafka-bench --table5 ({:.0} s into the suite)",
+                suite_started.elapsed().as_secs_f64()
+            );
+            run_kafka_bench(&options, interrupted()).await?
+        } else {
+            RunOutcome::Skipped
+        },
+    };
+    let outcome = write_report(&options, &claims, &runs, &kafka)?;
+    eprintln!(
+        "claims: the suite took {:.0} s",
+        suite_started.elapsed().as_secs_f64()
+    );
+    Ok(outcome)
+}
+
+/// Rewrites the claims report from what a suite left in `options.output` (each
+/// family's `results.json`, `kafka/kafka-bench.json`), running nothing: after a change
+/// to the claims file or the report, or to see `--only` runs together.
+pub fn report_again(options: &SuiteOptions) -> Result<SuiteOutcome, SuiteError> {
+    let claims = Claims::builtin()?;
+    let chosen = |family: &str| options.only.as_ref().is_none_or(|only| only == family);
+    let runs: Vec<FamilyRun> = families(&options.scenarios)?
+        .into_iter()
+        .map(|(family, _)| {
+            let path = options.output.join(&family).join("results.json");
+            let outcome = if !chosen(&family) {
+                RunOutcome::Skipped
+            } else {
+                match faultline_reports::read_results(&path) {
+                    Ok(results) => RunOutcome::Ran {
+                        results: Box::new(results),
+                        report: format!("{family}/index.html"),
+                    },
+                    Err(error) => RunOutcome::Failed(format!("no results to report: {error}")),
+                }
+            };
+            FamilyRun { family, outcome }
+        })
+        .collect();
+    let kafka_path = options.output.join(KAFKA_FAMILY).join("kafka-bench.json");
+    let kafka = KafkaRun {
+        outcome: if !chosen(KAFKA_FAMILY) {
+            RunOutcome::Skipped
+        } else {
+            match read_text(&kafka_path, "reading kafka-bench results from")
+                .map_err(|e| e.to_string())
+                .and_then(|text| {
+                    serde_json::from_str(&text)
+                        .map_err(|e| format!("{}: {e}", kafka_path.display()))
+                }) {
+                Ok(results) => RunOutcome::Ran {
+                    results: Box::new(results),
+                    report: format!("{KAFKA_FAMILY}/table5.txt"),
+                },
+                Err(error) => RunOutcome::Failed(format!("no results to report: {error}")),
+            }
+        },
+    };
+    write_report(options, &claims, &runs, &kafka)
+}
+
+/// Holds every claim against the runs and writes the claims report.
+fn write_report(
+    options: &SuiteOptions,
+    claims: &Claims,
+    runs: &[FamilyRun],
+    kafka: &KafkaRun,
+) -> Result<SuiteOutcome, SuiteError> {
+    let info = SuiteInfo {
+        faultline_version: options.run_info.faultline_version.clone(),
+        git_commit: options.run_info.git_commit.clone(),
+        quick: options.quick,
+    };
+    let report = ClaimsSuiteReport::build(claims, runs, kafka, &info);
+    let written = report.write_all(&options.output)?;
+    let mut failed: Vec<String> = runs
+        .iter()
+        .filter(|run| matches!(run.outcome, RunOutcome::Failed(_)))
+        .map(|run| run.family.clone())
+        .collect();
+    if matches!(kafka.outcome, RunOutcome::Failed(_)) {
+        failed.push(KAFKA_FAMILY.into());
+    }
+    Ok(SuiteOutcome {
+        report,
+        written,
+        failed,
+    })
+}
+
+fn create_dir(path: &Path) -> Result<(), SuiteError> {
+    std::fs::create_dir_all(path).map_err(|source| SuiteError::Output {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// One family's scenario, as `faultline run` runs it, into `DIR/<family>/`.
+async fn run_family(
+    options: &SuiteOptions,
+    family: &str,
+    checked: CheckedScenario,
+    interrupted: impl Future<Output = ()>,
+) -> Result<RunOutcome<faultline_results::Results>, SuiteError> {
+    let started = Instant::now();
+    let run_options = RunOptions {
+        output: options.output.join(family),
+        faultline_bin: options.faultline_bin.clone(),
+        progress: false,
+        settle_deadline: options.settle_deadline,
+        baseline: None,
+        run_info: options.run_info.clone(),
+    };
+    match crate::run(checked, run_options, interrupted).await {
+        Ok(outcome) => {
+            let capacity = outcome
+                .results
+                .capacity
+                .as_ref()
+                .map(|c| c.headline())
+                .unwrap_or_else(|| "no capacity search".into());
+            eprintln!(
+                "claims: {family} done in {:.0} s: {capacity}",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(RunOutcome::Ran {
+                results: Box::new(outcome.results),
+                report: format!("{family}/index.html"),
+            })
+        }
+        Err(RunError::Interrupted) => Err(SuiteError::Interrupted),
+        Err(error) => {
+            eprintln!("claims: {family} failed: {error}");
+            Ok(RunOutcome::Failed(error.to_string()))
+        }
+    }
+}
+
+/// The Table 5 rows of the Kafka benchmark, into `DIR/kafka/` (`kafka-bench.json` and
+/// the side-by-side table as `table5.txt`, the run's own report).
+async fn run_kafka_bench(
+    options: &SuiteOptions,
+    interrupted: impl Future<Output = ()>,
+) -> Result<RunOutcome<faultline_results::kafka_bench::KafkaBenchResults>, SuiteError> {
+    let dir = options.output.join(KAFKA_FAMILY);
+    create_dir(&dir)?;
+    let started = Instant::now();
+    let mut progress = |line: &str| eprintln!("claims: kafka-bench: {line}");
+    let outcome = tokio::select! {
+        outcome = faultline_kafkabench::run(&options.kafka, &mut progress) => outcome,
+        // Dropping the benchmark drops the brokers it started, which kills them.
+        _ = interrupted => return Err(SuiteError::Interrupted),
+    };
+    let results = match outcome {
+        Ok(results) => results,
+        Err(error) => {
+            eprintln!("claims: kafka-bench failed: {error}");
+            return Ok(RunOutcome::Failed(error.to_string()));
+        }
+    };
+    let written = faultline_kafkabench::write_json(&dir, &results)
+        .map_err(|error| error.to_string())
+        .and_then(|_| {
+            write_text(&dir.join("table5.txt"), &table::render(&results)).map_err(|e| e.to_string())
+        });
+    if let Err(error) = written {
+        eprintln!("claims: writing the kafka-bench results: {error}");
+        return Ok(RunOutcome::Failed(error));
+    }
+    eprintln!(
+        "claims: kafka-bench done in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(RunOutcome::Ran {
+        results: Box::new(results),
+        report: format!("{KAFKA_FAMILY}/table5.txt"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use faultline_loadgen::{journeys::JourneyKind, scrape::DEFAULT_METRICS};
+    use faultline_reports::metric::{glob_matches, Scope};
+    use faultline_results::kafka_bench::Table5Row;
+
+    use super::*;
+
+    fn suite_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("claims")
+    }
+
+    /// Whether a run of `scenario` records `scope`: its journeys call an endpoint of it,
+    /// its checkouts make the consistency window and the checker's ledger, the scrape
+    /// keeps its series.
+    fn produces(
+        scenario: &Scenario,
+        scope: &Scope,
+        groups: &faultline_reports::metric::Groups,
+    ) -> bool {
+        let kinds: Vec<JourneyKind> = scenario
+            .load
+            .journeys
+            .as_ref()
+            .map(|journeys| journeys.mix.keys().copied().collect())
+            .unwrap_or_default();
+        let endpoints: Vec<&str> = kinds
+            .iter()
+            .flat_map(|kind| kind.steps().iter().map(|step| step.name()))
+            .collect();
+        let any_endpoint = |patterns: &[String]| {
+            endpoints
+                .iter()
+                .any(|endpoint| patterns.iter().any(|p| glob_matches(p, endpoint)))
+        };
+        match scope {
+            Scope::Http => !endpoints.is_empty(),
+            Scope::Endpoint(name) => endpoints.contains(&name.as_str()),
+            Scope::Group(group) => any_endpoint(&groups[group]),
+            Scope::Consistency | Scope::Checker => kinds.contains(&JourneyKind::Checkout),
+            Scope::Server { name, .. } => DEFAULT_METRICS.contains(&name.as_str()),
+            Scope::Faults | Scope::KafkaBench(_) => false,
+        }
+    }
+
+    #[test]
+    fn every_claim_of_a_family_maps_onto_a_metric_its_run_produces() {
+        let claims = Claims::builtin().unwrap();
+        let scenarios: Vec<(String, Scenario)> = families(&suite_dir())
+            .unwrap()
+            .into_iter()
+            .map(|(family, path)| (family, Scenario::read(&path).unwrap()))
+            .collect();
+        let table5: Vec<String> = Table5Row::ALL
+            .iter()
+            .map(|row| {
+                serde_json::to_value(row)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        let mut answered = 0;
+        for claim in &claims.claims {
+            let Some(family) = &claim.raw.family else {
+                continue;
+            };
+            let gate = claim
+                .gate
+                .as_ref()
+                .unwrap_or_else(|| panic!("{}: a family but no metric", claim.raw.id));
+            if family == KAFKA_FAMILY {
+                match &gate.metric.scope {
+                    Scope::KafkaBench(row) => {
+                        assert!(table5.contains(row), "{}: {row}", claim.raw.id)
+                    }
+                    other => panic!("{}: {other:?} is not a kafka-bench figure", claim.raw.id),
+                }
+            } else {
+                let (_, scenario) = scenarios
+                    .iter()
+                    .find(|(name, _)| name == family)
+                    .unwrap_or_else(|| panic!("{}: no scenario {family}.toml", claim.raw.id));
+                for metric in
+                    std::iter::once(&gate.metric).chain(claim.condition.as_ref().map(|c| &c.metric))
+                {
+                    assert!(
+                        produces(scenario, &metric.scope, &claims.groups),
+                        "{}: the {family} run does not record {}",
+                        claim.raw.id,
+                        metric.text
+                    );
+                }
+            }
+            answered += 1;
+        }
+        // Every family of the suite answers claims, and most mapped claims have one.
+        for (family, _) in &scenarios {
+            assert!(
+                claims
+                    .claims
+                    .iter()
+                    .any(|c| c.raw.family.as_ref() == Some(family)),
+                "no claim names family {family}"
+            );
+        }
+        let mapped = claims.claims.iter().filter(|c| c.gate.is_some()).count();
+        assert!(
+            answered + 2 >= mapped,
+            "{answered} of {mapped} mapped claims have a family"
+        );
+    }
+
+    #[test]
+    fn every_scenario_of_the_suite_checks_whole_and_searches_its_capacity() {
+        for quick in [false, true] {
+            let options = SuiteOptions {
+                scenarios: suite_dir(),
+                output: PathBuf::new(),
+                quick,
+                only: None,
+                faultline_bin: PathBuf::new(),
+                run_info: RunInfo::default(),
+                settle_deadline: Duration::from_secs(1),
+                kafka: bench_spec(),
+            };
+            let checked = checked_scenarios(&options).unwrap();
+            assert!(checked.len() >= 5, "{}", checked.len());
+            for (family, checked) in &checked {
+                let search = checked.scenario.load.find_max.as_ref().unwrap();
+                assert!(!checked.capacity_gates.is_empty(), "{family}");
+                if quick {
+                    assert_eq!(search.hold.as_deref(), Some(QUICK_HOLD), "{family}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_family_is_a_usage_error_naming_the_known_ones() {
+        let options = SuiteOptions {
+            scenarios: suite_dir(),
+            output: PathBuf::new(),
+            quick: true,
+            only: Some("nope".into()),
+            faultline_bin: PathBuf::new(),
+            run_info: RunInfo::default(),
+            settle_deadline: Duration::from_secs(1),
+            kafka: bench_spec(),
+        };
+        let error = checked_scenarios(&options).unwrap_err();
+        assert!(error.is_usage());
+        let text = error.to_string();
+        assert!(
+            text.contains("\"nope\"") && text.contains("users") && text.contains("kafka"),
+            "{text}"
+        );
+    }
+
+    fn bench_spec() -> BenchSpec {
+        BenchSpec {
+            cluster: faultline_kafkabench::Cluster::Start {
+                brokers: 3,
+                heap_mb: 512,
+            },
+            grid: faultline_kafkabench::Grid {
+                message_bytes: vec![1024],
+                partitions: vec![6],
+                replication_factors: vec![],
+                acks: vec!["all".into()],
+                producers: vec![1],
+                compressions: vec!["none".into()],
+                linger_ms: vec![0],
+                batch_bytes: vec![],
+                rates: vec![],
+            },
+            table5: true,
+            bound: faultline_kafkabench::RowBound::Records(1000),
+            perf_tool: true,
+            consume_timeout: Duration::from_secs(30),
+            warm_up_records: 0,
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! `faultline claims`: the claims suite. Arguments only; the suite is
+//! `faultline_scenarios::claims::run`. The Kafka benchmark's Table 5 settings are
+//! `faultline kafka-bench --table5`'s own, parsed by the same flags, so the two commands
+//! cannot drift apart. Exit 0 when the suite ran (the verdicts are the report's
+//! content), 1 when a run failed to run, 2 for bad arguments or a bad scenario, 130
+//! when interrupted.
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context as _;
+use clap::Parser;
+use faultline_results::RunInfo;
+use faultline_scenarios::claims::{self, SuiteError, SuiteOptions};
+
+use super::kafka_bench::KafkaBenchArgs;
+
+/// Records per Table 5 row: enough for a steady rate, short enough for the suite's budget.
+const KAFKA_RECORDS: &str = "50000";
+const KAFKA_RECORDS_QUICK: &str = "10000";
+
+/// Arguments of `faultline claims`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "What it runs:
+  every scenario under scenarios/claims/ (one per family of claims: users, ingest, analytics,
+  consistency, kpis), each on its own reference system, with a capacity search where this
+  machine cannot reach the document's rate; then `faultline kafka-bench --table5` (family
+  `kafka`, document 002's Table 5) on three local brokers.
+
+What it writes:
+  DIR/<family>/       each run's own report (index.html, results.json, summary.md, ...)
+  DIR/kafka/          kafka-bench.json and the side-by-side table (table5.txt)
+  DIR/claims.html     every claim of the documents: quote, claimed value and hardware, the
+  DIR/claims.md       measured value with this machine's hardware, the capacity found, the
+  DIR/claims.json     verdict, and a link to the run's report
+
+Examples:
+  faultline claims -o reports/out/claims
+  faultline claims --quick --only users -o /tmp/claims")]
+pub struct ClaimsArgs {
+    /// Directory for the claims report and each run's report.
+    #[arg(
+        long,
+        short = 'o',
+        value_name = "DIR",
+        default_value = "reports/out/claims"
+    )]
+    pub output: PathBuf,
+
+    /// Holds of 2 s and one bisection round per capacity search, 10,000 Kafka records a
+    /// row instead of 50,000.
+    #[arg(long)]
+    pub quick: bool,
+
+    /// Run one family only: a scenario of the suite's folder by its stem (e.g. `users`),
+    /// or `kafka`. The other families' claims say they were not run.
+    #[arg(long, value_name = "FAMILY")]
+    pub only: Option<String>,
+
+    /// The folder of the suite's scenarios.
+    #[arg(long, value_name = "DIR", default_value = "scenarios/claims")]
+    pub scenarios: PathBuf,
+
+    /// Run nothing: write the claims report anew from the results already in DIR (each
+    /// family's results.json and kafka/kafka-bench.json), e.g. after editing
+    /// scenarios/claims.toml.
+    #[arg(long)]
+    pub report_only: bool,
+
+    /// After each run's load, how long every acknowledged order may take to settle
+    /// before the checker counts it as inconsistent.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub settle_deadline: Duration,
+}
+
+/// `faultline kafka-bench`'s flags, parsed on their own.
+#[derive(Debug, Parser)]
+struct KafkaBenchLine {
+    #[command(flatten)]
+    args: KafkaBenchArgs,
+}
+
+pub async fn run(args: ClaimsArgs) -> anyhow::Result<ExitCode> {
+    let records = if args.quick {
+        KAFKA_RECORDS_QUICK
+    } else {
+        KAFKA_RECORDS
+    };
+    let kafka = KafkaBenchLine::try_parse_from(["kafka-bench", "--table5", "--records", records])
+        .context("the Table 5 flags of kafka-bench")?
+        .args
+        .spec()
+        .context("the Table 5 settings of kafka-bench")?;
+    let options = SuiteOptions {
+        scenarios: args.scenarios,
+        output: args.output,
+        quick: args.quick,
+        only: args.only,
+        faultline_bin: std::env::current_exe().context("finding the faultline binary")?,
+        run_info: RunInfo {
+            scenario: None,
+            faultline_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            git_commit: option_env!("FAULTLINE_GIT_COMMIT")
+                .map(str::to_string)
+                .or_else(checkout_commit),
+        },
+        settle_deadline: args.settle_deadline,
+        kafka,
+    };
+    let outcome = if args.report_only {
+        claims::report_again(&options)
+    } else {
+        claims::run(options, super::terminated).await
+    };
+    match outcome {
+        Ok(outcome) => {
+            println!("{}", outcome.report.markdown());
+            println!("claims report: {}", outcome.written.html.display());
+            println!("               {}", outcome.written.markdown.display());
+            println!("               {}", outcome.written.json.display());
+            if outcome.failed.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!(
+                    "error: these runs failed to run: {}",
+                    outcome.failed.join(", ")
+                );
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Err(SuiteError::Interrupted) => {
+            eprintln!("\nclaims: interrupted; every fault was healed");
+            Ok(ExitCode::from(130))
+        }
+        Err(error) if error.is_usage() => {
+            eprintln!("error: {error}");
+            Ok(ExitCode::from(2))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The commit of the checkout the suite runs in (the README's table names it), when the
+/// build did not record one and git answers.
+fn checkout_commit() -> Option<String> {
+    let output = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()?;
+    let commit = String::from_utf8(output.stdout).ok()?.trim().to_string();
+    (output.status.success() && !commit.is_empty()).then_some(commit)
+}

@@ -11,7 +11,9 @@
 //!   bootstrapping them) and the ACLs once the cluster is up ([`grant_acls`]), made from
 //!   [`crate::topology::KAFKA_ACCESS`].
 //!
-//! Listeners: clients use SCRAM-SHA-512; brokers replicate over SCRAM-SHA-512 as `admin`;
+//! Listeners: clients use SCRAM-SHA-512 (the client listener also takes SASL/PLAIN from
+//! `admin` alone, for kcat builds too old for SCRAM against Kafka 4, see
+//! [`KafkaClient::kcat_properties`]); brokers replicate over SCRAM-SHA-512 as `admin`;
 //! the KRaft controller listener uses SASL/PLAIN with `admin`'s password in the broker's
 //! JAAS settings, since SCRAM credentials live in the metadata log the controller serves
 //! and so cannot authenticate the controllers themselves.
@@ -30,6 +32,9 @@ use crate::topology::KAFKA_ACCESS;
 
 /// The SASL mechanism of every client connection.
 pub const SASL_MECHANISM: &str = "SCRAM-SHA-512";
+
+/// The mechanism of the super user's kcat file (see [`KafkaClient::kcat_properties`]).
+pub const ADMIN_KCAT_MECHANISM: &str = "PLAIN";
 
 /// The super user's principal name.
 pub const ADMIN_USER: &str = "admin";
@@ -91,18 +96,18 @@ impl KafkaClient {
     /// librdkafka's settings: every client the project builds starts from these.
     pub fn config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
-        for (key, value) in self.librdkafka_settings() {
+        for (key, value) in self.librdkafka_settings(SASL_MECHANISM) {
             config.set(key, value);
         }
         config
     }
 
-    fn librdkafka_settings(&self) -> Vec<(&'static str, String)> {
+    fn librdkafka_settings(&self, mechanism: &str) -> Vec<(&'static str, String)> {
         let mut settings = vec![("bootstrap.servers", self.bootstrap.clone())];
         if let Some(auth) = &self.auth {
             settings.extend([
                 ("security.protocol", "SASL_PLAINTEXT".to_string()),
-                ("sasl.mechanisms", SASL_MECHANISM.to_string()),
+                ("sasl.mechanisms", mechanism.to_string()),
                 ("sasl.username", auth.username.clone()),
                 ("sasl.password", auth.password.clone()),
             ]);
@@ -110,9 +115,11 @@ impl KafkaClient {
         settings
     }
 
-    /// A librdkafka property file (`kcat -F`).
-    pub fn librdkafka_properties(&self) -> String {
-        self.librdkafka_settings()
+    /// A librdkafka property file for `kcat -F`. It says SASL/PLAIN, which the client
+    /// listener takes from the super user alone: librdkafka before 2.6.1 (Debian 12's kcat
+    /// has 2.0.2) computes SCRAM proofs that Kafka 4 rejects (librdkafka#4895).
+    pub fn kcat_properties(&self) -> String {
+        self.librdkafka_settings(ADMIN_KCAT_MECHANISM)
             .into_iter()
             .map(|(key, value)| format!("{key}={value}\n"))
             .collect()
@@ -190,7 +197,9 @@ impl KafkaPrincipals {
             "listener.security.protocol.map=CLIENT:SASL_PLAINTEXT,INTERNAL:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT\n\
              sasl.enabled.mechanisms={SASL_MECHANISM}\n\
              sasl.mechanism.inter.broker.protocol={SASL_MECHANISM}\n\
+             listener.name.client.sasl.enabled.mechanisms={SASL_MECHANISM},{ADMIN_KCAT_MECHANISM}\n\
              listener.name.client.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+             listener.name.client.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_{user}=\"{password}\";\n\
              listener.name.internal.scram-sha-512.sasl.jaas.config={internal}\n\
              sasl.mechanism.controller.protocol=PLAIN\n\
              listener.name.controller.sasl.enabled.mechanisms=PLAIN\n\
@@ -359,7 +368,7 @@ mod tests {
         assert_eq!(open.get("security.protocol"), None);
         assert!(!format!("{auth:?}").contains("secret-1"));
         assert!(secured.java_properties().contains("password=\"secret-1\""));
-        assert!(!secured.librdkafka_properties().contains("jaas"));
+        assert!(!secured.kcat_properties().contains("jaas"));
     }
 
     #[test]
@@ -370,6 +379,10 @@ mod tests {
         assert!(orders(&one).is_some());
         assert_ne!(orders(&one), orders(&two));
         assert!(one.service("gateway").is_none());
+        // SASL/PLAIN knows the super user alone.
+        let server = one.server_properties();
+        assert!(server.contains(&format!("user_admin=\"{}\"", one.admin.password())));
+        assert!(!server.contains("user_orders"));
     }
 
     #[test]

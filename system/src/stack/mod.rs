@@ -234,7 +234,7 @@ fn preflight(spec: &StackSpec) -> Result<(), StackError> {
 fn write_admin_properties(admin: &KafkaClient, data_dir: &Path) -> Result<KafkaAdmin, StackError> {
     let client_properties = data_dir.join("kafka-admin.librdkafka.properties");
     let command_config = data_dir.join("kafka-admin.java.properties");
-    kafka_auth::write_private(&client_properties, &admin.librdkafka_properties())?;
+    kafka_auth::write_private(&client_properties, &admin.kcat_properties())?;
     kafka_auth::write_private(&command_config, &admin.java_properties())?;
     let auth = admin.auth.clone().ok_or_else(|| {
         StackError::Invalid("a secured Kafka cluster without its super user".into())

@@ -123,6 +123,8 @@ impl Brokers {
                 KafkaSpec::Local(LocalKafka {
                     brokers: *brokers as usize,
                     heap_mb: *heap_mb,
+                    // Its own brokers, measured with its own anonymous clients.
+                    secured: false,
                     ..LocalKafka::default()
                 }),
                 Some(*heap_mb),

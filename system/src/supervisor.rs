@@ -6,6 +6,11 @@
 //! waits until each answers `/health/ready`, seeds the catalogue, and starts the gateway in
 //! front of the replicas. A supervision task restarts any process that dies, with
 //! exponential backoff, on the same port (so the gateway's upstream list stays right).
+//!
+//! Each service connects as itself: to its database as its own role (which owns only that
+//! database), to Kafka as its own principal (whose ACLs `topology::KAFKA_ACCESS` gives).
+//! Secrets travel in the process' environment, never in argv. Seeding and the checker use
+//! the admin connection ([`System::database_urls`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -103,6 +108,15 @@ impl SystemSpec {
     }
 }
 
+/// A fresh HS256 secret for one `system up`: 244 random bits, hex.
+fn new_jwt_secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
 /// `url` with its host and port replaced by `via` (`host:port`), or unchanged when `via` is
 /// `None`.
 fn routed_via(url: &str, via: Option<&str>) -> Result<String, SystemError> {
@@ -186,22 +200,21 @@ impl System {
         }
         let stack = Stack::start(spec.stack.clone()).await?;
         let endpoints = stack.endpoints();
-        let jwt_secret = spec.jwt_secret.clone().unwrap_or_else(|| {
-            format!(
-                "{}{}",
-                uuid::Uuid::new_v4().simple(),
-                uuid::Uuid::new_v4().simple()
-            )
-        });
+        let jwt_secret = spec.jwt_secret.clone().unwrap_or_else(new_jwt_secret);
         let logs = stack.data_dir().join("services");
         std::fs::create_dir_all(&logs)
             .map_err(|e| SystemError::Invalid(format!("creating {}: {e}", logs.display())))?;
 
         let mut database_urls = HashMap::new();
+        let mut role_urls = HashMap::new();
         for kind in ServiceKind::ALL.into_iter().filter(|k| k.has_database()) {
             database_urls.insert(kind, stack.create_database(kind.name()).await?);
+            role_urls.insert(
+                kind,
+                stack.postgres().create_service_role(kind.name()).await?,
+            );
         }
-        let service_database_urls = database_urls
+        let service_database_urls = role_urls
             .iter()
             .map(|(kind, url)| Ok((*kind, routed_via(url, spec.postgres_route.as_deref())?)))
             .collect::<Result<HashMap<_, _>, SystemError>>()?;
@@ -363,11 +376,8 @@ impl System {
             name: format!("{}-{replica}", kind.name()),
             program: spec.faultline_bin.clone(),
             args,
-            // The secret travels in the environment, not in argv where `ps` shows it.
-            env: vec![
-                ("FAULTLINE_JWT_SECRET".into(), self.jwt_secret.clone()),
-                ("FAULTLINE_LOG".into(), "info".into()),
-            ],
+            // Secrets travel in the environment, not in argv where `ps` shows them.
+            env: self.service_env(kind),
             cwd: None,
             log_path: logs.join(format!("{}-{replica}.log", kind.name())),
             run_as: None,
@@ -382,6 +392,23 @@ impl System {
             restarts: 0,
             next_restart: None,
         })
+    }
+
+    /// The environment of a service process: the JWT secret and its Kafka principal.
+    fn service_env(&self, kind: ServiceKind) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("FAULTLINE_JWT_SECRET".into(), self.jwt_secret.clone()),
+            ("FAULTLINE_LOG".into(), "info".into()),
+        ];
+        let auth = self
+            .stack
+            .as_ref()
+            .and_then(|stack| stack.kafka().service_client(kind.name()).auth);
+        if let Some(auth) = auth {
+            env.push(("KAFKA_SASL_USERNAME".into(), auth.username.clone()));
+            env.push(("KAFKA_SASL_PASSWORD".into(), auth.password().to_string()));
+        }
+        env
     }
 
     /// Waits until every process answers `/health/ready`, or says which did not and why.
@@ -448,6 +475,12 @@ impl System {
             .iter()
             .map(|p| (p.env_name(), p.url(), p.pid()))
             .collect()
+    }
+
+    /// The database URL service `kind` is given: as its own role, through a fault proxy
+    /// when one was asked for.
+    pub fn service_database_url(&self, kind: ServiceKind) -> Option<&str> {
+        self.service_database_urls.get(&kind).map(String::as_str)
     }
 
     /// The URL of one replica (1-based).
@@ -585,7 +618,14 @@ async fn supervise(processes: Arc<Mutex<Vec<ServiceProcess>>>, shutdown: Cancell
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::routed_via;
+    use super::{new_jwt_secret, routed_via};
+
+    #[test]
+    fn every_system_up_makes_its_own_jwt_secret_of_at_least_32_bytes() {
+        let (one, two) = (new_jwt_secret(), new_jwt_secret());
+        assert_ne!(one, two);
+        assert!(one.len() >= 32, "{one}");
+    }
 
     #[test]
     fn routing_via_replaces_only_host_and_port() {

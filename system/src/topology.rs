@@ -1,12 +1,113 @@
 //! The `[system]` table of a scenario file: how the reference system is laid out for a
 //! run (replicas, the payments and shipping behaviour, the catalogue, Kafka brokers),
 //! applied onto a [`SystemSpec`]. `faultline system up` takes the same settings as flags.
+//!
+//! It also holds [`KAFKA_ACCESS`]: which topics each service writes and reads, the one
+//! table the local stack's Kafka principals and ACLs are made from.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::platform::consumer::DEAD_LETTER_TOPIC;
+use crate::services::messages::{
+    INGEST_TELEMETRY, INVENTORY_COMMANDS, INVENTORY_REPLIES, ORDERS_EVENTS, PAYMENTS_COMMANDS,
+    PAYMENTS_REPLIES, SHIPPING_COMMANDS, SHIPPING_REPLIES, USERS_EVENTS,
+};
 use crate::{services::ServiceKind, stack::KafkaSpec, supervisor::SystemSpec};
+
+/// What one service may do on Kafka, as its own principal (`User:<service>`).
+///
+/// A service that reads also writes the dead-letter topic (its consumer's poison path) and
+/// joins consumer groups whose id starts with its name; every service may create the topics
+/// it names here and the dead-letter topic, since each makes sure they exist when it starts.
+#[derive(Debug, Clone, Copy)]
+pub struct KafkaAccess {
+    pub service: ServiceKind,
+    /// Topics it produces to (its outbox relay or its producer).
+    pub writes: &'static [&'static str],
+    /// Topics it consumes.
+    pub reads: &'static [&'static str],
+}
+
+impl KafkaAccess {
+    /// The prefix of the consumer groups it may join: its name (`orders-saga`, ...).
+    pub fn group_prefix(&self) -> &'static str {
+        self.service.name()
+    }
+
+    /// Every topic it writes, the dead-letter topic included when it consumes.
+    pub fn all_writes(&self) -> Vec<&'static str> {
+        let mut topics = self.writes.to_vec();
+        if !self.reads.is_empty() {
+            topics.push(DEAD_LETTER_TOPIC);
+        }
+        topics
+    }
+
+    /// Every topic it may create: those it writes or reads, and the dead-letter topic,
+    /// which every service makes sure of ([`crate::services::runtime::ensure_topics`]).
+    pub fn creates(&self) -> Vec<&'static str> {
+        let mut topics = self.writes.to_vec();
+        topics.extend(self.reads);
+        topics.push(DEAD_LETTER_TOPIC);
+        topics
+    }
+}
+
+/// Who produces and consumes each topic (the gateway uses no Kafka).
+pub const KAFKA_ACCESS: &[KafkaAccess] = &[
+    KafkaAccess {
+        service: ServiceKind::Users,
+        writes: &[USERS_EVENTS],
+        reads: &[],
+    },
+    KafkaAccess {
+        service: ServiceKind::Orders,
+        writes: &[
+            ORDERS_EVENTS,
+            INVENTORY_COMMANDS,
+            PAYMENTS_COMMANDS,
+            SHIPPING_COMMANDS,
+        ],
+        reads: &[INVENTORY_REPLIES, PAYMENTS_REPLIES, SHIPPING_REPLIES],
+    },
+    KafkaAccess {
+        service: ServiceKind::Inventory,
+        writes: &[INVENTORY_REPLIES],
+        reads: &[INVENTORY_COMMANDS],
+    },
+    KafkaAccess {
+        service: ServiceKind::Payments,
+        writes: &[PAYMENTS_REPLIES],
+        reads: &[PAYMENTS_COMMANDS],
+    },
+    KafkaAccess {
+        service: ServiceKind::Shipping,
+        writes: &[SHIPPING_REPLIES],
+        reads: &[SHIPPING_COMMANDS],
+    },
+    KafkaAccess {
+        service: ServiceKind::Notifications,
+        writes: &[],
+        reads: &[ORDERS_EVENTS, USERS_EVENTS],
+    },
+    KafkaAccess {
+        service: ServiceKind::Analytics,
+        writes: &[],
+        reads: &[ORDERS_EVENTS],
+    },
+    KafkaAccess {
+        service: ServiceKind::Ingest,
+        writes: &[INGEST_TELEMETRY],
+        reads: &[],
+    },
+];
+
+/// The Kafka access of `service`, `None` for one that uses no Kafka.
+pub fn kafka_access(service: ServiceKind) -> Option<&'static KafkaAccess> {
+    KAFKA_ACCESS.iter().find(|a| a.service == service)
+}
 
 /// The system's topology, as a scenario writes it. Every field is optional; the
 /// defaults are `faultline system up`'s.
@@ -103,6 +204,46 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    /// Each service makes sure the topics its module lists exist (and the dead-letter
+    /// topic); with ACLs on it may create exactly those, or it would not start.
+    #[test]
+    fn every_service_may_create_the_topics_it_makes_sure_of() {
+        use crate::services::{
+            analytics, ingest, inventory, notifications, orders, payments, shipping, users,
+        };
+        use std::collections::BTreeSet;
+        for (kind, topics) in [
+            (ServiceKind::Users, users::TOPICS),
+            (ServiceKind::Orders, orders::TOPICS),
+            (ServiceKind::Inventory, inventory::TOPICS),
+            (ServiceKind::Payments, payments::TOPICS),
+            (ServiceKind::Shipping, shipping::TOPICS),
+            (ServiceKind::Notifications, notifications::TOPICS),
+            (ServiceKind::Analytics, analytics::TOPICS),
+            (ServiceKind::Ingest, ingest::TOPICS),
+        ] {
+            let access = kafka_access(kind).unwrap();
+            let granted: BTreeSet<&str> = access.creates().into_iter().collect();
+            let mut made: BTreeSet<&str> = topics.iter().copied().collect();
+            made.insert(DEAD_LETTER_TOPIC);
+            let unmade: Vec<&&str> = granted.difference(&made).collect();
+            let ungranted: Vec<&&str> = made.difference(&granted).collect();
+            assert!(
+                ungranted.is_empty(),
+                "{kind:?} may not create {ungranted:?}"
+            );
+            assert!(
+                unmade.is_empty(),
+                "{kind:?} may create {unmade:?} it never uses"
+            );
+        }
+        assert_eq!(
+            kafka_access(ServiceKind::Orders).unwrap().reads,
+            orders::REPLY_TOPICS
+        );
+        assert!(kafka_access(ServiceKind::Gateway).is_none());
+    }
 
     #[test]
     fn a_topology_applies_and_bad_fields_are_named() {

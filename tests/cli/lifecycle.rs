@@ -46,9 +46,10 @@ fn stack_up() -> StackUp {
 }
 
 impl StackUp {
-    /// The env lines, once the stack is up.
+    /// The env lines, once the stack is up: three addresses, then the Kafka super user's
+    /// name, password and property files.
     fn env_lines(&mut self) -> Vec<String> {
-        (0..3)
+        (0..7)
             .map(|i| {
                 self.lines
                     .recv_timeout(Duration::from_secs(180))
@@ -99,11 +100,23 @@ fn check_env_lines(lines: &[String]) -> Vec<u16> {
         .strip_prefix("REDIS_URL=redis://127.0.0.1:")
         .unwrap_or_else(|| panic!("{}", lines[2]));
     assert!(redis.parse::<u16>().is_ok(), "{}", lines[2]);
+    assert_eq!(lines[3], "KAFKA_SASL_USERNAME=admin");
+    let password = lines[4].strip_prefix("KAFKA_SASL_PASSWORD=").unwrap();
+    assert!(password.len() >= 32, "{}", lines[4]);
+    for (line, key) in [
+        (&lines[5], "KAFKA_CLIENT_PROPERTIES="),
+        (&lines[6], "KAFKA_COMMAND_CONFIG="),
+    ] {
+        let path = line.strip_prefix(key).unwrap_or_else(|| panic!("{line}"));
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(text.contains(password), "{path} lacks the password");
+    }
+    let lines = &lines[..3];
     lines.iter().map(|l| port_of(l)).collect()
 }
 
 #[test]
-fn stack_up_prints_three_env_lines_and_stops_everything_on_sigterm() {
+fn stack_up_prints_its_env_lines_and_stops_everything_on_sigterm() {
     let mut up = stack_up();
     let lines = up.env_lines();
     let ports = check_env_lines(&lines);
@@ -125,7 +138,7 @@ fn stack_up_prints_three_env_lines_and_stops_everything_on_sigterm() {
     let extra: Vec<String> = up.lines.try_iter().collect();
     assert!(
         extra.is_empty(),
-        "stdout had more than the three lines: {extra:?}"
+        "stdout had more than the env lines: {extra:?}"
     );
     procs::wait_until_gone(&stack_processes, Duration::from_secs(5))
         .unwrap_or_else(|alive| panic!("still alive after a clean stop: {alive:?}"));

@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context};
 use faultline_system::platform::consumer::DEAD_LETTER_TOPIC;
 use faultline_system::services::messages::ORDERS_EVENTS;
+use faultline_system::stack::KafkaClient;
 use futures::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message};
+use rdkafka::Message;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -18,13 +19,13 @@ use crate::support::Harness;
 
 /// Reads `topic` from the start until `wanted` records were found by `matches`.
 async fn find_records(
-    bootstrap: &str,
+    kafka: &KafkaClient,
     topic: &str,
     wanted: usize,
     matches: impl Fn(&rdkafka::message::BorrowedMessage<'_>) -> bool,
 ) -> anyhow::Result<Vec<rdkafka::message::OwnedMessage>> {
-    let reader: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let reader: StreamConsumer = kafka
+        .config()
         .set(
             "group.id",
             format!("reader-{}", uuid::Uuid::new_v4().simple()),
@@ -80,14 +81,14 @@ pub async fn ingest_acknowledges_only_what_kafka_has(h: Arc<Harness>) -> anyhow:
     );
     let body: serde_json::Value = response.json().await?;
     ensure!(body["accepted"] == 100, "{body}");
-    let bootstrap = h
+    let kafka = h
         .system
         .stack()
         .context("stack")?
         .endpoints()
-        .kafka_bootstrap;
+        .kafka_client();
     let records = find_records(
-        &bootstrap,
+        &kafka,
         faultline_system::services::messages::INGEST_TELEMETRY,
         100,
         |m| m.key() == Some(source.as_bytes()),
@@ -161,13 +162,13 @@ pub async fn notifications_reach_the_webhook_and_dead_letter_after_retries(
     h.webhook.set_failing(true);
     let outcome = async {
         let unlucky = h.user().await?;
-        let bootstrap = h
+        let kafka = h
             .system
             .stack()
             .context("stack")?
             .endpoints()
-            .kafka_bootstrap;
-        let dead = find_records(&bootstrap, DEAD_LETTER_TOPIC, 1, |m| {
+            .kafka_client();
+        let dead = find_records(&kafka, DEAD_LETTER_TOPIC, 1, |m| {
             m.key() == Some(unlucky.id.as_bytes())
         })
         .await?;
@@ -194,16 +195,14 @@ pub async fn notifications_reach_the_webhook_and_dead_letter_after_retries(
 }
 
 pub async fn undecodable_event_is_dead_lettered(h: Arc<Harness>) -> anyhow::Result<()> {
-    let bootstrap = h
+    let kafka = h
         .system
         .stack()
         .context("stack")?
         .endpoints()
-        .kafka_bootstrap;
+        .kafka_client();
     let marker = format!("poison-{}", uuid::Uuid::new_v4().simple());
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()?;
+    let producer: FutureProducer = kafka.config().create()?;
     producer
         .send(
             FutureRecord::to(ORDERS_EVENTS)
@@ -229,7 +228,7 @@ pub async fn undecodable_event_is_dead_lettered(h: Arc<Harness>) -> anyhow::Resu
 
     // And the poison record is in the dead-letter topic, saying who gave up on it and why:
     // both consumers of orders.events (analytics and notifications) dead-letter it.
-    let dead = find_records(&bootstrap, DEAD_LETTER_TOPIC, 2, |m| {
+    let dead = find_records(&kafka, DEAD_LETTER_TOPIC, 2, |m| {
         m.key() == Some(marker.as_bytes())
     })
     .await?;

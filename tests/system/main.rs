@@ -13,6 +13,7 @@ mod events;
 mod faults;
 mod journeys;
 mod saga;
+mod security;
 mod support;
 
 #[path = "../../system/tests/common/shared.rs"]
@@ -105,6 +106,27 @@ fn main() -> ExitCode {
         (
             "the_checker_counts_tampered_databases_as_duplicated_or_inconsistent",
             |h| Box::pin(checker::tampered_databases_are_counted_as_duplicated_or_inconsistent(h)),
+        ),
+        ("orders_principal_cannot_produce_to_inventory_topics", |h| {
+            Box::pin(security::orders_principal_cannot_produce_to_inventory_topics(h))
+        }),
+        ("a_consumer_in_a_group_not_its_own_is_refused", |h| {
+            Box::pin(security::a_consumer_in_a_group_not_its_own_is_refused(h))
+        }),
+        (
+            "anonymous_and_wrong_password_kafka_clients_are_refused",
+            |h| {
+                Box::pin(security::anonymous_and_wrong_password_clients_are_refused(
+                    h,
+                ))
+            },
+        ),
+        ("orders_role_cannot_connect_to_the_payments_database", |h| {
+            Box::pin(security::orders_role_cannot_connect_to_the_payments_database(h))
+        }),
+        (
+            "metrics_and_admin_are_not_reachable_through_the_gateway",
+            |h| Box::pin(security::metrics_and_admin_are_not_reachable_through_the_gateway(h)),
         ),
         (
             "orders_killed_mid_saga_restarts_and_every_saga_ends_once",

@@ -28,12 +28,12 @@ const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// Starts ingest: no database, only Kafka, whose readiness it reports.
 pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, ServiceError> {
-    let bootstrap = ctx.kafka_bootstrap()?;
-    ensure_topics(bootstrap, TOPICS)
+    let kafka = ctx.kafka()?;
+    ensure_topics(&kafka, TOPICS)
         .await
         .map_err(|reason| ctx.kafka_error(reason))?;
-    let producer = producer(bootstrap).map_err(|reason| ctx.kafka_error(reason))?;
-    ctx.add_probe("kafka", kafka_probe(bootstrap));
+    let producer = producer(&kafka).map_err(|reason| ctx.kafka_error(reason))?;
+    ctx.add_probe("kafka", kafka_probe(&kafka));
     Ok(routes(producer))
 }
 

@@ -12,7 +12,6 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::FutureProducer;
-use rdkafka::ClientConfig;
 use redis::aio::ConnectionManager;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +26,7 @@ use crate::platform::metrics::Metrics;
 use crate::platform::migrate::{self, Migration};
 use crate::platform::outbox::OutboxRelay;
 use crate::platform::sql::Prepared;
+use crate::stack::{KafkaAuth, KafkaClient};
 
 /// Why a service could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +67,8 @@ pub struct Platform {
     pub pool: Pool,
     pub producer: FutureProducer,
     pub metrics: Metrics,
-    pub bootstrap: String,
+    /// How this service reaches Kafka, as its own principal.
+    pub kafka: KafkaClient,
     pub database_url: String,
 }
 
@@ -76,7 +77,7 @@ impl Platform {
     pub async fn start(
         service: &'static str,
         database_url: &str,
-        bootstrap: &str,
+        kafka: &KafkaClient,
         migrations: &[Migration],
         topics: &[&str],
     ) -> Result<Platform, ServiceError> {
@@ -96,13 +97,13 @@ impl Platform {
             tracing::info!(service, ?applied, "migrated");
         }
         drop(client);
-        ensure_topics(bootstrap, topics)
+        ensure_topics(kafka, topics)
             .await
             .map_err(|reason| ServiceError::Kafka {
                 service: service.to_string(),
                 reason,
             })?;
-        let producer = producer(bootstrap).map_err(|reason| ServiceError::Kafka {
+        let producer = producer(kafka).map_err(|reason| ServiceError::Kafka {
             service: service.to_string(),
             reason,
         })?;
@@ -111,7 +112,7 @@ impl Platform {
             pool,
             producer,
             metrics: Metrics::new(service),
-            bootstrap: bootstrap.to_string(),
+            kafka: kafka.clone(),
             database_url: database_url.to_string(),
         })
     }
@@ -139,8 +140,9 @@ impl Platform {
             service: self.service.to_string(),
             reason: e.to_string(),
         };
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
+        let consumer: StreamConsumer = self
+            .kafka
+            .config()
             .set("group.id", name)
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.offset.store", "false")
@@ -180,17 +182,14 @@ impl Platform {
                 Ok(())
             })
         });
-        vec![
-            ("database", database),
-            ("kafka", kafka_probe(&self.bootstrap)),
-        ]
+        vec![("database", database), ("kafka", kafka_probe(&self.kafka))]
     }
 }
 
-/// Readiness of Kafka: a metadata request through `bootstrap` lists a broker.
-pub fn kafka_probe(bootstrap: &str) -> ReadinessProbe {
-    let bootstrap = bootstrap.to_string();
-    Arc::new(move || Box::pin(crate::stack::kafka::any_broker(bootstrap.clone())))
+/// Readiness of Kafka: a metadata request by `kafka` lists a broker.
+pub fn kafka_probe(kafka: &KafkaClient) -> ReadinessProbe {
+    let kafka = kafka.clone();
+    Arc::new(move || Box::pin(crate::stack::kafka::any_broker(kafka.clone())))
 }
 
 /// Readiness of Redis: it answers `PING` on `connection`.
@@ -208,9 +207,9 @@ pub fn redis_probe(connection: ConnectionManager) -> ReadinessProbe {
 }
 
 /// An idempotent, acks=all producer.
-pub fn producer(bootstrap: &str) -> Result<FutureProducer, String> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+pub fn producer(kafka: &KafkaClient) -> Result<FutureProducer, String> {
+    kafka
+        .config()
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("linger.ms", "1")
@@ -224,11 +223,9 @@ pub const TOPIC_PARTITIONS: i32 = 6;
 
 /// Creates `topics` (and the dead-letter topic) unless they exist. Replication is the
 /// cluster's default (`default.replication.factor`).
-pub async fn ensure_topics(bootstrap: &str, topics: &[&str]) -> Result<(), String> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .map_err(|e| e.to_string())?;
+pub async fn ensure_topics(kafka: &KafkaClient, topics: &[&str]) -> Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> =
+        kafka.config().create().map_err(|e| e.to_string())?;
     let mut all: Vec<&str> = topics.to_vec();
     all.push(DEAD_LETTER_TOPIC);
     let new_topics: Vec<NewTopic<'_>> = all
@@ -254,6 +251,11 @@ pub async fn ensure_topics(bootstrap: &str, topics: &[&str]) -> Result<(), Strin
 pub type Setting = (&'static str, &'static str, &'static str);
 pub const DATABASE_URL: Setting = ("a database", "database-url", "DATABASE_URL");
 pub const KAFKA_BOOTSTRAP: Setting = ("Kafka", "kafka-bootstrap", "KAFKA_BOOTSTRAP");
+pub const KAFKA_SASL_PASSWORD: Setting = (
+    "the Kafka principal's password (with a username)",
+    "kafka-sasl-password",
+    "KAFKA_SASL_PASSWORD",
+);
 pub const REDIS_URL: Setting = ("Redis", "redis-url", "REDIS_URL");
 pub const JWT_SECRET: Setting = ("a JWT secret", "jwt-secret", "FAULTLINE_JWT_SECRET");
 
@@ -305,8 +307,19 @@ impl<'a> ServiceContext<'a> {
         })
     }
 
-    pub fn kafka_bootstrap(&self) -> Result<&'a str, ServiceError> {
-        self.required(&self.args.kafka_bootstrap, KAFKA_BOOTSTRAP)
+    /// How this service reaches Kafka: the bootstrap servers and, when a username is given,
+    /// its SASL/SCRAM credentials (a username without a password is an error).
+    pub fn kafka(&self) -> Result<KafkaClient, ServiceError> {
+        let bootstrap = self.required(&self.args.kafka_bootstrap, KAFKA_BOOTSTRAP)?;
+        let auth = match &self.args.kafka_sasl_username {
+            Some(username) => {
+                let password =
+                    self.required(&self.args.kafka_sasl_password, KAFKA_SASL_PASSWORD)?;
+                Some(KafkaAuth::new(username.clone(), password))
+            }
+            None => None,
+        };
+        Ok(KafkaClient::new(bootstrap, auth))
     }
 
     pub fn invalid(&self, reason: impl Into<String>) -> ServiceError {
@@ -359,9 +372,8 @@ impl<'a> ServiceContext<'a> {
         topics: &[&str],
     ) -> Result<Platform, ServiceError> {
         let database_url = self.required(&self.args.database_url, DATABASE_URL)?;
-        let bootstrap = self.kafka_bootstrap()?;
-        let platform =
-            Platform::start(self.name, database_url, bootstrap, migrations, topics).await?;
+        let kafka = self.kafka()?;
+        let platform = Platform::start(self.name, database_url, &kafka, migrations, topics).await?;
         self.probes.extend(platform.probes());
         self.metrics = Some(platform.metrics.clone());
         Ok(platform)

@@ -41,6 +41,14 @@ pub struct ServeArgs {
     #[arg(long, env = "KAFKA_BOOTSTRAP")]
     pub kafka_bootstrap: Option<String>,
 
+    /// Kafka principal (SASL/SCRAM-SHA-512); anonymous when absent.
+    #[arg(long, env = "KAFKA_SASL_USERNAME")]
+    pub kafka_sasl_username: Option<String>,
+
+    /// Password of the Kafka principal.
+    #[arg(long, env = "KAFKA_SASL_PASSWORD", hide_env_values = true)]
+    pub kafka_sasl_password: Option<String>,
+
     /// Redis (users: profile cache).
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,

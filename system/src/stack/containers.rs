@@ -76,6 +76,7 @@ impl Containers {
                 "postgres://faultline:faultline@127.0.0.1:{postgres_port}/faultline"
             ),
             redis_url: format!("redis://127.0.0.1:{redis_port}"),
+            kafka_admin: None,
         };
         Ok((
             Containers {

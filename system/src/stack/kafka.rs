@@ -7,14 +7,18 @@
 //!   the metadata gives them, so only an advertised proxy address sees all their traffic.
 //! - `INTERNAL`, for replication between brokers (never proxied unless asked).
 //! - `CONTROLLER`, for the KRaft quorum; every broker is a voter.
+//!
+//! A local cluster is secured unless asked not to ([`LocalKafka::secured`]): SASL on every
+//! listener, the `StandardAuthorizer` denying what no ACL allows, a principal per service
+//! ([`super::kafka_auth`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
 
+use super::kafka_auth::{self, KafkaClient, KafkaPrincipals};
 use super::process::{self, ManagedProcess, ProcessSpec};
 use super::ready::{self, Where, LOG_TAIL_LINES};
 use super::{ports, StackError, EXTERNAL_TIMEOUT};
@@ -65,6 +69,9 @@ pub struct LocalKafka {
     pub default_partitions: u32,
     /// Where Kafka's jars are (`libs/*.jar`); the cache `scripts/setup` fills when `None`.
     pub home: Option<PathBuf>,
+    /// SASL/SCRAM and ACLs (the default). Off only for kafka-bench, which measures the
+    /// broker's produce path with its own anonymous clients and runs no services.
+    pub secured: bool,
 }
 
 impl Default for LocalKafka {
@@ -76,6 +83,7 @@ impl Default for LocalKafka {
             advertised: Vec::new(),
             default_partitions: 6,
             home: None,
+            secured: true,
         }
     }
 }
@@ -118,6 +126,8 @@ impl KafkaBroker {
 pub struct KafkaCluster {
     bootstrap: String,
     brokers: Vec<KafkaBroker>,
+    /// The principals of a secured local cluster.
+    principals: Option<KafkaPrincipals>,
 }
 
 impl KafkaCluster {
@@ -136,7 +146,7 @@ impl KafkaCluster {
                     "Kafka",
                     &bootstrap,
                     timeout.min(EXTERNAL_TIMEOUT),
-                    || any_broker(bootstrap.clone()),
+                    || any_broker(KafkaClient::new(bootstrap.clone(), None)),
                 )
                 .await?;
                 Ok(KafkaCluster::external_unchecked(&bootstrap))
@@ -167,12 +177,37 @@ impl KafkaCluster {
         KafkaCluster {
             bootstrap: bootstrap.to_string(),
             brokers: Vec::new(),
+            principals: None,
         }
     }
 
     /// Comma-separated bootstrap servers, as clients should use them.
     pub fn bootstrap(&self) -> String {
         self.bootstrap.clone()
+    }
+
+    /// The principals of a secured local cluster; `None` when it takes anonymous clients.
+    pub fn principals(&self) -> Option<&KafkaPrincipals> {
+        self.principals.as_ref()
+    }
+
+    /// A client with the super user's credentials (anonymous on an open cluster).
+    pub fn admin_client(&self) -> KafkaClient {
+        KafkaClient::new(
+            self.bootstrap.clone(),
+            self.principals.as_ref().map(|p| p.admin.clone()),
+        )
+    }
+
+    /// A client with service `name`'s credentials (anonymous on an open cluster).
+    pub fn service_client(&self, name: &str) -> KafkaClient {
+        KafkaClient::new(
+            self.bootstrap.clone(),
+            self.principals
+                .as_ref()
+                .and_then(|p| p.service(name))
+                .cloned(),
+        )
     }
 
     /// The local brokers (empty for an external cluster).
@@ -202,20 +237,13 @@ impl KafkaCluster {
         timeout: Duration,
     ) -> Result<(), StackError> {
         let expected = self.brokers.len();
-        let bootstrap = self.bootstrap.clone();
+        let admin = self.admin_client();
         let broker = self.broker_mut(node_id)?;
         if broker.process.is_some() {
             return Ok(());
         }
         broker.process = Some(process::spawn(&broker.spec)?);
-        wait_for_cluster(
-            &mut self.brokers,
-            &bootstrap,
-            expected,
-            Instant::now(),
-            timeout,
-        )
-        .await
+        wait_for_cluster(&mut self.brokers, &admin, expected, Instant::now(), timeout).await
     }
 
     fn broker_mut(&mut self, node_id: u32) -> Result<&mut KafkaBroker, StackError> {
@@ -333,6 +361,7 @@ async fn start_local(
         .collect::<Vec<_>>()
         .join(",");
     let cluster_id = new_cluster_id();
+    let principals = spec.secured.then(KafkaPrincipals::generate);
     let classpath = format!("{}/libs/*", home.display());
 
     let mut brokers = Vec::with_capacity(spec.brokers);
@@ -347,21 +376,15 @@ async fn start_local(
             .get(index)
             .cloned()
             .unwrap_or_else(|| format!("127.0.0.1:{}", ports.client));
-        let properties = server_properties(spec, node_id, ports, &advertised, &voters, &dir);
-        write_file(&dir.join("server.properties"), &properties)?;
+        let mut properties = server_properties(spec, node_id, ports, &advertised, &voters, &dir);
+        if let Some(principals) = &principals {
+            properties.push_str(&principals.server_properties());
+        }
+        kafka_auth::write_private(&dir.join("server.properties"), &properties)?;
         write_file(&dir.join("log4j2.properties"), LOG4J2_PROPERTIES)?;
         let log_path = dir.join("kafka.log");
 
-        let mut format_args = jvm_args(256, &dir, &classpath);
-        format_args.extend([
-            "kafka.tools.StorageTool".into(),
-            "format".into(),
-            // One argument, so that no id can be mistaken for an option.
-            format!("--cluster-id={cluster_id}"),
-            "--config".into(),
-            dir.join("server.properties").display().to_string(),
-            "--ignore-formatted".into(),
-        ]);
+        let format_args = storage_format_args(&dir, &classpath, &cluster_id, &principals);
         formatters.push((
             node_id,
             ports.client,
@@ -413,8 +436,44 @@ async fn start_local(
         .map(|b| b.advertised.clone())
         .collect::<Vec<_>>()
         .join(",");
-    wait_for_cluster(&mut brokers, &bootstrap, spec.brokers, since, timeout).await?;
-    Ok(KafkaCluster { bootstrap, brokers })
+    let mut cluster = KafkaCluster {
+        bootstrap,
+        brokers,
+        principals,
+    };
+    let admin = cluster.admin_client();
+    wait_for_cluster(&mut cluster.brokers, &admin, spec.brokers, since, timeout).await?;
+    if cluster.principals.is_some() {
+        let dir = data_root.join("kafka-acls");
+        kafka_auth::grant_acls(&java, &classpath, &dir, &admin, timeout).await?;
+    }
+    Ok(cluster)
+}
+
+/// The storage tool's JVM and arguments for the broker in `dir`; a secured cluster's SCRAM
+/// credentials are bootstrapped here, KRaft's only way before a controller runs.
+fn storage_format_args(
+    dir: &Path,
+    classpath: &str,
+    cluster_id: &str,
+    principals: &Option<KafkaPrincipals>,
+) -> Vec<String> {
+    let mut args = jvm_args(256, dir, classpath);
+    args.extend([
+        "kafka.tools.StorageTool".into(),
+        "format".into(),
+        // One argument, so that no id can be mistaken for an option.
+        format!("--cluster-id={cluster_id}"),
+        "--config".into(),
+        dir.join("server.properties").display().to_string(),
+        "--ignore-formatted".into(),
+    ]);
+    args.extend(
+        principals
+            .iter()
+            .flat_map(KafkaPrincipals::scram_format_args),
+    );
+    args
 }
 
 /// A broker's storage formatter: node id, client port and directory (for errors), process.
@@ -501,6 +560,13 @@ fn server_properties(
     voters: &str,
     dir: &Path,
 ) -> String {
+    // A secured cluster says how each listener authenticates (kafka_auth's part).
+    let protocols = if spec.secured {
+        String::new()
+    } else {
+        "listener.security.protocol.map=CLIENT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT\n"
+            .into()
+    };
     let replication = spec.brokers.min(3);
     let min_isr = spec.brokers.min(2);
     format!(
@@ -510,7 +576,7 @@ fn server_properties(
          controller.quorum.voters={voters}\n\
          listeners=CLIENT://127.0.0.1:{client},INTERNAL://127.0.0.1:{internal},CONTROLLER://127.0.0.1:{controller}\n\
          advertised.listeners=CLIENT://{advertised},INTERNAL://127.0.0.1:{internal}\n\
-         listener.security.protocol.map=CLIENT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+         {protocols}\
          controller.listener.names=CONTROLLER\n\
          inter.broker.listener.name=INTERNAL\n\
          log.dirs={logs}\n\
@@ -558,7 +624,7 @@ fn write_file(path: &Path, contents: &str) -> Result<(), StackError> {
 /// `since` is when the cluster's start began (before formatting), for the logged time.
 async fn wait_for_cluster(
     brokers: &mut [KafkaBroker],
-    bootstrap: &str,
+    client: &KafkaClient,
     expected: usize,
     since: Instant,
     timeout: Duration,
@@ -584,12 +650,12 @@ async fn wait_for_cluster(
                 ));
             }
         }
-        match broker_count(bootstrap.to_string()).await {
+        match listed_brokers(client.clone()).await {
             Ok(count) if count >= expected => {
                 tracing::info!(
                     component = "Kafka",
                     brokers = count,
-                    bootstrap,
+                    bootstrap = client.bootstrap,
                     ready_after_ms = since.elapsed().as_millis() as u64,
                     "ready"
                 );
@@ -623,11 +689,16 @@ async fn wait_for_cluster(
     }
 }
 
-/// How many brokers a metadata request through `bootstrap` lists.
+/// How many brokers a metadata request through `bootstrap` lists, asked anonymously.
 pub async fn broker_count(bootstrap: String) -> Result<usize, String> {
+    listed_brokers(KafkaClient::new(bootstrap, None)).await
+}
+
+/// How many brokers a metadata request by `client` lists.
+pub async fn listed_brokers(client: KafkaClient) -> Result<usize, String> {
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
+        let consumer: BaseConsumer = client
+            .config()
             .set("socket.connection.setup.timeout.ms", "2000")
             .set("log_level", "0")
             .create()
@@ -642,8 +713,8 @@ pub async fn broker_count(bootstrap: String) -> Result<usize, String> {
 }
 
 /// Reachable, and the metadata lists at least one broker.
-pub async fn any_broker(bootstrap: String) -> Result<(), String> {
-    match broker_count(bootstrap).await? {
+pub async fn any_broker(client: KafkaClient) -> Result<(), String> {
+    match listed_brokers(client).await? {
         0 => Err("metadata lists no broker".into()),
         _ => Ok(()),
     }

@@ -17,6 +17,7 @@
 //! local components, handles that fault injection can signal.
 
 pub mod kafka;
+pub mod kafka_auth;
 pub mod ports;
 pub mod postgres;
 pub mod process;
@@ -33,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use kafka::{KafkaBroker, KafkaCluster, KafkaSpec, KAFKA_VERSION};
+pub use kafka_auth::{KafkaAuth, KafkaClient};
 pub use postgres::{PostgresServer, PostgresSpec};
 pub use redis::{RedisServer, RedisSpec};
 pub use server::Server;
@@ -149,16 +151,49 @@ pub struct Endpoints {
     pub database_url: String,
     /// `redis://host:port`
     pub redis_url: String,
+    /// The Kafka super user's credentials and property files; `None` for an open cluster.
+    pub kafka_admin: Option<KafkaAdmin>,
+}
+
+/// What a person or a tool needs to act as the Kafka super user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaAdmin {
+    pub auth: KafkaAuth,
+    /// librdkafka properties (`kcat -F`).
+    pub client_properties: PathBuf,
+    /// Java client properties (`--command-config` of Kafka's CLI tools).
+    pub command_config: PathBuf,
 }
 
 impl Endpoints {
-    /// The env-file lines, in a fixed order.
-    pub fn env_lines(&self) -> [String; 3] {
-        [
+    /// The env-file lines, in a fixed order: the three addresses, then the Kafka super
+    /// user's credentials when the cluster is secured.
+    pub fn env_lines(&self) -> Vec<String> {
+        let mut lines = vec![
             format!("KAFKA_BOOTSTRAP={}", self.kafka_bootstrap),
             format!("DATABASE_URL={}", self.database_url),
             format!("REDIS_URL={}", self.redis_url),
-        ]
+        ];
+        if let Some(admin) = &self.kafka_admin {
+            lines.extend([
+                format!("KAFKA_SASL_USERNAME={}", admin.auth.username),
+                format!("KAFKA_SASL_PASSWORD={}", admin.auth.password()),
+                format!(
+                    "KAFKA_CLIENT_PROPERTIES={}",
+                    admin.client_properties.display()
+                ),
+                format!("KAFKA_COMMAND_CONFIG={}", admin.command_config.display()),
+            ]);
+        }
+        lines
+    }
+
+    /// A Kafka client acting as the super user (anonymous on an open cluster).
+    pub fn kafka_client(&self) -> KafkaClient {
+        KafkaClient::new(
+            self.kafka_bootstrap.clone(),
+            self.kafka_admin.as_ref().map(|a| a.auth.clone()),
+        )
     }
 }
 
@@ -193,6 +228,22 @@ fn preflight(spec: &StackSpec) -> Result<(), StackError> {
         ports::port_for("Redis", Some(*port))?;
     }
     Ok(())
+}
+
+/// Writes the super user's property files into the data directory.
+fn write_admin_properties(admin: &KafkaClient, data_dir: &Path) -> Result<KafkaAdmin, StackError> {
+    let client_properties = data_dir.join("kafka-admin.librdkafka.properties");
+    let command_config = data_dir.join("kafka-admin.java.properties");
+    kafka_auth::write_private(&client_properties, &admin.kcat_properties())?;
+    kafka_auth::write_private(&command_config, &admin.java_properties())?;
+    let auth = admin.auth.clone().ok_or_else(|| {
+        StackError::Invalid("a secured Kafka cluster without its super user".into())
+    })?;
+    Ok(KafkaAdmin {
+        auth,
+        client_properties,
+        command_config,
+    })
 }
 
 /// The data directory of a run: a temporary one removed on drop unless kept.
@@ -256,6 +307,7 @@ pub struct Stack {
     #[cfg(feature = "containers")]
     containers: Option<containers::Containers>,
     data: DataDir,
+    kafka_admin: Option<KafkaAdmin>,
 }
 
 impl Stack {
@@ -275,6 +327,10 @@ impl Stack {
         );
         // On an error the others are dropped here, which stops them.
         let (kafka, postgres, redis) = (kafka?, postgres?, redis?);
+        let kafka_admin = match kafka.principals() {
+            Some(_) => Some(write_admin_properties(&kafka.admin_client(), &data.path)?),
+            None => None,
+        };
         Ok(Stack {
             kafka,
             redis,
@@ -282,6 +338,7 @@ impl Stack {
             #[cfg(feature = "containers")]
             containers: None,
             data,
+            kafka_admin,
         })
     }
 
@@ -296,6 +353,7 @@ impl Stack {
             postgres: PostgresServer::external_unchecked(&endpoints.database_url),
             containers: Some(started),
             data,
+            kafka_admin: None,
         })
     }
 
@@ -304,6 +362,7 @@ impl Stack {
             kafka_bootstrap: self.kafka.bootstrap(),
             database_url: self.postgres.url(),
             redis_url: self.redis.url(),
+            kafka_admin: self.kafka_admin.clone(),
         }
     }
 

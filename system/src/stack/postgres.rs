@@ -3,6 +3,12 @@
 //!
 //! PostgreSQL refuses to run as root; when faultline is root, the server runs as the
 //! `postgres` user that Debian's package creates, and owns its data directory.
+//!
+//! Each service gets its own role ([`PostgresServer::create_service_role`]): it owns only
+//! its database, logs in with a password made per stack, and no other role but the admin
+//! may connect to that database. The admin ([`LOCAL_USER`]) keeps trust authentication
+//! on loopback, for the checker, seeding and profiling; every other role needs its
+//! password (`pg_hba.conf`, written after `initdb`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,6 +24,16 @@ use super::{ports, StackError, EXTERNAL_TIMEOUT};
 pub const LOCAL_USER: &str = "faultline";
 /// The database created on every local server; DATABASE_URL points at it.
 pub const DEFAULT_DATABASE: &str = "faultline";
+
+/// Client authentication of a local server: the admin is trusted on loopback (as
+/// before roles existed), every other role gives its SCRAM password.
+const PG_HBA: &str = "\
+# Written by faultline; see system/src/stack/postgres.rs.
+local all faultline trust
+host all faultline 127.0.0.1/32 trust
+local all all scram-sha-256
+host all all 127.0.0.1/32 scram-sha-256
+";
 
 #[derive(Debug, Clone)]
 pub enum PostgresSpec {
@@ -89,23 +105,27 @@ impl PostgresServer {
         PostgresServer(Server::external_unchecked(url))
     }
 
-    /// Creates database `name` unless it exists; returns its URL.
-    pub async fn create_database(&self, name: &str) -> Result<String, StackError> {
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        {
-            return Err(StackError::Invalid(format!(
-                "database name {name:?}: use lower-case letters, digits and '_'"
-            )));
-        }
+    /// An admin connection, and whether `query` (taking `name` as `$1`) finds a row.
+    async fn admin_finds(
+        &self,
+        query: &str,
+        name: &str,
+    ) -> Result<(tokio_postgres::Client, bool), StackError> {
         let client = connect(&self.url()).await.map_err(client_error)?;
-        let exists = client
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        let found = client
+            .query_opt(query, &[&name])
             .await
             .map_err(|e| client_error(e.to_string()))?
             .is_some();
+        Ok((client, found))
+    }
+
+    /// Creates database `name` unless it exists; returns its URL.
+    pub async fn create_database(&self, name: &str) -> Result<String, StackError> {
+        check_identifier("database", name)?;
+        let (client, exists) = self
+            .admin_finds("SELECT 1 FROM pg_database WHERE datname = $1", name)
+            .await?;
         if !exists {
             // Identifiers cannot be bound as parameters; the name was checked above.
             match client
@@ -120,6 +140,46 @@ impl PostgresServer {
             }
         }
         Ok(with_database(&self.url(), name))
+    }
+
+    /// Makes role `name` (a fresh random password) the owner of database `name`, and the
+    /// only role besides superusers that may connect to it: `CONNECT` is revoked from
+    /// `PUBLIC` on every database but the templates. Returns the database's URL as that
+    /// role. Tables the role creates are its own; the admin connection still reads them.
+    pub async fn create_service_role(&self, name: &str) -> Result<String, StackError> {
+        check_identifier("role", name)?;
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        let (client, exists) = self
+            .admin_finds("SELECT 1 FROM pg_roles WHERE rolname = $1", name)
+            .await?;
+        let verb = if exists { "ALTER" } else { "CREATE" };
+        // Identifiers and the password cannot be bound as parameters in DDL; the name was
+        // checked above and the password is hex.
+        let mut sql = format!(
+            "{verb} ROLE \"{name}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{password}';\n\
+             ALTER DATABASE \"{name}\" OWNER TO \"{name}\";\n"
+        );
+        let databases = client
+            .query(
+                "SELECT datname FROM pg_database WHERE NOT datistemplate",
+                &[],
+            )
+            .await
+            .map_err(|e| client_error(e.to_string()))?;
+        for row in databases {
+            let database: String = row.try_get(0).map_err(|e| client_error(e.to_string()))?;
+            sql.push_str(&format!(
+                "REVOKE CONNECT, TEMPORARY ON DATABASE \"{}\" FROM PUBLIC;\n",
+                database.replace('"', "\"\"")
+            ));
+        }
+        // Since PostgreSQL 15 the `public` schema belongs to `pg_database_owner`, so the
+        // new owner of the database may create its tables there.
+        client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| client_error(format!("role {name}: {e}")))?;
+        with_credentials(&with_database(&self.url(), name), name, &password)
     }
 
     pub(crate) async fn stop(&mut self) {
@@ -193,6 +253,14 @@ async fn start_local(
             ))
         }
     }
+
+    // Overwritten in place, so the file keeps initdb's owner and mode.
+    std::fs::write(data.join("pg_hba.conf"), PG_HBA).map_err(|source| {
+        StackError::io(
+            format!("writing {}", data.join("pg_hba.conf").display()),
+            source,
+        )
+    })?;
 
     let mut server = process::spawn(&ProcessSpec {
         name: "postgres".into(),
@@ -292,7 +360,14 @@ fn run_as_for_postgres() -> Result<Option<RunAs>, StackError> {
 pub async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
     let mut config: tokio_postgres::Config = url.parse().map_err(|e| format!("{e}"))?;
     config.connect_timeout(Duration::from_secs(2));
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| e.to_string())?;
+    // The server's own message ("permission denied for database ..."), not only "db error".
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| match e.as_db_error() {
+            Some(db) => format!("{e}: {db}"),
+            None => e.to_string(),
+        })?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::debug!(%error, "postgres connection ended");
@@ -314,6 +389,31 @@ async fn select_one(url: &str) -> Result<(), String> {
     } else {
         Err(format!("SELECT 1 answered {one}"))
     }
+}
+
+/// Database and role names: lower-case letters, digits and '_' (so quoting is enough).
+fn check_identifier(what: &str, name: &str) -> Result<(), StackError> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(StackError::Invalid(format!(
+            "{what} name {name:?}: use lower-case letters, digits and '_'"
+        )));
+    }
+    Ok(())
+}
+
+/// `url` with `user:password@` as its credentials.
+fn with_credentials(url: &str, user: &str, password: &str) -> Result<String, StackError> {
+    let invalid = || StackError::Invalid(format!("{url} cannot take credentials"));
+    let mut parsed = url::Url::parse(url).map_err(|_| invalid())?;
+    parsed.set_username(user).map_err(|()| invalid())?;
+    parsed
+        .set_password(Some(password))
+        .map_err(|()| invalid())?;
+    Ok(parsed.to_string())
 }
 
 fn client_error(reason: String) -> StackError {

@@ -11,9 +11,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message};
+use rdkafka::Message;
 
-use super::{postgres, Endpoints, StackError};
+use super::{postgres, Endpoints, KafkaClient, StackError};
 
 /// How much to push through.
 #[derive(Debug, Clone)]
@@ -125,16 +125,11 @@ fn kafka_error(reason: impl fmt::Display) -> StackError {
 /// Runs the smoke checks against `endpoints`.
 pub async fn run(endpoints: &Endpoints, spec: &SmokeSpec) -> Result<SmokeReport, StackError> {
     let topic = format!("faultline.smoke.{}", uuid::Uuid::new_v4().simple());
-    create_topic(
-        &endpoints.kafka_bootstrap,
-        &topic,
-        spec.partitions,
-        spec.replication,
-    )
-    .await?;
+    let kafka = endpoints.kafka_client();
+    create_topic(&kafka, &topic, spec.partitions, spec.replication).await?;
 
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &endpoints.kafka_bootstrap)
+    let producer: FutureProducer = kafka
+        .config()
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
@@ -166,8 +161,8 @@ pub async fn run(endpoints: &Endpoints, spec: &SmokeSpec) -> Result<SmokeReport,
     }
     let produce_time = started.elapsed();
 
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &endpoints.kafka_bootstrap)
+    let consumer: StreamConsumer = kafka
+        .config()
         .set("group.id", format!("{topic}.reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
@@ -231,15 +226,12 @@ pub async fn run(endpoints: &Endpoints, spec: &SmokeSpec) -> Result<SmokeReport,
 
 /// Creates `topic` and waits for the broker's answer.
 pub async fn create_topic(
-    bootstrap: &str,
+    kafka: &KafkaClient,
     topic: &str,
     partitions: i32,
     replication: i32,
 ) -> Result<(), StackError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .map_err(kafka_error)?;
+    let admin: AdminClient<DefaultClientContext> = kafka.config().create().map_err(kafka_error)?;
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
     let results = admin
         .create_topics(

@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use faultline_system::stack::kafka::LocalKafka;
-use faultline_system::stack::{KafkaSpec, Stack, StackSpec};
+use faultline_system::stack::{KafkaClient, KafkaSpec, Stack, StackSpec};
 use futures::StreamExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message};
+use rdkafka::Message;
 use tokio::sync::Mutex;
 
 const BROKERS: usize = 3;
@@ -62,15 +62,14 @@ fn main() -> ExitCode {
 async fn killing_a_broker_mid_stream_loses_no_acknowledged_message(
     stack: Arc<Mutex<Stack>>,
 ) -> anyhow::Result<()> {
-    let bootstrap = stack.lock().await.endpoints().kafka_bootstrap;
+    let kafka = stack.lock().await.endpoints().kafka_client();
+    let bootstrap = kafka.bootstrap.clone();
     ensure!(
         bootstrap.split(',').count() == BROKERS,
         "bootstrap {bootstrap}"
     );
     let topic = format!("durable-{}", uuid::Uuid::new_v4().simple());
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()?;
+    let admin: AdminClient<DefaultClientContext> = kafka.config().create()?;
     let new_topic = NewTopic::new(&topic, PARTITIONS, TopicReplication::Fixed(3))
         .set("min.insync.replicas", "2");
     for result in admin
@@ -84,10 +83,10 @@ async fn killing_a_broker_mid_stream_loses_no_acknowledged_message(
     }
 
     // The broker to kill: the leader of partition 0, so that an election must happen.
-    let victim = partition_leader(&bootstrap, &topic, 0)?;
+    let victim = partition_leader(&kafka, &topic, 0)?;
 
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
+    let producer: FutureProducer = kafka
+        .config()
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("linger.ms", "2")
@@ -134,15 +133,15 @@ async fn killing_a_broker_mid_stream_loses_no_acknowledged_message(
         acknowledged_after_kill > MESSAGES / 2,
         "producing did not go on after the kill: {acknowledged_after_kill} acknowledged after it, {failed} failed"
     );
-    let new_leader = partition_leader(&bootstrap, &topic, 0)?;
+    let new_leader = partition_leader(&kafka, &topic, 0)?;
     ensure!(
         new_leader != victim,
         "partition 0 is still led by the killed broker {victim}"
     );
 
     // Every acknowledged message must come back.
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
+    let consumer: StreamConsumer = kafka
+        .config()
         .set("group.id", format!("{topic}-reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
@@ -191,10 +190,8 @@ async fn killing_a_broker_mid_stream_loses_no_acknowledged_message(
 }
 
 /// Node id of the leader of `partition` of `topic`.
-fn partition_leader(bootstrap: &str, topic: &str, partition: i32) -> anyhow::Result<u32> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
+fn partition_leader(kafka: &KafkaClient, topic: &str, partition: i32) -> anyhow::Result<u32> {
+    let consumer: BaseConsumer = kafka.config().create()?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;

@@ -42,7 +42,7 @@ pub async fn applies_each_event_once_and_dead_letters_what_it_cannot_read(
     stack: Arc<Stack>,
 ) -> anyhow::Result<()> {
     let url = stack.create_database("consumer_test").await?;
-    let bootstrap = stack.endpoints().kafka_bootstrap;
+    let bootstrap = stack.endpoints().kafka_client();
     let topic = "consumer-test.events";
     create_topic(&bootstrap, topic, 1, 1).await?;
     let pool = migrate::pool(&url, 4)?;

@@ -18,7 +18,7 @@ pub async fn publishes_committed_events_in_order_and_never_rolled_back_ones(
     stack: Arc<Stack>,
 ) -> anyhow::Result<()> {
     let url = stack.create_database("outbox_test").await?;
-    let bootstrap = stack.endpoints().kafka_bootstrap;
+    let bootstrap = stack.endpoints().kafka_client();
     let topic = "outbox-test.events";
     create_topic(&bootstrap, topic, 3, 1).await?;
     let pool = migrate::pool(&url, 4)?;

@@ -3,15 +3,16 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use faultline_system::stack::KafkaClient;
 use futures::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
-use rdkafka::{ClientConfig, Message};
+use rdkafka::Message;
 
-pub fn producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
-    Ok(ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+pub fn producer(kafka: &KafkaClient) -> anyhow::Result<FutureProducer> {
+    Ok(kafka
+        .config()
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .create()?)
@@ -19,12 +20,12 @@ pub fn producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
 
 /// A consumer the way services create theirs: offsets stored only after processing.
 pub fn service_consumer(
-    bootstrap: &str,
+    kafka: &KafkaClient,
     group: &str,
     topics: &[&str],
 ) -> anyhow::Result<StreamConsumer> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let consumer: StreamConsumer = kafka
+        .config()
         .set("group.id", group)
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.offset.store", "false")
@@ -35,13 +36,13 @@ pub fn service_consumer(
 
 /// Reads `topic` from the start until `done` says the records so far are enough.
 pub async fn read_until(
-    bootstrap: &str,
+    kafka: &KafkaClient,
     topic: &str,
     timeout: Duration,
     mut done: impl FnMut(&[OwnedMessage]) -> bool,
 ) -> anyhow::Result<Vec<OwnedMessage>> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let consumer: StreamConsumer = kafka
+        .config()
         .set(
             "group.id",
             format!("reader-{}", uuid::Uuid::new_v4().simple()),

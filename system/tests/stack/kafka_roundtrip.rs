@@ -11,7 +11,7 @@ use faultline_system::stack::Stack;
 use futures::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message};
+use rdkafka::Message;
 
 const MESSAGES: usize = 10_000;
 const KEYS: usize = 257;
@@ -20,12 +20,12 @@ const PARTITIONS: i32 = 6;
 pub async fn ten_thousand_keyed_messages_come_back_in_order(
     stack: Arc<Stack>,
 ) -> anyhow::Result<()> {
-    let bootstrap = stack.endpoints().kafka_bootstrap;
+    let bootstrap = stack.endpoints().kafka_client();
     let topic = format!("roundtrip-{}", uuid::Uuid::new_v4().simple());
     create_topic(&bootstrap, &topic, PARTITIONS, 1).await?;
 
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
+    let producer: FutureProducer = bootstrap
+        .config()
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
@@ -62,8 +62,8 @@ pub async fn ten_thousand_keyed_messages_come_back_in_order(
         produced_by_partition.len()
     );
 
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
+    let consumer: StreamConsumer = bootstrap
+        .config()
         .set("group.id", format!("{topic}-reader"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")

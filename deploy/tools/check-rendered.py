@@ -13,7 +13,7 @@ prints one JSON object: counts per kind, and the errors.
 
 `facts` prints what tests/deploy holds against the code: per service Deployment its
 `faultline` arguments, container ports, probe paths and environment variable names; the
-KafkaTopics with partitions; and the KafkaUsers' topic ACLs.
+KafkaTopics with partitions; the KafkaUsers' topic ACLs; and each Job's arguments.
 
 `compose-facts` prints, per compose service run from the faultline image, its command and
 the names of its environment variables.
@@ -77,9 +77,11 @@ def validate(args):
 
 
 def facts(args):
-    services, topics, users = {}, {}, {}
+    services, topics, users, jobs = {}, {}, {}, {}
     for obj in documents(args.rendered):
         kind, spec = obj.get("kind"), obj.get("spec", {})
+        if kind == "Job":
+            jobs[obj["metadata"]["name"]] = spec["template"]["spec"]["containers"][0].get("args") or []
         if kind == "Deployment":
             for c in spec["template"]["spec"]["containers"]:
                 services[c["name"]] = {
@@ -103,7 +105,7 @@ def facts(args):
                 {a["resource"]["name"] for a in spec["authorization"]["acls"] if a["resource"]["type"] == "topic"}
             )
     configmap = topics.pop("__configmap__", [])
-    print(json.dumps({"services": services, "configmap": configmap, "topics": topics, "kafka_users": users}))
+    print(json.dumps({"services": services, "configmap": configmap, "topics": topics, "kafka_users": users, "jobs": jobs}))
 
 
 def compose_facts(args):

@@ -194,3 +194,48 @@ fn the_load_chart_runs_an_indexed_job_whose_index_is_the_worker() {
         );
     }
 }
+
+/// `faultline load`'s own parser, as the binary flattens it.
+#[derive(Debug, clap::Parser)]
+struct Load {
+    #[command(flatten)]
+    args: faultline_loadgen::cli::LoadArgs,
+}
+
+#[test]
+fn each_load_worker_runs_a_valid_share_of_one_schedule() {
+    let (Some(helm), Some(python)) = (helm("load workers"), validators_python("load workers"))
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sets = [LOAD_VALUES[0], "workers=5", "rate=2000", "duration=30s"];
+    let rendered = render(&helm, "faultline-load", &sets, dir.path());
+    let facts = check_rendered(&python, &["facts", rendered.to_str().unwrap()]);
+    let args: Vec<String> = serde_json::from_value(facts["jobs"]["test-workers"].clone()).unwrap();
+    assert_eq!(args.first().map(String::as_str), Some("load"), "{args:?}");
+    // What the Job controller's index makes of the arguments in pod 3.
+    let pod_args = args[1..]
+        .iter()
+        .map(|a| a.replace("$(JOB_COMPLETION_INDEX)", "3"));
+    let load =
+        <Load as clap::Parser>::try_parse_from(std::iter::once("load".to_string()).chain(pod_args))
+            .unwrap_or_else(|e| panic!("the workers' arguments do not parse: {e}\n{args:?}"));
+    let config = load.args.to_config(Default::default()).unwrap();
+    let share = faultline_loadgen::WorkerShare { index: 3, count: 5 };
+    match config.schedule {
+        faultline_loadgen::Schedule::Open {
+            share: got,
+            start_at,
+            ..
+        } => {
+            assert_eq!(got, share);
+            assert!(start_at.is_some(), "the workers start together");
+        }
+        other => panic!("not an open schedule: {other:?}"),
+    }
+    assert_eq!(
+        config.schedule.expected_requests(),
+        Some(2000.0 * 30.0 / 5.0)
+    );
+}

@@ -30,7 +30,7 @@ use crate::{
     har::{self, Conversion, HarFilter},
     journeys::{self, Driver, JourneyConfig, JourneyMix},
     scenario::{LoadPlan, RequestsFile},
-    schedule::{parse_stages, Schedule},
+    schedule::{parse_stages, Schedule, WorkerShare},
     summary::{progress_line, summary_table},
     target::{
         parse_headers, parse_method, parse_request_arg, read_body, Host, RequestSpec, Target,
@@ -169,6 +169,19 @@ pub struct LoadArgs {
     /// Seed of the Poisson arrivals (random when not given).
     #[arg(long, requires = "poisson")]
     pub seed: Option<u64>,
+
+    /// Distributed load: be worker I of N (from 0, e.g. 0/4). Every worker computes the same
+    /// global arrival schedule and sends the arrivals whose index is I modulo N, so the N
+    /// workers together send exactly what one machine would; `faultline merge` adds their
+    /// results. Give every worker the same --rate/--stages, --seed and --start-at.
+    #[arg(long, value_name = "I/N", conflicts_with_all = ["closed", "find_max", "scenario"])]
+    pub worker: Option<String>,
+
+    /// Start the arrival schedule at this instant (RFC 3339 in UTC, e.g.
+    /// 2026-12-01T21:30:00Z) rather than as soon as the connections are open, so the
+    /// workers of one distributed load start together. It must lie ahead.
+    #[arg(long, value_name = "RFC3339", conflicts_with_all = ["closed", "find_max", "scenario"])]
+    pub start_at: Option<String>,
 
     /// Speak HTTP/2 instead of HTTP/1.1 (prior knowledge on http://, ALPN h2 on https://).
     #[arg(long)]
@@ -383,6 +396,33 @@ impl LoadArgs {
         }
     }
 
+    /// `schedule` as `--worker` and `--start-at` split and align it (unchanged without them).
+    fn distribute(&self, schedule: Schedule) -> Result<Schedule, LoadError> {
+        if self.worker.is_none() && self.start_at.is_none() {
+            return Ok(schedule);
+        }
+        let share = match &self.worker {
+            Some(text) => {
+                text.parse::<WorkerShare>()
+                    .map_err(|reason| LoadError::InvalidArgument {
+                        option: "--worker",
+                        reason,
+                    })?
+            }
+            None => WorkerShare::WHOLE,
+        };
+        if share.count > 1 && self.poisson && self.seed.is_none() {
+            return Err(LoadError::InvalidArgument {
+                option: "--worker",
+                reason: "with --poisson every worker needs the same --seed, or their \
+                         arrivals would not add up to one schedule"
+                    .into(),
+            });
+        }
+        let start_at = self.start_at.as_deref().map(parse_start_at).transpose()?;
+        schedule.distributed(share, start_at)
+    }
+
     /// The capacity search of `--find-max`, checked (`None` without it).
     pub fn staircase(&self) -> Result<Option<Staircase>, LoadError> {
         if !self.find_max {
@@ -467,6 +507,7 @@ impl LoadArgs {
                 })
             }
         };
+        let schedule = self.distribute(schedule)?;
         if self.duration.is_zero() {
             return Err(LoadError::InvalidArgument {
                 option: "--duration",
@@ -495,6 +536,27 @@ impl LoadArgs {
         config.check()?;
         Ok(config)
     }
+}
+
+/// The instant of `--start-at`: RFC 3339 in UTC, not in the past.
+fn parse_start_at(text: &str) -> Result<std::time::SystemTime, LoadError> {
+    let invalid = |reason: String| LoadError::InvalidArgument {
+        option: "--start-at",
+        reason,
+    };
+    let at = humantime::parse_rfc3339_weak(text.trim()).map_err(|e| {
+        invalid(format!(
+            "{text:?} is not an RFC 3339 instant in UTC ({e}); e.g. 2026-12-01T21:30:00Z"
+        ))
+    })?;
+    let now = std::time::SystemTime::now();
+    if at < now {
+        return Err(invalid(format!(
+            "{text} is in the past (it is {} now): workers could not start together",
+            humantime::format_rfc3339_seconds(now)
+        )));
+    }
+    Ok(at)
 }
 
 /// Runs `faultline load` from the command line alone: checks the arguments and the

@@ -301,6 +301,7 @@ pub async fn run(
     });
     let opened = open_all(&shared, config.connections).await;
 
+    config.schedule.wait_for_start().await;
     let (clock, start_wall) = Clock::start_now();
     let logs: Vec<SharedLog> = (0..config.connections * config.streams)
         .map(|_| SharedLog::default())

@@ -67,6 +67,6 @@ pub mod tls;
 pub use classify::Classify;
 pub use engine::{run, LoadConfig, Progress};
 pub use error::{LoadError, StageParseError};
-pub use schedule::{parse_stages, Schedule};
+pub use schedule::{parse_stages, Schedule, WorkerShare};
 pub use target::{RequestSpec, Target};
 pub use tls::{TlsCause, TlsSettings, TlsVersion};

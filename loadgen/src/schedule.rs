@@ -10,8 +10,15 @@
 //! uniform arrivals the k-th request is due when `N(t) = k`; with Poisson arrivals
 //! the cumulative count advances by exponential(1) steps instead (time rescaling of a
 //! non-homogeneous Poisson process), so ramps stay exact in both cases.
+//!
+//! Distributed load splits one open schedule over N processes without a coordinator: each
+//! computes the same global arrivals (same stages, same seed) and keeps those whose index
+//! is its own modulo N ([`WorkerShare`]), from the same wall-clock instant (`start_at`).
+//! The union of the workers' arrivals is the single-machine schedule exactly, and each
+//! worker's recorded target is its 1/N of the rate, so merged results add up to the whole.
 
-use std::time::Duration;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
 
 use faultline_results::{quantity::parse_duration, Arrivals, Stage, TargetSchedule};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -26,6 +33,10 @@ pub enum Schedule {
     Open {
         stages: Vec<Stage>,
         arrivals: Arrivals,
+        /// The arrivals this process sends (all of them unless it is one of N workers).
+        share: WorkerShare,
+        /// The wall-clock instant the schedule starts at (`None`: as soon as the run is ready).
+        start_at: Option<SystemTime>,
     },
     /// Fixed connections sending back to back for `duration` (maximum-rate finding).
     Closed { duration: Duration },
@@ -64,7 +75,56 @@ impl Schedule {
         if stages.iter().all(|s| s.expected_requests() <= 0.0) {
             return Err(LoadError::InvalidRate { rate: 0.0 });
         }
-        Ok(Schedule::Open { stages, arrivals })
+        Ok(Schedule::Open {
+            stages,
+            arrivals,
+            share: WorkerShare::WHOLE,
+            start_at: None,
+        })
+    }
+
+    /// This open schedule as worker `share` of several sends it, from `start_at`. A closed
+    /// schedule has no arrivals to split and no intended times to align.
+    pub fn distributed(
+        self,
+        share: WorkerShare,
+        start_at: Option<SystemTime>,
+    ) -> Result<Self, LoadError> {
+        match self {
+            Schedule::Open {
+                stages, arrivals, ..
+            } => Ok(Schedule::Open {
+                stages,
+                arrivals,
+                share,
+                start_at,
+            }),
+            Schedule::Closed { .. } => Err(LoadError::InvalidArgument {
+                option: "--worker/--start-at",
+                reason:
+                    "a closed schedule has no arrival schedule to split; use --rate or --stages"
+                        .into(),
+            }),
+        }
+    }
+
+    /// Waits until the schedule's start instant, if it has one still ahead: workers of one
+    /// distributed run start their clocks together, whenever each finished its set-up.
+    pub async fn wait_for_start(&self) {
+        let Schedule::Open {
+            start_at: Some(start_at),
+            ..
+        } = self
+        else {
+            return;
+        };
+        match start_at.duration_since(SystemTime::now()) {
+            Ok(ahead) => tokio::time::sleep(ahead).await,
+            Err(late) => tracing::warn!(
+                late_ms = late.duration().as_millis() as u64,
+                "the set-up ended after --start-at: this worker starts late"
+            ),
+        }
     }
 
     /// A closed schedule (no pacing) for a duration.
@@ -89,21 +149,26 @@ impl Schedule {
     /// The schedule as results record it.
     pub fn target(&self) -> TargetSchedule {
         match self {
-            Schedule::Open { stages, arrivals } => TargetSchedule::open(stages.clone(), *arrivals),
+            Schedule::Open {
+                stages,
+                arrivals,
+                share,
+                ..
+            } => TargetSchedule::open(share.of_stages(stages), *arrivals),
             Schedule::Closed { duration } => TargetSchedule::closed(*duration),
         }
     }
 
     /// The target rate at `elapsed`, or `None` for a closed schedule.
     pub fn target_rate_at(&self, elapsed: Duration) -> Option<f64> {
-        let Schedule::Open { stages, .. } = self else {
+        let Schedule::Open { stages, share, .. } = self else {
             return None;
         };
         let mut offset = elapsed.as_secs_f64();
         for stage in stages {
             let length = stage.duration.as_secs_f64();
             if offset < length {
-                return Some(stage.rate_at(offset));
+                return Some(stage.rate_at(offset) / f64::from(share.count));
             }
             offset -= length;
         }
@@ -113,9 +178,9 @@ impl Schedule {
     /// The number of requests an open schedule asks for.
     pub fn expected_requests(&self) -> Option<f64> {
         match self {
-            Schedule::Open { stages, .. } => {
-                Some(stages.iter().map(Stage::expected_requests).sum())
-            }
+            Schedule::Open { stages, share, .. } => Some(
+                stages.iter().map(Stage::expected_requests).sum::<f64>() / f64::from(share.count),
+            ),
             Schedule::Closed { .. } => None,
         }
     }
@@ -123,7 +188,13 @@ impl Schedule {
     /// The intended send offsets (from the run's start) of an open schedule, in
     /// order; `None` for a closed schedule.
     pub fn send_times(&self) -> Option<SendTimes> {
-        let Schedule::Open { stages, arrivals } = self else {
+        let Schedule::Open {
+            stages,
+            arrivals,
+            share,
+            ..
+        } = self
+        else {
             return None;
         };
         let rng = match arrivals {
@@ -137,6 +208,8 @@ impl Schedule {
             count_before_stage: 0.0,
             next_count: 0.0,
             rng,
+            share: *share,
+            next_index: 0,
         };
         // Uniform arrivals start with a request at t = 0; Poisson ones after a first
         // exponential gap, as a Poisson process does.
@@ -159,6 +232,10 @@ pub struct SendTimes {
     /// The cumulative count at which the next request is due.
     next_count: f64,
     rng: Option<StdRng>,
+    /// Which of the global arrivals are this process' to send.
+    share: WorkerShare,
+    /// The global index of the next arrival.
+    next_index: u64,
 }
 
 impl SendTimes {
@@ -175,7 +252,23 @@ impl SendTimes {
 impl Iterator for SendTimes {
     type Item = Duration;
 
+    /// The next arrival of this worker's share. Every worker steps through the whole
+    /// schedule (the Poisson draws must stay in step), keeping one arrival in N.
     fn next(&mut self) -> Option<Duration> {
+        loop {
+            let due = self.next_global()?;
+            let index = self.next_index;
+            self.next_index += 1;
+            if self.share.takes(index) {
+                return Some(due);
+            }
+        }
+    }
+}
+
+impl SendTimes {
+    /// The next arrival of the global schedule.
+    fn next_global(&mut self) -> Option<Duration> {
         loop {
             let stage = *self.stages.get(self.stage_index)?;
             let in_stage = self.next_count - self.count_before_stage;
@@ -188,6 +281,65 @@ impl Iterator for SendTimes {
             self.stage_start += stage.duration.as_secs_f64();
             self.stage_index += 1;
         }
+    }
+}
+
+/// Worker `index` of `count` in a distributed load (`--worker I/N`, 0-based): it sends the
+/// arrivals whose global index is `index` modulo `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerShare {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl WorkerShare {
+    /// One process sending the whole schedule.
+    pub const WHOLE: WorkerShare = WorkerShare { index: 0, count: 1 };
+
+    /// Whether global arrival `index` is this worker's.
+    pub fn takes(&self, index: u64) -> bool {
+        index % u64::from(self.count) == u64::from(self.index)
+    }
+
+    /// This worker's part of `stages`: the same shape at 1/count of the rates, so the
+    /// merged targets of all workers add up to the stages.
+    fn of_stages(&self, stages: &[Stage]) -> Vec<Stage> {
+        let count = f64::from(self.count);
+        stages
+            .iter()
+            .map(|stage| Stage {
+                duration: stage.duration,
+                from_rate: stage.from_rate / count,
+                to_rate: stage.to_rate / count,
+            })
+            .collect()
+    }
+}
+
+impl FromStr for WorkerShare {
+    type Err = String;
+
+    /// `I/N`, with `0 <= I < N`; the error says what is wrong with the text.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (index, count) = text
+            .split_once('/')
+            .ok_or_else(|| format!("{text:?} is not I/N (worker I of N, from 0, e.g. 0/4)"))?;
+        let number = |part: &str, what: &str| -> Result<u32, String> {
+            part.trim()
+                .parse()
+                .map_err(|_| format!("{text:?}: the {what} {part:?} is not a whole number"))
+        };
+        let (index, count) = (number(index, "index")?, number(count, "worker count")?);
+        if count == 0 {
+            return Err(format!("{text:?}: the worker count must be at least 1"));
+        }
+        if index >= count {
+            return Err(format!(
+                "{text:?}: workers are numbered 0 to {} of {count}",
+                count - 1
+            ));
+        }
+        Ok(WorkerShare { index, count })
     }
 }
 
@@ -498,5 +650,65 @@ mod tests {
             None
         );
         assert!(Schedule::closed(secs(1.0)).unwrap().send_times().is_none());
+    }
+
+    /// Every send time of `schedule` split over `count` workers, merged and sorted.
+    fn union_of_workers(schedule: &Schedule, count: u32) -> Vec<Duration> {
+        let mut union: Vec<Duration> = (0..count)
+            .flat_map(|index| {
+                let share = WorkerShare { index, count };
+                let worker = schedule.clone().distributed(share, None).unwrap();
+                worker.send_times().unwrap().collect::<Vec<_>>()
+            })
+            .collect();
+        union.sort();
+        union
+    }
+
+    #[test]
+    fn workers_together_send_the_single_machine_schedule_exactly() {
+        let stages = vec![ramp(2.0, 0.0, 300.0), Stage::constant(secs(3.0), 300.0)];
+        for arrivals in [Arrivals::Uniform, Arrivals::Poisson { seed: 11 }] {
+            let whole = Schedule::open(stages.clone(), arrivals).unwrap();
+            let alone: Vec<Duration> = whole.send_times().unwrap().collect();
+            for count in [1, 3, 4, 7] {
+                assert_eq!(
+                    union_of_workers(&whole, count),
+                    alone,
+                    "{arrivals:?}, N={count}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_worker_takes_every_nth_arrival_and_records_its_part_of_the_rate() {
+        let whole = Schedule::constant(100.0, secs(1.0), Arrivals::Uniform).unwrap();
+        let share = "1/4".parse::<WorkerShare>().unwrap();
+        let worker = whole.distributed(share, None).unwrap();
+        let times: Vec<f64> = worker
+            .send_times()
+            .unwrap()
+            .map(|d| d.as_secs_f64())
+            .collect();
+        assert_eq!(times.len(), 25);
+        assert!((times[0] - 0.01).abs() < 1e-9 && (times[1] - 0.05).abs() < 1e-9);
+        assert_eq!(worker.target().stages[0].from_rate, 25.0);
+        assert_eq!(worker.target_rate_at(secs(0.5)), Some(25.0));
+    }
+
+    #[test]
+    fn bad_worker_shares_say_what_is_wrong() {
+        for (text, problem) in [
+            ("4/4", "numbered 0 to 3"),
+            ("1/0", "at least 1"),
+            ("x/4", "not a whole number"),
+            ("3", "not I/N"),
+        ] {
+            let error = text.parse::<WorkerShare>().unwrap_err();
+            assert!(error.contains(problem), "{text}: {error}");
+        }
+        let closed = Schedule::closed(secs(1.0)).unwrap();
+        assert!(closed.distributed(WorkerShare::WHOLE, None).is_err());
     }
 }

@@ -379,6 +379,7 @@ pub async fn run(
     let (products, users, ledger) = set_up(&config, &client, &base_url).await?;
     let (names, endpoint_of) = endpoints(&config.mix);
 
+    config.schedule.wait_for_start().await;
     let (clock, start_wall) = Clock::start_now();
     if let Some(started) = &config.clock_started {
         started.notify_one();

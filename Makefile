@@ -5,7 +5,7 @@
 CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: setup build demo test bench lint claims
+.PHONY: setup build demo test bench lint claims fuzz
 
 setup:
 	@scripts/setup
@@ -24,6 +24,17 @@ test: setup
 	$(CARGO) test --workspace --locked --no-fail-fast
 	$(CARGO) test --locked -p faultline-system --features containers --test containers -- --nocapture
 	$(CARGO) check --locked --features containers
+
+# The property tests of the parsers that read untrusted input (HTTP/1.1 responses, event
+# envelopes, scenario files, JWTs, the fault proxy's control bodies) with more cases than
+# `make test` runs (10,000 each); PROPTEST_CASES=N sets how many. Release build: the cases
+# are the point, not the build time.
+PROPTEST_CASES ?= 200000
+fuzz: setup
+	PROPTEST_CASES=$(PROPTEST_CASES) $(CARGO) test --release --locked -p faultline-loadgen --lib engine::h1::props
+	PROPTEST_CASES=$(PROPTEST_CASES) $(CARGO) test --release --locked -p faultline-chaos --lib control::props
+	PROPTEST_CASES=$(PROPTEST_CASES) $(CARGO) test --release --locked -p faultline-system --test props
+	PROPTEST_CASES=$(PROPTEST_CASES) $(CARGO) test --release --locked -p faultline-scenarios --test props
 
 # Benchmarks, not tests: ratios in one run (loadgen vs wrk and oha), system throughput,
 # the checkout saga at stepped rates with its drain capacity (scripts/bench-saga), and

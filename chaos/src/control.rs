@@ -26,12 +26,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::proxy::{Direction, Faults, LinkFaults, ProxyError, ProxyHandle, ProxyHeal};
 use crate::spec::{FaultKind, FaultSpec, SpecError};
 use crate::units::{format_duration, format_rate};
+use crate::Fault;
 
 /// The kinds a proxy takes.
 const PROXY_KINDS: [FaultKind; 6] = [
@@ -112,44 +113,11 @@ async fn show(State(control): State<Control>) -> Json<Value> {
 }
 
 async fn add(State(control): State<Control>, body: Bytes) -> Response {
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(value) => value,
-        Err(error) => return bad_request(format!("the body is not JSON: {error}")),
-    };
-    let Value::Object(mut fields) = value else {
-        return bad_request(
-            r#"expected a JSON object such as {"kind": "latency", "latency": "100ms"}"#,
-        );
-    };
-    for key in ["at", "target"] {
-        if fields.contains_key(key) {
-            return bad_request(format!(
-                "{key}: not taken here; the fault applies now, to this proxy (\"duration\" heals it later)"
-            ));
-        }
-    }
-    fields.insert("at".into(), Value::from("0s"));
-    fields.insert("target".into(), Value::from("proxy"));
-    let spec: FaultSpec = match serde_json::from_value(Value::Object(fields)) {
-        Ok(spec) => spec,
-        Err(error) => return bad_request(error.to_string()),
-    };
-    let fault = match spec.validate(1) {
+    let fault = match fault_of(&body) {
         Ok(fault) => fault,
-        // Without the scenario's "fault #1 on target" framing: this request is the fault.
-        Err(SpecError::Invalid { field, problem, .. }) => {
-            return bad_request(format!("{field}: {problem}"))
-        }
-        Err(error) => return bad_request(error.to_string()),
+        Err(message) => return bad_request(message),
     };
     let kind = fault.kind();
-    if kind.is_process() {
-        return bad_request(format!(
-            "kind: {} is a process fault; a proxy takes {}",
-            kind.name(),
-            PROXY_KINDS.map(FaultKind::name).join(", ")
-        ));
-    }
     let generation = control.bump(kind);
     let heal = control.proxy.apply(fault.action, fault.duration.is_some());
     if let (Some(heal), Some(duration)) = (heal, fault.duration) {
@@ -163,6 +131,73 @@ async fn add(State(control): State<Control>, body: Bytes) -> Response {
     }
     tracing::info!(fault = %fault.label(), "fault added through the control API");
     Json(state_json(&control.proxy)).into_response()
+}
+
+/// The proxy fault a `POST /faults` body asks for, or the 400's text naming the field
+/// at fault (kept apart from the handler so that it can be tested on any bytes).
+fn fault_of(body: &[u8]) -> Result<Fault, String> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|error| format!("the body is not JSON: {error}"))?;
+    let Value::Object(fields) = value else {
+        return Err(
+            r#"expected a JSON object such as {"kind": "latency", "latency": "100ms"}"#.into(),
+        );
+    };
+    for key in ["at", "target"] {
+        if fields.contains_key(key) {
+            return Err(format!(
+                "{key}: not taken here; the fault applies now, to this proxy (\"duration\" heals it later)"
+            ));
+        }
+    }
+    let spec = spec_of(&fields).map_err(|error| match field_at_fault(&fields) {
+        Some(field) => format!("{field}: {error}"),
+        None => error.to_string(),
+    })?;
+    let fault = match spec.validate(1) {
+        Ok(fault) => fault,
+        // Without the scenario's "fault #1 on target" framing: this request is the fault.
+        Err(SpecError::Invalid { field, problem, .. }) => {
+            return Err(format!("{field}: {problem}"))
+        }
+        Err(error) => return Err(error.to_string()),
+    };
+    let kind = fault.kind();
+    if kind.is_process() {
+        return Err(format!(
+            "kind: {} is a process fault; a proxy takes {}",
+            kind.name(),
+            PROXY_KINDS.map(FaultKind::name).join(", ")
+        ));
+    }
+    Ok(fault)
+}
+
+/// `fields` as a fault of this proxy, applying now.
+fn spec_of(fields: &Map<String, Value>) -> Result<FaultSpec, serde_json::Error> {
+    let mut fields = fields.clone();
+    fields.insert("at".into(), Value::from("0s"));
+    fields.insert("target".into(), Value::from("proxy"));
+    serde_json::from_value(Value::Object(fields))
+}
+
+/// The field whose value does not read (or that a fault does not have), found by reading
+/// each alone, since serde_json names the type it expected but not the field: `kind`
+/// first, since every other field is read with a kind that is known to be good.
+fn field_at_fault(fields: &Map<String, Value>) -> Option<&str> {
+    let alone = |name: &str, value: &Value| {
+        let mut one = Map::new();
+        one.insert("kind".into(), Value::from("latency"));
+        one.insert(name.to_string(), value.clone());
+        spec_of(&one).is_err()
+    };
+    if fields.get("kind").is_some_and(|kind| alone("kind", kind)) {
+        return Some("kind");
+    }
+    fields
+        .iter()
+        .find(|(name, value)| alone(name, value))
+        .map(|(name, _)| name.as_str())
 }
 
 async fn heal_after(
@@ -257,3 +292,7 @@ fn link_json(link: &LinkFaults) -> Value {
         })),
     })
 }
+
+#[cfg(test)]
+#[path = "control_props.rs"]
+mod props;

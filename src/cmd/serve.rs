@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use faultline_system::services::runtime::ServiceError;
 use faultline_system::services::serve::{self, ServeArgs};
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +30,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(error) => {
             eprintln!("error: {error}");
-            Ok(ExitCode::FAILURE)
+            // A bad flag value or file is a usage error.
+            let invalid = matches!(error, ServiceError::Invalid { .. });
+            Ok(ExitCode::from(if invalid { 2 } else { 1 }))
         }
     }
 }

@@ -21,7 +21,8 @@ pub enum SystemCommand {
     /// Bring the stack up (or use external components: flags, or the KAFKA_BOOTSTRAP,
     /// DATABASE_URL and REDIS_URL that `stack up` prints), start every service as a
     /// supervised process (restarted with backoff if it dies), wait until all are ready,
-    /// seed the catalogue, and print the stack's three lines, GATEWAY_URL and one
+    /// seed the catalogue, and print the stack's three lines, GATEWAY_URL (with --tls,
+    /// GATEWAY_CA_FILE too) and one
     /// SERVICE_<NAME>_<replica>=URL pid=PID line per process. Stays up until Ctrl-C.
     Up(Box<UpArgs>),
     /// Create products 1..=N with the given stock in an inventory database.
@@ -74,6 +75,11 @@ pub struct UpArgs {
     /// (e.g. to pile up a backlog on purpose).
     #[arg(long, value_name = "DURATION")]
     saga_deadline: Option<String>,
+
+    /// The gateway serves HTTPS (TLS 1.3 only) with a certificate for 127.0.0.1 and
+    /// localhost from a throwaway CA; GATEWAY_CA_FILE= names the CA for clients to trust.
+    #[arg(long)]
+    tls: bool,
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +136,7 @@ async fn up(mut args: UpArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     spec.jwt_secret = args.jwt_secret;
+    spec.gateway_tls = args.tls;
     if let Some(url) = args.webhook_url {
         spec.extra_args.insert(
             ServiceKind::Notifications,
@@ -171,6 +178,9 @@ async fn up(mut args: UpArgs) -> anyhow::Result<ExitCode> {
             }
         }
         writeln!(stdout, "GATEWAY_URL={}", system.gateway_url)?;
+        if let Some(ca) = &system.gateway_ca_file {
+            writeln!(stdout, "GATEWAY_CA_FILE={}", ca.display())?;
+        }
         for (name, url, pid) in system.services() {
             writeln!(
                 stdout,

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use tokio_util::sync::CancellationToken;
 
-use crate::platform::http::{answers_ready, http_client};
+use crate::platform::http::{answers_ready, http_client, HttpClient};
 use crate::platform::migrate;
 use crate::services::inventory;
 use crate::services::ServiceKind;
@@ -84,6 +84,8 @@ pub struct SystemSpec {
     pub(crate) postgres_route: Option<String>,
     /// The same for Redis.
     pub(crate) redis_route: Option<String>,
+    /// The gateway serves HTTPS (TLS 1.3) with a throwaway CA's certificate.
+    pub gateway_tls: bool,
 }
 
 impl SystemSpec {
@@ -104,6 +106,7 @@ impl SystemSpec {
             extra_args: HashMap::new(),
             postgres_route: None,
             redis_route: None,
+            gateway_tls: false,
         }
     }
 }
@@ -150,11 +153,18 @@ pub struct ServiceProcess {
     process: Option<ManagedProcess>,
     pub restarts: u32,
     next_restart: Option<Instant>,
+    /// The CA of its certificate when it serves HTTPS (the gateway with `gateway_tls`).
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl ServiceProcess {
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls_ca.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -178,6 +188,8 @@ pub struct System {
     supervision: CancellationToken,
     stack: Option<Stack>,
     pub gateway_url: String,
+    /// The CA file a client of an HTTPS gateway trusts.
+    pub gateway_ca_file: Option<PathBuf>,
     pub jwt_secret: String,
     pub database_urls: HashMap<ServiceKind, String>,
     /// What the services are given: `database_urls` routed as [`SystemSpec::route_through`] asked.
@@ -224,6 +236,7 @@ impl System {
             supervision: CancellationToken::new(),
             stack: Some(stack),
             gateway_url: String::new(),
+            gateway_ca_file: None,
             jwt_secret,
             database_urls,
             service_database_urls,
@@ -254,7 +267,15 @@ impl System {
 
         system.seed(&spec).await?;
 
-        let gateway_args = system.gateway_args(&spec);
+        let mut gateway_args = system.gateway_args(&spec);
+        if spec.gateway_tls {
+            let files = crate::services::gateway::tls::throwaway_files(&logs)
+                .map_err(|e| SystemError::Invalid(e.to_string()))?;
+            for (flag, path) in [("--tls-cert", &files.cert), ("--tls-key", &files.key)] {
+                gateway_args.extend([flag.to_string(), path.display().to_string()]);
+            }
+            system.gateway_ca_file = Some(files.ca);
+        }
         let port = ports::free_port("gateway")?;
         let args = system.service_args(
             &spec,
@@ -264,7 +285,9 @@ impl System {
             &service_redis_url,
             &gateway_args,
         );
-        let gateway = system.spawn_service(&spec, &logs, ServiceKind::Gateway, 1, port, args)?;
+        let mut gateway =
+            system.spawn_service(&spec, &logs, ServiceKind::Gateway, 1, port, args)?;
+        gateway.tls_ca = system.gateway_ca_file.clone();
         system.gateway_url = gateway.url();
         lock(&system.processes).push(gateway);
         system.wait_all_ready(spec.ready_timeout).await?;
@@ -391,6 +414,7 @@ impl System {
             process: Some(process),
             restarts: 0,
             next_restart: None,
+            tls_ca: None,
         })
     }
 
@@ -416,7 +440,7 @@ impl System {
         let client = http_client();
         let deadline = Instant::now() + timeout;
         loop {
-            let targets: Vec<(String, String, Exited)> = {
+            let targets: Vec<(String, (String, Option<PathBuf>), Exited)> = {
                 let mut processes = lock(&self.processes);
                 processes
                     .iter_mut()
@@ -426,7 +450,7 @@ impl System {
                             .as_mut()
                             .and_then(|m| m.try_exit_status())
                             .map(|s| (format!("it exited with {s}"), p.spec.log_path.clone()));
-                        (p.spec.name.clone(), p.url(), exited)
+                        (p.spec.name.clone(), (p.url(), p.tls_ca.clone()), exited)
                     })
                     .collect()
             };
@@ -441,7 +465,7 @@ impl System {
                         log,
                     });
                 }
-                if !answers_ready(&client, &url, Duration::from_secs(2)).await {
+                if !ready(&client, &url, Duration::from_secs(2)).await {
                     waiting = Some(name);
                     break;
                 }
@@ -529,11 +553,14 @@ impl System {
             .service_url(kind, replica)
             .ok_or_else(|| SystemError::Invalid(format!("{name} has no URL")))?;
         let client = http_client();
+        let ca = (kind == ServiceKind::Gateway)
+            .then(|| self.gateway_ca_file.clone())
+            .flatten();
         // Tokio's clock, so that tests with paused time can drive the deadline.
         let deadline = tokio::time::Instant::now() + timeout;
         while tokio::time::Instant::now() < deadline {
             if self.restarts(kind, replica) > before
-                && answers_ready(&client, &url, Duration::from_secs(1)).await
+                && ready(&client, &(url.clone(), ca.clone()), Duration::from_secs(1)).await
             {
                 return Ok(());
             }
@@ -576,6 +603,19 @@ impl Drop for System {
 }
 
 /// Restarts dead processes with exponential backoff (0.25 s, 0.5 s, 1 s, ... up to 30 s).
+/// Whether the process at `url` answers `/health/ready`: over HTTPS trusting its CA when it
+/// has one.
+async fn ready(
+    client: &HttpClient,
+    (url, ca): &(String, Option<PathBuf>),
+    timeout: Duration,
+) -> bool {
+    match ca {
+        Some(ca) => crate::services::gateway::tls::answers_ready_over_tls(url, ca, timeout).await,
+        None => answers_ready(client, url, timeout).await,
+    }
+}
+
 async fn supervise(processes: Arc<Mutex<Vec<ServiceProcess>>>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod abuse;
 mod api;
 mod checker;
 mod contract;
@@ -132,6 +133,25 @@ fn main() -> ExitCode {
             "orders_killed_mid_saga_restarts_and_every_saga_ends_once",
             |h| Box::pin(faults::orders_killed_mid_saga(h)),
         ),
+        ("a_100_mb_body_is_413_before_it_is_sent", |h| {
+            Box::pin(abuse::a_100_mb_body_is_413_before_it_is_sent(h))
+        }),
+        (
+            "ten_thousand_forged_tokens_are_401_and_the_services_never_see_them",
+            |h| {
+                Box::pin(
+                    abuse::ten_thousand_forged_tokens_are_401_and_the_services_never_see_them(h),
+                )
+            },
+        ),
+        ("slow_loris_connections_do_not_stop_normal_clients", |h| {
+            Box::pin(abuse::slow_loris_connections_do_not_stop_normal_clients(h))
+        }),
+        ("the_gateway_serves_tls13_only_with_its_throwaway_ca", |h| {
+            Box::pin(abuse::the_gateway_serves_tls13_only_with_its_throwaway_ca(
+                h,
+            ))
+        }),
         // Last: its thousands of generated orders would take stock the others count on.
         (
             "the_api_keeps_its_openapi_contract_under_schemathesis",

@@ -389,6 +389,10 @@ fn interpret(
 }
 
 #[cfg(test)]
+#[path = "h1_props.rs"]
+mod props;
+
+#[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 

@@ -96,19 +96,39 @@ impl Tokens {
             .map_err(|e| AuthError::Invalid(e.to_string()))
     }
 
-    /// The user a token names, if its signature holds and it has not expired.
+    /// The user a token names, if its signature holds and it has not expired. A token that
+    /// is not valid says which part is wrong (its shape, the header, the signature or the
+    /// claims), so that a client's mistake can be found from the answer alone.
     pub fn validate(&self, token: &str) -> Result<Uuid, AuthError> {
+        let parts = token.split('.').count();
+        if parts != 3 {
+            return Err(AuthError::Invalid(format!(
+                "expected header.claims.signature, found {parts} part(s)"
+            )));
+        }
+        jsonwebtoken::decode_header(token)
+            .map_err(|e| AuthError::Invalid(format!("header: {e}")))?;
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(
-            |e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::Invalid(e.to_string()),
-            },
-        )?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => AuthError::Expired,
+                    ErrorKind::InvalidAlgorithm => {
+                        AuthError::Invalid(format!("header: {e} (HS256 is taken)"))
+                    }
+                    // The signature is checked before the claims are read, so a base64
+                    // error here is the signature's unless the signature held.
+                    ErrorKind::InvalidSignature | ErrorKind::Base64(_) => {
+                        AuthError::Invalid(format!("signature: {e}"))
+                    }
+                    _ => AuthError::Invalid(format!("claims: {e}")),
+                }
+            })?;
         Uuid::parse_str(&data.claims.sub)
-            .map_err(|_| AuthError::Invalid("sub is not a user id".into()))
+            .map_err(|_| AuthError::Invalid("claims: sub is not a user id".into()))
     }
 
     /// A token that expired a minute ago (for tests of expiry).

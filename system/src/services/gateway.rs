@@ -11,8 +11,13 @@
 //! Idempotent requests (GET, HEAD) that fail to connect are tried once more on another
 //! replica; others are not, since they may have been applied. Public GETs that the
 //! upstream marks cacheable are answered from the [`cache::ResponseCache`] while fresh.
+//! A body whose declared length is past what the route's service takes is answered 413
+//! before it is read. Connections come in through [`front`] (HTTPS by [`tls`], a header
+//! read timeout, a connection limit).
 
 mod cache;
+pub mod front;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -456,12 +461,44 @@ async fn proxy(
             ApiError::NotFound(format!("no route for {} {path}", request.method())).into_response()
         });
     };
-    let mut response = match forward(&gateway, route, &trace, request).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
+    let forwarded = match too_large(route, request.headers()) {
+        Some(refused) => Err(refused),
+        None => forward(&gateway, route, &trace, request).await,
     };
+    let mut response = forwarded.unwrap_or_else(IntoResponse::into_response);
     response.extensions_mut().insert(RouteLabel(route.pattern));
     response
+}
+
+/// The largest body the services take: axum's default limit of their JSON extractor.
+const MAX_BODY_BYTES: u64 = 2 * 1024 * 1024;
+
+/// The largest body `route` takes: what its service would read before answering 413.
+fn body_limit(route: Route) -> u64 {
+    match route.upstream {
+        Upstream::Ingest => super::ingest::MAX_BODY_BYTES as u64,
+        _ => MAX_BODY_BYTES,
+    }
+}
+
+/// A 413 for a request whose declared `Content-Length` is past the route's limit, answered
+/// before any of the body is read (hyper then closes the connection rather than read the
+/// rest). A chunked body is streamed to the service, which stops at the same limit.
+fn too_large(route: Route, headers: &HeaderMap) -> Option<ApiError> {
+    let length = headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    let limit = body_limit(route);
+    (length > limit).then(|| {
+        ApiError::PayloadTooLarge(format!(
+            "the body is {length} bytes; {} takes at most {limit}",
+            route.pattern
+        ))
+    })
 }
 
 /// Who the caller is, as the rate limiter keys it: the token's user (passed on as
@@ -478,7 +515,8 @@ fn caller(
             .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
         let user = gateway.tokens.validate(token).map_err(|e| match e {
             AuthError::Expired => ApiError::Unauthorized("the token has expired".into()),
-            _ => ApiError::Unauthorized("the token is not valid".into()),
+            // Says which part is wrong; nothing in it is secret.
+            other => ApiError::Unauthorized(other.to_string()),
         })?;
         let value = HeaderValue::from_str(&user.to_string()).map_err(ApiError::internal)?;
         parts.headers.insert(USER_ID, value);

@@ -24,7 +24,7 @@ pub const NAME: &str = "ingest";
 pub const TOPICS: &[&str] = &[messages::INGEST_TELEMETRY];
 /// The most events one request may carry.
 pub const MAX_BATCH: usize = 10_000;
-const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// Starts ingest: no database, only Kafka, whose readiness it reports.
 pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, ServiceError> {

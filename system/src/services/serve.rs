@@ -110,6 +110,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 5)]
     pub max_attempts: u32,
 
+    /// Gateway: HTTPS and the limits of its public listener.
+    #[command(flatten)]
+    pub front: gateway::front::FrontArgs,
+
     /// How long in-flight requests may take to finish on shutdown.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
@@ -139,6 +143,13 @@ pub async fn serve(
     let service = args.service;
     let name = service.name();
     let mut ctx = ServiceContext::new(&args);
+    // Before anything starts: a certificate that cannot be read is a usage error.
+    let tls = match service {
+        ServiceKind::Gateway => {
+            gateway::front::acceptor(&args.front).map_err(|e| ctx.invalid(e.to_string()))?
+        }
+        _ => None,
+    };
     let routes = start(service, &mut ctx).await?;
     let Started {
         background,
@@ -164,7 +175,13 @@ pub async fn serve(
         source,
     })?;
     tracing::info!(service = name, %address, "serving");
-    let served = http::serve(listener, router, shutdown, args.drain_timeout).await;
+    let served = match service {
+        ServiceKind::Gateway => {
+            let front = &args.front;
+            gateway::front::serve(listener, router, tls, front, shutdown, args.drain_timeout).await
+        }
+        _ => http::serve(listener, router, shutdown, args.drain_timeout).await,
+    };
     background.cancel();
     for task in tasks {
         if tokio::time::timeout(Duration::from_secs(10), task)

@@ -54,7 +54,8 @@ enum Command {
     /// slicing, timeouts; runs until Ctrl-C and prints what passed through.
     Proxy(faultline_chaos::cli::ProxyArgs),
     /// Run one service of the reference system (the supervisor starts one per replica).
-    Serve(faultline_system::services::serve::ServeArgs),
+    // Boxed: the gateway's front-end options (TLS, limits) make it large.
+    Serve(Box<faultline_system::services::serve::ServeArgs>),
     /// The whole reference system on this machine.
     #[command(subcommand)]
     System(cmd::system::SystemCommand),
@@ -103,7 +104,7 @@ fn main() -> ExitCode {
             Command::Report(args) => cmd::report::run(args).await,
             Command::Gate(args) => cmd::gate::run(args).await,
             Command::Proxy(args) => cmd::proxy::run(args).await,
-            Command::Serve(args) => cmd::serve::run(args).await,
+            Command::Serve(args) => cmd::serve::run(*args).await,
             Command::Stack(command) => cmd::stack::run(command).await,
             Command::System(command) => cmd::system::run(command).await,
             Command::KafkaBench(args) => cmd::kafka_bench::run(*args).await,

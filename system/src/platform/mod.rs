@@ -8,12 +8,14 @@
 //! - [`metrics`]: the Prometheus metrics every service exposes;
 //! - [`http`]: the error type that becomes a response, health and metrics routes, trace
 //!   context and request timing;
-//! - [`sql`]: statements prepared once per connection ([`sql::Prepared`]).
+//! - [`sql`]: statements prepared once per connection ([`sql::Prepared`]);
+//! - [`files`]: files that hold secrets, readable by their owner only.
 
 pub mod auth;
 pub mod breaker;
 pub mod consumer;
 pub mod envelope;
+pub mod files;
 pub mod http;
 pub mod metrics;
 pub mod migrate;

@@ -367,14 +367,10 @@ async fn reserved_amount(tx: &OutboxTx<'_>, order_id: Uuid) -> Result<Option<i64
     }))
 }
 
-/// What to take of each product for `items`, or why the order cannot be reserved (the
-/// inner error, a reason for the saga, not a failure of the handler).
-async fn plan_reservation(
-    tx: &OutboxTx<'_>,
-    items: &[OrderItem],
-) -> Result<Result<Vec<Take>, String>, HandleError> {
-    // Merge repeated products and take them in id order, so concurrent reservations touch
-    // rows in the same order.
+/// The quantity wanted of each product of an order, repeated products merged, in product
+/// id order (the order in which reservations lock rows, so they never wait in a cycle); or
+/// why the order cannot be reserved.
+fn wanted_quantities(items: &[OrderItem]) -> Result<BTreeMap<i64, i64>, String> {
     let mut wanted: BTreeMap<i64, i64> = BTreeMap::new();
     for OrderItem {
         product_id,
@@ -382,15 +378,28 @@ async fn plan_reservation(
     } in items
     {
         if *quantity <= 0 {
-            return Ok(Err(format!(
+            return Err(format!(
                 "quantity {quantity} of product {product_id} is not positive"
-            )));
+            ));
         }
         *wanted.entry(*product_id).or_default() += i64::from(*quantity);
     }
     if wanted.is_empty() {
-        return Ok(Err("no items".into()));
+        return Err("no items".into());
     }
+    Ok(wanted)
+}
+
+/// What to take of each product for `items`, or why the order cannot be reserved (the
+/// inner error, a reason for the saga, not a failure of the handler).
+async fn plan_reservation(
+    tx: &OutboxTx<'_>,
+    items: &[OrderItem],
+) -> Result<Result<Vec<Take>, String>, HandleError> {
+    let wanted = match wanted_quantities(items) {
+        Ok(wanted) => wanted,
+        Err(reason) => return Ok(Err(reason)),
+    };
     let mut takes = Vec::with_capacity(wanted.len());
     for (product_id, quantity) in wanted {
         let row = tx

@@ -302,15 +302,7 @@ pub(crate) async fn grant_acls(
 
 /// Writes a file only its owner can read: these hold passwords.
 pub(crate) fn write_private(path: &Path, contents: &str) -> Result<(), StackError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut file| file.write_all(contents.as_bytes()))
+    crate::platform::files::write_owner_only(path, contents)
         .map_err(|source| StackError::io(format!("writing {}", path.display()), source))
 }
 

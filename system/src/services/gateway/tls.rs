@@ -100,16 +100,7 @@ fn write(flag: &'static str, path: &Path, text: &str) -> Result<(), TlsError> {
 }
 
 fn write_private(flag: &'static str, path: &Path, text: &str) -> Result<(), TlsError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut file| file.write_all(text.as_bytes()))
-        .map_err(|e| file_error(flag, path, e))
+    crate::platform::files::write_owner_only(path, text).map_err(|e| file_error(flag, path, e))
 }
 
 fn file_error(flag: &'static str, path: &Path, error: impl std::fmt::Display) -> TlsError {

@@ -228,22 +228,7 @@ fn reserve_stock(
     order_id: Uuid,
     holding: &mut Vec<Held>,
 ) -> Result<i64, String> {
-    let mut wanted: BTreeMap<i64, i64> = BTreeMap::new();
-    for OrderItem {
-        product_id,
-        quantity,
-    } in items
-    {
-        if *quantity <= 0 {
-            return Err(format!(
-                "quantity {quantity} of product {product_id} is not positive"
-            ));
-        }
-        *wanted.entry(*product_id).or_default() += i64::from(*quantity);
-    }
-    if wanted.is_empty() {
-        return Err("no items".into());
-    }
+    let wanted = super::wanted_quantities(items)?;
     for (&product_id, &quantity) in &wanted {
         let Some(head) = heads.get(&product_id) else {
             return Err(format!("no product {product_id}"));

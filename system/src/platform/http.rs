@@ -93,6 +93,16 @@ impl ApiError {
 
 impl From<tokio_postgres::Error> for ApiError {
     fn from(error: tokio_postgres::Error) -> Self {
+        use tokio_postgres::error::SqlState;
+        // A text PostgreSQL cannot store (a NUL character) came from the request: its
+        // sender's mistake, whichever field a handler forgot to check.
+        let unstorable = [
+            SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+            SqlState::UNTRANSLATABLE_CHARACTER,
+        ];
+        if error.code().is_some_and(|code| unstorable.contains(code)) {
+            return ApiError::BadRequest(format!("a text the database cannot store: {error}"));
+        }
         ApiError::Internal(format!("database: {error}"))
     }
 }

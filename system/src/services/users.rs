@@ -93,8 +93,8 @@ pub const MIN_PASSWORD: usize = 8;
 pub const MAX_PASSWORD: usize = 1024;
 
 /// A name holds at least one character that is neither whitespace nor a control character,
-/// as [`check_name`] asks. (Unanchored: JSON Schema's `pattern` matches anywhere.)
-pub const NAME_PATTERN: &str = r"[^\s\x00-\x1f\x7f-\x9f]";
+/// and no NUL (PostgreSQL's text cannot hold one), as [`check_name`] asks.
+pub const NAME_PATTERN: &str = r"^[^\x00]*[^\s\x00-\x1f\x7f-\x9f][^\x00]*$";
 
 /// A string of `min..=max` characters (JSON Schema counts characters, as the checks do).
 fn text_schema(min: usize, max: usize, description: &str) -> ObjectBuilder {
@@ -226,6 +226,7 @@ fn check_email(email: &str) -> Result<String, ApiError> {
     let too_long = email.chars().count() > MAX_EMAIL;
     let email = email.trim().to_lowercase();
     let valid = !too_long
+        && !email.chars().any(char::is_control)
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
         });
@@ -242,6 +243,9 @@ fn check_email(email: &str) -> Result<String, ApiError> {
 /// one that is neither whitespace nor a control character ([`NAME_PATTERN`]).
 fn check_name(name: &str) -> Result<String, ApiError> {
     let visible = name.chars().any(|c| !c.is_whitespace() && !c.is_control());
+    if name.contains('\0') {
+        return Err(ApiError::BadRequest("name: holds a NUL character".into()));
+    }
     if !visible || name.chars().count() > MAX_NAME {
         return Err(ApiError::BadRequest(format!(
             "name: give 1 to {MAX_NAME} characters, not all of them blank"
@@ -325,6 +329,11 @@ pub(crate) async fn login(
 ) -> Result<Json<LoggedIn>, ApiError> {
     let refused = || ApiError::Unauthorized("wrong email or password".into());
     let email = request.email.trim().to_lowercase();
+    // Registration refuses control characters, so such an email is nobody's (and a NUL
+    // would not even reach PostgreSQL's text).
+    if email.chars().any(char::is_control) {
+        return Err(refused());
+    }
     let client = state.pool.get().await?;
     let row = client
         .query_opt_prepared(
@@ -448,6 +457,17 @@ pub(crate) async fn update_me(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_refused_in_emails_and_nul_in_names() {
+        assert!(check_email("a\0b@example.com").is_err());
+        assert!(check_email("a\u{7}b@example.com").is_err());
+        assert!(check_name("Ada\0").is_err());
+        assert!(
+            check_name("Ada\u{7}").is_ok(),
+            "only NUL among the controls"
+        );
+    }
 
     #[test]
     fn names_are_counted_in_characters_and_need_one_that_shows() {

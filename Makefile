@@ -49,8 +49,8 @@ bench: build
 # The claims suite: every scenario of scenarios/claims/ (capacity searches where this machine
 # cannot reach a document's rate) and Table 5's Kafka benchmark, then one claims report of every
 # claim of the documents: reports/out/claims/claims.{html,md,json}. CLAIMS_FLAGS=--quick
-# shortens every search (17.6 min measured on a busy 2-core machine, most of it five system
-# starts). README's table is claims.md of such a run.
+# shortens every search (5.3 min measured with a debug build on a busy 2-core machine: one
+# system for every family, then kafka-bench). README's table is claims.md of such a run.
 claims: build
 	$${FAULTLINE_BIN:-target/release/faultline} claims -o reports/out/claims $(CLAIMS_FLAGS)
 

@@ -6,7 +6,10 @@ mod cmd;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
+use faultline_system::platform::telemetry;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// Load testing, chaos and benchmarking for event-driven systems, with the reference
 /// system it was built to exercise.
@@ -74,15 +77,33 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Logs go to stderr: stdout carries only what a command promises to print.
+    // A service exports its spans when given an OTLP endpoint; the guard flushes them at
+    // the end, after the runtime stopped (the flush blocks).
+    let (_telemetry, spans) = match &cli.command {
+        Command::Serve(args) => match telemetry::init(&args.telemetry, args.service.name()) {
+            Ok(Some((guard, layer))) => {
+                (Some(guard), Some(layer.with_filter(telemetry::targets())))
+            }
+            Ok(None) => (None, None),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => (None, None),
+    };
+    // Logs go to stderr: stdout carries only what a command promises to print. The filter
+    // is the logs' own: spans are exported whatever the log level.
     let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let subscriber = tracing_subscriber::registry().with(spans);
     if cli.log_format == "json" {
-        logs.json().with_current_span(true).init();
+        let logs = logs.json().with_current_span(true).with_filter(filter);
+        subscriber.with(logs).init();
     } else {
-        logs.with_target(false).init();
+        subscriber
+            .with(logs.with_target(false).with_filter(filter))
+            .init();
     }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()

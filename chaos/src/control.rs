@@ -163,9 +163,14 @@ fn fault_of(body: &[u8]) -> Result<Fault, String> {
         Err(error) => return Err(error.to_string()),
     };
     let kind = fault.kind();
-    if kind.is_process() {
+    if kind.is_process() || kind.is_deployment() {
+        let what = if kind.is_process() {
+            "a process fault"
+        } else {
+            "a deployment of a service"
+        };
         return Err(format!(
-            "kind: {} is a process fault; a proxy takes {}",
+            "kind: {} is {what}; a proxy takes {}",
             kind.name(),
             PROXY_KINDS.map(FaultKind::name).join(", ")
         ));
@@ -242,7 +247,7 @@ async fn heal_kind(State(control): State<Control>, Path(name): Path<String>) -> 
 }
 
 /// What heals every fault of `kind` on a proxy: both directions, and for a reset the
-/// refusal of new connections; `None` for a process fault.
+/// refusal of new connections; `None` for a fault on a service.
 fn heal_of(kind: FaultKind) -> Option<ProxyHeal> {
     match kind {
         FaultKind::Latency => Some(ProxyHeal::Latency(Direction::Both)),
@@ -251,7 +256,12 @@ fn heal_of(kind: FaultKind) -> Option<ProxyHeal> {
         FaultKind::Partition => Some(ProxyHeal::Partition),
         FaultKind::Reset => Some(ProxyHeal::RefuseNew),
         FaultKind::Timeout => Some(ProxyHeal::Timeout),
-        FaultKind::Kill | FaultKind::Terminate | FaultKind::Pause | FaultKind::Restart => None,
+        FaultKind::Kill
+        | FaultKind::Terminate
+        | FaultKind::Pause
+        | FaultKind::Restart
+        | FaultKind::Rollout
+        | FaultKind::BlueGreen => None,
     }
 }
 

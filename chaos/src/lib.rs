@@ -11,6 +11,8 @@
 //!   jitter, bandwidth, partition, reset, slicer, timeout).
 //! - [`process`]: signals for process faults (kill, terminate, pause, resume) and the
 //!   [`ProcessControl`] trait through which a supervisor restarts a process.
+//! - [`deploy`]: deployments (rollout, blue-green) of a service's replicas through the
+//!   [`Deployable`] trait, which the run implements over its supervisor.
 //! - [`timeline`]: binds faults to named proxies and processes ([`Targets`]), runs them
 //!   concurrently with the load from a common start instant, heals everything when done
 //!   or cancelled, and returns the [`FaultWindow`]s that happened.
@@ -23,12 +25,14 @@
 
 pub mod cli;
 pub mod control;
+pub mod deploy;
 pub mod process;
 pub mod proxy;
 pub mod spec;
 pub mod timeline;
 pub mod units;
 
+pub use deploy::{Deployable, Deployment, ReplicaStep, StepWindow};
 pub use process::{PauseGuard, PidProcess, ProcessControl, ProcessError, Signal};
 pub use proxy::{Direction, FaultProxy, Faults, Latency, ProxyError, ProxyHandle, ProxyStats};
 pub use spec::{Fault, FaultAction, FaultKind, FaultSpec, SpecError};

@@ -36,6 +36,8 @@ pub enum ProcessError {
     RestartUnsupported(String),
     #[error("restarting {target}: {reason}")]
     Restart { target: String, reason: String },
+    #[error("deploying {target}: {reason}")]
+    Deploy { target: String, reason: String },
 }
 
 /// Something a process fault can act on.

@@ -440,7 +440,9 @@ impl ProxyHandle {
             FaultAction::Kill
             | FaultAction::Terminate
             | FaultAction::Pause
-            | FaultAction::Restart => None,
+            | FaultAction::Restart
+            | FaultAction::Rollout { .. }
+            | FaultAction::BlueGreen { .. } => None,
         }
     }
 

@@ -13,6 +13,14 @@
 //! latency = "200ms"
 //! jitter = "50ms"
 //! direction = "both"    # upstream (client to server) | downstream | both
+//!
+//! [[faults]]
+//! at = "20s"
+//! kind = "rollout"      # or "blue-green": a deployment of every replica of a service
+//! target = "orders"
+//! pause = "1s"          # rollout: wait between replicas (default 1s)
+//! drain = "2s"          # how long an old replica keeps its in-flight requests once the
+//!                       # gateway stopped sending to it, before SIGTERM (default 2s)
 //! ```
 
 use std::fmt;
@@ -53,6 +61,11 @@ pub struct FaultSpec {
     pub delay: Option<String>,
     /// timeout: how long connections are held before they are closed.
     pub timeout: Option<String>,
+    /// rollout: wait between one replica's replacement and the next.
+    pub pause: Option<String>,
+    /// rollout, blue-green: time an old replica has, out of the gateway's rotation, to
+    /// finish what it was sent before it gets SIGTERM.
+    pub drain: Option<String>,
 }
 
 /// A size or rate written as a number or as text with a unit.
@@ -88,7 +101,16 @@ pub enum FaultKind {
     Bandwidth,
     Slicer,
     Timeout,
+    /// Replaces a service's replicas one at a time.
+    Rollout,
+    /// Starts a second full set of a service's replicas and switches to it at once.
+    #[serde(rename = "blue-green")]
+    BlueGreen,
 }
+
+/// How long a rollout waits between replicas and an old replica drains, unless told.
+pub const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(2);
 
 impl FaultKind {
     pub fn name(self) -> &'static str {
@@ -103,6 +125,8 @@ impl FaultKind {
             FaultKind::Bandwidth => "bandwidth",
             FaultKind::Slicer => "slicer",
             FaultKind::Timeout => "timeout",
+            FaultKind::Rollout => "rollout",
+            FaultKind::BlueGreen => "blue-green",
         }
     }
 
@@ -114,11 +138,20 @@ impl FaultKind {
         )
     }
 
-    /// Happens at one instant: a `duration` means nothing.
+    /// Replaces a service's replicas (acts on a deployable service).
+    pub fn is_deployment(self) -> bool {
+        matches!(self, FaultKind::Rollout | FaultKind::BlueGreen)
+    }
+
+    /// Happens at one instant, or lasts as long as its work: a `duration` means nothing.
     pub fn is_instant(self) -> bool {
         matches!(
             self,
-            FaultKind::Kill | FaultKind::Terminate | FaultKind::Restart
+            FaultKind::Kill
+                | FaultKind::Terminate
+                | FaultKind::Restart
+                | FaultKind::Rollout
+                | FaultKind::BlueGreen
         )
     }
 
@@ -129,6 +162,8 @@ impl FaultKind {
             FaultKind::Bandwidth => &["bandwidth", "direction"],
             FaultKind::Slicer => &["size", "size_variation", "delay", "direction"],
             FaultKind::Timeout => &["timeout"],
+            FaultKind::Rollout => &["pause", "drain"],
+            FaultKind::BlueGreen => &["drain"],
             _ => &[],
         }
     }
@@ -181,6 +216,13 @@ pub enum FaultAction {
     Timeout {
         timeout: Duration,
     },
+    Rollout {
+        pause: Duration,
+        drain: Duration,
+    },
+    BlueGreen {
+        drain: Duration,
+    },
 }
 
 impl FaultAction {
@@ -196,6 +238,8 @@ impl FaultAction {
             FaultAction::Bandwidth { .. } => FaultKind::Bandwidth,
             FaultAction::Slicer { .. } => FaultKind::Slicer,
             FaultAction::Timeout { .. } => FaultKind::Timeout,
+            FaultAction::Rollout { .. } => FaultKind::Rollout,
+            FaultAction::BlueGreen { .. } => FaultKind::BlueGreen,
         }
     }
 
@@ -385,6 +429,19 @@ impl FieldError<'_> {
         }
     }
 
+    /// A duration field with a default when absent.
+    fn duration_or(
+        &self,
+        value: &Option<String>,
+        field: &'static str,
+        default: Duration,
+    ) -> Result<Duration, SpecError> {
+        match value {
+            Some(text) => parse_duration(text).map_err(|e| self.at(field, e)),
+            None => Ok(default),
+        }
+    }
+
     /// A field this kind needs, or an error with an example.
     fn required<'v, T>(
         &self,
@@ -431,7 +488,7 @@ impl FaultSpec {
     /// silently ignored otherwise).
     fn check_fields(&self, fail: &FieldError<'_>) -> Result<(), SpecError> {
         let kind = self.kind;
-        let given: [(&'static str, bool); 8] = [
+        let given: [(&'static str, bool); 10] = [
             ("latency", self.latency.is_some()),
             ("jitter", self.jitter.is_some()),
             ("direction", self.direction.is_some()),
@@ -440,6 +497,8 @@ impl FaultSpec {
             ("size_variation", self.size_variation.is_some()),
             ("delay", self.delay.is_some()),
             ("timeout", self.timeout.is_some()),
+            ("pause", self.pause.is_some()),
+            ("drain", self.drain.is_some()),
         ];
         for (field, present) in given {
             if present && !kind.fields().contains(&field) {
@@ -461,7 +520,11 @@ impl FaultSpec {
         match &self.duration {
             Some(_) if kind.is_instant() => Err(fail.at(
                 "duration",
-                format!("a {kind} fault is instantaneous and takes no duration"),
+                if kind.is_deployment() {
+                    format!("a {kind} fault lasts until every replica is replaced and takes no duration")
+                } else {
+                    format!("a {kind} fault is instantaneous and takes no duration")
+                },
             )),
             Some(text) => {
                 let duration = parse_duration(text).map_err(|e| fail.at("duration", e))?;
@@ -515,6 +578,13 @@ impl FaultSpec {
                 }
                 FaultAction::Timeout { timeout }
             }
+            FaultKind::Rollout => FaultAction::Rollout {
+                pause: fail.duration_or(&self.pause, "pause", DEFAULT_PAUSE)?,
+                drain: fail.duration_or(&self.drain, "drain", DEFAULT_DRAIN)?,
+            },
+            FaultKind::BlueGreen => FaultAction::BlueGreen {
+                drain: fail.duration_or(&self.drain, "drain", DEFAULT_DRAIN)?,
+            },
         })
     }
 

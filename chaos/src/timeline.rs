@@ -48,7 +48,8 @@ use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::process::{self, PauseGuard, ProcessControl, ProcessError};
+use crate::deploy::{Deployable, Deployment, ReplicaStep, StepWindow};
+use crate::process::{self, BoxFuture, PauseGuard, ProcessControl, ProcessError};
 use crate::proxy::{ProxyHandle, ProxyHeal};
 use crate::spec::{Fault, FaultAction};
 
@@ -59,6 +60,7 @@ pub struct Targets {
     /// fault on it acts on together.
     proxies: BTreeMap<String, Vec<ProxyHandle>>,
     processes: BTreeMap<String, Arc<dyn ProcessControl>>,
+    services: BTreeMap<String, Arc<dyn Deployable>>,
 }
 
 impl Targets {
@@ -93,6 +95,17 @@ impl Targets {
         self.processes.insert(name.into(), process);
         self
     }
+
+    /// Binds `name` (e.g. `orders`) to a service whose replicas rollout and blue-green
+    /// faults replace.
+    pub fn add_deployable(
+        &mut self,
+        name: impl Into<String>,
+        service: Arc<dyn Deployable>,
+    ) -> &mut Targets {
+        self.services.insert(name.into(), service);
+        self
+    }
 }
 
 impl std::fmt::Debug for Targets {
@@ -100,6 +113,7 @@ impl std::fmt::Debug for Targets {
         f.debug_struct("Targets")
             .field("proxies", &self.proxies.keys().collect::<Vec<_>>())
             .field("processes", &self.processes.keys().collect::<Vec<_>>())
+            .field("services", &self.services.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -107,12 +121,12 @@ impl std::fmt::Debug for Targets {
 /// A timeline that cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum TimelineError {
-    #[error("fault #{number} ({label}): no {wanted} named {target:?} (known {wanted}es: {known})")]
+    #[error("fault #{number} ({label}): no {wanted} named {target:?} (known: {known})")]
     UnknownTarget {
         number: usize,
         label: String,
         target: String,
-        /// `proxy` or `process`.
+        /// `proxy`, `process` or `deployable service`.
         wanted: &'static str,
         known: String,
     },
@@ -139,6 +153,9 @@ pub struct FaultWindow {
     /// finished for restart); `None` if it was still in force when the timeline was
     /// cancelled (it is healed then all the same).
     pub end: Option<f64>,
+    /// A deployment's replacements, in order (empty for other faults).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepWindow>,
 }
 
 /// A fault that could not be applied or healed.
@@ -197,7 +214,11 @@ impl ActiveFaults {
 enum Bound {
     Proxy(Vec<ProxyHandle>),
     Process(Arc<dyn ProcessControl>),
+    Service(Arc<dyn Deployable>),
 }
+
+/// Work a fault does aside, while the timeline goes on: a restart or a deployment.
+type Aside = BoxFuture<'static, Result<Vec<ReplicaStep>, ProcessError>>;
 
 struct Planned {
     fault: Fault,
@@ -229,7 +250,17 @@ impl Timeline {
         let mut planned = Vec::with_capacity(faults.len());
         for fault in faults {
             let label = fault.label();
-            let target = if fault.kind().is_process() {
+            let target = if fault.kind().is_deployment() {
+                let Some(service) = targets.services.get(&fault.target) else {
+                    return Err(unknown(
+                        &fault,
+                        label,
+                        "deployable service",
+                        &targets.services,
+                    ));
+                };
+                Bound::Service(service.clone())
+            } else if fault.kind().is_process() {
                 let Some(process) = targets.processes.get(&fault.target) else {
                     return Err(unknown(&fault, label, "process", &targets.processes));
                 };
@@ -285,8 +316,8 @@ impl Timeline {
         };
         let events = run.events();
         let mut next = 0;
-        // Restarts can take seconds; they run aside so later faults stay on time.
-        let mut restarts: JoinSet<Result<(), ProcessError>> = JoinSet::new();
+        // Restarts and deployments take seconds; they run aside so later faults stay on time.
+        let mut restarts: JoinSet<Result<Vec<ReplicaStep>, ProcessError>> = JoinSet::new();
         let mut restart_of: HashMap<Id, usize> = HashMap::new();
         loop {
             let due = events.get(next).map(|event| start + event.offset);
@@ -308,7 +339,7 @@ impl Timeline {
                         })),
                     };
                     if let Some(index) = restart_of.remove(&id) {
-                        run.finish_restart(index, result);
+                        run.finish_aside(index, result);
                     }
                 }
                 _ = sleep_until_some(due) => {
@@ -317,8 +348,8 @@ impl Timeline {
                     match event.what {
                         What::Heal => run.heal(event.index),
                         What::Apply => {
-                            if let Some(restart) = run.apply(event.index) {
-                                let handle = restarts.spawn(async move { restart.restart().await });
+                            if let Some(aside) = run.apply(event.index) {
+                                let handle = restarts.spawn(aside);
                                 restart_of.insert(handle.id(), event.index);
                             }
                         }
@@ -431,9 +462,9 @@ impl Run {
             .as_secs_f64()
     }
 
-    /// Applies fault `index`. Returns the process to restart when it is a restart (the
-    /// caller runs it aside).
-    fn apply(&mut self, index: usize) -> Option<Arc<dyn ProcessControl>> {
+    /// Applies fault `index`. Returns the work to run aside when it is a restart or a
+    /// deployment.
+    fn apply(&mut self, index: usize) -> Option<Aside> {
         let planned = &self.planned[index];
         let fault = &planned.fault;
         let applied = match &planned.target {
@@ -450,6 +481,8 @@ impl Run {
                 Ok(((!instant).then_some(Undo::Proxy(healing)), instant))
             }
             Bound::Process(process) => apply_to_process(process, fault.action),
+            // A deployment is in force until its work aside ends.
+            Bound::Service(_) => Ok((None, false)),
         };
         let (undo, instant) = match applied {
             Ok(applied) => applied,
@@ -472,6 +505,7 @@ impl Run {
             target: fault.target.clone(),
             start: now,
             end: instant.then_some(now),
+            steps: Vec::new(),
         });
         if instant {
             return None;
@@ -484,7 +518,18 @@ impl Run {
         };
         self.active.send_modify(|list| list.push(active));
         match (&planned.target, fault.action) {
-            (Bound::Process(p), FaultAction::Restart) => Some(p.clone()),
+            (Bound::Process(p), FaultAction::Restart) => {
+                let process = p.clone();
+                Some(Box::pin(async move {
+                    process.restart().await.map(|()| Vec::new())
+                }))
+            }
+            (Bound::Service(service), FaultAction::Rollout { pause, drain }) => {
+                Some(deploy(service, Deployment::Rollout { pause, drain }))
+            }
+            (Bound::Service(service), FaultAction::BlueGreen { drain }) => {
+                Some(deploy(service, Deployment::BlueGreen { drain }))
+            }
             _ => None,
         }
     }
@@ -498,9 +543,25 @@ impl Run {
         self.close(index, result);
     }
 
-    fn finish_restart(&mut self, index: usize, result: Result<(), ProcessError>) {
+    /// Ends a restart or deployment; a deployment's steps join its window.
+    fn finish_aside(&mut self, index: usize, result: Result<Vec<ReplicaStep>, ProcessError>) {
         self.open.remove(&index);
-        self.close(index, result);
+        let steps = match result {
+            Ok(steps) => steps,
+            Err(error) => return self.close(index, Err(error)),
+        };
+        if let Some(window) = self
+            .window_of
+            .get(&index)
+            .and_then(|w| self.outcome.windows.get_mut(*w))
+        {
+            let start = self.start;
+            window.steps = steps
+                .iter()
+                .map(|step| step.map(|at| at.saturating_duration_since(start).as_secs_f64()))
+                .collect();
+        }
+        self.close(index, Ok(()));
     }
 
     fn close(&mut self, index: usize, result: Result<(), ProcessError>) {
@@ -568,6 +629,11 @@ fn apply_to_process(
         // Proxy faults never reach a process: `Timeline::new` binds by kind.
         _ => Ok((None, true)),
     }
+}
+
+fn deploy(service: &Arc<dyn Deployable>, deployment: Deployment) -> Aside {
+    let service = service.clone();
+    Box::pin(async move { service.deploy(deployment).await })
 }
 
 async fn sleep_until_some(at: Option<Instant>) {

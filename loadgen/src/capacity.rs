@@ -260,6 +260,9 @@ async fn run_step(
         }
         LoadPlan::Journeys(mut config) => {
             config.schedule = schedule;
+            // Each step its own seed (no two steps share a rate): a seed repeated would
+            // repeat the orders' idempotency keys, which the checker counts as duplicates.
+            config.seed = config.seed.map(|seed| seed ^ rate.to_bits());
             journeys::run(config, |_| {}).await?
         }
     };

@@ -26,8 +26,9 @@ use crate::{
     capacity::{self, Climb, Staircase, StepJudge},
     engine::{self, LoadConfig},
     error::LoadError,
+    exemplars::ExemplarLimits,
     feeder::{Feeder, FeederMode},
-    har::{self, Conversion, HarFilter},
+    har::{self, Conversion, HarFilter, HarReplay, ReplayStep},
     journeys::{self, Driver, JourneyConfig, JourneyMix},
     scenario::{LoadPlan, RequestsFile},
     schedule::{parse_stages, Schedule, WorkerShare},
@@ -37,6 +38,10 @@ use crate::{
     },
     tls::{TlsSettings, TlsVersion},
 };
+
+/// The target, the hosts to spread requests over (empty: the target alone), and each
+/// request's own host among them (empty: requests meet every host in turn).
+type Targets = (Target, Vec<Host>, Vec<usize>);
 
 /// What results keep of a scenario file besides its load: its gates and its text.
 #[derive(Debug, Clone)]
@@ -97,6 +102,24 @@ pub struct LoadArgs {
     #[command(flatten)]
     pub har_filter: HarFilter,
 
+    /// HAR: `mix` sends the kept requests as a weighted mix (each weighs as often as
+    /// it was recorded); `ordered` makes each connection a virtual user that sends
+    /// them in recorded order, waiting before each the think time recorded before it
+    /// (from the end of the previous response to this request's start), and starts
+    /// over at the end. `ordered` needs --closed: -c is the number of users.
+    #[arg(long, value_enum, default_value = "mix", requires = "har")]
+    pub har_replay: HarReplay,
+
+    /// HAR, ordered replay: scale the recorded think times (0: none, 0.5: half as long).
+    #[arg(
+        long,
+        value_name = "FACTOR",
+        default_value_t = 1.0,
+        requires = "har",
+        allow_negative_numbers = true
+    )]
+    pub har_think_factor: f64,
+
     /// Rows (a .csv with a header row, or .jsonl) that fill the {{column}} placeholders
     /// of request templates; one row per request.
     #[arg(long, value_name = "FILE", conflicts_with = "journeys")]
@@ -112,8 +135,8 @@ pub struct LoadArgs {
     /// results; a `[load.find_max]` table makes it a capacity search.
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "rate", "stages", "closed", "poisson", "seed", "http2", "method", "body", "headers",
-        "journeys", "driver", "users", "ledger", "ingest_batch", "consistency_deadline",
-        "target_list", "request", "requests", "feeder", "find_max",
+        "journeys", "driver", "users", "login_before_start", "ledger", "ingest_batch", "consistency_deadline",
+        "target_list", "request", "requests", "feeder", "find_max", "trace_sample_ratio",
     ])]
     pub scenario: Option<PathBuf>,
 
@@ -130,6 +153,11 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 20, requires = "journeys")]
     pub users: usize,
 
+    /// Log those users in at set-up, before the clock starts, instead of on their first
+    /// journey: for a benchmark of what follows the login (a login journey still logs in).
+    #[arg(long, requires = "journeys")]
+    pub login_before_start: bool,
+
     /// Write the ledger of acknowledged (and indeterminate) orders here, JSON lines.
     #[arg(long, value_name = "FILE", requires = "journeys")]
     pub ledger: Option<PathBuf>,
@@ -141,6 +169,10 @@ pub struct LoadArgs {
     /// How long a checkout waits for the read model to show its order.
     #[arg(long, value_parser = parse_duration, default_value = "30s", requires = "journeys")]
     pub consistency_deadline: Duration,
+
+    /// Trace this share (0 to 1) of journey requests and keep the slowest ones' trace ids.
+    #[arg(long, value_name = "RATIO", requires = "journeys")]
+    pub trace_sample_ratio: Option<f64>,
 
     /// Constant arrival rate, requests per second (open model).
     #[arg(long, allow_negative_numbers = true, conflicts_with_all = ["stages", "closed"])]
@@ -191,6 +223,13 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 1, requires = "http2")]
     pub streams: usize,
 
+    /// HTTP/1.1: a new connection for every request (each request says `Connection:
+    /// close`), so every request pays a connect and, on https://, a TLS handshake
+    /// (resumed when the server allows): the handshake-bound load of oha's option of the
+    /// same name.
+    #[arg(long, conflicts_with = "http2")]
+    pub disable_keepalive: bool,
+
     /// HTTPS: accept any server certificate (self-signed test targets).
     #[arg(long, conflicts_with = "cacert")]
     pub insecure: bool,
@@ -229,7 +268,8 @@ pub struct LoadArgs {
 
     /// Request body; @FILE reads it from a file. The URL's path, the headers and the
     /// body may hold placeholders: {{seq}}, {{uuid}}, {{randint 1 100}},
-    /// {{choice a,b,c}}, {{now_ms}}, {{env NAME}} and {{COLUMN}} of --feeder.
+    /// {{choice a,b,c}}, {{now_ms}}, {{env NAME}} and {{COLUMN}} of --feeder;
+    /// {{"{{"}} is a literal {{.
     #[arg(long, short = 'd')]
     pub body: Option<String>,
 
@@ -322,12 +362,19 @@ impl LoadArgs {
     }
 
     /// The target, and the hosts of --target-list (empty without); with --har and
-    /// neither, the recording's origin.
-    fn targets(&self, har: Option<&Conversion>) -> Result<(Target, Vec<Host>), LoadError> {
+    /// neither, the recording's origin, or its hosts and each request's host when it
+    /// spans several.
+    fn targets(&self, har: Option<&Conversion>) -> Result<Targets, LoadError> {
         if !self.target_list.is_empty() {
             let hosts = Host::parse_list(self.target_list.iter().map(String::as_str))?;
             let first = hosts[0].target.clone();
-            return Ok((first, hosts));
+            return Ok((first, hosts, Vec::new()));
+        }
+        if let (None, Some(conversion)) = (&self.url, har) {
+            let (hosts, request_hosts) = conversion.hosts()?;
+            if let Some(first) = hosts.first() {
+                return Ok((first.target.clone(), hosts, request_hosts));
+            }
         }
         let url = self
             .url
@@ -337,7 +384,31 @@ impl LoadArgs {
                 option: "URL",
                 reason: "give a target URL, --target-list, --har FILE or --scenario FILE".into(),
             })?;
-        Ok((Target::parse(url)?, Vec::new()))
+        Ok((Target::parse(url)?, Vec::new(), Vec::new()))
+    }
+
+    /// The steps of `--har-replay ordered`, their think times scaled (empty for a mix).
+    fn replay(&self, har: Option<&Conversion>) -> Result<Vec<ReplayStep>, LoadError> {
+        let (HarReplay::Ordered, Some(conversion)) = (self.har_replay, har) else {
+            return Ok(Vec::new());
+        };
+        let factor = self.har_think_factor;
+        let invalid = |reason: String| LoadError::InvalidArgument {
+            option: "--har-think-factor",
+            reason,
+        };
+        if !factor.is_finite() || factor < 0.0 {
+            return Err(invalid(format!("{factor} is not a factor of 0 or more")));
+        }
+        conversion
+            .steps
+            .iter()
+            .map(|step| {
+                let think = Duration::try_from_secs_f64(step.think.as_secs_f64() * factor)
+                    .map_err(|e| invalid(format!("{factor}: {e}")))?;
+                Ok(ReplayStep { think, ..*step })
+            })
+            .collect()
     }
 
     /// The recording of --har, converted (the summary on stderr unless --quiet).
@@ -471,6 +542,7 @@ impl LoadArgs {
         journeys.driver = self.driver;
         journeys.concurrency = config.connections;
         journeys.users = self.users;
+        journeys.login_before_start = self.login_before_start;
         journeys.timeout = config.timeout;
         journeys.late_threshold = config.late_threshold;
         journeys.max_send_delay = config.max_send_delay;
@@ -478,6 +550,8 @@ impl LoadArgs {
         journeys.consistency_deadline = self.consistency_deadline;
         journeys.ledger = self.ledger.clone();
         journeys.seed = self.seed;
+        let ratio = self.trace_sample_ratio;
+        journeys.exemplars = ratio.map(ExemplarLimits::sampling).transpose()?;
         journeys.run_info = config.run_info;
         journeys.tls = config.tls;
         Ok(LoadPlan::Journeys(journeys))
@@ -486,7 +560,7 @@ impl LoadArgs {
     /// Checks the arguments and turns them into an engine configuration.
     pub fn to_config(&self, run_info: RunInfo) -> Result<LoadConfig, LoadError> {
         let har = self.har()?;
-        let (target, hosts) = self.targets(har.as_ref())?;
+        let (target, hosts, request_hosts) = self.targets(har.as_ref())?;
         let arrivals = if self.poisson {
             Arrivals::Poisson {
                 seed: self.seed.unwrap_or_else(rand::random),
@@ -518,6 +592,14 @@ impl LoadArgs {
         let mut config = LoadConfig::new(target, schedule);
         config.requests = requests;
         config.hosts = hosts;
+        config.request_hosts = request_hosts;
+        config.replay = self.replay(har.as_ref())?;
+        if self.disable_keepalive {
+            for request in &mut config.requests {
+                let close = http::HeaderValue::from_static("close");
+                request.headers.insert(http::header::CONNECTION, close);
+            }
+        }
         if let Some(path) = &self.feeder {
             config.feeder = Some(Arc::new(Feeder::read(path, self.feeder_mode)?));
         }

@@ -18,7 +18,8 @@
 //! (module `template`) is rendered per send instead, into the worker's reused
 //! buffers. HTTP/2 uses hyper: `streams` workers share each connection, so up to
 //! `connections × streams` requests are in flight (module `connection`). Which
-//! request and which host an arrival goes to is a weighted turn (module `mix`); with
+//! request and which host an arrival goes to is a weighted turn, or a replayed
+//! recording's next step after its think time (module `mix`); with
 //! several hosts each worker keeps a connection to each, so `connections × streams`
 //! stays the bound on requests in flight. An `https://` host gets TLS on every
 //! connection (module `tls` of the crate), its handshakes counted apart from
@@ -42,6 +43,7 @@ use rustls::ClientConfig;
 use tokio::{sync::Notify, task::JoinSet, time::Instant};
 
 mod connection;
+mod fine_timer;
 mod h1;
 mod pacing;
 mod prepared;
@@ -58,7 +60,8 @@ use crate::{
     classify::Classify as _,
     error::LoadError,
     feeder::Feeder,
-    mix::Turns,
+    har::ReplayStep,
+    mix::Routes,
     recorder::{lock, Clock, Collected, Outcome, SharedLog},
     schedule::Schedule,
     target::{Host, RequestSpec, Target},
@@ -78,6 +81,13 @@ pub struct LoadConfig {
     /// Endpoints, in weighted turns (module `mix`): equal weights take plain turns,
     /// 3:1 sends exactly three of every four arrivals to the first.
     pub requests: Vec<RequestSpec>,
+    /// Per request, the index in [`LoadConfig::all_hosts`] of the one host it goes to
+    /// (a recording spanning several hosts); empty: each request meets every host.
+    pub request_hosts: Vec<usize>,
+    /// A recording replayed in order: each worker is a virtual user that takes these
+    /// steps one after another, waiting each one's think time; empty: the requests'
+    /// weighted turns. Needs a closed schedule.
+    pub replay: Vec<ReplayStep>,
     /// Rows that fill the requests' `{{column}}` placeholders.
     pub feeder: Option<Arc<Feeder>>,
     pub schedule: Schedule,
@@ -109,6 +119,8 @@ impl LoadConfig {
             target,
             hosts: Vec::new(),
             requests: vec![request],
+            request_hosts: Vec::new(),
+            replay: Vec::new(),
             feeder: None,
             schedule,
             connections: 64,
@@ -137,22 +149,15 @@ impl LoadConfig {
 
     /// Compiles every request's templates for every host, so a bad template or a
     /// missing feeder column is found before anything is sent.
-    fn prepare(&self, hosts: &[Host]) -> Result<Vec<PreparedRequest>, LoadError> {
+    fn prepare(&self, hosts: &[Host], routes: &Routes) -> Result<Vec<PreparedRequest>, LoadError> {
         let columns = self.feeder.as_ref().map_or(&[][..], |f| f.columns());
-        let mut prepared = Vec::with_capacity(self.requests.len() * hosts.len());
-        for (number, spec) in self.requests.iter().enumerate() {
-            for host in hosts {
-                let request = PreparedRequest::new(
-                    self.http_version,
-                    &host.target,
-                    spec,
-                    number + 1,
-                    columns,
-                )?;
-                prepared.push(request);
-            }
-        }
-        Ok(prepared)
+        let endpoints = routes.endpoints().into_iter();
+        endpoints
+            .map(|(request, host)| {
+                let (target, spec) = (&hosts[host].target, &self.requests[request]);
+                PreparedRequest::new(self.http_version, target, spec, request + 1, columns)
+            })
+            .collect()
     }
 
     /// Checks what can be checked before a run, so a plan is refused whole before
@@ -161,37 +166,35 @@ impl LoadConfig {
     pub fn check(&self) -> Result<(), LoadError> {
         self.validate()?;
         let hosts = self.all_hosts();
-        self.prepare(&hosts)?;
-        self.turns(&hosts)?;
+        let routes = self.routes(&hosts)?;
+        self.prepare(&hosts, &routes)?;
         Ok(())
     }
 
-    /// The weighted turns of the requests and of the hosts.
-    fn turns(&self, hosts: &[Host]) -> Result<(Turns, Turns), LoadError> {
-        let turns = |option, weights: Vec<u32>| {
-            Turns::new(&weights).map_err(|reason| LoadError::InvalidArgument { option, reason })
-        };
-        Ok((
-            turns(
-                "request weights",
-                self.requests.iter().map(|r| r.weight).collect(),
-            )?,
-            turns("target weights", hosts.iter().map(|h| h.weight).collect())?,
-        ))
+    /// Which request and host each arrival goes to (module `mix`).
+    fn routes(&self, hosts: &[Host]) -> Result<Routes, LoadError> {
+        let request_weights: Vec<u32> = self.requests.iter().map(|r| r.weight).collect();
+        let host_weights: Vec<u32> = hosts.iter().map(|h| h.weight).collect();
+        Routes::new(
+            &request_weights,
+            &host_weights,
+            &self.request_hosts,
+            &self.replay,
+        )
     }
 
     /// The results' endpoint names: the requests', with the host when there are several.
-    fn endpoint_names(&self, hosts: &[Host]) -> Vec<String> {
-        let mut names = Vec::with_capacity(self.requests.len() * hosts.len());
-        for request in &self.requests {
-            for host in hosts {
-                names.push(match hosts.len() {
-                    1 => request.name.clone(),
-                    _ => format!("{} @ {}", request.name, host.target.authority),
-                });
-            }
-        }
-        names
+    fn endpoint_names(&self, hosts: &[Host], routes: &Routes) -> Vec<String> {
+        let endpoints = routes.endpoints().into_iter();
+        endpoints
+            .map(|(request, host)| match hosts.len() {
+                1 => self.requests[request].name.clone(),
+                _ => format!(
+                    "{} @ {}",
+                    self.requests[request].name, hosts[host].target.authority
+                ),
+            })
+            .collect()
     }
 
     fn max_send_delay(&self) -> Duration {
@@ -233,6 +236,13 @@ impl LoadConfig {
         if self.requests.is_empty() {
             return invalid("requests", "no request to send");
         }
+        if !self.replay.is_empty() && self.schedule.expected_requests().is_some() {
+            return invalid(
+                "--har-replay ordered",
+                "each connection is a virtual user replaying the recording at its own pace: \
+                 use --closed, not a rate",
+            );
+        }
         if self.timeout.is_zero() {
             return invalid("timeout", "the timeout must be longer than zero");
         }
@@ -268,8 +278,8 @@ pub async fn run(
 ) -> Result<Results, LoadError> {
     config.validate()?;
     let hosts = config.all_hosts();
-    let requests = config.prepare(&hosts)?;
-    let (request_turns, host_turns) = config.turns(&hosts)?;
+    let routes = config.routes(&hosts)?;
+    let requests = config.prepare(&hosts, &routes)?;
     // Bad TLS files are bad input: said before anything is connected to.
     let tls_config = config.tls_config(&hosts)?;
     let tls_stats = Arc::new(TlsStats::new());
@@ -289,8 +299,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         http_version: config.http_version,
         requests,
-        request_turns,
-        host_turns,
+        routes,
         feeder: config.feeder.clone(),
         feeder_exhausted: AtomicBool::new(false),
         feeder_ran_out: Notify::new(),
@@ -323,6 +332,7 @@ pub async fn run(
     let metadata = RunMetadata {
         http_version: config.http_version,
         connections: config.connections as u64,
+        streams: config.streams as u64,
         timeout_ms: config.timeout.as_millis() as u64,
         latency_origin: config.latency_origin,
         ..RunMetadata::of_run(
@@ -337,7 +347,7 @@ pub async fn run(
         config.late_threshold,
         config.max_send_delay(),
     );
-    let names = config.endpoint_names(&config.all_hosts());
+    let names = config.endpoint_names(&config.all_hosts(), &shared.routes);
     let mut results = pacing.results(metadata, &names, &collected)?;
     if tls_config.is_some() {
         results.tls = Some(tls_stats.results().map_err(unrecordable)?);
@@ -513,10 +523,9 @@ struct Shared {
     /// The hosts' connectors, in the order of [`LoadConfig::hosts`].
     hosts: Vec<Connector>,
     http_version: HttpVersion,
-    /// Per endpoint: request `r` to host `h` is endpoint `r * hosts + h`.
+    /// Per endpoint, numbered by `routes`.
     requests: Vec<PreparedRequest>,
-    request_turns: Turns,
-    host_turns: Turns,
+    routes: Routes,
     feeder: Option<Arc<Feeder>>,
     /// Set when a `once` feeder ran out: every worker stops.
     feeder_exhausted: AtomicBool,
@@ -526,20 +535,6 @@ struct Shared {
     timeout: Duration,
     late_threshold: Duration,
     latency_origin: LatencyOrigin,
-}
-
-impl Shared {
-    /// The endpoint and the host arrival `index` goes to. The host moves on once per
-    /// cycle of the requests' turns, so every request meets every host in turn.
-    fn endpoint_of(&self, index: u64) -> (usize, usize) {
-        let request = self.request_turns.at(index);
-        if self.hosts.len() == 1 {
-            // One host (the common case): no division per arrival.
-            return (request, 0);
-        }
-        let host = self.host_turns.at(index / self.request_turns.cycle());
-        (request * self.hosts.len() + host, host)
-    }
 }
 
 /// One worker's slot: an arrival is one request on its connection to the arrival's
@@ -567,6 +562,8 @@ struct WorkerState {
     /// Whether the last [`WorkerState::connect`] opened a new connection (the
     /// request then goes out after it, not at its slot's time).
     reconnected: bool,
+    /// A replaying virtual user's steps taken so far.
+    replayed: u64,
 }
 
 impl RequestWorker {
@@ -598,6 +595,7 @@ impl RequestWorker {
                         body: Vec::new(),
                         encoded: Vec::new(),
                         reconnected: false,
+                        replayed: 0,
                     },
                 });
             }
@@ -608,7 +606,7 @@ impl RequestWorker {
 
 impl Worker for RequestWorker {
     fn dropped(&mut self, index: u64, second: u64) {
-        lock(&self.log).record_dropped(self.shared.endpoint_of(index).0, second);
+        lock(&self.log).record_dropped(self.shared.routes.of_arrival(index).0, second);
     }
 
     fn finished(&self) -> bool {
@@ -643,8 +641,21 @@ impl Worker for RequestWorker {
 
     /// Sends the arrival's request and records it.
     async fn serve(&mut self, slot: Slot, seconds: &mut SecondClock) -> Option<Instant> {
+        let (endpoint, host, think) = match self.shared.routes.replaying() {
+            false => {
+                let (endpoint, host) = self.shared.routes.of_arrival(slot.index);
+                (endpoint, host, Duration::ZERO)
+            }
+            true => {
+                // The slot is due when the last step's think time is over.
+                if !slot.paced && slot.intended > Instant::now() {
+                    self.idle_until(slot.intended).await;
+                }
+                self.state.replayed += 1;
+                self.shared.routes.step(self.state.replayed - 1)
+            }
+        };
         let shared = &*self.shared;
-        let (endpoint, host) = shared.endpoint_of(slot.index);
         let intended = slot.intended;
         // In a closed schedule the request goes out at once: it is sent when due.
         let mut sent = (!slot.paced).then_some(intended);
@@ -742,7 +753,8 @@ impl Worker for RequestWorker {
             send_delay > shared.late_threshold,
             outcome,
         );
-        Some(done)
+        // A replaying user's next step is due after its think time (zero otherwise).
+        Some(done + think)
     }
 }
 

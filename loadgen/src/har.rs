@@ -14,11 +14,18 @@
 //! polls) become one entry whose weight counts them, so the mix keeps the recorded
 //! proportions and each request is recorded under one name.
 //!
+//! Each request keeps the origin it was recorded at ([`Conversion::origins`]): a
+//! recording spanning `www.` and `api.` sends each request to its own host, unless a
+//! target URL is given. [`Conversion::steps`] keeps the recorded order and the think
+//! times between entries, which `--har-replay ordered` replays (module `replay`
+//! reads the entries' times). A `{{` in a recorded request is escaped (`{{"{{"}}`,
+//! module `template`), so it is sent as recorded rather than read as a placeholder.
+//!
 //! Bad input (not JSON, no `log.entries`, an entry without a method or URL, a base64
-//! body that does not decode, a scheme other than HTTP) is a usage error naming the
-//! file and `log.entries[i]`. Entries that are fine but cannot be replayed as written
-//! (a binary body, `{{` that a requests file would read as a placeholder) are dropped
-//! and listed, as every dropped entry is, in [`Conversion::dropped`].
+//! body that does not decode, a scheme other than HTTP, a `startedDateTime` that is no
+//! time) is a usage error naming the file and `log.entries[i]`. Entries that are fine
+//! but cannot be replayed as written (a binary body, a WebSocket) are dropped and
+//! listed, as every dropped entry is, in [`Conversion::dropped`].
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -32,8 +39,13 @@ use serde::Deserialize;
 use crate::{
     error::LoadError,
     scenario::{RequestEntry, RequestsFile},
-    target::parse_method,
+    target::{parse_method, Host, Target},
+    template::escape_literal,
 };
+
+mod replay;
+
+pub use replay::ReplayStep;
 
 /// Which recorded entries and headers to keep: the `--har-*` options, shared by
 /// `faultline load --har` and `faultline har`.
@@ -44,8 +56,8 @@ use crate::{
 pub struct HarFilter {
     /// HAR: keep entries to these hosts too (comma-separated; `*.example.com` takes its
     /// subdomains). Only the first entry's host is kept by default: the others are
-    /// third parties (analytics, CDNs, fonts). Every kept entry is sent to the one
-    /// target, so list hosts that are the same service.
+    /// third parties (analytics, CDNs, fonts). Each kept entry goes to the host it was
+    /// recorded at, unless a target URL is given (then every one goes to it).
     #[arg(
         long = "har-include-hosts",
         value_name = "HOSTS",
@@ -72,12 +84,28 @@ pub struct HarFilter {
     pub cookies: bool,
 }
 
+/// How `faultline load --har` replays a recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum HarReplay {
+    /// The kept requests as a weighted mix, each weighing as often as it was recorded.
+    #[default]
+    Mix,
+    /// Each connection a virtual user that sends the kept entries in recorded order,
+    /// waiting the recorded think time before each, and starts over at the end.
+    Ordered,
+}
+
 /// A recording converted: the requests file and what was left out.
 #[derive(Debug, Clone)]
 pub struct Conversion {
     /// `scheme://host[:port]` of the first kept entry: the target when none is given.
     pub origin: String,
     pub requests: RequestsFile,
+    /// Per request, the `scheme://host[:port]` it was recorded at.
+    pub origins: Vec<String>,
+    /// The kept entries in recorded order, each as its request and the think time
+    /// recorded before it: what `--har-replay ordered` sends.
+    pub steps: Vec<ReplayStep>,
     /// The `log.entries` indexes each request was made from (more than one when
     /// identical requests were merged into one weight).
     pub sources: Vec<Vec<usize>>,
@@ -120,6 +148,7 @@ pub fn convert(text: &str, filter: &HarFilter, source: &str) -> Result<Conversio
         .and_then(|log| log.entries)
         .ok_or_else(|| bad("not a HAR: it has no log.entries array".into()))?;
     let count = entries.len();
+    let mut timings = replay::Timings::default();
     let mut converter = Converter {
         filter,
         site_host: None,
@@ -129,6 +158,8 @@ pub fn convert(text: &str, filter: &HarFilter, source: &str) -> Result<Conversio
             requests: RequestsFile {
                 requests: Vec::new(),
             },
+            origins: Vec::new(),
+            steps: Vec::new(),
             sources: Vec::new(),
             dropped: Vec::new(),
         },
@@ -138,7 +169,15 @@ pub fn convert(text: &str, filter: &HarFilter, source: &str) -> Result<Conversio
         let entry: HarEntry =
             serde_json::from_value(entry).map_err(|e| bad(format!("log.entries[{index}]: {e}")))?;
         match converter.entry(&entry) {
-            Ok(request) => converter.keep(index, request),
+            Ok((request, origin)) => {
+                let kept = converter.keep(index, request, origin);
+                let recorded = replay::Recorded::of(entry.started.as_deref(), entry.time)
+                    .map_err(|reason| bad(format!("log.entries[{index}]: {reason}")))?;
+                converter
+                    .conversion
+                    .steps
+                    .push(timings.step(kept, recorded));
+            }
             Err(Skip::Drop(kind, reason)) => converter.conversion.dropped.push(Dropped {
                 index,
                 kind,
@@ -172,6 +211,11 @@ struct HarLog {
 /// ignored, and absent fields are reported by [`Converter::entry`], with the index.
 #[derive(Debug, Deserialize)]
 struct HarEntry {
+    /// When the request started (ISO 8601), and how long it took to its response's
+    /// end (ms): the think times of an ordered replay.
+    #[serde(rename = "startedDateTime")]
+    started: Option<String>,
+    time: Option<f64>,
     request: Option<HarRequest>,
     response: Option<HarResponse>,
     /// Chrome's own field: `document`, `fetch`, `script`, `image`, ...
@@ -274,8 +318,8 @@ const STATIC_EXTENSIONS: &[&str] = &[
 ];
 
 impl Converter<'_> {
-    /// The entry as a request to keep, or why not.
-    fn entry(&mut self, entry: &HarEntry) -> Result<RequestEntry, Skip> {
+    /// The entry as a request to keep, with the origin it was recorded at, or why not.
+    fn entry(&mut self, entry: &HarEntry) -> Result<(RequestEntry, String), Skip> {
         let request = entry
             .request
             .as_ref()
@@ -331,27 +375,23 @@ impl Converter<'_> {
             Some(post_data) => body(post_data, &mut headers)?,
             None => None,
         };
-        let templated = std::iter::once(url.path_and_query.as_str())
-            .chain(headers.values().map(String::as_str))
-            .chain(body.as_deref())
-            .any(|text| text.contains("{{"));
-        if templated {
-            return Err(Skip::Drop(
-                "placeholder",
-                "it holds `{{`, which a requests file reads as a placeholder".into(),
-            ));
+        // Sent as recorded: a `{{` is escaped, not read as a placeholder.
+        for value in headers.values_mut() {
+            *value = escape_literal(value);
         }
+        let origin = url.origin();
         if self.conversion.origin.is_empty() {
-            self.conversion.origin = url.origin();
+            self.conversion.origin = origin.clone();
         }
-        Ok(RequestEntry {
+        let request = RequestEntry {
             method: method.to_string(),
-            path: url.path_and_query,
+            path: escape_literal(&url.path_and_query),
             headers,
-            body,
+            body: body.as_deref().map(escape_literal),
             name: None,
             weight: None,
-        })
+        };
+        Ok((request, origin))
     }
 
     /// The headers to replay, lower-case; repeated ones joined as HTTP joins them.
@@ -387,22 +427,24 @@ impl Converter<'_> {
         Ok(headers)
     }
 
-    /// Keeps `request`, made from entry `index`: merged into an identical earlier one
-    /// (its weight counts them), or named apart from an earlier one of the same
-    /// method and path, so results keep each under its own name.
-    fn keep(&mut self, index: usize, mut request: RequestEntry) {
+    /// Keeps `request`, made from entry `index` recorded at `origin`: merged into an
+    /// identical earlier one (its weight counts them), or named apart from an earlier
+    /// one of the same method and path, so results keep each under its own name.
+    /// Returns the index of the request it is.
+    fn keep(&mut self, index: usize, mut request: RequestEntry, origin: String) -> usize {
         let kept = &mut self.conversion.requests.requests;
+        let origins = &self.conversion.origins;
         let namesakes = self
             .namesakes
             .entry((request.method.clone(), request.path.clone()))
             .or_default();
         if let Some(&same) = namesakes
             .iter()
-            .find(|&&k| same_request(&kept[k], &request))
+            .find(|&&k| same_request(&kept[k], &request) && origins[k] == origin)
         {
             kept[same].weight = Some(kept[same].weight.unwrap_or(1) + 1);
             self.conversion.sources[same].push(index);
-            return;
+            return same;
         }
         if !namesakes.is_empty() {
             request.name = Some(format!(
@@ -414,7 +456,9 @@ impl Converter<'_> {
         }
         namesakes.push(kept.len());
         kept.push(request);
+        self.conversion.origins.push(origin);
         self.conversion.sources.push(vec![index]);
+        kept.len() - 1
     }
 }
 
@@ -582,6 +626,40 @@ fn glob_matches(glob: &str, text: &str) -> bool {
 }
 
 impl Conversion {
+    /// The recorded hosts as targets when there are several (empty for one), and
+    /// each request's host among them: where each request goes when no target URL
+    /// replaces the recording's.
+    pub fn hosts(&self) -> Result<(Vec<Host>, Vec<usize>), LoadError> {
+        let distinct = self.distinct_origins();
+        if distinct.len() < 2 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let request_hosts = self
+            .origins
+            .iter()
+            .map(|origin| distinct.iter().position(|d| d == origin).unwrap_or(0))
+            .collect();
+        let hosts = distinct
+            .iter()
+            .map(|origin| {
+                let target = Target::parse(origin)?;
+                Ok(Host { target, weight: 1 })
+            })
+            .collect::<Result<_, LoadError>>()?;
+        Ok((hosts, request_hosts))
+    }
+
+    /// The origins the kept requests were recorded at, first seen first.
+    fn distinct_origins(&self) -> Vec<&str> {
+        let mut distinct: Vec<&str> = Vec::new();
+        for origin in &self.origins {
+            if !distinct.contains(&origin.as_str()) {
+                distinct.push(origin);
+            }
+        }
+        distinct
+    }
+
     /// "3 static assets, 1 third-party host, ..." from the dropped entries' reasons.
     pub fn dropped_summary(&self) -> String {
         if self.dropped.is_empty() {
@@ -605,7 +683,7 @@ impl Conversion {
             "HAR {source}: {} requests from {} of {entries} entries, recorded at {}; {}",
             self.requests.requests.len(),
             entries - self.dropped.len(),
-            self.origin,
+            self.distinct_origins().join(", "),
             self.dropped_summary()
         )
     }
@@ -629,9 +707,20 @@ impl Conversion {
                 dropped.index, dropped.reason
             );
         }
-        for (request, sources) in self.requests.requests.iter().zip(&self.sources) {
+        let origins = self.origins.iter().map(|o| Some(o.as_str()));
+        let requests = self
+            .requests
+            .requests
+            .iter()
+            .zip(&self.sources)
+            .zip(origins);
+        for ((request, sources), origin) in requests {
             let _ = writeln!(out, "\n[[requests]]");
             let _ = writeln!(out, "# log.entries{sources:?}");
+            if let Some(origin) = origin.filter(|o| *o != self.origin) {
+                // A requests file has one target: the saved file sends this to it too.
+                let _ = writeln!(out, "# recorded at {origin}");
+            }
             let _ = writeln!(out, "method = {}", toml_string(&request.method));
             let _ = writeln!(out, "path = {}", toml_string(&request.path));
             if let Some(name) = &request.name {
@@ -872,6 +961,71 @@ mod tests {
             "{error}"
         );
         assert!(error.to_string().contains("excluded"), "{error}");
+    }
+
+    #[test]
+    fn the_recorded_order_keeps_each_entry_with_the_think_time_before_it() {
+        let conversion = shop(&HarFilter::default());
+        let steps: Vec<(usize, u128)> = conversion
+            .steps
+            .iter()
+            .map(|step| (step.request, step.think.as_millis()))
+            .collect();
+        // Entries 0, 4, 5, 6, 7, 8 are kept; 4 and 6 are the same request (1). Each
+        // think time runs from the end (start + time) of the entry kept before.
+        assert_eq!(
+            steps,
+            [(0, 0), (1, 380), (2, 1565), (1, 852), (3, 970), (4, 1950)]
+        );
+    }
+
+    #[test]
+    fn a_recording_over_two_hosts_sends_each_request_to_its_own_and_escapes_braces() {
+        let text = r#"{"log": {"entries": [
+            {"startedDateTime": "2026-12-01T10:00:00Z", "request":
+                {"method": "GET", "url": "https://www.example.com/"}},
+            {"startedDateTime": "2026-12-01T11:00:00.100+01:00", "request":
+                {"method": "POST", "url": "https://api.example.com:8443/cart",
+                 "postData": {"text": "{\"note\": \"{{x}}\"}"}}},
+            {"request": {"method": "GET", "url": "https://api.example.com:8443/"}},
+            {"request": {"method": "GET", "url": "https://www.example.com/"}}]}}"#;
+        let filter = HarFilter {
+            include_hosts: vec!["api.example.com".into()],
+            ..HarFilter::default()
+        };
+        let conversion = convert(text, &filter, "two.har").unwrap();
+        assert_eq!(
+            conversion.origins,
+            [
+                "https://www.example.com",
+                "https://api.example.com:8443",
+                "https://api.example.com:8443"
+            ]
+        );
+        // The same path on another host is another request; the same on the same, one.
+        assert_eq!(conversion.requests.requests[0].weight, Some(2));
+        let (hosts, request_hosts) = conversion.hosts().unwrap();
+        let authorities: Vec<&str> = hosts.iter().map(|h| h.target.authority.as_str()).collect();
+        assert_eq!(authorities, ["www.example.com:443", "api.example.com:8443"]);
+        assert_eq!(request_hosts, [0, 1, 1]);
+        let steps: Vec<(usize, u128)> = conversion
+            .steps
+            .iter()
+            .map(|s| (s.request, s.think.as_millis()))
+            .collect();
+        assert_eq!(steps, [(0, 0), (1, 100), (2, 0), (0, 0)]);
+        // Kept, not dropped, and escaped so that it is sent as recorded.
+        let body = conversion.requests.requests[1].body.as_deref().unwrap();
+        assert_eq!(body, r#"{"note": "{{"{{"}}x}}"}"#);
+
+        let one_host = convert(text, &HarFilter::default(), "two.har").unwrap();
+        assert_eq!(one_host.hosts().unwrap(), (Vec::new(), Vec::new()));
+
+        let bad_time = text.replace("2026-12-01T10:00:00Z", "10 o'clock");
+        let error = convert(&bad_time, &filter, "two.har")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("log.entries[0]: startedDateTime"), "{error}");
     }
 
     #[test]

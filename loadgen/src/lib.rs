@@ -27,6 +27,8 @@
 //! - results: the engine's recorder fills `faultline_results::Bucket`s, from which
 //!   `faultline_results::Results` are built: `results.json`, the only thing reports
 //!   read, defined in the `faultline-results` crate with its schema and exact merge.
+//! - [`exemplars`]: with tracing on, a W3C `traceparent` of the generator's own on each
+//!   journey request, and per endpoint the slowest requests' trace ids, for results.
 //! - [`summary`] and [`cli`]: the progress line, the end-of-run table, and the
 //!   `faultline load` / `faultline merge` commands that the binary wraps.
 //! - [`scrape`]: the services' Prometheus `/metrics`, polled during the run into
@@ -51,6 +53,7 @@ pub mod classify;
 pub mod cli;
 pub mod engine;
 pub mod error;
+pub mod exemplars;
 pub mod feeder;
 pub mod har;
 pub mod journeys;

@@ -71,9 +71,14 @@ fn write_load(out: &mut String, results: &Results) {
     let _ = writeln!(out, "target      {}", meta.target);
     let _ = writeln!(
         out,
-        "load        {model}, {:.1} s, {} connections, {http}{}",
+        "load        {model}, {:.1} s, {} connections{}, {http}{}",
         meta.duration_secs,
         meta.connections,
+        if meta.streams > 1 {
+            format!(" × {} streams", meta.streams)
+        } else {
+            String::new()
+        },
         if meta.workers > 1 {
             format!(", {} workers merged", meta.workers)
         } else {

@@ -3,7 +3,8 @@
 //! `{{seq}}` (the arrival's number), `{{uuid}}` (random, v4), `{{randint 1 100}}`
 //! (both bounds included), `{{choice a,b,c}}`, `{{now_ms}}` (Unix milliseconds),
 //! `{{env NAME}}` (read once at start) and `{{NAME}}` (a column of the feeder, module
-//! `feeder`). A [`Template`] is compiled once at start, so an unknown function, a
+//! `feeder`); text in double quotes is sent as written, so `{{"{{"}}` is a literal
+//! `{{` ([`escape_literal`] escapes a recorded request). A [`Template`] is compiled once at start, so an unknown function, a
 //! missing column, a bad range or an unset variable is a usage error naming the
 //! request, the part and the column before anything is sent. The engine keeps a request
 //! without `{{` on its pre-encoded path; a templated one (`CompiledRequest`) is
@@ -17,6 +18,11 @@ use http_body_util::Full;
 use rand::{rngs::SmallRng, Rng};
 
 use crate::{error::LoadError, target::RequestSpec};
+
+/// `text` with every `{{` escaped as `{{"{{"}}`, so its template renders it as written.
+pub fn escape_literal(text: &str) -> String {
+    text.replace("{{", "{{\"{{\"}}")
+}
 
 /// Whether `text` holds any placeholder (and so needs compiling and rendering).
 pub fn has_placeholders(text: &[u8]) -> bool {
@@ -62,7 +68,8 @@ pub(crate) struct Values<'a> {
     pub rng: &'a mut SmallRng,
 }
 
-const FUNCTIONS: &str = "seq, uuid, randint LOW HIGH, choice a,b,c, now_ms, env NAME";
+const FUNCTIONS: &str =
+    "seq, uuid, randint LOW HIGH, choice a,b,c, now_ms, env NAME, \"text\" as written";
 
 impl Template {
     /// Compiles `text`; `place` names it in errors (e.g. `request 1 (GET /) path`),
@@ -106,16 +113,19 @@ impl Template {
                     out.extend_from_slice(bytes);
                     continue;
                 }
-                // Writing into a Vec cannot fail.
-                Part::Seq => _ = write!(out, "{}", values.seq),
+                Part::Seq => push_decimal(out, values.seq),
                 Part::RandInt(low, high) => {
-                    _ = write!(out, "{}", values.rng.random_range(*low..=*high))
+                    let value = values.rng.random_range(*low..=*high);
+                    if value < 0 {
+                        out.push(b'-');
+                    }
+                    push_decimal(out, value.unsigned_abs());
                 }
                 Part::NowMs => {
                     let now = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .unwrap_or_default();
-                    _ = write!(out, "{}", now.as_millis());
+                    push_decimal(out, u64::try_from(now.as_millis()).unwrap_or(u64::MAX));
                 }
                 Part::Uuid => {
                     let uuid = uuid::Builder::from_random_bytes(values.rng.random()).into_uuid();
@@ -134,6 +144,23 @@ impl Template {
             escape_from(out, start, escape);
         }
     }
+}
+
+/// Appends `value` in decimal, as `write!` would, without the formatting machinery:
+/// numbers are most of what a templated request fills in, once or twice per request.
+fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
+    // u64::MAX has 20 digits.
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
 }
 
 /// Escapes `out[start..]` (one filled-in value) for where it goes.
@@ -165,6 +192,9 @@ fn escape_from(out: &mut Vec<u8>, start: usize, escape: Escape) {
 
 /// Compiles what is between `{{` and `}}`.
 fn placeholder(inner: &str, columns: &[String]) -> Result<Part, String> {
+    if let Some(text) = inner.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        return Ok(Part::Literal(text.as_bytes().to_vec()));
+    }
     let (name, args) = inner
         .split_once(char::is_whitespace)
         .map_or((inner, ""), |(name, args)| (name, args.trim()));
@@ -318,7 +348,9 @@ impl CompiledRequest {
         }
         let expects_body = matches!(self.method, Method::POST | Method::PUT | Method::PATCH);
         if !body.is_empty() || expects_body {
-            _ = write!(out, "content-length: {}\r\n", body.len());
+            out.extend_from_slice(b"content-length: ");
+            push_decimal(out, body.len() as u64);
+            out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(body);
@@ -391,6 +423,36 @@ mod tests {
         assert_eq!(uuid.len(), 36, "{text}");
         assert_eq!(&uuid[14..15], "4", "a v4 UUID: {text}");
         assert!(template.uses_row());
+    }
+
+    #[test]
+    fn numbers_render_as_display_writes_them() {
+        for value in [0, 7, 10, 99, 100, 12_345, u64::from(u32::MAX), u64::MAX] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, value);
+            assert_eq!(out, format!("x{value}").into_bytes());
+        }
+        let template = Template::compile("{{randint -5 -5}} {{randint 0 0}}", "test", &[]).unwrap();
+        assert_eq!(render(&template, None), "-5 0");
+    }
+
+    #[test]
+    fn escaped_text_renders_as_written_whatever_braces_it_holds() {
+        for text in [
+            "{{seq}}",
+            "a {{ b }} c",
+            "{{{x}}}",
+            "{{{{",
+            "}} {{",
+            "{\"k\": {}}",
+            "plain",
+        ] {
+            let template = Template::compile(&escape_literal(text), "test", &[]).unwrap();
+            assert_eq!(render(&template, None), text);
+            assert!(!template.uses_row());
+        }
+        let quoted = Template::compile(r#"a{{ "{{x}" }}b"#, "test", &[]).unwrap();
+        assert_eq!(render(&quoted, None), "a{{x}b");
     }
 
     #[test]

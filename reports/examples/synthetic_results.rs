@@ -117,6 +117,7 @@ fn metadata(seconds: u64) -> RunMetadata {
         git_commit: None,
         http_version: HttpVersion::Http1,
         connections: 256,
+        streams: 1,
         timeout_ms: 5000,
         latency_origin: LatencyOrigin::IntendedSendTime,
         workers: 1,
@@ -137,6 +138,8 @@ fn add_run_extras(
         target: "kafka-1".into(),
         start: TimePoint::Offset(fault.0 as f64),
         end: Some(TimePoint::Offset(fault.1 as f64)),
+        ready_after_secs: None,
+        steps: Vec::new(),
     }];
     let mut window = new_histogram();
     for _ in 0..50_000 {

@@ -332,9 +332,12 @@ fn search_loaded(results: &Results, metric: &crate::metric::Metric, groups: &Gro
     let stat = match metric.scope {
         Scope::Http | Scope::Endpoint(_) | Scope::Group(_) => Stat::Requests,
         Scope::Consistency => Stat::Count,
-        Scope::Checker | Scope::Server { .. } | Scope::Faults | Scope::KafkaBench(_) => {
-            return false
-        }
+        Scope::Checker
+        | Scope::Server { .. }
+        | Scope::Faults(_)
+        | Scope::Resources(_)
+        | Scope::Cqrs
+        | Scope::KafkaBench(_) => return false,
     };
     crate::metric::Metric {
         text: metric.text.clone(),

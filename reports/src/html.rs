@@ -104,6 +104,7 @@ pub fn render(report: &Report<'_>) -> String {
             page.push_str(
                 "<h2 id=\"server\">Server side (scraped from the services' /metrics)</h2>\n",
             );
+            crate::prometheus::write_html(&mut page, results);
         }
         match section {
             Section::Chart(chart) => figure(&mut page, chart),
@@ -120,6 +121,7 @@ pub fn render(report: &Report<'_>) -> String {
     }
     faults_table(&mut page, results);
     endpoints_table(&mut page, results);
+    crate::traces::write_html(&mut page, results);
     gates_table(&mut page, report);
     claims_table(&mut page, report);
     checker_table(&mut page, results);
@@ -241,9 +243,16 @@ fn faults_table(page: &mut String, results: &Results) {
         page.push_str("<p class=\"missing\">No fault was injected in this run.</p>\n");
         return;
     }
-    page.push_str("<table><tr><th>label</th><th>kind</th><th>target</th><th>start</th><th>end</th><th>duration</th></tr>\n");
+    page.push_str("<table><tr><th>label</th><th>kind</th><th>target</th><th>start</th><th>end</th><th>duration</th><th>ready again after</th><th>SLOs held again after</th></tr>\n");
     let started = &results.metadata.started_at;
-    for fault in &results.faults {
+    let recoveries = crate::metric::slo_recoveries(results).unwrap_or_default();
+    for (index, fault) in results.faults.iter().enumerate() {
+        let ready = fault.ready_after_secs.map_or("—".to_string(), secs);
+        let slos_back = match (recoveries.get(index).copied().flatten(), &fault.end) {
+            (Some(took), _) => secs(took),
+            (None, Some(_)) => "not before the run's end".to_string(),
+            (None, None) => "—".to_string(),
+        };
         let start = offset_of(&fault.start, started);
         let end = fault.end.as_ref().map(|e| offset_of(e, started));
         let show =
@@ -255,7 +264,7 @@ fn faults_table(page: &mut String, results: &Results) {
         };
         let _ = writeln!(
             page,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{ready}</td><td class=\"num\">{slos_back}</td></tr>",
             escape(&fault.label),
             escape(&fault.kind),
             escape(&fault.target),
@@ -448,6 +457,9 @@ fn environment(page: &mut String, results: &Results) {
     row("duration", secs(m.duration_secs));
     row("HTTP version", format!("{:?}", m.http_version));
     row("connections", m.connections.to_string());
+    if m.streams > 1 {
+        row("HTTP/2 streams per connection", m.streams.to_string());
+    }
     row("timeout", format!("{} ms", m.timeout_ms));
     row("load workers merged", m.workers.to_string());
     let schedule = match s.model {

@@ -18,9 +18,14 @@
 //!   [`claims_suite`] writes the one claims report of `faultline claims`.
 //! - [`timeline`] and [`charts`]: time series and distributions derived from the
 //!   results, drawn as inline SVG with fault windows shaded.
+//! - [`resources`]: CPU and memory per process of the system, sampled from `/proc`,
+//!   drawn over the run.
 //! - [`capacity`]: a capacity search's latency against offered rate, its knee and
 //!   steps, on the page and in `summary.md`.
 //! - [`report`] and [`html`]: the sections of the report and the one-page HTML.
+//! - [`traces`]: the slowest requests' traces (waterfalls, where the time went).
+//! - [`prometheus`]: where a run's Prometheus kept the raw series, under the server-side
+//!   charts.
 //! - [`cli`]: the `faultline report` and `faultline gate` commands that the binary
 //!   wraps. `faultline run` judges once with [`GateReport::judge`], builds with
 //!   [`Report::build`] and writes with [`Report::write_all`]: typed values in memory.
@@ -36,8 +41,11 @@ pub mod gate;
 pub mod html;
 pub mod input;
 pub mod metric;
+pub mod prometheus;
 pub mod report;
+pub mod resources;
 pub mod timeline;
+pub mod traces;
 
 pub use claims::{ClaimResult, ClaimStatus, Claims};
 pub use cli::{gate_exit_code, run_gate, run_report, GateArgs, ReportArgs};

@@ -8,7 +8,9 @@
 //! | `consistency` (write acknowledged → read side serves it) | `pNN`, `mean`, `min`, `max`, `count` |
 //! | `checker` | `lost`, `duplicated`, `inconsistent`, `checked`, `consistent_ratio`, `settle_time` |
 //! | `server:<name>` or `server:<name>{label="value",...}` (scraped series) | `max`, `mean`, `last` (of the sum over matching series), `rate` (counter increase per second) |
-//! | `faults` | `recovery_time` (longest, over faults, from a fault's end to the first second back to normal), `count` |
+//! | `resources:cpu` (share of the machine's cores the system's processes used), `resources:memory` (their resident bytes, summed), `resources:network` (the machine's bytes/s, sent and received), `resources:disk_ops` (the machine's disk reads and writes/s): sampled from `/proc` each second | `max`, `mean`, `last` |
+//! | `cqrs` (the claims suite's comparison of an order's view read from the read model and composed from the write side, endpoints [`CQRS_READ_MODEL`] and [`CQRS_WRITE_SIDE`]) | `read_speedup` (the composed view's mean latency over the read model's, at the same concurrency) |
+//! | `faults` (every fault), `faults:<target>` (the faults on one target, e.g. `faults:orders-1`) | `recovery_time` (longest, over faults, from a fault's end to the first second back to normal), `ready_time` (mean, over the faults on a service replica, from a fault's end to the replica answering `/health/ready` again), `count`, `error_rate` and `pNN` (of the requests in the seconds the faults were in force: a rollout's or blue-green switch's change window) |
 //! | `kafka_bench:<row>` (a row of document 002's Table 5 in `faultline kafka-bench`: `baseline`, `compression_lz4`, `compression_snappy`, `batching10ms`, `batching50ms`) | `rate` (rdkafka messages acknowledged per second), `pNN` (send→ack latency), `e2e_pNN` (send→consumed), `e2e_added_pNN` (the row's `e2e_pNN` less the baseline row's) |
 //!
 //! `kafka_bench` figures are not in a run's results: `faultline claims` measures them
@@ -24,11 +26,17 @@ use std::collections::BTreeMap;
 use faultline_results::{
     histogram::new_histogram,
     quantity::{Dimension, Quantity},
-    EncodedHistogram, Results, TimePoint, Totals,
+    EncodedHistogram, FaultWindow, ResourceResults, Results, TimePoint, Totals,
 };
 use hdrhistogram::Histogram;
 
 use crate::error::ReportError;
+
+mod fault_stats;
+
+/// The endpoints of the claims suite's CQRS comparison (`cqrs.read_speedup`).
+pub const CQRS_READ_MODEL: &str = "order view: read model";
+pub const CQRS_WRITE_SIDE: &str = "order view: composed from the write side";
 
 /// Endpoint groups: a name and the endpoint names it covers (`*` matches any text).
 pub type Groups = BTreeMap<String, Vec<String>>;
@@ -45,9 +53,51 @@ pub enum Scope {
         name: String,
         labels: Vec<(String, String)>,
     },
-    Faults,
+    /// The CQRS comparison's two endpoints.
+    Cqrs,
+    /// Every fault (`None`), or those on one target.
+    Faults(Option<String>),
+    /// What the system's processes used, from results' `resources`.
+    Resources(ResourceFigure),
     /// A row of `faultline kafka-bench --table5`, by its name in kafka-bench.json.
     KafkaBench(String),
+}
+
+/// A figure of results' `resources` (see `faultline_results::resources`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ResourceFigure {
+    Cpu,
+    Memory,
+    Network,
+    DiskOps,
+}
+
+impl ResourceFigure {
+    const ALL: [(&'static str, ResourceFigure); 4] = [
+        ("cpu", ResourceFigure::Cpu),
+        ("memory", ResourceFigure::Memory),
+        ("network", ResourceFigure::Network),
+        ("disk_ops", ResourceFigure::DiskOps),
+    ];
+
+    fn dimension(self) -> Dimension {
+        match self {
+            ResourceFigure::Cpu => Dimension::Ratio,
+            ResourceFigure::Memory => Dimension::Bytes,
+            ResourceFigure::Network => Dimension::ByteRate,
+            ResourceFigure::DiskOps => Dimension::Rate,
+        }
+    }
+
+    /// The figure's points in a run's samples.
+    pub fn series(self, resources: &ResourceResults) -> Vec<(f64, f64)> {
+        match self {
+            ResourceFigure::Cpu => resources.cpu_share(),
+            ResourceFigure::Memory => resources.memory(),
+            ResourceFigure::Network => resources.network(),
+            ResourceFigure::DiskOps => resources.disk_ops(),
+        }
+    }
 }
 
 /// What is computed over the scope.
@@ -74,6 +124,8 @@ pub enum Stat {
     SettleTime,
     Last,
     RecoveryTime,
+    ReadyTime,
+    ReadSpeedup,
     /// 0–100, of the end-to-end (send → consumed) latency.
     EndToEnd(f64),
     /// 0–100: the end-to-end percentile above the baseline row's.
@@ -163,7 +215,9 @@ impl Metric {
             Scope::Server { .. } => {
                 matches!(stat, Stat::Max | Stat::Mean | Stat::Last | Stat::Rate)
             }
-            Scope::Faults => matches!(stat, Stat::RecoveryTime | Stat::Count),
+            Scope::Faults(_) => fault_stats::takes(stat),
+            Scope::Resources(_) => matches!(stat, Stat::Max | Stat::Mean | Stat::Last),
+            Scope::Cqrs => stat == Stat::ReadSpeedup,
             Scope::KafkaBench(_) => matches!(
                 stat,
                 Stat::Rate | Stat::Percentile(_) | Stat::EndToEnd(_) | Stat::AddedEndToEnd(_)
@@ -184,6 +238,7 @@ impl Metric {
     /// The dimension of the metric's values.
     pub fn dimension(&self) -> Dimension {
         match (&self.scope, self.stat) {
+            (Scope::Resources(figure), _) => figure.dimension(),
             (Scope::Server { name, .. }, stat) => {
                 let base = if name.ends_with("_bytes") {
                     Dimension::Bytes
@@ -208,7 +263,9 @@ impl Metric {
                 | Stat::Min
                 | Stat::Max,
             ) => Dimension::Time,
-            (_, Stat::SettleTime | Stat::RecoveryTime | Stat::Last) => Dimension::Time,
+            (_, Stat::SettleTime | Stat::RecoveryTime | Stat::ReadyTime | Stat::Last) => {
+                Dimension::Time
+            }
             (_, Stat::Rate) => Dimension::Rate,
             (_, Stat::ErrorRate | Stat::Availability | Stat::ConsistentRatio) => Dimension::Ratio,
             _ => Dimension::Count,
@@ -230,6 +287,21 @@ fn parse_scope(text: &str) -> Result<Scope, String> {
     }
     if let Some(name) = text.strip_prefix("group:") {
         return Ok(Scope::Group(name.to_string()));
+    }
+    if let Some(target) = text.strip_prefix("faults:") {
+        if target.is_empty() {
+            return Err("faults: needs a target, e.g. faults:orders-1".into());
+        }
+        return Ok(Scope::Faults(Some(target.to_string())));
+    }
+    if let Some(figure) = text.strip_prefix("resources:") {
+        return ResourceFigure::ALL
+            .iter()
+            .find(|(name, _)| *name == figure)
+            .map(|(_, figure)| Scope::Resources(*figure))
+            .ok_or(format!(
+                "unknown resource {figure:?} (known: cpu, memory, network, disk_ops)"
+            ));
     }
     if let Some(row) = text.strip_prefix("kafka_bench:") {
         return Ok(Scope::KafkaBench(row.to_string()));
@@ -266,9 +338,10 @@ fn parse_scope(text: &str) -> Result<Scope, String> {
         "http" => Ok(Scope::Http),
         "consistency" => Ok(Scope::Consistency),
         "checker" => Ok(Scope::Checker),
-        "faults" => Ok(Scope::Faults),
+        "faults" => Ok(Scope::Faults(None)),
+        "cqrs" => Ok(Scope::Cqrs),
         other => Err(format!(
-            "unknown scope {other:?} (known: http, endpoint:<name>, group:<name>, consistency, checker, server:<name>, faults)"
+            "unknown scope {other:?} (known: http, endpoint:<name>, group:<name>, consistency, checker, server:<name>, resources:<cpu|memory|network|disk_ops>, cqrs, faults, faults:<target>)"
         )),
     }
 }
@@ -322,6 +395,8 @@ fn parse_stat(text: &str) -> Result<Stat, String> {
         "settle_time" => Stat::SettleTime,
         "last" => Stat::Last,
         "recovery_time" => Stat::RecoveryTime,
+        "ready_time" => Stat::ReadyTime,
+        "read_speedup" => Stat::ReadSpeedup,
         other => return Err(format!("unknown stat {other:?}")),
     })
 }
@@ -490,10 +565,40 @@ fn measure(metric: &Metric, results: &Results, groups: &Groups) -> Result<f64, S
             }
         }
         Scope::Server { name, labels } => measure_server(results, name, labels, stat),
-        Scope::Faults => match stat {
-            Stat::Count => Ok(results.faults.len() as f64),
-            _ => recovery_time(results),
-        },
+        Scope::Faults(target) => {
+            let on_target =
+                |fault: &FaultWindow| target.as_ref().is_none_or(|t| *t == fault.target);
+            match stat {
+                Stat::Count => Ok(results.faults.iter().filter(|f| on_target(f)).count() as f64),
+                Stat::ReadyTime => fault_stats::ready_time(results, on_target),
+                Stat::ErrorRate | Stat::Percentile(_) => fault_stats::during(results, on_target, stat),
+                _ => longest_recovery(results, on_target),
+            }
+        }
+        Scope::Cqrs => {
+            let mean = |name: &str| {
+                results
+                    .endpoints
+                    .get(name)
+                    .map(|endpoint| endpoint.totals.latency_summary.mean_us)
+                    .filter(|mean| *mean > 0.0)
+                    .ok_or(format!("the run did not read {name:?}"))
+            };
+            Ok(mean(CQRS_WRITE_SIDE)? / mean(CQRS_READ_MODEL)?)
+        }
+        Scope::Resources(figure) => {
+            let resources = results
+                .resources
+                .as_ref()
+                .ok_or("no resources were sampled (a run of `faultline run` samples /proc)")?;
+            let values: Vec<f64> = figure.series(resources).into_iter().map(|(_, v)| v).collect();
+            let last = values.last().copied().ok_or("fewer than two samples were taken")?;
+            match stat {
+                Stat::Max => Ok(values.iter().copied().fold(f64::MIN, f64::max)),
+                Stat::Mean => Ok(values.iter().sum::<f64>() / values.len() as f64),
+                _ => Ok(last),
+            }
+        }
         Scope::KafkaBench(_) => Err(
             "a kafka-bench figure: `faultline claims` measures it with `faultline kafka-bench --table5`"
                 .into(),
@@ -590,12 +695,40 @@ pub fn start_unix(results: &Results) -> Option<f64> {
     )
 }
 
-/// The longest time, over faults that ended, from a fault's end to the first
-/// whole second that is back to normal: error share at most the larger of 1% and
-/// twice the share before the first fault, and p99 at most twice the p99 before
-/// the first fault (or 10 ms when nothing ran before it). "Twice" leaves room for
-/// the noise of a one-second sample; a second without requests is not normal.
-fn recovery_time(results: &Results) -> Result<f64, String> {
+/// The longest of [`slo_recoveries`] over the faults `on_target` keeps.
+fn longest_recovery(
+    results: &Results,
+    on_target: impl Fn(&FaultWindow) -> bool,
+) -> Result<f64, String> {
+    let recoveries = slo_recoveries(results)?;
+    let mut longest: Option<f64> = None;
+    let mut any = false;
+    for (fault, recovery) in results.faults.iter().zip(recoveries) {
+        if !on_target(fault) {
+            continue;
+        }
+        any = true;
+        match (recovery, &fault.end) {
+            (Some(took), _) => longest = Some(longest.map_or(took, |l: f64| l.max(took))),
+            (None, Some(_)) => {
+                return Err("a fault's effects lasted until the end of the run".into())
+            }
+            (None, None) => {}
+        }
+    }
+    if !any {
+        return Err("no fault was injected on that target".into());
+    }
+    longest.ok_or("no fault has ended".into())
+}
+
+/// For each fault of results, the time from its end to the first whole second that
+/// is back to normal: error share at most the larger of 1% and twice the share before
+/// the first fault, and p99 at most twice the p99 before the first fault (or 10 ms
+/// when nothing ran before it). "Twice" leaves room for the noise of a one-second
+/// sample; a second without requests is not normal. `None` for a fault that has not
+/// ended, or whose effects lasted until the end of the run.
+pub fn slo_recoveries(results: &Results) -> Result<Vec<Option<f64>>, String> {
     if results.faults.is_empty() {
         return Err("no fault was injected".into());
     }
@@ -604,18 +737,19 @@ fn recovery_time(results: &Results) -> Result<f64, String> {
     let fault_ranges: Vec<(f64, Option<f64>)> = results
         .faults
         .iter()
-        .filter_map(|f| {
-            let s = offset_of(&f.start, &results.metadata.started_at)?;
+        .map(|f| {
+            let s = offset_of(&f.start, &results.metadata.started_at).unwrap_or(f64::NAN);
             let e = f
                 .end
                 .as_ref()
                 .and_then(|e| offset_of(e, &results.metadata.started_at));
-            Some((s, e))
+            (s, e)
         })
         .collect();
     let first_fault = fault_ranges
         .iter()
         .map(|(s, _)| *s)
+        .filter(|s| !s.is_nan())
         .fold(f64::INFINITY, f64::min);
     let mut before = new_histogram();
     let (mut before_requests, mut before_errors) = (0u64, 0u64);
@@ -639,25 +773,20 @@ fn recovery_time(results: &Results) -> Result<f64, String> {
     } else {
         (2.0 * before_errors as f64 / before_requests as f64).max(0.01)
     };
-    let mut longest: Option<f64> = None;
-    for (_, end) in &fault_ranges {
-        let Some(end) = end else { continue };
-        let back = per_second.iter().find(|(at, second, histogram)| {
-            *at + 1e-9 >= end.floor()
-                && second.requests > 0
-                && (second.errors.total() as f64 / second.requests as f64) <= normal_errors
-                && !histogram.is_empty()
-                && histogram.value_at_quantile(0.99) as f64 / 1e6 <= normal_p99
-        });
-        match back {
-            Some((at, _, _)) => {
-                let took = (at - end).max(0.0);
-                longest = Some(longest.map_or(took, |l: f64| l.max(took)));
-            }
-            None => return Err("a fault's effects lasted until the end of the run".into()),
-        }
-    }
-    longest.ok_or("no fault has ended".into())
+    Ok(fault_ranges
+        .iter()
+        .map(|(_, end)| {
+            let end = (*end)?;
+            let (at, _, _) = per_second.iter().find(|(at, second, histogram)| {
+                *at + 1e-9 >= end.floor()
+                    && second.requests > 0
+                    && (second.errors.total() as f64 / second.requests as f64) <= normal_errors
+                    && !histogram.is_empty()
+                    && histogram.value_at_quantile(0.99) as f64 / 1e6 <= normal_p99
+            })?;
+            Some((at - end).max(0.0))
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -96,6 +96,7 @@ impl<'a> Report<'a> {
         ];
         sections.extend(consistency(results)?);
         sections.extend(server_panels(&timeline)?);
+        sections.extend(crate::resources::charts(results, &timeline)?);
         sections.extend(crate::capacity::chart(results)?);
         Ok(Report {
             results,
@@ -138,7 +139,7 @@ pub struct Written {
     pub summary: PathBuf,
 }
 
-fn time_spec(timeline: &Timeline<'_>, id: &str, title: &str, y_desc: &str) -> ChartSpec {
+pub(crate) fn time_spec(timeline: &Timeline<'_>, id: &str, title: &str, y_desc: &str) -> ChartSpec {
     ChartSpec {
         id: id.into(),
         title: title.into(),
@@ -476,7 +477,21 @@ const SERVER_PANELS: [ServerPanel; 4] = [
 
 fn server_panels(timeline: &Timeline<'_>) -> Result<Vec<Section>, ReportError> {
     let mut sections = Vec::new();
-    for panel in &SERVER_PANELS {
+    // Read back from the run's Prometheus (`[system] prometheus = true`) at its end, so
+    // only a run that had one can have it.
+    let request_rate = ServerPanel::new(
+        "server-request-rate",
+        "Requests per second by service (Prometheus)",
+        "requests/s",
+        "http_requests_per_second",
+        &["service"],
+    );
+    let from_prometheus = timeline
+        .results
+        .prometheus
+        .is_some()
+        .then_some(&request_rate);
+    for panel in SERVER_PANELS.iter().chain(from_prometheus) {
         let groups = timeline.server_groups(panel.suffix, panel.keep);
         if groups.is_empty() {
             let absent = format!(

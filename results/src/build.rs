@@ -147,6 +147,9 @@ impl Results {
             scenario_text: None,
             tls: None,
             capacity: None,
+            resources: None,
+            traces: None,
+            prometheus: None,
         })
     }
 }

@@ -20,10 +20,14 @@
 //! - [`merge`]: [`Results::merge`], several workers' results added exactly.
 //! - [`capacity`]: a capacity search's steps and the capacity found
 //!   ([`CapacityResults`]).
+//! - [`resources`]: what the system's processes used (CPU, memory) and the machine's
+//!   network and disk counters, sampled from `/proc` each second ([`ResourceResults`]).
 //! - [`tls`]: what an `https://` run's TLS handshakes cost ([`TlsResults`]).
 //! - [`gates`]: `[[gates]]` tables as written ([`GateSpec`]), recorded in results and
 //!   judged by reports.
 //! - [`kafka_bench`]: what `faultline kafka-bench` measured (`kafka-bench.json`).
+//! - [`traces`]: the slowest requests' trace ids (exemplars) and, fetched from Jaeger,
+//!   their spans ([`Traces`]).
 //! - [`quantity`]: the one parser of durations, sizes, rates and percentages that
 //!   every scenario table and flag uses.
 
@@ -36,9 +40,11 @@ pub mod histogram;
 pub mod kafka_bench;
 pub mod merge;
 pub mod quantity;
+pub mod resources;
 pub mod results;
 pub mod schedule;
 pub mod tls;
+pub mod traces;
 
 pub use build::{Bucket, RunRecord};
 pub use capacity::{CapacityResults, CapacitySearch, CapacityStep, SearchEnd, StepPhase};
@@ -47,10 +53,13 @@ pub use error_class::{ErrorClass, ErrorCounts};
 pub use gates::{GateSpec, ScenarioGate};
 pub use histogram::{EncodedHistogram, HistogramCodecError, LatencySummary};
 pub use quantity::{Dimension, Quantity, QuantityError};
+pub use resources::{MachineSample, ProcessResources, ProcessSample, ResourceResults};
 pub use results::{
-    CheckerResults, EndpointResults, FaultWindow, GeneratorHealth, HttpVersion, JourneyResults,
-    JourneySecond, LatencyOrigin, Machine, MetricKind, MetricSeries, Results, RunInfo, RunMetadata,
-    SecondResults, TimePoint, Totals, SCHEMA_VERSION,
+    CheckerResults, DeployStep, EndpointResults, FaultWindow, GeneratorHealth, HttpVersion,
+    JourneyResults, JourneySecond, LatencyOrigin, Machine, MetricKind, MetricSeries,
+    PrometheusSource, Results, RunInfo, RunMetadata, SecondResults, TimePoint, Totals,
+    SCHEMA_VERSION,
 };
 pub use schedule::{Arrivals, LoadModel, Stage, TargetSchedule};
 pub use tls::TlsResults;
+pub use traces::{Exemplar, Kept, TraceSpan, Traces};

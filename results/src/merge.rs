@@ -81,6 +81,8 @@ impl Results {
             git_commit: pick(&a.metadata.git_commit, &b.metadata.git_commit),
             http_version: a.metadata.http_version,
             connections: a.metadata.connections + b.metadata.connections,
+            // Per connection, so not summed: the workers of one distributed run share it.
+            streams: a.metadata.streams.max(b.metadata.streams),
             timeout_ms: a.metadata.timeout_ms.max(b.metadata.timeout_ms),
             latency_origin: a.metadata.latency_origin,
             workers: a.metadata.workers + b.metadata.workers,
@@ -148,6 +150,10 @@ impl Results {
             // A search is one worker's sequence of runs; adding two searches step by
             // step would mean nothing, so the first one recorded is kept.
             capacity: a.capacity.clone().or(b.capacity.clone()),
+            // Sampled once, by the run, like the scrape.
+            resources: a.resources.clone().or(b.resources.clone()),
+            traces: crate::traces::Traces::merge_runs(&a.traces, &b.traces),
+            prometheus: a.prometheus.clone().or_else(|| b.prometheus.clone()),
         })
     }
 }

@@ -379,13 +379,16 @@ impl fmt::Display for Quantity {
         let v = self.value;
         match self.dimension {
             Dimension::Time => {
+                // The unit follows the size, whatever the sign: a difference of two
+                // latencies (kafka-bench's "batching adds") may be negative.
+                let size = v.abs();
                 if v == 0.0 {
                     write!(f, "0 ms")
-                } else if v < 1e-3 {
+                } else if size < 1e-3 {
                     write!(f, "{} µs", trim(v * 1e6))
-                } else if v < 1.0 {
+                } else if size < 1.0 {
                     write!(f, "{} ms", trim(v * 1e3))
-                } else if v < 120.0 {
+                } else if size < 120.0 {
                     write!(f, "{} s", trim(v))
                 } else {
                     write!(f, "{} min", trim(v / 60.0))
@@ -546,6 +549,19 @@ mod tests {
         assert_eq!(
             Quantity::new(2e6, Dimension::ByteRate).to_string(),
             "2 MB/s"
+        );
+    }
+
+    #[test]
+    fn a_negative_time_prints_in_the_unit_of_its_size() {
+        assert_eq!(
+            Quantity::new(-0.0123, Dimension::Time).to_string(),
+            "-12.3 ms"
+        );
+        assert_eq!(Quantity::new(-2.5, Dimension::Time).to_string(), "-2.5 s");
+        assert_eq!(
+            Quantity::new(-0.0001234, Dimension::Time).to_string(),
+            "-123.4 µs"
         );
     }
 }

@@ -69,6 +69,28 @@ pub struct Results {
     /// `capacity`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<crate::capacity::CapacityResults>,
+    /// CPU and memory of the system's processes, and the machine's network and disk
+    /// counters, sampled from `/proc` each second (module `resources`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<crate::resources::ResourceResults>,
+    /// The slowest requests' trace ids and spans, when the run sent trace context
+    /// (module `traces`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traces: Option<crate::traces::Traces>,
+    /// The Prometheus server that scraped the system during the run, when one did: where
+    /// the raw series are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusSource>,
+}
+
+/// Where a run's Prometheus served its series, and where it keeps them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrometheusSource {
+    /// Its web UI and HTTP API during the run (gone once the run ends).
+    pub url: String,
+    /// Its directory (the TSDB under `data/`): `prometheus --storage.tsdb.path` there
+    /// serves the run's series again.
+    pub data_dir: String,
 }
 
 /// Counts of a journey run.
@@ -119,6 +141,46 @@ pub struct FaultWindow {
     /// `None` while the fault was still active when the run ended.
     #[serde(default)]
     pub end: Option<TimePoint>,
+    /// A fault on a service replica: seconds from the fault's end (a kill's instant)
+    /// until the replica answered `/health/ready` again, as the run watched it; `None`
+    /// when it was not watched or never seen down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_after_secs: Option<f64>,
+    /// A deployment (rollout, blue-green): each replacement of replicas, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<DeployStep>,
+}
+
+/// One replacement within a deployment (a rollout has one per replica, a blue-green switch
+/// one for the whole set): old replicas out, new ones in. `T` says when: a [`TimePoint`]
+/// here; the supervisor that makes the step records instants, the fault timeline offsets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployStep<T = TimePoint> {
+    /// Replica names, e.g. `orders-1` replaced by `orders-3`.
+    pub old: Vec<String>,
+    pub new: Vec<String>,
+    /// The new replicas were started.
+    pub started: T,
+    /// Every new replica answered `/health/ready`.
+    pub ready: T,
+    /// The gateway sent to the new replicas and no longer to the old ones.
+    pub switched: T,
+    /// Every old replica had exited.
+    pub stopped: T,
+}
+
+impl<T> DeployStep<T> {
+    /// The same step with each of its times converted by `when`.
+    pub fn map<U>(&self, mut when: impl FnMut(&T) -> U) -> DeployStep<U> {
+        DeployStep {
+            old: self.old.clone(),
+            new: self.new.clone(),
+            started: when(&self.started),
+            ready: when(&self.ready),
+            switched: when(&self.switched),
+            stopped: when(&self.stopped),
+        }
+    }
 }
 
 /// Prometheus metric type of a scraped series.
@@ -178,10 +240,19 @@ pub struct RunMetadata {
     pub http_version: HttpVersion,
     /// Connections (the bound on requests in flight); summed over merged workers.
     pub connections: u64,
+    /// HTTP/2 streams in flight at once on each connection (1 for HTTP/1.1), so
+    /// requests in flight are bounded by `connections × streams`. Results written
+    /// before it was recorded read as 1, which is what those runs used.
+    #[serde(default = "one_stream")]
+    pub streams: u64,
     pub timeout_ms: u64,
     pub latency_origin: LatencyOrigin,
     /// How many runs these results hold (1, or more after merging).
     pub workers: u64,
+}
+
+fn one_stream() -> u64 {
+    1
 }
 
 /// The machine the load generator ran on.
@@ -409,6 +480,7 @@ impl RunMetadata {
             git_commit: run_info.git_commit.clone(),
             http_version: HttpVersion::Http1,
             connections: 0,
+            streams: 1,
             timeout_ms: 0,
             latency_origin: LatencyOrigin::IntendedSendTime,
             workers: 1,

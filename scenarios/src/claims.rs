@@ -4,14 +4,20 @@
 //!
 //! In order:
 //!
-//! 1. [`families`] lists the suite's scenarios (`<family>.toml`); `--only` picks one
-//!    family (`kafka` is the benchmark). Every scenario chosen is read and checked
+//! 1. [`families`] lists the suite's scenarios (`<family>.toml`); `--only` picks some
+//!    families (`kafka` is the benchmark). Every scenario chosen is read and checked
 //!    whole, and the benchmark's settings too, before anything starts: a bad one is a
 //!    usage error ([`SuiteError::is_usage`], exit 2).
-//! 2. Each scenario runs through [`crate::run`] as `faultline run` runs it (its own
-//!    system, its capacity search, checker, report) into `DIR/<family>/`. `--quick`
-//!    shortens every search's hold and bisection. A run that fails is recorded as
-//!    failed and the suite goes on, so one broken family does not hide the others.
+//! 2. Each scenario runs as `faultline run` runs it (its capacity search, checker,
+//!    report) into `DIR/<family>/`. Starting the reference system is most of a quick
+//!    suite's time, so the families whose `[system]` tables are the same and that inject
+//!    no fault share one system ([`sharing_key`]): it is started once, each family's load
+//!    runs on it through [`crate::run_on`], and between two families the suite waits
+//!    until no event is left in an outbox or behind a consumer ([`drain`]), so one
+//!    family's backlog does not load the next one's measurement. Each family keeps its
+//!    own results and report. `--quick` shortens every search's hold and bisection. A
+//!    run that fails is recorded as failed and the suite goes on, so one broken family
+//!    does not hide the others.
 //! 3. The benchmark runs through `faultline_kafkabench::run` into `DIR/kafka/`.
 //! 4. `faultline_reports::claims_suite` holds every claim against its family's
 //!    results, in memory, and writes `claims.html`, `claims.md` and `claims.json`.
@@ -26,11 +32,12 @@ use std::{
 };
 
 use faultline_kafkabench::{table, BenchError, BenchSpec};
+use faultline_loadgen::scrape::{ScrapeSpec, Scraper};
 use faultline_reports::{
     claims_suite::{
         ClaimsSuiteReport, FamilyRun, KafkaRun, RunOutcome, SuiteInfo, SuiteWritten, KAFKA_FAMILY,
     },
-    Claims, ReportError,
+    Claims, GateReport, Report, ReportError,
 };
 use faultline_results::{
     error::{read_text, write_text},
@@ -38,13 +45,23 @@ use faultline_results::{
 };
 
 use crate::{
-    run::{RunError, RunOptions},
+    claims_cqrs::{self, CqrsSpec},
+    run::{service_urls, RunError, RunOptions, StartedSystem},
     scenario::{CheckedScenario, Scenario, ScenarioError},
 };
 
 /// How `--quick` shortens a capacity search: each step's hold, and one bisection.
 const QUICK_HOLD: &str = "2s";
 const QUICK_ROUNDS: u32 = 1;
+/// The family whose results are the CQRS comparison, and how it reads: views at once
+/// on each side, and for how long.
+const CQRS_FAMILY: &str = "cqrs";
+const CQRS_CONCURRENCY: usize = 8;
+const CQRS_READ: Duration = Duration::from_secs(10);
+const CQRS_READ_QUICK: Duration = Duration::from_secs(3);
+/// The longest the suite waits for a shared system to drain between two families; a
+/// system still behind after it is used all the same, and the wait says so.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
 /// How the suite runs.
 #[derive(Debug, Clone)]
@@ -54,8 +71,8 @@ pub struct SuiteOptions {
     /// Where each run's report and the claims report go.
     pub output: PathBuf,
     pub quick: bool,
-    /// Run one family only (a scenario's stem, or `kafka`).
-    pub only: Option<String>,
+    /// Run these families only (a scenario's stem, or `kafka`); every one when empty.
+    pub only: Vec<String>,
     /// The `faultline` binary the services run as.
     pub faultline_bin: PathBuf,
     pub run_info: RunInfo,
@@ -63,6 +80,13 @@ pub struct SuiteOptions {
     pub settle_deadline: Duration,
     /// The Kafka benchmark's Table 5 rows.
     pub kafka: BenchSpec,
+}
+
+impl SuiteOptions {
+    /// Whether `--only` lets `family` run.
+    fn chosen(&self, family: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|only| only == family)
+    }
 }
 
 /// What the suite wrote.
@@ -140,7 +164,7 @@ pub fn families(dir: &Path) -> Result<Vec<(String, PathBuf)>, SuiteError> {
 /// Reads and checks the chosen scenarios, shortened with `--quick`.
 fn checked_scenarios(options: &SuiteOptions) -> Result<Vec<(String, CheckedScenario)>, SuiteError> {
     let all = families(&options.scenarios)?;
-    if let Some(only) = &options.only {
+    for only in &options.only {
         if only != KAFKA_FAMILY && !all.iter().any(|(family, _)| family == only) {
             let mut known: Vec<&str> = all.iter().map(|(family, _)| family.as_str()).collect();
             known.push(KAFKA_FAMILY);
@@ -152,7 +176,7 @@ fn checked_scenarios(options: &SuiteOptions) -> Result<Vec<(String, CheckedScena
     }
     let mut checked = Vec::new();
     for (family, path) in all {
-        if options.only.as_ref().is_some_and(|only| *only != family) {
+        if !options.chosen(&family) {
             continue;
         }
         let mut scenario = Scenario::read(&path)?;
@@ -174,10 +198,7 @@ pub async fn run<F: Future<Output = ()>>(
     interrupted: impl Fn() -> F,
 ) -> Result<SuiteOutcome, SuiteError> {
     let chosen = checked_scenarios(&options)?;
-    let run_kafka = options
-        .only
-        .as_ref()
-        .is_none_or(|only| only == KAFKA_FAMILY);
+    let run_kafka = options.chosen(KAFKA_FAMILY);
     if run_kafka {
         options.kafka.check().map_err(SuiteError::KafkaSettings)?;
     }
@@ -186,15 +207,20 @@ pub async fn run<F: Future<Output = ()>>(
     let total = chosen.len() + usize::from(run_kafka);
     let suite_started = Instant::now();
     let mut runs = Vec::new();
-    for (number, (family, checked)) in chosen.into_iter().enumerate() {
-        eprintln!(
-            "claims: [{}/{total}] {family}: {} ({:.0} s into the suite)",
-            number + 1,
-            checked.scenario.path.display(),
-            suite_started.elapsed().as_secs_f64()
-        );
-        let outcome = run_family(&options, &family, checked, interrupted()).await?;
-        runs.push(FamilyRun { family, outcome });
+    let mut announced = 0;
+    let mut stopping = Vec::new();
+    for group in shared_groups(chosen) {
+        let (outcomes, stop) = run_group(&options, group, &interrupted, |family, path| {
+            announced += 1;
+            eprintln!(
+                "claims: [{announced}/{total}] {family}: {} ({:.0} s into the suite)",
+                path.display(),
+                suite_started.elapsed().as_secs_f64()
+            );
+        })
+        .await?;
+        runs.extend(outcomes);
+        stopping.extend(stop);
     }
     for (family, _) in families(&options.scenarios)? {
         if !runs.iter().any(|run| run.family == family) {
@@ -215,6 +241,10 @@ pub async fn run<F: Future<Output = ()>>(
             RunOutcome::Skipped
         },
     };
+    for stop in stopping {
+        // A stop that panicked has dropped the system, which kills what was left.
+        let _ = stop.await;
+    }
     let outcome = write_report(&options, &claims, &runs, &kafka)?;
     eprintln!(
         "claims: the suite took {:.0} s",
@@ -228,7 +258,7 @@ pub async fn run<F: Future<Output = ()>>(
 /// to the claims file or the report, or to see `--only` runs together.
 pub fn report_again(options: &SuiteOptions) -> Result<SuiteOutcome, SuiteError> {
     let claims = Claims::builtin()?;
-    let chosen = |family: &str| options.only.as_ref().is_none_or(|only| only == family);
+    let chosen = |family: &str| options.chosen(family);
     let runs: Vec<FamilyRun> = families(&options.scenarios)?
         .into_iter()
         .map(|(family, _)| {
@@ -305,23 +335,179 @@ fn create_dir(path: &Path) -> Result<(), SuiteError> {
     })
 }
 
-/// One family's scenario, as `faultline run` runs it, into `DIR/<family>/`.
+/// Families that run on one system, by name.
+type Group = Vec<(String, CheckedScenario)>;
+
+/// What decides whether two families may share one system: the `[system]` table as
+/// parsed (its `Debug` form, every field of it), or `None` for a family whose faults
+/// act on a dependency, which needs fault proxies put in front of it at the system's
+/// start.
+fn sharing_key(checked: &CheckedScenario) -> Option<String> {
+    checked
+        .proxied
+        .is_empty()
+        .then(|| format!("{:?}", checked.scenario.topology))
+}
+
+/// The chosen families, grouped so that each group runs on one system: families with
+/// the same [`sharing_key`] together, in the order their first member was chosen. In a
+/// group, the families that kill or pause processes run after those without faults,
+/// whose measurements they would otherwise precede with restarted replicas.
+fn shared_groups(chosen: Vec<(String, CheckedScenario)>) -> Vec<Group> {
+    let mut groups: Vec<(Option<String>, Group)> = Vec::new();
+    for (family, checked) in chosen {
+        let key = sharing_key(&checked);
+        match groups
+            .iter_mut()
+            .find(|(shared, _)| key.is_some() && *shared == key)
+        {
+            Some((_, members)) => members.push((family, checked)),
+            None => groups.push((key, vec![(family, checked)])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(_, mut members)| {
+            members.sort_by_key(|(_, checked)| !checked.faults.is_empty());
+            members
+        })
+        .collect()
+}
+
+/// A system being stopped in the background.
+type Stopping = tokio::task::JoinHandle<()>;
+
+/// Runs one group of families on one system, started for the group and stopped after
+/// it (in the background, see [`Stopping`]). A system that does not start fails every
+/// family of the group, with the reason.
+async fn run_group<F: Future<Output = ()>>(
+    options: &SuiteOptions,
+    group: Group,
+    interrupted: &impl Fn() -> F,
+    mut announce: impl FnMut(&str, &Path),
+) -> Result<(Vec<FamilyRun>, Option<Stopping>), SuiteError> {
+    let Some((_, first)) = group.first() else {
+        return Ok((Vec::new(), None));
+    };
+    let started = tokio::select! {
+        started = StartedSystem::start(first, &options.faultline_bin) => started,
+        // Dropping the start future drops what it started, which kills it.
+        _ = interrupted() => return Err(SuiteError::Interrupted),
+    };
+    let started = match started {
+        Ok(started) => started,
+        Err(error) => {
+            let failed = group
+                .into_iter()
+                .map(|(family, checked)| {
+                    announce(&family, &checked.scenario.path);
+                    eprintln!("claims: {family} failed: {error}");
+                    FamilyRun {
+                        family,
+                        outcome: RunOutcome::Failed(error.to_string()),
+                    }
+                })
+                .collect();
+            return Ok((failed, None));
+        }
+    };
+    let mut runs = Vec::new();
+    let mut result = Ok(());
+    for (number, (family, checked)) in group.into_iter().enumerate() {
+        if number > 0 {
+            drain(started.system()).await;
+        }
+        announce(&family, &checked.scenario.path);
+        match run_family(options, &started, &family, checked, interrupted()).await {
+            Ok(outcome) => runs.push(FamilyRun { family, outcome }),
+            Err(error) => {
+                result = Err(error);
+                break;
+            }
+        }
+    }
+    match result {
+        // The services take seconds to stop gracefully, waiting on nothing the next
+        // run needs: the suite goes on and waits for them before it ends.
+        Ok(()) => Ok((runs, Some(tokio::spawn(started.stop())))),
+        Err(error) => {
+            started.stop().await;
+            Err(error)
+        }
+    }
+}
+
+/// Waits until no service has an event left in its outbox and no consumer is behind
+/// its partitions (the scraped `faultline_outbox_backlog` and `faultline_consumer_lag`
+/// add up to 0), for at most [`DRAIN_LIMIT`].
+async fn drain(system: &faultline_system::supervisor::System) {
+    let started = Instant::now();
+    loop {
+        let scraper = Scraper::start(ScrapeSpec {
+            targets: service_urls(system),
+            metrics: vec![
+                "faultline_outbox_backlog".into(),
+                "faultline_consumer_lag".into(),
+            ],
+            interval: Duration::from_millis(100),
+        });
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let behind: f64 = scraper
+            .finish(std::time::SystemTime::now())
+            .await
+            .iter()
+            .filter_map(|series| series.points.last().map(|(_, value)| value))
+            .sum();
+        if behind <= 0.0 {
+            eprintln!(
+                "claims: the system drained in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            return;
+        }
+        if started.elapsed() >= DRAIN_LIMIT {
+            eprintln!(
+                "claims: the system still has {behind} events behind after {} s; going on",
+                DRAIN_LIMIT.as_secs()
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// One family's scenario, as `faultline run` runs it, into `DIR/<family>/`, on the
+/// system started for its group.
 async fn run_family(
     options: &SuiteOptions,
+    system: &StartedSystem,
     family: &str,
     checked: CheckedScenario,
     interrupted: impl Future<Output = ()>,
 ) -> Result<RunOutcome<faultline_results::Results>, SuiteError> {
     let started = Instant::now();
+    // The cqrs family's load only places orders; the family's results are the
+    // comparison that follows it.
+    let output = match family {
+        CQRS_FAMILY => options.output.join(family).join("orders"),
+        _ => options.output.join(family),
+    };
     let run_options = RunOptions {
-        output: options.output.join(family),
+        output,
         faultline_bin: options.faultline_bin.clone(),
         progress: false,
         settle_deadline: options.settle_deadline,
         baseline: None,
         run_info: options.run_info.clone(),
     };
-    match crate::run(checked, run_options, interrupted).await {
+    match crate::run_on(system, checked, run_options, interrupted).await {
+        Ok(_) if family == CQRS_FAMILY => {
+            eprintln!(
+                "claims: {family}: orders placed in {:.0} s; reading their views both ways",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(run_cqrs(options, system).await)
+        }
         Ok(outcome) => {
             let capacity = outcome
                 .results
@@ -342,6 +528,56 @@ async fn run_family(
         Err(error) => {
             eprintln!("claims: {family} failed: {error}");
             Ok(RunOutcome::Failed(error.to_string()))
+        }
+    }
+}
+
+/// The cqrs family's comparison ([`crate::claims_cqrs`]) on the orders its load placed,
+/// with its own `results.json` and report in `DIR/cqrs/`.
+async fn run_cqrs(
+    options: &SuiteOptions,
+    system: &StartedSystem,
+) -> RunOutcome<faultline_results::Results> {
+    let spec = CqrsSpec {
+        concurrency: CQRS_CONCURRENCY,
+        duration: if options.quick {
+            CQRS_READ_QUICK
+        } else {
+            CQRS_READ
+        },
+    };
+    let dir = options.output.join(CQRS_FAMILY);
+    let compared = claims_cqrs::compare(
+        &system.system().database_urls,
+        spec,
+        options.run_info.clone(),
+    )
+    .await
+    .map_err(|error| error.to_string())
+    .and_then(|results| {
+        let claims = Claims::builtin().map_err(|e| e.to_string())?;
+        results
+            .write(&dir.join("results.json"))
+            .map_err(|e| e.to_string())?;
+        Report::build(&results, &claims, GateReport::default())
+            .and_then(|report| report.write_all(&dir))
+            .map_err(|e| e.to_string())?;
+        Ok(results)
+    });
+    match compared {
+        Ok(results) => {
+            let speedup = faultline_reports::Metric::parse("cqrs.read_speedup")
+                .map(|metric| metric.measure(&results, &Default::default()).to_string())
+                .unwrap_or_default();
+            eprintln!("claims: {CQRS_FAMILY} done: the read model reads {speedup}x faster");
+            RunOutcome::Ran {
+                results: Box::new(results),
+                report: format!("{CQRS_FAMILY}/index.html"),
+            }
+        }
+        Err(error) => {
+            eprintln!("claims: {CQRS_FAMILY} failed: {error}");
+            RunOutcome::Failed(error)
         }
     }
 }
@@ -430,7 +666,12 @@ mod tests {
             Scope::Group(group) => any_endpoint(&groups[group]),
             Scope::Consistency | Scope::Checker => kinds.contains(&JourneyKind::Checkout),
             Scope::Server { name, .. } => DEFAULT_METRICS.contains(&name.as_str()),
-            Scope::Faults | Scope::KafkaBench(_) => false,
+            // Every run samples its system's processes from /proc.
+            Scope::Resources(_) => true,
+            Scope::Faults(_) => !scenario.faults.is_empty(),
+            // The comparison that follows the cqrs family's load.
+            Scope::Cqrs => scenario.name == "claims-cqrs",
+            Scope::KafkaBench(_) => false,
         }
     }
 
@@ -510,7 +751,7 @@ mod tests {
                 scenarios: suite_dir(),
                 output: PathBuf::new(),
                 quick,
-                only: None,
+                only: Vec::new(),
                 faultline_bin: PathBuf::new(),
                 run_info: RunInfo::default(),
                 settle_deadline: Duration::from_secs(1),
@@ -519,6 +760,15 @@ mod tests {
             let checked = checked_scenarios(&options).unwrap();
             assert!(checked.len() >= 5, "{}", checked.len());
             for (family, checked) in &checked {
+                // The recovery and deployments families hold faults at a steady rate, and
+                // the cqrs family's load only places orders: their claims are times, error
+                // shares and a ratio, not rates.
+                let faulted = family == "recovery" || family == "deployments";
+                if faulted || family == CQRS_FAMILY {
+                    assert!(checked.scenario.load.find_max.is_none());
+                    assert_eq!(faulted, !checked.faults.is_empty());
+                    continue;
+                }
                 let search = checked.scenario.load.find_max.as_ref().unwrap();
                 assert!(!checked.capacity_gates.is_empty(), "{family}");
                 if quick {
@@ -534,7 +784,7 @@ mod tests {
             scenarios: suite_dir(),
             output: PathBuf::new(),
             quick: true,
-            only: Some("nope".into()),
+            only: vec!["users".into(), "nope".into()],
             faultline_bin: PathBuf::new(),
             run_info: RunInfo::default(),
             settle_deadline: Duration::from_secs(1),
@@ -547,6 +797,47 @@ mod tests {
             text.contains("\"nope\"") && text.contains("users") && text.contains("kafka"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn families_with_the_same_system_and_no_fault_share_one_system() {
+        let options = SuiteOptions {
+            scenarios: suite_dir(),
+            output: PathBuf::new(),
+            quick: true,
+            only: Vec::new(),
+            faultline_bin: PathBuf::new(),
+            run_info: RunInfo::default(),
+            settle_deadline: Duration::from_secs(1),
+            kafka: bench_spec(),
+        };
+        let chosen = checked_scenarios(&options).unwrap();
+        let families = chosen.len();
+        let groups = shared_groups(chosen);
+        assert_eq!(groups.len(), 1, "the suite's families start one system");
+        assert_eq!(groups[0].len(), families);
+
+        // The families that kill processes run after the others on it.
+        let with_faults: Vec<bool> = groups[0]
+            .iter()
+            .map(|(_, checked)| !checked.faults.is_empty())
+            .collect();
+        assert!(
+            with_faults.contains(&true),
+            "the recovery family kills services"
+        );
+        assert!(with_faults.is_sorted(), "{with_faults:?}");
+
+        // A family whose faults need proxies, or that asks for another system, runs on
+        // its own.
+        let mut chosen = checked_scenarios(&options).unwrap();
+        let (_, proxied) = &mut chosen[0];
+        proxied.proxied.push(faultline_system::Dependency::Kafka);
+        let (_, bigger) = &mut chosen[1];
+        bigger.scenario.topology.products = Some(7);
+        let groups = shared_groups(chosen);
+        let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [1, 1, families - 2], "{sizes:?}");
     }
 
     fn bench_spec() -> BenchSpec {

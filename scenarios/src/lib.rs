@@ -20,15 +20,17 @@
 //!   A `[load.find_max]` runs its capacity search against the system the run started.
 //! - [`claims`]: the claims suite, `faultline claims`: every scenario of
 //!   `scenarios/claims/` through [`run`], the Kafka benchmark of Table 5, and one
-//!   claims report of every claim of the documents.
+//!   claims report of every claim of the documents; [`claims_cqrs`] is its comparison of
+//!   the read model against the view composed from the write side.
 //!
 //! Depends on every other crate of the workspace; none depends on it but the binary.
 
 pub mod claims;
+pub mod claims_cqrs;
 pub mod load;
 pub mod run;
 pub mod scenario;
 pub mod targets;
 
-pub use run::{run, BaselineOptions, RunError, RunOptions, RunOutcome};
+pub use run::{run, run_on, BaselineOptions, RunError, RunOptions, RunOutcome, StartedSystem};
 pub use scenario::{CheckedScenario, Problem, Scenario, ScenarioError};

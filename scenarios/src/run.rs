@@ -2,7 +2,8 @@
 //!
 //! 1. Put fault proxies in front of the dependencies faults act on, and start the
 //!    reference system on the real stack, routed through them.
-//! 2. Run the load, the fault timeline and the `/metrics` scrape together; the timeline
+//! 2. Run the load, the fault timeline, the `/metrics` scrape and the `/proc` sampler
+//!    ([`resources`]) together; the timeline
 //!    starts with the load's clock (a journey run first registers its users). A
 //!    `[load.find_max]` runs its capacity search here, step after step, in place of the
 //!    single load.
@@ -12,6 +13,12 @@
 //!    write `results.json`, `index.html`, `junit.xml` and `summary.md`.
 //!
 //! Nothing here can fail as a usage error: the scenario was checked whole before.
+//!
+//! With tracing on, module `traces` has the generator keep its slowest requests' trace
+//! ids and fetches their traces from Jaeger after the load.
+
+mod prometheus;
+mod traces;
 
 use std::{
     future::Future,
@@ -42,6 +49,13 @@ use faultline_system::{
     supervisor::System,
 };
 
+mod recovery;
+mod resources;
+
+use self::{
+    recovery::{ReadinessWatcher, Transitions},
+    resources::ResourceSampler,
+};
 use crate::{
     load::SloJudge,
     scenario::CheckedScenario,
@@ -128,32 +142,85 @@ pub async fn run(
     options: RunOptions,
     interrupted: impl Future<Output = ()>,
 ) -> Result<RunOutcome, RunError> {
-    std::fs::create_dir_all(&options.output).map_err(|source| RunError::Output {
-        path: options.output.clone(),
-        source,
-    })?;
-    let mut spec = checked.system.clone();
-    spec.faultline_bin = options.faultline_bin.clone();
-    let proxies = targets::start_proxies(&mut spec, &checked.proxied).await?;
-    eprintln!("run: starting the reference system");
-    let started = std::time::Instant::now();
-    let system = Arc::new(System::start(spec.clone()).await?);
-    eprintln!(
-        "run: the system is up in {:.1} s; gateway {}",
-        started.elapsed().as_secs_f64(),
-        system.gateway_url
-    );
-    let targets = targets::bind(&system, &spec, &proxies);
-    let outcome = async {
-        let timeline = Timeline::new(checked.faults.clone(), &targets)
-            .map_err(|e| RunError::Timeline(e.to_string()))?;
-        let loaded = load_with_faults(&checked, &options, &system, timeline, interrupted).await?;
-        finish(&checked, &options, &system, loaded).await
-    }
-    .await;
-    eprintln!("run: stopping the system");
-    stop(system, proxies).await;
+    create_output(&options.output)?;
+    let mut checked = checked;
+    prometheus::keep_under(&mut checked.system, &options.output);
+    let started = StartedSystem::start(&checked, &options.faultline_bin).await?;
+    let outcome = run_on(&started, checked, options, interrupted).await;
+    started.stop().await;
     outcome
+}
+
+/// A reference system started for runs, with the fault proxies in front of its
+/// dependencies. [`run`] starts one per scenario; the claims suite starts one for every
+/// family whose `[system]` is the same and runs each family on it with [`run_on`].
+pub struct StartedSystem {
+    system: Arc<System>,
+    spec: faultline_system::supervisor::SystemSpec,
+    proxies: Vec<Proxies>,
+}
+
+impl StartedSystem {
+    /// Starts the system `checked`'s `[system]` describes, routed through proxies for the
+    /// dependencies its faults act on.
+    pub async fn start(
+        checked: &CheckedScenario,
+        faultline_bin: &Path,
+    ) -> Result<StartedSystem, RunError> {
+        let mut spec = checked.system.clone();
+        spec.faultline_bin = faultline_bin.to_path_buf();
+        let proxies = targets::start_proxies(&mut spec, &checked.proxied).await?;
+        eprintln!("run: starting the reference system");
+        let started = std::time::Instant::now();
+        let system = Arc::new(System::start(spec.clone()).await?);
+        eprintln!(
+            "run: the system is up in {:.1} s; gateway {}",
+            started.elapsed().as_secs_f64(),
+            system.gateway_url
+        );
+        Ok(StartedSystem {
+            system,
+            spec,
+            proxies,
+        })
+    }
+
+    pub fn system(&self) -> &System {
+        &self.system
+    }
+
+    /// Stops every service, then the stack and the proxies.
+    pub async fn stop(self) {
+        eprintln!("run: stopping the system");
+        stop(self.system, self.proxies).await;
+    }
+}
+
+/// Runs a checked scenario against a system already started: the load with its fault
+/// timeline and scrape, the checker, results and report. Anything the run changed in
+/// the system (its data, a restarted replica) stays for whatever runs next on it.
+pub async fn run_on(
+    started: &StartedSystem,
+    checked: CheckedScenario,
+    options: RunOptions,
+    interrupted: impl Future<Output = ()>,
+) -> Result<RunOutcome, RunError> {
+    create_output(&options.output)?;
+    let system = &started.system;
+    let targets = targets::bind(system, &started.spec, &started.proxies);
+    let timeline = Timeline::new(checked.faults.clone(), &targets)
+        .map_err(|e| RunError::Timeline(e.to_string()))?;
+    let watcher = ReadinessWatcher::start(system.clone(), &started.spec, &checked.faults);
+    let loaded = load_with_faults(&checked, &options, system, timeline, interrupted).await;
+    let readiness = watcher.finish().await;
+    finish(&checked, &options, system, loaded?, &readiness).await
+}
+
+fn create_output(output: &Path) -> Result<(), RunError> {
+    std::fs::create_dir_all(output).map_err(|source| RunError::Output {
+        path: output.to_path_buf(),
+        source,
+    })
 }
 
 async fn stop(system: Arc<System>, proxies: Vec<Proxies>) {
@@ -174,13 +241,14 @@ struct Loaded {
     /// When the timeline (and the load's clock) started.
     timeline_wall: SystemTime,
     scraper: Scraper,
+    sampler: ResourceSampler,
 }
 
 /// Runs the load, the fault timeline and the scrape together.
 async fn load_with_faults(
     checked: &CheckedScenario,
     options: &RunOptions,
-    system: &System,
+    system: &Arc<System>,
     timeline: Timeline,
     interrupted: impl Future<Output = ()>,
 ) -> Result<Loaded, RunError> {
@@ -191,12 +259,14 @@ async fn load_with_faults(
         if config.ledger.is_none() {
             config.ledger = Some(options.output.join("ledger.jsonl"));
         }
+        config.exemplars = traces::exemplar_limits(&checked.system);
     }
     let scraper = Scraper::start(ScrapeSpec {
         targets: service_urls(system),
         metrics: DEFAULT_METRICS.iter().map(|m| m.to_string()).collect(),
         interval: Duration::from_secs(1),
     });
+    let sampler = ResourceSampler::start(system.clone(), Duration::from_secs(1));
     let show = progress_printer(options.progress, timeline.active());
 
     // The timeline starts with the load's clock: a journey run first registers its users.
@@ -269,6 +339,7 @@ async fn load_with_faults(
         timeline,
         timeline_wall,
         scraper,
+        sampler,
     })
 }
 
@@ -295,7 +366,7 @@ fn capacity_search(checked: &CheckedScenario) -> Result<Option<(Staircase, SloJu
 }
 
 /// Every service replica's URL, for the `/metrics` scrape.
-fn service_urls(system: &System) -> Vec<String> {
+pub(crate) fn service_urls(system: &System) -> Vec<String> {
     ServiceKind::ALL
         .into_iter()
         .flat_map(|kind| (1..).map_while(move |replica| system.service_url(kind, replica)))
@@ -327,12 +398,14 @@ async fn finish(
     options: &RunOptions,
     system: &System,
     loaded: Loaded,
+    readiness: &[(String, Transitions)],
 ) -> Result<RunOutcome, RunError> {
     let Loaded {
         mut results,
         timeline,
         timeline_wall,
         scraper,
+        sampler,
     } = loaded;
     let fault_failures: Vec<String> = timeline
         .failures
@@ -347,13 +420,16 @@ async fn finish(
     for failure in &fault_failures {
         eprintln!("run: {failure}");
     }
-    results.faults = fault_windows(&timeline, timeline_wall);
+    results.faults = fault_windows(&timeline, timeline_wall, readiness);
     let started_at =
         humantime::parse_rfc3339(&results.metadata.started_at).unwrap_or(timeline_wall);
     results.server_metrics = scraper.finish(started_at).await;
+    results.resources = sampler.finish(started_at).await;
     if let Some(ledger) = results.write_ledger.clone() {
         results.checker = check(system, Path::new(&ledger), options.settle_deadline).await;
     }
+    traces::fetch(system, &mut results).await;
+    prometheus::record(system, &mut results, started_at).await;
     results.gates = checked.scenario.gates.clone();
     results.scenario_text = Some(checked.scenario.text.clone());
 
@@ -386,12 +462,17 @@ async fn finish(
     })
 }
 
-/// The timeline's windows (seconds from its start) as results' wall-clock windows.
-fn fault_windows(timeline: &TimelineOutcome, wall: SystemTime) -> Vec<FaultWindow> {
-    let at = |offset: f64| {
-        let when = wall + Duration::try_from_secs_f64(offset.max(0.0)).unwrap_or_default();
-        TimePoint::At(humantime::format_rfc3339_millis(when).to_string())
-    };
+/// The timeline's windows (seconds from its start) as results' wall-clock windows, each
+/// with how long its replica took to be ready again when it was watched.
+fn fault_windows(
+    timeline: &TimelineOutcome,
+    wall: SystemTime,
+    readiness: &[(String, Transitions)],
+) -> Vec<FaultWindow> {
+    let when =
+        |offset: f64| wall + Duration::try_from_secs_f64(offset.max(0.0)).unwrap_or_default();
+    let at =
+        |offset: f64| TimePoint::At(humantime::format_rfc3339_millis(when(offset)).to_string());
     timeline
         .windows
         .iter()
@@ -401,6 +482,12 @@ fn fault_windows(timeline: &TimelineOutcome, wall: SystemTime) -> Vec<FaultWindo
             target: w.target.clone(),
             start: at(w.start),
             end: w.end.map(at),
+            ready_after_secs: readiness
+                .iter()
+                .find(|(target, _)| *target == w.target)
+                .zip(w.end)
+                .and_then(|((_, seen), end)| recovery::ready_after(seen, when(w.start), when(end))),
+            steps: w.steps.iter().map(|step| step.map(|o| at(*o))).collect(),
         })
         .collect()
 }

@@ -429,6 +429,19 @@ max = "500ms"
     }
 
     #[test]
+    fn mtls_in_the_system_table_turns_mutual_tls_on_and_is_off_without_it() {
+        assert!(!check("").unwrap().system.mtls);
+        let with = |value: &str| BASE.replace("[system]\n", &format!("[system]\nmtls = {value}\n"));
+        let on = Scenario::parse(&with("true"), Path::new("t.toml")).unwrap();
+        assert!(on.check().unwrap().system.mtls);
+        let error = Scenario::parse(&with("\"yes\""), Path::new("t.toml")).unwrap_err();
+        // The line of `mtls = "yes"`, the one after `[system]`.
+        let system_line = BASE.lines().position(|l| l == "[system]").unwrap() + 1;
+        assert_eq!(error.problems[0].line, Some(system_line + 1), "{error}");
+        assert!(error.problems[0].message.contains("bool"), "{error}");
+    }
+
+    #[test]
     fn a_gate_on_an_unknown_metric_is_refused_with_its_line() {
         let problem = refused("\n[[gates]]\nmetric = \"http.p999x\"\nmax = \"1s\"\n");
         assert_eq!(problem.line, Some(base_lines() + 2), "{problem}");
@@ -513,5 +526,29 @@ max = "500ms"
             .unwrap_err();
         assert_eq!(error.problems[0].line, Some(1), "{error}");
         assert!(error.to_string().contains("duration"), "{error}");
+    }
+
+    #[test]
+    fn the_system_table_turns_prometheus_on_and_sets_the_trace_sample_ratio() {
+        let text = BASE.replace(
+            "kafka_brokers = 1\n",
+            "kafka_brokers = 1\nprometheus = true\ntrace_sample_ratio = 0.25\n",
+        );
+        let checked = Scenario::parse(&text, Path::new("t.toml"))
+            .unwrap()
+            .check()
+            .unwrap();
+        assert!(checked.system.stack.prometheus.is_some());
+        assert_eq!(checked.system.trace_sample_ratio, Some(0.25));
+
+        let text = BASE.replace(
+            "kafka_brokers = 1\n",
+            "kafka_brokers = 1\ntrace_sample_ratio = 2\n",
+        );
+        let error = Scenario::parse(&text, Path::new("t.toml"))
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert!(error.to_string().contains("trace_sample_ratio"), "{error}");
     }
 }

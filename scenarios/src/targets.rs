@@ -3,14 +3,16 @@
 //! [`names`] lists every fault target a topology has: each service (`orders`, its first
 //! replica) and replica (`orders-2`) for process faults; `kafka` (every broker at once),
 //! `kafka-<n>` (one broker), `postgres` and `redis` for link faults through a fault
-//! proxy. The same list serves the dry run in [`Scenario::check`](crate::Scenario::check)
+//! proxy. Rollout and blue-green faults name a service (`orders`: every replica of it),
+//! any but the gateway. The same list serves the dry run in [`Scenario::check`](crate::Scenario::check)
 //! ([`check_target`]) and the binding of the real run ([`bind`]), so the two cannot
 //! disagree.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use faultline_chaos::{
-    process::BoxFuture, Fault, FaultProxy, ProcessControl, ProcessError, Signal, Targets,
+    process::BoxFuture, Deployable, Deployment, Fault, FaultProxy, ProcessControl, ProcessError,
+    ReplicaStep, Signal, Targets,
 };
 use faultline_system::{
     services::ServiceKind,
@@ -67,6 +69,17 @@ fn lookup(spec: &SystemSpec, name: &str) -> Option<Named> {
 /// a dependency) is local, so a proxy can be put in front of it.
 pub fn check_target(spec: &SystemSpec, fault: &Fault) -> Result<(), String> {
     let kind = fault.kind();
+    if kind.is_deployment() {
+        return deployable(&fault.target).map(|_| ()).ok_or_else(|| {
+            format!(
+                "fault #{} ({}) targets {:?}, which is not a service a deployment can replace: name one of {}",
+                fault.number,
+                kind.name(),
+                fault.target,
+                deployable_services().map(|k| k.name()).collect::<Vec<_>>().join(", "),
+            )
+        });
+    }
     let wrong_kind = || {
         format!(
             "fault #{} ({}) on {:?}: kill, terminate, pause and restart act on services; partition, reset, latency, bandwidth, slicer and timeout on {} or a broker such as kafka-1",
@@ -96,6 +109,18 @@ pub fn check_target(spec: &SystemSpec, fault: &Fault) -> Result<(), String> {
         }),
         Some(Named::Process(..)) => Ok(()),
     }
+}
+
+/// Every service but the gateway: nothing in front of it could switch its traffic.
+fn deployable_services() -> impl Iterator<Item = ServiceKind> {
+    ServiceKind::ALL
+        .into_iter()
+        .filter(|k| *k != ServiceKind::Gateway)
+}
+
+/// The service a rollout or blue-green fault on `name` replaces.
+fn deployable(name: &str) -> Option<ServiceKind> {
+    deployable_services().find(|k| k.name() == name)
 }
 
 /// The dependencies the faults act on (checked with [`check_target`]), each to get
@@ -158,6 +183,13 @@ pub enum ProxyStartError {
 /// Binds every name of the topology to the running system's processes and proxies.
 pub fn bind(system: &Arc<System>, spec: &SystemSpec, proxies: &[Proxies]) -> Targets {
     let mut targets = Targets::new();
+    for kind in deployable_services() {
+        let service: Arc<dyn Deployable> = Arc::new(ServiceDeployment {
+            system: system.clone(),
+            kind,
+        });
+        targets.add_deployable(kind.name(), service);
+    }
     for (name, named) in names(spec) {
         match named {
             Named::Process(kind, replica) => {
@@ -225,6 +257,37 @@ impl ProcessControl for ServiceFaults {
     }
 }
 
+/// Every replica of a service, as the target of rollout and blue-green faults.
+struct ServiceDeployment {
+    system: Arc<System>,
+    kind: ServiceKind,
+}
+
+impl Deployable for ServiceDeployment {
+    fn deploy(
+        &self,
+        deployment: Deployment,
+    ) -> BoxFuture<'_, Result<Vec<ReplicaStep>, ProcessError>> {
+        Box::pin(async move {
+            let replaced = match deployment {
+                Deployment::Rollout { pause, drain } => {
+                    self.system.rollout(self.kind, pause, drain).await
+                }
+                Deployment::BlueGreen { drain } => self
+                    .system
+                    .blue_green(self.kind, drain)
+                    .await
+                    .map(|step| vec![step]),
+            };
+            // The supervisor's replacements are the timeline's steps: one type.
+            replaced.map_err(|e| ProcessError::Deploy {
+                target: self.kind.name().to_string(),
+                reason: e.to_string(),
+            })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -262,5 +325,23 @@ mod tests {
         );
         assert_eq!(named("kafka-3"), None);
         assert_eq!(named("kafka-0"), None);
+    }
+
+    #[test]
+    fn a_deployment_names_a_service_and_not_the_gateway_a_replica_or_a_proxy() {
+        let spec = SystemSpec::new(PathBuf::new());
+        let faults = |target: &str| {
+            faultline_chaos::spec::parse_faults(&format!(
+                "[[faults]]\nat = \"1s\"\nkind = \"rollout\"\ntarget = \"{target}\"\n"
+            ))
+            .map(|mut faults| faults.remove(0))
+        };
+        let check = |target: &str| check_target(&spec, &faults(target).expect("a rollout"));
+        assert_eq!(check("orders"), Ok(()));
+        for wrong in ["ordres", "orders-1", "gateway", "kafka"] {
+            let error = check(wrong).expect_err(wrong);
+            assert!(error.contains(&format!("{wrong:?}")), "{error}");
+            assert!(error.contains("orders"), "the services are listed: {error}");
+        }
     }
 }

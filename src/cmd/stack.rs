@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use faultline_system::stack::kafka::LocalKafka;
 use faultline_system::stack::smoke::{self, SmokeSpec};
 use faultline_system::stack::{
-    KafkaSpec, PostgresSpec, RedisSpec, Stack, StackError, StackSpec, KAFKA_VERSION,
+    KafkaSpec, PostgresSpec, PrometheusSpec, RedisSpec, Stack, StackError, StackSpec, KAFKA_VERSION,
 };
 
 #[derive(Debug, Subcommand)]
@@ -86,6 +86,17 @@ pub struct StackArgs {
     #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
     ready_timeout: Duration,
 
+    /// Also start Jaeger (in memory, loopback ports) and print JAEGER_URL= and
+    /// OTEL_EXPORTER_OTLP_ENDPOINT=; the services of `system up` export their spans to it.
+    #[arg(long)]
+    tracing: bool,
+
+    /// Also start Prometheus (Debian's `prometheus`, a loopback port) scraping every
+    /// service replica of `system up` each second; print PROMETHEUS_URL= and
+    /// PROMETHEUS_DATA_DIR=, where its series stay after the stack stops.
+    #[arg(long)]
+    prometheus: bool,
+
     /// Start the components as Docker containers (testcontainers) instead of processes.
     #[cfg(feature = "containers")]
     #[arg(long)]
@@ -145,6 +156,8 @@ impl StackArgs {
             data_dir: self.data_dir.clone(),
             keep_data: self.keep_data,
             ready_timeout: self.ready_timeout,
+            tracing: self.tracing,
+            prometheus: self.prometheus.then(PrometheusSpec::default),
         }
     }
 

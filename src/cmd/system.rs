@@ -22,7 +22,7 @@ pub enum SystemCommand {
     /// DATABASE_URL and REDIS_URL that `stack up` prints), start every service as a
     /// supervised process (restarted with backoff if it dies), wait until all are ready,
     /// seed the catalogue, and print the stack's three lines, GATEWAY_URL (with --tls,
-    /// GATEWAY_CA_FILE too) and one
+    /// GATEWAY_CA_FILE too; with --mtls, MESH_CA_FILE, MESH_CLIENT_CERT, MESH_CLIENT_KEY) and one
     /// SERVICE_<NAME>_<replica>=URL pid=PID line per process. Stays up until Ctrl-C.
     Up(Box<UpArgs>),
     /// Create products 1..=N with the given stock in an inventory database.
@@ -80,6 +80,16 @@ pub struct UpArgs {
     /// localhost from a throwaway CA; GATEWAY_CA_FILE= names the CA for clients to trust.
     #[arg(long)]
     tls: bool,
+
+    /// Mutual TLS between the services: a CA made for this system signs a certificate per
+    /// service (and for the supervisor and Prometheus), written next to the services' logs;
+    /// every service behind the gateway then serves HTTPS (TLS 1.3) only to clients holding
+    /// one, and answers 403 to a valid certificate of a service that may not call it (only
+    /// the gateway calls services; /health/* and /metrics take any certificate of the CA).
+    /// MESH_CA_FILE= names the CA; MESH_CLIENT_CERT= and MESH_CLIENT_KEY= the supervisor's
+    /// certificate, for calling a service directly (e.g. curl --cacert --cert --key).
+    #[arg(long)]
+    mtls: bool,
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +140,12 @@ async fn up(mut args: UpArgs) -> anyhow::Result<ExitCode> {
         stock: Some(args.stock),
         rate_limit: Some(args.rate_limit),
         kafka_brokers: None,
+        // `--tracing` and `--prometheus` (stack flags) already set them.
+        tracing: None,
+        // The flag is applied below.
+        mtls: None,
+        trace_sample_ratio: None,
+        prometheus: None,
     });
     if let Err(message) = topology.and_then(|topology| topology.apply(&mut spec)) {
         eprintln!("error: {message}");
@@ -137,6 +153,7 @@ async fn up(mut args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     spec.jwt_secret = args.jwt_secret;
     spec.gateway_tls = args.tls;
+    spec.mtls = args.mtls;
     if let Some(url) = args.webhook_url {
         spec.extra_args.insert(
             ServiceKind::Notifications,
@@ -180,6 +197,16 @@ async fn up(mut args: UpArgs) -> anyhow::Result<ExitCode> {
         writeln!(stdout, "GATEWAY_URL={}", system.gateway_url)?;
         if let Some(ca) = &system.gateway_ca_file {
             writeln!(stdout, "GATEWAY_CA_FILE={}", ca.display())?;
+        }
+        if let Some(mesh) = &system.mesh {
+            let supervisor = faultline_system::platform::mesh::SUPERVISOR;
+            writeln!(stdout, "MESH_CA_FILE={}", mesh.ca.display())?;
+            writeln!(
+                stdout,
+                "MESH_CLIENT_CERT={}",
+                mesh.cert(supervisor).display()
+            )?;
+            writeln!(stdout, "MESH_CLIENT_KEY={}", mesh.key(supervisor).display())?;
         }
         for (name, url, pid) in system.services() {
             writeln!(

@@ -11,21 +11,30 @@
 //! database), to Kafka as its own principal (whose ACLs `topology::KAFKA_ACCESS` gives).
 //! Secrets travel in the process' environment, never in argv. Seeding and the checker use
 //! the admin connection ([`System::database_urls`]).
+//!
+//! With [`SystemSpec::mtls`], a CA made for this system signs a certificate per service
+//! (`platform::mesh`, files in the services' log directory); each service then takes
+//! calls over mutual TLS only, and the supervisor probes them with its own certificate.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use tokio_util::sync::CancellationToken;
 
-use crate::platform::http::{answers_ready, http_client, HttpClient};
+use crate::platform::http::{answers_ready, http_client, https_client, HttpClient};
+use crate::platform::mesh::{self, MeshFiles};
 use crate::platform::migrate;
 use crate::services::inventory;
 use crate::services::ServiceKind;
 use crate::stack::process::{self, ManagedProcess, ProcessSpec};
-use crate::stack::{ports, Stack, StackError, StackSpec};
+use crate::stack::{ports, ScrapeTarget, Stack, StackError, StackSpec};
+
+mod deploy;
+pub use deploy::Replacement;
 
 impl From<StackError> for SystemError {
     fn from(error: StackError) -> Self {
@@ -86,6 +95,12 @@ pub struct SystemSpec {
     pub(crate) redis_route: Option<String>,
     /// The gateway serves HTTPS (TLS 1.3) with a throwaway CA's certificate.
     pub gateway_tls: bool,
+    /// Mutual TLS between the services (`platform::mesh`): a CA for this system, a
+    /// certificate per service, each service's callers checked.
+    pub mtls: bool,
+    /// Share of the traces starting in a service that are recorded (its
+    /// `--trace-sample-ratio`); `None` leaves the services' default.
+    pub trace_sample_ratio: Option<f64>,
 }
 
 impl SystemSpec {
@@ -107,6 +122,8 @@ impl SystemSpec {
             postgres_route: None,
             redis_route: None,
             gateway_tls: false,
+            mtls: false,
+            trace_sample_ratio: None,
         }
     }
 }
@@ -155,11 +172,13 @@ pub struct ServiceProcess {
     next_restart: Option<Instant>,
     /// The CA of its certificate when it serves HTTPS (the gateway with `gateway_tls`).
     pub tls_ca: Option<PathBuf>,
+    /// It serves HTTPS to callers of the system CA only (`mtls`).
+    pub mesh: bool,
 }
 
 impl ServiceProcess {
     pub fn url(&self) -> String {
-        let scheme = if self.tls_ca.is_some() {
+        let scheme = if self.tls_ca.is_some() || self.mesh {
             "https"
         } else {
             "http"
@@ -194,6 +213,13 @@ pub struct System {
     pub database_urls: HashMap<ServiceKind, String>,
     /// What the services are given: `database_urls` routed as [`SystemSpec::route_through`] asked.
     service_database_urls: HashMap<ServiceKind, String>,
+    /// With `mtls`: the system CA and every identity's certificate.
+    pub mesh: Option<MeshFiles>,
+    /// With `mtls`: how the supervisor calls the services (as [`mesh::SUPERVISOR`]).
+    probe_tls: Option<Arc<rustls::ClientConfig>>,
+    /// The gateway's upstreams file and its last generation (see [`deploy`]).
+    upstreams_file: PathBuf,
+    upstreams_generation: AtomicU64,
 }
 
 fn lock(processes: &Mutex<Vec<ServiceProcess>>) -> std::sync::MutexGuard<'_, Vec<ServiceProcess>> {
@@ -240,7 +266,14 @@ impl System {
             jwt_secret,
             database_urls,
             service_database_urls,
+            mesh: None,
+            probe_tls: None,
+            upstreams_file: logs.join("upstreams.json"),
+            upstreams_generation: AtomicU64::new(0),
         };
+        if spec.mtls {
+            system.start_mesh(&logs)?;
+        }
 
         // Everything but the gateway, concurrently; each service migrates its own schema.
         let mut started = Vec::new();
@@ -291,12 +324,51 @@ impl System {
         system.gateway_url = gateway.url();
         lock(&system.processes).push(gateway);
         system.wait_all_ready(spec.ready_timeout).await?;
+        system.scrape_by_prometheus()?;
 
         tokio::spawn(supervise(
             system.processes.clone(),
             system.supervision.clone(),
         ));
         Ok(system)
+    }
+
+    /// Makes the system CA and every identity's certificate in `dir`, and the supervisor's
+    /// own client of them.
+    fn start_mesh(&mut self, dir: &Path) -> Result<(), SystemError> {
+        let invalid = |e: crate::platform::tls::TlsError| SystemError::Invalid(e.to_string());
+        let files = mesh::write_mesh(dir).map_err(invalid)?;
+        let identity = mesh::MeshIdentity::of(&files, mesh::SUPERVISOR).map_err(invalid)?;
+        self.probe_tls = Some(identity.client_config().map_err(invalid)?);
+        self.mesh = Some(files);
+        Ok(())
+    }
+
+    /// The client readiness is asked with: as the supervisor under mutual TLS.
+    pub fn probe_client(&self) -> HttpClient {
+        match &self.probe_tls {
+            Some(tls) => https_client(tls.clone()),
+            None => http_client(),
+        }
+    }
+
+    /// Names every replica to the stack's Prometheus, when it runs one. A restarted
+    /// replica keeps its port; a rollout or blue-green names its new replicas again. An
+    /// HTTPS gateway and services under mutual TLS are left out: the scrape job speaks
+    /// plain HTTP.
+    fn scrape_by_prometheus(&self) -> Result<(), SystemError> {
+        let Some(prometheus) = self.stack.as_ref().and_then(Stack::prometheus) else {
+            return Ok(());
+        };
+        let targets: Vec<ScrapeTarget> = lock(&self.processes)
+            .iter()
+            .filter(|service| service.tls_ca.is_none() && !service.mesh)
+            .map(|service| ScrapeTarget {
+                port: service.port,
+                replica: service.replica,
+            })
+            .collect();
+        Ok(prometheus.set_targets(&targets)?)
     }
 
     /// Seeds inventory's catalogue directly, not through a fault proxy.
@@ -334,6 +406,8 @@ impl System {
             args.push(format!("{}={}", kind.name(), urls.join(",")));
         }
         args.extend([
+            "--upstreams-file".into(),
+            self.upstreams_file.display().to_string(),
             "--rate-limit".into(),
             spec.rate_limit.to_string(),
             "--burst".into(),
@@ -380,6 +454,9 @@ impl System {
             _ => {}
         }
         args.extend(extra.iter().cloned());
+        if let Some(mesh) = &self.mesh {
+            args.extend(mesh.serve_args(kind.name()));
+        }
         if let Some(more) = spec.extra_args.get(&kind) {
             args.extend(more.iter().cloned());
         }
@@ -395,12 +472,16 @@ impl System {
         port: u16,
         args: Vec<String>,
     ) -> Result<ServiceProcess, SystemError> {
+        let mut env = self.service_env(kind);
+        if let Some(ratio) = spec.trace_sample_ratio {
+            env.push(("FAULTLINE_TRACE_SAMPLE_RATIO".into(), ratio.to_string()));
+        }
         let process_spec = ProcessSpec {
             name: format!("{}-{replica}", kind.name()),
             program: spec.faultline_bin.clone(),
             args,
             // Secrets travel in the environment, not in argv where `ps` shows them.
-            env: self.service_env(kind),
+            env,
             cwd: None,
             log_path: logs.join(format!("{}-{replica}.log", kind.name())),
             run_as: None,
@@ -415,6 +496,7 @@ impl System {
             restarts: 0,
             next_restart: None,
             tls_ca: None,
+            mesh: self.mesh.is_some() && kind != ServiceKind::Gateway,
         })
     }
 
@@ -432,12 +514,15 @@ impl System {
             env.push(("KAFKA_SASL_USERNAME".into(), auth.username.clone()));
             env.push(("KAFKA_SASL_PASSWORD".into(), auth.password().to_string()));
         }
+        if let Some(jaeger) = self.stack.as_ref().and_then(|stack| stack.jaeger()) {
+            env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), jaeger.otlp_endpoint()));
+        }
         env
     }
 
     /// Waits until every process answers `/health/ready`, or says which did not and why.
     pub async fn wait_all_ready(&self, timeout: Duration) -> Result<(), SystemError> {
-        let client = http_client();
+        let client = self.probe_client();
         let deadline = Instant::now() + timeout;
         loop {
             let targets: Vec<(String, (String, Option<PathBuf>), Exited)> = {
@@ -552,7 +637,7 @@ impl System {
         let url = self
             .service_url(kind, replica)
             .ok_or_else(|| SystemError::Invalid(format!("{name} has no URL")))?;
-        let client = http_client();
+        let client = self.probe_client();
         let ca = (kind == ServiceKind::Gateway)
             .then(|| self.gateway_ca_file.clone())
             .flatten();
@@ -580,14 +665,13 @@ impl System {
     /// Stops every service (SIGTERM, then SIGKILL after a grace), then the stack.
     pub async fn stop(mut self) {
         self.supervision.cancel();
-        let mut processes: Vec<ServiceProcess> = std::mem::take(&mut *lock(&self.processes));
-        // The gateway first, so no new work enters while the others drain.
-        processes.sort_by_key(|p| p.kind != ServiceKind::Gateway);
-        for process in &mut processes {
-            if let Some(managed) = process.process.as_mut() {
-                managed.stop(Duration::from_secs(15)).await;
-            }
-        }
+        let processes: Vec<ServiceProcess> = std::mem::take(&mut *lock(&self.processes));
+        // The gateway first, so no new work enters while the others drain, all at once.
+        let (mut gateway, mut services): (Vec<_>, Vec<_>) = processes
+            .into_iter()
+            .partition(|p| p.kind == ServiceKind::Gateway);
+        deploy::stop_all(&mut gateway, Duration::from_secs(15)).await;
+        deploy::stop_all(&mut services, Duration::from_secs(15)).await;
         if let Some(stack) = self.stack.take() {
             stack.stop().await;
         }

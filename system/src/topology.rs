@@ -127,6 +127,15 @@ pub struct Topology {
     pub rate_limit: Option<f64>,
     /// Kafka brokers (each also a KRaft controller voter).
     pub kafka_brokers: Option<usize>,
+    /// Start Jaeger with the stack; the services export their spans to it.
+    pub tracing: Option<bool>,
+    /// Mutual TLS between the services (`system up --mtls`).
+    pub mtls: Option<bool>,
+    /// Share of requests traced, 0 to 1 (1 when absent): the load generator's sampled
+    /// `traceparent`, which the services follow, and the services' own ratio.
+    pub trace_sample_ratio: Option<f64>,
+    /// Start Prometheus with the stack, scraping every replica; a run keeps its series.
+    pub prometheus: Option<bool>,
 }
 
 impl Topology {
@@ -185,6 +194,27 @@ impl Topology {
                 ));
             }
             spec.rate_limit = rate;
+        }
+        if let Some(mtls) = self.mtls {
+            spec.mtls = mtls;
+        }
+        if let Some(tracing) = self.tracing {
+            spec.stack.tracing = tracing;
+        }
+        if let Some(ratio) = self.trace_sample_ratio {
+            if !(0.0..=1.0).contains(&ratio) {
+                return Err(format!(
+                    "system.trace_sample_ratio: {ratio} is not between 0 and 1"
+                ));
+            }
+            spec.trace_sample_ratio = Some(ratio);
+        }
+        match self.prometheus {
+            Some(true) => {
+                (spec.stack.prometheus).get_or_insert_with(Default::default);
+            }
+            Some(false) => spec.stack.prometheus = None,
+            None => {}
         }
         if let Some(brokers) = self.kafka_brokers {
             if !(1..=5).contains(&brokers) {

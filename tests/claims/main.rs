@@ -3,7 +3,9 @@
 //! the family's capacity search ran inside `faultline run`'s orchestrator, and the one
 //! claims report answers each of the family's claims with a measured value or the
 //! capacity found, never "not measured" or "not applicable"; the page asks for nothing
-//! over the network. Bad arguments are exit 2 before anything starts.
+//! over the network. Two families chosen together share one system, and a run samples
+//! its processes from `/proc` and watches each killed replica back to ready. Bad
+//! arguments are exit 2 before anything starts.
 
 #![allow(clippy::unwrap_used)]
 
@@ -95,6 +97,82 @@ fn the_quick_users_family_answers_each_of_its_claims_with_a_figure_or_a_capacity
     assert!(html.contains("000-user-service-p99"));
     let md = std::fs::read_to_string(out.join("claims.md")).unwrap();
     assert!(md.contains("| `000-user-service-rate`"), "{md}");
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn two_families_share_one_system_and_record_resources_and_recovery_per_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("claims");
+    let output = claims(
+        &[
+            "--quick",
+            "--only",
+            "recovery,users",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        Duration::from_secs(600),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "stderr:\n{stderr}");
+    assert_eq!(
+        stderr.matches("run: starting the reference system").count(),
+        1,
+        "one system for both families:\n{stderr}"
+    );
+    // The family that kills services ran after the one without faults.
+    let users_at = stderr.find("] users:").unwrap();
+    let recovery_at = stderr.find("] recovery:").unwrap();
+    assert!(users_at < recovery_at, "{stderr}");
+
+    // Every process of the system was sampled from /proc, each second.
+    let users = read_json(&out.join("users/results.json"));
+    let processes = users["resources"]["processes"].as_array().unwrap();
+    let names: Vec<&str> = processes
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "gateway-1",
+        "users-1",
+        "orders-1",
+        "kafka-1",
+        "postgres",
+        "redis",
+    ] {
+        assert!(names.contains(&name), "{name} not in {names:?}");
+    }
+    for process in processes {
+        let samples = process["samples"].as_array().unwrap();
+        assert!(samples.len() >= 2, "{process}");
+        assert!(
+            samples.iter().all(|s| s["rss_bytes"].as_u64().unwrap() > 0),
+            "{process}"
+        );
+    }
+
+    // Each killed service was watched back to ready; the claim averages them.
+    let recovery = read_json(&out.join("recovery/results.json"));
+    let faults = recovery["faults"].as_array().unwrap();
+    assert_eq!(faults.len(), 9, "{faults:?}");
+    let watched: Vec<f64> = faults
+        .iter()
+        .filter_map(|f| f["ready_after_secs"].as_f64())
+        .collect();
+    assert!(watched.len() >= 7, "{faults:#?}");
+    let report = read_json(&out.join("claims.json"));
+    let rows = report["claims"].as_array().unwrap();
+    let start = rows
+        .iter()
+        .find(|r| r["id"] == "001-container-start")
+        .unwrap();
+    assert!(start["measured"].is_string(), "{start}");
+    let html = std::fs::read_to_string(out.join("recovery/index.html")).unwrap();
+    assert!(html.contains("<th>ready again after</th>"));
 }
 
 #[test]

@@ -142,6 +142,45 @@ fn a_duration_on_an_instantaneous_fault_is_an_error() {
 }
 
 #[test]
+fn deployments_take_their_own_settings_with_defaults_and_no_others() {
+    let faults = faultline_chaos::spec::parse_faults(
+        "[[faults]]\nat = \"1s\"\nkind = \"rollout\"\ntarget = \"orders\"\npause = \"2s\"\n\n\
+         [[faults]]\nat = \"9s\"\nkind = \"blue-green\"\ntarget = \"orders\"\ndrain = \"500ms\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        faults[0].action,
+        FaultAction::Rollout {
+            pause: Duration::from_secs(2),
+            drain: faultline_chaos::spec::DEFAULT_DRAIN,
+        }
+    );
+    assert_eq!(
+        faults[1].action,
+        FaultAction::BlueGreen {
+            drain: Duration::from_millis(500),
+        }
+    );
+    assert_eq!(faults[1].label(), "blue-green orders");
+
+    let (_, message) = error_of(
+        "[[faults]]\nat = \"1s\"\nkind = \"blue-green\"\ntarget = \"orders\"\npause = \"1s\"\n",
+    );
+    assert!(message.contains("pause: does not apply"), "{message}");
+    let (_, message) = error_of(
+        "[[faults]]\nat = \"1s\"\nduration = \"5s\"\nkind = \"rollout\"\ntarget = \"orders\"\n",
+    );
+    assert!(
+        message.contains("until every replica is replaced"),
+        "{message}"
+    );
+    let (_, message) = error_of(
+        "[[faults]]\nat = \"1s\"\nkind = \"rollout\"\ntarget = \"orders\"\ndrain = \"soon\"\n",
+    );
+    assert!(message.contains("drain"), "{message}");
+}
+
+#[test]
 fn zero_and_negative_rates_and_durations_are_errors() {
     let cases = [
         ("bandwidth = 0", "bandwidth"),

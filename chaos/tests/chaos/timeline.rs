@@ -9,7 +9,7 @@ use faultline_chaos::process::{BoxFuture, PidProcess, ProcessControl, ProcessErr
 use faultline_chaos::proxy::{FaultProxy, Faults, Latency};
 use faultline_chaos::spec::parse_faults;
 use faultline_chaos::timeline::{Targets, Timeline, TimelineError};
-use faultline_chaos::CancellationToken;
+use faultline_chaos::{CancellationToken, Deployable, Deployment, ReplicaStep};
 use tokio::time::Instant;
 
 use crate::process::{sleeper, state, until_stopped};
@@ -315,6 +315,84 @@ async fn restarts_run_aside_and_failed_faults_are_reported_without_a_window() {
     assert_eq!(outcome.failures.len(), 1, "{:?}", outcome.failures);
     assert_eq!(outcome.failures[0].label, "kill svc");
     assert!(outcome.failures[0].error.contains("not running"));
+}
+
+/// A service stand-in: each replica's replacement takes 50ms, and the settings asked for
+/// are kept.
+#[derive(Default)]
+struct FakeService {
+    asked: Mutex<Vec<Deployment>>,
+}
+
+impl Deployable for FakeService {
+    fn deploy(
+        &self,
+        deployment: Deployment,
+    ) -> BoxFuture<'_, Result<Vec<ReplicaStep>, ProcessError>> {
+        self.asked.lock().unwrap().push(deployment);
+        Box::pin(async move {
+            let mut steps = Vec::new();
+            for replica in 1..=2 {
+                let started = Instant::now();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let now = Instant::now();
+                steps.push(ReplicaStep {
+                    old: vec![format!("svc-{replica}")],
+                    new: vec![format!("svc-{}", replica + 2)],
+                    started,
+                    ready: now,
+                    switched: now,
+                    stopped: now,
+                });
+            }
+            Ok(steps)
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_rollout_runs_aside_and_its_window_holds_every_replica_step() {
+    let service = Arc::new(FakeService::default());
+    let mut targets = Targets::new();
+    targets.add_deployable("svc", service.clone());
+    let faults = parse_faults(
+        "[[faults]]\nat = \"10ms\"\nkind = \"rollout\"\ntarget = \"svc\"\npause = \"3s\"\n",
+    )
+    .unwrap();
+    let timeline = Timeline::new(faults, &targets).unwrap();
+    let outcome = within(
+        "timeline",
+        timeline.run(Instant::now(), CancellationToken::new()),
+    )
+    .await;
+    assert_eq!(
+        service.asked.lock().unwrap().as_slice(),
+        [Deployment::Rollout {
+            pause: Duration::from_secs(3),
+            drain: faultline_chaos::spec::DEFAULT_DRAIN,
+        }]
+    );
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    let window = &outcome.windows[0];
+    assert_eq!(window.label, "rollout svc");
+    let steps = &window.steps;
+    assert_eq!(steps.len(), 2, "{window:?}");
+    assert_eq!(steps[0].old, ["svc-1"]);
+    assert_eq!(steps[1].new, ["svc-4"]);
+    assert!(window.start <= steps[0].started, "{window:?}");
+    assert!(
+        steps[0].stopped <= steps[1].started,
+        "one replica at a time: {window:?}"
+    );
+    assert!(steps[1].stopped <= window.end.unwrap(), "{window:?}");
+
+    // A deployment names a service: a process of that name is not one.
+    let mut processes = Targets::new();
+    processes.add_process("svc", Arc::new(FakeSupervisor::default()));
+    let blue_green =
+        parse_faults("[[faults]]\nat = \"0s\"\nkind = \"blue-green\"\ntarget = \"svc\"\n").unwrap();
+    let error = Timeline::new(blue_green, &processes).unwrap_err();
+    assert!(error.to_string().contains("deployable service"), "{error}");
 }
 
 #[tokio::test]

@@ -12,7 +12,9 @@
 //! Checkout and ingest act as one of the users registered at set-up, who logs in once
 //! and keeps the token ([`session`]): the user's first journey logs in (recorded under
 //! `POST /api/users/login`), later ones reuse the token until it nears its expiry or
-//! is refused. So N checkouts by U users log in at most U times, not N.
+//! is refused. So N checkouts by U users log in at most U times, not N. With
+//! [`JourneyConfig::login_before_start`] they log in at set-up instead, before the clock
+//! starts, so a benchmark of what follows the login has no login in its timed run.
 //!
 //! The journeys are written once ([`steps`]) against a [`steps::Transport`] and run by
 //! one of two drivers:
@@ -280,6 +282,9 @@ pub struct JourneyConfig {
     pub concurrency: usize,
     /// Users registered at set-up that checkout, ingest and login act as.
     pub users: usize,
+    /// Whether those users also log in at set-up (before the clock starts), rather than
+    /// on their first journey: no login is then timed, unless a `login` journey does it.
+    pub login_before_start: bool,
     pub timeout: Duration,
     pub late_threshold: Duration,
     /// A journey still not started this long after its intended time is dropped.
@@ -294,6 +299,9 @@ pub struct JourneyConfig {
     pub clock_started: Option<Arc<tokio::sync::Notify>>,
     /// How to speak TLS to an `https://` gateway: the engine's own settings.
     pub tls: TlsSettings,
+    /// Send a `traceparent` with every request and keep the slowest by trace id
+    /// (module `exemplars`); `None` sends none.
+    pub exemplars: Option<crate::exemplars::ExemplarLimits>,
 }
 
 impl JourneyConfig {
@@ -306,6 +314,7 @@ impl JourneyConfig {
             driver: Driver::Open,
             concurrency: 64,
             users: 20,
+            login_before_start: false,
             timeout: Duration::from_secs(5),
             late_threshold: Duration::from_millis(10),
             max_send_delay: None,
@@ -316,6 +325,7 @@ impl JourneyConfig {
             run_info: RunInfo::default(),
             clock_started: None,
             tls: TlsSettings::default(),
+            exemplars: None,
         }
     }
 
@@ -393,6 +403,7 @@ pub async fn run(
         ledger,
         endpoint_of,
         clock,
+        exemplars: config.exemplars.map(crate::exemplars::Exemplars::new),
     });
 
     let logs: Vec<SharedLog> = (0..config.concurrency.clamp(1, 64))
@@ -454,7 +465,7 @@ async fn set_up(
 ) -> Result<(Vec<i64>, Vec<VirtualUser>, Option<Ledger>), LoadError> {
     let products = fetch_products(client, base_url).await?;
     let users = if config.mix.kinds().any(JourneyKind::needs_users) {
-        register_users(client, base_url, config.users).await?
+        register_users(client, base_url, config.users, config.login_before_start).await?
     } else {
         Vec::new()
     };
@@ -547,6 +558,7 @@ fn journey_results(
         consistency_unseen: tally.consistency_unseen.load(Ordering::Relaxed),
         consistency_deadline_ms: config.consistency_deadline.as_secs_f64() * 1000.0,
     });
+    results.traces = (context.exemplars.as_ref()).map(|exemplars| exemplars.traces(names));
     results.write_ledger = context
         .ledger
         .as_ref()
@@ -605,12 +617,13 @@ async fn fetch_products(client: &reqwest::Client, base_url: &str) -> Result<Vec<
     Ok(listed.into_iter().map(|p| p.id).collect())
 }
 
-/// Registers `count` fresh users. None logs in here: each does on its first journey
-/// ([`session`]), so its login is measured with the load.
+/// Registers `count` fresh users. None logs in here unless `log_in`: each does on its
+/// first journey ([`session`]), so its login is measured with the load.
 async fn register_users(
     client: &reqwest::Client,
     base_url: &str,
     count: usize,
+    log_in: bool,
 ) -> Result<Vec<VirtualUser>, LoadError> {
     let run_id = format!("{:016x}", rand::random::<u64>());
     let mut pending = JoinSet::new();
@@ -623,7 +636,9 @@ async fn register_users(
             let base_url = base_url.to_string();
             let email = format!("loadgen-{run_id}-{next}@faultline.test");
             let password = format!("pw-{:032x}", rand::random::<u128>());
-            pending.spawn(async move { register_one(&client, &base_url, email, password).await });
+            pending.spawn(async move {
+                register_one(&client, &base_url, email, password, log_in).await
+            });
             next += 1;
         }
         match pending.join_next().await {
@@ -640,6 +655,7 @@ async fn register_one(
     base_url: &str,
     email: String,
     password: String,
+    log_in: bool,
 ) -> Result<VirtualUser, LoadError> {
     let post = |path: &'static str, body: serde_json::Value| {
         let client = client.clone();
@@ -671,7 +687,26 @@ async fn register_one(
         serde_json::json!({"email": email, "password": password, "name": "faultline load"}),
     )
     .await?;
-    Ok(VirtualUser::new(email, password))
+    let user = VirtualUser::new(email, password);
+    if log_in {
+        let body = post(
+            "/api/users/login",
+            serde_json::json!({"email": user.email, "password": user.password}),
+        )
+        .await?;
+        #[derive(Deserialize)]
+        struct LoggedIn {
+            token: String,
+        }
+        let LoggedIn { token } = serde_json::from_slice(&body).map_err(|e| {
+            setup_error(
+                "POST /api/users/login",
+                format!("no token in its answer: {e}"),
+            )
+        })?;
+        user.session.keep(session::Token::new(&token)).await;
+    }
+    Ok(user)
 }
 
 /// The open-model driver's worker: one journey in flight at a time, an arrival being

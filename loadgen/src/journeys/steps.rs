@@ -97,6 +97,8 @@ pub struct JourneyContext {
     /// Endpoint index of each step in the results (`None`: the step is not in the mix).
     pub endpoint_of: [Option<usize>; Step::ALL.len()],
     pub clock: Clock,
+    /// Trace context sent with each request, and the slowest kept (tracing on).
+    pub exemplars: Option<crate::exemplars::Exemplars>,
 }
 
 /// What journeys count while they run, beyond their requests, for the results.
@@ -215,6 +217,11 @@ impl<'a, T: Transport> Journey<'a, T> {
                 sent.saturating_duration_since(self.intended),
             )
         };
+        let traced = (self.context.exemplars.as_ref()).map(|e| e.traceparent(&mut *self.rng));
+        let request = match &traced {
+            Some(traced) => request.header("traceparent", &traced.header),
+            None => request,
+        };
         let result = match self.transport.send(step, request).await {
             Ok(response) => {
                 let status = response.status();
@@ -237,9 +244,15 @@ impl<'a, T: Transport> Journey<'a, T> {
                 Outcome::Failed(failure.class)
             }
         };
+        let second = self.context.clock.second_of(now);
+        if let (Some(exemplars), Some(traced), Outcome::Answered { latency, .. }) =
+            (&self.context.exemplars, &traced, outcome)
+        {
+            exemplars.offer(endpoint, second, latency, traced);
+        }
         lock(self.log).record(
             endpoint,
-            self.context.clock.second_of(now),
+            second,
             send_delay,
             send_delay > self.late_threshold,
             outcome,
@@ -537,6 +550,8 @@ mod tests {
         fail_orders: bool,
         refuse_orders: usize,
         calls: Vec<Step>,
+        /// The `traceparent` each request carried.
+        traceparents: Vec<Option<String>>,
         client: reqwest::Client,
     }
 
@@ -550,12 +565,15 @@ mod tests {
         async fn send(
             &mut self,
             step: Step,
-            _request: RequestBuilder,
+            request: RequestBuilder,
         ) -> Result<Response, SendFailure> {
             if self.calls.is_empty() {
                 tokio::time::sleep(self.stall).await;
             }
             self.calls.push(step);
+            let built = request.build().unwrap();
+            let traceparent = built.headers().get("traceparent");
+            (self.traceparents).push(traceparent.map(|v| v.to_str().unwrap().to_string()));
             let (status, body) = match step {
                 Step::ListProducts => (200, r#"[{"id": 3}]"#),
                 Step::GetProduct => (200, r#"{"id": 3}"#),
@@ -604,6 +622,7 @@ mod tests {
                 start: Instant::now(),
                 start_unix_nanos: 0,
             },
+            exemplars: None,
         }
     }
 
@@ -613,8 +632,35 @@ mod tests {
             fail_orders,
             refuse_orders: 0,
             calls: Vec::new(),
+            traceparents: Vec::new(),
             client: reqwest::Client::new(),
         }
+    }
+
+    #[tokio::test]
+    async fn with_tracing_each_request_has_its_own_trace_and_the_slowest_is_kept() {
+        let mut context = context(None);
+        let limits = crate::exemplars::ExemplarLimits::sampling(1.0).unwrap();
+        context.exemplars = Some(crate::exemplars::Exemplars::new(limits));
+        // The first request (listing the catalogue) stalls: it is the slowest.
+        let mut transport = fake(Duration::from_millis(50), false);
+        run_times(&context, &mut transport, JourneyKind::Browse, 1).await;
+        let sent: Vec<String> = transport.traceparents.iter().flatten().cloned().collect();
+        assert_eq!(sent.len(), transport.calls.len(), "every request is traced");
+        let trace_ids: std::collections::HashSet<&str> =
+            sent.iter().map(|header| &header[3..35]).collect();
+        assert_eq!(trace_ids.len(), sent.len(), "a trace per request");
+        let names: Vec<String> = Step::ALL.iter().map(|s| s.name().to_string()).collect();
+        let traces = context.exemplars.as_ref().unwrap().traces(&names);
+        let listing = &names[context.endpoint_of[Step::ListProducts as usize].unwrap()];
+        let slowest = traces
+            .exemplars
+            .iter()
+            .filter(|e| e.kept == faultline_results::Kept::Slowest)
+            .max_by_key(|e| e.latency_us)
+            .unwrap();
+        assert_eq!(&slowest.endpoint, listing);
+        assert_eq!(slowest.trace_id, &sent[0][3..35]);
     }
 
     #[tokio::test]

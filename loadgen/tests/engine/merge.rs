@@ -48,6 +48,7 @@ fn results_of(requests: &[(u64, u64, Option<ErrorClass>)], started_at: &str) -> 
             git_commit: None,
             http_version: HttpVersion::Http1,
             connections: 1,
+            streams: 1,
             timeout_ms: 5000,
             latency_origin: LatencyOrigin::IntendedSendTime,
             workers: 1,

@@ -40,21 +40,21 @@ use crate::support::TestServer;
 /// How long `/slow` takes: long enough for every stream to be in flight at once.
 const SLOW: Duration = Duration::from_millis(50);
 
-/// A CA made for one test, its PEM file, and what it signs.
-struct Pki {
+/// A CA made for one test, its PEM file, and what it signs (the nginx tests use it too).
+pub(crate) struct Pki {
     dir: PathBuf,
     ca: Issuer<'static, KeyPair>,
     ca_pem: String,
 }
 
 /// A certificate and its key, as PEM.
-struct Leaf {
-    cert: String,
-    key: String,
+pub(crate) struct Leaf {
+    pub(crate) cert: String,
+    pub(crate) key: String,
 }
 
 impl Pki {
-    fn new(name: &str) -> Pki {
+    pub(crate) fn new(name: &str) -> Pki {
         let dir = std::env::temp_dir().join(format!("faultline-tls-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let key = KeyPair::generate().unwrap();
@@ -76,7 +76,7 @@ impl Pki {
     }
 
     /// A certificate signed by the CA, valid for `names` (IP addresses or DNS names).
-    fn sign(&self, names: &[&str]) -> Leaf {
+    pub(crate) fn sign(&self, names: &[&str]) -> Leaf {
         let key = KeyPair::generate().unwrap();
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let cert = CertificateParams::new(names)
@@ -90,13 +90,13 @@ impl Pki {
     }
 
     /// Writes `text` to a file of this test's directory and returns its path.
-    fn file(&self, name: &str, text: &str) -> PathBuf {
+    pub(crate) fn file(&self, name: &str, text: &str) -> PathBuf {
         let path = self.dir.join(name);
         std::fs::write(&path, text).unwrap();
         path
     }
 
-    fn ca_file(&self) -> PathBuf {
+    pub(crate) fn ca_file(&self) -> PathBuf {
         self.file("ca.pem", &self.ca_pem)
     }
 }
@@ -396,6 +396,30 @@ async fn a_reconnect_resumes_the_tls_session() {
 }
 
 #[tokio::test]
+async fn many_connections_reconnecting_at_once_all_resume_after_their_first_handshake() {
+    let (pki, server) = serving("resume-many", &["127.0.0.1"], TLS13_ONLY).await;
+    // 32 connections, each ending after its answer: a TLS 1.3 ticket is used once, and
+    // rustls's own store keeps 8, so most reconnects would find none.
+    let connections = 32;
+    let mut config = config(&server.url("/close"), connections, trusting(&pki));
+    config.schedule = Schedule::closed(Duration::from_secs(1)).unwrap();
+    let results = run(config).await.unwrap();
+    let tls = results.tls.unwrap();
+    let first = connections as u64;
+    assert!(
+        tls.handshakes >= 3 * first,
+        "too few reconnects to judge: {tls:?}"
+    );
+    // Only the first handshake of each connection has no ticket to resume with.
+    assert!(
+        tls.resumed * 10 >= (tls.handshakes - first) * 9,
+        "{} of {} handshakes resumed",
+        tls.resumed,
+        tls.handshakes
+    );
+}
+
+#[tokio::test]
 async fn a_bad_ca_file_is_a_usage_error_naming_the_option_and_the_file() {
     let pki = Pki::new("bad-ca-file");
     let not_pem = pki.file("not-a-ca.pem", "hello");
@@ -478,6 +502,10 @@ async fn the_command_line_runs_https_over_http2_with_streams_and_its_tls_options
         .unwrap();
     assert_eq!(results.totals.ok, 100, "{:?}", results.totals.errors);
     assert_eq!(results.metadata.http_version, HttpVersion::Http2);
+    // The streams a run used are in its results and its summary, beside the connections.
+    assert_eq!(results.metadata.streams, 4);
+    let summary = faultline_loadgen::summary::summary_table(&results);
+    assert!(summary.contains("2 connections × 4 streams"), "{summary}");
     assert_eq!(results.tls.unwrap().handshakes, 2, "one per connection");
 }
 

@@ -13,5 +13,8 @@ mod claims;
 mod claims_kafka;
 mod gates;
 mod journeys;
+mod prometheus;
+mod recovery;
+mod resources;
 mod schema;
 mod support;

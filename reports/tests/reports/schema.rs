@@ -18,6 +18,16 @@ pub fn validator() -> jsonschema::Validator {
     jsonschema::validator_for(&schema).unwrap()
 }
 
+/// Fails, listing every error, when `results` do not match the schema.
+pub fn assert_valid(results: &faultline_results::Results) {
+    let instance = serde_json::to_value(results).unwrap();
+    let errors: Vec<String> = validator()
+        .iter_errors(&instance)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
 #[test]
 fn results_with_every_optional_field_validate_against_the_schema() {
     let mut results = real_results().clone();

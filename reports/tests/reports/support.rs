@@ -73,6 +73,7 @@ fn load_run() -> Results {
             git_commit: Some("0123456789abcdef".into()),
             http_version: HttpVersion::Http1,
             connections: 4,
+            streams: 1,
             timeout_ms: 5000,
             latency_origin: LatencyOrigin::IntendedSendTime,
             workers: 1,
@@ -98,6 +99,8 @@ fn add_recorded_later(results: &mut Results) {
             target: "flaky".into(),
             start: TimePoint::Offset(1.5),
             end: Some(TimePoint::Offset(2.5)),
+            ready_after_secs: Some(0.4),
+            steps: Vec::new(),
         },
         FaultWindow {
             label: "latency +50ms kafka".into(),
@@ -105,6 +108,8 @@ fn add_recorded_later(results: &mut Results) {
             target: "127.0.0.1:9092".into(),
             start: TimePoint::Offset(3.0),
             end: Some(TimePoint::Offset(3.6)),
+            ready_after_secs: None,
+            steps: Vec::new(),
         },
     ];
     let mut window = new_histogram();

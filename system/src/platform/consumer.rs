@@ -19,7 +19,10 @@
 //! events, instead of one each, which is what capped the system's sagas. If anything in
 //! such a batch fails (a poison event, a conflict, the database), the transaction rolls back
 //! and the batch is applied again one record at a time, through the path above, so each
-//! record still gets its own dead-lettering and retries.
+//! record still gets its own dead-lettering and retries. A handler applies such a batch one
+//! event at a time (pipelined per key, [`apply_each`]), or as a whole with a few statements
+//! whatever its size ([`BatchHandler`]: the saga's participants and orchestrator), a single
+//! event then being a batch of one.
 //!
 //! A transient failure ([`HandleError::Retry`], or the database being down) rolls back and
 //! retries the same record with exponential backoff, never skipping it.
@@ -42,6 +45,8 @@ use uuid::Uuid;
 use super::envelope::Envelope;
 use super::metrics::Metrics;
 use super::sql::Prepared;
+use super::telemetry;
+use tracing::Instrument;
 
 /// Every 2 s, sets `consumer_lag` of each assigned partition: the partition's end offset
 /// minus the consumer's position (the next offset it will hand to the application).
@@ -192,6 +197,72 @@ pub trait EventHandler: Send + Sync + 'static {
     /// Called once `event`'s transaction committed (not for a duplicate): a handler that
     /// wakes readers of what it wrote does it here, when they can see it.
     fn committed(&self, _event: &Envelope) {}
+}
+
+/// A handler that applies a polled batch as a whole (e.g. its rows read with one statement,
+/// the events decided in memory in order, the rows written with one), and a single event
+/// as a batch of one, so that one path decides both. Every such type is an
+/// [`EventHandler`].
+pub trait BatchHandler: Send + Sync + 'static {
+    /// Applies `events` (each new, at least one: duplicates are already taken out) in `tx`,
+    /// in order.
+    fn apply(
+        &self,
+        tx: &OutboxTx<'_>,
+        events: &[&Envelope],
+    ) -> impl Future<Output = Result<(), HandleError>> + Send;
+
+    /// See [`EventHandler::committed`].
+    fn committed(&self, _event: &Envelope) {}
+}
+
+impl<T: BatchHandler> EventHandler for T {
+    async fn handle_batch(
+        &self,
+        tx: &OutboxTx<'_>,
+        events: &[&Envelope],
+    ) -> Result<(), HandleError> {
+        self.apply(tx, events).await
+    }
+
+    async fn handle(&self, tx: &OutboxTx<'_>, event: &Envelope) -> Result<(), HandleError> {
+        self.apply(tx, &[event]).await
+    }
+
+    fn committed(&self, event: &Envelope) {
+        BatchHandler::committed(self, event)
+    }
+}
+
+/// Decodes each event of a batch with `decode` once its schema version is `version`. The
+/// first that cannot be decoded fails the batch as poison: the consumer then applies the
+/// batch's events one at a time, and dead-letters that one.
+pub fn decode_each<'a, C>(
+    events: &[&'a Envelope],
+    version: u32,
+    decode: impl Fn(&Envelope) -> Result<C, HandleError>,
+) -> Result<Vec<(&'a Envelope, C)>, HandleError> {
+    events
+        .iter()
+        .map(|event| {
+            expect_version(event, version)?;
+            Ok((*event, decode(event)?))
+        })
+        .collect()
+}
+
+/// Poison: `consumer` has no use for events of `event`'s type.
+pub fn not_handled(consumer: &str, event: &Envelope) -> HandleError {
+    HandleError::Poison(format!("{consumer} does not handle {}", event.event_type))
+}
+
+/// `items` sorted, each once: the order in which a batch locks its rows, so two
+/// transactions locking some of the same rows queue, never deadlock.
+pub fn sorted_once<T: Ord>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut items: Vec<T> = items.into_iter().collect();
+    items.sort_unstable();
+    items.dedup();
+    items
 }
 
 /// Applies `events` one by one with `handler`. When the handler is
@@ -359,12 +430,17 @@ impl<H: EventHandler> EventConsumer<H> {
     /// one record at a time ([`Self::process`]). False if interrupted by shutdown.
     async fn process_batch(&self, batch: &[OwnedMessage], shutdown: &CancellationToken) -> bool {
         if batch.len() > 1 {
-            let events: Result<Vec<Envelope>, _> = batch
+            let mut events: Result<Vec<Envelope>, _> = batch
                 .iter()
                 .map(|message| Envelope::decode(message.payload(), message.headers()))
                 .collect();
+            let consuming = telemetry::consume_spans(&self.name, events.as_deref_mut().ok());
             match events {
-                Ok(events) => match self.apply_batch(&events).await {
+                Ok(events) => match self
+                    .apply_batch(&events)
+                    .instrument(consuming.current())
+                    .await
+                {
                     Ok(applied) => {
                         self.count(applied as u64, "applied");
                         self.count((events.len() - applied) as u64, "duplicate");
@@ -409,7 +485,9 @@ impl<H: EventHandler> EventConsumer<H> {
                 applied.push(event);
             }
         }
-        self.handler.handle_batch(&tx, &applied).await?;
+        if !applied.is_empty() {
+            self.handler.handle_batch(&tx, &applied).await?;
+        }
         tx.commit().await?;
         for event in &applied {
             self.handler.committed(event);
@@ -428,7 +506,7 @@ impl<H: EventHandler> EventConsumer<H> {
 
     /// Applies, deduplicates or dead-letters one record; false if interrupted by shutdown.
     async fn process(&self, message: &OwnedMessage, shutdown: &CancellationToken) -> bool {
-        let event = match Envelope::decode(message.payload(), message.headers()) {
+        let mut event = match Envelope::decode(message.payload(), message.headers()) {
             Ok(event) => event,
             Err(error) => {
                 return self
@@ -436,10 +514,12 @@ impl<H: EventHandler> EventConsumer<H> {
                     .await
             }
         };
+        let consuming =
+            telemetry::consume_spans(&self.name, Some(std::slice::from_mut(&mut event)));
         let mut backoff = Duration::from_millis(50);
         let mut conflicts = 0;
         loop {
-            match self.apply(&event).await {
+            match self.apply(&event).instrument(consuming.current()).await {
                 Ok(true) => {
                     self.count(1, "applied");
                     return true;

@@ -18,6 +18,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde::Serialize;
 
 use super::metrics::Metrics;
@@ -36,6 +37,9 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     NotFound(String),
+    /// The caller is known (its mutual-TLS identity) but may not call this route (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// The path exists but not with this method (405); `allow` lists the methods it has,
     /// sent as the `Allow` header (RFC 9110 15.5.6).
     #[error("{message}")]
@@ -77,6 +81,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -294,19 +299,70 @@ async fn ready(State(operational): State<Operational>) -> Response {
     }
 }
 
-/// A plain HTTP/1 client, as the gateway forwards with and readiness is asked with.
+/// An HTTP/1 client for `http://` and `https://` URLs, as the gateway forwards with and
+/// readiness is asked with.
 pub type HttpClient = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
+    hyper_rustls::HttpsConnector<HttpConnector>,
     axum::body::Body,
 >;
 
-/// A client with default settings, for asking services whether they are ready.
+/// A client with default settings, for asking services whether they are ready; plain
+/// HTTP only.
 pub fn http_client() -> HttpClient {
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build(hyper_util::client::legacy::connect::HttpConnector::new())
+    client_over(HttpConnector::new(), None).build()
 }
 
-/// Whether the service at `base` (`http://host:port`) answers `/health/ready` with a
+/// A client with default settings that speaks to `https://` URLs with `tls` (under mutual
+/// TLS: the caller's identity and the system CA) and to `http://` ones in plain.
+pub fn https_client(tls: Arc<rustls::ClientConfig>) -> HttpClient {
+    client_over(HttpConnector::new(), Some(tls)).build()
+}
+
+/// A client builder over `connector` for callers that set their own pool limits (the
+/// gateway); `tls` as for [`https_client`], `None` for plain HTTP only.
+pub fn client_over(
+    mut connector: HttpConnector,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> ClientBuilder {
+    // The TCP connector must hand `https://` URLs on to the TLS layer.
+    connector.enforce_http(false);
+    ClientBuilder {
+        builder: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()),
+        connector,
+        tls,
+    }
+}
+
+/// [`client_over`]'s builder: hyper's, plus the connector it wraps.
+pub struct ClientBuilder {
+    pub builder: hyper_util::client::legacy::Builder,
+    connector: HttpConnector,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl ClientBuilder {
+    pub fn build(self) -> HttpClient {
+        let tls = match self.tls {
+            Some(config) => (*config).clone(),
+            // Trusting nothing: no `https://` URL is given to a plain client, and should
+            // one be, the call fails rather than trust an unknown server.
+            None => rustls::ClientConfig::builder_with_provider(super::tls::provider())
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .expect("aws-lc-rs offers TLS 1.3")
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        };
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(self.connector);
+        self.builder.build(https)
+    }
+}
+
+/// Whether the service at `base` (`http://host:port`, or `https://` with a client that
+/// speaks it) answers `/health/ready` with a
 /// success within `timeout`: the one readiness check of a service, asked by the gateway of
 /// its replicas, by the supervisor at start and after a restart.
 pub async fn answers_ready(client: &HttpClient, base: &str, timeout: Duration) -> bool {
@@ -389,15 +445,15 @@ pub struct RouteLabel(pub &'static str);
 /// the request timed into `http_request_duration_seconds` by route, method and status.
 pub async fn observe(State(metrics): State<Metrics>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let context = TraceContext::from_headers(request.headers());
+    let mut context = TraceContext::from_headers(request.headers());
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
     let method = request.method().to_string();
+    let span = super::telemetry::request_span(request.headers(), &mut context, &method, &route);
     request.extensions_mut().insert(context.clone());
-    let span = tracing::info_span!("request", trace_id = %context.trace_id, request_id = %context.request_id, %method, %route);
     let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
     let status = response.status();
     let route = match response.extensions().get::<RouteLabel>() {
@@ -408,6 +464,7 @@ pub async fn observe(State(metrics): State<Metrics>, mut request: Request, next:
         .http_requests
         .with_label_values(&[&route, &method, status.as_str()])
         .observe(started.elapsed().as_secs_f64());
+    super::telemetry::record_response(&span, &method, &route, status.as_u16());
     if status.is_server_error() {
         span.in_scope(|| tracing::warn!(status = status.as_u16(), "request failed"));
     }

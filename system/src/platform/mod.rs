@@ -9,7 +9,10 @@
 //! - [`http`]: the error type that becomes a response, health and metrics routes, trace
 //!   context and request timing;
 //! - [`sql`]: statements prepared once per connection ([`sql::Prepared`]);
-//! - [`files`]: files that hold secrets, readable by their owner only.
+//! - [`telemetry`]: spans of every hop exported with OTLP, when an endpoint is set;
+//! - [`files`]: files that hold secrets, readable by their owner only;
+//! - [`tls`]: CAs, certificates and TLS 1.3 configurations;
+//! - [`mesh`]: mutual TLS between the services, and who may call whom.
 
 pub mod auth;
 pub mod breaker;
@@ -17,8 +20,11 @@ pub mod consumer;
 pub mod envelope;
 pub mod files;
 pub mod http;
+pub mod mesh;
 pub mod metrics;
 pub mod migrate;
 pub mod notify;
 pub mod outbox;
 pub mod sql;
+pub mod telemetry;
+pub mod tls;

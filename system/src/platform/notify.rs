@@ -1,6 +1,7 @@
 //! Changes announced inside the process, after they committed: analytics' projector
-//! announces each order whose view it changed, and the long-polls waiting for that order
-//! (and only those) wake at once.
+//! announces each order whose view it changed, with the view's new version, and the
+//! long-polls waiting for that order (and only those) wake once it reached the version they
+//! wait for: one look at the database per answer, not one per intermediate version.
 //!
 //! A waiter [`Changes::watch`]es its key before it looks, so a change committed between its
 //! look and its wait still wakes it. Each watched key has one `watch` channel, created by
@@ -20,7 +21,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-type Waiting = HashMap<String, watch::Sender<()>>;
+/// Each watched key's channel holds the highest version announced since it was created.
+type Waiting = HashMap<String, watch::Sender<i64>>;
 
 /// The keys (e.g. order ids) someone in this process waits on, each with its channel.
 #[derive(Debug, Clone, Default)]
@@ -37,10 +39,17 @@ impl Changes {
         Changes::default()
     }
 
-    /// Wakes the waiters of `key`: it changed and the change committed.
-    pub fn announce(&self, key: &str) {
+    /// Tells the waiters of `key` that it changed to `version` and the change committed;
+    /// those waiting for that version or an older one wake.
+    pub fn announce(&self, key: &str, version: i64) {
         if let Some(sender) = lock(&self.waiting).get(key) {
-            sender.send_replace(());
+            sender.send_if_modified(|highest| {
+                let newer = version > *highest;
+                if newer {
+                    *highest = version;
+                }
+                newer
+            });
         }
     }
 
@@ -48,7 +57,7 @@ impl Changes {
     pub fn watch(&self, key: &str) -> Watch {
         let receiver = lock(&self.waiting)
             .entry(key.to_string())
-            .or_insert_with(|| watch::channel(()).0)
+            .or_insert_with(|| watch::channel(i64::MIN).0)
             .subscribe();
         Watch {
             key: key.to_string(),
@@ -67,17 +76,17 @@ impl Changes {
 #[derive(Debug)]
 pub struct Watch {
     key: String,
-    receiver: Option<watch::Receiver<()>>,
+    receiver: Option<watch::Receiver<i64>>,
     waiting: Arc<Mutex<Waiting>>,
 }
 
 impl Watch {
-    /// Returns once the key was announced after the watch began (or after the previous
-    /// return).
-    pub async fn changed(&mut self) {
+    /// Returns once a version of at least `version` was announced for the key since the
+    /// watch began (at once if one already was).
+    pub async fn reached(&mut self, version: i64) {
         if let Some(receiver) = self.receiver.as_mut() {
             // The sender lives in the map as long as this receiver does: no error.
-            let _ = receiver.changed().await;
+            let _ = receiver.wait_for(|highest| *highest >= version).await;
         }
     }
 }
@@ -111,19 +120,37 @@ mod tests {
     async fn a_change_announced_between_watch_and_wait_wakes_the_waiter() {
         let changes = Changes::new();
         let mut watch = changes.watch("order-1");
-        changes.announce("order-1");
-        tokio::time::timeout(Duration::from_secs(5), watch.changed())
+        changes.announce("order-1", 1);
+        tokio::time::timeout(Duration::from_secs(5), watch.reached(1))
             .await
             .expect("woken by the announcement made before the wait");
+    }
+
+    #[tokio::test]
+    async fn a_waiter_sleeps_through_versions_older_than_the_one_it_waits_for() {
+        let changes = Changes::new();
+        let mut watch = changes.watch("order-1");
+        changes.announce("order-1", 2);
+        changes.announce("order-1", 1); // late and older: changes nothing
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), watch.reached(3))
+                .await
+                .is_err(),
+            "woken by version 2 while waiting for 3"
+        );
+        changes.announce("order-1", 3);
+        tokio::time::timeout(Duration::from_secs(5), watch.reached(3))
+            .await
+            .expect("woken by version 3");
     }
 
     #[tokio::test]
     async fn only_the_waiters_of_the_announced_key_wake() {
         let changes = Changes::new();
         let mut other = changes.watch("order-2");
-        changes.announce("order-1");
+        changes.announce("order-1", 1);
         assert!(
-            tokio::time::timeout(Duration::from_millis(50), other.changed())
+            tokio::time::timeout(Duration::from_millis(50), other.reached(1))
                 .await
                 .is_err(),
             "a waiter of another key was woken"
@@ -140,7 +167,7 @@ mod tests {
         assert_eq!(changes.watched(), 1, "forgotten while a waiter remains");
         drop(second);
         assert_eq!(changes.watched(), 0);
-        changes.announce("order-1"); // nobody waits: nothing to do, nothing kept
+        changes.announce("order-1", 1); // nobody waits: nothing to do, nothing kept
         assert_eq!(changes.watched(), 0);
     }
 }

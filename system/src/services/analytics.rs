@@ -14,6 +14,7 @@
 //! serves it) is measured from outside. Projection lag (event time to applied
 //! time) is a metric, and part of the summary.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::platform::outbox::OutboxTx;
@@ -30,7 +31,7 @@ use uuid::Uuid;
 use super::messages::{self, types, OrderChanged, V1};
 use super::orders::caller;
 use super::runtime::{ServiceContext, ServiceError};
-use crate::platform::consumer::{expect_version, EventHandler, HandleError};
+use crate::platform::consumer::{decode_each, BatchHandler, HandleError};
 use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, ErrorBody, Json, Query};
 use crate::platform::metrics::{Metrics, STEP_BUCKETS};
@@ -313,9 +314,10 @@ pub(crate) async fn get_view(
                 "the view of order {order_id} did not reach version {min_version} within {wait:?}"
             )));
         }
-        // Woken by this order's change, or look again after a while anyway: another replica
-        // may have projected it.
-        let _ = tokio::time::timeout(remaining.min(Changes::POLL), changes.changed()).await;
+        // Woken once this replica projected the version waited for, or look again after a
+        // while anyway: another replica may have projected it.
+        let _ =
+            tokio::time::timeout(remaining.min(Changes::POLL), changes.reached(min_version)).await;
     }
 }
 
@@ -405,77 +407,120 @@ impl Projector {
     }
 }
 
-impl EventHandler for Projector {
-    /// The view of the event's order (its key) changed and committed: wake its waiters.
-    fn committed(&self, event: &Envelope) {
-        self.views.announce(&event.key);
+impl BatchHandler for Projector {
+    /// Reads the batch's views with one statement, folds the events into them in memory in
+    /// order (an event no newer than its view changes nothing), and writes the views and
+    /// the totals' deltas with one statement each.
+    async fn apply(&self, tx: &OutboxTx<'_>, events: &[&Envelope]) -> Result<(), HandleError> {
+        let changes = decode_each(events, V1, |event| {
+            if !matches!(
+                event.event_type.as_str(),
+                types::ORDER_CREATED | types::ORDER_UPDATED
+            ) {
+                return Err(HandleError::Poison(format!(
+                    "analytics does not handle {}",
+                    event.event_type
+                )));
+            }
+            Ok(event.payload_as::<OrderChanged>()?)
+        })?;
+        let mut ids: Vec<Uuid> = changes.iter().map(|(_, order)| order.order_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        // Locked in id order, so two projectors (a rebalance) cannot deadlock on them.
+        let rows = tx
+            .query_prepared(
+                "SELECT order_id, status, version, amount_cents FROM order_views
+                 WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE",
+                &[&ids],
+            )
+            .await?;
+        let mut views: HashMap<Uuid, ViewTotals> = rows
+            .iter()
+            .map(|row| {
+                let state = ViewTotals {
+                    status: row.get(1),
+                    version: row.get(2),
+                    amount_cents: row.get::<_, Option<i64>>(3).unwrap_or(0),
+                };
+                (row.get(0), state)
+            })
+            .collect();
+        let mut newest: HashMap<Uuid, &OrderChanged> = HashMap::new();
+        let mut totals = TotalDeltas::default();
+        for (event, order) in &changes {
+            let new = ViewTotals {
+                status: order.status.clone(),
+                version: order.version,
+                amount_cents: order.amount_cents.unwrap_or(0),
+            };
+            let old = views.get(&order.order_id);
+            if old.is_some_and(|old| old.version >= order.version) {
+                continue; // an older or repeated state: the view is already past it
+            }
+            totals.change(old, &new);
+            views.insert(order.order_id, new);
+            newest.insert(order.order_id, order);
+            self.observe_lag(event);
+        }
+        write_views(tx, newest.into_values()).await?;
+        totals.write(tx).await
     }
 
-    async fn handle(&self, tx: &OutboxTx<'_>, event: &Envelope) -> Result<(), HandleError> {
-        expect_version(event, V1)?;
-        if !matches!(
-            event.event_type.as_str(),
-            types::ORDER_CREATED | types::ORDER_UPDATED
-        ) {
-            return Err(HandleError::Poison(format!(
-                "analytics does not handle {}",
-                event.event_type
-            )));
+    /// The view of the event's order (its key) changed and committed: wake its waiters.
+    fn committed(&self, event: &Envelope) {
+        if let Ok(order) = event.payload_as::<OrderChanged>() {
+            self.views.announce(&event.key, order.version);
         }
-        let order: OrderChanged = event.payload_as()?;
-        let previous = tx
-            .query_opt_prepared("SELECT status, version, amount_cents FROM order_views WHERE order_id = $1 FOR UPDATE", &[&order.order_id])
-            .await?;
-        if let Some(row) = &previous {
-            if row.get::<_, i64>(1) >= order.version {
-                return Ok(()); // an older or repeated state: the view is already past it
-            }
+    }
+}
+
+impl Projector {
+    /// Sets the projection lag from `event`'s time to now.
+    fn observe_lag(&self, event: &Envelope) {
+        let lag = (Utc::now() - event.occurred_at)
+            .num_microseconds()
+            .unwrap_or(0) as f64
+            / 1e6;
+        self.lag.set(lag.max(0.0));
+        self.lag_histogram.observe(lag.max(0.0));
+    }
+}
+
+/// What the totals need of a view: its status, version and amount.
+struct ViewTotals {
+    status: String,
+    version: i64,
+    amount_cents: i64,
+}
+
+/// Changes to the totals by status, summed over a batch: (orders, amount) per status.
+#[derive(Default)]
+struct TotalDeltas(HashMap<String, (i64, i64)>);
+
+impl TotalDeltas {
+    /// A view moving from `old` (none: a new order) to `new`.
+    fn change(&mut self, old: Option<&ViewTotals>, new: &ViewTotals) {
+        if let Some(old) = old {
+            let entry = self.0.entry(old.status.clone()).or_default();
+            entry.0 -= 1;
+            entry.1 -= old.amount_cents;
         }
-        let items =
-            serde_json::to_value(&order.items).map_err(|e| HandleError::Poison(e.to_string()))?;
-        tx.execute_prepared(
-            "INSERT INTO order_views (order_id, user_id, status, step, items, amount_cents, reason, version, created_at, updated_at, projected_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
-             ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, step = EXCLUDED.step, items = EXCLUDED.items,
-                 amount_cents = EXCLUDED.amount_cents, reason = EXCLUDED.reason, version = EXCLUDED.version,
-                 updated_at = EXCLUDED.updated_at, projected_at = now()",
-            &[
-                &order.order_id,
-                &order.user_id,
-                &order.status,
-                &order.step,
-                &items,
-                &order.amount_cents,
-                &order.reason,
-                &order.version,
-                &order.created_at,
-                &order.updated_at,
-            ],
-        )
-        .await?;
-        let old_status: Option<String> = previous.as_ref().map(|r| r.get(0));
-        let old_amount: i64 = previous
-            .as_ref()
-            .and_then(|r| r.get::<_, Option<i64>>(2))
-            .unwrap_or(0);
-        // Totals change by appended deltas, folded in later (`fold_totals`): every event
-        // updating one row per status made that row the lock all projections queued on.
-        let new_amount = order.amount_cents.unwrap_or(0);
-        let mut deltas: Vec<(&str, i64, i64)> = Vec::with_capacity(2);
-        match old_status.as_deref() {
-            Some(old) if old == order.status => deltas.push((old, 0, new_amount - old_amount)),
-            Some(old) => {
-                deltas.push((old, -1, -old_amount));
-                deltas.push((&order.status, 1, new_amount));
-            }
-            None => deltas.push((&order.status, 1, new_amount)),
-        }
-        deltas.retain(|&(_, orders, amount)| orders != 0 || amount != 0);
-        if !deltas.is_empty() {
-            let (statuses, (counts, amounts)): (Vec<&str>, (Vec<i64>, Vec<i64>)) = deltas
-                .into_iter()
-                .map(|(status, orders, amount)| (status, (orders, amount)))
-                .unzip();
+        let entry = self.0.entry(new.status.clone()).or_default();
+        entry.0 += 1;
+        entry.1 += new.amount_cents;
+    }
+
+    /// Appends the deltas that are not zero, in one statement. Totals change by appended
+    /// deltas folded in later (`fold_totals`): updating one row per status made that row
+    /// the lock every projection queued on.
+    async fn write(self, tx: &OutboxTx<'_>) -> Result<(), HandleError> {
+        let (statuses, (counts, amounts)): (Vec<String>, (Vec<i64>, Vec<i64>)) = self
+            .0
+            .into_iter()
+            .filter(|(_, (orders, amount))| *orders != 0 || *amount != 0)
+            .unzip();
+        if !statuses.is_empty() {
             tx.execute_prepared(
                 "INSERT INTO order_total_deltas (status, orders, amount_cents)
                  SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])",
@@ -483,19 +528,93 @@ impl EventHandler for Projector {
             )
             .await?;
         }
-        let lag = (Utc::now() - event.occurred_at)
-            .num_microseconds()
-            .unwrap_or(0) as f64
-            / 1e6;
-        self.lag.set(lag.max(0.0));
-        self.lag_histogram.observe(lag.max(0.0));
         Ok(())
+    }
+}
+
+/// Writes the newest state of each order of a batch into its view, in one statement.
+async fn write_views<'a>(
+    tx: &OutboxTx<'_>,
+    orders: impl Iterator<Item = &'a OrderChanged>,
+) -> Result<(), HandleError> {
+    let mut columns = ViewColumns::default();
+    for order in orders {
+        let items =
+            serde_json::to_value(&order.items).map_err(|e| HandleError::Poison(e.to_string()))?;
+        columns.push(order, items);
+    }
+    if columns.order_id.is_empty() {
+        return Ok(());
+    }
+    let c = &columns;
+    tx.execute_prepared(
+        "INSERT INTO order_views (order_id, user_id, status, step, items, amount_cents, reason, version, created_at, updated_at, projected_at)
+         SELECT *, now() FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[], $6::bigint[], $7::text[], $8::bigint[], $9::timestamptz[], $10::timestamptz[])
+         ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, step = EXCLUDED.step, items = EXCLUDED.items,
+             amount_cents = EXCLUDED.amount_cents, reason = EXCLUDED.reason, version = EXCLUDED.version,
+             updated_at = EXCLUDED.updated_at, projected_at = now()",
+        &[
+            &c.order_id, &c.user_id, &c.status, &c.step, &c.items, &c.amount_cents, &c.reason,
+            &c.version, &c.created_at, &c.updated_at,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The view rows of one statement, column by column (`unnest` takes one array per column).
+#[derive(Default)]
+struct ViewColumns {
+    order_id: Vec<Uuid>,
+    user_id: Vec<Uuid>,
+    status: Vec<String>,
+    step: Vec<String>,
+    items: Vec<serde_json::Value>,
+    amount_cents: Vec<Option<i64>>,
+    reason: Vec<Option<String>>,
+    version: Vec<i64>,
+    created_at: Vec<DateTime<Utc>>,
+    updated_at: Vec<DateTime<Utc>>,
+}
+
+impl ViewColumns {
+    fn push(&mut self, order: &OrderChanged, items: serde_json::Value) {
+        self.order_id.push(order.order_id);
+        self.user_id.push(order.user_id);
+        self.status.push(order.status.clone());
+        self.step.push(order.step.clone());
+        self.items.push(items);
+        self.amount_cents.push(order.amount_cents);
+        self.reason.push(order.reason.clone());
+        self.version.push(order.version);
+        self.created_at.push(order.created_at);
+        self.updated_at.push(order.updated_at);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_of_one_orders_moves_nets_to_its_last_status() {
+        let state = |status: &str, version, amount_cents| ViewTotals {
+            status: status.to_string(),
+            version,
+            amount_cents,
+        };
+        let mut totals = TotalDeltas::default();
+        let (created, reserved, completed) = (
+            state("PENDING", 1, 0),
+            state("PENDING", 2, 500),
+            state("COMPLETED", 3, 500),
+        );
+        totals.change(None, &created);
+        totals.change(Some(&created), &reserved);
+        totals.change(Some(&reserved), &completed);
+        assert_eq!(totals.0.get("PENDING"), Some(&(0, 0)));
+        assert_eq!(totals.0.get("COMPLETED"), Some(&(1, 500)));
+    }
 
     #[test]
     fn only_a_recent_uuid_v7_may_yet_become_a_view() {

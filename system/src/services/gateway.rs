@@ -4,8 +4,9 @@
 //! with a method it does not take is answered 405 with `Allow` here), checks the bearer
 //! JWT where the route needs one (signature and expiry) and passes the user on as
 //! `x-user-id` (a client's own `x-user-id` is dropped), applies a per-user token bucket
-//! (429 with Retry-After), picks a replica round-robin among those that pass active health
-//! checks (all of them when none does) and whose circuit breaker lets calls through,
+//! (429 with Retry-After), picks a replica round-robin among those in rotation
+//! ([`upstreams`]: the set a deployment changes while the gateway runs) that pass active
+//! health checks (all of them when none does) and whose circuit breaker lets calls through,
 //! forwards with a timeout, and carries
 //! `traceparent` and `x-request-id` through (the [`observe`] middleware creates them).
 //! Idempotent requests (GET, HEAD) that fail to connect are tried once more on another
@@ -18,10 +19,11 @@
 mod cache;
 pub mod front;
 pub mod tls;
+pub mod upstreams;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,17 +34,16 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use prometheus::{IntGaugeVec, Opts};
 use tokio_util::sync::CancellationToken;
 
 use self::cache::ResponseCache;
+use self::upstreams::{Replica, ReplicaSet};
 use super::runtime::{ServiceContext, ServiceError};
 use crate::platform::auth::{AuthError, Tokens};
-use crate::platform::breaker::CircuitBreaker;
 use crate::platform::http::{
-    answers_ready, ApiError, RouteLabel, TraceContext, REQUEST_ID, TRACEPARENT, USER_ID,
+    answers_ready, client_over, ApiError, HttpClient, RouteLabel, TraceContext, REQUEST_ID,
+    TRACEPARENT, USER_ID,
 };
 use crate::platform::metrics::Metrics;
 
@@ -219,64 +220,6 @@ impl RateLimiter {
     }
 }
 
-/// One replica of an upstream: its address, health and breaker.
-pub struct Replica {
-    pub base: String,
-    pub healthy: AtomicBool,
-    pub breaker: CircuitBreaker,
-}
-
-/// The replicas of one upstream, taken round-robin.
-pub struct ReplicaSet {
-    pub replicas: Vec<Arc<Replica>>,
-    next: AtomicUsize,
-}
-
-impl ReplicaSet {
-    pub fn new(bases: &[String]) -> ReplicaSet {
-        ReplicaSet {
-            replicas: bases
-                .iter()
-                .map(|base| {
-                    Arc::new(Replica {
-                        base: base.trim_end_matches('/').to_string(),
-                        // Optimistic until the first health check says otherwise.
-                        healthy: AtomicBool::new(true),
-                        breaker: CircuitBreaker::new(5, Duration::from_secs(5)),
-                    })
-                })
-                .collect(),
-            next: AtomicUsize::new(0),
-        }
-    }
-
-    /// The next replica that is healthy and whose breaker admits a call, skipping `avoid`.
-    ///
-    /// When no replica is healthy, health is ignored ("panic routing", as Envoy does below
-    /// its panic threshold): readiness probes check shared dependencies such as the
-    /// database, so a slow dependency fails every replica's probe at once, and shedding all
-    /// traffic would turn a slowdown into an outage. The breakers still guard each replica.
-    fn pick(&self, avoid: Option<&Arc<Replica>>) -> Option<Arc<Replica>> {
-        let any_healthy = self.replicas.iter().any(|r| {
-            r.healthy.load(Ordering::Relaxed) && !avoid.is_some_and(|a| Arc::ptr_eq(a, r))
-        });
-        let count = self.replicas.len();
-        for _ in 0..count {
-            let index = self.next.fetch_add(1, Ordering::Relaxed) % count;
-            let replica = &self.replicas[index];
-            if avoid.is_some_and(|a| Arc::ptr_eq(a, replica))
-                || (any_healthy && !replica.healthy.load(Ordering::Relaxed))
-            {
-                continue;
-            }
-            if replica.breaker.try_acquire() {
-                return Some(replica.clone());
-            }
-        }
-        None
-    }
-}
-
 /// Gateway settings.
 #[derive(Clone)]
 pub struct GatewayConfig {
@@ -288,12 +231,14 @@ pub struct GatewayConfig {
     pub health_interval: Duration,
     /// Public responses kept by the response cache; 0 keeps none.
     pub cache_entries: usize,
+    /// Under mutual TLS: the gateway's identity and the system CA, for `https://` upstreams.
+    pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 #[derive(Clone)]
 pub struct Gateway {
     sets: Arc<HashMap<Upstream, ReplicaSet>>,
-    client: Client<HttpConnector, Body>,
+    client: HttpClient,
     tokens: Tokens,
     limiter: Arc<RateLimiter>,
     timeout: Duration,
@@ -305,10 +250,12 @@ impl Gateway {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        let client = Client::builder(TokioExecutor::new())
+        let mut client = client_over(connector, config.upstream_tls.clone());
+        client
+            .builder
             .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(256)
-            .build(connector);
+            .pool_max_idle_per_host(256);
+        let client = client.build();
         Gateway {
             sets: Arc::new(
                 config
@@ -340,17 +287,25 @@ impl Gateway {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            for (upstream, set) in self.sets.iter() {
-                for replica in &set.replicas {
-                    let healthy =
-                        answers_ready(&self.client, &replica.base, Duration::from_secs(1)).await;
-                    if replica.healthy.swap(healthy, Ordering::Relaxed) != healthy {
-                        tracing::info!(upstream = upstream.name(), replica = %replica.base, healthy, "replica health changed");
+            // A round waits on each replica in turn (up to 1 s each): a stop must not.
+            let round = async {
+                for (upstream, set) in self.sets.iter() {
+                    for replica in set.current().iter() {
+                        let healthy =
+                            answers_ready(&self.client, &replica.base, Duration::from_secs(1))
+                                .await;
+                        if replica.healthy.swap(healthy, Ordering::Relaxed) != healthy {
+                            tracing::info!(upstream = upstream.name(), replica = %replica.base, healthy, "replica health changed");
+                        }
+                        breaker_gauge
+                            .with_label_values(&[upstream.name(), &replica.base])
+                            .set(replica.breaker.state().as_gauge());
                     }
-                    breaker_gauge
-                        .with_label_values(&[upstream.name(), &replica.base])
-                        .set(replica.breaker.state().as_gauge());
                 }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                () = round => {}
             }
         }
     }
@@ -378,6 +333,7 @@ pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, Servic
         request_timeout: args.request_timeout,
         health_interval: Duration::from_secs(1),
         cache_entries: args.response_cache,
+        upstream_tls: ctx.mesh_client()?,
     };
     let gateway = Gateway::new(&config);
     let health_checks =
@@ -385,6 +341,10 @@ pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, Servic
             .clone()
             .health_checks(config.health_interval, ctx.metrics(), ctx.background());
     ctx.spawn(health_checks);
+    if let Some(path) = &args.upstreams_file {
+        let watch = upstreams::watch_file(path.clone(), gateway.sets.clone(), ctx.background());
+        ctx.spawn(watch);
+    }
     Ok(routes(gateway))
 }
 
@@ -398,9 +358,9 @@ pub fn parse_upstreams(values: &[String]) -> Result<HashMap<Upstream, Vec<String
         let upstream = Upstream::from_name(name.trim())
             .ok_or_else(|| format!("--upstream {value:?}: unknown service {name:?}"))?;
         for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
-            if !url.starts_with("http://") {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(format!(
-                    "--upstream {value:?}: {url:?} is not an http:// URL"
+                    "--upstream {value:?}: {url:?} is not an http:// or https:// URL"
                 ));
             }
             upstreams.entry(upstream).or_default().push(url.to_string());
@@ -700,45 +660,6 @@ async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn replicas(n: usize) -> ReplicaSet {
-        ReplicaSet::new(
-            &(1..=n)
-                .map(|i| format!("http://127.0.0.1:{i}"))
-                .collect::<Vec<_>>(),
-        )
-    }
-
-    #[test]
-    fn unhealthy_replicas_are_skipped_while_a_healthy_one_remains() {
-        let set = replicas(3);
-        set.replicas[0].healthy.store(false, Ordering::Relaxed);
-        set.replicas[2].healthy.store(false, Ordering::Relaxed);
-        for _ in 0..6 {
-            let picked = set.pick(None).expect("a replica");
-            assert!(Arc::ptr_eq(&picked, &set.replicas[1]), "{}", picked.base);
-        }
-        // The only healthy one is avoided (a retry after it failed): panic routing tries another.
-        let healthy = set.replicas[1].clone();
-        let retry = set.pick(Some(&healthy)).expect("panic routing on retry");
-        assert!(!Arc::ptr_eq(&retry, &healthy));
-    }
-
-    #[test]
-    fn with_no_healthy_replica_every_replica_takes_turns() {
-        let set = replicas(2);
-        for replica in &set.replicas {
-            replica.healthy.store(false, Ordering::Relaxed);
-        }
-        let picked: Vec<String> = (0..4)
-            .map(|_| set.pick(None).expect("panic routing").base.clone())
-            .collect();
-        assert_eq!(
-            picked.iter().filter(|b| b.ends_with(":1")).count(),
-            2,
-            "{picked:?}"
-        );
-    }
 
     #[test]
     fn the_routing_table_sends_paths_to_their_services() {

@@ -11,15 +11,14 @@
 //! `available >= 0` is a CHECK constraint: two more lines of defence. [`audit`] re-derives
 //! every level from the events.
 //!
-//! Under a backlog the consumer hands inventory a batch of commands, which [`batch`] applies
-//! as a whole: its products' heads locked once, in id order, the commands decided in memory
-//! in order, and everything written with a statement per table.
+//! Every command is applied by [`batch`]: under a backlog the consumer hands inventory a
+//! batch of commands, applied as a whole (its products' heads locked once, in id order, the
+//! commands decided in memory in order, and everything written with a statement per table);
+//! a single command is a batch of one, so there is one place that decides.
 //!
 //! The saga talks to it over Kafka: `inventory.reserve` reserves all items of an order or
 //! none (replying with the order's price, since inventory owns the catalogue), and
 //! `inventory.release` gives a reservation back, once.
-
-use std::collections::BTreeMap;
 
 use crate::platform::outbox::OutboxTx;
 use axum::extract::{Path, State};
@@ -29,12 +28,11 @@ use axum::routing::get;
 use axum::Router;
 use deadpool_postgres::Pool;
 use serde::Serialize;
-use uuid::Uuid;
 
-use super::messages::{self, types, Amount, Failed, OrderItem, OrderRef, Reserve, V1};
+use super::messages;
 
 use super::runtime::{ServiceContext, ServiceError};
-use crate::platform::consumer::{expect_version, EventHandler, HandleError};
+use crate::platform::consumer::{BatchHandler, HandleError};
 use crate::platform::envelope::Envelope;
 use crate::platform::http::{ApiError, ErrorBody, Json};
 use crate::platform::migrate::Migration;
@@ -254,29 +252,11 @@ pub async fn audit(pool: &Pool) -> Result<Vec<AuditFinding>, ApiError> {
 /// Handles `inventory.reserve` and `inventory.release`.
 pub struct CommandHandler;
 
-impl EventHandler for CommandHandler {
+impl BatchHandler for CommandHandler {
     /// Reservations of different orders write the same products' rows: a batch is applied
     /// as a whole, its products locked once, in id order ([`batch`]).
-    async fn handle_batch(
-        &self,
-        tx: &OutboxTx<'_>,
-        events: &[&Envelope],
-    ) -> Result<(), HandleError> {
+    async fn apply(&self, tx: &OutboxTx<'_>, events: &[&Envelope]) -> Result<(), HandleError> {
         batch::apply(tx, events).await
-    }
-
-    async fn handle(&self, tx: &OutboxTx<'_>, event: &Envelope) -> Result<(), HandleError> {
-        expect_version(event, V1)?;
-        match event.event_type.as_str() {
-            types::RESERVE => reserve(tx, event, event.payload_as::<Reserve>()?).await,
-            types::RELEASE => {
-                let OrderRef { order_id } = event.payload_as()?;
-                release(tx, event, order_id).await
-            }
-            other => Err(HandleError::Poison(format!(
-                "inventory does not handle {other}"
-            ))),
-        }
     }
 }
 
@@ -294,206 +274,4 @@ async fn reply<T: Serialize>(
         payload,
     )
     .await
-}
-
-/// The head of a product's stock stream, as a command read it.
-#[derive(Clone, Copy)]
-struct StockHead {
-    product_id: i64,
-    version: i64,
-    available: i32,
-}
-
-/// What a reservation takes of one product.
-struct Take {
-    head: StockHead,
-    quantity: i32,
-    price_cents: i64,
-}
-
-async fn reserve(tx: &OutboxTx<'_>, event: &Envelope, command: Reserve) -> Result<(), HandleError> {
-    let order_id = command.order_id;
-    // A second reserve for the same order (the saga re-sent it) answers like the first.
-    let amount_cents = match reserved_amount(tx, order_id).await? {
-        Some(amount_cents) => amount_cents,
-        None => match plan_reservation(tx, &command.items).await? {
-            Ok(takes) => take_stock(tx, order_id, takes).await?,
-            Err(reason) => {
-                let failed = Failed { order_id, reason };
-                return reply(tx, event, types::RESERVATION_FAILED, &failed).await;
-            }
-        },
-    };
-    let reserved = Amount {
-        order_id,
-        amount_cents,
-    };
-    reply(tx, event, types::RESERVED, &reserved).await
-}
-
-/// Takes `takes` from stock for `order_id`; returns their price.
-async fn take_stock(
-    tx: &OutboxTx<'_>,
-    order_id: Uuid,
-    takes: Vec<Take>,
-) -> Result<i64, HandleError> {
-    let mut amount_cents = 0i64;
-    for take in takes {
-        append(tx, &take.head, "reserved", -take.quantity, order_id).await?;
-        tx.execute_prepared(
-            "INSERT INTO reservations (order_id, product_id, quantity) VALUES ($1, $2, $3)",
-            &[&order_id, &take.head.product_id, &take.quantity],
-        )
-        .await?;
-        amount_cents += i64::from(take.quantity) * take.price_cents;
-    }
-    Ok(amount_cents)
-}
-
-/// The price of the stock already reserved for `order_id`, if any is.
-async fn reserved_amount(tx: &OutboxTx<'_>, order_id: Uuid) -> Result<Option<i64>, HandleError> {
-    let existing = tx
-        .query_prepared(
-            "SELECT r.quantity, p.price_cents FROM reservations r JOIN products p ON p.id = r.product_id
-             WHERE r.order_id = $1",
-            &[&order_id],
-        )
-        .await?;
-    Ok((!existing.is_empty()).then(|| {
-        existing
-            .iter()
-            .map(|r| i64::from(r.get::<_, i32>(0)) * r.get::<_, i64>(1))
-            .sum()
-    }))
-}
-
-/// The quantity wanted of each product of an order, repeated products merged, in product
-/// id order (the order in which reservations lock rows, so they never wait in a cycle); or
-/// why the order cannot be reserved.
-fn wanted_quantities(items: &[OrderItem]) -> Result<BTreeMap<i64, i64>, String> {
-    let mut wanted: BTreeMap<i64, i64> = BTreeMap::new();
-    for OrderItem {
-        product_id,
-        quantity,
-    } in items
-    {
-        if *quantity <= 0 {
-            return Err(format!(
-                "quantity {quantity} of product {product_id} is not positive"
-            ));
-        }
-        *wanted.entry(*product_id).or_default() += i64::from(*quantity);
-    }
-    if wanted.is_empty() {
-        return Err("no items".into());
-    }
-    Ok(wanted)
-}
-
-/// What to take of each product for `items`, or why the order cannot be reserved (the
-/// inner error, a reason for the saga, not a failure of the handler).
-async fn plan_reservation(
-    tx: &OutboxTx<'_>,
-    items: &[OrderItem],
-) -> Result<Result<Vec<Take>, String>, HandleError> {
-    let wanted = match wanted_quantities(items) {
-        Ok(wanted) => wanted,
-        Err(reason) => return Ok(Err(reason)),
-    };
-    let mut takes = Vec::with_capacity(wanted.len());
-    for (product_id, quantity) in wanted {
-        let row = tx
-            .query_opt_prepared(
-                "SELECT s.version, s.available, p.price_cents FROM stock_levels s JOIN products p ON p.id = s.product_id
-                 WHERE s.product_id = $1 FOR UPDATE OF s",
-                &[&product_id],
-            )
-            .await?;
-        let Some(row) = row else {
-            return Ok(Err(format!("no product {product_id}")));
-        };
-        let (version, available, price_cents): (i64, i32, i64) =
-            (row.get(0), row.get(1), row.get(2));
-        if i64::from(available) < quantity {
-            return Ok(Err(format!(
-                "product {product_id}: {available} available, {quantity} wanted"
-            )));
-        }
-        takes.push(Take {
-            head: StockHead {
-                product_id,
-                version,
-                available,
-            },
-            // At most `available`, an i32.
-            quantity: quantity as i32,
-            price_cents,
-        });
-    }
-    Ok(Ok(takes))
-}
-
-async fn release(tx: &OutboxTx<'_>, event: &Envelope, order_id: Uuid) -> Result<(), HandleError> {
-    let held = tx
-        .query_prepared(
-            "SELECT product_id, quantity FROM reservations WHERE order_id = $1 AND NOT released ORDER BY product_id",
-            &[&order_id],
-        )
-        .await?;
-    for row in &held {
-        let (product_id, quantity): (i64, i32) = (row.get(0), row.get(1));
-        let head = tx
-            .query_one_prepared(
-                "SELECT version, available FROM stock_levels WHERE product_id = $1 FOR UPDATE",
-                &[&product_id],
-            )
-            .await?;
-        let head = StockHead {
-            product_id,
-            version: head.get(0),
-            available: head.get(1),
-        };
-        append(tx, &head, "released", quantity, order_id).await?;
-    }
-    tx.execute_prepared(
-        "UPDATE reservations SET released = true WHERE order_id = $1",
-        &[&order_id],
-    )
-    .await?;
-    // Released (or never held): either way the order holds no stock now.
-    reply(tx, event, types::RELEASED, &OrderRef { order_id }).await
-}
-
-/// Appends one event of `kind` moving `quantity` units (negative: taken) to the stream
-/// whose head is `head`, at the next version, moving the head; or fails with a retry if
-/// another writer moved the head first.
-async fn append(
-    tx: &OutboxTx<'_>,
-    head: &StockHead,
-    kind: &str,
-    quantity: i32,
-    order_id: Uuid,
-) -> Result<(), HandleError> {
-    let StockHead {
-        product_id,
-        version: expected,
-        available,
-    } = *head;
-    let moved = tx
-        .execute_prepared(
-            "UPDATE stock_levels SET version = $3, available = $4 WHERE product_id = $1 AND version = $2",
-            &[&product_id, &expected, &(expected + 1), &(available + quantity)],
-        )
-        .await?;
-    if moved == 0 {
-        return Err(HandleError::Conflict(format!(
-            "product {product_id} moved past version {expected}"
-        )));
-    }
-    tx.execute_prepared(
-        "INSERT INTO stock_events (product_id, version, kind, quantity, order_id) VALUES ($1, $2, $3, $4, $5)",
-        &[&product_id, &(expected + 1), &kind, &quantity, &order_id],
-    )
-    .await?;
-    Ok(())
 }

@@ -132,6 +132,6 @@ pub async fn reply<T: Serialize>(
     let payload = serde_json::to_value(payload).map_err(|e| HandleError::Poison(e.to_string()))?;
     let reply = Envelope::new(event_type, V1, request.key.clone(), payload)
         .with_traceparent(request.traceparent.clone());
-    outbox::enqueue(tx, topic, &reply);
+    outbox::enqueue(tx, topic, reply);
     Ok(())
 }

@@ -149,6 +149,11 @@ impl Platform {
             .set("auto.commit.interval.ms", "1000")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
+            // A subscribed topic the broker does not know yet (created a moment ago, its
+            // metadata not yet on every broker) holds the whole subscription back until the
+            // next metadata refresh: 5 minutes by default, so a saga consumer that started
+            // in that moment stalled every saga for minutes (seen in CI).
+            .set("topic.metadata.refresh.interval.ms", "2000")
             .create()
             .map_err(kafka)?;
         consumer.subscribe(topics).map_err(kafka)?;
@@ -320,6 +325,17 @@ impl<'a> ServiceContext<'a> {
             None => None,
         };
         Ok(KafkaClient::new(bootstrap, auth))
+    }
+
+    /// Under mutual TLS (`--mesh-*`), how this service calls others: presenting its own
+    /// certificate, trusting only the system CA. `None` without it.
+    pub fn mesh_client(&self) -> Result<Option<Arc<rustls::ClientConfig>>, ServiceError> {
+        let invalid = |e: crate::platform::tls::TlsError| self.invalid(e.to_string());
+        let identity = self.args.mesh.identity().map_err(invalid)?;
+        identity
+            .map(|m| m.client_config())
+            .transpose()
+            .map_err(invalid)
     }
 
     pub fn invalid(&self, reason: impl Into<String>) -> ServiceError {

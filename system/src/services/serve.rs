@@ -20,6 +20,16 @@ use super::{
     ServiceKind,
 };
 use crate::platform::http::{self, observe, Operational};
+use crate::platform::mesh;
+use crate::platform::tls::TlsError;
+
+/// A service's acceptor under mutual TLS (`--mesh-*`), requiring a client certificate of
+/// the system CA; `None` without it.
+fn mesh_acceptor(args: &ServeArgs) -> Result<Option<tokio_rustls::TlsAcceptor>, TlsError> {
+    let identity = args.mesh.identity()?;
+    let config = identity.map(|m| m.server_config()).transpose()?;
+    Ok(config.map(tokio_rustls::TlsAcceptor::from))
+}
 
 /// Settings of one service process. Flags, or the environment variables named.
 #[derive(Debug, Clone, Args)]
@@ -65,6 +75,11 @@ pub struct ServeArgs {
     /// Gateway: an upstream's replicas, `service=URL[,URL...]` (repeatable).
     #[arg(long = "upstream", value_name = "SERVICE=URLS")]
     pub upstreams: Vec<String>,
+
+    /// Gateway: a file whose newer generations replace the `--upstream` replicas while it
+    /// runs (a rollout or blue-green switch; see `gateway::upstreams`).
+    #[arg(long)]
+    pub upstreams_file: Option<std::path::PathBuf>,
 
     /// Gateway: requests per second allowed per user (0: no limit).
     #[arg(long, default_value_t = 100.0)]
@@ -114,10 +129,22 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub front: gateway::front::FrontArgs,
 
+    /// Mutual TLS between the services: this service's certificate and the system CA.
+    #[command(flatten)]
+    pub mesh: crate::platform::mesh::MeshArgs,
+
+    /// Where this process' spans are exported (OTLP), and how many traces are sampled.
+    #[command(flatten)]
+    pub telemetry: crate::platform::telemetry::TelemetryArgs,
+
     /// How long in-flight requests may take to finish on shutdown.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
 }
+
+/// How long background work (consumers finishing their batch and committing, the relay
+/// settling what it sent) may take to stop once the HTTP server drained.
+const BACKGROUND_GRACE: Duration = Duration::from_secs(10);
 
 /// How each service starts: its module's `start`, looked up by kind.
 async fn start(kind: ServiceKind, ctx: &mut ServiceContext<'_>) -> Result<Router, ServiceError> {
@@ -148,7 +175,7 @@ pub async fn serve(
         ServiceKind::Gateway => {
             gateway::front::acceptor(&args.front).map_err(|e| ctx.invalid(e.to_string()))?
         }
-        _ => None,
+        _ => mesh_acceptor(&args).map_err(|e| ctx.invalid(e.to_string()))?,
     };
     let routes = start(service, &mut ctx).await?;
     let Started {
@@ -170,26 +197,38 @@ pub async fn serve(
     } else {
         router.route_layer(observed)
     };
+    // Under mutual TLS every request is admitted by its caller's identity first, whatever
+    // its path (so `layer`: unmatched paths too).
+    let mutual_tls = service != ServiceKind::Gateway && tls.is_some();
+    let router = if mutual_tls {
+        router.layer(middleware::from_fn_with_state(service, mesh::admit))
+    } else {
+        router
+    };
     let address = listener.local_addr().map_err(|source| ServiceError::Http {
         service: name.into(),
         source,
     })?;
     tracing::info!(service = name, %address, "serving");
+    // The gateway's loop is the one that serves TLS (and puts each connection's client
+    // identity into its requests), so mutual-TLS services are served by it too.
     let served = match service {
-        ServiceKind::Gateway => {
+        _ if service == ServiceKind::Gateway || mutual_tls => {
             let front = &args.front;
             gateway::front::serve(listener, router, tls, front, shutdown, args.drain_timeout).await
         }
         _ => http::serve(listener, router, shutdown, args.drain_timeout).await,
     };
+    tracing::info!(service = name, "requests drained; stopping background work");
     background.cancel();
-    for task in tasks {
-        if tokio::time::timeout(Duration::from_secs(10), task)
-            .await
-            .is_err()
-        {
-            tracing::warn!(service = name, "a background task did not stop within 10 s");
-        }
+    // Together, not one after another: each consumer's last batch and offset commit and the
+    // relay's last acknowledgements overlap instead of adding up.
+    let stopped = futures::future::join_all(tasks);
+    if tokio::time::timeout(BACKGROUND_GRACE, stopped)
+        .await
+        .is_err()
+    {
+        tracing::warn!(service = name, grace = ?BACKGROUND_GRACE, "background work did not stop in time");
     }
     tracing::info!(service = name, "stopped");
     served.map_err(|source| ServiceError::Http {

@@ -314,7 +314,7 @@ pub(crate) async fn register(
         .map_err(ApiError::internal)?,
     )
     .with_traceparent(Some(trace.traceparent));
-    outbox::enqueue(&tx, messages::USERS_EVENTS, &event);
+    outbox::enqueue(&tx, messages::USERS_EVENTS, event);
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(Registered { id })))
 }

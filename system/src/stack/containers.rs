@@ -77,6 +77,10 @@ impl Containers {
             ),
             redis_url: format!("redis://127.0.0.1:{redis_port}"),
             kafka_admin: None,
+            jaeger_url: None,
+            otlp_endpoint: None,
+            prometheus_url: None,
+            prometheus_dir: None,
         };
         Ok((
             Containers {

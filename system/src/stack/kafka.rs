@@ -292,7 +292,7 @@ pub fn kafka_home(configured: Option<&Path>) -> Result<PathBuf, StackError> {
     }
 }
 
-fn default_cache_dir() -> PathBuf {
+pub(crate) fn default_cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
         return PathBuf::from(dir).join("faultline");
     }

@@ -1,4 +1,7 @@
-//! The real stack under the reference system: Apache Kafka (KRaft), PostgreSQL and Redis.
+//! The real stack under the reference system: Apache Kafka (KRaft), PostgreSQL and Redis,
+//! and Jaeger when traces are asked for ([`StackSpec::tracing`], [`jaeger`]), and a
+//! Prometheus server scraping the services when asked for ([`StackSpec::prometheus`],
+//! [`prometheus`]).
 //!
 //! [`Stack::start`] brings each component up according to a [`StackSpec`]:
 //!
@@ -16,11 +19,13 @@
 //! The result is a [`Stack`] with [`Endpoints`] (the three addresses clients need) and, for
 //! local components, handles that fault injection can signal.
 
+pub mod jaeger;
 pub mod kafka;
 pub mod kafka_auth;
 pub mod ports;
 pub mod postgres;
 pub mod process;
+pub mod prometheus;
 mod ready;
 pub mod redis;
 mod server;
@@ -33,9 +38,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use jaeger::{Jaeger, JaegerQuery};
 pub use kafka::{KafkaBroker, KafkaCluster, KafkaSpec, KAFKA_VERSION};
 pub use kafka_auth::{KafkaAuth, KafkaClient};
 pub use postgres::{PostgresServer, PostgresSpec};
+pub use prometheus::{Prometheus, PrometheusQuery, PrometheusSpec, ScrapeTarget};
 pub use redis::{RedisServer, RedisSpec};
 pub use server::Server;
 
@@ -127,6 +134,10 @@ pub struct StackSpec {
     pub keep_data: bool,
     /// How long each component may take to become ready.
     pub ready_timeout: Duration,
+    /// Also start Jaeger (local, in memory), for the services' spans.
+    pub tracing: bool,
+    /// Also start Prometheus, scraping every service replica the supervisor names.
+    pub prometheus: Option<PrometheusSpec>,
 }
 
 impl Default for StackSpec {
@@ -138,6 +149,8 @@ impl Default for StackSpec {
             data_dir: None,
             keep_data: false,
             ready_timeout: Duration::from_secs(90),
+            tracing: false,
+            prometheus: None,
         }
     }
 }
@@ -153,6 +166,14 @@ pub struct Endpoints {
     pub redis_url: String,
     /// The Kafka super user's credentials and property files; `None` for an open cluster.
     pub kafka_admin: Option<KafkaAdmin>,
+    /// Jaeger's query API and UI, when the stack runs it.
+    pub jaeger_url: Option<String>,
+    /// Where services export spans to (Jaeger's OTLP/HTTP receiver), when it runs.
+    pub otlp_endpoint: Option<String>,
+    /// Prometheus' UI and HTTP API, when the stack runs it.
+    pub prometheus_url: Option<String>,
+    /// Where Prometheus keeps its files (the TSDB under `data/`), kept after the stack stops.
+    pub prometheus_dir: Option<PathBuf>,
 }
 
 /// What a person or a tool needs to act as the Kafka super user.
@@ -185,6 +206,18 @@ impl Endpoints {
                 format!("KAFKA_COMMAND_CONFIG={}", admin.command_config.display()),
             ]);
         }
+        if let Some(url) = &self.jaeger_url {
+            lines.push(format!("JAEGER_URL={url}"));
+        }
+        if let Some(endpoint) = &self.otlp_endpoint {
+            lines.push(format!("OTEL_EXPORTER_OTLP_ENDPOINT={endpoint}"));
+        }
+        if let Some(url) = &self.prometheus_url {
+            lines.push(format!("PROMETHEUS_URL={url}"));
+        }
+        if let Some(dir) = &self.prometheus_dir {
+            lines.push(format!("PROMETHEUS_DATA_DIR={}", dir.display()));
+        }
         lines
     }
 
@@ -209,6 +242,12 @@ impl fmt::Display for Endpoints {
 /// Checks what can be checked before anything starts, so that a taken port or a missing
 /// Kafka cache is reported at once rather than after other components started.
 fn preflight(spec: &StackSpec) -> Result<(), StackError> {
+    if spec.tracing {
+        jaeger::jaeger_program()?;
+    }
+    if spec.prometheus.is_some() {
+        prometheus::prometheus_program()?;
+    }
     if let KafkaSpec::Local(local) = &spec.kafka {
         kafka::kafka_home(local.home.as_deref())?;
         for (index, port) in local.client_ports.iter().enumerate() {
@@ -286,6 +325,18 @@ impl DataDir {
     }
 }
 
+impl DataDir {
+    /// Where Prometheus' files go: as asked, else under a data directory that is kept,
+    /// else in a kept temporary directory of its own (its series outlive the stack).
+    fn prometheus_dir(&self, spec: &PrometheusSpec) -> Result<PathBuf, StackError> {
+        match &spec.dir {
+            Some(dir) => Ok(dir.clone()),
+            None if !self.remove_on_drop => Ok(self.path.join("prometheus")),
+            None => prometheus::kept_temporary_dir(),
+        }
+    }
+}
+
 impl Drop for DataDir {
     fn drop(&mut self) {
         if self.remove_on_drop {
@@ -304,6 +355,8 @@ pub struct Stack {
     kafka: KafkaCluster,
     redis: RedisServer,
     postgres: PostgresServer,
+    jaeger: Option<Jaeger>,
+    prometheus: Option<Prometheus>,
     #[cfg(feature = "containers")]
     containers: Option<containers::Containers>,
     data: DataDir,
@@ -320,13 +373,31 @@ impl Stack {
         let data = DataDir::create(&spec)?;
         let timeout = spec.ready_timeout;
         tracing::info!(data_dir = %data.path.display(), "starting the stack");
-        let (kafka, postgres, redis) = tokio::join!(
+        let jaeger = async {
+            match spec.tracing {
+                true => jaeger::start(&data.path, timeout).await.map(Some),
+                false => Ok(None),
+            }
+        };
+        let prometheus = async {
+            match &spec.prometheus {
+                Some(wanted) => match data.prometheus_dir(wanted) {
+                    Ok(dir) => prometheus::start(&dir, timeout).await.map(Some),
+                    Err(error) => Err(error),
+                },
+                None => Ok(None),
+            }
+        };
+        let (kafka, postgres, redis, jaeger, prometheus) = tokio::join!(
             KafkaCluster::start(&spec.kafka, &data.path, timeout),
             PostgresServer::start(&spec.postgres, &data.path, timeout),
             redis::start(&spec.redis, &data.path, timeout),
+            jaeger,
+            prometheus,
         );
         // On an error the others are dropped here, which stops them.
-        let (kafka, postgres, redis) = (kafka?, postgres?, redis?);
+        let (kafka, postgres, redis, jaeger, prometheus) =
+            (kafka?, postgres?, redis?, jaeger?, prometheus?);
         let kafka_admin = match kafka.principals() {
             Some(_) => Some(write_admin_properties(&kafka.admin_client(), &data.path)?),
             None => None,
@@ -335,6 +406,8 @@ impl Stack {
             kafka,
             redis,
             postgres,
+            jaeger,
+            prometheus,
             #[cfg(feature = "containers")]
             containers: None,
             data,
@@ -351,6 +424,8 @@ impl Stack {
             kafka: KafkaCluster::external_unchecked(&endpoints.kafka_bootstrap),
             redis: RedisServer::external_unchecked(&endpoints.redis_url),
             postgres: PostgresServer::external_unchecked(&endpoints.database_url),
+            jaeger: None,
+            prometheus: None,
             containers: Some(started),
             data,
             kafka_admin: None,
@@ -363,7 +438,21 @@ impl Stack {
             database_url: self.postgres.url(),
             redis_url: self.redis.url(),
             kafka_admin: self.kafka_admin.clone(),
+            jaeger_url: self.jaeger.as_ref().map(Jaeger::url),
+            otlp_endpoint: self.jaeger.as_ref().map(Jaeger::otlp_endpoint),
+            prometheus_url: self.prometheus.as_ref().map(Prometheus::url),
+            prometheus_dir: (self.prometheus.as_ref()).map(|p| p.dir().to_path_buf()),
         }
+    }
+
+    /// Prometheus, when the stack runs it.
+    pub fn prometheus(&self) -> Option<&Prometheus> {
+        self.prometheus.as_ref()
+    }
+
+    /// Jaeger, when the stack runs it.
+    pub fn jaeger(&self) -> Option<&Jaeger> {
+        self.jaeger.as_ref()
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -411,6 +500,18 @@ impl Stack {
         if let Some(process) = self.redis.process_mut() {
             candidates.push(("Redis", redis_port, process));
         }
+        if let Some(jaeger) = self.jaeger.as_mut() {
+            let port = jaeger.port().unwrap_or(0);
+            if let Some(process) = jaeger.process_mut() {
+                candidates.push(("Jaeger", port, process));
+            }
+        }
+        if let Some(prometheus) = self.prometheus.as_mut() {
+            let port = prometheus.port().unwrap_or(0);
+            if let Some(process) = prometheus.process_mut() {
+                candidates.push(("Prometheus", port, process));
+            }
+        }
         for (component, port, process) in candidates {
             if let Some(status) = process.try_exit_status() {
                 return Some(StackError::ComponentFailed {
@@ -431,9 +532,21 @@ impl Stack {
     pub async fn stop(mut self) {
         tracing::info!("stopping the stack");
         self.kafka.stop().await;
+        let jaeger = async {
+            if let Some(jaeger) = self.jaeger.as_mut() {
+                jaeger.stop().await;
+            }
+        };
+        let prometheus = async {
+            if let Some(prometheus) = self.prometheus.as_mut() {
+                prometheus.stop().await;
+            }
+        };
         tokio::join!(
             self.redis.stop(Duration::from_secs(5)),
-            self.postgres.stop()
+            self.postgres.stop(),
+            jaeger,
+            prometheus
         );
         #[cfg(feature = "containers")]
         if let Some(containers) = self.containers.take() {

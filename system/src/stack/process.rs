@@ -54,6 +54,22 @@ pub struct ProcessSpec {
     pub run_as: Option<RunAs>,
 }
 
+impl ProcessSpec {
+    /// A server of the stack that lives in `dir`: run there as faultline's user, with
+    /// faultline's environment, its output in `dir/<name>.log`.
+    pub fn in_dir(name: &str, program: PathBuf, args: Vec<String>, dir: &Path) -> ProcessSpec {
+        ProcessSpec {
+            name: name.to_string(),
+            program,
+            args,
+            env: Vec::new(),
+            cwd: Some(dir.to_path_buf()),
+            log_path: dir.join(format!("{name}.log")),
+            run_as: None,
+        }
+    }
+}
+
 type SpawnReply = mpsc::Sender<io::Result<Child>>;
 
 /// Sender side of the spawner thread. A `Mutex` because `mpsc::Sender` is not `Sync` on

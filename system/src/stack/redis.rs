@@ -76,15 +76,7 @@ pub(crate) async fn start(
                     .iter()
                     .map(|s| s.to_string()),
             );
-            let mut server = process::spawn(&ProcessSpec {
-                name: "redis".into(),
-                program,
-                args,
-                env: Vec::new(),
-                cwd: Some(dir.clone()),
-                log_path: dir.join("redis.log"),
-                run_as: None,
-            })?;
+            let mut server = process::spawn(&ProcessSpec::in_dir("redis", program, args, &dir))?;
             let url = format!("redis://127.0.0.1:{port}");
             let place = Where {
                 component: "Redis",

@@ -22,6 +22,10 @@ fn main() -> ExitCode {
             |s| Box::pin(outbox::publishes_committed_events_in_order_and_never_rolled_back_ones(s)),
         ),
         (
+            "outbox_publishes_an_event_committed_after_a_later_one",
+            |s| Box::pin(outbox::an_event_committed_after_a_later_one_is_still_published(s)),
+        ),
+        (
             "consumer_applies_each_event_once_and_dead_letters_what_it_cannot_read",
             |s| Box::pin(consumer::applies_each_event_once_and_dead_letters_what_it_cannot_read(s)),
         ),

@@ -12,6 +12,10 @@
 //! - **The client's address** as `ConnectInfo`, which the rate limiter keys anonymous
 //!   callers by.
 //!
+//! The services behind the gateway are served by this loop too under mutual TLS
+//! (`platform::mesh`): it is the one that speaks TLS, and it puts the identity of each
+//! connection's client certificate into its requests.
+//!
 //! On shutdown it stops accepting and lets open connections finish their requests (for at
 //! most the drain time), as `platform::http::serve` does for the other services.
 
@@ -138,6 +142,7 @@ pub async fn serve(
             peer,
             http: http.clone(),
             watcher: graceful.watcher(),
+            caller: None,
         };
         let tls = tls.clone();
         let handshake_timeout = args.header_read_timeout;
@@ -146,7 +151,16 @@ pub async fn serve(
                 None => connection.serve(stream).await,
                 Some(tls) => {
                     match tokio::time::timeout(handshake_timeout, tls.accept(stream)).await {
-                        Ok(Ok(stream)) => connection.serve(stream).await,
+                        Ok(Ok(stream)) => {
+                            // Under mutual TLS: who the verified client certificate names.
+                            let caller = crate::platform::mesh::Caller::of(stream.get_ref().1);
+                            Connection {
+                                caller,
+                                ..connection
+                            }
+                            .serve(stream)
+                            .await
+                        }
                         // A failed or slow handshake (plain HTTP, TLS 1.2, a stalled client)
                         // is the client's problem: rustls has sent it an alert if it could.
                         Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
@@ -173,6 +187,7 @@ struct Connection {
     peer: SocketAddr,
     http: Arc<hyper::server::conn::http1::Builder>,
     watcher: hyper_util::server::graceful::Watcher,
+    caller: Option<crate::platform::mesh::Caller>,
 }
 
 impl Connection {
@@ -185,9 +200,13 @@ impl Connection {
             peer,
             http,
             watcher,
+            caller,
         } = self;
         let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
+            if let Some(caller) = &caller {
+                request.extensions_mut().insert(caller.clone());
+            }
             let mut router = router.clone();
             async move { router.call(request.map(axum::body::Body::new)).await }
         });

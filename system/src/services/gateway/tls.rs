@@ -1,12 +1,11 @@
 //! HTTPS at the gateway: the rustls server configuration, from a certificate and key given
 //! as PEM files, or from a throwaway CA and a leaf for 127.0.0.1 and localhost made at start
-//! (rcgen), whose CA certificate is written out for clients to trust.
+//! (rcgen), whose CA certificate is written out for clients to trust. The parts (CA, leaf,
+//! TLS 1.3-only configurations) are `platform::tls`'s, shared with the services' mutual TLS.
 //!
-//! Only TLS 1.3 is offered. The gateway is the system's one public entry and every client
-//! of it is ours to choose (the load generator, reqwest, curl, schemathesis all speak 1.3),
-//! so nothing needs 1.2; 1.3 drops the static-RSA and CBC suites and renegotiation that
-//! 1.2 still allows, and its handshake takes one round trip instead of two. ALPN offers
-//! HTTP/1.1 only, the one protocol the gateway's server speaks.
+//! The gateway is the system's one public entry and every client of it is ours to choose
+//! (the load generator, reqwest, curl, schemathesis all speak 1.3), so TLS 1.3 only costs
+//! nothing; its handshake takes one round trip instead of two.
 //!
 //! [`throwaway_files`] is the same certificate written to a directory, for a supervisor
 //! that starts the gateway and must tell clients which CA to trust.
@@ -15,29 +14,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+pub use crate::platform::tls::TlsError;
+use crate::platform::tls::{self as shared, Ca};
+
 /// The names the throwaway leaf is valid for: where the gateway listens by default.
 const LOCAL_NAMES: [&str; 2] = ["127.0.0.1", "localhost"];
-
-/// Why the gateway cannot serve HTTPS; each names the file or step at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("{flag} {path}: {reason}")]
-    File {
-        flag: &'static str,
-        path: PathBuf,
-        reason: String,
-    },
-    #[error("making the throwaway certificate: {0}")]
-    Generate(#[from] rcgen::Error),
-    #[error("the TLS settings: {0}")]
-    Config(#[from] rustls::Error),
-}
 
 /// A CA made for this process and a leaf it signed, as PEM.
 pub struct Throwaway {
@@ -49,26 +33,12 @@ pub struct Throwaway {
 /// Makes a CA and a leaf for [`LOCAL_NAMES`]; the CA's key is dropped here, so nothing
 /// else can ever be signed by it.
 pub fn throwaway() -> Result<Throwaway, TlsError> {
-    let ca_key = KeyPair::generate()?;
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.distinguished_name
-        .push(DnType::CommonName, "faultline gateway throwaway CA");
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_pem = ca.self_signed(&ca_key)?.pem();
-    let issuer = Issuer::new(ca, ca_key);
-    let leaf_key = KeyPair::generate()?;
-    let mut leaf = CertificateParams::new(LOCAL_NAMES.map(String::from).to_vec())?;
-    leaf.distinguished_name
-        .push(DnType::CommonName, "faultline gateway");
-    let cert_pem = leaf.signed_by(&leaf_key, &issuer)?.pem();
+    let ca = Ca::new("faultline gateway throwaway CA")?;
+    let leaf = ca.leaf("faultline gateway", LOCAL_NAMES.map(String::from).to_vec())?;
     Ok(Throwaway {
-        ca_pem,
-        cert_pem,
-        key_pem: leaf_key.serialize_pem(),
+        ca_pem: ca.pem,
+        cert_pem: leaf.cert_pem,
+        key_pem: leaf.key_pem,
     })
 }
 
@@ -89,63 +59,26 @@ pub fn throwaway_files(dir: &Path) -> Result<TlsFiles, TlsError> {
         cert: dir.join("gateway.pem"),
         key: dir.join("gateway-key.pem"),
     };
-    write("--tls-ca-out", &files.ca, &made.ca_pem)?;
-    write("--tls-cert", &files.cert, &made.cert_pem)?;
-    write_private("--tls-key", &files.key, &made.key_pem)?;
+    shared::write_public("--tls-ca-out", &files.ca, &made.ca_pem)?;
+    shared::write_public("--tls-cert", &files.cert, &made.cert_pem)?;
+    shared::write_private("--tls-key", &files.key, &made.key_pem)?;
     Ok(files)
-}
-
-fn write(flag: &'static str, path: &Path, text: &str) -> Result<(), TlsError> {
-    std::fs::write(path, text).map_err(|e| file_error(flag, path, e))
-}
-
-fn write_private(flag: &'static str, path: &Path, text: &str) -> Result<(), TlsError> {
-    crate::platform::files::write_owner_only(path, text).map_err(|e| file_error(flag, path, e))
-}
-
-fn file_error(flag: &'static str, path: &Path, error: impl std::fmt::Display) -> TlsError {
-    TlsError::File {
-        flag,
-        path: path.to_path_buf(),
-        reason: error.to_string(),
-    }
 }
 
 /// The server configuration for a chain and key given as PEM files.
 pub fn from_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| file_error("--tls-cert", cert, e))?;
-    if chain.is_empty() {
-        return Err(file_error("--tls-cert", cert, "holds no certificate"));
-    }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_error("--tls-key", key, e))?;
-    server_config(chain, key)
+    let chain = shared::read_chain("--tls-cert", cert)?;
+    let key = shared::read_key("--tls-key", key)?;
+    shared::server_config(chain, key, None)
 }
 
 /// The server configuration for a [`Throwaway`].
 pub fn from_throwaway(made: &Throwaway) -> Result<Arc<ServerConfig>, TlsError> {
-    let chain = CertificateDer::pem_slice_iter(made.cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Config(rustls::Error::General(e.to_string())))?;
-    let key = PrivateKeyDer::from_pem_slice(made.key_pem.as_bytes())
-        .map_err(|e| TlsError::Config(rustls::Error::General(e.to_string())))?;
-    server_config(chain, key)
-}
-
-fn server_config(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-) -> Result<Arc<ServerConfig>, TlsError> {
-    // The provider named, not the process default: which one is the default depends on
-    // the features other crates of the build turn on.
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    let (chain, key) = shared::leaf_der(&shared::Leaf {
+        cert_pem: made.cert_pem.clone(),
+        key_pem: made.key_pem.clone(),
+    })?;
+    shared::server_config(chain, key, None)
 }
 
 /// Whether the HTTPS server at `base` (`https://host:port`), whose certificate `ca` signed,
@@ -164,18 +97,10 @@ async fn ready_over_tls(
     let url = url::Url::parse(base)?;
     let host = url.host_str().ok_or("no host")?.to_string();
     let port = url.port_or_known_default().ok_or("no port")?;
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in CertificateDer::pem_file_iter(ca)? {
-        roots.add(certificate?)?;
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = shared::client_config(shared::read_roots("CA", ca)?, None)?;
     let name = rustls::pki_types::ServerName::try_from(host.clone())?;
     let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-    let mut stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let mut stream = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await?;
     let request =

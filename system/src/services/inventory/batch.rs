@@ -11,19 +11,21 @@
 //!    product the batch names, in product id order (so two workers' batches queue, never
 //!    deadlock);
 //! 2. decide every command in memory, in the batch's order, against the heads as the
-//!    commands before it left them: exactly what one-by-one application decides;
+//!    commands before it left them: exactly what applying them one at a time would
+//!    decide (a single command is applied as a batch of one: there is no other path);
 //! 3. write the heads, the appended stock events and the reservations with one statement
 //!    each, and stage the replies in the outbox.
 //!
 //! The heads are still updated only from the versions read, so a writer that got past the
-//! locks would make the batch fail and be applied again one by one.
+//! locks would make the batch fail and the consumer apply its commands again one at a time
+//! (each a batch of one).
 
 use std::collections::{BTreeMap, HashMap};
 
 use uuid::Uuid;
 
 use super::reply;
-use crate::platform::consumer::{expect_version, HandleError};
+use crate::platform::consumer::{decode_each, not_handled, sorted_once, HandleError};
 use crate::platform::envelope::Envelope;
 use crate::platform::outbox::OutboxTx;
 use crate::platform::sql::Prepared;
@@ -83,8 +85,7 @@ pub(super) async fn apply(tx: &OutboxTx<'_>, events: &[&Envelope]) -> Result<(),
             products.extend(reserve.items.iter().map(|item| item.product_id));
         }
     }
-    products.sort_unstable();
-    products.dedup();
+    let products = sorted_once(products);
     let mut heads = lock_heads(tx, &products).await?;
     let mut writes = Writes::default();
     for (event, command) in &commands {
@@ -97,10 +98,7 @@ pub(super) async fn apply(tx: &OutboxTx<'_>, events: &[&Envelope]) -> Result<(),
                 let outcome = if holding.is_empty() {
                     reserve_stock(&reserve.items, &mut heads, &mut writes, order_id, holding)
                 } else {
-                    Ok(holding
-                        .iter()
-                        .map(|h| i64::from(h.quantity) * price(&heads, h.product_id))
-                        .sum())
+                    Ok(held_amount(holding, &heads, order_id)?)
                 };
                 match outcome {
                     Ok(amount_cents) => {
@@ -143,25 +141,13 @@ pub(super) async fn apply(tx: &OutboxTx<'_>, events: &[&Envelope]) -> Result<(),
     write(tx, &heads, &writes).await
 }
 
-/// Decodes every command; the first that cannot be applied fails the batch as poison (the
-/// consumer then applies it alone and dead-letters that one).
+/// Decodes every command ([`decode_each`]).
 fn decode<'a>(events: &[&'a Envelope]) -> Result<Vec<(&'a Envelope, Command)>, HandleError> {
-    events
-        .iter()
-        .map(|event| {
-            expect_version(event, V1)?;
-            let command = match event.event_type.as_str() {
-                types::RESERVE => Command::Reserve(event.payload_as()?),
-                types::RELEASE => Command::Release(event.payload_as::<OrderRef>()?.order_id),
-                other => {
-                    return Err(HandleError::Poison(format!(
-                        "inventory does not handle {other}"
-                    )))
-                }
-            };
-            Ok((*event, command))
-        })
-        .collect()
+    decode_each(events, V1, |event| match event.event_type.as_str() {
+        types::RESERVE => Ok(Command::Reserve(event.payload_as()?)),
+        types::RELEASE => Ok(Command::Release(event.payload_as::<OrderRef>()?.order_id)),
+        _ => Err(not_handled(super::NAME, event)),
+    })
 }
 
 /// The reservations of `order_ids`, by order, in product id order.
@@ -215,12 +201,49 @@ async fn lock_heads(
         .collect())
 }
 
-fn price(heads: &BTreeMap<i64, Head>, product_id: i64) -> i64 {
-    heads.get(&product_id).map_or(0, |head| head.price_cents)
+/// The price of what `order_id` already holds. Every held product's head was read with the
+/// batch, so a missing one is a bug: said, not priced at 0.
+fn held_amount(
+    holding: &[Held],
+    heads: &BTreeMap<i64, Head>,
+    order_id: Uuid,
+) -> Result<i64, HandleError> {
+    holding.iter().try_fold(0i64, |amount_cents, h| {
+        let head = heads.get(&h.product_id).ok_or_else(|| {
+            HandleError::Poison(format!(
+                "order {order_id} holds product {}, whose stock head the batch did not read",
+                h.product_id
+            ))
+        })?;
+        Ok(amount_cents + i64::from(h.quantity) * head.price_cents)
+    })
 }
 
-/// Reserves every item of an order or none, in memory; the price, or why not (the same
-/// reasons, in the same order of checks, as the one-by-one path).
+/// The quantity wanted of each product of an order, repeated products merged, in product
+/// id order (the order in which reservations lock rows, so they never wait in a cycle); or
+/// why the order cannot be reserved.
+fn wanted_quantities(items: &[OrderItem]) -> Result<BTreeMap<i64, i64>, String> {
+    let mut wanted: BTreeMap<i64, i64> = BTreeMap::new();
+    for OrderItem {
+        product_id,
+        quantity,
+    } in items
+    {
+        if *quantity <= 0 {
+            return Err(format!(
+                "quantity {quantity} of product {product_id} is not positive"
+            ));
+        }
+        *wanted.entry(*product_id).or_default() += i64::from(*quantity);
+    }
+    if wanted.is_empty() {
+        return Err("no items".into());
+    }
+    Ok(wanted)
+}
+
+/// Reserves every item of an order or none, in memory; the price, or why not (checked in
+/// product id order: the first product short of stock is the one named).
 fn reserve_stock(
     items: &[OrderItem],
     heads: &mut BTreeMap<i64, Head>,
@@ -228,7 +251,7 @@ fn reserve_stock(
     order_id: Uuid,
     holding: &mut Vec<Held>,
 ) -> Result<i64, String> {
-    let wanted = super::wanted_quantities(items)?;
+    let wanted = wanted_quantities(items)?;
     for (&product_id, &quantity) in &wanted {
         let Some(head) = heads.get(&product_id) else {
             return Err(format!("no product {product_id}"));
@@ -396,7 +419,7 @@ mod tests {
     }
 
     #[test]
-    fn refusals_give_the_same_reasons_as_one_by_one() {
+    fn refusals_name_the_item_at_fault() {
         let mut heads = heads(&[(1, 5)]);
         let mut writes = Writes::default();
         let order = Uuid::new_v4();

@@ -1,0 +1,361 @@
+//! Prometheus in the stack: Debian's `prometheus` binary as a supervised child process on a
+//! free loopback port, scraping every service replica each second, with its time series
+//! kept after the run for people (PromQL, Grafana) to read.
+//!
+//! [`start`] writes a configuration whose one scrape job reads its targets from a file
+//! (`file_sd_configs`), since the stack starts before the services it will scrape: the
+//! supervisor names them with [`Prometheus::set_targets`] once their ports are known, and
+//! Prometheus picks the file up within a second. The process is started the way Jaeger is
+//! ([`super::server::start_http_tool`]), so the stop and orphan rules are the stack's.
+//!
+//! Its directory (configuration, targets, log and the TSDB under `data/`) outlives the
+//! stack: it is [`PrometheusSpec::dir`] when given (a scenario run's output directory),
+//! the stack's own data directory when that one is kept, and otherwise a fresh kept
+//! temporary directory. `FAULTLINE_PROMETHEUS` names another binary.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::process;
+use super::server::{get_json, start_http_tool, write_config, HttpTool, Server};
+use super::{ports, StackError};
+use crate::platform::http::HttpClient;
+
+/// How often every replica is scraped: a short run of a few seconds still gets a series.
+pub const SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The scrape job's name (the `job` label of every series it takes).
+pub const JOB: &str = "faultline";
+
+/// What to start: where its directory goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrometheusSpec {
+    /// Its directory, kept after the stack stops; chosen as the module says when `None`.
+    pub dir: Option<PathBuf>,
+}
+
+/// A running Prometheus: its URL, and where its files are.
+#[derive(Debug)]
+pub struct Prometheus {
+    server: Server,
+    dir: PathBuf,
+}
+
+/// One replica to scrape: `/metrics` on `127.0.0.1:port`, labelled `replica`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScrapeTarget {
+    pub port: u16,
+    pub replica: usize,
+}
+
+impl Prometheus {
+    /// Its web UI and HTTP API, `http://127.0.0.1:PORT` (`PROMETHEUS_URL=`).
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// Its directory: configuration, targets, log, and the TSDB under `data/`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn port(&self) -> Option<u16> {
+        self.server.port()
+    }
+
+    /// Replaces the scraped replicas. The file is renamed into place so that Prometheus,
+    /// which watches it, never reads half of it.
+    pub fn set_targets(&self, targets: &[ScrapeTarget]) -> Result<(), StackError> {
+        let groups: Vec<serde_json::Value> = targets
+            .iter()
+            .map(|target| {
+                serde_json::json!({
+                    "targets": [format!("127.0.0.1:{}", target.port)],
+                    "labels": { "replica": target.replica.to_string() },
+                })
+            })
+            .collect();
+        let text = serde_json::Value::Array(groups).to_string();
+        let staged = self.dir.join("targets.json.new");
+        std::fs::write(&staged, text)
+            .map_err(|source| StackError::io(format!("writing {}", staged.display()), source))?;
+        let path = targets_path(&self.dir);
+        std::fs::rename(&staged, &path)
+            .map_err(|source| StackError::io(format!("writing {}", path.display()), source))
+    }
+
+    pub(crate) fn process_mut(&mut self) -> Option<&mut process::ManagedProcess> {
+        self.server.process_mut()
+    }
+
+    pub(crate) async fn stop(&mut self) {
+        // Prometheus writes its head block out on SIGTERM; give it time to, so the data
+        // kept is whole.
+        self.server.stop(Duration::from_secs(15)).await;
+    }
+}
+
+fn targets_path(dir: &Path) -> PathBuf {
+    dir.join("targets.json")
+}
+
+/// The `prometheus` binary: `FAULTLINE_PROMETHEUS`, or the path (Debian's package).
+pub fn prometheus_program() -> Result<PathBuf, StackError> {
+    if let Some(path) = std::env::var_os("FAULTLINE_PROMETHEUS") {
+        return Ok(PathBuf::from(path));
+    }
+    process::find_program("prometheus", &[]).ok_or_else(|| StackError::ProgramMissing {
+        program: "prometheus".into(),
+        hint: "run `make setup` (scripts/setup installs Debian's prometheus package), or point \
+               FAULTLINE_PROMETHEUS at a prometheus binary"
+            .into(),
+    })
+}
+
+/// One job scraping the replicas the targets file names, every [`SCRAPE_INTERVAL`].
+fn config(targets: &Path) -> String {
+    let interval = format!("{}s", SCRAPE_INTERVAL.as_secs());
+    format!(
+        "global:
+  scrape_interval: {interval}
+  scrape_timeout: {interval}
+  evaluation_interval: {interval}
+scrape_configs:
+  - job_name: {JOB}
+    metrics_path: /metrics
+    file_sd_configs:
+      - files: ['{}']
+        refresh_interval: {interval}
+",
+        targets.display()
+    )
+}
+
+/// Starts Prometheus in `dir` and waits until its API answers. Its targets file starts
+/// empty: [`Prometheus::set_targets`] fills it.
+pub(crate) async fn start(dir: &Path, timeout: Duration) -> Result<Prometheus, StackError> {
+    let since = std::time::Instant::now();
+    let program = prometheus_program()?;
+    // The process runs in `dir`: a relative path in its flags would be read from there.
+    let absolute = std::path::absolute(dir)
+        .map_err(|source| StackError::io(format!("resolving {}", dir.display()), source))?;
+    let dir = absolute.as_path();
+    let port = ports::free_port("Prometheus")?;
+    let targets = targets_path(dir);
+    let config_path = write_config(dir, "prometheus.yml", &config(&targets))?;
+    write_config(dir, "targets.json", "[]")?;
+    let args = vec![
+        format!("--config.file={}", config_path.display()),
+        format!("--storage.tsdb.path={}", dir.join("data").display()),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+    ];
+    let build_info = format!("http://127.0.0.1:{port}/api/v1/status/buildinfo");
+    let client = crate::platform::http::http_client();
+    let tool = HttpTool {
+        component: "Prometheus",
+        name: "prometheus",
+        program,
+        args,
+        dir,
+        port,
+    };
+    let server = start_http_tool(tool, since, timeout, || async {
+        get_json::<serde_json::Value>(&client, &build_info)
+            .await
+            .map(|_| ())
+    })
+    .await?;
+    Ok(Prometheus {
+        server,
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// A kept directory for Prometheus when nobody chose one: `faultline-prometheus-*` in the
+/// temporary directory, left in place when the stack stops.
+pub(crate) fn kept_temporary_dir() -> Result<PathBuf, StackError> {
+    tempfile::Builder::new()
+        .prefix("faultline-prometheus-")
+        .tempdir()
+        .map(|dir| dir.keep())
+        .map_err(|source| StackError::io("creating Prometheus' data directory", source))
+}
+
+/// One series of a range query: its labels and `(unix seconds, value)` points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeSeries {
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub points: Vec<(f64, f64)>,
+}
+
+#[derive(Deserialize)]
+struct Answer<T> {
+    status: String,
+    // Absent fields read as `None` (serde's rule for `Option`).
+    data: Option<T>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Matrix {
+    result: Vec<RawSeries>,
+}
+
+#[derive(Deserialize)]
+struct RawSeries {
+    metric: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    values: Vec<(f64, String)>,
+    #[serde(default)]
+    value: Option<(f64, String)>,
+}
+
+/// One scrape target as `/api/v1/targets` gives it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveTarget {
+    pub scrape_url: String,
+    /// `up`, `down` or `unknown` (not scraped yet).
+    pub health: String,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// Reads Prometheus' HTTP API at `url` (its [`Prometheus::url`], or any Prometheus').
+#[derive(Clone)]
+pub struct PrometheusQuery {
+    url: String,
+    client: HttpClient,
+}
+
+impl PrometheusQuery {
+    pub fn new(url: &str) -> PrometheusQuery {
+        PrometheusQuery {
+            url: url.trim_end_matches('/').to_string(),
+            client: crate::platform::http::http_client(),
+        }
+    }
+
+    async fn api<T: serde::de::DeserializeOwned>(&self, path_and_query: &str) -> Result<T, String> {
+        let url = format!("{}/api/v1/{path_and_query}", self.url);
+        let answer: Answer<T> = get_json(&self.client, &url).await?;
+        match (answer.status.as_str(), answer.data) {
+            ("success", Some(data)) => Ok(data),
+            _ => Err(format!(
+                "{url}: {}",
+                answer.error.unwrap_or_else(|| answer.status.clone())
+            )),
+        }
+    }
+
+    /// The scrape targets Prometheus knows, with their health.
+    pub async fn active_targets(&self) -> Result<Vec<ActiveTarget>, String> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Targets {
+            active_targets: Vec<ActiveTarget>,
+        }
+        let targets: Targets = self.api("targets?state=active").await?;
+        Ok(targets.active_targets)
+    }
+
+    /// Every metric name Prometheus holds a series of.
+    pub async fn metric_names(&self) -> Result<Vec<String>, String> {
+        self.api("label/__name__/values").await
+    }
+
+    /// An instant query: each series' labels and its one value.
+    pub async fn query(&self, promql: &str) -> Result<Vec<RangeSeries>, String> {
+        #[derive(Deserialize)]
+        struct Vector {
+            result: Vec<RawSeries>,
+        }
+        let vector: Vector = self.api(&format!("query?query={}", encode(promql))).await?;
+        Ok(vector.result.into_iter().map(series).collect())
+    }
+
+    /// A range query from `start` to `end` (unix seconds) every `step`.
+    pub async fn query_range(
+        &self,
+        promql: &str,
+        start: f64,
+        end: f64,
+        step: Duration,
+    ) -> Result<Vec<RangeSeries>, String> {
+        let path = format!(
+            "query_range?query={}&start={start:.3}&end={end:.3}&step={}",
+            encode(promql),
+            step.as_secs_f64()
+        );
+        let matrix: Matrix = self.api(&path).await?;
+        Ok(matrix.result.into_iter().map(series).collect())
+    }
+}
+
+fn series(raw: RawSeries) -> RangeSeries {
+    let points = raw
+        .values
+        .into_iter()
+        .chain(raw.value)
+        .filter_map(|(at, value)| Some((at, value.parse::<f64>().ok()?)))
+        .collect();
+    RangeSeries {
+        labels: raw.metric,
+        points,
+    }
+}
+
+/// Percent-encodes a PromQL expression for a query string.
+pub fn encode(promql: &str) -> String {
+    percent_encoding::utf8_percent_encode(promql, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_configuration_scrapes_the_targets_file_each_second() {
+        let yaml = config(Path::new("/tmp/p/targets.json"));
+        assert!(yaml.contains("files: ['/tmp/p/targets.json']"), "{yaml}");
+        assert!(yaml.contains("scrape_interval: 1s"), "{yaml}");
+    }
+
+    #[test]
+    fn targets_are_written_as_file_service_discovery_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let prometheus = Prometheus {
+            server: Server::external_unchecked("http://127.0.0.1:1"),
+            dir: dir.path().to_path_buf(),
+        };
+        let targets = [
+            ScrapeTarget {
+                port: 4001,
+                replica: 1,
+            },
+            ScrapeTarget {
+                port: 4002,
+                replica: 2,
+            },
+        ];
+        prometheus.set_targets(&targets).unwrap();
+        let written: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("targets.json")).unwrap())
+                .unwrap();
+        assert_eq!(written[1]["targets"][0], "127.0.0.1:4002");
+        assert_eq!(written[1]["labels"]["replica"], "2");
+        assert_eq!(written.as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn promql_is_encoded_for_a_query_string() {
+        assert_eq!(
+            encode("sum by (service) (rate(x[30s]))"),
+            "sum%20by%20%28service%29%20%28rate%28x%5B30s%5D%29%29"
+        );
+    }
+}

@@ -94,7 +94,7 @@ pub fn write_html(page: &mut String, results: &Results) {
         let slow: Vec<&Exemplar> = exemplars
             .iter()
             .copied()
-            .filter(|e| e.latency_us >= p99)
+            .filter(|e| faultline_results::histogram::reaches(e.latency_us, p99))
             .collect();
         for exemplar in slow.iter().take(WATERFALLS) {
             waterfall(page, exemplar);

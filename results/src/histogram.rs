@@ -43,6 +43,26 @@ pub fn micros(value: Duration) -> u64 {
         .max(LOWEST_MICROS)
 }
 
+/// Whether a latency of `latency_us` counts as at or above `quantile_us`, a quantile read
+/// from a histogram of the one shape. A quantile is the highest value of its bucket, so
+/// the very request that set it was usually a few µs below it: a latency in the same
+/// bucket (3 significant digits: within 1/1024 of the value) reaches it.
+pub fn reaches(latency_us: u64, quantile_us: u64) -> bool {
+    latency_us >= lowest_equivalent(quantile_us)
+}
+
+/// The lowest value a histogram of the one shape counts in the same bucket as `value`.
+/// With 3 significant digits a bucket holds 2,048 sub-buckets, so values below 2,048 µs
+/// are exact and above that a bucket is 2^(⌊log2 value⌋ − 10) µs wide.
+pub fn lowest_equivalent(value: u64) -> u64 {
+    const EXACT_BELOW: u64 = 2048;
+    if value < EXACT_BELOW {
+        return value;
+    }
+    let width = 1u64 << (value.ilog2() - 10);
+    value & !(width - 1)
+}
+
 /// Why a histogram could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum HistogramCodecError {
@@ -134,6 +154,42 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn lowest_equivalent_is_hdrhistograms_own() {
+        let histogram = new_histogram();
+        let values = (0..40_000u64).chain((1..2_000).map(|k| k * 29_989)).chain([
+            2_047,
+            2_048,
+            4_095,
+            4_096,
+            612_345,
+            HIGHEST_MICROS,
+        ]);
+        for value in values {
+            assert_eq!(
+                lowest_equivalent(value),
+                histogram.lowest_equivalent(value),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_request_that_set_the_p99_reaches_it() {
+        // Two slow requests 100 µs apart in one 512 µs bucket: the p99 of 100 requests is
+        // the bucket's top, above both.
+        let mut histogram = new_histogram();
+        for _ in 0..98 {
+            histogram.record(10_000).unwrap();
+        }
+        histogram.record(612_100).unwrap();
+        histogram.record(612_200).unwrap();
+        let p99 = histogram.value_at_quantile(0.99);
+        assert!(p99 > 612_200, "{p99}");
+        assert!(reaches(612_100, p99) && reaches(612_200, p99));
+        assert!(!reaches(611_000, p99));
+    }
 
     #[test]
     fn an_encoded_histogram_decodes_to_the_same_counts() {

@@ -475,12 +475,22 @@ latency = "500ms"
     let slow: Vec<&faultline_results::Exemplar> = traces
         .exemplars
         .iter()
-        .filter(|e| e.endpoint == endpoint && e.latency_us >= p99 && !e.spans.is_empty())
+        .filter(|e| {
+            e.endpoint == endpoint
+                && faultline_results::histogram::reaches(e.latency_us, p99)
+                && !e.spans.is_empty()
+        })
         .collect();
-    ensure!(
-        !slow.is_empty(),
-        "no p99 exemplar of {endpoint} with its trace: {stderr}"
-    );
+    if slow.is_empty() {
+        let of_endpoint: Vec<(u64, usize)> = (traces.exemplars.iter())
+            .filter(|e| e.endpoint == endpoint)
+            .map(|e| (e.latency_us, e.spans.len()))
+            .collect();
+        anyhow::bail!(
+            "no p99 exemplar of {endpoint} with its trace (p99 {p99} µs; its exemplars' \
+             latency in µs and span count: {of_endpoint:?}): {stderr}"
+        );
+    }
     let (_, hops) = faultline_reports::traces::shares(&slow);
     // Database spans: waiting for a pooled connection, and the transaction.
     let database: f64 = (hops.iter())

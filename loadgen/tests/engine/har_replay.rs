@@ -125,10 +125,11 @@ async fn an_ordered_replay_sends_each_entry_to_its_own_host_in_order_after_its_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn think_times_scale_with_the_factor_and_an_ordered_replay_needs_the_closed_model() {
     let site = Site::start("har-replay-factor");
-    // Five times the thinking: the API call 250 ms after the page, the cart 2 s after
-    // the API call, which is past the run's end, so the user stops there.
-    let factor = ["--har-think-factor", "5"];
-    site.replayed(&[&["--closed", "--duration", "1.5s", "-c", "1"][..], &factor].concat())
+    // Ten times the thinking: the API call 500 ms after the page, the cart 4 s after the
+    // API call, which is past the run's end, so the user stops there. (2 s of margin on
+    // each side: a busy machine may answer the page late.)
+    let factor = ["--har-think-factor", "10"];
+    site.replayed(&[&["--closed", "--duration", "2.5s", "-c", "1"][..], &factor].concat())
         .await;
     assert_eq!(requests(&site.www), ["GET /page"]);
     assert_eq!(requests(&site.api), ["GET /api/items"]);

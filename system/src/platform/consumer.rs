@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::outbox::OutboxTx;
+use super::ownership::{Ownership, OwnershipContext};
 use deadpool_postgres::Pool;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
@@ -48,10 +49,14 @@ use super::sql::Prepared;
 use super::telemetry;
 use tracing::Instrument;
 
+/// The consumer every [`EventConsumer`] runs on: it tracks whether it owns every
+/// partition it subscribes to ([`OwnershipContext`]).
+pub type GroupConsumer = StreamConsumer<OwnershipContext>;
+
 /// Every 2 s, sets `consumer_lag` of each assigned partition: the partition's end offset
 /// minus the consumer's position (the next offset it will hand to the application).
 async fn report_lag(
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<GroupConsumer>,
     name: String,
     metrics: Metrics,
     shutdown: CancellationToken,
@@ -197,6 +202,12 @@ pub trait EventHandler: Send + Sync + 'static {
     /// Called once `event`'s transaction committed (not for a duplicate): a handler that
     /// wakes readers of what it wrote does it here, when they can see it.
     fn committed(&self, _event: &Envelope) {}
+
+    /// Where the consumer keeps whether it owns every partition of its topics, for a
+    /// handler whose readers care (analytics' long-polls); `None` for the others.
+    fn ownership(&self) -> Option<Ownership> {
+        None
+    }
 }
 
 /// A handler that applies a polled batch as a whole (e.g. its rows read with one statement,
@@ -214,6 +225,11 @@ pub trait BatchHandler: Send + Sync + 'static {
 
     /// See [`EventHandler::committed`].
     fn committed(&self, _event: &Envelope) {}
+
+    /// See [`EventHandler::ownership`].
+    fn ownership(&self) -> Option<Ownership> {
+        None
+    }
 }
 
 impl<T: BatchHandler> EventHandler for T {
@@ -231,6 +247,10 @@ impl<T: BatchHandler> EventHandler for T {
 
     fn committed(&self, event: &Envelope) {
         BatchHandler::committed(self, event)
+    }
+
+    fn ownership(&self) -> Option<Ownership> {
+        BatchHandler::ownership(self)
     }
 }
 
@@ -301,7 +321,7 @@ pub async fn apply_each<H: EventHandler>(
 pub struct EventConsumer<H> {
     /// Consumer name: the dedup namespace and the metrics label.
     name: String,
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<GroupConsumer>,
     dead_letters: FutureProducer,
     pool: Pool,
     handler: H,
@@ -324,7 +344,7 @@ impl<H: EventHandler> EventConsumer<H> {
     /// after each event is applied) and already subscribed.
     pub fn new(
         name: &str,
-        consumer: StreamConsumer,
+        consumer: GroupConsumer,
         dead_letters: FutureProducer,
         pool: Pool,
         handler: H,

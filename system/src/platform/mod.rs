@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod notify;
 pub mod outbox;
+pub mod ownership;
 pub mod sql;
 pub mod telemetry;
 pub mod tls;

@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::ownership::Ownership;
+
 /// Each watched key's channel holds the highest version announced since it was created.
 type Waiting = HashMap<String, watch::Sender<i64>>;
 
@@ -28,12 +30,17 @@ type Waiting = HashMap<String, watch::Sender<i64>>;
 #[derive(Debug, Clone, Default)]
 pub struct Changes {
     waiting: Arc<Mutex<Waiting>>,
+    /// Whether this replica's projector owns every partition it projects from.
+    ownership: Ownership,
 }
 
 impl Changes {
     /// How long a waiter waits before looking again without being woken (a change made
     /// by another replica).
     pub const POLL: Duration = Duration::from_millis(100);
+
+    /// The same while this replica's projector owns every partition.
+    pub const SOLE_POLL: Duration = Duration::from_secs(1);
 
     pub fn new() -> Changes {
         Changes::default()
@@ -63,6 +70,20 @@ impl Changes {
             key: key.to_string(),
             receiver: Some(receiver),
             waiting: self.waiting.clone(),
+        }
+    }
+
+    /// The flag the projector's consumer keeps (see [`Ownership`]).
+    pub fn ownership(&self) -> Ownership {
+        self.ownership.clone()
+    }
+
+    /// How long a waiter waits before looking again without being woken.
+    pub fn poll_interval(&self) -> Duration {
+        if self.ownership.owns_everything() {
+            Changes::SOLE_POLL
+        } else {
+            Changes::POLL
         }
     }
 

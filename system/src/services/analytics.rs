@@ -10,7 +10,8 @@
 //! it is older than N): once the transaction that changes a view commits, the projector announces it
 //! ([`Changes`]) and the waiters of this replica look again at once, so a client learns of
 //! the change as soon as it commits (a waiter on another replica looks again every
-//! [`Changes::POLL`]). This is how the consistency window (write acknowledged -> read model
+//! [`Changes::POLL`], or only every [`Changes::SOLE_POLL`] while this replica projects every
+//! partition). This is how the consistency window (write acknowledged -> read model
 //! serves it) is measured from outside. Projection lag (event time to applied
 //! time) is a metric, and part of the summary.
 
@@ -37,6 +38,7 @@ use crate::platform::http::{ApiError, ErrorBody, Json, Query};
 use crate::platform::metrics::{Metrics, STEP_BUCKETS};
 use crate::platform::migrate::Migration;
 use crate::platform::notify::Changes;
+use crate::platform::ownership::Ownership;
 use crate::platform::sql::{self, Prepared};
 
 pub const NAME: &str = "analytics";
@@ -316,8 +318,8 @@ pub(crate) async fn get_view(
         }
         // Woken once this replica projected the version waited for, or look again after a
         // while anyway: another replica may have projected it.
-        let _ =
-            tokio::time::timeout(remaining.min(Changes::POLL), changes.reached(min_version)).await;
+        let poll = state.views.poll_interval();
+        let _ = tokio::time::timeout(remaining.min(poll), changes.reached(min_version)).await;
     }
 }
 
@@ -468,6 +470,10 @@ impl BatchHandler for Projector {
     }
 
     /// The view of the event's order (its key) changed and committed: wake its waiters.
+    fn ownership(&self) -> Option<Ownership> {
+        Some(self.views.ownership())
+    }
+
     fn committed(&self, event: &Envelope) {
         if let Ok(order) = event.payload_as::<OrderChanged>() {
             self.views.announce(&event.key, order.version);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::FutureProducer;
 use redis::aio::ConnectionManager;
@@ -20,11 +20,12 @@ use super::admission::AdmissionPolicy;
 use super::behaviour::{Behaviour, SharedBehaviour};
 use super::serve::ServeArgs;
 use crate::platform::auth::{Secret, Tokens};
-use crate::platform::consumer::{EventConsumer, EventHandler, DEAD_LETTER_TOPIC};
+use crate::platform::consumer::{EventConsumer, EventHandler, GroupConsumer, DEAD_LETTER_TOPIC};
 use crate::platform::http::ReadinessProbe;
 use crate::platform::metrics::Metrics;
 use crate::platform::migrate::{self, Migration};
 use crate::platform::outbox::OutboxRelay;
+use crate::platform::ownership::OwnershipContext;
 use crate::platform::sql::Prepared;
 use crate::stack::{KafkaAuth, KafkaClient};
 
@@ -140,7 +141,8 @@ impl Platform {
             service: self.service.to_string(),
             reason: e.to_string(),
         };
-        let consumer: StreamConsumer = self
+        let context = OwnershipContext::new(handler.ownership().unwrap_or_default());
+        let consumer: GroupConsumer = self
             .kafka
             .config()
             .set("group.id", name)
@@ -154,7 +156,7 @@ impl Platform {
             // next metadata refresh: 5 minutes by default, so a saga consumer that started
             // in that moment stalled every saga for minutes (seen in CI).
             .set("topic.metadata.refresh.interval.ms", "2000")
-            .create()
+            .create_with_context(context)
             .map_err(kafka)?;
         consumer.subscribe(topics).map_err(kafka)?;
         let consumer = EventConsumer::new(

@@ -9,6 +9,7 @@ mod shared;
 
 mod consumer;
 mod outbox;
+mod ownership;
 mod support;
 
 use std::process::ExitCode;
@@ -28,6 +29,10 @@ fn main() -> ExitCode {
         (
             "consumer_applies_each_event_once_and_dead_letters_what_it_cannot_read",
             |s| Box::pin(consumer::applies_each_event_once_and_dead_letters_what_it_cannot_read(s)),
+        ),
+        (
+            "a_consumer_group_member_knows_when_it_owns_every_partition",
+            |s| Box::pin(ownership::a_member_knows_when_it_owns_every_partition(s)),
         ),
     ];
     shared::run_in(shared::Turns::Concurrently, tests)

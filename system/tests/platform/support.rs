@@ -3,6 +3,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use faultline_system::platform::consumer::GroupConsumer;
+use faultline_system::platform::ownership::{Ownership, OwnershipContext};
 use faultline_system::stack::KafkaClient;
 use futures::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -23,13 +25,23 @@ pub fn service_consumer(
     kafka: &KafkaClient,
     group: &str,
     topics: &[&str],
-) -> anyhow::Result<StreamConsumer> {
-    let consumer: StreamConsumer = kafka
+) -> anyhow::Result<GroupConsumer> {
+    owning_consumer(kafka, group, topics, Ownership::new())
+}
+
+/// [`service_consumer`] keeping whether it owns every partition in `ownership`.
+pub fn owning_consumer(
+    kafka: &KafkaClient,
+    group: &str,
+    topics: &[&str],
+    ownership: Ownership,
+) -> anyhow::Result<GroupConsumer> {
+    let consumer: GroupConsumer = kafka
         .config()
         .set("group.id", group)
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.offset.store", "false")
-        .create()?;
+        .create_with_context(OwnershipContext::new(ownership))?;
     consumer.subscribe(topics)?;
     Ok(consumer)
 }

@@ -9,12 +9,13 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
 use faultline_system::services::ServiceKind;
 use serde_json::Value;
 
+use crate::shared::eventually;
 use crate::{new_traceparent, run_scenario, Harness};
 
 /// The dashboard, from the repository root.
@@ -134,22 +135,6 @@ async fn traffic(h: &Harness) -> anyhow::Result<()> {
     let token = h.token().await?;
     let (traceparent, _, _) = new_traceparent();
     h.checkout(&token, &traceparent).await
-}
-
-/// Polls `check` each second for up to `within`; its last error if it never passes.
-async fn eventually<F, Fut>(within: Duration, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        match check().await {
-            Ok(()) => return Ok(()),
-            Err(error) if Instant::now() >= deadline => return Err(error),
-            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
-        }
-    }
 }
 
 /// Every replica the system runs is a target that is `up`, and after a checkout a

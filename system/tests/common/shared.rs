@@ -100,3 +100,20 @@ pub fn run_in<H: SharedHarness>(turns: Turns, tests: Vec<(&'static str, Test<H>)
     }
     conclusion.exit_code()
 }
+
+/// Polls `check` each second for up to `within`; its last error if it never passes.
+#[allow(dead_code)] // not every binary polls
+pub async fn eventually<F, Fut>(within: std::time::Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(()) => return Ok(()),
+            Err(error) if std::time::Instant::now() >= deadline => return Err(error),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+        }
+    }
+}

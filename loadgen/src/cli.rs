@@ -669,13 +669,16 @@ pub async fn run_plan(
     judge: &impl StepJudge,
 ) -> Result<Results, LoadError> {
     let live = !args.quiet && std::io::stderr().is_terminal();
-    let scraper = (!args.scrape.is_empty()).then(|| {
-        crate::scrape::Scraper::start(crate::scrape::ScrapeSpec {
-            targets: args.scrape.clone(),
-            metrics: args.scrape_metrics.clone(),
-            interval: args.scrape_interval,
+    let scraper = (!args.scrape.is_empty())
+        .then(|| {
+            crate::scrape::Scraper::start(crate::scrape::ScrapeSpec {
+                targets: args.scrape.clone(),
+                metrics: args.scrape_metrics.clone(),
+                interval: args.scrape_interval,
+                tls: None,
+            })
         })
-    });
+        .transpose()?;
     let show = |progress: &engine::Progress| {
         if live {
             let mut stderr = std::io::stderr().lock();

@@ -12,7 +12,7 @@ use faultline_system::stack::prometheus::JOB;
 use faultline_system::stack::{PrometheusQuery, PrometheusSpec};
 use faultline_system::supervisor::{System, SystemSpec};
 
-use crate::shared::eventually;
+use crate::shared::{eventually, services_with_series};
 
 /// Every replica of a system started with `--mtls --prometheus` is an `up` target, each
 /// one but the gateway's (whose front door is plain HTTP) scraped over HTTPS, and a
@@ -73,11 +73,7 @@ async fn scraped_over_mutual_tls(system: &System) -> anyhow::Result<()> {
         .map(|kind| kind.name().to_string())
         .collect();
     eventually(Duration::from_secs(30), || async move {
-        let series =
-            (prometheus.query("faultline_outbox_backlog").await).map_err(anyhow::Error::msg)?;
-        let seen: BTreeSet<String> = (series.iter())
-            .filter_map(|s| s.labels.get("service").cloned())
-            .collect();
+        let seen = services_with_series(prometheus, "faultline_outbox_backlog").await?;
         ensure!(
             &seen == services,
             "series of {seen:?}, services {services:?}"

@@ -15,7 +15,7 @@ use anyhow::{bail, ensure, Context};
 use faultline_system::services::ServiceKind;
 use serde_json::Value;
 
-use crate::shared::eventually;
+use crate::shared::{eventually, services_with_series};
 use crate::{new_traceparent, run_scenario, Harness};
 
 /// The dashboard, from the repository root.
@@ -175,11 +175,7 @@ pub async fn prometheus_scrapes_every_replica_and_holds_each_services_series(
         .collect();
     let services = &services;
     eventually(Duration::from_secs(30), || async move {
-        let series =
-            (prometheus.query("faultline_outbox_backlog").await).map_err(anyhow::Error::msg)?;
-        let seen: BTreeSet<String> = (series.iter())
-            .filter_map(|s| s.labels.get("service").cloned())
-            .collect();
+        let seen = services_with_series(prometheus, "faultline_outbox_backlog").await?;
         ensure!(
             &seen == services,
             "series of {seen:?}, services {services:?}"

@@ -117,3 +117,15 @@ where
         }
     }
 }
+
+/// The `service` label of each series of `metric` that `prometheus` holds now.
+#[allow(dead_code)] // only the binaries that run a Prometheus ask
+pub async fn services_with_series(
+    prometheus: &faultline_system::stack::PrometheusQuery,
+    metric: &str,
+) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    let series = prometheus.query(metric).await.map_err(anyhow::Error::msg)?;
+    Ok((series.iter())
+        .filter_map(|s| s.labels.get("service").cloned())
+        .collect())
+}

@@ -669,13 +669,13 @@ pub async fn run_plan(
     judge: &impl StepJudge,
 ) -> Result<Results, LoadError> {
     let live = !args.quiet && std::io::stderr().is_terminal();
-    let scraper = (!args.scrape.is_empty()).then(|| {
-        crate::scrape::Scraper::start(crate::scrape::ScrapeSpec {
-            targets: args.scrape.clone(),
-            metrics: args.scrape_metrics.clone(),
-            interval: args.scrape_interval,
-        })
+    let scrape = (!args.scrape.is_empty()).then(|| crate::scrape::ScrapeSpec {
+        targets: args.scrape.clone(),
+        metrics: args.scrape_metrics.clone(),
+        interval: args.scrape_interval,
+        tls: None,
     });
+    let scraper = scrape.map(crate::scrape::Scraper::start).transpose()?;
     let show = |progress: &engine::Progress| {
         if live {
             let mut stderr = std::io::stderr().lock();

@@ -7,19 +7,21 @@
 //! [`Scraper::finish`] stops it and returns one [`MetricSeries`] per name and label set,
 //! with an `instance` label naming the target, its points in seconds after the run's start.
 //! A target that does not answer costs a missing point, never the run.
+//!
+//! An `https://` target is called with [`ScrapeSpec::tls`] when given: under the reference
+//! system's mutual TLS, the client certificate the mesh issues for scrapers and the
+//! system CA, without which a service refuses the handshake.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use faultline_results::{MetricKind, MetricSeries};
+
+use crate::LoadError;
 
 /// The series the reference system's report draws.
 pub const DEFAULT_METRICS: &[&str] = &[
@@ -39,6 +41,9 @@ pub struct ScrapeSpec {
     /// Metric names to keep.
     pub metrics: Vec<String>,
     pub interval: Duration,
+    /// How `https://` targets are called (trusted roots, client certificate); `None`:
+    /// Mozilla's roots and no client certificate.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// A series: metric name and label set.
@@ -75,11 +80,11 @@ fn instance(url: &str) -> String {
 }
 
 impl Scraper {
-    pub fn start(spec: ScrapeSpec) -> Scraper {
+    /// Starts scraping; an error when `spec.tls` cannot make a client.
+    pub fn start(spec: ScrapeSpec) -> Result<Scraper, LoadError> {
+        let client = client(spec.tls.as_deref())?;
         let (stop, mut stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let client: Client<HttpConnector, Empty<Bytes>> =
-                Client::builder(TokioExecutor::new()).build(HttpConnector::new());
             let mut collected = Collected {
                 points: HashMap::new(),
             };
@@ -112,7 +117,7 @@ impl Scraper {
             }
             collected
         });
-        Scraper { stop, task }
+        Ok(Scraper { stop, task })
     }
 
     /// Stops scraping; the series with offsets from `started_at`, sorted by name and labels.
@@ -145,26 +150,43 @@ impl Scraper {
     }
 }
 
-async fn scrape_once(
-    client: &Client<HttpConnector, Empty<Bytes>>,
-    url: &str,
-) -> Result<String, String> {
-    let uri: hyper::Uri = url
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| e.to_string())?;
-    let response = tokio::time::timeout(Duration::from_secs(1), client.get(uri))
+/// The scrape's HTTP client: reqwest, which takes a rustls configuration as it is.
+fn client(tls: Option<&rustls::ClientConfig>) -> Result<reqwest::Client, LoadError> {
+    let builder = reqwest::Client::builder();
+    let builder = match tls {
+        Some(tls) => builder.tls_backend_preconfigured(tls.clone()),
+        None => builder,
+    };
+    builder.build().map_err(|e| LoadError::InvalidArgument {
+        option: "the scrape's TLS settings",
+        reason: with_causes(&e),
+    })
+}
+
+async fn scrape_once(client: &reqwest::Client, url: &str) -> Result<String, String> {
+    let response = tokio::time::timeout(Duration::from_secs(1), client.get(url).send())
         .await
         .map_err(|_| "no answer within 1 s".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| with_causes(&e))?;
     if !response.status().is_success() {
         return Err(format!("answered {}", response.status()));
     }
-    let body = tokio::time::timeout(Duration::from_secs(1), response.into_body().collect())
+    tokio::time::timeout(Duration::from_secs(1), response.text())
         .await
         .map_err(|_| "body not read within 1 s".to_string())?
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    String::from_utf8(body.to_vec()).map_err(|e| e.to_string())
+        .map_err(|e| with_causes(&e))
+}
+
+/// An error with its causes: reqwest's own message leaves out why (a refused
+/// certificate, a refused connection).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 fn collect(

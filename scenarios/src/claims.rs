@@ -450,7 +450,15 @@ async fn drain(system: &faultline_system::supervisor::System) {
                 "faultline_consumer_lag".into(),
             ],
             interval: Duration::from_millis(100),
+            tls: system.scrape_tls(),
         });
+        let scraper = match scraper {
+            Ok(scraper) => scraper,
+            Err(error) => {
+                eprintln!("claims: cannot see whether the system drained ({error}); going on");
+                return;
+            }
+        };
         tokio::time::sleep(Duration::from_millis(250)).await;
         let behind: f64 = scraper
             .finish(std::time::SystemTime::now())

@@ -265,7 +265,8 @@ async fn load_with_faults(
         targets: service_urls(system),
         metrics: DEFAULT_METRICS.iter().map(|m| m.to_string()).collect(),
         interval: Duration::from_secs(1),
-    });
+        tls: system.scrape_tls(),
+    })?;
     let sampler = ResourceSampler::start(system.clone(), Duration::from_secs(1));
     let show = progress_printer(options.progress, timeline.active());
 

@@ -31,7 +31,7 @@ use crate::platform::migrate;
 use crate::services::inventory;
 use crate::services::ServiceKind;
 use crate::stack::process::{self, ManagedProcess, ProcessSpec};
-use crate::stack::{ports, ScrapeTarget, Stack, StackError, StackSpec};
+use crate::stack::{ports, MeshScrape, ScrapeTarget, Stack, StackError, StackSpec};
 
 mod deploy;
 pub use deploy::Replacement;
@@ -217,6 +217,9 @@ pub struct System {
     pub mesh: Option<MeshFiles>,
     /// With `mtls`: how the supervisor calls the services (as [`mesh::SUPERVISOR`]).
     probe_tls: Option<Arc<rustls::ClientConfig>>,
+    /// With `mtls`: how a scraper of the services' `/metrics` calls them (as
+    /// [`mesh::PROMETHEUS`], the identity the mesh gives scrapers).
+    scrape_tls: Option<Arc<rustls::ClientConfig>>,
     /// The gateway's upstreams file and its last generation (see [`deploy`]).
     upstreams_file: PathBuf,
     upstreams_generation: AtomicU64,
@@ -268,11 +271,12 @@ impl System {
             service_database_urls,
             mesh: None,
             probe_tls: None,
+            scrape_tls: None,
             upstreams_file: logs.join("upstreams.json"),
             upstreams_generation: AtomicU64::new(0),
         };
         if spec.mtls {
-            system.start_mesh(&logs)?;
+            system.start_mesh(&logs).await?;
         }
 
         // Everything but the gateway, concurrently; each service migrates its own schema.
@@ -333,15 +337,39 @@ impl System {
         Ok(system)
     }
 
-    /// Makes the system CA and every identity's certificate in `dir`, and the supervisor's
-    /// own client of them.
-    fn start_mesh(&mut self, dir: &Path) -> Result<(), SystemError> {
+    /// Makes the system CA and every identity's certificate in `dir`, the supervisor's
+    /// own client of them and the scrapers', and has the stack's Prometheus (when it runs
+    /// one) scrape with its certificate.
+    async fn start_mesh(&mut self, dir: &Path) -> Result<(), SystemError> {
         let invalid = |e: crate::platform::tls::TlsError| SystemError::Invalid(e.to_string());
         let files = mesh::write_mesh(dir).map_err(invalid)?;
-        let identity = mesh::MeshIdentity::of(&files, mesh::SUPERVISOR).map_err(invalid)?;
-        self.probe_tls = Some(identity.client_config().map_err(invalid)?);
+        let client = |identity| {
+            let identity = mesh::MeshIdentity::of(&files, identity).map_err(invalid)?;
+            identity.client_config().map_err(invalid)
+        };
+        self.probe_tls = Some(client(mesh::SUPERVISOR)?);
+        self.scrape_tls = Some(client(mesh::PROMETHEUS)?);
+        if let Some(prometheus) = self.stack.as_ref().and_then(Stack::prometheus) {
+            let server_names = (ServiceKind::ALL.into_iter())
+                .filter(|kind| mesh::serves_mesh(*kind))
+                .map(|kind| mesh::dns_name(kind.name()))
+                .collect();
+            let scrape = MeshScrape {
+                ca_file: files.ca.clone(),
+                cert_file: files.cert(mesh::PROMETHEUS),
+                key_file: files.key(mesh::PROMETHEUS),
+                server_names,
+            };
+            prometheus.scrape_mesh(scrape).await?;
+        }
         self.mesh = Some(files);
         Ok(())
+    }
+
+    /// How a scraper of the services' `/metrics` calls them: with the mesh's scraper
+    /// identity and CA under mutual TLS, `None` when they serve plain HTTP.
+    pub fn scrape_tls(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.scrape_tls.clone()
     }
 
     /// The client readiness is asked with: as the supervisor under mutual TLS.
@@ -353,19 +381,21 @@ impl System {
     }
 
     /// Names every replica to the stack's Prometheus, when it runs one. A restarted
-    /// replica keeps its port; a rollout or blue-green names its new replicas again. An
-    /// HTTPS gateway and services under mutual TLS are left out: the scrape job speaks
-    /// plain HTTP.
+    /// replica keeps its port; a rollout or blue-green names its new replicas again.
+    /// Replicas under mutual TLS are named with their certificate's name, which their
+    /// scrape job checks. An HTTPS gateway is left out: its throwaway CA is no scrape
+    /// job's.
     fn scrape_by_prometheus(&self) -> Result<(), SystemError> {
         let Some(prometheus) = self.stack.as_ref().and_then(Stack::prometheus) else {
             return Ok(());
         };
         let targets: Vec<ScrapeTarget> = lock(&self.processes)
             .iter()
-            .filter(|service| service.tls_ca.is_none() && !service.mesh)
+            .filter(|service| service.tls_ca.is_none())
             .map(|service| ScrapeTarget {
                 port: service.port,
                 replica: service.replica,
+                server_name: service.mesh.then(|| mesh::dns_name(service.kind.name())),
             })
             .collect();
         Ok(prometheus.set_targets(&targets)?)
@@ -496,7 +526,7 @@ impl System {
             restarts: 0,
             next_restart: None,
             tls_ca: None,
-            mesh: self.mesh.is_some() && kind != ServiceKind::Gateway,
+            mesh: self.mesh.is_some() && mesh::serves_mesh(kind),
         })
     }
 

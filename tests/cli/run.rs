@@ -271,3 +271,34 @@ max = "0"
     );
     assert_eq!(results["checker"]["lost"], 0, "{}", results["checker"]);
 }
+
+#[test]
+fn a_run_under_mutual_tls_scrapes_every_services_server_metrics() {
+    let (_dir, _out, results, stderr) = run_passing(
+        r#"name = "mtls"
+[system]
+mtls = true
+rate_limit = 0
+[load]
+rate = 4
+duration = "4s"
+[load.journeys]
+mix = { browse = 1 }
+users = 2
+"#,
+    );
+    // Every service exports its outbox backlog; only the gateway serves plain HTTP, so
+    // without the mesh's scraper identity the others' series would be missing.
+    let scraped: std::collections::BTreeSet<&str> = (results["server_metrics"].as_array())
+        .expect("server metrics recorded")
+        .iter()
+        .filter(|series| series["name"] == "faultline_outbox_backlog")
+        .filter(|series| !series["points"].as_array().unwrap().is_empty())
+        .filter_map(|series| series["labels"]["service"].as_str())
+        .collect();
+    let services: std::collections::BTreeSet<&str> = (faultline_system::services::ServiceKind::ALL
+        .iter())
+    .map(|kind| kind.name())
+    .collect();
+    assert_eq!(scraped, services, "{stderr}");
+}

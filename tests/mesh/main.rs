@@ -11,6 +11,8 @@
 #[path = "../../system/tests/common/shared.rs"]
 mod shared;
 
+mod prometheus;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,6 +76,10 @@ fn main() -> ExitCode {
         (
             "a_call_to_orders_with_a_certificate_of_another_ca_fails_the_handshake",
             |h| Box::pin(another_ca_fails(h)),
+        ),
+        (
+            "prometheus_scrapes_every_replica_over_mutual_tls_with_its_own_certificate",
+            |h| Box::pin(prometheus::prometheus_scrapes_every_replica_over_mutual_tls(h)),
         ),
     ];
     shared::run(tests)

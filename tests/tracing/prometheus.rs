@@ -9,12 +9,13 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
 use faultline_system::services::ServiceKind;
 use serde_json::Value;
 
+use crate::shared::{eventually, services_with_series};
 use crate::{new_traceparent, run_scenario, Harness};
 
 /// The dashboard, from the repository root.
@@ -136,22 +137,6 @@ async fn traffic(h: &Harness) -> anyhow::Result<()> {
     h.checkout(&token, &traceparent).await
 }
 
-/// Polls `check` each second for up to `within`; its last error if it never passes.
-async fn eventually<F, Fut>(within: Duration, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        match check().await {
-            Ok(()) => return Ok(()),
-            Err(error) if Instant::now() >= deadline => return Err(error),
-            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
-        }
-    }
-}
-
 /// Every replica the system runs is a target that is `up`, and after a checkout a
 /// metric every service exports has a series of each service, and the request rate of
 /// the gateway and orders is above zero.
@@ -190,11 +175,7 @@ pub async fn prometheus_scrapes_every_replica_and_holds_each_services_series(
         .collect();
     let services = &services;
     eventually(Duration::from_secs(30), || async move {
-        let series =
-            (prometheus.query("faultline_outbox_backlog").await).map_err(anyhow::Error::msg)?;
-        let seen: BTreeSet<String> = (series.iter())
-            .filter_map(|s| s.labels.get("service").cloned())
-            .collect();
+        let seen = services_with_series(prometheus, "faultline_outbox_backlog").await?;
         ensure!(
             &seen == services,
             "series of {seen:?}, services {services:?}"

@@ -299,6 +299,17 @@ async fn ready(State(operational): State<Operational>) -> Response {
     }
 }
 
+/// How long a server of ours keeps an idle keep-alive connection: the default of
+/// `--header-read-timeout`, whose timer hyper also runs between a connection's requests
+/// (the gateway's front door, and every service under mutual TLS).
+pub const SERVER_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long our clients keep an idle pooled connection: well under
+/// [`SERVER_IDLE_TIMEOUT`], so that a client gives a connection up before the server
+/// closes it. Otherwise a request sent just as the server closes its end fails, an error
+/// of no fault of either (and one the client cannot retry: the request may have arrived).
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(SERVER_IDLE_TIMEOUT.as_secs() / 2);
+
 /// An HTTP/1 client for `http://` and `https://` URLs, as the gateway forwards with and
 /// readiness is asked with.
 pub type HttpClient = hyper_util::client::legacy::Client<
@@ -326,8 +337,11 @@ pub fn client_over(
 ) -> ClientBuilder {
     // The TCP connector must hand `https://` URLs on to the TLS layer.
     connector.enforce_http(false);
+    let mut builder =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new());
+    builder.pool_idle_timeout(POOL_IDLE_TIMEOUT);
     ClientBuilder {
-        builder: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()),
+        builder,
         connector,
         tls,
     }

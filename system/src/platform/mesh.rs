@@ -42,6 +42,17 @@ pub const SUPERVISOR: &str = "supervisor";
 /// Prometheus' identity, for scraping `/metrics`.
 pub const PROMETHEUS: &str = "prometheus";
 
+/// The DNS name `identity`'s certificate bears, `<identity>.faultline.local`.
+pub fn dns_name(identity: &str) -> String {
+    format!("{identity}.{DOMAIN}")
+}
+
+/// Whether `service` serves mutual TLS under a mesh: all but the gateway, whose front
+/// door is public (plain HTTP, or HTTPS with `--tls`) and which is a client of the mesh.
+pub fn serves_mesh(service: ServiceKind) -> bool {
+    service != ServiceKind::Gateway
+}
+
 /// Every identity the system CA signs a leaf for.
 pub fn identities() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = ServiceKind::ALL.iter().map(|k| k.name()).collect();
@@ -109,7 +120,7 @@ pub fn write_mesh(dir: &Path) -> Result<MeshFiles, TlsError> {
         let names = vec![
             "127.0.0.1".to_string(),
             "localhost".to_string(),
-            format!("{identity}.{DOMAIN}"),
+            dns_name(identity),
         ];
         let leaf = ca.leaf(&format!("faultline {identity}"), names)?;
         tls::write_public("--mesh-cert", &files.cert(identity), &leaf.cert_pem)?;
@@ -194,7 +205,7 @@ impl Caller {
         let leaf = connection.peer_certificates()?.first()?;
         let leaf = webpki::EndEntityCert::try_from(leaf).ok()?;
         identities().into_iter().find_map(|identity| {
-            let name = ServerName::try_from(format!("{identity}.{DOMAIN}")).ok()?;
+            let name = ServerName::try_from(dns_name(identity)).ok()?;
             leaf.verify_is_valid_for_subject_name(&name)
                 .is_ok()
                 .then(|| Caller(identity.to_string()))

@@ -251,10 +251,8 @@ impl Gateway {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
         let mut client = client_over(connector, config.upstream_tls.clone());
-        client
-            .builder
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(256);
+        // Its pool's idle timeout is every client's (`client_over`).
+        client.builder.pool_max_idle_per_host(256);
         let client = client.build();
         Gateway {
             sets: Arc::new(

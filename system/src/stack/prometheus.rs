@@ -8,12 +8,20 @@
 //! Prometheus picks the file up within a second. The process is started the way Jaeger is
 //! ([`super::server::start_http_tool`]), so the stop and orphan rules are the stack's.
 //!
+//! Under mutual TLS (`platform::mesh`) the supervisor calls [`Prometheus::scrape_mesh`]
+//! before naming any replica: the configuration gains one HTTPS job per service, each
+//! presenting Prometheus' own client certificate and checking that the replica holds the
+//! certificate of the service it is labelled as (`server_name` is a job's setting, not a
+//! target's, hence a job per service), and Prometheus reloads it. Every job labels its
+//! series `job="faultline"` all the same.
+//!
 //! Its directory (configuration, targets, log and the TSDB under `data/`) outlives the
 //! stack: it is [`PrometheusSpec::dir`] when given (a scenario run's output directory),
 //! the stack's own data directory when that one is kept, and otherwise a fresh kept
 //! temporary directory. `FAULTLINE_PROMETHEUS` names another binary.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -41,6 +49,8 @@ pub struct PrometheusSpec {
 pub struct Prometheus {
     server: Server,
     dir: PathBuf,
+    /// Set once by [`Prometheus::scrape_mesh`].
+    mesh: OnceLock<MeshScrape>,
 }
 
 /// One replica to scrape: `/metrics` on `127.0.0.1:port`, labelled `replica`.
@@ -48,6 +58,20 @@ pub struct Prometheus {
 pub struct ScrapeTarget {
     pub port: u16,
     pub replica: usize,
+    /// Under mutual TLS, the name its certificate bears (one of
+    /// [`MeshScrape::server_names`]): it is scraped over HTTPS. `None`: plain HTTP.
+    pub server_name: Option<String>,
+}
+
+/// How Prometheus scrapes the replicas that serve mutual TLS: the system CA it trusts,
+/// the client certificate it presents, and the names of the services' certificates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshScrape {
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// One scrape job each.
+    pub server_names: Vec<String>,
 }
 
 impl Prometheus {
@@ -65,25 +89,86 @@ impl Prometheus {
         self.server.port()
     }
 
-    /// Replaces the scraped replicas. The file is renamed into place so that Prometheus,
-    /// which watches it, never reads half of it.
+    /// Replaces the scraped replicas: each in the targets file of its job. The files are
+    /// renamed into place so that Prometheus, which watches them, never reads half of one.
     pub fn set_targets(&self, targets: &[ScrapeTarget]) -> Result<(), StackError> {
-        let groups: Vec<serde_json::Value> = targets
-            .iter()
-            .map(|target| {
-                serde_json::json!({
-                    "targets": [format!("127.0.0.1:{}", target.port)],
-                    "labels": { "replica": target.replica.to_string() },
+        let mesh_names = self
+            .mesh
+            .get()
+            .map_or(&[][..], |m| m.server_names.as_slice());
+        let unscraped = (targets.iter())
+            .filter_map(|target| target.server_name.as_ref())
+            .find(|name| !mesh_names.contains(*name));
+        if let Some(name) = unscraped {
+            return Err(StackError::Invalid(format!(
+                "Prometheus has no scrape job for replicas named {name} (mutual TLS not set up \
+                 with that name: Prometheus::scrape_mesh)"
+            )));
+        }
+        for job in std::iter::once(None).chain(mesh_names.iter().map(Some)) {
+            let groups: Vec<serde_json::Value> = (targets.iter())
+                .filter(|target| target.server_name.as_ref() == job)
+                .map(|target| {
+                    serde_json::json!({
+                        "targets": [format!("127.0.0.1:{}", target.port)],
+                        "labels": { "replica": target.replica.to_string() },
+                    })
                 })
-            })
-            .collect();
-        let text = serde_json::Value::Array(groups).to_string();
-        let staged = self.dir.join("targets.json.new");
-        std::fs::write(&staged, text)
-            .map_err(|source| StackError::io(format!("writing {}", staged.display()), source))?;
-        let path = targets_path(&self.dir);
-        std::fs::rename(&staged, &path)
-            .map_err(|source| StackError::io(format!("writing {}", path.display()), source))
+                .collect();
+            let path = self.dir.join(targets_file(job));
+            let staged = path.with_extension("json.new");
+            let text = serde_json::Value::Array(groups).to_string();
+            std::fs::write(&staged, text).map_err(|source| {
+                StackError::io(format!("writing {}", staged.display()), source)
+            })?;
+            std::fs::rename(&staged, &path)
+                .map_err(|source| StackError::io(format!("writing {}", path.display()), source))?;
+        }
+        Ok(())
+    }
+
+    /// From now on, scrapes the replicas [`ScrapeTarget::server_name`] names over mutual
+    /// TLS as `mesh` says: rewrites the configuration with a job per name, and has
+    /// Prometheus reload it (an error quotes why it refused). Once per Prometheus.
+    pub async fn scrape_mesh(&self, mesh: MeshScrape) -> Result<(), StackError> {
+        if self.mesh.set(mesh.clone()).is_err() {
+            return Err(StackError::Invalid(
+                "Prometheus' mutual TLS scrape was set up twice".into(),
+            ));
+        }
+        for name in &mesh.server_names {
+            write_config(&self.dir, &targets_file(Some(name)), "[]")?;
+        }
+        write_config(&self.dir, CONFIG_FILE, &config(&self.dir, Some(&mesh)))?;
+        self.reload().await
+    }
+
+    /// Has Prometheus read its configuration file again (`--web.enable-lifecycle`).
+    async fn reload(&self) -> Result<(), StackError> {
+        let url = format!("{}/-/reload", self.url());
+        let failed = |reason: String| StackError::Client {
+            component: "Prometheus".into(),
+            reason: format!("reloading its configuration ({url}): {reason}"),
+        };
+        let request = axum::http::Request::post(&url)
+            .body(axum::body::Body::empty())
+            .map_err(|e| failed(e.to_string()))?;
+        let client = crate::platform::http::http_client();
+        let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
+            .await
+            .map_err(|_| failed("no answer within 10 s".into()))?
+            .map_err(|e| failed(e.to_string()))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = axum::body::to_bytes(axum::body::Body::new(response.into_body()), 64 << 10)
+            .await
+            .unwrap_or_default();
+        Err(failed(format!(
+            "{status}: {}",
+            String::from_utf8_lossy(&body)
+        )))
     }
 
     pub(crate) fn process_mut(&mut self) -> Option<&mut process::ManagedProcess> {
@@ -97,8 +182,15 @@ impl Prometheus {
     }
 }
 
-fn targets_path(dir: &Path) -> PathBuf {
-    dir.join("targets.json")
+/// The configuration file, in Prometheus' directory.
+const CONFIG_FILE: &str = "prometheus.yml";
+
+/// The targets file of the plain-HTTP job (`None`) or of the mutual-TLS job of a name.
+fn targets_file(server_name: Option<&String>) -> String {
+    match server_name {
+        None => "targets.json".into(),
+        Some(name) => format!("targets-{name}.json"),
+    }
 }
 
 /// The `prometheus` binary: `FAULTLINE_PROMETHEUS`, or the path (Debian's package).
@@ -114,10 +206,25 @@ pub fn prometheus_program() -> Result<PathBuf, StackError> {
     })
 }
 
-/// One job scraping the replicas the targets file names, every [`SCRAPE_INTERVAL`].
-fn config(targets: &Path) -> String {
+/// A YAML single-quoted string.
+fn quoted(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', "''"))
+}
+
+/// Scrapes every [`SCRAPE_INTERVAL`]: one job for the replicas `dir`'s targets file names
+/// (plain HTTP), and with `mesh` one HTTPS job per name, each with its own targets file.
+fn config(dir: &Path, mesh: Option<&MeshScrape>) -> String {
     let interval = format!("{}s", SCRAPE_INTERVAL.as_secs());
-    format!(
+    let targets = |name: Option<&String>| {
+        format!(
+            "    file_sd_configs:
+      - files: [{}]
+        refresh_interval: {interval}
+",
+            quoted(&dir.join(targets_file(name)))
+        )
+    };
+    let mut text = format!(
         "global:
   scrape_interval: {interval}
   scrape_timeout: {interval}
@@ -125,12 +232,31 @@ fn config(targets: &Path) -> String {
 scrape_configs:
   - job_name: {JOB}
     metrics_path: /metrics
-    file_sd_configs:
-      - files: ['{}']
-        refresh_interval: {interval}
+{}",
+        targets(None)
+    );
+    let Some(mesh) = mesh else { return text };
+    for name in &mesh.server_names {
+        text.push_str(&format!(
+            "  - job_name: '{JOB}-{name}'
+    metrics_path: /metrics
+    scheme: https
+    tls_config:
+      ca_file: {}
+      cert_file: {}
+      key_file: {}
+      server_name: '{name}'
+{}    relabel_configs:
+      - target_label: job
+        replacement: {JOB}
 ",
-        targets.display()
-    )
+            quoted(&mesh.ca_file),
+            quoted(&mesh.cert_file),
+            quoted(&mesh.key_file),
+            targets(Some(name)),
+        ));
+    }
+    text
 }
 
 /// Starts Prometheus in `dir` and waits until its API answers. Its targets file starts
@@ -143,13 +269,14 @@ pub(crate) async fn start(dir: &Path, timeout: Duration) -> Result<Prometheus, S
         .map_err(|source| StackError::io(format!("resolving {}", dir.display()), source))?;
     let dir = absolute.as_path();
     let port = ports::free_port("Prometheus")?;
-    let targets = targets_path(dir);
-    let config_path = write_config(dir, "prometheus.yml", &config(&targets))?;
-    write_config(dir, "targets.json", "[]")?;
+    let config_path = write_config(dir, CONFIG_FILE, &config(dir, None))?;
+    write_config(dir, &targets_file(None), "[]")?;
     let args = vec![
         format!("--config.file={}", config_path.display()),
         format!("--storage.tsdb.path={}", dir.join("data").display()),
         format!("--web.listen-address=127.0.0.1:{port}"),
+        // POST /-/reload: the scrape jobs of mutual TLS come after it started.
+        "--web.enable-lifecycle".into(),
     ];
     let build_info = format!("http://127.0.0.1:{port}/api/v1/status/buildinfo");
     let client = crate::platform::http::http_client();
@@ -170,6 +297,7 @@ pub(crate) async fn start(dir: &Path, timeout: Duration) -> Result<Prometheus, S
     Ok(Prometheus {
         server,
         dir: dir.to_path_buf(),
+        mesh: OnceLock::new(),
     })
 }
 
@@ -320,35 +448,96 @@ mod tests {
 
     #[test]
     fn the_configuration_scrapes_the_targets_file_each_second() {
-        let yaml = config(Path::new("/tmp/p/targets.json"));
+        let yaml = config(Path::new("/tmp/p"), None);
         assert!(yaml.contains("files: ['/tmp/p/targets.json']"), "{yaml}");
         assert!(yaml.contains("scrape_interval: 1s"), "{yaml}");
+        assert!(!yaml.contains("https"), "{yaml}");
+    }
+
+    fn mesh_scrape(names: &[&str]) -> MeshScrape {
+        MeshScrape {
+            ca_file: "/m/ca.pem".into(),
+            cert_file: "/m/prometheus.pem".into(),
+            key_file: "/m/prometheus-key.pem".into(),
+            server_names: names.iter().map(|n| n.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn under_mutual_tls_each_name_has_an_https_job_checking_it() {
+        let mesh = mesh_scrape(&["orders.x", "users.x"]);
+        let yaml = config(Path::new("/tmp/p"), Some(&mesh));
+        let jobs: Vec<&str> = yaml.split("  - job_name: ").skip(1).collect();
+        assert_eq!(jobs.len(), 3, "{yaml}");
+        assert!(!jobs[0].contains("https"), "{yaml}");
+        for (job, name) in jobs[1..].iter().zip(["orders.x", "users.x"]) {
+            for line in [
+                "scheme: https".to_string(),
+                "ca_file: '/m/ca.pem'".into(),
+                "cert_file: '/m/prometheus.pem'".into(),
+                "key_file: '/m/prometheus-key.pem'".into(),
+                format!("server_name: '{name}'"),
+                format!("files: ['/tmp/p/targets-{name}.json']"),
+                format!("replacement: {JOB}"),
+            ] {
+                assert!(job.contains(&line), "no {line} in {job}");
+            }
+        }
+    }
+
+    fn prometheus_in(dir: &Path) -> Prometheus {
+        Prometheus {
+            server: Server::external_unchecked("http://127.0.0.1:1"),
+            dir: dir.to_path_buf(),
+            mesh: OnceLock::new(),
+        }
+    }
+
+    fn read_targets(path: PathBuf) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    fn target(port: u16, replica: usize, server_name: Option<&str>) -> ScrapeTarget {
+        ScrapeTarget {
+            port,
+            replica,
+            server_name: server_name.map(str::to_string),
+        }
     }
 
     #[test]
     fn targets_are_written_as_file_service_discovery_groups() {
         let dir = tempfile::tempdir().unwrap();
-        let prometheus = Prometheus {
-            server: Server::external_unchecked("http://127.0.0.1:1"),
-            dir: dir.path().to_path_buf(),
-        };
-        let targets = [
-            ScrapeTarget {
-                port: 4001,
-                replica: 1,
-            },
-            ScrapeTarget {
-                port: 4002,
-                replica: 2,
-            },
-        ];
+        let prometheus = prometheus_in(dir.path());
+        let targets = [target(4001, 1, None), target(4002, 2, None)];
         prometheus.set_targets(&targets).unwrap();
-        let written: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.path().join("targets.json")).unwrap())
-                .unwrap();
+        let written = read_targets(dir.path().join("targets.json"));
         assert_eq!(written[1]["targets"][0], "127.0.0.1:4002");
         assert_eq!(written[1]["labels"]["replica"], "2");
         assert_eq!(written.as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn mutual_tls_targets_go_to_their_names_job_and_an_unknown_name_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let prometheus = prometheus_in(dir.path());
+        let orders = [target(4003, 1, Some("orders.x"))];
+        let error = prometheus.set_targets(&orders).unwrap_err();
+        assert!(error.to_string().contains("orders.x"), "{error}");
+        prometheus
+            .mesh
+            .set(mesh_scrape(&["orders.x", "users.x"]))
+            .unwrap();
+        let targets = [target(4001, 1, None), orders[0].clone()];
+        prometheus.set_targets(&targets).unwrap();
+        let plain = read_targets(dir.path().join("targets.json"));
+        assert_eq!(plain[0]["targets"][0], "127.0.0.1:4001");
+        assert_eq!(plain.as_array().map(Vec::len), Some(1));
+        let meshed = read_targets(dir.path().join("targets-orders.x.json"));
+        assert_eq!(meshed[0]["targets"][0], "127.0.0.1:4003");
+        // A name with no replica now gets an empty file, not its old targets.
+        let users = read_targets(dir.path().join("targets-users.x.json"));
+        assert_eq!(users.as_array().map(Vec::len), Some(0));
     }
 
     #[test]

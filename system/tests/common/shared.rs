@@ -100,3 +100,32 @@ pub fn run_in<H: SharedHarness>(turns: Turns, tests: Vec<(&'static str, Test<H>)
     }
     conclusion.exit_code()
 }
+
+/// Polls `check` each second for up to `within`; its last error if it never passes.
+#[allow(dead_code)] // not every binary polls
+pub async fn eventually<F, Fut>(within: std::time::Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(()) => return Ok(()),
+            Err(error) if std::time::Instant::now() >= deadline => return Err(error),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+        }
+    }
+}
+
+/// The `service` label of each series of `metric` that `prometheus` holds now.
+#[allow(dead_code)] // only the binaries that run a Prometheus ask
+pub async fn services_with_series(
+    prometheus: &faultline_system::stack::PrometheusQuery,
+    metric: &str,
+) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    let series = prometheus.query(metric).await.map_err(anyhow::Error::msg)?;
+    Ok((series.iter())
+        .filter_map(|s| s.labels.get("service").cloned())
+        .collect())
+}

@@ -64,8 +64,10 @@ pub struct FrontArgs {
 
     /// Gateway: time a client has to send a whole request head (and a TLS handshake) once
     /// the server waits for one; also how long a keep-alive connection may stay idle.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub header_read_timeout: Duration,
+    /// Our clients' pools keep idle connections for half the default (see
+    /// `platform::http::POOL_IDLE_TIMEOUT`).
+    #[arg(long, default_value_t = crate::platform::http::SERVER_IDLE_TIMEOUT.into())]
+    pub header_read_timeout: humantime::Duration,
 
     /// Gateway: connections open at once; past it new ones are closed at once.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
@@ -111,7 +113,7 @@ pub async fn serve(
     let refused = Arc::new(AtomicU64::new(0));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(args.header_read_timeout);
+        .header_read_timeout(*args.header_read_timeout);
     let http = Arc::new(http);
     loop {
         let (stream, peer) = tokio::select! {
@@ -145,7 +147,7 @@ pub async fn serve(
             caller: None,
         };
         let tls = tls.clone();
-        let handshake_timeout = args.header_read_timeout;
+        let handshake_timeout = *args.header_read_timeout;
         tokio::spawn(async move {
             match tls {
                 None => connection.serve(stream).await,

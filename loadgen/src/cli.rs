@@ -673,6 +673,7 @@ pub async fn run_plan(
         crate::scrape::Scraper::start(crate::scrape::ScrapeSpec {
             targets: args.scrape.clone(),
             metrics: args.scrape_metrics.clone(),
+            histograms: Vec::new(),
             interval: args.scrape_interval,
         })
     });

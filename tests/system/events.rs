@@ -211,17 +211,7 @@ pub async fn notifications_time_each_event_they_handle(h: Arc<Harness>) -> anyho
         .system
         .service_url(ServiceKind::Notifications, 1)
         .context("notifications' URL")?;
-    let read = || async {
-        let text = h
-            .http
-            .get(format!("{url}/metrics"))
-            .send()
-            .await?
-            .error_for_status()?
-            .text()
-            .await?;
-        anyhow::Ok(text)
-    };
+    let read = || h.metrics(&url);
     let consumer = "consumer=\"notifications\"";
     let count = |text: &str| sample(text, "faultline_event_handling_seconds_count", &[consumer]);
     let before = count(&read().await?).unwrap_or(0.0);

@@ -52,8 +52,12 @@ impl StatementCounter {
         };
         let started = async {
             let client = postgres::connect(&url).await?;
+            // Quiet: every run after the first would log the "already exists" notice.
             client
-                .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                .batch_execute(
+                    "SET client_min_messages = warning;
+                     CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
+                )
                 .await
                 .map_err(|e| db_error(&e))?;
             read(&client, &databases).await

@@ -659,10 +659,9 @@ pub async fn run_load(args: LoadArgs, run_info: RunInfo) -> Result<Results, Load
     run_plan(run, &args, &|_: &Results| None).await
 }
 
-/// Runs a planned `faultline load`: the load, with a live progress line on stderr (or,
-/// for a capacity search, one line per step, each judged by `judge`); then the
-/// scenario's gates and text, the scrape, the results file if asked, and the summary
-/// on stdout.
+/// Runs a planned `faultline load`: the load, with a live progress line on stderr (or, for
+/// a capacity search, one line per step, each judged by `judge`); then the scenario's
+/// gates and text, the scrape, the results file if asked, and the summary on stdout.
 pub async fn run_plan(
     run: LoadRun,
     args: &LoadArgs,
@@ -672,6 +671,7 @@ pub async fn run_plan(
     let scrape = (!args.scrape.is_empty()).then(|| crate::scrape::ScrapeSpec {
         targets: args.scrape.clone(),
         metrics: args.scrape_metrics.clone(),
+        histograms: Vec::new(),
         interval: args.scrape_interval,
         tls: None,
     });

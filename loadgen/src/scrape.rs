@@ -11,6 +11,10 @@
 //! An `https://` target is called with [`ScrapeSpec::tls`] when given: under the reference
 //! system's mutual TLS, the client certificate the mesh issues for scrapers and the
 //! system CA, without which a service refuses the handshake.
+//!
+//! Histograms asked for ([`ScrapeSpec::histograms`]) are not kept as series: only their
+//! first and last reading, so [`Scraper::finish_all`] gives each one's change over the run
+//! ([`ServerHistogram`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -19,7 +23,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use faultline_results::{MetricKind, MetricSeries};
+use faultline_results::{MetricKind, MetricSeries, ServerHistogram};
 
 use crate::LoadError;
 
@@ -33,6 +37,10 @@ pub const DEFAULT_METRICS: &[&str] = &[
     "faultline_events_consumed_total",
 ];
 
+/// The histograms the reference system's claims read: each consumer's time from taking an
+/// event off Kafka to committing its effect.
+pub const DEFAULT_HISTOGRAMS: &[&str] = &["faultline_event_handling_seconds"];
+
 /// What to scrape.
 #[derive(Debug, Clone)]
 pub struct ScrapeSpec {
@@ -40,6 +48,8 @@ pub struct ScrapeSpec {
     pub targets: Vec<String>,
     /// Metric names to keep.
     pub metrics: Vec<String>,
+    /// Histogram names (without `_bucket`) to read at the start and the end.
+    pub histograms: Vec<String>,
     pub interval: Duration,
     /// How `https://` targets are called (trusted roots, client certificate); `None`:
     /// Mozilla's roots and no client certificate.
@@ -51,8 +61,25 @@ type SeriesKey = (String, BTreeMap<String, String>);
 /// A series' type and its (scrape time, value) points.
 type SeriesPoints = (Option<MetricKind>, Vec<(SystemTime, f64)>);
 
+/// A histogram's buckets (finite bounds), sum and count at one scrape.
+#[derive(Clone, Default)]
+struct HistogramReading {
+    at: Option<SystemTime>,
+    buckets: Vec<(f64, f64)>,
+    sum: Option<f64>,
+    count: Option<f64>,
+}
+
 struct Collected {
     points: HashMap<SeriesKey, SeriesPoints>,
+    /// Each histogram's first and latest reading.
+    histograms: HashMap<SeriesKey, (HistogramReading, HistogramReading)>,
+}
+
+/// What a scrape recorded: series, and histograms as their change.
+pub struct Scraped {
+    pub series: Vec<MetricSeries>,
+    pub histograms: Vec<ServerHistogram>,
 }
 
 /// A running scrape; see the module documentation.
@@ -87,6 +114,7 @@ impl Scraper {
         let task = tokio::spawn(async move {
             let mut collected = Collected {
                 points: HashMap::new(),
+                histograms: HashMap::new(),
             };
             let mut warned: Vec<String> = Vec::new();
             let mut tick = tokio::time::interval(spec.interval.max(Duration::from_millis(50)));
@@ -102,7 +130,7 @@ impl Scraper {
                         Ok(text) => collect(
                             &mut collected,
                             &text,
-                            &spec.metrics,
+                            &spec,
                             &instance(&url),
                             SystemTime::now(),
                         ),
@@ -122,10 +150,41 @@ impl Scraper {
 
     /// Stops scraping; the series with offsets from `started_at`, sorted by name and labels.
     pub async fn finish(self, started_at: SystemTime) -> Vec<MetricSeries> {
+        self.finish_all(started_at).await.series
+    }
+
+    /// Stops scraping; the series as [`Scraper::finish`] gives them, and each histogram's
+    /// change from its first reading to its last, sorted the same way.
+    pub async fn finish_all(self, started_at: SystemTime) -> Scraped {
         let _ = self.stop.send(());
         let Ok(collected) = self.task.await else {
-            return Vec::new();
+            return Scraped {
+                series: Vec::new(),
+                histograms: Vec::new(),
+            };
         };
+        let offset = |at: SystemTime| match at.duration_since(started_at) {
+            Ok(after) => after.as_secs_f64(),
+            Err(before) => -before.duration().as_secs_f64(),
+        };
+        let reading = |(name, labels): &SeriesKey, r: &HistogramReading| {
+            let at = r.at.map_or(0.0, offset);
+            ServerHistogram {
+                name: name.clone(),
+                labels: labels.clone(),
+                from_secs: at,
+                to_secs: at,
+                buckets: r.buckets.clone(),
+                sum: r.sum.unwrap_or_default(),
+                count: r.count.unwrap_or_default(),
+            }
+        };
+        let mut histograms: Vec<ServerHistogram> = (collected.histograms.iter())
+            .map(|(key, (first, last))| {
+                ServerHistogram::delta(&reading(key, first), &reading(key, last))
+            })
+            .collect();
+        histograms.sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
         let mut series: Vec<MetricSeries> = collected
             .points
             .into_iter()
@@ -133,20 +192,13 @@ impl Scraper {
                 name,
                 labels,
                 kind,
-                points: points
-                    .into_iter()
-                    .map(|(at, value)| {
-                        let offset = match at.duration_since(started_at) {
-                            Ok(after) => after.as_secs_f64(),
-                            Err(before) => -before.duration().as_secs_f64(),
-                        };
-                        (offset, value)
-                    })
+                points: (points.into_iter())
+                    .map(|(at, value)| (offset(at), value))
                     .collect(),
             })
             .collect();
         series.sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
-        series
+        Scraped { series, histograms }
     }
 }
 
@@ -189,10 +241,60 @@ fn with_causes(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// The sample's labels with `instance`.
+fn labels_of(sample: &prometheus_parse::Sample, instance: &str) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = sample
+        .labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    labels.insert("instance".into(), instance.to_string());
+    labels
+}
+
+/// A histogram's part in `sample` (its buckets, `_sum` or `_count`) into `readings`, if
+/// `sample` belongs to a wanted histogram.
+fn histogram_part(
+    readings: &mut HashMap<SeriesKey, HistogramReading>,
+    sample: &prometheus_parse::Sample,
+    wanted: &[String],
+    instance: &str,
+) {
+    let is_wanted = |name: &str| wanted.iter().any(|w| w == name);
+    let (name, value) = match &sample.value {
+        prometheus_parse::Value::Histogram(counts) if is_wanted(&sample.metric) => {
+            let mut buckets: Vec<(f64, f64)> = (counts.iter())
+                .filter(|c| c.less_than.is_finite())
+                .map(|c| (c.less_than, c.count))
+                .collect();
+            buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let key = (sample.metric.clone(), labels_of(sample, instance));
+            readings.entry(key).or_default().buckets = buckets;
+            return;
+        }
+        prometheus_parse::Value::Untyped(v) | prometheus_parse::Value::Counter(v) => {
+            (&sample.metric, *v)
+        }
+        _ => return,
+    };
+    let part = |suffix: &str| name.strip_suffix(suffix).filter(|base| is_wanted(base));
+    let (base, is_sum) = match (part("_sum"), part("_count")) {
+        (Some(base), _) => (base, true),
+        (_, Some(base)) => (base, false),
+        _ => return,
+    };
+    let reading = (readings.entry((base.to_string(), labels_of(sample, instance)))).or_default();
+    if is_sum {
+        reading.sum = Some(value);
+    } else {
+        reading.count = Some(value);
+    }
+}
+
 fn collect(
     collected: &mut Collected,
     text: &str,
-    wanted: &[String],
+    spec: &ScrapeSpec,
     instance: &str,
     at: SystemTime,
 ) {
@@ -200,8 +302,10 @@ fn collect(
     let Ok(scrape) = prometheus_parse::Scrape::parse(lines) else {
         return;
     };
+    let mut readings: HashMap<SeriesKey, HistogramReading> = HashMap::new();
     for sample in scrape.samples {
-        if !wanted.iter().any(|w| w == &sample.metric) {
+        histogram_part(&mut readings, &sample, &spec.histograms, instance);
+        if !spec.metrics.iter().any(|w| w == &sample.metric) {
             continue;
         }
         let (kind, value) = match sample.value {
@@ -211,17 +315,25 @@ fn collect(
             // Histograms and summaries are not kept as series.
             _ => continue,
         };
-        let mut labels: BTreeMap<String, String> = sample
-            .labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        labels.insert("instance".into(), instance.to_string());
+        let labels = labels_of(&sample, instance);
         let entry = collected
             .points
             .entry((sample.metric.clone(), labels))
             .or_insert_with(|| (kind, Vec::new()));
         entry.1.push((at, value));
+    }
+    for (key, mut reading) in readings {
+        // A histogram is read whole or not at all.
+        if reading.sum.is_none() || reading.count.is_none() {
+            continue;
+        }
+        reading.at = Some(at);
+        match collected.histograms.get_mut(&key) {
+            Some((_, last)) => *last = reading,
+            None => {
+                collected.histograms.insert(key, (reading.clone(), reading));
+            }
+        }
     }
 }
 
@@ -236,11 +348,12 @@ mod tests {
                     # TYPE other_metric counter\nother_metric 1\n";
         let mut collected = Collected {
             points: HashMap::new(),
+            histograms: HashMap::new(),
         };
         collect(
             &mut collected,
             text,
-            &["faultline_outbox_backlog".to_string()],
+            &spec(&["faultline_outbox_backlog"], &[]),
             "127.0.0.1:9",
             SystemTime::now(),
         );
@@ -255,6 +368,64 @@ mod tests {
         assert_eq!(labels.get("service").map(String::as_str), Some("orders"));
         assert_eq!(kind, Some(MetricKind::Gauge));
         assert_eq!(points[0].1, 7.0);
+    }
+
+    fn spec(metrics: &[&str], histograms: &[&str]) -> ScrapeSpec {
+        ScrapeSpec {
+            targets: Vec::new(),
+            metrics: metrics.iter().map(|m| m.to_string()).collect(),
+            histograms: histograms.iter().map(|h| h.to_string()).collect(),
+            interval: Duration::from_secs(1),
+            tls: None,
+        }
+    }
+
+    /// A consumer's handling histogram as the services' registry renders it.
+    fn handling(at_5ms: u64, total: u64, sum: f64) -> String {
+        format!(
+            "# HELP faultline_event_handling_seconds h\n\
+             # TYPE faultline_event_handling_seconds histogram\n\
+             faultline_event_handling_seconds_bucket{{consumer=\"notifications\",le=\"0.005\"}} {at_5ms}\n\
+             faultline_event_handling_seconds_bucket{{consumer=\"notifications\",le=\"0.01\"}} {total}\n\
+             faultline_event_handling_seconds_bucket{{consumer=\"notifications\",le=\"+Inf\"}} {total}\n\
+             faultline_event_handling_seconds_sum{{consumer=\"notifications\"}} {sum}\n\
+             faultline_event_handling_seconds_count{{consumer=\"notifications\"}} {total}\n"
+        )
+    }
+
+    #[tokio::test]
+    async fn a_histogram_is_kept_as_its_change_from_the_first_reading_to_the_last() {
+        let mut collected = Collected {
+            points: HashMap::new(),
+            histograms: HashMap::new(),
+        };
+        let spec = spec(&[], &["faultline_event_handling_seconds"]);
+        let started = SystemTime::now();
+        let later = started + Duration::from_secs(4);
+        for (text, at) in [
+            (handling(10, 20, 0.1), started),
+            (handling(12, 25, 0.12), started + Duration::from_secs(2)),
+            (handling(40, 60, 0.4), later),
+        ] {
+            collect(&mut collected, &text, &spec, "127.0.0.1:9", at);
+        }
+        assert!(collected.points.is_empty(), "a histogram is no series");
+        let (stop, _) = oneshot::channel();
+        let scraper = Scraper {
+            stop,
+            task: tokio::spawn(async move { collected }),
+        };
+        let scraped = scraper.finish_all(started).await;
+        let [histogram] = scraped.histograms.as_slice() else {
+            panic!("{} histograms", scraped.histograms.len());
+        };
+        assert_eq!(histogram.name, "faultline_event_handling_seconds");
+        assert_eq!(histogram.labels["consumer"], "notifications");
+        assert_eq!(histogram.labels["instance"], "127.0.0.1:9");
+        assert_eq!(histogram.buckets, vec![(0.005, 30.0), (0.01, 40.0)]);
+        assert_eq!(histogram.count, 40.0);
+        assert!((histogram.sum - 0.3).abs() < 1e-9);
+        assert_eq!((histogram.from_secs, histogram.to_secs), (0.0, 4.0));
     }
 
     #[test]

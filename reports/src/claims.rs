@@ -323,15 +323,16 @@ impl Claim {
 }
 
 /// Whether the run searched its capacity with load on the claim's scope (its
-/// endpoints answered requests, or the consistency window was observed); a claim
-/// about what the search did not load is evaluated as any other.
+/// endpoints answered requests, the consistency window was observed, a service's
+/// histogram observed events or the databases ran statements); a claim about what the
+/// search did not load is evaluated as any other.
 fn search_loaded(results: &Results, metric: &crate::metric::Metric, groups: &Groups) -> bool {
     if results.capacity.is_none() {
         return false;
     }
     let stat = match metric.scope {
         Scope::Http | Scope::Endpoint(_) | Scope::Group(_) => Stat::Requests,
-        Scope::Consistency => Stat::Count,
+        Scope::Consistency | Scope::ServerHistogram { .. } | Scope::Database => Stat::Count,
         Scope::Checker
         | Scope::Server { .. }
         | Scope::Faults(_)

@@ -8,6 +8,8 @@
 //! | `consistency` (write acknowledged → read side serves it) | `pNN`, `mean`, `min`, `max`, `count` |
 //! | `checker` | `lost`, `duplicated`, `inconsistent`, `checked`, `consistent_ratio`, `settle_time` |
 //! | `server:<name>` or `server:<name>{label="value",...}` (scraped series) | `max`, `mean`, `last` (of the sum over matching series), `rate` (counter increase per second) |
+//! | `server_histogram:<name>{label="value",...}` (a histogram the services export, its change over the run, matching series added) | `mean` (exact: sum / count), `pNN` (interpolated within its Prometheus bucket), `count`, `rate` (observations per second) |
+//! | `database` (statements the services' roles ran that read or write rows, from `pg_stat_statements` at the run's start and end) | `rate`, `count`, `mean` (execution time), `exec_cv` (calls-weighted mean over statements of stddev / mean of execution time) |
 //! | `resources:cpu` (share of the machine's cores the system's processes used), `resources:memory` (their resident bytes, summed), `resources:network` (the machine's bytes/s, sent and received), `resources:disk_ops` (the machine's disk reads and writes/s): sampled from `/proc` each second | `max`, `mean`, `last` |
 //! | `cqrs` (the claims suite's comparison of an order's view read from the read model and composed from the write side, endpoints [`CQRS_READ_MODEL`] and [`CQRS_WRITE_SIDE`]) | `read_speedup` (the composed view's mean latency over the read model's, at the same concurrency) |
 //! | `faults` (every fault), `faults:<target>` (the faults on one target, e.g. `faults:orders-1`) | `recovery_time` (longest, over faults, from a fault's end to the first second back to normal), `ready_time` (mean, over the faults on a service replica, from a fault's end to the replica answering `/health/ready` again), `count`, `error_rate` and `pNN` (of the requests in the seconds the faults were in force: a rollout's or blue-green switch's change window) |
@@ -33,6 +35,7 @@ use hdrhistogram::Histogram;
 use crate::error::ReportError;
 
 mod fault_stats;
+mod server_stats;
 
 /// The endpoints of the claims suite's CQRS comparison (`cqrs.read_speedup`).
 pub const CQRS_READ_MODEL: &str = "order view: read model";
@@ -61,6 +64,13 @@ pub enum Scope {
     Resources(ResourceFigure),
     /// A row of `faultline kafka-bench --table5`, by its name in kafka-bench.json.
     KafkaBench(String),
+    /// Results' `server_histograms` of one name whose labels match.
+    ServerHistogram {
+        name: String,
+        labels: Vec<(String, String)>,
+    },
+    /// Results' `database`.
+    Database,
 }
 
 /// A figure of results' `resources` (see `faultline_results::resources`).
@@ -126,6 +136,8 @@ pub enum Stat {
     RecoveryTime,
     ReadyTime,
     ReadSpeedup,
+    /// Coefficient of variation of the databases' statement execution times.
+    ExecCv,
     /// 0–100, of the end-to-end (send → consumed) latency.
     EndToEnd(f64),
     /// 0–100: the end-to-end percentile above the baseline row's.
@@ -222,6 +234,7 @@ impl Metric {
                 stat,
                 Stat::Rate | Stat::Percentile(_) | Stat::EndToEnd(_) | Stat::AddedEndToEnd(_)
             ),
+            Scope::ServerHistogram { .. } | Scope::Database => server_stats::takes(&scope, stat),
         };
         if !allowed {
             return Err(bad(format!(
@@ -267,7 +280,9 @@ impl Metric {
                 Dimension::Time
             }
             (_, Stat::Rate) => Dimension::Rate,
-            (_, Stat::ErrorRate | Stat::Availability | Stat::ConsistentRatio) => Dimension::Ratio,
+            (_, Stat::ErrorRate | Stat::Availability | Stat::ConsistentRatio | Stat::ExecCv) => {
+                Dimension::Ratio
+            }
             _ => Dimension::Count,
         }
     }
@@ -307,41 +322,22 @@ fn parse_scope(text: &str) -> Result<Scope, String> {
         return Ok(Scope::KafkaBench(row.to_string()));
     }
     if let Some(rest) = text.strip_prefix("server:") {
-        let (name, labels) = match rest.split_once('{') {
-            None => (rest, Vec::new()),
-            Some((name, block)) => {
-                let block = block
-                    .strip_suffix('}')
-                    .ok_or("a label block must end with }")?;
-                let mut labels = Vec::new();
-                for pair in block.split(',').filter(|p| !p.trim().is_empty()) {
-                    let (key, value) = pair
-                        .split_once('=')
-                        .ok_or(format!("label {pair:?} is not key=\"value\""))?;
-                    labels.push((
-                        key.trim().to_string(),
-                        value.trim().trim_matches('"').to_string(),
-                    ));
-                }
-                (name, labels)
-            }
-        };
-        if name.is_empty() {
-            return Err("server: needs a metric name".into());
-        }
-        return Ok(Scope::Server {
-            name: name.to_string(),
-            labels,
-        });
+        let (name, labels) = server_stats::name_and_labels(rest, "server:")?;
+        return Ok(Scope::Server { name, labels });
+    }
+    if let Some(rest) = text.strip_prefix("server_histogram:") {
+        let (name, labels) = server_stats::name_and_labels(rest, "server_histogram:")?;
+        return Ok(Scope::ServerHistogram { name, labels });
     }
     match text {
+        "database" => Ok(Scope::Database),
         "http" => Ok(Scope::Http),
         "consistency" => Ok(Scope::Consistency),
         "checker" => Ok(Scope::Checker),
         "faults" => Ok(Scope::Faults(None)),
         "cqrs" => Ok(Scope::Cqrs),
         other => Err(format!(
-            "unknown scope {other:?} (known: http, endpoint:<name>, group:<name>, consistency, checker, server:<name>, resources:<cpu|memory|network|disk_ops>, cqrs, faults, faults:<target>)"
+            "unknown scope {other:?} (known: http, endpoint:<name>, group:<name>, consistency, checker, server:<name>, server_histogram:<name>, database, resources:<cpu|memory|network|disk_ops>, cqrs, faults, faults:<target>)"
         )),
     }
 }
@@ -397,6 +393,7 @@ fn parse_stat(text: &str) -> Result<Stat, String> {
         "recovery_time" => Stat::RecoveryTime,
         "ready_time" => Stat::ReadyTime,
         "read_speedup" => Stat::ReadSpeedup,
+        "exec_cv" => Stat::ExecCv,
         other => return Err(format!("unknown stat {other:?}")),
     })
 }
@@ -603,6 +600,10 @@ fn measure(metric: &Metric, results: &Results, groups: &Groups) -> Result<f64, S
             "a kafka-bench figure: `faultline claims` measures it with `faultline kafka-bench --table5`"
                 .into(),
         ),
+        Scope::ServerHistogram { name, labels } => {
+            server_stats::histogram(results, name, labels, stat)
+        }
+        Scope::Database => server_stats::database(results, stat),
     }
 }
 

@@ -142,6 +142,8 @@ impl Results {
             journeys: None,
             faults: Vec::new(),
             server_metrics: Vec::new(),
+            server_histograms: Vec::new(),
+            database: None,
             checker: None,
             gates: Vec::new(),
             scenario_text: None,

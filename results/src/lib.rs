@@ -22,6 +22,10 @@
 //!   ([`CapacityResults`]).
 //! - [`resources`]: what the system's processes used (CPU, memory) and the machine's
 //!   network and disk counters, sampled from `/proc` each second ([`ResourceResults`]).
+//! - [`server_histogram`]: a histogram a service exports, as its change over the run
+//!   ([`ServerHistogram`]), with its mean and interpolated quantiles.
+//! - [`database`]: the statements the services' databases ran, from
+//!   `pg_stat_statements` at the run's start and end ([`DatabaseResults`]).
 //! - [`tls`]: what an `https://` run's TLS handshakes cost ([`TlsResults`]).
 //! - [`gates`]: `[[gates]]` tables as written ([`GateSpec`]), recorded in results and
 //!   judged by reports.
@@ -33,6 +37,7 @@
 
 pub mod build;
 pub mod capacity;
+pub mod database;
 pub mod error;
 pub mod error_class;
 pub mod gates;
@@ -43,11 +48,13 @@ pub mod quantity;
 pub mod resources;
 pub mod results;
 pub mod schedule;
+pub mod server_histogram;
 pub mod tls;
 pub mod traces;
 
 pub use build::{Bucket, RunRecord};
 pub use capacity::{CapacityResults, CapacitySearch, CapacityStep, SearchEnd, StepPhase};
+pub use database::{DatabaseResults, StatementReading};
 pub use error::{FileError, ResultsError};
 pub use error_class::{ErrorClass, ErrorCounts};
 pub use gates::{GateSpec, ScenarioGate};
@@ -61,5 +68,6 @@ pub use results::{
     SCHEMA_VERSION,
 };
 pub use schedule::{Arrivals, LoadModel, Stage, TargetSchedule};
+pub use server_histogram::ServerHistogram;
 pub use tls::TlsResults;
 pub use traces::{Exemplar, Kept, TraceSpan, Traces};

@@ -139,6 +139,12 @@ impl Results {
             } else {
                 a.server_metrics.clone()
             },
+            server_histograms: if a.server_histograms.is_empty() {
+                b.server_histograms.clone()
+            } else {
+                a.server_histograms.clone()
+            },
+            database: a.database.clone().or_else(|| b.database.clone()),
             checker: a.checker.clone().or(b.checker.clone()),
             gates: if a.gates.is_empty() {
                 b.gates.clone()

@@ -51,6 +51,14 @@ pub struct Results {
     /// outbox backlog, saga states, circuit breakers, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub server_metrics: Vec<MetricSeries>,
+    /// Histograms the services export (a consumer's time to handle an event), as their
+    /// change from the run's first scrape to its last (module `server_histogram`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_histograms: Vec<crate::server_histogram::ServerHistogram>,
+    /// The statements the services' databases ran, from `pg_stat_statements` at the
+    /// run's start and end (module `database`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<crate::database::DatabaseResults>,
     /// What the consistency checker found after the drain, when it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checker: Option<CheckerResults>,

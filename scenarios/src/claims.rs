@@ -449,6 +449,7 @@ async fn drain(system: &faultline_system::supervisor::System) {
                 "faultline_outbox_backlog".into(),
                 "faultline_consumer_lag".into(),
             ],
+            histograms: Vec::new(),
             interval: Duration::from_millis(100),
             tls: system.scrape_tls(),
         });
@@ -635,7 +636,10 @@ async fn run_kafka_bench(
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use faultline_loadgen::{journeys::JourneyKind, scrape::DEFAULT_METRICS};
+    use faultline_loadgen::{
+        journeys::JourneyKind,
+        scrape::{DEFAULT_HISTOGRAMS, DEFAULT_METRICS},
+    };
     use faultline_reports::metric::{glob_matches, Scope};
     use faultline_results::kafka_bench::Table5Row;
 
@@ -674,6 +678,10 @@ mod tests {
             Scope::Group(group) => any_endpoint(&groups[group]),
             Scope::Consistency | Scope::Checker => kinds.contains(&JourneyKind::Checkout),
             Scope::Server { name, .. } => DEFAULT_METRICS.contains(&name.as_str()),
+            // The scrape reads them at the run's start and end.
+            Scope::ServerHistogram { name, .. } => DEFAULT_HISTOGRAMS.contains(&name.as_str()),
+            // Every run reads pg_stat_statements at its start and end.
+            Scope::Database => true,
             // Every run samples its system's processes from /proc.
             Scope::Resources(_) => true,
             Scope::Faults(_) => !scenario.faults.is_empty(),

@@ -3,7 +3,8 @@
 //! 1. Put fault proxies in front of the dependencies faults act on, and start the
 //!    reference system on the real stack, routed through them.
 //! 2. Run the load, the fault timeline, the `/metrics` scrape and the `/proc` sampler
-//!    ([`resources`]) together; the timeline
+//!    ([`resources`]) together, between two readings of the databases' statement
+//!    counters ([`database`]); the timeline
 //!    starts with the load's clock (a journey run first registers its users). A
 //!    `[load.find_max]` runs its capacity search here, step after step, in place of the
 //!    single load.
@@ -37,7 +38,7 @@ use faultline_loadgen::{
         ledger::{Ledger, WriteOutcome},
     },
     scenario::LoadPlan,
-    scrape::{ScrapeSpec, Scraper, DEFAULT_METRICS},
+    scrape::{ScrapeSpec, Scraper, DEFAULT_HISTOGRAMS, DEFAULT_METRICS},
     summary::progress_line,
     Progress,
 };
@@ -49,10 +50,12 @@ use faultline_system::{
     supervisor::System,
 };
 
+mod database;
 mod recovery;
 mod resources;
 
 use self::{
+    database::StatementCounter,
     recovery::{ReadinessWatcher, Transitions},
     resources::ResourceSampler,
 };
@@ -242,6 +245,7 @@ struct Loaded {
     timeline_wall: SystemTime,
     scraper: Scraper,
     sampler: ResourceSampler,
+    statements: StatementCounter,
 }
 
 /// Runs the load, the fault timeline and the scrape together.
@@ -264,10 +268,12 @@ async fn load_with_faults(
     let scraper = Scraper::start(ScrapeSpec {
         targets: service_urls(system),
         metrics: DEFAULT_METRICS.iter().map(|m| m.to_string()).collect(),
+        histograms: DEFAULT_HISTOGRAMS.iter().map(|h| h.to_string()).collect(),
         interval: Duration::from_secs(1),
         tls: system.scrape_tls(),
     })?;
     let sampler = ResourceSampler::start(system.clone(), Duration::from_secs(1));
+    let statements = StatementCounter::start(system).await;
     let show = progress_printer(options.progress, timeline.active());
 
     // The timeline starts with the load's clock: a journey run first registers its users.
@@ -341,6 +347,7 @@ async fn load_with_faults(
         timeline_wall,
         scraper,
         sampler,
+        statements,
     })
 }
 
@@ -407,6 +414,7 @@ async fn finish(
         timeline_wall,
         scraper,
         sampler,
+        statements,
     } = loaded;
     let fault_failures: Vec<String> = timeline
         .failures
@@ -424,8 +432,11 @@ async fn finish(
     results.faults = fault_windows(&timeline, timeline_wall, readiness);
     let started_at =
         humantime::parse_rfc3339(&results.metadata.started_at).unwrap_or(timeline_wall);
-    results.server_metrics = scraper.finish(started_at).await;
+    let scraped = scraper.finish_all(started_at).await;
+    results.server_metrics = scraped.series;
+    results.server_histograms = scraped.histograms;
     results.resources = sampler.finish(started_at).await;
+    results.database = statements.finish().await;
     if let Some(ledger) = results.write_ledger.clone() {
         results.checker = check(system, Path::new(&ledger), options.settle_deadline).await;
     }

@@ -3,7 +3,8 @@
 //! the family's capacity search ran inside `faultline run`'s orchestrator, and the one
 //! claims report answers each of the family's claims with a measured value or the
 //! capacity found, never "not measured" or "not applicable"; the page asks for nothing
-//! over the network. Two families chosen together share one system, and a run samples
+//! over the network; its results count the databases' statements and hold the consumers'
+//! handling histograms. Two families chosen together share one system, and a run samples
 //! its processes from `/proc` and watches each killed replica back to ready. Bad
 //! arguments are exit 2 before anything starts.
 
@@ -62,6 +63,22 @@ fn the_quick_users_family_answers_each_of_its_claims_with_a_figure_or_a_capacity
     let steps = results["capacity"]["steps"].as_array().unwrap();
     assert!(!steps.is_empty(), "{}", results["capacity"]);
     assert!(out.join("users/index.html").is_file());
+    // Every run counts what the services' databases ran (its users registered, their
+    // profiles read) and reads the consumers' handling histograms at its start and end.
+    let users_statements = results["database"]["statements"]["users"].as_u64();
+    assert!(
+        users_statements.is_some_and(|n| n > 0),
+        "{}",
+        results["database"]
+    );
+    let histograms = results["server_histograms"].as_array().unwrap();
+    assert!(
+        histograms
+            .iter()
+            .any(|h| h["name"] == "faultline_event_handling_seconds"
+                && h["labels"]["consumer"] == "notifications"),
+        "{histograms:?}"
+    );
 
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("claims.json")).unwrap()).unwrap();

@@ -197,14 +197,7 @@ pub async fn metrics_pass_promtool(h: Arc<Harness>) -> anyhow::Result<()> {
     let promtool = which("promtool")
         .context("promtool is not installed: run `make setup` (Debian's prometheus package)")?;
     for (name, url, _) in h.system.services() {
-        let text = h
-            .http
-            .get(format!("{url}/metrics"))
-            .send()
-            .await?
-            .error_for_status()?
-            .text()
-            .await?;
+        let text = h.metrics(&url).await?;
         // Every service has been asked /health/ready by the supervisor, so each has
         // request metrics by now, notifications (no API of its own) included.
         ensure!(

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context};
 use faultline_system::platform::consumer::DEAD_LETTER_TOPIC;
 use faultline_system::services::messages::ORDERS_EVENTS;
+use faultline_system::services::ServiceKind;
 use faultline_system::stack::KafkaClient;
 use futures::StreamExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -191,6 +192,78 @@ pub async fn notifications_reach_the_webhook_and_dead_letter_after_retries(
             n["kind"] == "user.welcome" && n["subject"] == next.id.as_str()
         })
         .await?;
+    Ok(())
+}
+
+/// The value of the sample of `/metrics` text whose line starts with `series` and holds
+/// every one of `labels`.
+fn sample(metrics: &str, series: &str, labels: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(series))
+        .find(|line| labels.iter().all(|label| line.contains(label)))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+pub async fn notifications_time_each_event_they_handle(h: Arc<Harness>) -> anyhow::Result<()> {
+    let url = h
+        .system
+        .service_url(ServiceKind::Notifications, 1)
+        .context("notifications' URL")?;
+    let read = || h.metrics(&url);
+    let consumer = "consumer=\"notifications\"";
+    let count = |text: &str| sample(text, "faultline_event_handling_seconds_count", &[consumer]);
+    let before = count(&read().await?).unwrap_or(0.0);
+
+    // A completed order: its created and updated events reach notifications.
+    let user = h.user().await?;
+    let (status, placed) = h
+        .place_order(
+            &user,
+            "timed-notification",
+            json!([{ "product_id": 11, "quantity": 1 }]),
+        )
+        .await?;
+    ensure!(status == StatusCode::ACCEPTED, "{status}: {placed}");
+    let order_id = placed["id"].as_str().context("id")?;
+    let view = h.terminal_view(&user, order_id).await?;
+    ensure!(view["status"] == "COMPLETED", "view {view}");
+
+    // The consumer commits after the view shows the order: wait for its count to move.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let text = read().await?;
+        if count(&text).is_some_and(|after| after > before) {
+            break text;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no event handled by notifications was timed in /metrics within 30 s:\n{}",
+            (text.lines())
+                .filter(|l| l.contains("faultline_event"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // A whole Prometheus histogram: buckets up to +Inf holding every event, and a sum.
+    let handled = count(&text).context("count")?;
+    let inf = sample(
+        &text,
+        "faultline_event_handling_seconds_bucket",
+        &[consumer, "le=\"+Inf\""],
+    );
+    ensure!(inf == Some(handled), "+Inf bucket {inf:?}, count {handled}");
+    let sum = sample(&text, "faultline_event_handling_seconds_sum", &[consumer])
+        .context("no faultline_event_handling_seconds_sum")?;
+    ensure!(sum > 0.0, "the events took {sum} s in all");
+    let finite_buckets = (text.lines())
+        .filter(|l| {
+            l.starts_with("faultline_event_handling_seconds_bucket") && l.contains(consumer)
+        })
+        .count();
+    ensure!(finite_buckets > 10, "{finite_buckets} buckets");
     Ok(())
 }
 

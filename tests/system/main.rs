@@ -86,6 +86,10 @@ fn main() -> ExitCode {
             |h| Box::pin(events::notifications_reach_the_webhook_and_dead_letter_after_retries(h)),
         ),
         (
+            "notifications_time_each_event_they_handle_on_metrics",
+            |h| Box::pin(events::notifications_time_each_event_they_handle(h)),
+        ),
+        (
             "the_gateway_serves_the_openapi_document_of_the_public_api",
             |h| Box::pin(api::openapi_document_lists_the_public_api(h)),
         ),

@@ -72,13 +72,7 @@ pub async fn happy_path_completes_and_the_view_shows_it(h: Arc<Harness>) -> anyh
         .system
         .service_url(ServiceKind::Orders, 1)
         .context("orders' URL")?;
-    let metrics = h
-        .http
-        .get(format!("{orders}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = h.metrics(&orders).await?;
     for step in ["RESERVING", "CHARGING", "SHIPPING"] {
         let count = metrics
             .lines()

@@ -168,6 +168,12 @@ impl Harness {
         Ok(User { id, token })
     }
 
+    /// A service replica's `/metrics` text (`url` is its base URL).
+    pub async fn metrics(&self, url: &str) -> anyhow::Result<String> {
+        let response = self.http.get(format!("{url}/metrics")).send().await?;
+        Ok(response.error_for_status()?.text().await?)
+    }
+
     pub async fn place_order(
         &self,
         user: &User,

@@ -176,3 +176,115 @@ fn a_claim_at_a_rate_the_run_did_not_reach_shows_the_capacity_searched() {
     assert!(matches!(evaluated[2].status, ClaimStatus::NotMeasured(_)));
     assert_eq!(evaluated[2].capacity, None);
 }
+
+/// `plain_results` with what the server side recorded over 10 s: the notifications
+/// consumer's handling histogram (1,000 events: 500 within 5 ms, 400 more within 10 ms,
+/// the last 100 within 20 ms; 6 s in all), its events consumed, and 50,000 statements
+/// of the services' databases.
+fn with_server_records() -> faultline_results::Results {
+    use std::collections::BTreeMap;
+
+    use faultline_results::{DatabaseResults, MetricSeries, ServerHistogram};
+
+    let mut results = plain_results();
+    let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        (pairs.iter())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    results.server_histograms = vec![ServerHistogram {
+        name: "faultline_event_handling_seconds".into(),
+        labels: labels(&[("consumer", "notifications"), ("service", "notifications")]),
+        from_secs: 0.0,
+        to_secs: 10.0,
+        buckets: vec![(0.005, 500.0), (0.01, 900.0), (0.02, 1000.0)],
+        sum: 6.0,
+        count: 1000.0,
+    }];
+    results.server_metrics.push(MetricSeries {
+        name: "faultline_events_consumed_total".into(),
+        labels: labels(&[("service", "notifications"), ("outcome", "applied")]),
+        kind: None,
+        points: vec![(0.0, 0.0), (10.0, 1000.0)],
+    });
+    results.database = Some(DatabaseResults {
+        secs: 10.0,
+        statements: BTreeMap::from([("orders".into(), 30_000), ("inventory".into(), 20_000)]),
+        exec_mean_secs: Some(0.0002),
+        exec_cv: Some(0.8),
+    });
+    results
+}
+
+#[test]
+fn the_notification_and_database_claims_are_measured_from_the_server_side_records() {
+    let builtin = Claims::builtin().unwrap();
+    let evaluate = |id: &str, results: &faultline_results::Results| {
+        (builtin.claims.iter())
+            .find(|c| c.raw.id == id)
+            .unwrap_or_else(|| panic!("no claim {id}"))
+            .evaluate(results, &builtin.groups)
+    };
+    let ids = [
+        "000-notification-mean",
+        "000-notification-p99",
+        "001-database",
+        "001-database-variance",
+    ];
+    // A run that recorded neither: not measured, never zero.
+    for id in ids {
+        let claim = evaluate(id, &plain_results());
+        assert!(
+            matches!(claim.status, ClaimStatus::NotMeasured(_)),
+            "{id}: {:?}",
+            claim.status
+        );
+    }
+
+    // The records are results.json's, as its schema describes them.
+    let recorded = with_server_records();
+    let instance = serde_json::to_value(&recorded).unwrap();
+    let validator = crate::schema::validator();
+    let errors: Vec<String> = (validator.iter_errors(&instance))
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+
+    // Without a capacity search, 100 events/s is not the table's 5,000/s.
+    let mean = evaluate("000-notification-mean", &recorded);
+    assert!(
+        matches!(&mean.status, ClaimStatus::NotApplicable(why) if why.contains("5000/s")),
+        "{:?}",
+        mean.status
+    );
+    // The database ran 5,000 statements/s of the document's 10K, and varied by 80%.
+    let database = evaluate("001-database", &recorded);
+    assert_eq!(database.measured.unwrap().value, 5000.0);
+    assert_eq!(database.status, ClaimStatus::Fail);
+    let variance = evaluate("001-database-variance", &recorded);
+    assert_eq!(variance.measured.unwrap().value, 0.8);
+    assert_eq!(variance.status, ClaimStatus::Fail);
+
+    // With a capacity searched, the figures are read at what the run reached.
+    let mut searched = recorded.clone();
+    searched.capacity = crate::capacity::searched().capacity;
+    let mean = evaluate("000-notification-mean", &searched);
+    assert_eq!(mean.measured.unwrap().value, 6.0 / 1000.0);
+    let p99 = evaluate("000-notification-p99", &searched);
+    // Rank 990 is 90 of the last bucket's 100, from 10 to 20 ms.
+    assert!((p99.measured.unwrap().value - 0.019).abs() < 1e-9);
+    for claim in [&mean, &p99] {
+        match &claim.status {
+            ClaimStatus::HoldsUpTo(text) => {
+                assert!(text.starts_with("holds up to 100/s here"), "{text}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let database = evaluate("001-database", &searched);
+    assert!(
+        matches!(&database.status, ClaimStatus::HoldsUpTo(text) if text.contains("(document: 10000/s")),
+        "{:?}",
+        database.status
+    );
+}

@@ -9,7 +9,8 @@
 //!    `processed_events` and the handler applies the event. A duplicate (the id is already
 //!    there, after a redelivery) changes nothing.
 //! 3. Only after the commit (or the dead-letter acknowledgement) is the record's offset
-//!    stored for committing, so a crash re-delivers rather than loses.
+//!    stored for committing, so a crash re-delivers rather than loses; the time since the
+//!    record was taken off Kafka goes into the `event_handling_seconds` histogram.
 //!
 //! Partitions are applied in parallel by [`PARTITION_WORKERS`] workers, each partition always
 //! by the same one, so events of one key (one partition) keep their order.
@@ -30,7 +31,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::outbox::OutboxTx;
 use super::ownership::{Ownership, OwnershipContext};
@@ -368,6 +369,9 @@ impl<H: EventHandler> EventConsumer<H> {
             self.metrics.clone(),
             shutdown.clone(),
         ));
+        // The series exists, at zero, before the first event: a run reading it at its start
+        // and end then counts every event it saw handled.
+        self.metrics.event_handling.with_label_values(&[&self.name]);
         let this = Arc::new(self);
         let outcome = this.clone().consume(&shutdown).await;
         lag.abort();
@@ -381,22 +385,32 @@ impl<H: EventHandler> EventConsumer<H> {
         let mut workers = Vec::with_capacity(PARTITION_WORKERS);
         let mut queues = Vec::with_capacity(PARTITION_WORKERS);
         for _ in 0..PARTITION_WORKERS {
-            let (queue, mut records) = mpsc::channel::<OwnedMessage>(WORKER_QUEUE);
+            // Each record with the instant it was taken off Kafka, for `event_handling`.
+            let (queue, mut records) = mpsc::channel::<(OwnedMessage, Instant)>(WORKER_QUEUE);
             let this = self.clone();
             let shutdown = shutdown.clone();
             queues.push(queue);
             workers.push(tokio::spawn(async move {
+                let handling = this.metrics.event_handling.with_label_values(&[&this.name]);
                 let mut batch = Vec::with_capacity(H::BATCH);
-                while let Some(message) = records.recv().await {
+                let mut received = Vec::with_capacity(H::BATCH);
+                while let Some((message, at)) = records.recv().await {
                     batch.push(message);
+                    received.push(at);
                     while batch.len() < H::BATCH {
                         match records.try_recv() {
-                            Ok(message) => batch.push(message),
+                            Ok((message, at)) => {
+                                batch.push(message);
+                                received.push(at);
+                            }
                             Err(_) => break,
                         }
                     }
                     if !this.process_batch(&batch, &shutdown).await {
                         break; // shutting down in the middle of retries: redelivered later
+                    }
+                    for at in received.drain(..) {
+                        handling.observe(at.elapsed().as_secs_f64());
                     }
                     for message in batch.drain(..) {
                         // Stored only once the record is applied. librdkafka's offset store
@@ -420,7 +434,7 @@ impl<H: EventHandler> EventConsumer<H> {
                 message = self.consumer.recv() => message,
             };
             let message = match message {
-                Ok(message) => message.detach(),
+                Ok(message) => (message.detach(), Instant::now()),
                 Err(error) => {
                     // Broker-side trouble is reported here and retried by librdkafka.
                     tracing::warn!(consumer = %self.name, %error, "consumer error");
@@ -428,7 +442,7 @@ impl<H: EventHandler> EventConsumer<H> {
                     continue;
                 }
             };
-            let worker = message.partition().unsigned_abs() as usize % PARTITION_WORKERS;
+            let worker = message.0.partition().unsigned_abs() as usize % PARTITION_WORKERS;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 sent = queues[worker].send(message) => if sent.is_err() { break },

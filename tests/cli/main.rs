@@ -6,5 +6,7 @@
 
 mod lifecycle;
 mod procs;
+#[path = "../common/programs.rs"]
+mod programs;
 mod run;
 mod usage_errors;

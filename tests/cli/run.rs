@@ -2,15 +2,11 @@
 //! system under load and faults and leaves results, report and JUnit behind.
 
 use std::path::Path;
-use std::process::Command;
+
+use crate::programs::faultline_run;
 
 fn run(scenario: &Path, out: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(["run", "-q", "--settle-deadline", "30s"])
-        .arg(scenario)
-        .arg("-o")
-        .arg(out)
-        .env("FAULTLINE_LOG", "warn")
+    faultline_run(scenario, out, "30s")
         .output()
         .expect("faultline runs")
 }

@@ -8,14 +8,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../system/tests/common/shared.rs"]
-mod shared;
+#[path = "../common/harness.rs"]
+mod harness;
 
 mod prometheus;
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
 use axum::http::StatusCode;
@@ -24,43 +24,33 @@ use faultline_system::platform::mesh::{self, MeshFiles, MeshIdentity};
 use faultline_system::platform::tls;
 use faultline_system::services::ServiceKind;
 use faultline_system::supervisor::{System, SystemSpec};
-use serde_json::{json, Value};
 
-struct Harness {
-    system: System,
-    mesh: MeshFiles,
+type Harness = harness::Running<Mesh>;
+
+/// The system's certificates, and orders' own address (not the gateway's).
+struct Mesh {
+    files: MeshFiles,
     orders: String,
-    http: reqwest::Client,
 }
 
-impl shared::SharedHarness for Harness {
-    async fn start() -> anyhow::Result<Harness> {
-        let mut spec = SystemSpec::new(env!("CARGO_BIN_EXE_faultline").into());
+impl harness::Setup for Mesh {
+    fn spec() -> SystemSpec {
+        let mut spec = harness::base_spec();
         spec.mtls = true;
-        spec.rate_limit = 0.0;
-        spec.products = 10;
-        let system = System::start(spec).await?;
-        let mesh = system.mesh.clone().context("--mtls made no certificates")?;
+        spec
+    }
+
+    fn extra(system: &System) -> anyhow::Result<Mesh> {
+        let files = system.mesh.clone().context("--mtls made no certificates")?;
         let orders = system
             .service_url(ServiceKind::Orders, 1)
             .context("no orders replica")?;
-        Ok(Harness {
-            system,
-            mesh,
-            orders,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()?,
-        })
-    }
-
-    async fn stop(self) {
-        self.system.stop().await;
+        Ok(Mesh { files, orders })
     }
 }
 
 fn main() -> ExitCode {
-    let tests: Vec<(&'static str, shared::Test<Harness>)> = vec![
+    let tests: Vec<(&'static str, harness::Test<Harness>)> = vec![
         (
             "a_checkout_through_the_gateway_completes_with_the_services_on_mutual_tls",
             |h| Box::pin(checkout_completes(h)),
@@ -82,20 +72,16 @@ fn main() -> ExitCode {
             |h| Box::pin(prometheus::prometheus_scrapes_every_replica_over_mutual_tls(h)),
         ),
     ];
-    shared::run(tests)
+    harness::run(tests)
 }
 
 /// A path of orders' own (it answers 404 for an unknown order to a caller it admits).
 const ORDER_PATH: &str = "/orders/00000000-0000-0000-0000-000000000000";
 
 impl Harness {
-    fn api(&self, path: &str) -> String {
-        format!("{}/api{path}", self.system.gateway_url)
-    }
-
     /// A client of the system CA presenting `identity`'s certificate.
     fn client_as(&self, identity: &str) -> anyhow::Result<HttpClient> {
-        let config = MeshIdentity::of(&self.mesh, identity)?.client_config()?;
+        let config = MeshIdentity::of(&self.extra.files, identity)?.client_config()?;
         Ok(https_client(config))
     }
 
@@ -106,7 +92,7 @@ impl Harness {
         client: &HttpClient,
         path: &str,
     ) -> anyhow::Result<Result<(StatusCode, String), String>> {
-        let uri: axum::http::Uri = format!("{}{path}", self.orders).parse()?;
+        let uri: axum::http::Uri = format!("{}{path}", self.extra.orders).parse()?;
         let asked = tokio::time::timeout(Duration::from_secs(10), client.get(uri)).await;
         let response = match asked.context("orders gave no answer within 10 s")? {
             Ok(response) => response,
@@ -129,27 +115,6 @@ impl Harness {
         );
         Ok(())
     }
-
-    /// A new user's token, through the gateway.
-    async fn token(&self) -> anyhow::Result<String> {
-        let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
-        self.http
-            .post(self.api("/users/register"))
-            .json(&json!({ "email": email, "password": "correct horse", "name": "T" }))
-            .send()
-            .await?
-            .error_for_status()?;
-        let login: Value = self
-            .http
-            .post(self.api("/users/login"))
-            .json(&json!({ "email": email, "password": "correct horse" }))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        Ok(login["token"].as_str().context("token")?.to_string())
-    }
 }
 
 async fn checkout_completes(h: Arc<Harness>) -> anyhow::Result<()> {
@@ -159,44 +124,16 @@ async fn checkout_completes(h: Arc<Harness>) -> anyhow::Result<()> {
         }
     }
     let token = h.token().await?;
-    let placed: Value = h
-        .http
-        .post(h.api("/orders"))
-        .bearer_auth(&token)
-        .header("idempotency-key", uuid::Uuid::new_v4().to_string())
-        .json(&json!({ "items": [{ "product_id": 1, "quantity": 1 }] }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let id = placed["id"].as_str().context("order id")?;
+    let key = uuid::Uuid::new_v4().to_string();
+    let id = h.place_order(&token, 1, &key, None).await?;
     // The first order of a fresh system waits for its consumers to join their groups,
-    // which takes long on a busy machine: a generous deadline, and the last answer kept.
-    let deadline = Instant::now() + Duration::from_secs(240);
-    loop {
-        let response = h
-            .http
-            .get(h.api(&format!("/orders/{id}/view?min_version=4&wait=5s")))
-            .bearer_auth(&token)
-            .send()
-            .await?;
-        let status = response.status();
-        let body = response.text().await?;
-        if status.is_success() {
-            let view: Value = serde_json::from_str(&body)?;
-            ensure!(view["status"] == "COMPLETED", "{view}");
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!("order {id} did not complete; its view answered {status} {body}");
-        }
-    }
+    // which takes long on a busy machine: a generous deadline.
+    h.completed(&token, &id, Duration::from_secs(240)).await
 }
 
 async fn no_certificate_fails(h: Arc<Harness>) -> anyhow::Result<()> {
     h.admitted().await?;
-    let roots = tls::read_roots("CA", &h.mesh.ca)?;
+    let roots = tls::read_roots("CA", &h.extra.files.ca)?;
     let anonymous = https_client(tls::client_config(roots, None)?);
     // The server is trusted (the system CA) and the gateway's certificate was just
     // admitted (above): a failure here is for want of a certificate.
@@ -244,7 +181,7 @@ async fn another_ca_fails(h: Arc<Harness>) -> anyhow::Result<()> {
     // is not. The server is still trusted (the system CA), so only the client side fails.
     let elsewhere = tempfile::tempdir()?;
     let other = mesh::write_mesh(elsewhere.path())?;
-    let roots = tls::read_roots("CA", &h.mesh.ca)?;
+    let roots = tls::read_roots("CA", &h.extra.files.ca)?;
     let chain = tls::read_chain("cert", &other.cert("gateway"))?;
     let key = tls::read_key("key", &other.key("gateway"))?;
     let client = https_client(tls::client_config(roots, Some((chain, key)))?);

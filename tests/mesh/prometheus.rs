@@ -12,7 +12,7 @@ use faultline_system::stack::prometheus::JOB;
 use faultline_system::stack::{PrometheusQuery, PrometheusSpec};
 use faultline_system::supervisor::{System, SystemSpec};
 
-use crate::shared::{eventually, services_with_series};
+use crate::harness::{eventually, services_with_series};
 
 /// Every replica of a system started with `--mtls --prometheus` is an `up` target, each
 /// one but the gateway's (whose front door is plain HTTP) scraped over HTTPS, and a

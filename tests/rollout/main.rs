@@ -8,10 +8,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../system/tests/common/shared.rs"]
-mod shared;
+#[path = "../common/harness.rs"]
+mod harness;
 
-use std::collections::HashMap;
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,38 +19,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context};
 use faultline_system::checker::{check, CheckSpec, LedgerOrder};
 use faultline_system::services::ServiceKind;
-use faultline_system::supervisor::{System, SystemSpec};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 
-struct Harness {
-    system: System,
-    http: reqwest::Client,
-}
-
-impl shared::SharedHarness for Harness {
-    async fn start() -> anyhow::Result<Harness> {
-        let mut spec = SystemSpec::new(env!("CARGO_BIN_EXE_faultline").into());
-        spec.replicas = HashMap::from([(ServiceKind::Inventory, 2), (ServiceKind::Orders, 2)]);
-        spec.rate_limit = 0.0;
-        spec.products = 10;
-        let system = System::start(spec).await?;
-        Ok(Harness {
-            system,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()?,
-        })
-    }
-
-    async fn stop(self) {
-        self.system.stop().await;
-    }
-}
+type Harness = harness::Running<harness::Replicated>;
 
 fn main() -> ExitCode {
-    let tests: Vec<(&'static str, shared::Test<Harness>)> = vec![
+    let tests: Vec<(&'static str, harness::Test<Harness>)> = vec![
         (
             "an_idle_service_stops_within_seconds_and_a_busy_one_answers_first",
             |h| Box::pin(stops(h)),
@@ -69,7 +44,7 @@ fn main() -> ExitCode {
             |h| Box::pin(unknown_target(h)),
         ),
     ];
-    shared::run(tests)
+    harness::run(tests)
 }
 
 /// An analytics process of our own (it serves, consumes and relays), on a free port, with
@@ -169,26 +144,6 @@ async fn stops(h: Arc<Harness>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Requests a replica at `url` answered on its product route, from its own /metrics.
-async fn served(h: &Harness, url: &str) -> anyhow::Result<f64> {
-    let text = h
-        .http
-        .get(format!("{url}/metrics"))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await?
-        .text()
-        .await?;
-    Ok(text
-        .lines()
-        .filter(|l| {
-            l.starts_with("faultline_http_request_duration_seconds_count")
-                && l.contains("route=\"/products/{id}\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
-}
-
 /// Product reads through the gateway from a few clients until `stop`: (sent, failed).
 fn product_load(h: &Arc<Harness>, stop: &Arc<AtomicBool>) -> tokio::task::JoinHandle<(u64, u64)> {
     let (h, stop) = (h.clone(), stop.clone());
@@ -199,15 +154,8 @@ fn product_load(h: &Arc<Harness>, stop: &Arc<AtomicBool>) -> tokio::task::JoinHa
                 let (h, stop) = (h.clone(), stop.clone());
                 let (sent, failed) = (sent.clone(), failed.clone());
                 tokio::spawn(async move {
-                    let product = format!("{}/api/products/1", h.system.gateway_url);
                     while !stop.load(Ordering::Relaxed) {
-                        let answer = h
-                            .http
-                            .get(&product)
-                            // Past the gateway's response cache, to a replica every time.
-                            .header("cache-control", "no-cache")
-                            .send()
-                            .await;
+                        let answer = h.uncached_product().send().await;
                         sent.fetch_add(1, Ordering::Relaxed);
                         if !answer.is_ok_and(|a| a.status().is_success()) {
                             failed.fetch_add(1, Ordering::Relaxed);
@@ -238,7 +186,7 @@ async fn rollout(h: Arc<Harness>) -> anyhow::Result<()> {
             let mut samples: Vec<(usize, Instant, f64)> = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 for (i, url) in old.iter().enumerate() {
-                    if let Ok(count) = served(&h, url).await {
+                    if let Ok(count) = h.served(url, Duration::from_secs(2)).await {
                         samples.push((i, Instant::now(), count));
                     }
                 }
@@ -316,31 +264,14 @@ async fn rollout(h: Arc<Harness>) -> anyhow::Result<()> {
         .context("inventory-1 after the rollout")?;
     ensure!(new != old[0], "inventory-1 is still the old process");
     ensure!(
-        served(&h, &new).await? > 0.0,
+        h.served(&new, Duration::from_secs(2)).await? > 0.0,
         "the new inventory-1 served nothing"
     );
     Ok(())
 }
 
 async fn blue_green(h: Arc<Harness>) -> anyhow::Result<()> {
-    let api = |path: &str| format!("{}/api{path}", h.system.gateway_url);
-    let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
-    h.http
-        .post(api("/users/register"))
-        .json(&json!({ "email": email, "password": "correct horse", "name": "B" }))
-        .send()
-        .await?
-        .error_for_status()?;
-    let login: Value = h
-        .http
-        .post(api("/users/login"))
-        .json(&json!({ "email": email, "password": "correct horse" }))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let token = login["token"].as_str().context("token")?.to_string();
+    let token = h.token().await?;
 
     // Light load: one order every 50 ms while the switch runs.
     let switching = {
@@ -359,7 +290,7 @@ async fn blue_green(h: Arc<Harness>) -> anyhow::Result<()> {
         let key = format!("blue-green-{}-{i}", uuid::Uuid::new_v4().simple());
         let placed = h
             .http
-            .post(api("/orders"))
+            .post(h.api("/orders"))
             .bearer_auth(&token)
             .header("idempotency-key", &key)
             .json(&json!({ "items": [{ "product_id": 1 + (i % 10), "quantity": 1 }] }))

@@ -8,6 +8,7 @@ use faultline_system::platform::auth::{Secret, Tokens};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use crate::programs::which;
 use crate::support::{Harness, BURST};
 
 pub async fn bad_tokens_are_refused(h: Arc<Harness>) -> anyhow::Result<()> {
@@ -223,14 +224,6 @@ pub async fn metrics_pass_promtool(h: Arc<Harness>) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn which(program: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(program))
-            .find(|p| p.is_file())
-    })
 }
 
 pub async fn openapi_document_lists_the_public_api(h: Arc<Harness>) -> anyhow::Result<()> {

@@ -13,6 +13,8 @@ mod contract;
 mod events;
 mod faults;
 mod journeys;
+#[path = "../common/programs.rs"]
+mod programs;
 mod saga;
 mod security;
 mod support;

@@ -9,9 +9,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../common/harness.rs"]
+mod harness;
+#[path = "../common/programs.rs"]
+mod programs;
 mod prometheus;
-#[path = "../../system/tests/common/shared.rs"]
-mod shared;
 
 use std::collections::{HashMap, HashSet};
 use std::process::ExitCode;
@@ -24,48 +26,38 @@ use faultline_system::stack::jaeger::TraceSpan;
 use faultline_system::stack::{JaegerQuery, PrometheusQuery, PrometheusSpec};
 use faultline_system::supervisor::{System, SystemSpec};
 use nix::sys::signal::Signal;
-use serde_json::{json, Value};
 
-struct Harness {
-    system: System,
+type Harness = harness::Running<Observed>;
+
+/// The stack's Jaeger and Prometheus, which every service reports to.
+struct Observed {
     jaeger: JaegerQuery,
     prometheus: PrometheusQuery,
-    http: reqwest::Client,
 }
 
-impl shared::SharedHarness for Harness {
-    async fn start() -> anyhow::Result<Harness> {
-        let mut spec = SystemSpec::new(env!("CARGO_BIN_EXE_faultline").into());
+impl harness::Setup for Observed {
+    fn spec() -> SystemSpec {
+        let mut spec = harness::base_spec();
         spec.stack.tracing = true;
         spec.stack.prometheus = Some(PrometheusSpec::default());
-        spec.rate_limit = 0.0;
-        spec.products = 10;
-        let system = System::start(spec).await?;
-        let url = system
-            .stack()
-            .and_then(|stack| stack.endpoints().jaeger_url)
-            .context("the stack runs no Jaeger")?;
-        let prometheus = system
-            .stack()
-            .and_then(|stack| stack.endpoints().prometheus_url)
-            .context("the stack runs no Prometheus")?;
-        Ok(Harness {
-            system,
-            jaeger: JaegerQuery::new(&url),
-            prometheus: PrometheusQuery::new(&prometheus),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()?,
-        })
+        spec
     }
 
-    async fn stop(self) {
-        self.system.stop().await;
+    fn extra(system: &System) -> anyhow::Result<Observed> {
+        let endpoints = system.stack().context("a local stack")?.endpoints();
+        let jaeger = endpoints.jaeger_url.context("the stack runs no Jaeger")?;
+        let prometheus = endpoints
+            .prometheus_url
+            .context("the stack runs no Prometheus")?;
+        Ok(Observed {
+            jaeger: JaegerQuery::new(&jaeger),
+            prometheus: PrometheusQuery::new(&prometheus),
+        })
     }
 }
 
 fn main() -> ExitCode {
-    let tests: Vec<(&'static str, shared::Test<Harness>)> = vec![
+    let tests: Vec<(&'static str, harness::Test<Harness>)> = vec![
         (
             "one_checkout_is_one_trace_through_every_hop_with_parents_that_link",
             |h| Box::pin(one_checkout_is_one_trace(h)),
@@ -111,7 +103,7 @@ fn main() -> ExitCode {
             },
         ),
     ];
-    shared::run(tests)
+    harness::run(tests)
 }
 
 /// A random sampled W3C `traceparent` of the test's own: its trace id and span id.
@@ -122,63 +114,11 @@ fn new_traceparent() -> (String, String, String) {
 }
 
 impl Harness {
-    fn api(&self, path: &str) -> String {
-        format!("{}/api{path}", self.system.gateway_url)
-    }
-
-    /// A new user's token.
-    async fn token(&self) -> anyhow::Result<String> {
-        let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
-        self.http
-            .post(self.api("/users/register"))
-            .json(&json!({ "email": email, "password": "correct horse", "name": "T" }))
-            .send()
-            .await?
-            .error_for_status()?;
-        let login: Value = self
-            .http
-            .post(self.api("/users/login"))
-            .json(&json!({ "email": email, "password": "correct horse" }))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        Ok(login["token"].as_str().context("token")?.to_string())
-    }
-
     /// Places one order under `traceparent` and waits until its view says COMPLETED.
     async fn checkout(&self, token: &str, traceparent: &str) -> anyhow::Result<()> {
-        let placed: Value = self
-            .http
-            .post(self.api("/orders"))
-            .bearer_auth(token)
-            .header("traceparent", traceparent)
-            .header("idempotency-key", uuid::Uuid::new_v4().to_string())
-            .json(&json!({ "items": [{ "product_id": 1, "quantity": 1 }] }))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let id = placed["id"].as_str().context("order id")?;
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let response = self
-                .http
-                .get(self.api(&format!("/orders/{id}/view?min_version=4&wait=10s")))
-                .bearer_auth(token)
-                .send()
-                .await?;
-            if response.status().is_success() {
-                let view: Value = response.json().await?;
-                ensure!(view["status"] == "COMPLETED", "{view}");
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!("order {id} did not complete");
-            }
-        }
+        let key = uuid::Uuid::new_v4().to_string();
+        let id = self.place_order(token, 1, &key, Some(traceparent)).await?;
+        self.completed(token, &id, Duration::from_secs(90)).await
     }
 
     /// The trace once `complete` says it holds everything expected (spans arrive in
@@ -191,6 +131,7 @@ impl Harness {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let spans = self
+                .extra
                 .jaeger
                 .trace(trace_id)
                 .await
@@ -373,6 +314,7 @@ async fn trace_survives_a_killed_consumer(h: Arc<Harness>) -> anyhow::Result<()>
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
             let spans = h
+                .extra
                 .jaeger
                 .trace(&trace_id)
                 .await
@@ -528,14 +470,8 @@ async fn run_scenario(
     let scenario = dir.join("scenario.toml");
     std::fs::write(&scenario, text)?;
     let out = dir.join("out");
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(["run", "-q", "--settle-deadline", "60s"])
-        .arg(&scenario)
-        .arg("-o")
-        .arg(&out)
-        .env("FAULTLINE_LOG", "warn")
-        .output()
-        .await?;
+    let run = programs::faultline_run(&scenario, &out, "60s");
+    let output = tokio::process::Command::from(run).output().await?;
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     let results = faultline_results::Results::read(&out.join("results.json"))
         .with_context(|| format!("no results; stderr:\n{stderr}"))?;

@@ -15,7 +15,8 @@ use anyhow::{bail, ensure, Context};
 use faultline_system::services::ServiceKind;
 use serde_json::Value;
 
-use crate::shared::{eventually, services_with_series};
+use crate::harness::{eventually, services_with_series};
+use crate::programs::which;
 use crate::{new_traceparent, run_scenario, Harness};
 
 /// The dashboard, from the repository root.
@@ -122,14 +123,6 @@ pub async fn the_dashboard_has_what_grafana_needs_and_its_promql_parses() -> any
     Ok(())
 }
 
-fn which(program: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|path| path.is_file())
-    })
-}
-
 /// Some traffic through every hop: a new user's checkout.
 async fn traffic(h: &Harness) -> anyhow::Result<()> {
     let token = h.token().await?;
@@ -151,7 +144,7 @@ pub async fn prometheus_scrapes_every_replica_and_holds_each_services_series(
         .collect();
     ensure!(ports.len() == ServiceKind::ALL.len(), "ports {ports:?}");
     // Copies of references move into each try's future.
-    let (prometheus, ports) = (&h.prometheus, &ports);
+    let (prometheus, ports) = (&h.extra.prometheus, &ports);
     eventually(Duration::from_secs(60), || async move {
         let targets = (prometheus.active_targets().await).map_err(anyhow::Error::msg)?;
         let up: BTreeSet<String> = (targets.iter())
@@ -210,7 +203,7 @@ pub async fn every_metric_the_dashboard_reads_is_one_the_services_export(
         "the dashboard reads no faultline_ metric"
     );
     traffic(&h).await?;
-    let (prometheus, wanted) = (&h.prometheus, &wanted);
+    let (prometheus, wanted) = (&h.extra.prometheus, &wanted);
     eventually(Duration::from_secs(60), || async move {
         let held: BTreeSet<String> = (prometheus.metric_names().await)
             .map_err(anyhow::Error::msg)?

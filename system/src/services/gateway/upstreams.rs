@@ -9,16 +9,17 @@
 //! The set changes through the upstreams file (`--upstreams-file`), which the supervisor
 //! writes (atomically: a temporary file renamed) during a rollout or blue-green switch:
 //! `{"generation": 3, "upstreams": {"orders": ["http://127.0.0.1:4101"]}}`.
-//! [`watch_file`] reads it every [`WATCH_INTERVAL`]; on a new generation it swaps the
-//! sets it names and then writes the generation to `<file>.applied`, which the supervisor
-//! waits for before it stops an old replica. A file, not an HTTP endpoint: the gateway's
-//! only listener is public, and the file lives in the run's own directory.
+//! [`watch_file`] looks at its metadata every [`WATCH_INTERVAL`] and reads it only when
+//! that changed; on a new generation it swaps the sets it names and then writes the
+//! generation to `<file>.applied`, which the supervisor waits for before it stops an old
+//! replica. A file, not an HTTP endpoint: the gateway's only listener is public, and the
+//! file lives in the run's own directory.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
@@ -156,51 +157,162 @@ pub fn applied_generation(path: &Path) -> Option<u64> {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
+    let temporary = temporary_path(path);
     std::fs::write(&temporary, bytes)?;
     std::fs::rename(&temporary, path)
 }
 
+/// Where a file is written before it is renamed over `path`.
+fn temporary_path(path: &Path) -> PathBuf {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    PathBuf::from(temporary)
+}
+
 /// Applies each new generation of the upstreams file at `path` to `sets` until
-/// `shutdown`. An unreadable or invalid file is logged and tried again: the gateway keeps
-/// routing to the set it has.
+/// `shutdown`. An unreadable or invalid file is logged once and looked at again: the
+/// gateway keeps routing to the set it has.
 pub async fn watch_file(
     path: PathBuf,
     sets: Arc<HashMap<Upstream, ReplicaSet>>,
     shutdown: CancellationToken,
 ) {
-    let mut applied = 0;
+    let mut watch = FileWatch::default();
     let mut tick = tokio::time::interval(WATCH_INTERVAL);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let file: UpstreamsFile = match std::fs::read(&path) {
-            Ok(bytes) => match serde_json::from_slice(&bytes) {
-                Ok(file) => file,
-                Err(error) => {
-                    tracing::warn!(path = %path.display(), %error, "invalid upstreams file");
-                    continue;
-                }
-            },
-            // Not written yet: the `--upstream` flags stand.
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(error) => {
-                tracing::warn!(path = %path.display(), %error, "reading the upstreams file");
+        let file = match look(&path, &mut watch).await {
+            Outcome::Apply(file) => file,
+            Outcome::Warn(problem) => {
+                tracing::warn!("{problem}");
                 continue;
             }
+            Outcome::Nothing => continue,
         };
-        if file.generation <= applied {
-            continue;
-        }
         apply(&file, &sets);
-        applied = file.generation;
-        let generation = applied.to_string();
-        if let Err(error) = write_atomically(&applied_path(&path), generation.as_bytes()) {
-            tracing::warn!(path = %path.display(), %error, "writing the applied generation");
+        let generation = file.generation.to_string();
+        let applied = applied_path(&path);
+        if let Err(error) = write_atomically_async(&applied, generation.as_bytes()).await {
+            tracing::warn!(path = %applied.display(), %error, "writing the applied generation");
         }
+    }
+}
+
+/// One look at the file: its metadata always, its text only when that changed.
+async fn look(path: &Path, watch: &mut FileWatch) -> Outcome {
+    let version = match tokio::fs::metadata(path).await {
+        Ok(metadata) => Version::of(&metadata),
+        // Not written yet: the `--upstream` flags stand.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Outcome::Nothing,
+        Err(error) => {
+            let problem = format!("cannot read the upstreams file {}: {error}", path.display());
+            return watch.problem(None, problem);
+        }
+    };
+    if !watch.needs_read(version) {
+        return Outcome::Nothing;
+    }
+    match tokio::fs::read(path).await {
+        Ok(bytes) => watch.take(version, &bytes, path),
+        Err(error) => {
+            let problem = format!("cannot read the upstreams file {}: {error}", path.display());
+            watch.problem(Some(version), problem)
+        }
+    }
+}
+
+async fn write_atomically_async(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = temporary_path(path);
+    tokio::fs::write(&temporary, bytes).await?;
+    tokio::fs::rename(&temporary, path).await
+}
+
+/// Which version of the file its metadata describes. The supervisor renames a new file
+/// over the old one, so the inode changes with every write; it is kept beside the
+/// modification time because that time moves in clock ticks of a few milliseconds, and two
+/// generations of the same length can be written within one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Version {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+impl Version {
+    fn of(metadata: &std::fs::Metadata) -> Version {
+        use std::os::unix::fs::MetadataExt;
+        Version {
+            modified: metadata.modified().ok(),
+            len: metadata.len(),
+            inode: metadata.ino(),
+        }
+    }
+}
+
+/// What a look at the upstreams file calls for.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    /// A generation newer than the one applied.
+    Apply(UpstreamsFile),
+    /// A problem not logged yet.
+    Warn(String),
+    /// Nothing new: no file, the version already read, or a problem already logged.
+    Nothing,
+}
+
+/// What the watcher remembers between looks: the version it read last, the generation it
+/// applied last, and the problem it logged last, so that a bad file is reported once and
+/// not at every look.
+#[derive(Debug, Default)]
+struct FileWatch {
+    read: Option<Version>,
+    applied: u64,
+    logged: Option<(Option<Version>, String)>,
+}
+
+impl FileWatch {
+    /// Whether the file must be read: only when it is not the version read last.
+    fn needs_read(&self, version: Version) -> bool {
+        self.read != Some(version)
+    }
+
+    /// What the text read at `version` calls for.
+    fn take(&mut self, version: Version, bytes: &[u8], path: &Path) -> Outcome {
+        // Valid or not, this version is not read again: its text cannot change without
+        // its metadata changing.
+        self.read = Some(version);
+        match serde_json::from_slice::<UpstreamsFile>(bytes) {
+            Ok(file) => {
+                self.logged = None;
+                if file.generation <= self.applied {
+                    return Outcome::Nothing;
+                }
+                self.applied = file.generation;
+                Outcome::Apply(file)
+            }
+            Err(error) => {
+                let problem = format!(
+                    "the upstreams file {} is invalid: {error}; the gateway keeps its \
+                     replicas until the file changes",
+                    path.display()
+                );
+                self.problem(Some(version), problem)
+            }
+        }
+    }
+
+    /// `problem` at `version` (None: no metadata), to be logged unless it was logged last.
+    fn problem(&mut self, version: Option<Version>, problem: String) -> Outcome {
+        let seen = (version, problem);
+        if self.logged.as_ref() == Some(&seen) {
+            return Outcome::Nothing;
+        }
+        let problem = seen.1.clone();
+        self.logged = Some(seen);
+        Outcome::Warn(problem)
     }
 }
 
@@ -281,6 +393,99 @@ mod tests {
             let picked = set.pick(None).expect("a replica");
             assert_ne!(picked.base, "http://127.0.0.1:1", "a drained replica");
         }
+    }
+
+    fn version(modified_ms: u64, len: u64, inode: u64) -> Version {
+        let modified = SystemTime::UNIX_EPOCH + Duration::from_millis(modified_ms);
+        Version {
+            modified: Some(modified),
+            len,
+            inode,
+        }
+    }
+
+    fn file_text(generation: u64, base: &str) -> Vec<u8> {
+        let file = UpstreamsFile {
+            generation,
+            upstreams: [("orders".to_string(), vec![base.to_string()])]
+                .into_iter()
+                .collect(),
+        };
+        serde_json::to_vec(&file).expect("serializable")
+    }
+
+    #[test]
+    fn the_file_is_read_again_only_when_its_time_length_or_inode_changed() {
+        let path = Path::new("run/upstreams.json");
+        let mut watch = FileWatch::default();
+        let first = version(1_000, 60, 7);
+        assert!(watch.needs_read(first), "never read yet");
+        let text = file_text(1, "http://127.0.0.1:4101");
+        assert!(matches!(watch.take(first, &text, path), Outcome::Apply(f) if f.generation == 1));
+        assert!(
+            !watch.needs_read(first),
+            "the same version is not read again"
+        );
+        for changed in [
+            version(1_001, 60, 7),
+            version(1_000, 61, 7),
+            // Renamed over within one clock tick, with the same length.
+            version(1_000, 60, 8),
+        ] {
+            assert!(watch.needs_read(changed), "{changed:?} is a new version");
+        }
+        // A new version with the same generation is read but not applied again.
+        let touched = version(2_000, 60, 7);
+        assert_eq!(watch.take(touched, &text, path), Outcome::Nothing);
+        let next = version(3_000, 60, 9);
+        let text = file_text(2, "http://127.0.0.1:4102");
+        assert!(matches!(watch.take(next, &text, path), Outcome::Apply(f) if f.generation == 2));
+    }
+
+    #[test]
+    fn an_invalid_file_is_reported_once_naming_it_and_its_line_until_it_changes() {
+        let path = Path::new("run/upstreams.json");
+        let mut watch = FileWatch::default();
+        let bad = version(1_000, 30, 7);
+        let text = b"{\"generation\": 1,\n \"upstreams\": [}";
+        let Outcome::Warn(problem) = watch.take(bad, text, path) else {
+            panic!("an invalid file is reported");
+        };
+        assert!(problem.contains("run/upstreams.json"), "{problem}");
+        assert!(problem.contains("line 2"), "{problem}");
+        assert!(!watch.needs_read(bad), "the bad version is not read again");
+        // The same bad text under a new version is a new report.
+        let rewritten = version(2_000, 30, 8);
+        assert!(watch.needs_read(rewritten));
+        assert!(matches!(
+            watch.take(rewritten, text, path),
+            Outcome::Warn(_)
+        ));
+        // Fixed: applied.
+        let fixed = version(3_000, 60, 9);
+        let text = file_text(1, "http://127.0.0.1:4101");
+        assert!(matches!(watch.take(fixed, &text, path), Outcome::Apply(_)));
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_is_reported_once_until_the_problem_changes() {
+        let mut watch = FileWatch::default();
+        let denied = "cannot read the upstreams file run/upstreams.json: permission denied";
+        let at = Some(version(1_000, 30, 7));
+        assert_eq!(
+            watch.problem(at, denied.to_string()),
+            Outcome::Warn(denied.to_string())
+        );
+        assert_eq!(watch.problem(at, denied.to_string()), Outcome::Nothing);
+        assert!(
+            watch.needs_read(version(1_000, 30, 7)),
+            "an unread version is tried again"
+        );
+        let other = "cannot read the upstreams file run/upstreams.json: is a directory";
+        assert!(matches!(
+            watch.problem(None, other.to_string()),
+            Outcome::Warn(_)
+        ));
     }
 
     #[tokio::test]

@@ -311,6 +311,9 @@ impl System {
             for (flag, path) in [("--tls-cert", &files.cert), ("--tls-key", &files.key)] {
                 gateway_args.extend([flag.to_string(), path.display().to_string()]);
             }
+            if let Some(prometheus) = system.stack.as_ref().and_then(Stack::prometheus) {
+                prometheus.scrape_public_tls(files.ca.clone()).await?;
+            }
             system.gateway_ca_file = Some(files.ca);
         }
         let port = ports::free_port("gateway")?;
@@ -383,19 +386,19 @@ impl System {
     /// Names every replica to the stack's Prometheus, when it runs one. A restarted
     /// replica keeps its port; a rollout or blue-green names its new replicas again.
     /// Replicas under mutual TLS are named with their certificate's name, which their
-    /// scrape job checks. An HTTPS gateway is left out: its throwaway CA is no scrape
-    /// job's.
+    /// scrape job checks; an HTTPS gateway goes to the job that trusts its own CA
+    /// ([`System::start`] set it up).
     fn scrape_by_prometheus(&self) -> Result<(), SystemError> {
         let Some(prometheus) = self.stack.as_ref().and_then(Stack::prometheus) else {
             return Ok(());
         };
         let targets: Vec<ScrapeTarget> = lock(&self.processes)
             .iter()
-            .filter(|service| service.tls_ca.is_none())
             .map(|service| ScrapeTarget {
                 port: service.port,
                 replica: service.replica,
                 server_name: service.mesh.then(|| mesh::dns_name(service.kind.name())),
+                public_tls: service.tls_ca.is_some(),
             })
             .collect();
         Ok(prometheus.set_targets(&targets)?)

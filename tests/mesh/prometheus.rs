@@ -1,6 +1,7 @@
 //! Prometheus under mutual TLS: a system of its own (the shared one runs no Prometheus),
-//! with two orders replicas, whose Prometheus must scrape every replica, those of the
-//! mesh over HTTPS with its own certificate, and hold a series of each service.
+//! with two orders replicas and a gateway serving HTTPS, whose Prometheus must scrape
+//! every replica over HTTPS (those of the mesh with its own certificate, the gateway
+//! trusting the gateway's own CA), and hold a series of each service.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -14,15 +15,15 @@ use faultline_system::supervisor::{System, SystemSpec};
 
 use crate::harness::{eventually, services_with_series};
 
-/// Every replica of a system started with `--mtls --prometheus` is an `up` target, each
-/// one but the gateway's (whose front door is plain HTTP) scraped over HTTPS, and a
-/// metric every service exports has a series of each service.
+/// Every replica of a system started with `--mtls --tls --prometheus` is an `up` target
+/// scraped over HTTPS, and a metric every service exports has a series of each service.
 pub async fn prometheus_scrapes_every_replica_over_mutual_tls(
     _shared: Arc<super::Harness>,
 ) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut spec = SystemSpec::new(env!("CARGO_BIN_EXE_faultline").into());
     spec.mtls = true;
+    spec.gateway_tls = true;
     spec.stack.prometheus = Some(PrometheusSpec {
         dir: Some(dir.path().to_path_buf()),
     });
@@ -44,13 +45,10 @@ async fn scraped_over_mutual_tls(system: &System) -> anyhow::Result<()> {
     let replicas: &BTreeSet<String> = &(system.services().into_iter())
         .map(|(_, url, _)| format!("{url}/metrics"))
         .collect();
-    let meshed = replicas
-        .iter()
-        .filter(|u| u.starts_with("https://"))
-        .count();
     ensure!(
-        meshed == replicas.len() - 1,
-        "all but the gateway serve mutual TLS: {replicas:?}"
+        replicas.iter().all(|u| u.starts_with("https://")),
+        "every replica serves HTTPS (the gateway to the outside, the rest mutual TLS): \
+         {replicas:?}"
     );
     eventually(Duration::from_secs(60), || async move {
         let targets = (prometheus.active_targets().await).map_err(anyhow::Error::msg)?;

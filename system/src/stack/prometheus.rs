@@ -15,6 +15,10 @@
 //! target's, hence a job per service), and Prometheus reloads it. Every job labels its
 //! series `job="faultline"` all the same.
 //!
+//! A gateway serving HTTPS to the outside (`gateway_tls`) has a certificate of its own
+//! CA, made when it starts: [`Prometheus::scrape_public_tls`] adds the HTTPS job that
+//! trusts that CA, and the gateway's target goes in that job's file.
+//!
 //! Its directory (configuration, targets, log and the TSDB under `data/`) outlives the
 //! stack: it is [`PrometheusSpec::dir`] when given (a scenario run's output directory),
 //! the stack's own data directory when that one is kept, and otherwise a fresh kept
@@ -51,6 +55,9 @@ pub struct Prometheus {
     dir: PathBuf,
     /// Set once by [`Prometheus::scrape_mesh`].
     mesh: OnceLock<MeshScrape>,
+    /// The CA of the replicas that serve HTTPS to the outside, set once by
+    /// [`Prometheus::scrape_public_tls`].
+    public_ca: OnceLock<PathBuf>,
 }
 
 /// One replica to scrape: `/metrics` on `127.0.0.1:port`, labelled `replica`.
@@ -61,6 +68,27 @@ pub struct ScrapeTarget {
     /// Under mutual TLS, the name its certificate bears (one of
     /// [`MeshScrape::server_names`]): it is scraped over HTTPS. `None`: plain HTTP.
     pub server_name: Option<String>,
+    /// It serves HTTPS with a certificate of the CA [`Prometheus::scrape_public_tls`] was
+    /// given (the gateway with `gateway_tls`), and is scraped in that job.
+    pub public_tls: bool,
+}
+
+/// Which job scrapes a target, and so which targets file names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Job<'a> {
+    Plain,
+    PublicTls,
+    Mesh(&'a String),
+}
+
+impl ScrapeTarget {
+    fn job(&self) -> Job<'_> {
+        match (&self.server_name, self.public_tls) {
+            (_, true) => Job::PublicTls,
+            (Some(name), false) => Job::Mesh(name),
+            (None, false) => Job::Plain,
+        }
+    }
 }
 
 /// How Prometheus scrapes the replicas that serve mutual TLS: the system CA it trusts,
@@ -105,9 +133,20 @@ impl Prometheus {
                  with that name: Prometheus::scrape_mesh)"
             )));
         }
-        for job in std::iter::once(None).chain(mesh_names.iter().map(Some)) {
+        let public_tls = self.public_ca.get().is_some();
+        if !public_tls && targets.iter().any(|target| target.public_tls) {
+            return Err(StackError::Invalid(
+                "Prometheus has no scrape job for replicas serving HTTPS with their own CA \
+                 (Prometheus::scrape_public_tls not called)"
+                    .into(),
+            ));
+        }
+        let jobs = (std::iter::once(Job::Plain))
+            .chain(public_tls.then_some(Job::PublicTls))
+            .chain(mesh_names.iter().map(Job::Mesh));
+        for job in jobs {
             let groups: Vec<serde_json::Value> = (targets.iter())
-                .filter(|target| target.server_name.as_ref() == job)
+                .filter(|target| target.job() == job)
                 .map(|target| {
                     serde_json::json!({
                         "targets": [format!("127.0.0.1:{}", target.port)],
@@ -137,9 +176,28 @@ impl Prometheus {
             ));
         }
         for name in &mesh.server_names {
-            write_config(&self.dir, &targets_file(Some(name)), "[]")?;
+            write_config(&self.dir, &targets_file(Job::Mesh(name)), "[]")?;
         }
-        write_config(&self.dir, CONFIG_FILE, &config(&self.dir, Some(&mesh)))?;
+        self.configure().await
+    }
+
+    /// From now on, scrapes the replicas marked [`ScrapeTarget::public_tls`] over HTTPS,
+    /// trusting the CA in `ca_file` (the gateway's, made when it started). Once per
+    /// Prometheus.
+    pub async fn scrape_public_tls(&self, ca_file: PathBuf) -> Result<(), StackError> {
+        if self.public_ca.set(ca_file).is_err() {
+            return Err(StackError::Invalid(
+                "Prometheus' HTTPS scrape of the gateway was set up twice".into(),
+            ));
+        }
+        write_config(&self.dir, &targets_file(Job::PublicTls), "[]")?;
+        self.configure().await
+    }
+
+    /// Writes the configuration for the jobs set up so far and has Prometheus load it.
+    async fn configure(&self) -> Result<(), StackError> {
+        let text = config(&self.dir, self.mesh.get(), self.public_ca.get());
+        write_config(&self.dir, CONFIG_FILE, &text)?;
         self.reload().await
     }
 
@@ -185,11 +243,12 @@ impl Prometheus {
 /// The configuration file, in Prometheus' directory.
 const CONFIG_FILE: &str = "prometheus.yml";
 
-/// The targets file of the plain-HTTP job (`None`) or of the mutual-TLS job of a name.
-fn targets_file(server_name: Option<&String>) -> String {
-    match server_name {
-        None => "targets.json".into(),
-        Some(name) => format!("targets-{name}.json"),
+/// The targets file of a job.
+fn targets_file(job: Job<'_>) -> String {
+    match job {
+        Job::Plain => "targets.json".into(),
+        Job::PublicTls => "targets-https.json".into(),
+        Job::Mesh(name) => format!("targets-{name}.json"),
     }
 }
 
@@ -212,16 +271,17 @@ fn quoted(path: &Path) -> String {
 }
 
 /// Scrapes every [`SCRAPE_INTERVAL`]: one job for the replicas `dir`'s targets file names
-/// (plain HTTP), and with `mesh` one HTTPS job per name, each with its own targets file.
-fn config(dir: &Path, mesh: Option<&MeshScrape>) -> String {
+/// (plain HTTP), with `public_ca` an HTTPS job trusting it, and with `mesh` one HTTPS job
+/// per name; each job has its own targets file.
+fn config(dir: &Path, mesh: Option<&MeshScrape>, public_ca: Option<&PathBuf>) -> String {
     let interval = format!("{}s", SCRAPE_INTERVAL.as_secs());
-    let targets = |name: Option<&String>| {
+    let targets = |job: Job<'_>| {
         format!(
             "    file_sd_configs:
       - files: [{}]
         refresh_interval: {interval}
 ",
-            quoted(&dir.join(targets_file(name)))
+            quoted(&dir.join(targets_file(job)))
         )
     };
     let mut text = format!(
@@ -233,8 +293,23 @@ scrape_configs:
   - job_name: {JOB}
     metrics_path: /metrics
 {}",
-        targets(None)
+        targets(Job::Plain)
     );
+    if let Some(ca_file) = public_ca {
+        text.push_str(&format!(
+            "  - job_name: '{JOB}-https'
+    metrics_path: /metrics
+    scheme: https
+    tls_config:
+      ca_file: {}
+{}    relabel_configs:
+      - target_label: job
+        replacement: {JOB}
+",
+            quoted(ca_file),
+            targets(Job::PublicTls),
+        ));
+    }
     let Some(mesh) = mesh else { return text };
     for name in &mesh.server_names {
         text.push_str(&format!(
@@ -253,7 +328,7 @@ scrape_configs:
             quoted(&mesh.ca_file),
             quoted(&mesh.cert_file),
             quoted(&mesh.key_file),
-            targets(Some(name)),
+            targets(Job::Mesh(name)),
         ));
     }
     text
@@ -269,8 +344,8 @@ pub(crate) async fn start(dir: &Path, timeout: Duration) -> Result<Prometheus, S
         .map_err(|source| StackError::io(format!("resolving {}", dir.display()), source))?;
     let dir = absolute.as_path();
     let port = ports::free_port("Prometheus")?;
-    let config_path = write_config(dir, CONFIG_FILE, &config(dir, None))?;
-    write_config(dir, &targets_file(None), "[]")?;
+    let config_path = write_config(dir, CONFIG_FILE, &config(dir, None, None))?;
+    write_config(dir, &targets_file(Job::Plain), "[]")?;
     let args = vec![
         format!("--config.file={}", config_path.display()),
         format!("--storage.tsdb.path={}", dir.join("data").display()),
@@ -298,6 +373,7 @@ pub(crate) async fn start(dir: &Path, timeout: Duration) -> Result<Prometheus, S
         server,
         dir: dir.to_path_buf(),
         mesh: OnceLock::new(),
+        public_ca: OnceLock::new(),
     })
 }
 
@@ -448,7 +524,7 @@ mod tests {
 
     #[test]
     fn the_configuration_scrapes_the_targets_file_each_second() {
-        let yaml = config(Path::new("/tmp/p"), None);
+        let yaml = config(Path::new("/tmp/p"), None, None);
         assert!(yaml.contains("files: ['/tmp/p/targets.json']"), "{yaml}");
         assert!(yaml.contains("scrape_interval: 1s"), "{yaml}");
         assert!(!yaml.contains("https"), "{yaml}");
@@ -466,7 +542,7 @@ mod tests {
     #[test]
     fn under_mutual_tls_each_name_has_an_https_job_checking_it() {
         let mesh = mesh_scrape(&["orders.x", "users.x"]);
-        let yaml = config(Path::new("/tmp/p"), Some(&mesh));
+        let yaml = config(Path::new("/tmp/p"), Some(&mesh), None);
         let jobs: Vec<&str> = yaml.split("  - job_name: ").skip(1).collect();
         assert_eq!(jobs.len(), 3, "{yaml}");
         assert!(!jobs[0].contains("https"), "{yaml}");
@@ -490,6 +566,7 @@ mod tests {
             server: Server::external_unchecked("http://127.0.0.1:1"),
             dir: dir.to_path_buf(),
             mesh: OnceLock::new(),
+            public_ca: OnceLock::new(),
         }
     }
 
@@ -502,6 +579,7 @@ mod tests {
             port,
             replica,
             server_name: server_name.map(str::to_string),
+            public_tls: false,
         }
     }
 
@@ -538,6 +616,47 @@ mod tests {
         // A name with no replica now gets an empty file, not its old targets.
         let users = read_targets(dir.path().join("targets-users.x.json"));
         assert_eq!(users.as_array().map(Vec::len), Some(0));
+    }
+
+    #[test]
+    fn the_gateways_own_ca_gets_an_https_job_of_its_own() {
+        let ca = PathBuf::from("/g/gateway-ca.pem");
+        let yaml = config(Path::new("/tmp/p"), None, Some(&ca));
+        let jobs: Vec<&str> = yaml.split("  - job_name: ").skip(1).collect();
+        assert_eq!(jobs.len(), 2, "{yaml}");
+        for line in [
+            "scheme: https".to_string(),
+            "ca_file: '/g/gateway-ca.pem'".into(),
+            "files: ['/tmp/p/targets-https.json']".into(),
+            format!("replacement: {JOB}"),
+        ] {
+            assert!(jobs[1].contains(&line), "no {line} in {}", jobs[1]);
+        }
+        // No client certificate: the gateway's front door asks for none.
+        assert!(!jobs[1].contains("cert_file"), "{yaml}");
+    }
+
+    #[test]
+    fn a_public_tls_target_needs_its_job_and_then_goes_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let prometheus = prometheus_in(dir.path());
+        let gateway = ScrapeTarget {
+            public_tls: true,
+            ..target(4005, 1, None)
+        };
+        let targets = [target(4001, 1, None), gateway];
+        let error = prometheus.set_targets(&targets).unwrap_err();
+        assert!(error.to_string().contains("scrape_public_tls"), "{error}");
+        prometheus
+            .public_ca
+            .set(PathBuf::from("/g/ca.pem"))
+            .unwrap();
+        prometheus.set_targets(&targets).unwrap();
+        let plain = read_targets(dir.path().join("targets.json"));
+        assert_eq!(plain.as_array().map(Vec::len), Some(1));
+        let https = read_targets(dir.path().join("targets-https.json"));
+        assert_eq!(https[0]["targets"][0], "127.0.0.1:4005");
+        assert_eq!(https.as_array().map(Vec::len), Some(1));
     }
 
     #[test]

@@ -202,6 +202,50 @@ impl Scraper {
     }
 }
 
+/// One reading of every target at a time, with one client kept across readings: for a
+/// caller that polls the services' state (has the system drained?) rather than records a
+/// run's series.
+pub struct MetricsProbe {
+    client: reqwest::Client,
+    spec: ScrapeSpec,
+}
+
+impl MetricsProbe {
+    /// A probe of `spec`'s targets and metric names (its interval and histograms are not
+    /// used); an error when `spec.tls` cannot make a client.
+    pub fn new(spec: ScrapeSpec) -> Result<MetricsProbe, LoadError> {
+        Ok(MetricsProbe {
+            client: client(spec.tls.as_deref())?,
+            spec,
+        })
+    }
+
+    /// The sum of the wanted metrics' values over every series of every target, read
+    /// now; an error naming the first target that did not answer, since a sum without it
+    /// would say nothing.
+    pub async fn sum(&self) -> Result<f64, String> {
+        let mut collected = Collected {
+            points: HashMap::new(),
+            histograms: HashMap::new(),
+        };
+        for target in &self.spec.targets {
+            let url = metrics_url(target);
+            let text =
+                (scrape_once(&self.client, &url).await).map_err(|e| format!("{url}: {e}"))?;
+            collect(
+                &mut collected,
+                &text,
+                &self.spec,
+                &instance(&url),
+                SystemTime::now(),
+            );
+        }
+        Ok((collected.points.values())
+            .filter_map(|(_, points)| points.last().map(|(_, value)| value))
+            .sum())
+    }
+}
+
 /// The scrape's HTTP client: reqwest, which takes a rustls configuration as it is.
 fn client(tls: Option<&rustls::ClientConfig>) -> Result<reqwest::Client, LoadError> {
     let builder = reqwest::Client::builder();

@@ -32,7 +32,7 @@ use std::{
 };
 
 use faultline_kafkabench::{table, BenchError, BenchSpec};
-use faultline_loadgen::scrape::{ScrapeSpec, Scraper};
+use faultline_loadgen::scrape::{MetricsProbe, ScrapeSpec};
 use faultline_reports::{
     claims_suite::{
         ClaimsSuiteReport, FamilyRun, KafkaRun, RunOutcome, SuiteInfo, SuiteWritten, KAFKA_FAMILY,
@@ -442,32 +442,27 @@ async fn run_group<F: Future<Output = ()>>(
 /// add up to 0), for at most [`DRAIN_LIMIT`].
 async fn drain(system: &faultline_system::supervisor::System) {
     let started = Instant::now();
+    let probe = MetricsProbe::new(ScrapeSpec {
+        targets: service_urls(system),
+        metrics: vec![
+            "faultline_outbox_backlog".into(),
+            "faultline_consumer_lag".into(),
+        ],
+        histograms: Vec::new(),
+        interval: Duration::from_millis(100),
+        tls: system.scrape_tls(),
+    });
+    let probe = match probe {
+        Ok(probe) => probe,
+        Err(error) => {
+            eprintln!("claims: cannot see whether the system drained ({error}); going on");
+            return;
+        }
+    };
     loop {
-        let scraper = Scraper::start(ScrapeSpec {
-            targets: service_urls(system),
-            metrics: vec![
-                "faultline_outbox_backlog".into(),
-                "faultline_consumer_lag".into(),
-            ],
-            histograms: Vec::new(),
-            interval: Duration::from_millis(100),
-            tls: system.scrape_tls(),
-        });
-        let scraper = match scraper {
-            Ok(scraper) => scraper,
-            Err(error) => {
-                eprintln!("claims: cannot see whether the system drained ({error}); going on");
-                return;
-            }
-        };
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let behind: f64 = scraper
-            .finish(std::time::SystemTime::now())
-            .await
-            .iter()
-            .filter_map(|series| series.points.last().map(|(_, value)| value))
-            .sum();
-        if behind <= 0.0 {
+        // A service that did not answer may hold events: not drained.
+        let behind = probe.sum().await;
+        if matches!(behind, Ok(events) if events <= 0.0) {
             eprintln!(
                 "claims: the system drained in {:.1} s",
                 started.elapsed().as_secs_f64()
@@ -475,13 +470,17 @@ async fn drain(system: &faultline_system::supervisor::System) {
             return;
         }
         if started.elapsed() >= DRAIN_LIMIT {
+            let state = match behind {
+                Ok(events) => format!("still has {events} events behind"),
+                Err(error) => format!("did not answer ({error})"),
+            };
             eprintln!(
-                "claims: the system still has {behind} events behind after {} s; going on",
+                "claims: the system {state} after {} s; going on",
                 DRAIN_LIMIT.as_secs()
             );
             return;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(750)).await;
     }
 }
 

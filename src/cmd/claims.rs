@@ -113,9 +113,8 @@ pub async fn run(args: ClaimsArgs) -> anyhow::Result<ExitCode> {
         run_info: RunInfo {
             scenario: None,
             faultline_version: Some(env!("CARGO_PKG_VERSION").to_string()),
-            git_commit: option_env!("FAULTLINE_GIT_COMMIT")
-                .map(str::to_string)
-                .or_else(checkout_commit),
+            // build.rs stamps the commit the binary was built from.
+            git_commit: option_env!("FAULTLINE_GIT_COMMIT").map(str::to_string),
         },
         settle_deadline: args.settle_deadline,
         kafka,
@@ -151,15 +150,4 @@ pub async fn run(args: ClaimsArgs) -> anyhow::Result<ExitCode> {
         }
         Err(error) => Err(error.into()),
     }
-}
-
-/// The commit of the checkout the suite runs in (the README's table names it), when the
-/// build did not record one and git answers.
-fn checkout_commit() -> Option<String> {
-    let output = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()?;
-    let commit = String::from_utf8(output.stdout).ok()?.trim().to_string();
-    (output.status.success() && !commit.is_empty()).then_some(commit)
 }

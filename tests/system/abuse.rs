@@ -167,13 +167,7 @@ pub async fn a_100_mb_body_is_413_before_it_is_sent(h: Arc<Harness>) -> anyhow::
 /// metrics, summed.
 async fn requests_served(h: &Harness, kind: ServiceKind) -> anyhow::Result<u64> {
     let url = h.system.service_url(kind, 1).context(kind.name())?;
-    let text = h
-        .http
-        .get(format!("{url}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let text = h.metrics(&url).await?;
     Ok(text
         .lines()
         .filter(|line| line.starts_with("faultline_http_request_duration_seconds_count{"))

@@ -6,9 +6,13 @@
 //! 1.3, ALPN `http/1.1`) with a self-signed certificate for 127.0.0.1 made at start,
 //! so the generators run with `--insecure` (wrk does not check certificates).
 //!
-//! Usage: `hello_server [ADDR] [--tls]` (default `127.0.0.1:8080`).
+//! With `--delay-ms N` it waits N ms before each answer, a service time large enough
+//! that two runs' percentiles can be compared without the scheduler's noise of a few
+//! hundred µs deciding (`scripts/bench-distributed` with `SERVICE_MS`).
+//!
+//! Usage: `hello_server [ADDR] [--tls] [--delay-ms N]` (default `127.0.0.1:8080`).
 
-use std::{convert::Infallible, sync::Arc};
+use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::Response;
@@ -24,12 +28,24 @@ use tokio_rustls::TlsAcceptor;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let tls = args.iter().any(|a| a == "--tls");
-    let addr = args
-        .iter()
-        .find(|a| !a.starts_with("--"))
-        .cloned()
-        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    let (mut tls, mut delay, mut addr) = (false, Duration::ZERO, None);
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--tls" => tls = true,
+            "--delay-ms" => {
+                let value = rest
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("--delay-ms needs a number of milliseconds"))?;
+                let ms: u64 = value
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--delay-ms {value}: {e}"))?;
+                delay = Duration::from_millis(ms);
+            }
+            other => addr = Some(other.to_string()),
+        }
+    }
+    let addr = addr.unwrap_or_else(|| "127.0.0.1:8080".into());
     let acceptor = if tls { Some(self_signed()?) } else { None };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -47,10 +63,10 @@ fn main() -> anyhow::Result<()> {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 match acceptor {
-                    None => serve(stream).await,
+                    None => serve(stream, delay).await,
                     Some(acceptor) => {
                         if let Ok(stream) = acceptor.accept(stream).await {
-                            serve(stream).await;
+                            serve(stream, delay).await;
                         }
                     }
                 }
@@ -59,9 +75,12 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-/// Answers every request on one connection with `Hello, World!`.
-async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S) {
-    let service = service_fn(|_request| async {
+/// Answers every request on one connection with `Hello, World!`, `delay` after it came.
+async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, delay: Duration) {
+    let service = service_fn(move |_request| async move {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
             b"Hello, World!",
         ))))

@@ -29,8 +29,12 @@ use super::fine_timer::FineTimer;
 use crate::recorder::Clock;
 use crate::schedule::{Schedule, SendTimes};
 
-/// The granularity of Tokio's timer.
-const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
+/// How late Tokio's timer may fire after its deadline: it rounds a deadline up to its
+/// next millisecond tick, and its driver then parks for whole milliseconds (epoll's
+/// timeout), so a sleep ends up to about 2 ms after its deadline. Waking only 1 ms early
+/// left a tenth or more of the arrivals of a 4,000/s schedule sent about 1 ms late
+/// (`send_delay` p90 935 µs; `scripts/bench-distributed SERVICE_MS=10`).
+const TIMER_RESOLUTION: Duration = Duration::from_millis(2);
 /// How late the fine timer may wake: Linux's default timer slack. Its sleeps end this
 /// much before an arrival's time, so a send is at most this early and seldom late
 /// (latency is measured from the earlier of intended and actual send: waking late would
@@ -144,10 +148,10 @@ impl Pacer {
                 break;
             };
             if slot.paced {
-                // Tokio's timer fires on the first millisecond tick at or after its
-                // deadline: sleeping until `intended` would start up to 1 ms late every
-                // time and add that lag to every latency. So it wakes the worker in the
-                // millisecond before (still watching its idle connection), and the
+                // Tokio's timer fires up to 2 ms after its deadline: sleeping until
+                // `intended` would start late every time and add that lag to every
+                // latency. So it wakes the worker that much before (still watching its
+                // idle connection), and the
                 // fine timer the rest of the way, to within its slack. Without one,
                 // starts stay within a millisecond of their time without that bias
                 // (latency is measured from the earlier of intended and actual send).

@@ -95,6 +95,7 @@ fn main() -> ExitCode {
     // Logs go to stderr: stdout carries only what a command promises to print. The filter
     // is the logs' own: spans are exported whatever the log level.
     let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = telemetry::not_logged(filter);
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let subscriber = tracing_subscriber::registry().with(spans);
     if cli.log_format == "json" {

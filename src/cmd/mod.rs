@@ -1,5 +1,6 @@
 //! One module per subcommand; each turns arguments into library calls and an exit code.
 
+pub mod broker_bench;
 pub mod claims;
 pub mod gate;
 pub mod har;

@@ -27,8 +27,7 @@ use std::process::Output;
 use std::time::{Duration, SystemTime};
 
 use faultline_results::broker_bench::{
-    Broker, BrokerBenchResults, BrokerBenchSettings, BrokerMeasurement,
-    BROKER_BENCH_SCHEMA_VERSION,
+    Broker, BrokerBenchResults, BrokerBenchSettings, BrokerMeasurement, BROKER_BENCH_SCHEMA_VERSION,
 };
 use faultline_results::Machine;
 use faultline_system::stack::StackError;
@@ -192,19 +191,15 @@ pub async fn run(
 
 /// Writes `<broker>.json` into `dir` (created if missing) and returns its path.
 pub fn write_json(dir: &Path, results: &BrokerBenchResults) -> Result<PathBuf, BrokerBenchError> {
-    std::fs::create_dir_all(dir).map_err(BrokerBenchError::io(format!(
-        "creating {}",
-        dir.display()
-    )))?;
+    std::fs::create_dir_all(dir)
+        .map_err(BrokerBenchError::io(format!("creating {}", dir.display())))?;
     let path = dir.join(format!("{}.json", results.broker));
     let json = serde_json::to_string_pretty(results).map_err(|e| BrokerBenchError::Io {
         doing: "encoding the results".into(),
         source: e.into(),
     })?;
-    std::fs::write(&path, json).map_err(BrokerBenchError::io(format!(
-        "writing {}",
-        path.display()
-    )))?;
+    std::fs::write(&path, json)
+        .map_err(BrokerBenchError::io(format!("writing {}", path.display())))?;
     Ok(path)
 }
 
@@ -263,7 +258,11 @@ pub(crate) async fn run_tool(
     if output.status.success() {
         Ok(output)
     } else {
-        Err(tool_failed(tool, &output, &format!("ended with {}", output.status)))
+        Err(tool_failed(
+            tool,
+            &output,
+            &format!("ended with {}", output.status),
+        ))
     }
 }
 

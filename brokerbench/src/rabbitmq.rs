@@ -84,8 +84,9 @@ impl Programs {
             server: rabbitmq_server()?,
             epmd: find_program("epmd", &[]).ok_or_else(|| BrokerBenchError::ProgramMissing {
                 program: "epmd".into(),
-                hint: "it comes with Erlang (Debian's erlang-base, a dependency of rabbitmq-server)"
-                    .into(),
+                hint:
+                    "it comes with Erlang (Debian's erlang-base, a dependency of rabbitmq-server)"
+                        .into(),
             })?,
             java: java_program()?,
             libs: perf_test_libs()?,
@@ -134,7 +135,10 @@ impl Node {
             ("RABBITMQ_CONF_ENV_FILE", path("rabbitmq-env.conf")),
             ("RABBITMQ_CONFIG_FILE", path("rabbitmq")),
             ("RABBITMQ_ADVANCED_CONFIG_FILE", path("advanced.config")),
-            ("RABBITMQ_ENABLED_PLUGINS_FILE", plugins.display().to_string()),
+            (
+                "RABBITMQ_ENABLED_PLUGINS_FILE",
+                plugins.display().to_string(),
+            ),
             ("RABBITMQ_MNESIA_BASE", path("mnesia")),
             ("RABBITMQ_LOG_BASE", path("log")),
             ("RABBITMQ_PID_FILE", path("rabbitmq.pid")),
@@ -296,7 +300,12 @@ fn parse_latency(line: &str) -> Option<ToolLatency> {
     Some(ToolLatency {
         what: "publish → consume (the consumer's clock minus the producer's timestamp)".into(),
         min_us,
-        percentiles: vec![point(50.0, p50), point(75.0, p75), point(95.0, p95), point(99.0, p99)],
+        percentiles: vec![
+            point(50.0, p50),
+            point(75.0, p75),
+            point(95.0, p95),
+            point(99.0, p99),
+        ],
     })
 }
 
@@ -342,7 +351,9 @@ id: test-112358-690, consumer latency min/median/75th/95th/99th 2685/18748/25414
         let line = "id: x, consumer latency min/median/75th/95th/99th 2/18/25/40/52 ms";
         let latency = parse_latency(line).unwrap();
         assert_eq!(latency.at(95.0), Some(40_000.0));
-        assert!(parse_latency("id: x, consumer latency min/median/75th/95th/99th 1/2 µs").is_none());
+        assert!(
+            parse_latency("id: x, consumer latency min/median/75th/95th/99th 1/2 µs").is_none()
+        );
     }
 
     #[test]
@@ -356,7 +367,9 @@ id: test-112358-690, consumer latency min/median/75th/95th/99th 2685/18748/25414
         let pom = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/rabbitmq/pom.xml");
         let pom = std::fs::read_to_string(pom).unwrap();
         assert!(
-            pom.contains(&format!("<perf-test.version>{PERF_TEST_VERSION}</perf-test.version>")),
+            pom.contains(&format!(
+                "<perf-test.version>{PERF_TEST_VERSION}</perf-test.version>"
+            )),
             "scripts/rabbitmq/pom.xml pins another PerfTest"
         );
     }

@@ -38,7 +38,10 @@ pub fn render(results: &BrokerBenchResults) -> String {
         rows.push(("latency of".into(), latency.what.clone()));
         rows.push(("latency min".into(), format!("{} µs", latency.min_us)));
         for point in &latency.percentiles {
-            rows.push((format!("latency p{}", point.percentile), format!("{} µs", point.us)));
+            rows.push((
+                format!("latency p{}", point.percentile),
+                format!("{} µs", point.us),
+            ));
         }
     }
     let width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);

@@ -8,13 +8,27 @@
 //! measured rate is answered "holds up to X/s here", as Kafka's column is
 //! ([`crate::claims_kafka`]).
 
-use faultline_results::{broker_bench::BrokerBenchResults, quantity::Quantity, Dimension};
+use faultline_results::{
+    broker_bench::{Broker, BrokerBenchResults},
+    quantity::Quantity,
+    Dimension,
+};
 
 use crate::{
     claims::{Claim, ClaimResult},
     claims_kafka::hold_bench_claim,
     metric::{Measured, Metric, Scope, Stat},
 };
+
+/// The scope of `broker_bench:<name>`: a broker broker-bench runs.
+pub(crate) fn scope(name: &str) -> Result<Scope, String> {
+    Broker::from_name(name)
+        .map(Scope::BrokerBench)
+        .ok_or(format!(
+            "unknown broker {name:?} (known: {})",
+            Broker::ALL.map(Broker::name).join(", ")
+        ))
+}
 
 /// Measures a `broker_bench:` metric in its broker's run.
 pub fn measure(metric: &Metric, bench: &BrokerBenchResults) -> Measured {

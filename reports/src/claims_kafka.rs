@@ -73,19 +73,20 @@ pub fn evaluate(claim: &Claim, bench: &KafkaBenchResults) -> ClaimResult {
     let Some(gate) = &claim.gate else {
         return claim.unanswered(String::new());
     };
-    hold_bench_claim(claim, measure(&gate.metric, bench), || match &gate
-        .metric
-        .scope
-    {
-        Scope::KafkaBench(name) => row(bench, name)
-            .and_then(|row| row.perf_tool.as_ref())
-            .map(|tool| {
-                format!(
-                    "; Apache Kafka's ProducerPerformance on the same row: {}/s",
-                    tool.msgs_per_sec.round()
-                )
-            }),
-        _ => None,
+    hold_bench_claim(claim, measure(&gate.metric, bench), || {
+        match &gate.metric.scope {
+            Scope::KafkaBench(name) => {
+                row(bench, name)
+                    .and_then(|row| row.perf_tool.as_ref())
+                    .map(|tool| {
+                        format!(
+                            "; Apache Kafka's ProducerPerformance on the same row: {}/s",
+                            tool.msgs_per_sec.round()
+                        )
+                    })
+            }
+            _ => None,
+        }
     })
 }
 

@@ -433,7 +433,11 @@ fn broker_claim(
         ),
         Some((None, outcome)) => {
             let family = format!("{BROKERS_FAMILY} ({broker})");
-            (claim.unanswered(outcome.missing(&family).unwrap_or_default()), None, None)
+            (
+                claim.unanswered(outcome.missing(&family).unwrap_or_default()),
+                None,
+                None,
+            )
         }
         None => {
             let reason = format!("broker-bench did not run {broker}");

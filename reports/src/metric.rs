@@ -327,10 +327,7 @@ fn parse_scope(text: &str) -> Result<Scope, String> {
         return Ok(Scope::KafkaBench(row.to_string()));
     }
     if let Some(name) = text.strip_prefix("broker_bench:") {
-        return Broker::from_name(name).map(Scope::BrokerBench).ok_or(format!(
-            "unknown broker {name:?} (known: {})",
-            Broker::ALL.map(Broker::name).join(", ")
-        ));
+        return crate::claims_brokers::scope(name);
     }
     if let Some(rest) = text.strip_prefix("server:") {
         let (name, labels) = server_stats::name_and_labels(rest, "server:")?;
@@ -607,12 +604,8 @@ fn measure(metric: &Metric, results: &Results, groups: &Groups) -> Result<f64, S
                 _ => Ok(last),
             }
         }
-        Scope::KafkaBench(_) => Err(
-            "a kafka-bench figure: `faultline claims` measures it with `faultline kafka-bench --table5`"
-                .into(),
-        ),
-        Scope::BrokerBench(_) => Err(
-            "a broker-bench figure: `faultline claims` measures it with `faultline broker-bench`"
+        Scope::KafkaBench(_) | Scope::BrokerBench(_) => Err(
+            "a benchmark's figure: `faultline claims` measures it with `faultline kafka-bench --table5` or `faultline broker-bench`"
                 .into(),
         ),
         Scope::ServerHistogram { name, labels } => {

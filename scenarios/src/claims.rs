@@ -38,8 +38,8 @@ use faultline_kafkabench::{table, BenchError, BenchSpec};
 use faultline_loadgen::scrape::{MetricsProbe, ScrapeSpec};
 use faultline_reports::{
     claims_suite::{
-        BrokersRun, ClaimsSuiteReport, FamilyRun, KafkaRun, RunOutcome, SuiteInfo,
-        SuiteWritten, BROKERS_FAMILY, KAFKA_FAMILY,
+        BrokersRun, ClaimsSuiteReport, FamilyRun, KafkaRun, RunOutcome, SuiteInfo, SuiteWritten,
+        BROKERS_FAMILY, KAFKA_FAMILY,
     },
     Claims, GateReport, Report, ReportError,
 };

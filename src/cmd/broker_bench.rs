@@ -79,8 +79,11 @@ fn setting<T, E: std::fmt::Display>(
 impl BrokerBenchArgs {
     /// The spec these flags ask for, checked whole.
     pub(crate) fn spec(&self) -> Result<BrokerSpec, BrokerBenchError> {
-        let duration: Duration =
-            setting(flag::DURATION, &self.duration, parse_duration(&self.duration))?;
+        let duration: Duration = setting(
+            flag::DURATION,
+            &self.duration,
+            parse_duration(&self.duration),
+        )?;
         let message_bytes = setting(flag::SIZE, &self.size, parse_bytes(&self.size))?;
         let spec = BrokerSpec {
             broker: self.broker,

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use faultline_brokerbench::{flag, table, BrokerBenchError, BrokerSpec};
 use faultline_results::broker_bench::Broker;
 use faultline_results::quantity::{parse_bytes, parse_duration};
@@ -114,19 +113,12 @@ pub async fn run(args: BrokerBenchArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(130));
         }
     };
-    let results = match outcome {
-        Ok(results) => results,
-        Err(error) if error.is_usage() => {
-            eprintln!("error: {error}");
-            return Ok(ExitCode::from(2));
-        }
-        Err(error) => return Err(error.into()),
-    };
-    print!("{}", table::render(&results));
-    if let Some(dir) = &args.output {
-        let path = faultline_brokerbench::write_json(dir, &results)
-            .with_context(|| format!("writing the results into {}", dir.display()))?;
-        eprintln!("broker-bench: wrote {}", path.display());
-    }
-    Ok(ExitCode::SUCCESS)
+    super::finish_bench(
+        "broker-bench",
+        outcome,
+        BrokerBenchError::is_usage,
+        table::render,
+        args.output.as_deref(),
+        faultline_brokerbench::write_json,
+    )
 }

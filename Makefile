@@ -47,7 +47,8 @@ bench: build
 	$${FAULTLINE_BIN:-target/release/faultline} kafka-bench --brokers 3 --table5 --records 50000 -o reports/out/kafka-bench
 
 # The claims suite: every scenario of scenarios/claims/ (capacity searches where this machine
-# cannot reach a document's rate) and Table 5's Kafka benchmark, then one claims report of every
+# cannot reach a document's rate), Table 5's Kafka benchmark and Table 1's NATS and RabbitMQ
+# (broker-bench, ~35 s for both), then one claims report of every
 # claim of the documents: reports/out/claims/claims.{html,md,json}. CLAIMS_FLAGS=--quick
 # shortens every search (5.3 min measured with a debug build on a busy 2-core machine: one
 # system for every family, then kafka-bench). README's table is claims.md of such a run.

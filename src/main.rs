@@ -65,6 +65,9 @@ enum Command {
     /// Kafka producer benchmark: rdkafka and Apache Kafka's own ProducerPerformance side
     /// by side on the same brokers, over a grid of settings (document 002's Table 5).
     KafkaBench(Box<cmd::kafka_bench::KafkaBenchArgs>),
+    /// Message-broker benchmark: NATS' `nats bench pub` or RabbitMQ's PerfTest against a
+    /// node of that broker started on loopback (document 002's Table 1).
+    BrokerBench(cmd::broker_bench::BrokerBenchArgs),
     /// The claims suite: every scenario of scenarios/claims/ and the Kafka benchmark of
     /// Table 5, then one claims report (claims.html, claims.md, claims.json) holding every
     /// claim of the documents against what this machine measured; exit 0 when the suite
@@ -130,6 +133,7 @@ fn main() -> ExitCode {
             Command::Stack(command) => cmd::stack::run(command).await,
             Command::System(command) => cmd::system::run(command).await,
             Command::KafkaBench(args) => cmd::kafka_bench::run(*args).await,
+            Command::BrokerBench(args) => cmd::broker_bench::run(args).await,
             Command::Claims(args) => cmd::claims::run(args).await,
         }
     });

@@ -338,7 +338,8 @@ fn search_loaded(results: &Results, metric: &crate::metric::Metric, groups: &Gro
         | Scope::Faults(_)
         | Scope::Resources(_)
         | Scope::Cqrs
-        | Scope::KafkaBench(_) => return false,
+        | Scope::KafkaBench(_)
+        | Scope::BrokerBench(_) => return false,
     };
     crate::metric::Metric {
         text: metric.text.clone(),

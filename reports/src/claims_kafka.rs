@@ -73,7 +73,35 @@ pub fn evaluate(claim: &Claim, bench: &KafkaBenchResults) -> ClaimResult {
     let Some(gate) = &claim.gate else {
         return claim.unanswered(String::new());
     };
-    let value = match measure(&gate.metric, bench) {
+    hold_bench_claim(claim, measure(&gate.metric, bench), || {
+        match &gate.metric.scope {
+            Scope::KafkaBench(name) => {
+                row(bench, name)
+                    .and_then(|row| row.perf_tool.as_ref())
+                    .map(|tool| {
+                        format!(
+                            "; Apache Kafka's ProducerPerformance on the same row: {}/s",
+                            tool.msgs_per_sec.round()
+                        )
+                    })
+            }
+            _ => None,
+        }
+    })
+}
+
+/// A benchmark's verdict on a claim: pass or fail, except that a rate claim above an
+/// unpaced benchmark's rate is answered "holds up to X/s here", with the rate as this
+/// machine's capacity and `beside` (e.g. another tool's figure) after it.
+pub(crate) fn hold_bench_claim(
+    claim: &Claim,
+    measured: Measured,
+    beside: impl FnOnce() -> Option<String>,
+) -> ClaimResult {
+    let Some(gate) = &claim.gate else {
+        return claim.unanswered(String::new());
+    };
+    let value = match measured {
         Measured::Value(value) => value,
         Measured::NotMeasured(reason) => return claim.unanswered(reason),
     };
@@ -84,23 +112,11 @@ pub fn evaluate(claim: &Claim, bench: &KafkaBenchResults) -> ClaimResult {
         ClaimStatus::Pass
     } else if gate.metric.stat == Stat::Rate {
         result.capacity = Some(value.value);
-        let java =
-            match &gate.metric.scope {
-                Scope::KafkaBench(name) => row(bench, name)
-                    .and_then(|row| row.perf_tool.as_ref())
-                    .map(|tool| {
-                        format!(
-                            "; Apache Kafka's ProducerPerformance on the same row: {}/s",
-                            tool.msgs_per_sec.round()
-                        )
-                    }),
-                _ => None,
-            };
         ClaimStatus::HoldsUpTo(format!(
             "holds up to {value} here (document: {} on {}); an unpaced producer's rate is this machine's capacity{}",
             gate.limit,
             claim.raw.hardware,
-            java.unwrap_or_default()
+            beside().unwrap_or_default()
         ))
     } else {
         ClaimStatus::Fail

@@ -2,11 +2,13 @@
 //! the run of its family, in one table, as `claims.json`, `claims.md` and a
 //! self-contained `claims.html`.
 //!
-//! The suite (`faultline_scenarios::claims`) runs one scenario per family and the Kafka
-//! benchmark, then hands their results here, in memory, as [`FamilyRun`]s and a
-//! [`KafkaRun`]. [`ClaimsSuiteReport::build`] evaluates each claim once: a claim's
-//! `family` names the run that answers it (`kafka` is the benchmark, through
-//! [`crate::claims_kafka`]); a run's capacity search answers the claims it could not
+//! The suite (`faultline_scenarios::claims`) runs one scenario per family, the Kafka
+//! benchmark and the broker benchmarks, then hands their results here, in memory, as
+//! [`FamilyRun`]s, a [`KafkaRun`] and a [`BrokersRun`]. [`ClaimsSuiteReport::build`]
+//! evaluates each claim once: a claim's `family` names the run that answers it (`kafka`
+//! is the Kafka benchmark, through [`crate::claims_kafka`]; `brokers` the run of the
+//! broker its metric names, through [`crate::claims_brokers`]); a run's capacity search
+//! answers the claims it could not
 //! reach at the stated rate ([`crate::claims`]). Each row carries the quote, the
 //! claimed value and hardware, the measured value with this machine's hardware, the
 //! capacity found, the verdict and a link to the run's own report. The three files
@@ -18,18 +20,26 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use faultline_results::{error::write_text, kafka_bench::KafkaBenchResults, Machine, Results};
+use faultline_results::{
+    broker_bench::{Broker, BrokerBenchResults},
+    error::write_text,
+    kafka_bench::KafkaBenchResults,
+    Machine, Results,
+};
 use serde::Serialize;
 
 use crate::{
-    claims::{ClaimResult, ClaimStatus, Claims, RawClaim},
-    claims_kafka,
+    claims::{Claim, ClaimResult, ClaimStatus, Claims, RawClaim},
+    claims_brokers, claims_kafka,
     error::ReportError,
     html::{escape, STYLE},
 };
 
 /// The family whose claims the Kafka benchmark answers.
 pub const KAFKA_FAMILY: &str = "kafka";
+
+/// The family whose claims the broker benchmarks answer, one broker per claim.
+pub const BROKERS_FAMILY: &str = "brokers";
 
 /// What the suite ran for one family: its results, or why it has none.
 #[derive(Debug, Clone)]
@@ -42,6 +52,19 @@ pub struct FamilyRun {
 #[derive(Debug, Clone)]
 pub struct KafkaRun {
     pub outcome: RunOutcome<KafkaBenchResults>,
+}
+
+/// The broker benchmarks' runs (`faultline broker-bench`), one per broker.
+#[derive(Debug, Clone, Default)]
+pub struct BrokersRun {
+    pub runs: Vec<BrokerRun>,
+}
+
+/// One broker's benchmark.
+#[derive(Debug, Clone)]
+pub struct BrokerRun {
+    pub broker: Broker,
+    pub outcome: RunOutcome<BrokerBenchResults>,
 }
 
 /// How one run of the suite ended.
@@ -158,6 +181,7 @@ impl ClaimsSuiteReport {
         claims: &Claims,
         runs: &[FamilyRun],
         kafka: &KafkaRun,
+        brokers: &BrokersRun,
         info: &SuiteInfo,
     ) -> ClaimsSuiteReport {
         let rows: Vec<ClaimRow> = claims
@@ -168,6 +192,7 @@ impl ClaimsSuiteReport {
                 let mut no_capacity = None;
                 let (result, hardware, report) = match family {
                     _ if claim.gate.is_none() => (claim.unanswered(String::new()), None, None),
+                    Some(BROKERS_FAMILY) => broker_claim(claim, brokers),
                     Some(KAFKA_FAMILY) => match kafka.outcome.ran() {
                         Some((bench, report)) => (
                             claims_kafka::evaluate(claim, bench),
@@ -241,6 +266,12 @@ impl ClaimsSuiteReport {
             })
             .collect();
         families.push(family_row(KAFKA_FAMILY, &kafka.outcome, |_| None));
+        families.extend(brokers.runs.iter().map(|run| {
+            let family = format!("{BROKERS_FAMILY}: {}", run.broker);
+            family_row(&family, &run.outcome, |bench: &BrokerBenchResults| {
+                Some(per_second(bench.measured.msgs_per_sec))
+            })
+        }));
         let machine = runs
             .iter()
             .find_map(|run| run.outcome.ran())
@@ -377,6 +408,41 @@ impl ClaimsSuiteReport {
         }
         page.push_str("</table>\n</body>\n</html>\n");
         page
+    }
+}
+
+/// A `brokers` claim held against the run of the broker its metric names, with this
+/// machine's words and the run's own table.
+fn broker_claim(
+    claim: &Claim,
+    brokers: &BrokersRun,
+) -> (ClaimResult, Option<String>, Option<String>) {
+    let broker = match claim.gate.as_ref().map(|gate| &gate.metric.scope) {
+        Some(crate::metric::Scope::BrokerBench(broker)) => *broker,
+        _ => {
+            let reason = format!("family {BROKERS_FAMILY} needs a broker_bench:<broker> metric");
+            return (claim.unanswered(reason), None, None);
+        }
+    };
+    let run = brokers.runs.iter().find(|run| run.broker == broker);
+    match run.map(|run| (run.outcome.ran(), &run.outcome)) {
+        Some((Some((bench, report)), _)) => (
+            claims_brokers::evaluate(claim, bench),
+            Some(machine_words(&bench.machine)),
+            Some(report.to_string()),
+        ),
+        Some((None, outcome)) => {
+            let family = format!("{BROKERS_FAMILY} ({broker})");
+            (
+                claim.unanswered(outcome.missing(&family).unwrap_or_default()),
+                None,
+                None,
+            )
+        }
+        None => {
+            let reason = format!("broker-bench did not run {broker}");
+            (claim.unanswered(reason), None, None)
+        }
     }
 }
 

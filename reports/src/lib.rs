@@ -14,8 +14,9 @@
 //!   `junit.xml` and `summary.md` and gives the exit code.
 //! - [`claims`]: the documents' figures from `scenarios/claims.toml`, held against
 //!   the run with the hardware of both; a run's capacity answers the rates it could
-//!   not reach. [`claims_kafka`] holds Table 5's claims against a kafka-bench run, and
-//!   [`claims_suite`] writes the one claims report of `faultline claims`.
+//!   not reach. [`claims_kafka`] holds Table 5's claims against a kafka-bench run,
+//!   [`claims_brokers`] Table 1's against broker-bench runs, and [`claims_suite`]
+//!   writes the one claims report of `faultline claims`.
 //! - [`timeline`] and [`charts`]: time series and distributions derived from the
 //!   results, drawn as inline SVG with fault windows shaded.
 //! - [`resources`]: CPU and memory per process of the system, sampled from `/proc`,
@@ -33,6 +34,7 @@
 pub mod capacity;
 pub mod charts;
 pub mod claims;
+pub mod claims_brokers;
 pub mod claims_kafka;
 pub mod claims_suite;
 pub mod cli;

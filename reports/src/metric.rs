@@ -14,10 +14,11 @@
 //! | `cqrs` (the claims suite's comparison of an order's view read from the read model and composed from the write side, endpoints [`CQRS_READ_MODEL`] and [`CQRS_WRITE_SIDE`]) | `read_speedup` (the composed view's mean latency over the read model's, at the same concurrency) |
 //! | `faults` (every fault), `faults:<target>` (the faults on one target, e.g. `faults:orders-1`) | `recovery_time` (longest, over faults, from a fault's end to the first second back to normal), `ready_time` (mean, over the faults on a service replica, from a fault's end to the replica answering `/health/ready` again), `count`, `error_rate` and `pNN` (of the requests in the seconds the faults were in force: a rollout's or blue-green switch's change window) |
 //! | `kafka_bench:<row>` (a row of document 002's Table 5 in `faultline kafka-bench`: `baseline`, `compression_lz4`, `compression_snappy`, `batching10ms`, `batching50ms`) | `rate` (rdkafka messages acknowledged per second), `pNN` (send→ack latency), `e2e_pNN` (send→consumed), `e2e_added_pNN` (the row's `e2e_pNN` less the baseline row's) |
+//! | `broker_bench:<broker>` (`nats`, `rabbitmq`: `faultline broker-bench`, the broker's own tool) | `rate` (messages published per second), `pNN` (a percentile the tool printed) |
 //!
-//! `kafka_bench` figures are not in a run's results: `faultline claims` measures them
-//! from the kafka-bench run ([`crate::claims_kafka`]), and a run reports them as not
-//! measured.
+//! `kafka_bench` and `broker_bench` figures are not in a run's results: `faultline
+//! claims` measures them from the benchmarks' runs ([`crate::claims_kafka`],
+//! [`crate::claims_brokers`]), and a run reports them as not measured.
 //!
 //! Every metric has a [`Dimension`], so a limit in the wrong unit is refused when
 //! the gate or claim is read, not when it is judged. A metric the run did not record
@@ -26,6 +27,7 @@
 use std::collections::BTreeMap;
 
 use faultline_results::{
+    broker_bench::Broker,
     histogram::new_histogram,
     quantity::{Dimension, Quantity},
     EncodedHistogram, FaultWindow, ResourceResults, Results, TimePoint, Totals,
@@ -64,6 +66,8 @@ pub enum Scope {
     Resources(ResourceFigure),
     /// A row of `faultline kafka-bench --table5`, by its name in kafka-bench.json.
     KafkaBench(String),
+    /// A broker of `faultline broker-bench`.
+    BrokerBench(Broker),
     /// Results' `server_histograms` of one name whose labels match.
     ServerHistogram {
         name: String,
@@ -234,6 +238,7 @@ impl Metric {
                 stat,
                 Stat::Rate | Stat::Percentile(_) | Stat::EndToEnd(_) | Stat::AddedEndToEnd(_)
             ),
+            Scope::BrokerBench(_) => matches!(stat, Stat::Rate | Stat::Percentile(_)),
             Scope::ServerHistogram { .. } | Scope::Database => server_stats::takes(&scope, stat),
         };
         if !allowed {
@@ -321,6 +326,9 @@ fn parse_scope(text: &str) -> Result<Scope, String> {
     if let Some(row) = text.strip_prefix("kafka_bench:") {
         return Ok(Scope::KafkaBench(row.to_string()));
     }
+    if let Some(name) = text.strip_prefix("broker_bench:") {
+        return crate::claims_brokers::scope(name);
+    }
     if let Some(rest) = text.strip_prefix("server:") {
         let (name, labels) = server_stats::name_and_labels(rest, "server:")?;
         return Ok(Scope::Server { name, labels });
@@ -337,7 +345,7 @@ fn parse_scope(text: &str) -> Result<Scope, String> {
         "faults" => Ok(Scope::Faults(None)),
         "cqrs" => Ok(Scope::Cqrs),
         other => Err(format!(
-            "unknown scope {other:?} (known: http, endpoint:<name>, group:<name>, consistency, checker, server:<name>, server_histogram:<name>, database, resources:<cpu|memory|network|disk_ops>, cqrs, faults, faults:<target>)"
+            "unknown scope {other:?} (known: http, endpoint:<name>, group:<name>, consistency, checker, server:<name>, server_histogram:<name>, database, resources:<cpu|memory|network|disk_ops>, cqrs, faults, faults:<target>, kafka_bench:<row>, broker_bench:<broker>)"
         )),
     }
 }
@@ -596,8 +604,8 @@ fn measure(metric: &Metric, results: &Results, groups: &Groups) -> Result<f64, S
                 _ => Ok(last),
             }
         }
-        Scope::KafkaBench(_) => Err(
-            "a kafka-bench figure: `faultline claims` measures it with `faultline kafka-bench --table5`"
+        Scope::KafkaBench(_) | Scope::BrokerBench(_) => Err(
+            "a benchmark's figure: `faultline claims` measures it with `faultline kafka-bench --table5` or `faultline broker-bench`"
                 .into(),
         ),
         Scope::ServerHistogram { name, labels } => {

@@ -30,11 +30,13 @@
 //! - [`gates`]: `[[gates]]` tables as written ([`GateSpec`]), recorded in results and
 //!   judged by reports.
 //! - [`kafka_bench`]: what `faultline kafka-bench` measured (`kafka-bench.json`).
+//! - [`broker_bench`]: what `faultline broker-bench` measured (`<broker>.json`).
 //! - [`traces`]: the slowest requests' trace ids (exemplars) and, fetched from Jaeger,
 //!   their spans ([`Traces`]).
 //! - [`quantity`]: the one parser of durations, sizes, rates and percentages that
 //!   every scenario table and flag uses.
 
+pub mod broker_bench;
 pub mod build;
 pub mod capacity;
 pub mod database;

@@ -1,13 +1,13 @@
 //! The claims suite (`faultline claims`): every scenario under `scenarios/claims/`, one
-//! per family of claims, and the Kafka benchmark of document 002's Table 5, then one
-//! claims report.
+//! per family of claims, the Kafka benchmark of document 002's Table 5 and the broker
+//! benchmarks of its Table 1, then one claims report.
 //!
 //! In order:
 //!
 //! 1. [`families`] lists the suite's scenarios (`<family>.toml`); `--only` picks some
-//!    families (`kafka` is the benchmark). Every scenario chosen is read and checked
-//!    whole, and the benchmark's settings too, before anything starts: a bad one is a
-//!    usage error ([`SuiteError::is_usage`], exit 2).
+//!    families (`kafka` is the Kafka benchmark, `brokers` the broker benchmarks). Every
+//!    scenario chosen is read and checked whole, and the benchmarks' settings too, before
+//!    anything starts: a bad one is a usage error ([`SuiteError::is_usage`], exit 2).
 //! 2. Each scenario runs as `faultline run` runs it (its capacity search, checker,
 //!    report) into `DIR/<family>/`. Starting the reference system is most of a quick
 //!    suite's time, so the families whose `[system]` tables are the same and that inject
@@ -18,7 +18,9 @@
 //!    own results and report. `--quick` shortens every search's hold and bisection. A
 //!    run that fails is recorded as failed and the suite goes on, so one broken family
 //!    does not hide the others.
-//! 3. The benchmark runs through `faultline_kafkabench::run` into `DIR/kafka/`.
+//! 3. The Kafka benchmark runs through `faultline_kafkabench::run` into `DIR/kafka/`,
+//!    then each broker's through `faultline_brokerbench::run` into `DIR/brokers/`
+//!    (`<broker>.json` and its table, `<broker>.txt`), one after the other.
 //! 4. `faultline_reports::claims_suite` holds every claim against its family's
 //!    results, in memory, and writes `claims.html`, `claims.md` and `claims.json`.
 //!    [`report_again`] writes them anew from the results a suite left on disk.
@@ -31,11 +33,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use faultline_brokerbench::{BrokerBenchError, BrokerSpec};
 use faultline_kafkabench::{table, BenchError, BenchSpec};
 use faultline_loadgen::scrape::{MetricsProbe, ScrapeSpec};
 use faultline_reports::{
     claims_suite::{
-        ClaimsSuiteReport, FamilyRun, KafkaRun, RunOutcome, SuiteInfo, SuiteWritten, KAFKA_FAMILY,
+        BrokersRun, ClaimsSuiteReport, FamilyRun, KafkaRun, RunOutcome, SuiteInfo, SuiteWritten,
+        BROKERS_FAMILY, KAFKA_FAMILY,
     },
     Claims, GateReport, Report, ReportError,
 };
@@ -71,7 +75,8 @@ pub struct SuiteOptions {
     /// Where each run's report and the claims report go.
     pub output: PathBuf,
     pub quick: bool,
-    /// Run these families only (a scenario's stem, or `kafka`); every one when empty.
+    /// Run these families only (a scenario's stem, `kafka` or `brokers`); every one when
+    /// empty.
     pub only: Vec<String>,
     /// The `faultline` binary the services run as.
     pub faultline_bin: PathBuf,
@@ -80,6 +85,8 @@ pub struct SuiteOptions {
     pub settle_deadline: Duration,
     /// The Kafka benchmark's Table 5 rows.
     pub kafka: BenchSpec,
+    /// The broker benchmarks of Table 1, run in this order.
+    pub brokers: Vec<BrokerSpec>,
 }
 
 impl SuiteOptions {
@@ -114,6 +121,8 @@ pub enum SuiteError {
     Scenario(#[from] ScenarioError),
     #[error("the Kafka benchmark's settings: {0}")]
     KafkaSettings(BenchError),
+    #[error("the broker benchmarks' settings: {0}")]
+    BrokerSettings(BrokerBenchError),
     #[error("creating {path}: {source}")]
     Output {
         path: PathBuf,
@@ -135,6 +144,7 @@ impl SuiteError {
                 | SuiteError::NoScenario(_)
                 | SuiteError::Scenario(_)
                 | SuiteError::KafkaSettings(_)
+                | SuiteError::BrokerSettings(_)
         )
     }
 }
@@ -165,9 +175,10 @@ pub fn families(dir: &Path) -> Result<Vec<(String, PathBuf)>, SuiteError> {
 fn checked_scenarios(options: &SuiteOptions) -> Result<Vec<(String, CheckedScenario)>, SuiteError> {
     let all = families(&options.scenarios)?;
     for only in &options.only {
-        if only != KAFKA_FAMILY && !all.iter().any(|(family, _)| family == only) {
+        let benchmark = only == KAFKA_FAMILY || only == BROKERS_FAMILY;
+        if !benchmark && !all.iter().any(|(family, _)| family == only) {
             let mut known: Vec<&str> = all.iter().map(|(family, _)| family.as_str()).collect();
-            known.push(KAFKA_FAMILY);
+            known.extend([KAFKA_FAMILY, BROKERS_FAMILY]);
             return Err(SuiteError::UnknownFamily {
                 family: only.clone(),
                 known: known.join(", "),
@@ -202,9 +213,15 @@ pub async fn run<F: Future<Output = ()>>(
     if run_kafka {
         options.kafka.check().map_err(SuiteError::KafkaSettings)?;
     }
+    let run_brokers = options.chosen(BROKERS_FAMILY);
+    if run_brokers {
+        for spec in &options.brokers {
+            spec.check().map_err(SuiteError::BrokerSettings)?;
+        }
+    }
     let claims = Claims::builtin()?;
     create_dir(&options.output)?;
-    let total = chosen.len() + usize::from(run_kafka);
+    let total = chosen.len() + usize::from(run_kafka) + usize::from(run_brokers);
     let suite_started = Instant::now();
     let mut runs = Vec::new();
     let mut announced = 0;
@@ -232,8 +249,9 @@ pub async fn run<F: Future<Output = ()>>(
     }
     let kafka = KafkaRun {
         outcome: if run_kafka {
+            announced += 1;
             eprintln!(
-                "claims: [{total}/{total}] {KAFKA_FAMILY}: faultline kafka-bench --table5 ({:.0} s into the suite)",
+                "claims: [{announced}/{total}] {KAFKA_FAMILY}: faultline kafka-bench --table5 ({:.0} s into the suite)",
                 suite_started.elapsed().as_secs_f64()
             );
             run_kafka_bench(&options, interrupted()).await?
@@ -241,11 +259,22 @@ pub async fn run<F: Future<Output = ()>>(
             RunOutcome::Skipped
         },
     };
+    let brokers = if run_brokers {
+        eprintln!(
+            "claims: [{total}/{total}] {BROKERS_FAMILY}: faultline broker-bench ({:.0} s into the suite)",
+            suite_started.elapsed().as_secs_f64()
+        );
+        crate::claims_brokers::run(&options.brokers, &options.output, &interrupted)
+            .await
+            .ok_or(SuiteError::Interrupted)?
+    } else {
+        crate::claims_brokers::skipped(&options.brokers)
+    };
     for stop in stopping {
         // A stop that panicked has dropped the system, which kills what was left.
         let _ = stop.await;
     }
-    let outcome = write_report(&options, &claims, &runs, &kafka)?;
+    let outcome = write_report(&options, &claims, &runs, &kafka, &brokers)?;
     eprintln!(
         "claims: the suite took {:.0} s",
         suite_started.elapsed().as_secs_f64()
@@ -296,7 +325,12 @@ pub fn report_again(options: &SuiteOptions) -> Result<SuiteOutcome, SuiteError> 
             }
         },
     };
-    write_report(options, &claims, &runs, &kafka)
+    let brokers = if chosen(BROKERS_FAMILY) {
+        crate::claims_brokers::read_back(&options.brokers, &options.output)
+    } else {
+        crate::claims_brokers::skipped(&options.brokers)
+    };
+    write_report(options, &claims, &runs, &kafka, &brokers)
 }
 
 /// Holds every claim against the runs and writes the claims report.
@@ -305,13 +339,14 @@ fn write_report(
     claims: &Claims,
     runs: &[FamilyRun],
     kafka: &KafkaRun,
+    brokers: &BrokersRun,
 ) -> Result<SuiteOutcome, SuiteError> {
     let info = SuiteInfo {
         faultline_version: options.run_info.faultline_version.clone(),
         git_commit: options.run_info.git_commit.clone(),
         quick: options.quick,
     };
-    let report = ClaimsSuiteReport::build(claims, runs, kafka, &info);
+    let report = ClaimsSuiteReport::build(claims, runs, kafka, brokers, &info);
     let written = report.write_all(&options.output)?;
     let mut failed: Vec<String> = runs
         .iter()
@@ -320,6 +355,11 @@ fn write_report(
         .collect();
     if matches!(kafka.outcome, RunOutcome::Failed(_)) {
         failed.push(KAFKA_FAMILY.into());
+    }
+    for run in &brokers.runs {
+        if matches!(run.outcome, RunOutcome::Failed(_)) {
+            failed.push(format!("{BROKERS_FAMILY} ({})", run.broker));
+        }
     }
     Ok(SuiteOutcome {
         report,
@@ -640,7 +680,7 @@ mod tests {
         scrape::{DEFAULT_HISTOGRAMS, DEFAULT_METRICS},
     };
     use faultline_reports::metric::{glob_matches, Scope};
-    use faultline_results::kafka_bench::Table5Row;
+    use faultline_results::{broker_bench::Broker, kafka_bench::Table5Row};
 
     use super::*;
 
@@ -686,7 +726,7 @@ mod tests {
             Scope::Faults(_) => !scenario.faults.is_empty(),
             // The comparison that follows the cqrs family's load.
             Scope::Cqrs => scenario.name == "claims-cqrs",
-            Scope::KafkaBench(_) => false,
+            Scope::KafkaBench(_) | Scope::BrokerBench(_) => false,
         }
     }
 
@@ -708,6 +748,7 @@ mod tests {
                     .to_string()
             })
             .collect();
+        let brokers: Vec<Broker> = broker_specs().iter().map(|spec| spec.broker).collect();
         let mut answered = 0;
         for claim in &claims.claims {
             let Some(family) = &claim.raw.family else {
@@ -724,6 +765,15 @@ mod tests {
                     }
                     other => panic!("{}: {other:?} is not a kafka-bench figure", claim.raw.id),
                 }
+            } else if family == BROKERS_FAMILY {
+                let Scope::BrokerBench(broker) = &gate.metric.scope else {
+                    panic!("{}: not a broker-bench figure", claim.raw.id)
+                };
+                assert!(
+                    brokers.contains(broker),
+                    "{}: the suite runs no {broker}",
+                    claim.raw.id
+                );
             } else {
                 let (_, scenario) = scenarios
                     .iter()
@@ -771,6 +821,7 @@ mod tests {
                 run_info: RunInfo::default(),
                 settle_deadline: Duration::from_secs(1),
                 kafka: bench_spec(),
+                brokers: broker_specs(),
             };
             let checked = checked_scenarios(&options).unwrap();
             assert!(checked.len() >= 5, "{}", checked.len());
@@ -804,12 +855,16 @@ mod tests {
             run_info: RunInfo::default(),
             settle_deadline: Duration::from_secs(1),
             kafka: bench_spec(),
+            brokers: broker_specs(),
         };
         let error = checked_scenarios(&options).unwrap_err();
         assert!(error.is_usage());
         let text = error.to_string();
         assert!(
-            text.contains("\"nope\"") && text.contains("users") && text.contains("kafka"),
+            text.contains("\"nope\"")
+                && text.contains("users")
+                && text.contains("kafka")
+                && text.contains("brokers"),
             "{text}"
         );
     }
@@ -825,6 +880,7 @@ mod tests {
             run_info: RunInfo::default(),
             settle_deadline: Duration::from_secs(1),
             kafka: bench_spec(),
+            brokers: broker_specs(),
         };
         let chosen = checked_scenarios(&options).unwrap();
         let families = chosen.len();
@@ -853,6 +909,17 @@ mod tests {
         let groups = shared_groups(chosen);
         let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
         assert_eq!(sizes, [1, 1, families - 2], "{sizes:?}");
+    }
+
+    fn broker_specs() -> Vec<BrokerSpec> {
+        Broker::ALL
+            .map(|broker| BrokerSpec {
+                broker,
+                duration: Duration::from_secs(10),
+                message_bytes: 1024,
+                producers: 1,
+            })
+            .to_vec()
     }
 
     fn bench_spec() -> BenchSpec {

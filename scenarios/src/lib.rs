@@ -19,13 +19,15 @@
 //!   judged once, the report built once). `faultline run` is argument parsing around it.
 //!   A `[load.find_max]` runs its capacity search against the system the run started.
 //! - [`claims`]: the claims suite, `faultline claims`: every scenario of
-//!   `scenarios/claims/` through [`run`], the Kafka benchmark of Table 5, and one
-//!   claims report of every claim of the documents; [`claims_cqrs`] is its comparison of
-//!   the read model against the view composed from the write side.
+//!   `scenarios/claims/` through [`run`], the Kafka benchmark of Table 5, the broker
+//!   benchmarks of Table 1 ([`claims_brokers`]), and one claims report of every claim of
+//!   the documents; [`claims_cqrs`] is its comparison of the read model against the view
+//!   composed from the write side.
 //!
 //! Depends on every other crate of the workspace; none depends on it but the binary.
 
 pub mod claims;
+pub mod claims_brokers;
 pub mod claims_cqrs;
 pub mod load;
 pub mod run;

@@ -1,7 +1,7 @@
 //! `faultline claims`: the claims suite. Arguments only; the suite is
 //! `faultline_scenarios::claims::run`. The Kafka benchmark's Table 5 settings are
 //! `faultline kafka-bench --table5`'s own, parsed by the same flags, so the two commands
-//! cannot drift apart. Exit 0 when the suite ran (the verdicts are the report's
+//! cannot drift apart; so are the broker benchmarks' (`faultline broker-bench`). Exit 0 when the suite ran (the verdicts are the report's
 //! content), 1 when a run failed to run, 2 for bad arguments or a bad scenario, 130
 //! when interrupted.
 
@@ -12,6 +12,7 @@ use clap::Parser;
 use faultline_results::RunInfo;
 use faultline_scenarios::claims::{self, SuiteError, SuiteOptions};
 
+use super::broker_bench::BrokerBenchArgs;
 use super::kafka_bench::KafkaBenchArgs;
 
 /// Records per Table 5 row: enough for a steady rate, short enough for the suite's budget;
@@ -19,6 +20,11 @@ use super::kafka_bench::KafkaBenchArgs;
 /// keeps a fifth of both: its rows say which tool leads, not a steady rate.
 const KAFKA_RECORDS: (&str, &str) = ("50000", "20000");
 const KAFKA_RECORDS_QUICK: (&str, &str) = ("10000", "4000");
+/// Each broker's run of the `brokers` family (NATS, then RabbitMQ, whose node takes
+/// about 8 s to start): long enough for the JVM client to settle; `--quick` keeps 3 s.
+const BROKER_DURATION: &str = "10s";
+const BROKER_DURATION_QUICK: &str = "3s";
+const BROKERS: [&str; 2] = ["nats", "rabbitmq"];
 
 /// Arguments of `faultline claims`.
 #[derive(Debug, clap::Args)]
@@ -28,11 +34,13 @@ const KAFKA_RECORDS_QUICK: (&str, &str) = ("10000", "4000");
   the document's rate. Families with the same [system] share one reference system, started
   once (the families that kill services run last on it); between two families the suite
   waits until no event is left behind. Then `faultline kafka-bench --table5` (family `kafka`,
-  document 002's Table 5) on three local brokers of its own.
+  document 002's Table 5) on three local brokers of its own, and `faultline broker-bench`
+  for NATS and RabbitMQ (family `brokers`, document 002's Table 1), 10 s each.
 
 What it writes:
   DIR/<family>/       each run's own report (index.html, results.json, summary.md, ...)
   DIR/kafka/          kafka-bench.json and the side-by-side table (table5.txt)
+  DIR/brokers/        nats.json, rabbitmq.json and their tables (nats.txt, rabbitmq.txt)
   DIR/claims.html     every claim of the documents: quote, claimed value and hardware, the
   DIR/claims.md       measured value with this machine's hardware, the capacity found, the
   DIR/claims.json     verdict, and a link to the run's report
@@ -53,13 +61,13 @@ pub struct ClaimsArgs {
 
     /// Holds of 2 s and one bisection round per capacity search, 10,000 Kafka records a
     /// row instead of 50,000 (after 4,000 to warm the brokers up instead of 20,000), and
-    /// 3 s instead of 10 s for each side of the CQRS comparison.
+    /// 3 s instead of 10 s for each side of the CQRS comparison and each broker-bench run.
     #[arg(long)]
     pub quick: bool,
 
     /// Run these families only, comma-separated: scenarios of the suite's folder by their
-    /// stem (e.g. `users,recovery`, which then share one system), or `kafka`. The other
-    /// families' claims say they were not run.
+    /// stem (e.g. `users,recovery`, which then share one system), `kafka` or `brokers`.
+    /// The other families' claims say they were not run.
     #[arg(long, value_name = "FAMILY,...", value_delimiter = ',')]
     pub only: Vec<String>,
 
@@ -68,7 +76,7 @@ pub struct ClaimsArgs {
     pub scenarios: PathBuf,
 
     /// Run nothing: write the claims report anew from the results already in DIR (each
-    /// family's results.json and kafka/kafka-bench.json), e.g. after editing
+    /// family's results.json, kafka/kafka-bench.json and brokers/*.json), e.g. after editing
     /// scenarios/claims.toml.
     #[arg(long)]
     pub report_only: bool,
@@ -77,6 +85,13 @@ pub struct ClaimsArgs {
     /// before the checker counts it as inconsistent.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub settle_deadline: Duration,
+}
+
+/// `faultline broker-bench`'s flags, parsed on their own.
+#[derive(Debug, Parser)]
+struct BrokerBenchLine {
+    #[command(flatten)]
+    args: BrokerBenchArgs,
 }
 
 /// `faultline kafka-bench`'s flags, parsed on their own.
@@ -104,6 +119,22 @@ pub async fn run(args: ClaimsArgs) -> anyhow::Result<ExitCode> {
     .args
     .spec()
     .context("the Table 5 settings of kafka-bench")?;
+    let duration = if args.quick {
+        BROKER_DURATION_QUICK
+    } else {
+        BROKER_DURATION
+    };
+    let brokers = BROKERS
+        .iter()
+        .map(|broker| {
+            let line = ["broker-bench", "--broker", broker, "--duration", duration];
+            BrokerBenchLine::try_parse_from(line)
+                .context("the flags of broker-bench")?
+                .args
+                .spec()
+                .context("the settings of broker-bench")
+        })
+        .collect::<anyhow::Result<_>>()?;
     let options = SuiteOptions {
         scenarios: args.scenarios,
         output: args.output,
@@ -118,6 +149,7 @@ pub async fn run(args: ClaimsArgs) -> anyhow::Result<ExitCode> {
         },
         settle_deadline: args.settle_deadline,
         kafka,
+        brokers,
     };
     let outcome = if args.report_only {
         claims::report_again(&options)

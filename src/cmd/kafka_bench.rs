@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use faultline_kafkabench::{table, BenchError, BenchSpec, Cluster, Grid, RowBound};
 use faultline_results::quantity::{parse_bytes, parse_duration, Dimension, Quantity};
 
@@ -204,19 +203,12 @@ pub async fn run(args: KafkaBenchArgs) -> anyhow::Result<ExitCode> {
         }
         Err(error) => Err(error),
     };
-    let results = match outcome {
-        Ok(results) => results,
-        Err(error) if error.is_usage() => {
-            eprintln!("error: {error}");
-            return Ok(ExitCode::from(2));
-        }
-        Err(error) => return Err(error.into()),
-    };
-    print!("{}", table::render(&results));
-    if let Some(dir) = &args.output {
-        let path = faultline_kafkabench::write_json(dir, &results)
-            .with_context(|| format!("writing the results into {}", dir.display()))?;
-        eprintln!("kafka-bench: wrote {}", path.display());
-    }
-    Ok(ExitCode::SUCCESS)
+    super::finish_bench(
+        "kafka-bench",
+        outcome,
+        BenchError::is_usage,
+        table::render,
+        args.output.as_deref(),
+        faultline_kafkabench::write_json,
+    )
 }

@@ -292,7 +292,8 @@ pub fn kafka_home(configured: Option<&Path>) -> Result<PathBuf, StackError> {
     }
 }
 
-pub(crate) fn default_cache_dir() -> PathBuf {
+/// `$XDG_CACHE_HOME/faultline`, else `~/.cache/faultline`: where scripts/setup installs tools.
+pub fn default_cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
         return PathBuf::from(dir).join("faultline");
     }

@@ -26,7 +26,7 @@ pub mod ports;
 pub mod postgres;
 pub mod process;
 pub mod prometheus;
-mod ready;
+pub mod ready;
 pub mod redis;
 mod server;
 pub mod smoke;

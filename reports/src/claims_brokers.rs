@@ -62,7 +62,7 @@ pub fn evaluate(claim: &Claim, bench: &BrokerBenchResults) -> ClaimResult {
     hold_bench_claim(claim, measure(&gate.metric, bench), || {
         bench.measured.received_per_sec.map(|received| {
             format!(
-                "; {} consumed {}/s of it",
+                "; {} consumed {} of it",
                 bench.broker.tool(),
                 Quantity::new(received, Dimension::Rate)
             )

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::outbox::OutboxTx;
-use super::ownership::{Ownership, OwnershipContext};
+use super::ownership::{learn_partition_counts, Ownership, OwnershipContext};
 use deadpool_postgres::Pool;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
@@ -369,12 +369,22 @@ impl<H: EventHandler> EventConsumer<H> {
             self.metrics.clone(),
             shutdown.clone(),
         ));
+        // Only a handler that reads ownership needs the partition counts it is decided by.
+        let counts = (self.handler.ownership().is_some()).then(|| {
+            tokio::spawn(learn_partition_counts(
+                self.consumer.clone(),
+                shutdown.clone(),
+            ))
+        });
         // The series exists, at zero, before the first event: a run reading it at its start
         // and end then counts every event it saw handled.
         self.metrics.event_handling.with_label_values(&[&self.name]);
         let this = Arc::new(self);
         let outcome = this.clone().consume(&shutdown).await;
         lag.abort();
+        if let Some(counts) = counts {
+            counts.abort();
+        }
         outcome
     }
 

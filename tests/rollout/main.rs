@@ -1,7 +1,8 @@
 //! Deployments and stops: a service stops quickly on SIGTERM and answers what it was sent
 //! first; a rollout under load replaces each replica while the gateway sends nothing to the
 //! one draining; a blue-green switch under light load loses no acknowledged order; a
-//! deployment of a service that does not exist is refused before anything starts. One
+//! deployment of a service that does not exist is refused before anything starts; one
+//! that fails part way stops the new replicas it started (`failed`). One
 //! system, started with `--replicas inventory=2,orders=2`, for the whole binary; its own,
 //! because a deployment replaces the processes (and ports) of replicas that other binaries'
 //! tests count requests on.
@@ -10,6 +11,8 @@
 
 #[path = "../common/harness.rs"]
 mod harness;
+
+mod failed;
 
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,6 +45,14 @@ fn main() -> ExitCode {
         (
             "a_deployment_of_an_unknown_service_is_exit_2_naming_it",
             |h| Box::pin(unknown_target(h)),
+        ),
+        (
+            "a_blue_green_that_cannot_start_every_new_replica_stops_those_it_did",
+            |h| {
+                Box::pin(
+                    failed::a_blue_green_that_cannot_start_every_new_replica_stops_those_it_did(h),
+                )
+            },
         ),
     ];
     harness::run(tests)

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::outbox::OutboxTx;
-use super::ownership::{Ownership, OwnershipContext};
+use super::ownership::{learn_partition_counts, Ownership, OwnershipContext};
 use deadpool_postgres::Pool;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
@@ -167,7 +167,8 @@ impl From<tokio_postgres::Error> for HandleError {
     }
 }
 
-/// Applies events inside the consumer's transaction.
+/// Applies events inside the consumer's transaction. A handler that wakes readers of what
+/// it wrote does it through [`OutboxTx::on_commit`], when they can see it.
 pub trait EventHandler: Send + Sync + 'static {
     /// The most records one transaction applies under a backlog (one commit, one WAL flush
     /// for all of them).
@@ -200,10 +201,6 @@ pub trait EventHandler: Send + Sync + 'static {
         event: &Envelope,
     ) -> impl Future<Output = Result<(), HandleError>> + Send;
 
-    /// Called once `event`'s transaction committed (not for a duplicate): a handler that
-    /// wakes readers of what it wrote does it here, when they can see it.
-    fn committed(&self, _event: &Envelope) {}
-
     /// Where the consumer keeps whether it owns every partition of its topics, for a
     /// handler whose readers care (analytics' long-polls); `None` for the others.
     fn ownership(&self) -> Option<Ownership> {
@@ -224,9 +221,6 @@ pub trait BatchHandler: Send + Sync + 'static {
         events: &[&Envelope],
     ) -> impl Future<Output = Result<(), HandleError>> + Send;
 
-    /// See [`EventHandler::committed`].
-    fn committed(&self, _event: &Envelope) {}
-
     /// See [`EventHandler::ownership`].
     fn ownership(&self) -> Option<Ownership> {
         None
@@ -244,10 +238,6 @@ impl<T: BatchHandler> EventHandler for T {
 
     async fn handle(&self, tx: &OutboxTx<'_>, event: &Envelope) -> Result<(), HandleError> {
         self.apply(tx, &[event]).await
-    }
-
-    fn committed(&self, event: &Envelope) {
-        BatchHandler::committed(self, event)
     }
 
     fn ownership(&self) -> Option<Ownership> {
@@ -369,12 +359,22 @@ impl<H: EventHandler> EventConsumer<H> {
             self.metrics.clone(),
             shutdown.clone(),
         ));
+        // Only a handler that reads ownership needs the partition counts it is decided by.
+        let counts = (self.handler.ownership().is_some()).then(|| {
+            tokio::spawn(learn_partition_counts(
+                self.consumer.clone(),
+                shutdown.clone(),
+            ))
+        });
         // The series exists, at zero, before the first event: a run reading it at its start
         // and end then counts every event it saw handled.
         self.metrics.event_handling.with_label_values(&[&self.name]);
         let this = Arc::new(self);
         let outcome = this.clone().consume(&shutdown).await;
         lag.abort();
+        if let Some(counts) = counts {
+            counts.abort();
+        }
         outcome
     }
 
@@ -523,9 +523,6 @@ impl<H: EventHandler> EventConsumer<H> {
             self.handler.handle_batch(&tx, &applied).await?;
         }
         tx.commit().await?;
-        for event in &applied {
-            self.handler.committed(event);
-        }
         Ok(applied.len())
     }
 
@@ -613,7 +610,6 @@ impl<H: EventHandler> EventConsumer<H> {
         }
         self.handler.handle(&tx, event).await?;
         tx.commit().await?;
-        self.handler.committed(event);
         Ok(true)
     }
 

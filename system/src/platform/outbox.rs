@@ -132,13 +132,27 @@ struct RelayStatements {
 ///
 /// It derefs to the [`Transaction`], so handlers query through it as before; only
 /// [`OutboxTx::commit`] writes the staged events, so dropping it (or
-/// [`OutboxTx::rollback`]) announces nothing, exactly as a rolled-back `INSERT` did.
+/// [`OutboxTx::rollback`]) announces nothing, exactly as a rolled-back `INSERT` did. The
+/// same holds for what a handler asks to run once its writes are visible
+/// ([`OutboxTx::on_commit`]).
 pub struct OutboxTx<'a> {
     tx: Transaction<'a>,
     /// Topic and event, in the order they were enqueued: the order they get their `seq`,
     /// so the relay publishes a key's events in the order they happened.
     staged: Mutex<Vec<(String, Envelope)>>,
+    /// Run, in order, once the transaction committed.
+    on_commit: Mutex<Vec<AfterCommit>>,
     _span: tracing::Span, // the transaction's span (telemetry), ended with it
+}
+
+/// Something to do once a transaction committed (e.g. wake the readers of what it wrote).
+type AfterCommit = Box<dyn FnOnce() + Send>;
+
+/// A panic while pushing cannot leave a vector half-written: take it as it is.
+fn unpoisoned<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl<'a> OutboxTx<'a> {
@@ -150,6 +164,7 @@ impl<'a> OutboxTx<'a> {
             _span: super::telemetry::transaction_span(), // first: BEGIN is in it
             tx: client.transaction().await?,
             staged: Mutex::new(Vec::new()),
+            on_commit: Mutex::new(Vec::new()),
         })
     }
 
@@ -159,13 +174,24 @@ impl<'a> OutboxTx<'a> {
         self.staged_events().push((topic.to_string(), event));
     }
 
-    /// Writes the staged events (one `INSERT` for all of them) and commits.
+    /// Runs `action` once this transaction committed; never if it does not.
+    pub fn on_commit(&self, action: impl FnOnce() + Send + 'static) {
+        unpoisoned(&self.on_commit).push(Box::new(action));
+    }
+
+    /// Writes the staged events (one `INSERT` for all of them), commits, then runs what
+    /// was to run on commit.
     pub async fn commit(self) -> Result<(), tokio_postgres::Error> {
         let staged = std::mem::take(&mut *self.staged_events());
         if !staged.is_empty() {
             insert_events(&self.tx, &staged).await?;
         }
-        self.tx.commit().await
+        let on_commit = std::mem::take(&mut *unpoisoned(&self.on_commit));
+        self.tx.commit().await?;
+        for action in on_commit {
+            action();
+        }
+        Ok(())
     }
 
     /// Rolls back: nothing staged is written.
@@ -174,10 +200,7 @@ impl<'a> OutboxTx<'a> {
     }
 
     fn staged_events(&self) -> std::sync::MutexGuard<'_, Vec<(String, Envelope)>> {
-        // A panic while pushing cannot leave the vector half-written: take it as it is.
-        self.staged
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        unpoisoned(&self.staged)
     }
 }
 

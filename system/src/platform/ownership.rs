@@ -7,14 +7,19 @@
 //! the database a query each (about one per checkout, measured with
 //! `scripts/profile-saga`). [`OwnershipContext`] keeps [`Ownership`] up to date from the
 //! group's rebalances, so the waiters can tell.
+//!
+//! A rebalance callback runs where the consumer is polled, on an async worker, so it must
+//! not wait on the network: the topics' partition counts are learned once beside it
+//! ([`learn_partition_counts`]) and the callback only compares.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::ClientContext;
+use tokio_util::sync::CancellationToken;
 
 /// Shared flag: does this member own all partitions of its subscription right now?
 /// False until a rebalance assigned them all, and again from the moment any is revoked.
@@ -38,27 +43,74 @@ impl Ownership {
     }
 }
 
+/// What ownership is decided from, changed by rebalances and by learned counts.
+#[derive(Debug, Default)]
+struct Partitions {
+    /// Each subscribed topic's partition count, once learned.
+    counts: HashMap<String, usize>,
+    /// The subscribed topics, as of the last rebalance or count learned.
+    topics: Vec<String>,
+    /// How many partitions of each topic the last rebalance assigned; `None` from the
+    /// moment partitions start to move until they are assigned again.
+    assigned: Option<HashMap<String, usize>>,
+}
+
+impl Partitions {
+    /// Unknown counts count as not owning everything: the waiters then keep looking on
+    /// their own, which is always correct.
+    fn owns_everything(&self) -> bool {
+        let Some(assigned) = &self.assigned else {
+            return false;
+        };
+        !self.topics.is_empty()
+            && self.topics.iter().all(|topic| {
+                self.counts.get(topic).is_some_and(|&partitions| {
+                    partitions > 0 && assigned.get(topic) == Some(&partitions)
+                })
+            })
+    }
+}
+
 /// A consumer context that tracks [`Ownership`] across rebalances.
 #[derive(Debug, Clone, Default)]
 pub struct OwnershipContext {
     ownership: Ownership,
+    partitions: Arc<Mutex<Partitions>>,
 }
 
 impl OwnershipContext {
     pub fn new(ownership: Ownership) -> OwnershipContext {
-        OwnershipContext { ownership }
+        OwnershipContext {
+            ownership,
+            partitions: Arc::default(),
+        }
+    }
+
+    /// A std mutex, not a tokio one: nothing is awaited while it is held. A panic while
+    /// it was held left plain values, each still meaningful, so poisoning is ignored.
+    fn partitions(&self) -> MutexGuard<'_, Partitions> {
+        self.partitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Changes what ownership is decided from, and the flag with it (under the same lock,
+    /// so a rebalance and a learned count cannot publish out of order).
+    fn update(&self, change: impl FnOnce(&mut Partitions)) -> bool {
+        let mut partitions = self.partitions();
+        change(&mut partitions);
+        let everything = partitions.owns_everything();
+        self.ownership.set(everything);
+        everything
     }
 }
 
 impl ClientContext for OwnershipContext {}
 
-/// How long a rebalance waits for the topics' partition counts.
-const METADATA_TIMEOUT: Duration = Duration::from_millis(500);
-
 impl ConsumerContext for OwnershipContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
         // Whatever comes next, partitions are about to move: not the sole owner meanwhile.
-        self.ownership.set(false);
+        self.update(|partitions| partitions.assigned = None);
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -69,34 +121,91 @@ impl ConsumerContext for OwnershipContext {
         for element in assigned.elements() {
             *owned.entry(element.topic().to_string()).or_default() += 1;
         }
-        let Ok(subscription) = consumer.subscription() else {
-            return;
-        };
-        let mut topics: Vec<String> = (subscription.elements().iter())
-            .map(|element| element.topic().to_string())
-            .collect();
-        topics.dedup();
-        // Unknown counts (metadata not answered in time) count as not owning everything:
-        // the waiters then keep looking on their own, which is always correct.
-        let everything = !topics.is_empty()
-            && topics.iter().all(|topic| {
-                consumer
-                    .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-                    .ok()
-                    .and_then(|metadata| {
-                        (metadata.topics().iter())
-                            .find(|t| t.name() == topic)
-                            .map(|t| t.partitions().len())
-                    })
-                    .is_some_and(|partitions| {
-                        partitions > 0 && owned.get(topic).copied() == Some(partitions)
-                    })
-            });
+        // The subscription is local state: no round trip.
+        let topics = subscribed(consumer);
+        let everything = self.update(|partitions| {
+            partitions.topics = topics;
+            partitions.assigned = Some(owned.clone());
+        });
         tracing::debug!(
             everything,
             ?owned,
             "partitions assigned: owner of all of them"
         );
-        self.ownership.set(everything);
     }
+}
+
+/// The topics `consumer` subscribes to (none if it cannot say).
+fn subscribed<C: Consumer<OwnershipContext>>(consumer: &C) -> Vec<String> {
+    consumer.subscription().map_or_else(
+        |_| Vec::new(),
+        |subscription| {
+            (subscription.elements().iter())
+                .map(|element| element.topic().to_string())
+                .collect()
+        },
+    )
+}
+
+/// How long one metadata request may take.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long to wait before asking again for counts the broker did not give yet (a topic
+/// created a moment ago may not be in every broker's metadata).
+const METADATA_RETRY: Duration = Duration::from_secs(1);
+
+/// Learns the partition count of every topic `consumer` subscribes to, off the async
+/// workers, asking again until each is known or `shutdown`; ownership is decided again
+/// once they are, so a rebalance that came first counts too. Run it beside the loop that
+/// polls `consumer`.
+pub async fn learn_partition_counts<C>(consumer: Arc<C>, shutdown: CancellationToken)
+where
+    C: Consumer<OwnershipContext> + Send + Sync + 'static,
+{
+    loop {
+        let asked = consumer.clone();
+        let learned = tokio::task::spawn_blocking(move || partition_counts(asked.as_ref()));
+        let complete = match learned.await {
+            Ok((topics, counts)) => {
+                let complete = !topics.is_empty() && topics.iter().all(|t| counts.contains_key(t));
+                let everything = consumer.context().update(|partitions| {
+                    partitions.topics = topics;
+                    partitions.counts.extend(counts);
+                });
+                tracing::debug!(everything, complete, "partition counts learned");
+                complete
+            }
+            Err(error) => {
+                tracing::warn!(%error, "partition counts: metadata task failed");
+                false
+            }
+        };
+        if complete {
+            return;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(METADATA_RETRY) => {}
+        }
+    }
+}
+
+/// The subscribed topics and the partition counts the broker gives for them (a topic it
+/// does not answer for, or lists without partitions, is left out). Blocks on the network.
+fn partition_counts<C: Consumer<OwnershipContext>>(
+    consumer: &C,
+) -> (Vec<String>, HashMap<String, usize>) {
+    let topics = subscribed(consumer);
+    let counts = (topics.iter())
+        .filter_map(|topic| {
+            let metadata = consumer
+                .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+                .ok()?;
+            let partitions = (metadata.topics().iter())
+                .find(|t| t.name() == topic)
+                .map(|t| t.partitions().len())
+                .filter(|&partitions| partitions > 0)?;
+            Some((topic.clone(), partitions))
+        })
+        .collect();
+    (topics, counts)
 }

@@ -465,19 +465,23 @@ impl BatchHandler for Projector {
             newest.insert(order.order_id, order);
             self.observe_lag(event);
         }
+        // Each event's view (its key) can be seen at its version once committed: then wake
+        // its waiters (an older version than one announced wakes nobody).
+        let announced: Vec<(String, i64)> = (changes.iter())
+            .map(|(event, order)| (event.key.clone(), order.version))
+            .collect();
+        let views = self.views.clone();
+        tx.on_commit(move || {
+            for (key, version) in &announced {
+                views.announce(key, *version);
+            }
+        });
         write_views(tx, newest.into_values()).await?;
         totals.write(tx).await
     }
 
-    /// The view of the event's order (its key) changed and committed: wake its waiters.
     fn ownership(&self) -> Option<Ownership> {
         Some(self.views.ownership())
-    }
-
-    fn committed(&self, event: &Envelope) {
-        if let Ok(order) = event.payload_as::<OrderChanged>() {
-            self.views.announce(&event.key, order.version);
-        }
     }
 }
 

@@ -373,7 +373,6 @@ impl Placing {
             .map_err(ApiError::internal)?,
         )
         .with_traceparent(self.traceparent.clone());
-        let items_json = serde_json::to_value(&items).map_err(ApiError::internal)?;
         let created = OrderChanged {
             order_id: self.order_id,
             user_id: self.user_id,
@@ -398,12 +397,16 @@ impl Placing {
             (messages::ORDERS_EVENTS.to_string(), event),
         ];
         let columns = outbox::OutboxColumns::of(&events);
+        // The row's items are order.created's, already JSON: not serialised a second time.
+        let (_, order_created) = &events[1];
+        let items_json = (order_created.payload.get("items"))
+            .ok_or_else(|| ApiError::internal("order.created's payload has no items"))?;
         let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
             &self.order_id,
             &self.user_id,
             &self.idempotency_key,
             &step::RESERVING,
-            &items_json,
+            items_json,
             &self.created_at,
         ];
         params.extend(columns.params());

@@ -11,6 +11,11 @@
 //! take them out of supervision and stop them with SIGTERM, which lets their own in-flight
 //! work finish. A service the gateway does not route to (payments, shipping...) skips the
 //! switch: its consumers share a group, so Kafka moves its partitions on its own.
+//!
+//! A replacement that fails before its old replicas leave (a new one does not start, or
+//! never answers ready, or the gateway does not apply the switch) stops the new replicas it
+//! started and routes the gateway back to the old ones if it was told otherwise: the old
+//! set serves on. A rollout keeps the replacements it finished before.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -93,13 +98,20 @@ impl System {
         drain: Duration,
     ) -> Result<Replacement, SystemError> {
         let started = Instant::now();
-        let new = self.start_replicas(kind, old.len())?;
-        if let Err(error) = self.wait_ready(kind, &new).await {
-            self.stop_replicas(kind, &new).await;
+        let mut new = Vec::with_capacity(old.len());
+        let brought_up = match self.start_replicas(kind, old.len(), &mut new) {
+            Ok(()) => self.wait_ready(kind, &new).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = brought_up {
+            self.call_off(kind, &new, false).await;
             return Err(error);
         }
         let ready = Instant::now();
-        self.switch(kind, old).await?;
+        if let Err(error) = self.switch(kind, old).await {
+            self.call_off(kind, &new, true).await;
+            return Err(error);
+        }
         let switched = Instant::now();
         tokio::time::sleep(drain).await;
         self.stop_replicas(kind, old).await;
@@ -125,9 +137,32 @@ impl System {
         })
     }
 
-    /// Starts `count` new replicas of `kind` like its first one, on new ports; returns
-    /// their numbers. They are supervised (restarted if they die) from the start.
-    fn start_replicas(&self, kind: ServiceKind, count: usize) -> Result<Vec<usize>, SystemError> {
+    /// A step that failed before its old replicas left: the gateway is routed back to them
+    /// if it may have been told of the new ones (`routed`), and the new ones `started` are
+    /// stopped, so the old set goes on serving as before.
+    async fn call_off(&self, kind: ServiceKind, started: &[usize], routed: bool) {
+        tracing::warn!(
+            service = kind.name(),
+            ?started,
+            "deployment step failed: stopping its new replicas"
+        );
+        if routed {
+            if let Err(error) = self.switch(kind, started).await {
+                tracing::warn!(%error, "routing the gateway back to the old replicas");
+            }
+        }
+        self.stop_replicas(kind, started).await;
+    }
+
+    /// Starts `count` new replicas of `kind` like its first one, on new ports, adding
+    /// their numbers to `started` as each starts (so that a failure part way still says
+    /// which did). They are supervised (restarted if they die) from the start.
+    fn start_replicas(
+        &self,
+        kind: ServiceKind,
+        count: usize,
+        started: &mut Vec<usize>,
+    ) -> Result<(), SystemError> {
         let mut processes = lock(&self.processes);
         let template = processes
             .iter()
@@ -145,7 +180,6 @@ impl System {
             .map(|p| p.replica)
             .max()
             .unwrap_or(0);
-        let mut started = Vec::with_capacity(count);
         for _ in 0..count {
             next += 1;
             let port = ports::free_port(kind.name())?;
@@ -175,7 +209,7 @@ impl System {
             });
             started.push(next);
         }
-        Ok(started)
+        Ok(())
     }
 
     /// Waits until every replica in `numbers` answers ready; one that exits or stays

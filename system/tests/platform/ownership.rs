@@ -1,14 +1,17 @@
 //! A consumer group member knows when it owns every partition of its topics (analytics'
 //! long-polls then stop looking on their own), and stops believing it once another member
-//! takes a share.
+//! takes a share. The partition counts ownership is decided by are learned beside the
+//! polling, never in a rebalance; a member assigned everything before it knows them learns
+//! that it owns everything once it does.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use faultline_system::platform::consumer::GroupConsumer;
-use faultline_system::platform::ownership::Ownership;
+use faultline_system::platform::ownership::{learn_partition_counts, Ownership};
 use faultline_system::stack::{smoke::create_topic, Stack};
+use rdkafka::consumer::Consumer;
 use tokio_util::sync::CancellationToken;
 
 use crate::support;
@@ -45,8 +48,24 @@ pub async fn a_member_knows_when_it_owns_every_partition(stack: Arc<Stack>) -> a
 
     let first = Ownership::new();
     let stop_first = CancellationToken::new();
-    let first_consumer = support::owning_consumer(&kafka, group, &[topic], first.clone())?;
-    let first_task = drive(Arc::new(first_consumer), stop_first.clone());
+    let first_consumer = Arc::new(support::owning_consumer(
+        &kafka,
+        group,
+        &[topic],
+        first.clone(),
+    )?);
+    let first_task = drive(first_consumer.clone(), stop_first.clone());
+    until("the only member is assigned all 3 partitions", || {
+        (first_consumer.assignment()).is_ok_and(|assigned| assigned.count() == 3)
+    })
+    .await?;
+    if first.owns_everything() {
+        bail!("owner of everything before the topic's partition count was known");
+    }
+    let first_counts = tokio::spawn(learn_partition_counts(
+        first_consumer.clone(),
+        stop_first.clone(),
+    ));
     until("the only member owns all 3 partitions", || {
         first.owns_everything()
     })
@@ -54,8 +73,17 @@ pub async fn a_member_knows_when_it_owns_every_partition(stack: Arc<Stack>) -> a
 
     let second = Ownership::new();
     let stop_second = CancellationToken::new();
-    let second_consumer = support::owning_consumer(&kafka, group, &[topic], second.clone())?;
-    let second_task = drive(Arc::new(second_consumer), stop_second.clone());
+    let second_consumer = Arc::new(support::owning_consumer(
+        &kafka,
+        group,
+        &[topic],
+        second.clone(),
+    )?);
+    let second_counts = tokio::spawn(learn_partition_counts(
+        second_consumer.clone(),
+        stop_second.clone(),
+    ));
+    let second_task = drive(second_consumer, stop_second.clone());
     until("the first member gives up sole ownership", || {
         !first.owns_everything()
     })
@@ -73,11 +101,13 @@ pub async fn a_member_knows_when_it_owns_every_partition(stack: Arc<Stack>) -> a
     // The second leaves (closing the consumer leaves the group): the first owns all again.
     stop_second.cancel();
     second_task.await?;
+    second_counts.await?;
     until("the remaining member owns all 3 partitions again", || {
         first.owns_everything()
     })
     .await?;
     stop_first.cancel();
     first_task.await?;
+    first_counts.await?;
     Ok(())
 }

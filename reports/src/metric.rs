@@ -742,7 +742,7 @@ pub fn slo_recoveries(results: &Results) -> Result<Vec<Option<f64>>, String> {
         return Err("no fault was injected".into());
     }
     let start = start_unix(results).ok_or("metadata.started_at does not parse")?;
-    let offset = |second: u64| second as f64 - start.floor();
+    let offset = |second: u64| second as f64 - start; // from the exact start, as faults are
     let fault_ranges: Vec<(f64, Option<f64>)> = results
         .faults
         .iter()
@@ -787,7 +787,7 @@ pub fn slo_recoveries(results: &Results) -> Result<Vec<Option<f64>>, String> {
         .map(|(_, end)| {
             let end = (*end)?;
             let (at, _, _) = per_second.iter().find(|(at, second, histogram)| {
-                *at + 1e-9 >= end.floor()
+                *at + 1.0 > end // from the second [at, at + 1) the fault ended in
                     && second.requests > 0
                     && (second.errors.total() as f64 / second.requests as f64) <= normal_errors
                     && !histogram.is_empty()

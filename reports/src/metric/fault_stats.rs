@@ -122,18 +122,25 @@ mod tests {
     }
 
     fn run(faults: Vec<FaultWindow>) -> Results {
+        run_with(faults, |k| (latency(k), errors(k)))
+    }
+
+    /// A run whose second `k` has two requests answered in `second(k).0`, `second(k).1`
+    /// of them errors.
+    fn run_with(faults: Vec<FaultWindow>, second: impl Fn(u64) -> (Duration, u64)) -> Results {
         let mut collected = BTreeMap::new();
         for k in 0..SECONDS {
+            let (latency, errors) = second(k);
             let mut bucket = Bucket {
                 requests: 2,
-                ok: 2 - errors(k),
+                ok: 2 - errors,
                 ..Bucket::default()
             };
-            for _ in 0..errors(k) {
+            for _ in 0..errors {
                 bucket.errors.add(ErrorClass::Http5xx);
             }
             for _ in 0..2 {
-                record(&mut bucket.latency, latency(k));
+                record(&mut bucket.latency, latency);
             }
             collected.insert((0, FIRST_SECOND + k), bucket);
         }
@@ -235,5 +242,25 @@ mod tests {
         let max = during(&results, a, Stat::Max).unwrap();
         assert!(near(min, window[0]), "min {min}");
         assert!(near(max, window[1]), "max {max}");
+    }
+
+    /// Recovery is looked for from the second the fault ended in. The run starts at .250,
+    /// so second 4 spans [3.75, 4.75) of the run: a fault ending at 3.9 ended in it, and
+    /// it was slow. Counted from the whole second before the start, second 3 looked like
+    /// [3, 4) and the fault recovered "at once", in a second that was over before it ended.
+    #[test]
+    fn recovery_starts_from_the_second_the_fault_ended_in() {
+        let slow_fourth = |k| match k {
+            4 => (Duration::from_millis(100), 0),
+            _ => (Duration::from_millis(1), 0),
+        };
+        let results = run_with(vec![fault("a", 1.9, Some(3.9))], slow_fourth);
+        let recoveries = crate::metric::slo_recoveries(&results).unwrap();
+        let took = recoveries[0].unwrap();
+        // Second 5 begins at 4.75: the first normal second after the end.
+        assert!(
+            (took - (4.75 - 3.9)).abs() < 1e-6,
+            "recovered after {took} s"
+        );
     }
 }

@@ -116,9 +116,11 @@ CREATE TABLE processed_events (
 );
 ";
 
-/// Workers applying records in parallel, one partition always on the same worker.
+/// Workers applying records in parallel, one partition always on the same worker, unless
+/// the handler says otherwise ([`EventHandler::WORKERS`]).
 pub const PARTITION_WORKERS: usize = 4;
-/// Records waiting per worker; a full queue stops taking records off Kafka.
+/// Records waiting per worker (at least two of the handler's batches); a full queue stops
+/// taking records off Kafka.
 const WORKER_QUEUE: usize = 64;
 
 /// Conflicts retried without a pause before the backoff starts.
@@ -174,6 +176,12 @@ pub trait EventHandler: Send + Sync + 'static {
     /// for all of them).
     const BATCH: usize = 32;
 
+    /// Workers applying this consumer's partitions side by side. Workers overlap one
+    /// transaction's commit wait with another's work; but a handler whose batches lock the
+    /// same rows whatever their partition (a product's stock) only makes them queue on
+    /// each other's locks, so it runs one worker, whose batches grow with the load instead.
+    const WORKERS: usize = PARTITION_WORKERS;
+
     /// Whether a batch's events of different keys may be applied at once by
     /// [`apply_each`] (their statements pipelined on the transaction's connection). False
     /// for a handler whose events of different keys read and write the same rows, or that
@@ -213,6 +221,11 @@ pub trait EventHandler: Send + Sync + 'static {
 /// as a batch of one, so that one path decides both. Every such type is an
 /// [`EventHandler`].
 pub trait BatchHandler: Send + Sync + 'static {
+    /// See [`EventHandler::BATCH`].
+    const BATCH: usize = 32;
+    /// See [`EventHandler::WORKERS`].
+    const WORKERS: usize = PARTITION_WORKERS;
+
     /// Applies `events` (each new, at least one: duplicates are already taken out) in `tx`,
     /// in order.
     fn apply(
@@ -228,6 +241,9 @@ pub trait BatchHandler: Send + Sync + 'static {
 }
 
 impl<T: BatchHandler> EventHandler for T {
+    const BATCH: usize = <T as BatchHandler>::BATCH;
+    const WORKERS: usize = <T as BatchHandler>::WORKERS;
+
     async fn handle_batch(
         &self,
         tx: &OutboxTx<'_>,
@@ -382,11 +398,12 @@ impl<H: EventHandler> EventConsumer<H> {
     /// are applied in parallel (each transaction waits on its commit, not on the CPU), and
     /// in order within each partition, which is all the ordering events have.
     async fn consume(self: Arc<Self>, shutdown: &CancellationToken) -> Result<(), ConsumeError> {
-        let mut workers = Vec::with_capacity(PARTITION_WORKERS);
-        let mut queues = Vec::with_capacity(PARTITION_WORKERS);
-        for _ in 0..PARTITION_WORKERS {
+        let mut workers = Vec::with_capacity(H::WORKERS);
+        let mut queues = Vec::with_capacity(H::WORKERS);
+        let queue_len = WORKER_QUEUE.max(2 * H::BATCH);
+        for _ in 0..H::WORKERS.max(1) {
             // Each record with the instant it was taken off Kafka, for `event_handling`.
-            let (queue, mut records) = mpsc::channel::<(OwnedMessage, Instant)>(WORKER_QUEUE);
+            let (queue, mut records) = mpsc::channel::<(OwnedMessage, Instant)>(queue_len);
             let this = self.clone();
             let shutdown = shutdown.clone();
             queues.push(queue);
@@ -442,7 +459,7 @@ impl<H: EventHandler> EventConsumer<H> {
                     continue;
                 }
             };
-            let worker = message.0.partition().unsigned_abs() as usize % PARTITION_WORKERS;
+            let worker = message.0.partition().unsigned_abs() as usize % queues.len();
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 sent = queues[worker].send(message) => if sent.is_err() { break },

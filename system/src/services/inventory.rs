@@ -253,6 +253,14 @@ pub async fn audit(pool: &Pool) -> Result<Vec<AuditFinding>, ApiError> {
 pub struct CommandHandler;
 
 impl BatchHandler for CommandHandler {
+    /// Every batch locks the stock rows of the products it names, whatever its partitions,
+    /// so parallel workers only queued on each other's locks (a lock convoy: at 400
+    /// checkouts/s each waited 19 ms on average for the stock read, and inventory finished
+    /// 13 reservations per transaction). One worker instead takes, each time, all that
+    /// arrived during its last commit.
+    const WORKERS: usize = 1;
+    const BATCH: usize = 128;
+
     /// Reservations of different orders write the same products' rows: a batch is applied
     /// as a whole, its products locked once, in id order ([`batch`]).
     async fn apply(&self, tx: &OutboxTx<'_>, events: &[&Envelope]) -> Result<(), HandleError> {

@@ -31,7 +31,7 @@ use crate::platform::migrate;
 use crate::services::inventory;
 use crate::services::ServiceKind;
 use crate::stack::process::{self, ManagedProcess, ProcessSpec};
-use crate::stack::{ports, MeshScrape, ScrapeTarget, Stack, StackError, StackSpec};
+use crate::stack::{ports, MeshScrape, ScrapeScheme, ScrapeTarget, Stack, StackError, StackSpec};
 
 mod deploy;
 pub use deploy::Replacement;
@@ -397,8 +397,13 @@ impl System {
             .map(|service| ScrapeTarget {
                 port: service.port,
                 replica: service.replica,
-                server_name: service.mesh.then(|| mesh::dns_name(service.kind.name())),
-                public_tls: service.tls_ca.is_some(),
+                scheme: if service.tls_ca.is_some() {
+                    ScrapeScheme::PublicTls
+                } else if service.mesh {
+                    ScrapeScheme::Mesh(mesh::dns_name(service.kind.name()))
+                } else {
+                    ScrapeScheme::Http
+                },
             })
             .collect();
         Ok(prometheus.set_targets(&targets)?)

@@ -42,7 +42,9 @@ pub use jaeger::{Jaeger, JaegerQuery};
 pub use kafka::{KafkaBroker, KafkaCluster, KafkaSpec, KAFKA_VERSION};
 pub use kafka_auth::{KafkaAuth, KafkaClient};
 pub use postgres::{PostgresServer, PostgresSpec};
-pub use prometheus::{MeshScrape, Prometheus, PrometheusQuery, PrometheusSpec, ScrapeTarget};
+pub use prometheus::{
+    MeshScrape, Prometheus, PrometheusQuery, PrometheusSpec, ScrapeScheme, ScrapeTarget,
+};
 pub use redis::{RedisServer, RedisSpec};
 pub use server::Server;
 

@@ -65,12 +65,20 @@ pub struct Prometheus {
 pub struct ScrapeTarget {
     pub port: u16,
     pub replica: usize,
-    /// Under mutual TLS, the name its certificate bears (one of
-    /// [`MeshScrape::server_names`]): it is scraped over HTTPS. `None`: plain HTTP.
-    pub server_name: Option<String>,
-    /// It serves HTTPS with a certificate of the CA [`Prometheus::scrape_public_tls`] was
-    /// given (the gateway with `gateway_tls`), and is scraped in that job.
-    pub public_tls: bool,
+    pub scheme: ScrapeScheme,
+}
+
+/// How a replica serves its `/metrics`, which decides the job that scrapes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScrapeScheme {
+    /// Plain HTTP.
+    Http,
+    /// HTTPS with a certificate of the CA [`Prometheus::scrape_public_tls`] was given (the
+    /// gateway with `gateway_tls`), scraped in that job.
+    PublicTls,
+    /// Mutual TLS, with a certificate bearing this name (one of
+    /// [`MeshScrape::server_names`]), scraped in that name's job.
+    Mesh(String),
 }
 
 /// Which job scrapes a target, and so which targets file names it.
@@ -83,10 +91,10 @@ enum Job<'a> {
 
 impl ScrapeTarget {
     fn job(&self) -> Job<'_> {
-        match (&self.server_name, self.public_tls) {
-            (_, true) => Job::PublicTls,
-            (Some(name), false) => Job::Mesh(name),
-            (None, false) => Job::Plain,
+        match &self.scheme {
+            ScrapeScheme::Http => Job::Plain,
+            ScrapeScheme::PublicTls => Job::PublicTls,
+            ScrapeScheme::Mesh(name) => Job::Mesh(name),
         }
     }
 }
@@ -125,7 +133,10 @@ impl Prometheus {
             .get()
             .map_or(&[][..], |m| m.server_names.as_slice());
         let unscraped = (targets.iter())
-            .filter_map(|target| target.server_name.as_ref())
+            .filter_map(|target| match &target.scheme {
+                ScrapeScheme::Mesh(name) => Some(name),
+                _ => None,
+            })
             .find(|name| !mesh_names.contains(*name));
         if let Some(name) = unscraped {
             return Err(StackError::Invalid(format!(
@@ -134,7 +145,11 @@ impl Prometheus {
             )));
         }
         let public_tls = self.public_ca.get().is_some();
-        if !public_tls && targets.iter().any(|target| target.public_tls) {
+        if !public_tls
+            && targets
+                .iter()
+                .any(|target| target.scheme == ScrapeScheme::PublicTls)
+        {
             return Err(StackError::Invalid(
                 "Prometheus has no scrape job for replicas serving HTTPS with their own CA \
                  (Prometheus::scrape_public_tls not called)"
@@ -166,7 +181,7 @@ impl Prometheus {
         Ok(())
     }
 
-    /// From now on, scrapes the replicas [`ScrapeTarget::server_name`] names over mutual
+    /// From now on, scrapes the replicas [`ScrapeScheme::Mesh`] names over mutual
     /// TLS as `mesh` says: rewrites the configuration with a job per name, and has
     /// Prometheus reload it (an error quotes why it refused). Once per Prometheus.
     pub async fn scrape_mesh(&self, mesh: MeshScrape) -> Result<(), StackError> {
@@ -181,7 +196,7 @@ impl Prometheus {
         self.configure().await
     }
 
-    /// From now on, scrapes the replicas marked [`ScrapeTarget::public_tls`] over HTTPS,
+    /// From now on, scrapes the replicas marked [`ScrapeScheme::PublicTls`] over HTTPS,
     /// trusting the CA in `ca_file` (the gateway's, made when it started). Once per
     /// Prometheus.
     pub async fn scrape_public_tls(&self, ca_file: PathBuf) -> Result<(), StackError> {
@@ -578,8 +593,9 @@ mod tests {
         ScrapeTarget {
             port,
             replica,
-            server_name: server_name.map(str::to_string),
-            public_tls: false,
+            scheme: server_name.map_or(ScrapeScheme::Http, |name| {
+                ScrapeScheme::Mesh(name.to_string())
+            }),
         }
     }
 
@@ -641,7 +657,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let prometheus = prometheus_in(dir.path());
         let gateway = ScrapeTarget {
-            public_tls: true,
+            scheme: ScrapeScheme::PublicTls,
             ..target(4005, 1, None)
         };
         let targets = [target(4001, 1, None), gateway];

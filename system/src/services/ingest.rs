@@ -33,7 +33,7 @@ pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, Servic
         .await
         .map_err(|reason| ctx.kafka_error(reason))?;
     let producer = producer(&kafka).map_err(|reason| ctx.kafka_error(reason))?;
-    ctx.add_probe("kafka", kafka_probe(&kafka));
+    ctx.add_probe("kafka", kafka_probe(&producer));
     Ok(routes(producer))
 }
 

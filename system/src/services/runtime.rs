@@ -189,7 +189,10 @@ impl Platform {
                 Ok(())
             })
         });
-        vec![("database", database), ("kafka", kafka_probe(&self.producer))]
+        vec![
+            ("database", database),
+            ("kafka", kafka_probe(&self.producer)),
+        ]
     }
 }
 
@@ -470,5 +473,26 @@ impl<'a> ServiceContext<'a> {
             probes: self.probes,
             metrics,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The probe asks on the producer's connections: with no broker behind them it must say
+    /// so (within `/health/ready`'s 2 s), not answer from what the client last knew.
+    #[tokio::test]
+    async fn the_kafka_probe_fails_when_no_broker_answers() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = listener.local_addr().expect("its address").port();
+        drop(listener); // nothing listens there now
+        let kafka = KafkaClient::new(format!("127.0.0.1:{port}"), None);
+        let producer = producer(&kafka).expect("a producer needs no broker to be made");
+        let probe = kafka_probe(&producer);
+        let outcome = tokio::time::timeout(Duration::from_secs(2), probe())
+            .await
+            .expect("the probe answers within 2 s");
+        assert!(outcome.is_err(), "ready with no broker: {outcome:?}");
     }
 }

@@ -43,6 +43,7 @@ fuzz: setup
 bench: build
 	scripts/bench-loadgen
 	scripts/bench-system
+	scripts/idle-cpu
 	scripts/bench-saga
 	$${FAULTLINE_BIN:-target/release/faultline} kafka-bench --brokers 3 --table5 --records 50000 -o reports/out/kafka-bench
 

@@ -84,14 +84,11 @@ impl From<StackError> for BenchError {
 impl BenchError {
     /// Whether the fault is in what was asked (exit 2) rather than in the run (exit 1).
     pub fn is_usage(&self) -> bool {
-        matches!(self, BenchError::Setting { .. } | BenchError::Invalid(_))
-            || matches!(
-                self,
-                BenchError::Stack(stack) if matches!(**stack,
-                    StackError::KafkaMissing { .. }
-                        | StackError::ProgramMissing { .. }
-                        | StackError::ExternalUnreachable { .. })
-            )
+        match self {
+            BenchError::Setting { .. } | BenchError::Invalid(_) => true,
+            BenchError::Stack(stack) => stack.is_usage(),
+            _ => false,
+        }
     }
 }
 

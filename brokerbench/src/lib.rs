@@ -84,11 +84,11 @@ impl BrokerBenchError {
     /// Whether the fault is in what was asked or installed (exit 2) rather than in the
     /// run (exit 1).
     pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            BrokerBenchError::Setting { .. } | BrokerBenchError::ProgramMissing { .. }
-        ) || matches!(self, BrokerBenchError::Stack(stack)
-            if matches!(**stack, StackError::ProgramMissing { .. }))
+        match self {
+            BrokerBenchError::Setting { .. } | BrokerBenchError::ProgramMissing { .. } => true,
+            BrokerBenchError::Stack(stack) => stack.is_usage(),
+            _ => false,
+        }
     }
 
     fn io(doing: impl Into<String>) -> impl FnOnce(std::io::Error) -> BrokerBenchError {

@@ -12,6 +12,8 @@
 //!   creates two fresh topics and runs
 //! - [`produce`]: the rdkafka producers and the end-to-end consumer, then
 //! - [`perf_tool`]: the Java tool with the same settings on the other topic;
+//! - [`produce`] again with `--paced-rate`, on a third topic: the row's settings at a
+//!   fixed rate below saturation, whose latency is what the settings add;
 //! - [`cpu`]: the brokers' and each client's CPU during each phase;
 //! - [`table`]: the side-by-side table printed on stdout.
 //!
@@ -28,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use faultline_results::kafka_bench::{
-    BrokerSetup, KafkaBenchResults, KafkaBenchRow, ProducerSettings, Table5Row,
+    BrokerSetup, KafkaBenchResults, KafkaBenchRow, PacedMeasurement, ProducerSettings, Table5Row,
     KAFKA_BENCH_SCHEMA_VERSION,
 };
 use faultline_results::{HistogramCodecError, Machine};
@@ -38,7 +40,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
 
-pub use spec::{BenchSpec, Cluster, Grid, RowBound};
+pub use spec::{BenchSpec, Cluster, Grid, Paced, RowBound};
 
 /// How long the brokers may take to start.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -84,14 +86,11 @@ impl From<StackError> for BenchError {
 impl BenchError {
     /// Whether the fault is in what was asked (exit 2) rather than in the run (exit 1).
     pub fn is_usage(&self) -> bool {
-        matches!(self, BenchError::Setting { .. } | BenchError::Invalid(_))
-            || matches!(
-                self,
-                BenchError::Stack(stack) if matches!(**stack,
-                    StackError::KafkaMissing { .. }
-                        | StackError::ProgramMissing { .. }
-                        | StackError::ExternalUnreachable { .. })
-            )
+        match self {
+            BenchError::Setting { .. } | BenchError::Invalid(_) => true,
+            BenchError::Stack(stack) => stack.is_usage(),
+            _ => false,
+        }
     }
 }
 
@@ -243,7 +242,66 @@ async fn warm_up_brokers(
     outcome.map(|_| ())
 }
 
-/// One row: rdkafka on one topic, then the Java tool on another, same settings.
+/// The row's settings again from rdkafka, at the paced rate for the paced time, on a
+/// topic of its own (the end-to-end consumer reads every record of its topic).
+async fn run_paced(
+    brokers: &Brokers,
+    settings: &ProducerSettings,
+    paced: Paced,
+    consume_timeout: std::time::Duration,
+) -> Result<PacedMeasurement, BenchError> {
+    let bootstrap = &brokers.setup.bootstrap;
+    let topic = format!("kafka-bench-paced-{}", uuid::Uuid::new_v4().simple());
+    create_topic(bootstrap, &topic, settings).await?;
+    let settings = ProducerSettings {
+        rate_per_sec: Some(paced.rate_per_sec),
+        records: None,
+        duration_secs: Some(paced.duration.as_secs_f64()),
+        ..settings.clone()
+    };
+    let row = produce::RdkafkaRow {
+        bootstrap,
+        topic: &topic,
+        settings: &settings,
+        bound: RowBound::Duration(paced.duration),
+        consume_timeout,
+        broker_pids: brokers.pids(),
+    };
+    let outcome = blocking(|| produce::run_row(&row)).await;
+    delete_topics(bootstrap, &[&topic]).await;
+    Ok(PacedMeasurement {
+        rate_per_sec: paced.rate_per_sec,
+        duration_secs: paced.duration.as_secs_f64(),
+        rdkafka: outcome?,
+    })
+}
+
+/// What makes a paced phase's latency other than what the settings add: a rate the
+/// producers did not keep, or one not well below the row's unthrottled rate
+/// (`unpaced_rate`, `None` when the row had a rate of its own).
+fn paced_notes(paced: &PacedMeasurement, unpaced_rate: Option<f64>) -> Vec<String> {
+    let mut notes = Vec::new();
+    let achieved = paced.rdkafka.msgs_per_sec;
+    // A tenth short is a stall, not the jitter of a clock-paced sender.
+    if achieved < 0.9 * paced.rate_per_sec {
+        notes.push(format!(
+            "paced: {achieved:.0} of {:.0} msg/s sent: the producers did not keep the pace",
+            paced.rate_per_sec
+        ));
+    }
+    // Above half the most it takes, a queue builds in bursts.
+    if let Some(unpaced_rate) = unpaced_rate.filter(|most| paced.rate_per_sec > 0.5 * most) {
+        notes.push(format!(
+            "paced: {:.0} msg/s is not well below the row's unpaced {unpaced_rate:.0} msg/s, \
+             so its latency holds queueing",
+            paced.rate_per_sec
+        ));
+    }
+    notes
+}
+
+/// One row: rdkafka on one topic, then the Java tool on another, same settings; then
+/// rdkafka paced on a third when asked.
 async fn run_row(
     spec: &BenchSpec,
     brokers: &Brokers,
@@ -295,11 +353,35 @@ async fn run_row(
         None => None,
     };
     delete_topics(&bootstrap, &[&ours, &theirs]).await;
+    let paced = match spec.paced {
+        Some(paced) => match run_paced(brokers, &settings, paced, spec.consume_timeout).await {
+            Ok(measured) => {
+                let unthrottled = settings
+                    .rate_per_sec
+                    .is_none()
+                    .then_some(rdkafka.msgs_per_sec);
+                notes.extend(paced_notes(&measured, unthrottled));
+                if measured.rdkafka.consumed < measured.rdkafka.acked {
+                    notes.push(format!(
+                        "paced: the end-to-end consumer read {} of {} records within {:?}",
+                        measured.rdkafka.consumed, measured.rdkafka.acked, spec.consume_timeout
+                    ));
+                }
+                Some(measured)
+            }
+            Err(error) => {
+                notes.push(format!("the paced phase: {error}"));
+                None
+            }
+        },
+        None => None,
+    };
     Ok(KafkaBenchRow {
         table5,
         settings,
         rdkafka,
         perf_tool,
+        paced,
         notes,
     })
 }

@@ -6,6 +6,8 @@
 //! librdkafka would refuse later (an unknown or unbuilt compression codec, `acks=7`, a
 //! record too large for a broker's default limit), each error naming its flag, so a bad
 //! run ends with exit 2 before a broker starts. [`BenchSpec::rows`] then yields the rows.
+//! With [`Paced`], each row is produced a second time by rdkafka at a fixed rate below
+//! saturation, so that its latency is what the settings add rather than queueing.
 
 use std::time::Duration;
 
@@ -64,6 +66,15 @@ pub enum RowBound {
     Duration(Duration),
 }
 
+/// A row's paced phase: rdkafka at a fixed rate, meant to be well below what the
+/// brokers take, for a fixed time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Paced {
+    /// Records per second over the row's producers.
+    pub rate_per_sec: f64,
+    pub duration: Duration,
+}
+
 /// A whole run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BenchSpec {
@@ -78,6 +89,8 @@ pub struct BenchSpec {
     pub consume_timeout: Duration,
     /// Untimed records sent before the first row (0: none).
     pub warm_up_records: u64,
+    /// A paced phase after each row's unpaced ones; `None`: none.
+    pub paced: Option<Paced>,
 }
 
 /// The flags of `faultline kafka-bench`, named in errors.
@@ -95,6 +108,8 @@ pub mod flag {
     pub const RATE: &str = "--rate";
     pub const RECORDS: &str = "--records";
     pub const DURATION: &str = "--duration";
+    pub const PACED_RATE: &str = "--paced-rate";
+    pub const PACED_DURATION: &str = "--paced-duration";
 }
 
 fn refuse(flag: &'static str, value: impl ToString, reason: impl Into<String>) -> BenchError {
@@ -210,6 +225,22 @@ impl BenchSpec {
                 format!("{rate}/s"),
                 "must be above zero",
             ));
+        }
+        if let Some(paced) = &self.paced {
+            if !(paced.rate_per_sec.is_finite() && paced.rate_per_sec > 0.0) {
+                return Err(refuse(
+                    flag::PACED_RATE,
+                    format!("{}/s", paced.rate_per_sec),
+                    "must be above zero",
+                ));
+            }
+            if paced.duration.is_zero() {
+                return Err(refuse(
+                    flag::PACED_DURATION,
+                    "0s",
+                    "must be longer than zero",
+                ));
+            }
         }
         match self.bound {
             RowBound::Records(0) => return Err(refuse(flag::RECORDS, 0, "must be at least 1")),
@@ -411,6 +442,7 @@ mod tests {
             perf_tool: true,
             consume_timeout: Duration::from_secs(30),
             warm_up_records: 0,
+            paced: None,
         }
     }
 
@@ -451,9 +483,21 @@ mod tests {
         let mut bad = spec.clone();
         bad.grid.batch_bytes = vec![0];
         assert_eq!(refused_flag(&bad), flag::BATCH_SIZE);
-        let mut bad = spec;
+        let mut bad = spec.clone();
         bad.grid.rates = vec![0.0];
         assert_eq!(refused_flag(&bad), flag::RATE);
+        let mut bad = spec.clone();
+        bad.paced = Some(Paced {
+            rate_per_sec: f64::NAN,
+            duration: Duration::from_secs(3),
+        });
+        assert_eq!(refused_flag(&bad), flag::PACED_RATE);
+        let mut bad = spec;
+        bad.paced = Some(Paced {
+            rate_per_sec: 2000.0,
+            duration: Duration::ZERO,
+        });
+        assert_eq!(refused_flag(&bad), flag::PACED_DURATION);
     }
 
     #[test]

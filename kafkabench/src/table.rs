@@ -1,6 +1,7 @@
 //! The run as text: one progress line per row on stderr ([`describe`], [`outcome`]), and
 //! the side-by-side table on stdout ([`render`]): each row's settings, then rdkafka's
-//! figures, then the Java tool's, then rdkafka's throughput over the tool's.
+//! figures, then the Java tool's, then rdkafka's throughput over the tool's; below it,
+//! the rows' paced phases, when run.
 
 use std::fmt::Write as _;
 
@@ -59,10 +60,58 @@ pub fn outcome(row: &KafkaBenchRow) -> String {
         }
         None => line.push_str("; ProducerPerformance not run"),
     }
+    if let Some(paced) = &row.paced {
+        let _ = write!(
+            line,
+            "; paced at {:.0} msg/s: end-to-end p50 {:.1} ms, p99 {:.1} ms",
+            paced.rate_per_sec,
+            ms(paced.rdkafka.end_to_end_latency.p50_us),
+            ms(paced.rdkafka.end_to_end_latency.p99_us)
+        );
+    }
     for note in &row.notes {
         let _ = write!(line, " ({note})");
     }
     line
+}
+
+/// Row `index`'s name: its Table 5 line, else its number.
+fn name(index: usize, row: &KafkaBenchRow) -> String {
+    row.table5.map_or_else(
+        || format!("#{}", index + 1),
+        |t| t.document_name().to_string(),
+    )
+}
+
+/// The rows' paced phases (none: nothing): rdkafka at a fixed rate, so latency is what
+/// the row's settings add.
+fn render_paced(results: &KafkaBenchResults, out: &mut String) {
+    if results.rows.iter().all(|row| row.paced.is_none()) {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\npaced: rdkafka again at a fixed rate below saturation (a fresh topic each row)\n\
+         {:<20} {:>7} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "row", "codec", "linger", "offered", "achieved", "p50", "p99", "e2e p50", "e2e p99"
+    );
+    for (index, row) in results.rows.iter().enumerate() {
+        let Some(paced) = &row.paced else { continue };
+        let r = &paced.rdkafka;
+        let _ = writeln!(
+            out,
+            "{:<20} {:>7} {:>6} {:>9.0} {:>8.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1}",
+            name(index, row),
+            row.settings.compression,
+            row.settings.linger_ms,
+            paced.rate_per_sec,
+            r.msgs_per_sec,
+            ms(r.produce_latency.p50_us),
+            ms(r.produce_latency.p99_us),
+            ms(r.end_to_end_latency.p50_us),
+            ms(r.end_to_end_latency.p99_us),
+        );
+    }
 }
 
 fn cpu(use_: Option<CpuUse>) -> String {
@@ -101,10 +150,7 @@ pub fn render(results: &KafkaBenchResults) -> String {
     for (index, row) in results.rows.iter().enumerate() {
         let s = &row.settings;
         let r = &row.rdkafka;
-        let name = row.table5.map_or_else(
-            || format!("#{}", index + 1),
-            |t| t.document_name().to_string(),
-        );
+        let name = name(index, row);
         let ratio = row
             .throughput_ratio()
             .map_or_else(|| "-".into(), |x| format!("{x:.2}"));
@@ -125,5 +171,6 @@ pub fn render(results: &KafkaBenchResults) -> String {
          machine ({} cores); ratio = rdkafka msg/s over ProducerPerformance msg/s",
         results.machine.cores
     );
+    render_paced(results, &mut out);
     out
 }

@@ -15,8 +15,14 @@
 //! machine cannot reach: a claim stated at a rate the run did not reach, or a rate
 //! claim above what it reached, is "holds up to X/s here (document: Y/s on Z)" when
 //! the claim's figure held at the capacity step, rather than "not applicable" or a
-//! bare "fail". `family` names the claims scenario (`scenarios/claims/<family>.toml`)
-//! whose run answers the claim in `faultline claims`.
+//! bare "fail". A server counter's rate (`server:<name>.rate`, e.g. the events a
+//! consumer took off Kafka) is read over the step at capacity, so its capacity is its
+//! own rate there, in its own unit, not the search's offered rate. `family` names the
+//! claims scenario (`scenarios/claims/<family>.toml`) whose run answers the claim in
+//! `faultline claims`.
+//!
+//! A claim of a range ("increases latency by 50-100ms") is written `comparator =
+//! "between"`, `value = "50ms..100ms"`, and holds only within both ends.
 
 use std::path::Path;
 
@@ -28,6 +34,9 @@ use crate::{
     gate::{Comparator, Gate},
     metric::{Groups, Measured, Scope, Stat},
 };
+
+/// The comparator of a claim of a range, `value = "LOW..HIGH"`.
+const RANGE: &str = "between";
 
 /// The claims file of this repository, compiled in.
 pub const BUILTIN_CLAIMS: &str = include_str!("../../scenarios/claims.toml");
@@ -48,8 +57,10 @@ pub struct RawClaim {
     /// Metric of the vocabulary; absent when the figure maps onto nothing faultline
     /// measures (then `not_mapped` says why).
     pub metric: Option<String>,
+    /// `<`, `<=`, `>`, `>=`, or `between` for a range.
     pub comparator: Option<String>,
-    /// Value with unit, as the document gives it (`120ms`, `2500/s`, `99.9%`).
+    /// Value with unit, as the document gives it (`120ms`, `2500/s`, `99.9%`); a range
+    /// is `LOW..HIGH` (`50ms..100ms`).
     pub value: Option<String>,
     /// A condition on the run for the claim to apply, e.g. `http.rate>=1000/s`
     /// for a figure stated "at 1K req/s".
@@ -67,8 +78,10 @@ pub struct RawClaim {
 #[derive(Debug, Clone)]
 pub struct Claim {
     pub raw: RawClaim,
-    /// The figure as a gate (`None` when not mapped).
+    /// The figure as a gate (`None` when not mapped); a range's lower end.
     pub gate: Option<Gate>,
+    /// A range's upper end (`comparator = "between"`).
+    pub upper: Option<Gate>,
     pub condition: Option<Gate>,
     pub line: usize,
 }
@@ -115,10 +128,34 @@ impl Claims {
                 path: path.into(),
                 problem: format!("claim {:?} at line {line}: {problem}", claim.id),
             };
+            let mut upper = None;
             let gate = match (&claim.metric, &claim.comparator, &claim.value) {
+                (Some(metric), Some(comparator), Some(value)) if comparator == RANGE => {
+                    let (low, high) = value.split_once("..").ok_or_else(|| {
+                        bad(format!(
+                            "a range's value is LOW..HIGH, e.g. 50ms..100ms; not {value:?}"
+                        ))
+                    })?;
+                    let origin = format!("{}:{line}", path.display());
+                    let bound = |comparator, limit: &str| {
+                        Gate::new(metric, comparator, limit.trim(), origin.clone())
+                            .map_err(|e| bad(e.to_string()))
+                    };
+                    let (low, high) = (
+                        bound(Comparator::AtLeast, low)?,
+                        bound(Comparator::AtMost, high)?,
+                    );
+                    if low.limit.value > high.limit.value {
+                        return Err(bad(format!("the range {value:?} ends below its start")));
+                    }
+                    upper = Some(high);
+                    Some(low)
+                }
                 (Some(metric), Some(comparator), Some(value)) => {
                     let comparator = Comparator::parse(comparator).ok_or_else(|| {
-                        bad(format!("comparator {comparator:?} is not one of < <= > >="))
+                        bad(format!(
+                            "comparator {comparator:?} is not one of < <= > >= {RANGE}"
+                        ))
                     })?;
                     Some(
                         Gate::new(
@@ -151,6 +188,7 @@ impl Claims {
             claims.push(Claim {
                 raw: claim,
                 gate,
+                upper,
                 condition,
                 line,
             });
@@ -219,17 +257,27 @@ pub struct ClaimResult {
     pub measured: Option<Quantity>,
     pub status: ClaimStatus,
     /// The capacity the run's search found (offered rate per second), when it
-    /// searched one for the scope the claim is about.
+    /// searched one for the scope the claim is about; for a server counter's rate, that
+    /// rate at the step at capacity.
     pub capacity: Option<f64>,
 }
 
 impl Claim {
     /// The claim's figure as the report prints it, e.g. `≤ 120 ms`.
     pub fn claimed(&self) -> String {
-        match &self.gate {
-            Some(gate) => format!("{} {}", gate.comparator.symbol(), gate.limit),
-            None => self.raw.value.clone().unwrap_or_default(),
+        match (&self.gate, &self.upper) {
+            (Some(low), Some(high)) => format!("{} to {}", low.limit, high.limit),
+            (Some(gate), None) => format!("{} {}", gate.comparator.symbol(), gate.limit),
+            (None, _) => self.raw.value.clone().unwrap_or_default(),
         }
+    }
+
+    /// Whether `value` meets the claim's figure: its gate, and a range's upper end.
+    pub fn holds(&self, value: f64) -> bool {
+        [&self.gate, &self.upper]
+            .into_iter()
+            .flatten()
+            .all(|gate| gate.comparator.holds(value, gate.limit.value))
     }
 
     /// The claim with no figure: not mapped (the file's reason) when it maps onto
@@ -259,7 +307,7 @@ impl Claim {
         let capacity = searched
             .then(|| results.capacity.as_ref()?.capacity)
             .flatten();
-        let result = |measured, status| ClaimResult {
+        let result = |measured, status, capacity| ClaimResult {
             claim: self.clone(),
             claimed: self.claimed(),
             measured,
@@ -272,7 +320,7 @@ impl Claim {
         if let Some(condition) = &self.condition {
             match condition.metric.measure(results, groups) {
                 Measured::NotMeasured(reason) => {
-                    return result(None, ClaimStatus::NotMeasured(reason))
+                    return result(None, ClaimStatus::NotMeasured(reason), capacity)
                 }
                 Measured::Value(value) => {
                     if !condition
@@ -287,6 +335,7 @@ impl Claim {
                                     condition.name(),
                                     condition.metric.text
                                 )),
+                                capacity,
                             );
                         }
                         unreached = Some((condition, value));
@@ -295,10 +344,12 @@ impl Claim {
             }
         }
         let value = match gate.metric.measure(results, groups) {
-            Measured::NotMeasured(reason) => return result(None, ClaimStatus::NotMeasured(reason)),
+            Measured::NotMeasured(reason) => {
+                return result(None, ClaimStatus::NotMeasured(reason), capacity)
+            }
             Measured::Value(value) => value,
         };
-        let holds = gate.comparator.holds(value.value, gate.limit.value);
+        let holds = self.holds(value.value);
         // A rate claim the run fell short of, with a capacity searched: the run's rate
         // at capacity is what this machine reached, and every gate held up to it.
         let rate_short = !holds && capacity.is_some() && gate.metric.stat == Stat::Rate;
@@ -318,13 +369,22 @@ impl Claim {
             _ if holds => ClaimStatus::Pass,
             _ => ClaimStatus::Fail,
         };
-        result(Some(value), status)
+        // A server counter was read over the step at capacity: its rate there is the
+        // capacity of what it counts (events/s, where the search offered journeys/s).
+        let counted =
+            matches!(gate.metric.scope, Scope::Server { .. }) && gate.metric.stat == Stat::Rate;
+        let capacity = match capacity {
+            Some(_) if counted => Some(value.value),
+            other => other,
+        };
+        result(Some(value), status, capacity)
     }
 }
 
 /// Whether the run searched its capacity with load on the claim's scope (its
 /// endpoints answered requests, the consistency window was observed, a service's
-/// histogram observed events or the databases ran statements); a claim about what the
+/// histogram observed events, a counter rose during the step at capacity or the
+/// databases ran statements); a claim about what the
 /// search did not load is evaluated as any other.
 fn search_loaded(results: &Results, metric: &crate::metric::Metric, groups: &Groups) -> bool {
     if results.capacity.is_none() {
@@ -333,6 +393,8 @@ fn search_loaded(results: &Results, metric: &crate::metric::Metric, groups: &Gro
     let stat = match metric.scope {
         Scope::Http | Scope::Endpoint(_) | Scope::Group(_) => Stat::Requests,
         Scope::Consistency | Scope::ServerHistogram { .. } | Scope::Database => Stat::Count,
+        // A counter's rate is read over the step at capacity: loaded if it rose there.
+        Scope::Server { .. } if metric.stat == Stat::Rate => Stat::Rate,
         Scope::Checker
         | Scope::Server { .. }
         | Scope::Faults(_)

@@ -7,13 +7,13 @@
 //! | `http` (all endpoints), `endpoint:<name>` (e.g. `endpoint:GET /orders`), `group:<name>` (endpoints named by a group of the claims file) | `p50` `p90` `p99` `p99_9` (any `pNN`/`pNN_N`), `mean`, `min`, `max`, `rate` (achieved requests/s), `requests`, `errors`, `error_rate`, `availability` (answered 1xx–3xx / sent), `late`, `dropped` |
 //! | `consistency` (write acknowledged → read side serves it) | `pNN`, `mean`, `min`, `max`, `count` |
 //! | `checker` | `lost`, `duplicated`, `inconsistent`, `checked`, `consistent_ratio`, `settle_time` |
-//! | `server:<name>` or `server:<name>{label="value",...}` (scraped series) | `max`, `mean`, `last` (of the sum over matching series), `rate` (counter increase per second) |
+//! | `server:<name>` or `server:<name>{label="value",...}` (scraped series) | `max`, `mean`, `last` (of the sum over matching series), `rate` (counter increase per second; under a capacity search, over the step at capacity) |
 //! | `server_histogram:<name>{label="value",...}` (a histogram the services export, its change over the run, matching series added) | `mean` (exact: sum / count), `pNN` (interpolated within its Prometheus bucket), `count`, `rate` (observations per second) |
 //! | `database` (statements the services' roles ran that read or write rows, from `pg_stat_statements` at the run's start and end) | `rate`, `count`, `mean` (execution time), `exec_cv` (calls-weighted mean over statements of stddev / mean of execution time) |
 //! | `resources:cpu` (share of the machine's cores the system's processes used), `resources:memory` (their resident bytes, summed), `resources:network` (the machine's bytes/s, sent and received), `resources:disk_ops` (the machine's disk reads and writes/s): sampled from `/proc` each second | `max`, `mean`, `last` |
 //! | `cqrs` (the claims suite's comparison of an order's view read from the read model and composed from the write side, endpoints [`CQRS_READ_MODEL`] and [`CQRS_WRITE_SIDE`]) | `read_speedup` (the composed view's mean latency over the read model's, at the same concurrency) |
 //! | `faults` (every fault), `faults:<target>` (the faults on one target, e.g. `faults:orders-1`) | `recovery_time` (longest, over faults, from a fault's end to the first second back to normal), `ready_time` (mean, over the faults on a service replica, from a fault's end to the replica answering `/health/ready` again), `count`, `error_rate` and `pNN` (of the requests in the seconds the faults were in force: a rollout's or blue-green switch's change window) |
-//! | `kafka_bench:<row>` (a row of document 002's Table 5 in `faultline kafka-bench`: `baseline`, `compression_lz4`, `compression_snappy`, `batching10ms`, `batching50ms`) | `rate` (rdkafka messages acknowledged per second), `pNN` (send→ack latency), `e2e_pNN` (send→consumed), `e2e_added_pNN` (the row's `e2e_pNN` less the baseline row's) |
+//! | `kafka_bench:<row>` (a row of document 002's Table 5 in `faultline kafka-bench`: `baseline`, `compression_lz4`, `compression_snappy`, `batching10ms`, `batching50ms`) | `rate` (rdkafka messages acknowledged per second), `pNN` (send→ack latency), `e2e_pNN` (send→consumed), `paced_e2e_pNN` (send→consumed in the row's paced phase, below saturation), `paced_e2e_added_pNN` (the row's `paced_e2e_pNN` less the baseline row's) |
 //! | `broker_bench:<broker>` (`nats`, `rabbitmq`: `faultline broker-bench`, the broker's own tool) | `rate` (messages published per second), `pNN` (a percentile the tool printed) |
 //!
 //! `kafka_bench` and `broker_bench` figures are not in a run's results: `faultline
@@ -144,8 +144,10 @@ pub enum Stat {
     ExecCv,
     /// 0–100, of the end-to-end (send → consumed) latency.
     EndToEnd(f64),
-    /// 0–100: the end-to-end percentile above the baseline row's.
-    AddedEndToEnd(f64),
+    /// 0–100, of the end-to-end latency at a paced rate below saturation.
+    PacedEndToEnd(f64),
+    /// 0–100: the paced end-to-end percentile above the baseline row's.
+    PacedAddedEndToEnd(f64),
 }
 
 /// A parsed metric name.
@@ -236,7 +238,11 @@ impl Metric {
             Scope::Cqrs => stat == Stat::ReadSpeedup,
             Scope::KafkaBench(_) => matches!(
                 stat,
-                Stat::Rate | Stat::Percentile(_) | Stat::EndToEnd(_) | Stat::AddedEndToEnd(_)
+                Stat::Rate
+                    | Stat::Percentile(_)
+                    | Stat::EndToEnd(_)
+                    | Stat::PacedEndToEnd(_)
+                    | Stat::PacedAddedEndToEnd(_)
             ),
             Scope::BrokerBench(_) => matches!(stat, Stat::Rate | Stat::Percentile(_)),
             Scope::ServerHistogram { .. } | Scope::Database => server_stats::takes(&scope, stat),
@@ -276,7 +282,8 @@ impl Metric {
                 _,
                 Stat::Percentile(_)
                 | Stat::EndToEnd(_)
-                | Stat::AddedEndToEnd(_)
+                | Stat::PacedEndToEnd(_)
+                | Stat::PacedAddedEndToEnd(_)
                 | Stat::Mean
                 | Stat::Min
                 | Stat::Max,
@@ -351,13 +358,28 @@ fn parse_scope(text: &str) -> Result<Scope, String> {
 }
 
 fn parse_stat(text: &str) -> Result<Stat, String> {
-    if let Some(percentile) = text.strip_prefix("e2e_added_") {
+    if let Some(percentile) = text.strip_prefix("paced_e2e_added_") {
         return match parse_stat(percentile)? {
-            Stat::Percentile(p) => Ok(Stat::AddedEndToEnd(p)),
+            Stat::Percentile(p) => Ok(Stat::PacedAddedEndToEnd(p)),
             _ => Err(format!(
-                "{text:?}: e2e_added_ takes a percentile, e.g. e2e_added_p50"
+                "{text:?}: paced_e2e_added_ takes a percentile, e.g. paced_e2e_added_p50"
             )),
         };
+    }
+    if let Some(percentile) = text.strip_prefix("paced_e2e_") {
+        return match parse_stat(percentile)? {
+            Stat::Percentile(p) => Ok(Stat::PacedEndToEnd(p)),
+            _ => Err(format!(
+                "{text:?}: paced_e2e_ takes a percentile, e.g. paced_e2e_p50"
+            )),
+        };
+    }
+    if text.starts_with("e2e_added_") {
+        // Unpaced rows saturate, so their latency is queueing: what batching adds is
+        // only read at a paced rate.
+        return Err(format!(
+            "{text:?}: what a row adds is measured at a paced rate: paced_{text}"
+        ));
     }
     if let Some(percentile) = text.strip_prefix("e2e_") {
         return match parse_stat(percentile)? {
@@ -569,7 +591,7 @@ fn measure(metric: &Metric, results: &Results, groups: &Groups) -> Result<f64, S
                 _ => Err("not a checker stat".into()),
             }
         }
-        Scope::Server { name, labels } => measure_server(results, name, labels, stat),
+        Scope::Server { name, labels } => server_stats::series(results, name, labels, stat),
         Scope::Faults(target) => {
             let on_target =
                 |fault: &FaultWindow| target.as_ref().is_none_or(|t| *t == fault.target);
@@ -636,45 +658,6 @@ pub fn server_sum(
         }
     }
     any.then_some(sum)
-}
-
-fn measure_server(
-    results: &Results,
-    name: &str,
-    labels: &[(String, String)],
-    stat: Stat,
-) -> Result<f64, String> {
-    let missing = || format!("no series {name} was scraped");
-    if stat == Stat::Rate {
-        // A counter's rate is the increase over the run, per second, per series.
-        let mut total = 0.0;
-        let mut any = false;
-        for series in results.server_metrics.iter().filter(|s| {
-            s.name == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| s.labels.get(k).is_some_and(|have| have == v))
-        }) {
-            if let (Some(first), Some(last)) = (series.points.first(), series.points.last()) {
-                if last.0 > first.0 {
-                    total += (last.1 - first.1).max(0.0) / (last.0 - first.0);
-                    any = true;
-                }
-            }
-        }
-        return if any { Ok(total) } else { Err(missing()) };
-    }
-    let sum = server_sum(results, name, labels).ok_or_else(missing)?;
-    let values: Vec<f64> = sum.values().copied().collect();
-    if values.is_empty() {
-        return Err(missing());
-    }
-    match stat {
-        Stat::Max => Ok(values.iter().copied().fold(f64::MIN, f64::max)),
-        Stat::Mean => Ok(values.iter().sum::<f64>() / values.len() as f64),
-        Stat::Last => Ok(values[values.len() - 1]),
-        _ => Err("not a server stat".into()),
-    }
 }
 
 /// Seconds after `metadata.started_at` of a time point; `None` for a timestamp

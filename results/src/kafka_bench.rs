@@ -9,6 +9,11 @@
 //! [`Table5Row`] label, which is how a claims report finds the row that answers a line of
 //! document 002's Table 5 ("Baseline", "Compression (LZ4)", …).
 //!
+//! A row may also carry a [`PacedMeasurement`]: the same settings produced by rdkafka at a
+//! fixed rate below saturation for a few seconds, so that its latency is what the
+//! settings cost (a linger's wait, a codec's work) rather than a queue's length (the
+//! "batching adds 50–100 ms" claim reads it).
+//!
 //! Latencies are microseconds in [`LatencySummary`] (rdkafka, measured here) and
 //! milliseconds in [`PerfToolSummary`] (what Kafka's tool prints, kept as printed).
 //!
@@ -135,6 +140,10 @@ pub struct KafkaBenchRow {
     /// `None` when the Java tool was not run (`--no-perf-tool`) or failed; see `notes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub perf_tool: Option<PerfToolMeasurement>,
+    /// rdkafka again at a fixed rate below saturation (`--paced-rate`); `None` when no
+    /// paced phase was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paced: Option<PacedMeasurement>,
     /// What went wrong or was left out in this row, in words.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -183,6 +192,18 @@ pub struct RdkafkaMeasurement {
     /// faultline's own CPU during the phase (producers and the consumer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_cpu: Option<CpuUse>,
+}
+
+/// A row's paced phase: its settings, produced by rdkafka on a fresh topic at a fixed
+/// rate (split over the row's producers) for a fixed time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PacedMeasurement {
+    /// Records per second asked for, over the row's producers.
+    pub rate_per_sec: f64,
+    /// How long the producers sent.
+    pub duration_secs: f64,
+    /// What was measured (`msgs_per_sec` is the rate achieved).
+    pub rdkafka: RdkafkaMeasurement,
 }
 
 /// Apache Kafka's `ProducerPerformance` in one row: the sum over its JVMs.

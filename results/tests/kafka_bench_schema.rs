@@ -6,8 +6,8 @@
 
 use faultline_results::histogram::{new_histogram, record};
 use faultline_results::kafka_bench::{
-    BrokerSetup, CpuUse, KafkaBenchResults, KafkaBenchRow, PerfToolMeasurement, PerfToolSummary,
-    ProducerSettings, RdkafkaMeasurement, Table5Row, KAFKA_BENCH_SCHEMA_VERSION,
+    BrokerSetup, CpuUse, KafkaBenchResults, KafkaBenchRow, PacedMeasurement, PerfToolMeasurement,
+    PerfToolSummary, ProducerSettings, RdkafkaMeasurement, Table5Row, KAFKA_BENCH_SCHEMA_VERSION,
 };
 use faultline_results::{EncodedHistogram, LatencySummary, Machine};
 use serde_json::Value;
@@ -33,6 +33,20 @@ fn sample() -> KafkaBenchResults {
         p95_ms: 40.0,
         p99_ms: 40.0,
         p99_9_ms: 41.0,
+    };
+    let rdkafka = RdkafkaMeasurement {
+        acked: 4,
+        failed: 0,
+        elapsed_secs: 0.004,
+        msgs_per_sec: 1000.0,
+        mb_per_sec: 1.024,
+        produce_latency: LatencySummary::of(&histogram),
+        produce_histogram: encoded.clone(),
+        end_to_end_latency: LatencySummary::of(&histogram),
+        end_to_end_histogram: encoded,
+        consumed: 4,
+        broker_cpu: cpu,
+        client_cpu: cpu,
     };
     let mut perf_tool = PerfToolMeasurement::from_instances(vec![tool]);
     perf_tool.broker_cpu = cpu;
@@ -63,21 +77,13 @@ fn sample() -> KafkaBenchResults {
                 records: Some(4),
                 duration_secs: Some(1.5),
             },
-            rdkafka: RdkafkaMeasurement {
-                acked: 4,
-                failed: 0,
-                elapsed_secs: 0.004,
-                msgs_per_sec: 1000.0,
-                mb_per_sec: 1.024,
-                produce_latency: LatencySummary::of(&histogram),
-                produce_histogram: encoded.clone(),
-                end_to_end_latency: LatencySummary::of(&histogram),
-                end_to_end_histogram: encoded,
-                consumed: 4,
-                broker_cpu: cpu,
-                client_cpu: cpu,
-            },
+            rdkafka: rdkafka.clone(),
             perf_tool: Some(perf_tool),
+            paced: Some(PacedMeasurement {
+                rate_per_sec: 2000.0,
+                duration_secs: 3.0,
+                rdkafka,
+            }),
             notes: vec!["a note".into()],
         }],
     }
@@ -116,4 +122,10 @@ fn the_schema_refuses_a_missing_or_unknown_row_field() {
     let mut unknown = serde_json::to_value(sample()).unwrap();
     unknown["rows"][0]["settings"]["buffer_memory"] = Value::from(16384);
     assert!(!errors(&unknown).is_empty());
+    let mut unpaced = serde_json::to_value(sample()).unwrap();
+    unpaced["rows"][0]["paced"]
+        .as_object_mut()
+        .unwrap()
+        .remove("rate_per_sec");
+    assert!(!errors(&unpaced).is_empty());
 }

@@ -944,6 +944,7 @@ mod tests {
             perf_tool: true,
             consume_timeout: Duration::from_secs(30),
             warm_up_records: 0,
+            paced: None,
         }
     }
 }

@@ -20,6 +20,12 @@ use super::kafka_bench::KafkaBenchArgs;
 /// keeps a fifth of both: its rows say which tool leads, not a steady rate.
 const KAFKA_RECORDS: (&str, &str) = ("50000", "20000");
 const KAFKA_RECORDS_QUICK: (&str, &str) = ("10000", "4000");
+/// Each Table 5 row is then produced again at this fixed rate, far below what one
+/// producer reaches on these brokers (kafka-bench notes a phase that could not keep
+/// it), so that "batching adds 50-100 ms" reads what linger adds, not queueing; for
+/// this long (`--quick`: 3 s, still thousands of end-to-end samples).
+const KAFKA_PACED_RATE: &str = "2000/s";
+const KAFKA_PACED_DURATION: (&str, &str) = ("5s", "3s");
 /// Each broker's run of the `brokers` family (NATS, then RabbitMQ, whose node takes
 /// about 8 s to start): long enough for the JVM client to settle; `--quick` keeps 3 s.
 const BROKER_DURATION: &str = "10s";
@@ -34,7 +40,8 @@ const BROKERS: [&str; 2] = ["nats", "rabbitmq"];
   the document's rate. Families with the same [system] share one reference system, started
   once (the families that kill services run last on it); between two families the suite
   waits until no event is left behind. Then `faultline kafka-bench --table5` (family `kafka`,
-  document 002's Table 5) on three local brokers of its own, and `faultline broker-bench`
+  document 002's Table 5) on three local brokers of its own, each row also paced at 2,000
+  msg/s for 5 s (what batching adds below saturation), and `faultline broker-bench`
   for NATS and RabbitMQ (family `brokers`, document 002's Table 1), 10 s each.
 
 What it writes:
@@ -60,7 +67,8 @@ pub struct ClaimsArgs {
     pub output: PathBuf,
 
     /// Holds of 2 s and one bisection round per capacity search, 10,000 Kafka records a
-    /// row instead of 50,000 (after 4,000 to warm the brokers up instead of 20,000), and
+    /// row instead of 50,000 (after 4,000 to warm the brokers up instead of 20,000) and
+    /// paced phases of 3 s instead of 5 s, and
     /// 3 s instead of 10 s for each side of the CQRS comparison and each broker-bench run.
     #[arg(long)]
     pub quick: bool,
@@ -102,10 +110,10 @@ struct KafkaBenchLine {
 }
 
 pub async fn run(args: ClaimsArgs) -> anyhow::Result<ExitCode> {
-    let (records, warm_up) = if args.quick {
-        KAFKA_RECORDS_QUICK
+    let ((records, warm_up), paced_duration) = if args.quick {
+        (KAFKA_RECORDS_QUICK, KAFKA_PACED_DURATION.1)
     } else {
-        KAFKA_RECORDS
+        (KAFKA_RECORDS, KAFKA_PACED_DURATION.0)
     };
     let kafka = KafkaBenchLine::try_parse_from([
         "kafka-bench",
@@ -114,6 +122,10 @@ pub async fn run(args: ClaimsArgs) -> anyhow::Result<ExitCode> {
         records,
         "--warm-up-records",
         warm_up,
+        "--paced-rate",
+        KAFKA_PACED_RATE,
+        "--paced-duration",
+        paced_duration,
     ])
     .context("the Table 5 flags of kafka-bench")?
     .args

@@ -8,8 +8,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use faultline_kafkabench::{table, BenchError, BenchSpec, Cluster, Grid, RowBound};
+use faultline_kafkabench::{table, BenchError, BenchSpec, Cluster, Grid, Paced, RowBound};
 use faultline_results::quantity::{parse_bytes, parse_duration, Dimension, Quantity};
+
+/// A paced phase's length when `--paced-duration` is not given: at a few thousand
+/// records a second, thousands of end-to-end samples.
+const PACED_DURATION: &str = "5s";
 
 /// Arguments of `faultline kafka-bench`. Every setting takes several values
 /// (`--linger 0ms,10ms,50ms` or the flag repeated); each combination is a row.
@@ -18,6 +22,8 @@ use faultline_results::quantity::{parse_bytes, parse_duration, Dimension, Quanti
   faultline kafka-bench --table5 --records 50000 -o out/kafka
       the five rows of document 002's Table 5 on 3 brokers started here
   faultline kafka-bench --brokers 1 --compression none,lz4 --linger 0ms,50ms --duration 10s
+  faultline kafka-bench --table5 --paced-rate 2000/s --paced-duration 5s
+      each row again at 2,000 msg/s: the latency linger and compression add, not queueing
   faultline kafka-bench --bootstrap 127.0.0.1:9092 --replication-factor 1 --producers 1,4")]
 pub struct KafkaBenchArgs {
     /// Start this many local Kafka brokers for the run (each a KRaft voter), e.g. `3`.
@@ -94,6 +100,16 @@ pub struct KafkaBenchArgs {
     #[arg(long)]
     duration: Option<String>,
 
+    /// After each row, produce its settings again with rdkafka at this fixed rate, e.g.
+    /// `2000/s`: well below what the brokers take, its latency is what the row's linger
+    /// and codec add rather than a queue's wait (kafka-bench.json's `paced`).
+    #[arg(long)]
+    paced_rate: Option<String>,
+
+    /// How long each row's paced phase produces, e.g. `5s` (the default).
+    #[arg(long, requires = "paced_rate")]
+    paced_duration: Option<String>,
+
     /// Skip Apache Kafka's ProducerPerformance (rdkafka alone).
     #[arg(long)]
     no_perf_tool: bool,
@@ -169,6 +185,19 @@ impl KafkaBenchArgs {
                 })
             })
             .collect::<Result<_, _>>()?;
+        let paced = match &self.paced_rate {
+            Some(text) => Some(Paced {
+                rate_per_sec: quantity(flag::PACED_RATE, text, |t| {
+                    Quantity::parse_in(t, Dimension::Rate).map(|q| q.value)
+                })?,
+                duration: quantity(
+                    flag::PACED_DURATION,
+                    self.paced_duration.as_deref().unwrap_or(PACED_DURATION),
+                    parse_duration,
+                )?,
+            }),
+            None => None,
+        };
         let bound = match &self.duration {
             Some(text) => RowBound::Duration(quantity(flag::DURATION, text, parse_duration)?),
             None => RowBound::Records(self.records),
@@ -190,6 +219,7 @@ impl KafkaBenchArgs {
             bound,
             perf_tool: !self.no_perf_tool,
             warm_up_records: self.warm_up_records,
+            paced,
             consume_timeout: quantity("--consume-timeout", &self.consume_timeout, parse_duration)?,
         })
     }

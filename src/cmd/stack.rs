@@ -200,13 +200,10 @@ pub async fn run(command: StackCommand) -> anyhow::Result<ExitCode> {
 
 /// Bad input or a missing prerequisite exits 2; a component that broke exits 1.
 pub fn exit_code_for(error: &StackError) -> ExitCode {
-    match error {
-        StackError::PortTaken { .. }
-        | StackError::KafkaMissing { .. }
-        | StackError::ProgramMissing { .. }
-        | StackError::ExternalUnreachable { .. }
-        | StackError::Invalid(_) => ExitCode::from(2),
-        _ => ExitCode::FAILURE,
+    if error.is_usage() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -7,21 +7,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use faultline_results::broker_bench::{Broker, BrokerBenchResults};
 
-fn faultline(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .args(args)
-        .env("FAULTLINE_LOG", "warn")
-        .output()
-        .expect("faultline runs")
-}
+#[path = "../common/programs.rs"]
+mod programs;
 
-fn stderr_of(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use programs::{faultline, stderr_of};
 
 /// Runs `broker-bench --broker BROKER --duration 2s -o DIR` and reads `<broker>.json`.
 fn short_run(broker: Broker, dir: &Path) -> BrokerBenchResults {

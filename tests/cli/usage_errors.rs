@@ -12,9 +12,7 @@ fn faultline(args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("faultline runs")
 }
 
-fn stderr_of(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use crate::programs::stderr_of;
 
 #[test]
 fn a_missing_kafka_cache_exits_2_and_says_to_run_setup() {

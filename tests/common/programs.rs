@@ -1,5 +1,6 @@
-//! Programs the root crate's test binaries run: a tool that may be installed (`which`), and
-//! `faultline run` of a scenario the way CI runs it.
+//! Programs the root crate's test binaries run: a tool that may be installed (`which`),
+//! `faultline` with any arguments (`faultline`, `stderr_of`), and `faultline run` of a
+//! scenario the way CI runs it.
 //!
 //! Included with `#[path = "../common/programs.rs"] mod programs;`.
 
@@ -7,7 +8,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// Where `program` is on PATH, if it is installed.
 pub fn which(program: &str) -> Option<PathBuf> {
@@ -16,6 +17,20 @@ pub fn which(program: &str) -> Option<PathBuf> {
             .map(|dir| dir.join(program))
             .find(|path| path.is_file())
     })
+}
+
+/// `faultline ARGS` run to its end, with warnings only in its log.
+pub fn faultline(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .args(args)
+        .env("FAULTLINE_LOG", "warn")
+        .output()
+        .expect("faultline runs")
+}
+
+/// What a finished program wrote on stderr, as text.
+pub fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// `faultline run` of `scenario` into `out`, quiet, with warnings only in its log and

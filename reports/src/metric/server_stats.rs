@@ -1,11 +1,93 @@
-//! What the server side recorded besides scraped series: the `server_histogram:<name>`
-//! scope (results' `server_histograms`, a histogram's change over the run) and the
-//! `database` scope (results' `database`, the statements the services' databases ran);
-//! and the `name{label="value",...}` syntax the `server:` scopes share.
+//! What the server side recorded: the `server:<name>` scope (results' `server_metrics`,
+//! the scraped series), the `server_histogram:<name>` scope (results'
+//! `server_histograms`, a histogram's change over the run) and the `database` scope
+//! (results' `database`, the statements the services' databases ran); and the
+//! `name{label="value",...}` syntax the `server:` scopes share.
+//!
+//! A counter's `rate` is its increase per second over the run; under a capacity search,
+//! over the step at capacity alone. The results of a search are that step's, and its
+//! start is the series' time zero, but the scrape ran through the whole search: the
+//! increase over every step, those that broke the gates included, would be a rate of
+//! no load that ran.
 
 use faultline_results::{Results, ServerHistogram};
 
-use super::{Scope, Stat};
+use super::{server_sum, Scope, Stat};
+
+/// A stat of the scraped series named `name` whose labels include `labels`: a
+/// counter's `rate` (added over the series), or `max`, `mean`, `last` of their sum.
+pub(super) fn series(
+    results: &Results,
+    name: &str,
+    labels: &[(String, String)],
+    stat: Stat,
+) -> Result<f64, String> {
+    let missing = || format!("no series {name} was scraped");
+    if stat == Stat::Rate {
+        let window = results
+            .capacity
+            .as_ref()
+            .map(|_| (0.0, results.metadata.duration_secs));
+        let mut total = 0.0;
+        let mut any = false;
+        for series in results.server_metrics.iter().filter(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(k).is_some_and(|have| have == v))
+        }) {
+            if let Some(rate) = counter_rate(&series.points, window) {
+                total += rate;
+                any = true;
+            }
+        }
+        return match (any, window) {
+            (true, _) => Ok(total),
+            (false, Some((_, secs))) => Err(format!(
+                "{name} was not scraped twice during the capacity search's step at capacity ({secs} s)"
+            )),
+            (false, None) => Err(missing()),
+        };
+    }
+    let sum = server_sum(results, name, labels).ok_or_else(missing)?;
+    let values: Vec<f64> = sum.values().copied().collect();
+    if values.is_empty() {
+        return Err(missing());
+    }
+    match stat {
+        Stat::Max => Ok(values.iter().copied().fold(f64::MIN, f64::max)),
+        Stat::Mean => Ok(values.iter().sum::<f64>() / values.len() as f64),
+        Stat::Last => Ok(values[values.len() - 1]),
+        _ => Err("not a server stat".into()),
+    }
+}
+
+/// A counter's increase per second between the times of `window` (the whole series
+/// when `None`), its value at each end read between the scrapes either side; a window
+/// wider than the series is cut to it. `None` with fewer than two points inside.
+fn counter_rate(points: &[(f64, f64)], window: Option<(f64, f64)>) -> Option<f64> {
+    let (first, last) = (points.first()?.0, points.last()?.0);
+    let (from, to) = window.map_or((first, last), |(from, to)| (from.max(first), to.min(last)));
+    if to <= from {
+        return None;
+    }
+    let increase = counter_at(points, to)? - counter_at(points, from)?;
+    // A counter that went down was reset (its process restarted): no negative rate.
+    Some(increase.max(0.0) / (to - from))
+}
+
+/// The counter's value at `t`, linear between the scrapes before and after it.
+fn counter_at(points: &[(f64, f64)], t: f64) -> Option<f64> {
+    let after = points.iter().position(|(at, _)| *at >= t)?;
+    let (t1, v1) = points[after];
+    let Some(&(t0, v0)) = after.checked_sub(1).and_then(|before| points.get(before)) else {
+        return Some(v1);
+    };
+    if t1 <= t0 {
+        return Some(v1);
+    }
+    Some(v0 + (v1 - v0) * (t - t0) / (t1 - t0))
+}
 
 /// The stats the `server_histogram:` and `database` scopes take.
 pub(super) fn takes(scope: &Scope, stat: Stat) -> bool {
@@ -99,5 +181,25 @@ pub(super) fn database(results: &Results, stat: Stat) -> Result<f64, String> {
             .exec_cv
             .ok_or("no statement ran twice during the run".into()),
         _ => Err("not a database stat".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_counters_rate_over_a_window_reads_its_ends_between_scrapes() {
+        // 100/s until 10 s, then 700/s.
+        let points = [(-1.0, 0.0), (0.5, 150.0), (10.0, 1100.0), (11.0, 1800.0)];
+        assert_eq!(counter_at(&points, 0.0), Some(100.0));
+        let whole = counter_rate(&points, None).unwrap();
+        assert!((whole - 1800.0 / 12.0).abs() < 1e-9, "{whole}");
+        let late = counter_rate(&points, Some((10.0, 11.0))).unwrap();
+        assert!((late - 700.0).abs() < 1e-9, "{late}");
+        // Cut to the series; nothing inside is no rate, never zero.
+        let cut = counter_rate(&points, Some((10.0, 20.0))).unwrap();
+        assert!((cut - 700.0).abs() < 1e-9, "{cut}");
+        assert_eq!(counter_rate(&points, Some((12.0, 20.0))), None);
     }
 }

@@ -288,3 +288,60 @@ fn the_notification_and_database_claims_are_measured_from_the_server_side_record
         database.status
     );
 }
+
+#[test]
+fn a_server_counters_rate_under_a_capacity_search_is_read_at_capacity_and_is_its_capacity() {
+    use faultline_results::MetricSeries;
+
+    let builtin = Claims::builtin().unwrap();
+    let rate = (builtin.claims.iter())
+        .find(|c| c.raw.id == "000-notification-rate")
+        .unwrap();
+    // A scrape each second on the run's time axis, whose zero is the start of the step
+    // at capacity (4 s here): 200 events/s in the steps before it, 700/s in it, 3,000/s
+    // in a step after it that broke the gates.
+    let mut counted = 0.0;
+    let mut points = Vec::new();
+    for t in -6..=8 {
+        points.push((f64::from(t), counted));
+        counted += match t {
+            ..=-1 => 200.0,
+            0..=3 => 700.0,
+            _ => 3000.0,
+        };
+    }
+    let mut results = crate::capacity::searched();
+    results.server_metrics.push(MetricSeries {
+        name: "faultline_events_consumed_total".into(),
+        labels: [("service", "notifications"), ("outcome", "applied")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        kind: None,
+        points,
+    });
+    assert_eq!(results.metadata.duration_secs, 4.0);
+
+    let result = rate.evaluate(&results, &builtin.groups);
+    let measured = result.measured.unwrap().value;
+    assert!((measured - 700.0).abs() < 1e-9, "{measured}");
+    assert_eq!(result.capacity, Some(measured));
+    match &result.status {
+        ClaimStatus::HoldsUpTo(text) => {
+            assert!(
+                text.starts_with("holds up to 700/s here (document: 5000/s on not stated)"),
+                "{text}"
+            );
+            assert!(text.contains("capacity search: 150/s offered"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // The same scrape without a search: the rate over the whole run, no capacity.
+    results.capacity = None;
+    let result = rate.evaluate(&results, &builtin.groups);
+    let whole = (6.0 * 200.0 + 4.0 * 700.0 + 4.0 * 3000.0) / 14.0;
+    assert!((result.measured.unwrap().value - whole).abs() < 1e-9);
+    assert_eq!(result.capacity, None);
+    assert_eq!(result.status, ClaimStatus::Fail);
+}

@@ -116,6 +116,20 @@ pub enum StackError {
 }
 
 impl StackError {
+    /// Whether the fault is in what was asked or installed (a port taken, a program or
+    /// Kafka's jars missing, an external component unreachable, bad settings) rather
+    /// than in a run: every command that starts the stack exits 2 on these.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            StackError::PortTaken { .. }
+                | StackError::KafkaMissing { .. }
+                | StackError::ProgramMissing { .. }
+                | StackError::ExternalUnreachable { .. }
+                | StackError::Invalid(_)
+        )
+    }
+
     pub(crate) fn io(doing: impl Into<String>, source: std::io::Error) -> Self {
         StackError::Io {
             doing: doing.into(),

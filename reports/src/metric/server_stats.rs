@@ -186,6 +186,7 @@ pub(super) fn database(results: &Results, stat: Stat) -> Result<f64, String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -646,11 +646,7 @@ pub fn server_sum(
     let mut sum: BTreeMap<i64, f64> = BTreeMap::new();
     let mut any = false;
     for series in &results.server_metrics {
-        let matches = series.name == name
-            && labels
-                .iter()
-                .all(|(k, v)| series.labels.get(k).is_some_and(|have| have == v));
-        if matches {
+        if series.name == name && has_labels(&series.labels, labels) {
             any = true;
             for (t, v) in &series.points {
                 *sum.entry(t.round() as i64).or_default() += v;
@@ -658,6 +654,11 @@ pub fn server_sum(
         }
     }
     any.then_some(sum)
+}
+
+/// Whether a series' labels include every one of `wanted` (extra labels are fine).
+pub(crate) fn has_labels(have: &BTreeMap<String, String>, wanted: &[(String, String)]) -> bool {
+    (wanted.iter()).all(|(k, v)| have.get(k).is_some_and(|value| value == v))
 }
 
 /// Seconds after `metadata.started_at` of a time point; `None` for a timestamp

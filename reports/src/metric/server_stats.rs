@@ -30,12 +30,9 @@ pub(super) fn series(
             .map(|_| (0.0, results.metadata.duration_secs));
         let mut total = 0.0;
         let mut any = false;
-        for series in results.server_metrics.iter().filter(|s| {
-            s.name == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| s.labels.get(k).is_some_and(|have| have == v))
-        }) {
+        let matching = (results.server_metrics.iter())
+            .filter(|s| s.name == name && super::has_labels(&s.labels, labels));
+        for series in matching {
             if let Some(rate) = counter_rate(&series.points, window) {
                 total += rate;
                 any = true;
@@ -138,10 +135,7 @@ pub(super) fn histogram(
     stat: Stat,
 ) -> Result<f64, String> {
     let matching: Vec<&ServerHistogram> = (results.server_histograms.iter())
-        .filter(|h| {
-            h.name == name
-                && (labels.iter()).all(|(k, v)| h.labels.get(k).is_some_and(|have| have == v))
-        })
+        .filter(|h| h.name == name && super::has_labels(&h.labels, labels))
         .collect();
     if matching.is_empty() {
         return Err(format!("no histogram {name} was read from /metrics"));

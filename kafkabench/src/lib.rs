@@ -30,8 +30,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use faultline_results::kafka_bench::{
-    BrokerSetup, KafkaBenchResults, KafkaBenchRow, PacedMeasurement, ProducerSettings, Table5Row,
-    KAFKA_BENCH_SCHEMA_VERSION,
+    BrokerSetup, KafkaBenchResults, KafkaBenchRow, PacedMeasurement, ProducerSettings,
+    RdkafkaMeasurement, Table5Row, KAFKA_BENCH_SCHEMA_VERSION,
 };
 use faultline_results::{HistogramCodecError, Machine};
 use faultline_system::stack::kafka::{self, KafkaCluster, KafkaSpec, LocalKafka};
@@ -242,38 +242,65 @@ async fn warm_up_brokers(
     outcome.map(|_| ())
 }
 
+/// How long a paced phase first produces untimed, on a topic of its own: right after
+/// an unpaced row (and the Java tool's JVM) the brokers are still replicating, deleting
+/// and compiling, and measured on this machine that put 95 ms on a 200 msg/s baseline
+/// whose own p50 is a few ms.
+const PACED_LEAD_IN: Duration = Duration::from_secs(5);
+
 /// The row's settings again from rdkafka, at the paced rate for the paced time, on a
-/// topic of its own (the end-to-end consumer reads every record of its topic).
+/// topic of its own (the end-to-end consumer reads every record of its topic), after a
+/// [`PACED_LEAD_IN`] at the same rate on another.
 async fn run_paced(
     brokers: &Brokers,
     settings: &ProducerSettings,
     paced: Paced,
-    consume_timeout: std::time::Duration,
+    consume_timeout: Duration,
 ) -> Result<PacedMeasurement, BenchError> {
-    let bootstrap = &brokers.setup.bootstrap;
-    let topic = format!("kafka-bench-paced-{}", uuid::Uuid::new_v4().simple());
-    create_topic(bootstrap, &topic, settings).await?;
     let settings = ProducerSettings {
         rate_per_sec: Some(paced.rate_per_sec),
         records: None,
         duration_secs: Some(paced.duration.as_secs_f64()),
         ..settings.clone()
     };
+    paced_phase(
+        brokers,
+        &settings,
+        "lead-in",
+        PACED_LEAD_IN,
+        consume_timeout,
+    )
+    .await?;
+    let measured = paced_phase(brokers, &settings, "paced", paced.duration, consume_timeout);
+    Ok(PacedMeasurement {
+        rate_per_sec: paced.rate_per_sec,
+        duration_secs: paced.duration.as_secs_f64(),
+        rdkafka: measured.await?,
+    })
+}
+
+/// rdkafka with `settings` for `length` on a fresh topic, deleted afterwards.
+async fn paced_phase(
+    brokers: &Brokers,
+    settings: &ProducerSettings,
+    phase: &str,
+    length: Duration,
+    consume_timeout: Duration,
+) -> Result<RdkafkaMeasurement, BenchError> {
+    let bootstrap = &brokers.setup.bootstrap;
+    let topic = format!("kafka-bench-{phase}-{}", uuid::Uuid::new_v4().simple());
+    create_topic(bootstrap, &topic, settings).await?;
     let row = produce::RdkafkaRow {
         bootstrap,
         topic: &topic,
-        settings: &settings,
-        bound: RowBound::Duration(paced.duration),
+        settings,
+        bound: RowBound::Duration(length),
         consume_timeout,
         broker_pids: brokers.pids(),
     };
     let outcome = blocking(|| produce::run_row(&row)).await;
     delete_topics(bootstrap, &[&topic]).await;
-    Ok(PacedMeasurement {
-        rate_per_sec: paced.rate_per_sec,
-        duration_secs: paced.duration.as_secs_f64(),
-        rdkafka: outcome?,
-    })
+    outcome
 }
 
 /// What makes a paced phase's latency other than what the settings add: a rate the
@@ -289,6 +316,16 @@ fn paced_notes(paced: &PacedMeasurement, unpaced_rate: Option<f64>) -> Vec<Strin
             paced.rate_per_sec
         ));
     }
+    // Brokers that keep half the machine busy answer late because they are busy: at
+    // linger 0 each record is a request of its own, which on a small machine saturates
+    // the brokers' CPU at a few thousand records a second.
+    if let Some(busy) = (paced.rdkafka.broker_cpu).filter(|u| u.percent_of_machine > 50.0) {
+        notes.push(format!(
+            "paced: the brokers kept {:.0}% of the machine busy at {:.0} msg/s, so its \
+             latency holds their queue, not only what the settings add",
+            busy.percent_of_machine, paced.rate_per_sec
+        ));
+    }
     // Above half the most it takes, a queue builds in bursts.
     if let Some(unpaced_rate) = unpaced_rate.filter(|most| paced.rate_per_sec > 0.5 * most) {
         notes.push(format!(
@@ -300,8 +337,8 @@ fn paced_notes(paced: &PacedMeasurement, unpaced_rate: Option<f64>) -> Vec<Strin
     notes
 }
 
-/// One row: rdkafka on one topic, then the Java tool on another, same settings; then
-/// rdkafka paced on a third when asked.
+/// One row: rdkafka on one topic, then the Java tool on another, same settings (its
+/// paced phase comes after every row's, in [`run`]).
 async fn run_row(
     spec: &BenchSpec,
     brokers: &Brokers,
@@ -353,37 +390,33 @@ async fn run_row(
         None => None,
     };
     delete_topics(&bootstrap, &[&ours, &theirs]).await;
-    let paced = match spec.paced {
-        Some(paced) => match run_paced(brokers, &settings, paced, spec.consume_timeout).await {
-            Ok(measured) => {
-                let unthrottled = settings
-                    .rate_per_sec
-                    .is_none()
-                    .then_some(rdkafka.msgs_per_sec);
-                notes.extend(paced_notes(&measured, unthrottled));
-                if measured.rdkafka.consumed < measured.rdkafka.acked {
-                    notes.push(format!(
-                        "paced: the end-to-end consumer read {} of {} records within {:?}",
-                        measured.rdkafka.consumed, measured.rdkafka.acked, spec.consume_timeout
-                    ));
-                }
-                Some(measured)
-            }
-            Err(error) => {
-                notes.push(format!("the paced phase: {error}"));
-                None
-            }
-        },
-        None => None,
-    };
     Ok(KafkaBenchRow {
         table5,
         settings,
         rdkafka,
         perf_tool,
-        paced,
+        paced: None,
         notes,
     })
+}
+
+/// A row's paced phase, with what it notes, into `row`; a failure is one of its notes.
+async fn add_paced(spec: &BenchSpec, brokers: &Brokers, paced: Paced, row: &mut KafkaBenchRow) {
+    match run_paced(brokers, &row.settings, paced, spec.consume_timeout).await {
+        Ok(measured) => {
+            let unthrottled =
+                (row.settings.rate_per_sec.is_none()).then_some(row.rdkafka.msgs_per_sec);
+            row.notes.extend(paced_notes(&measured, unthrottled));
+            if measured.rdkafka.consumed < measured.rdkafka.acked {
+                row.notes.push(format!(
+                    "paced: the end-to-end consumer read {} of {} records within {:?}",
+                    measured.rdkafka.consumed, measured.rdkafka.acked, spec.consume_timeout
+                ));
+            }
+            row.paced = Some(measured);
+        }
+        Err(error) => row.notes.push(format!("the paced phase: {error}")),
+    }
 }
 
 /// Runs blocking client code (threads that produce, consume or wait for JVMs) without
@@ -465,6 +498,24 @@ pub async fn run(
             }
         }
     }
+    // Paced phases last, every row's unpaced phase done: the brokers' JIT compilers
+    // keep a fresh broker's CPU high for minutes, and this puts the first paced phase
+    // (the baseline's) as late as the run allows.
+    if let (Ok(()), Some(paced)) = (&outcome, spec.paced) {
+        for (index, row) in results.rows.iter_mut().enumerate() {
+            progress(&format!(
+                "row {}/{total}: paced at {:.0} msg/s",
+                index + 1,
+                paced.rate_per_sec
+            ));
+            add_paced(spec, &brokers, paced, row).await;
+            progress(&format!(
+                "row {}/{total}: {}",
+                index + 1,
+                table::paced_outcome(row)
+            ));
+        }
+    }
     brokers.cluster.stop().await;
     outcome.map(|()| results)
 }
@@ -480,4 +531,55 @@ pub fn write_json(dir: &Path, results: &KafkaBenchResults) -> Result<PathBuf, Be
     })?;
     std::fs::write(&path, json).map_err(io(format!("writing {}", path.display())))?;
     Ok(path)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use faultline_results::kafka_bench::CpuUse;
+    use faultline_results::{EncodedHistogram, LatencySummary};
+
+    fn paced(rate: f64, achieved: f64, brokers_percent: f64) -> PacedMeasurement {
+        let mut histogram = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+        histogram.record(2_000).unwrap();
+        let encoded = EncodedHistogram::encode(&histogram).unwrap();
+        PacedMeasurement {
+            rate_per_sec: rate,
+            duration_secs: 5.0,
+            rdkafka: RdkafkaMeasurement {
+                acked: 1,
+                failed: 0,
+                elapsed_secs: 5.0,
+                msgs_per_sec: achieved,
+                mb_per_sec: 0.1,
+                produce_latency: LatencySummary::of(&histogram),
+                produce_histogram: encoded.clone(),
+                end_to_end_latency: LatencySummary::of(&histogram),
+                end_to_end_histogram: encoded,
+                consumed: 1,
+                broker_cpu: Some(CpuUse {
+                    cores: brokers_percent / 50.0,
+                    percent_of_machine: brokers_percent,
+                }),
+                client_cpu: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_paced_phase_kept_with_idle_brokers_has_no_note() {
+        assert!(paced_notes(&paced(200.0, 199.0, 14.0), Some(30_000.0)).is_empty());
+    }
+
+    #[test]
+    fn busy_brokers_short_rates_and_rates_near_the_unpaced_one_are_noted() {
+        let busy = paced_notes(&paced(2000.0, 1999.0, 72.0), Some(30_000.0));
+        assert_eq!(busy.len(), 1, "{busy:?}");
+        assert!(busy[0].contains("72% of the machine"), "{busy:?}");
+        let short = paced_notes(&paced(2000.0, 1500.0, 10.0), None);
+        assert!(short[0].contains("did not keep the pace"), "{short:?}");
+        let near = paced_notes(&paced(2000.0, 2000.0, 10.0), Some(3_000.0));
+        assert!(near[0].contains("not well below"), "{near:?}");
+    }
 }

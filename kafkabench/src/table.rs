@@ -60,19 +60,24 @@ pub fn outcome(row: &KafkaBenchRow) -> String {
         }
         None => line.push_str("; ProducerPerformance not run"),
     }
-    if let Some(paced) = &row.paced {
-        let _ = write!(
-            line,
-            "; paced at {:.0} msg/s: end-to-end p50 {:.1} ms, p99 {:.1} ms",
+    line
+}
+
+/// A row's paced phase in one line for progress: its end-to-end p50 and p99, or what
+/// went wrong.
+pub fn paced_outcome(row: &KafkaBenchRow) -> String {
+    match &row.paced {
+        Some(paced) => format!(
+            "paced at {:.0} msg/s: end-to-end p50 {:.1} ms, p99 {:.1} ms",
             paced.rate_per_sec,
             ms(paced.rdkafka.end_to_end_latency.p50_us),
             ms(paced.rdkafka.end_to_end_latency.p99_us)
-        );
+        ),
+        None => (row.notes.iter())
+            .find(|note| note.starts_with("the paced phase"))
+            .cloned()
+            .unwrap_or_else(|| "no paced phase".into()),
     }
-    for note in &row.notes {
-        let _ = write!(line, " ({note})");
-    }
-    line
 }
 
 /// Row `index`'s name: its Table 5 line, else its number.
@@ -92,15 +97,15 @@ fn render_paced(results: &KafkaBenchResults, out: &mut String) {
     let _ = writeln!(
         out,
         "\npaced: rdkafka again at a fixed rate below saturation (a fresh topic each row)\n\
-         {:<20} {:>7} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "row", "codec", "linger", "offered", "achieved", "p50", "p99", "e2e p50", "e2e p99"
+         {:<20} {:>7} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>5}",
+        "row", "codec", "linger", "offered", "achieved", "p50", "p99", "e2e p50", "e2e p99", "CPU"
     );
     for (index, row) in results.rows.iter().enumerate() {
         let Some(paced) = &row.paced else { continue };
         let r = &paced.rdkafka;
         let _ = writeln!(
             out,
-            "{:<20} {:>7} {:>6} {:>9.0} {:>8.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1}",
+            "{:<20} {:>7} {:>6} {:>9.0} {:>8.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>5}",
             name(index, row),
             row.settings.compression,
             row.settings.linger_ms,
@@ -110,6 +115,7 @@ fn render_paced(results: &KafkaBenchResults, out: &mut String) {
             ms(r.produce_latency.p99_us),
             ms(r.end_to_end_latency.p50_us),
             ms(r.end_to_end_latency.p99_us),
+            cpu(r.broker_cpu),
         );
     }
 }
@@ -172,5 +178,15 @@ pub fn render(results: &KafkaBenchResults) -> String {
         results.machine.cores
     );
     render_paced(results, &mut out);
+    render_notes(results, &mut out);
     out
+}
+
+/// Each row's notes (what makes a figure other than it looks), under its name.
+fn render_notes(results: &KafkaBenchResults, out: &mut String) {
+    for (index, row) in results.rows.iter().enumerate() {
+        for note in &row.notes {
+            let _ = writeln!(out, "note: {}: {note}", name(index, row));
+        }
+    }
 }

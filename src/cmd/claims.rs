@@ -20,12 +20,13 @@ use super::kafka_bench::KafkaBenchArgs;
 /// keeps a fifth of both: its rows say which tool leads, not a steady rate.
 const KAFKA_RECORDS: (&str, &str) = ("50000", "20000");
 const KAFKA_RECORDS_QUICK: (&str, &str) = ("10000", "4000");
-/// Each Table 5 row is then produced again at this fixed rate, far below what one
-/// producer reaches on these brokers (kafka-bench notes a phase that could not keep
-/// it), so that "batching adds 50-100 ms" reads what linger adds, not queueing; for
-/// this long (`--quick`: 3 s, still thousands of end-to-end samples).
-const KAFKA_PACED_RATE: &str = "2000/s";
-const KAFKA_PACED_DURATION: (&str, &str) = ("5s", "3s");
+/// Each Table 5 row is then produced again at this fixed rate for this long (`--quick`:
+/// 5 s), so that "batching adds 50-100 ms" reads what linger adds, not a queue. Low on
+/// purpose: at linger 0 each record is a request of its own, and on 2 cores three
+/// brokers spent 72% of the machine on 2,000 of them a second (6% at linger 50), so
+/// the baseline's latency was their queue; at 200/s they were at 45% cold and idle warm.
+const KAFKA_PACED_RATE: &str = "200/s";
+const KAFKA_PACED_DURATION: (&str, &str) = ("10s", "5s");
 /// Each broker's run of the `brokers` family (NATS, then RabbitMQ, whose node takes
 /// about 8 s to start): long enough for the JVM client to settle; `--quick` keeps 3 s.
 const BROKER_DURATION: &str = "10s";
@@ -40,8 +41,8 @@ const BROKERS: [&str; 2] = ["nats", "rabbitmq"];
   the document's rate. Families with the same [system] share one reference system, started
   once (the families that kill services run last on it); between two families the suite
   waits until no event is left behind. Then `faultline kafka-bench --table5` (family `kafka`,
-  document 002's Table 5) on three local brokers of its own, each row also paced at 2,000
-  msg/s for 5 s (what batching adds below saturation), and `faultline broker-bench`
+  document 002's Table 5) on three local brokers of its own, each row also paced at 200
+  msg/s for 10 s (what batching adds below saturation), and `faultline broker-bench`
   for NATS and RabbitMQ (family `brokers`, document 002's Table 1), 10 s each.
 
 What it writes:
@@ -68,7 +69,7 @@ pub struct ClaimsArgs {
 
     /// Holds of 2 s and one bisection round per capacity search, 10,000 Kafka records a
     /// row instead of 50,000 (after 4,000 to warm the brokers up instead of 20,000) and
-    /// paced phases of 3 s instead of 5 s, and
+    /// paced phases of 5 s instead of 10 s, and
     /// 3 s instead of 10 s for each side of the CQRS comparison and each broker-bench run.
     #[arg(long)]
     pub quick: bool,

@@ -22,8 +22,9 @@ const PACED_DURATION: &str = "5s";
   faultline kafka-bench --table5 --records 50000 -o out/kafka
       the five rows of document 002's Table 5 on 3 brokers started here
   faultline kafka-bench --brokers 1 --compression none,lz4 --linger 0ms,50ms --duration 10s
-  faultline kafka-bench --table5 --paced-rate 2000/s --paced-duration 5s
-      each row again at 2,000 msg/s: the latency linger and compression add, not queueing
+  faultline kafka-bench --table5 --paced-rate 200/s --paced-duration 10s
+      each row again at 200 msg/s: the latency linger and compression add, not queueing
+      (a note says when the brokers were busy: at linger 0 each record is a request)
   faultline kafka-bench --bootstrap 127.0.0.1:9092 --replication-factor 1 --producers 1,4")]
 pub struct KafkaBenchArgs {
     /// Start this many local Kafka brokers for the run (each a KRaft voter), e.g. `3`.
@@ -101,8 +102,10 @@ pub struct KafkaBenchArgs {
     duration: Option<String>,
 
     /// After each row, produce its settings again with rdkafka at this fixed rate, e.g.
-    /// `2000/s`: well below what the brokers take, its latency is what the row's linger
-    /// and codec add rather than a queue's wait (kafka-bench.json's `paced`).
+    /// `200/s`: well below what the brokers take, its latency is what the row's linger
+    /// and codec add rather than a queue's wait (kafka-bench.json's `paced`). Each paced
+    /// phase follows 5 s at the same rate that are not timed; the paced table shows the
+    /// brokers' CPU, and a note says when they were busy.
     #[arg(long)]
     paced_rate: Option<String>,
 

@@ -7,13 +7,15 @@
 //!    and where it came from; the consumer goes on with the next record.
 //! 2. Otherwise, in **one** database transaction, the event id is recorded in
 //!    `processed_events` and the handler applies the event. A duplicate (the id is already
-//!    there, after a redelivery) changes nothing.
+//!    there, after a redelivery) changes nothing. An event the handler passes over
+//!    ([`EventHandler::passes_over`]: one it would not act on) skips the transaction.
 //! 3. Only after the commit (or the dead-letter acknowledgement) is the record's offset
 //!    stored for committing, so a crash re-delivers rather than loses; the time since the
 //!    record was taken off Kafka goes into the `event_handling_seconds` histogram.
 //!
-//! Partitions are applied in parallel by [`PARTITION_WORKERS`] workers, each partition always
-//! by the same one, so events of one key (one partition) keep their order.
+//! Partitions are applied in parallel by the handler's [`EventHandler::WORKERS`] workers
+//! ([`PARTITION_WORKERS`] unless it says otherwise), each partition always by the same one,
+//! so events of one key (one partition) keep their order.
 //!
 //! Under a backlog a worker applies the records already waiting for it (up to the handler's
 //! [`EventHandler::BATCH`]) in one transaction: one commit, so one WAL flush, for many
@@ -208,6 +210,15 @@ pub trait EventHandler: Send + Sync + 'static {
         tx: &OutboxTx<'_>,
         event: &Envelope,
     ) -> impl Future<Output = Result<(), HandleError>> + Send;
+
+    /// Whether `event` is one this handler passes over, changing nothing (notifications and
+    /// a saga's intermediate steps): the consumer then stores its offset without opening a
+    /// transaction or recording the event id, since applying it again is as harmless as
+    /// applying it once. False for anything the handler acts on or refuses (a poison event
+    /// still goes to the dead-letter topic through [`EventHandler::handle`]).
+    fn passes_over(&self, _event: &Envelope) -> bool {
+        false
+    }
 
     /// Where the consumer keeps whether it owns every partition of its topics, for a
     /// handler whose readers care (analytics' long-polls); `None` for the others.
@@ -486,6 +497,14 @@ impl<H: EventHandler> EventConsumer<H> {
                 .map(|message| Envelope::decode(message.payload(), message.headers()))
                 .collect();
             let consuming = telemetry::consume_spans(&self.name, events.as_deref_mut().ok());
+            if let Ok(events) = events.as_mut() {
+                let before = events.len();
+                events.retain(|event| !self.handler.passes_over(event));
+                self.count((before - events.len()) as u64, "passed_over");
+                if events.is_empty() {
+                    return true;
+                }
+            }
             match events {
                 Ok(events) => match self
                     .apply_batch(&events)
@@ -562,6 +581,10 @@ impl<H: EventHandler> EventConsumer<H> {
                     .await
             }
         };
+        if self.handler.passes_over(&event) {
+            self.count(1, "passed_over");
+            return true;
+        }
         let consuming =
             telemetry::consume_spans(&self.name, Some(std::slice::from_mut(&mut event)));
         let mut backoff = Duration::from_millis(50);

@@ -18,10 +18,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support;
 
-/// Counts `counter.incremented` v1 events per key; anything else is poison.
+/// Counts `counter.incremented` v1 events per key and passes over `counter.noted`;
+/// anything else is poison.
 struct Counter;
 
 impl EventHandler for Counter {
+    fn passes_over(&self, event: &Envelope) -> bool {
+        event.event_type == "counter.noted"
+    }
+
     async fn handle(&self, tx: &OutboxTx<'_>, event: &Envelope) -> Result<(), HandleError> {
         if event.event_type != "counter.incremented" || event.version != 1 {
             return Err(HandleError::Poison(format!(
@@ -80,12 +85,14 @@ pub async fn applies_each_event_once_and_dead_letters_what_it_cannot_read(
     let a = Envelope::new("counter.incremented", 1, "a", serde_json::json!({}));
     let b = Envelope::new("counter.incremented", 1, "b", serde_json::json!({}));
     let from_the_future = Envelope::new("counter.incremented", 99, "a", serde_json::json!({}));
+    let noted = Envelope::new("counter.noted", 1, "b", serde_json::json!({}));
     let c = Envelope::new("counter.incremented", 1, "c", serde_json::json!({}));
     send("a", a.to_bytes()).await?;
     send("a", a.to_bytes()).await?; // the same event again: a redelivery
     send("b", b.to_bytes()).await?;
     send("x", b"\x00 this is not an envelope".to_vec()).await?;
     send("a", from_the_future.to_bytes()).await?;
+    send("b", noted.to_bytes()).await?;
     send("c", c.to_bytes()).await?;
 
     let metrics = Metrics::new("consumer_test");
@@ -152,6 +159,22 @@ pub async fn applies_each_event_once_and_dead_letters_what_it_cannot_read(
             .get()
             == 1
     );
+    // Passed over: counted, but no transaction recorded its id.
+    ensure!(
+        metrics
+            .events_consumed
+            .with_label_values(&["counter", "passed_over"])
+            .get()
+            == 1
+    );
+    let recorded: i64 = client
+        .query_one(
+            "SELECT count(*) FROM processed_events WHERE event_id = $1",
+            &[&noted.id],
+        )
+        .await?
+        .get(0);
+    ensure!(recorded == 0, "the passed-over event's id was recorded");
 
     // The lag reporter saw the partition, and it is caught up.
     let caught_up = format!("faultline_consumer_lag{{consumer=\"counter\",partition=\"0\",topic=\"{topic}\",service=\"consumer_test\"}} 0");
@@ -169,7 +192,7 @@ pub async fn applies_each_event_once_and_dead_letters_what_it_cannot_read(
     shutdown.cancel();
     task.await??;
 
-    // The group's committed position is past the last record (6 were sent), so a restart
+    // The group's committed position is past the last record (7 were sent), so a restart
     // would not read any of them again.
     let group = support::service_consumer(&bootstrap, "consumer-test", &[topic])?;
     let mut partitions = rdkafka::TopicPartitionList::new();
@@ -181,8 +204,8 @@ pub async fn applies_each_event_once_and_dead_letters_what_it_cannot_read(
     )?;
     let offset = committed.find_partition(topic, 0).map(|p| p.offset());
     ensure!(
-        offset == Some(rdkafka::Offset::Offset(6)),
-        "committed offset {offset:?}, expected 6"
+        offset == Some(rdkafka::Offset::Offset(7)),
+        "committed offset {offset:?}, expected 7"
     );
     Ok(())
 }

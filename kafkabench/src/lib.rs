@@ -271,11 +271,12 @@ async fn run_paced(
         consume_timeout,
     )
     .await?;
-    let measured = paced_phase(brokers, &settings, "paced", paced.duration, consume_timeout);
+    let measured =
+        paced_phase(brokers, &settings, "paced", paced.duration, consume_timeout).await?;
     Ok(PacedMeasurement {
         rate_per_sec: paced.rate_per_sec,
         duration_secs: paced.duration.as_secs_f64(),
-        rdkafka: measured.await?,
+        rdkafka: measured,
     })
 }
 

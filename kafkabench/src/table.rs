@@ -60,6 +60,9 @@ pub fn outcome(row: &KafkaBenchRow) -> String {
         }
         None => line.push_str("; ProducerPerformance not run"),
     }
+    for note in &row.notes {
+        let _ = write!(line, " ({note})");
+    }
     line
 }
 

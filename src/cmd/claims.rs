@@ -24,7 +24,7 @@ const KAFKA_RECORDS_QUICK: (&str, &str) = ("10000", "4000");
 /// 5 s), so that "batching adds 50-100 ms" reads what linger adds, not a queue. Low on
 /// purpose: at linger 0 each record is a request of its own, and on 2 cores three
 /// brokers spent 72% of the machine on 2,000 of them a second (6% at linger 50), so
-/// the baseline's latency was their queue; at 200/s they were at 45% cold and idle warm.
+/// the baseline's latency was their queue; at 200/s, 26-29% once warm (70% cold).
 const KAFKA_PACED_RATE: &str = "200/s";
 const KAFKA_PACED_DURATION: (&str, &str) = ("10s", "5s");
 /// Each broker's run of the `brokers` family (NATS, then RabbitMQ, whose node takes

@@ -66,6 +66,9 @@ const CQRS_READ_QUICK: Duration = Duration::from_secs(3);
 /// The longest the suite waits for a shared system to drain between two families; a
 /// system still behind after it is used all the same, and the wait says so.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+/// How long the system must stay drained before the next family: a consumer's lag is
+/// renewed once a second.
+const LAG_RENEWED: Duration = Duration::from_millis(1100);
 
 /// How the suite runs.
 #[derive(Debug, Clone)]
@@ -479,7 +482,7 @@ async fn run_group<F: Future<Output = ()>>(
 
 /// Waits until no service has an event left in its outbox and no consumer is behind
 /// its partitions (the scraped `faultline_outbox_backlog` and `faultline_consumer_lag`
-/// add up to 0), for at most [`DRAIN_LIMIT`].
+/// add up to 0) for [`LAG_RENEWED`], for at most [`DRAIN_LIMIT`].
 async fn drain(system: &faultline_system::supervisor::System) {
     let started = Instant::now();
     let probe = MetricsProbe::new(ScrapeSpec {
@@ -499,15 +502,22 @@ async fn drain(system: &faultline_system::supervisor::System) {
             return;
         }
     };
+    // Since when nothing was seen behind.
+    let mut caught_up: Option<Instant> = None;
     loop {
         // A service that did not answer may hold events: not drained.
         let behind = probe.sum().await;
         if matches!(behind, Ok(events) if events <= 0.0) {
-            eprintln!(
-                "claims: the system drained in {:.1} s",
-                started.elapsed().as_secs_f64()
-            );
-            return;
+            let since = *caught_up.get_or_insert_with(Instant::now);
+            if since.elapsed() >= LAG_RENEWED {
+                eprintln!(
+                    "claims: the system drained in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+                return;
+            }
+        } else {
+            caught_up = None;
         }
         if started.elapsed() >= DRAIN_LIMIT {
             let state = match behind {
@@ -520,7 +530,7 @@ async fn drain(system: &faultline_system::supervisor::System) {
             );
             return;
         }
-        tokio::time::sleep(Duration::from_millis(750)).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
     }
 }
 
@@ -945,6 +955,7 @@ mod tests {
             consume_timeout: Duration::from_secs(30),
             warm_up_records: 0,
             paced: None,
+            paced_rows: Vec::new(),
         }
     }
 }

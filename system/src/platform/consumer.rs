@@ -41,12 +41,13 @@ use deadpool_postgres::Pool;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Message, Offset};
+use rdkafka::Message;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::envelope::Envelope;
+use super::lag::LagReporter;
 use super::metrics::Metrics;
 use super::sql::Prepared;
 use super::telemetry;
@@ -55,57 +56,6 @@ use tracing::Instrument;
 /// The consumer every [`EventConsumer`] runs on: it tracks whether it owns every
 /// partition it subscribes to ([`OwnershipContext`]).
 pub type GroupConsumer = StreamConsumer<OwnershipContext>;
-
-/// Every 2 s, sets `consumer_lag` of each assigned partition: the partition's end offset
-/// minus the consumer's position (the next offset it will hand to the application).
-async fn report_lag(
-    consumer: Arc<GroupConsumer>,
-    name: String,
-    metrics: Metrics,
-    shutdown: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let consumer = consumer.clone();
-        // Watermark requests block on the network: off the async workers.
-        let lags = tokio::task::spawn_blocking(move || {
-            let Ok(positions) = consumer.position() else {
-                return Vec::new();
-            };
-            positions
-                .elements()
-                .iter()
-                .filter_map(|element| {
-                    let (low, high) = consumer
-                        .fetch_watermarks(
-                            element.topic(),
-                            element.partition(),
-                            Duration::from_secs(1),
-                        )
-                        .ok()?;
-                    let lag = match element.offset() {
-                        Offset::Offset(position) => high - position,
-                        // Nothing consumed yet on this partition: all of it is behind.
-                        _ => high - low,
-                    };
-                    Some((element.topic().to_string(), element.partition(), lag.max(0)))
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
-        for (topic, partition, lag) in lags {
-            metrics
-                .consumer_lag
-                .with_label_values(&[&name, &topic, &partition.to_string()])
-                .set(lag);
-        }
-    }
-}
 
 /// The table recording which events a consumer applied; part of every consuming service's
 /// schema.
@@ -368,6 +318,9 @@ impl<H: EventHandler> EventConsumer<H> {
         handler: H,
         metrics: Metrics,
     ) -> EventConsumer<H> {
+        consumer
+            .context()
+            .report_lag_to(LagReporter::new(name, metrics.clone()));
         EventConsumer {
             name: name.to_string(),
             consumer: Arc::new(consumer),
@@ -380,12 +333,6 @@ impl<H: EventHandler> EventConsumer<H> {
 
     /// Consumes until `shutdown` is cancelled, then commits the stored offsets.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumeError> {
-        let lag = tokio::spawn(report_lag(
-            self.consumer.clone(),
-            self.name.clone(),
-            self.metrics.clone(),
-            shutdown.clone(),
-        ));
         // Only a handler that reads ownership needs the partition counts it is decided by.
         let counts = (self.handler.ownership().is_some()).then(|| {
             tokio::spawn(learn_partition_counts(
@@ -398,7 +345,6 @@ impl<H: EventHandler> EventConsumer<H> {
         self.metrics.event_handling.with_label_values(&[&self.name]);
         let this = Arc::new(self);
         let outcome = this.clone().consume(&shutdown).await;
-        lag.abort();
         if let Some(counts) = counts {
             counts.abort();
         }
@@ -496,7 +442,6 @@ impl<H: EventHandler> EventConsumer<H> {
                 .iter()
                 .map(|message| Envelope::decode(message.payload(), message.headers()))
                 .collect();
-            let consuming = telemetry::consume_spans(&self.name, events.as_deref_mut().ok());
             if let Ok(events) = events.as_mut() {
                 let before = events.len();
                 events.retain(|event| !self.handler.passes_over(event));
@@ -505,6 +450,8 @@ impl<H: EventHandler> EventConsumer<H> {
                     return true;
                 }
             }
+            // After the filter: an event passed over gets no span, as in `process`.
+            let consuming = telemetry::consume_spans(&self.name, events.as_deref_mut().ok());
             match events {
                 Ok(events) => match self
                     .apply_batch(&events)

@@ -133,7 +133,7 @@ impl Metrics {
             IntGaugeVec::new(
                 Opts::new(
                     "consumer_lag",
-                    "Messages between the consumer position and the partition end",
+                    "Messages between the last one applied (its stored offset) and the partition end",
                 ),
                 &["consumer", "topic", "partition"],
             ),

@@ -20,6 +20,7 @@ pub mod consumer;
 pub mod envelope;
 pub mod files;
 pub mod http;
+pub mod lag;
 pub mod mesh;
 pub mod metrics;
 pub mod migrate;

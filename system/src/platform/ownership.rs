@@ -14,12 +14,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::ClientContext;
 use tokio_util::sync::CancellationToken;
+
+use super::lag::LagReporter;
 
 /// Shared flag: does this member own all partitions of its subscription right now?
 /// False until a rebalance assigned them all, and again from the moment any is revoked.
@@ -76,6 +78,8 @@ impl Partitions {
 pub struct OwnershipContext {
     ownership: Ownership,
     partitions: Arc<Mutex<Partitions>>,
+    /// Set by the consumer that runs on this context ([`Self::report_lag_to`]).
+    lag: Arc<OnceLock<LagReporter>>,
 }
 
 impl OwnershipContext {
@@ -83,7 +87,14 @@ impl OwnershipContext {
         OwnershipContext {
             ownership,
             partitions: Arc::default(),
+            lag: Arc::default(),
         }
+    }
+
+    /// Sends the lag in librdkafka's statistics to `reporter` (set once; later ones are
+    /// ignored). The consumer needs `statistics.interval.ms` for any to come.
+    pub fn report_lag_to(&self, reporter: LagReporter) {
+        let _ = self.lag.set(reporter);
     }
 
     /// A std mutex, not a tokio one: nothing is awaited while it is held. A panic while
@@ -105,7 +116,13 @@ impl OwnershipContext {
     }
 }
 
-impl ClientContext for OwnershipContext {}
+impl ClientContext for OwnershipContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Some(reporter) = self.lag.get() {
+            reporter.report(statistics);
+        }
+    }
+}
 
 impl ConsumerContext for OwnershipContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {

@@ -22,6 +22,7 @@ use super::serve::ServeArgs;
 use crate::platform::auth::{Secret, Tokens};
 use crate::platform::consumer::{EventConsumer, EventHandler, GroupConsumer, DEAD_LETTER_TOPIC};
 use crate::platform::http::ReadinessProbe;
+use crate::platform::lag;
 use crate::platform::metrics::Metrics;
 use crate::platform::migrate::{self, Migration};
 use crate::platform::outbox::OutboxRelay;
@@ -151,6 +152,7 @@ impl Platform {
             .set("auto.commit.interval.ms", "1000")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
+            .set("statistics.interval.ms", lag::STATISTICS_INTERVAL)
             // A subscribed topic the broker does not know yet (created a moment ago, its
             // metadata not yet on every broker) holds the whole subscription back until the
             // next metadata refresh: 5 minutes by default, so a saga consumer that started

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use faultline_system::platform::consumer::GroupConsumer;
+use faultline_system::platform::lag;
 use faultline_system::platform::ownership::{Ownership, OwnershipContext};
 use faultline_system::stack::KafkaClient;
 use futures::StreamExt;
@@ -41,6 +42,7 @@ pub fn owning_consumer(
         .set("group.id", group)
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.offset.store", "false")
+        .set("statistics.interval.ms", lag::STATISTICS_INTERVAL)
         .create_with_context(OwnershipContext::new(ownership))?;
     consumer.subscribe(topics)?;
     Ok(consumer)

@@ -504,6 +504,9 @@ pub async fn run(
     // (the baseline's) as late as the run allows.
     if let (Ok(()), Some(paced)) = (&outcome, spec.paced) {
         for (index, row) in results.rows.iter_mut().enumerate() {
+            if !(spec.paced_rows.is_empty() || spec.paced_rows.contains(&(index + 1))) {
+                continue;
+            }
             progress(&format!(
                 "row {}/{total}: paced at {:.0} msg/s",
                 index + 1,

@@ -91,6 +91,9 @@ pub struct BenchSpec {
     pub warm_up_records: u64,
     /// A paced phase after each row's unpaced ones; `None`: none.
     pub paced: Option<Paced>,
+    /// The rows (numbered from 1, as the tables number them) that get the paced phase;
+    /// empty: every row.
+    pub paced_rows: Vec<usize>,
 }
 
 /// The flags of `faultline kafka-bench`, named in errors.
@@ -110,6 +113,7 @@ pub mod flag {
     pub const DURATION: &str = "--duration";
     pub const PACED_RATE: &str = "--paced-rate";
     pub const PACED_DURATION: &str = "--paced-duration";
+    pub const PACED_ROWS: &str = "--paced-rows";
 }
 
 fn refuse(flag: &'static str, value: impl ToString, reason: impl Into<String>) -> BenchError {
@@ -226,6 +230,25 @@ impl BenchSpec {
                 "must be above zero",
             ));
         }
+        match self.bound {
+            RowBound::Records(0) => return Err(refuse(flag::RECORDS, 0, "must be at least 1")),
+            RowBound::Duration(d) if d.is_zero() => {
+                return Err(refuse(flag::DURATION, "0s", "must be longer than zero"))
+            }
+            _ => {}
+        }
+        let rows = self.row_count();
+        if rows == 0 || rows > MAX_ROWS {
+            return Err(BenchError::Invalid(format!(
+                "the settings make {rows} rows; give every setting at least one value and \
+                 keep the sweep to at most {MAX_ROWS} rows"
+            )));
+        }
+        self.check_paced(rows)
+    }
+
+    /// The paced phase's rate, time and rows, of `rows` rows in all.
+    fn check_paced(&self, rows: usize) -> Result<(), BenchError> {
         if let Some(paced) = &self.paced {
             if !(paced.rate_per_sec.is_finite() && paced.rate_per_sec > 0.0) {
                 return Err(refuse(
@@ -242,19 +265,16 @@ impl BenchSpec {
                 ));
             }
         }
-        match self.bound {
-            RowBound::Records(0) => return Err(refuse(flag::RECORDS, 0, "must be at least 1")),
-            RowBound::Duration(d) if d.is_zero() => {
-                return Err(refuse(flag::DURATION, "0s", "must be longer than zero"))
-            }
-            _ => {}
-        }
-        let rows = self.row_count();
-        if rows == 0 || rows > MAX_ROWS {
-            return Err(BenchError::Invalid(format!(
-                "the settings make {rows} rows; give every setting at least one value and \
-                 keep the sweep to at most {MAX_ROWS} rows"
-            )));
+        if let Some(row) = self
+            .paced_rows
+            .iter()
+            .find(|row| !(1..=rows).contains(*row))
+        {
+            return Err(refuse(
+                flag::PACED_ROWS,
+                row,
+                format!("the settings make rows 1 to {rows}"),
+            ));
         }
         Ok(())
     }
@@ -443,6 +463,7 @@ mod tests {
             consume_timeout: Duration::from_secs(30),
             warm_up_records: 0,
             paced: None,
+            paced_rows: Vec::new(),
         }
     }
 
@@ -509,6 +530,12 @@ mod tests {
         assert_eq!(labels, Table5Row::ALL);
         assert_eq!(rows[1].1.compression, "lz4");
         assert_eq!(rows[4].1.linger_ms, 50);
+        spec.paced_rows = vec![1, 5];
+        spec.check().unwrap();
+        spec.paced_rows = vec![1, 6];
+        assert_eq!(refused_flag(&spec), flag::PACED_ROWS);
+        spec.paced_rows = vec![0];
+        assert_eq!(refused_flag(&spec), flag::PACED_ROWS);
     }
 
     #[test]

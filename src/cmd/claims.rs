@@ -27,6 +27,9 @@ const KAFKA_RECORDS_QUICK: (&str, &str) = ("10000", "4000");
 /// the baseline's latency was their queue; at 200/s, 26-29% once warm (70% cold).
 const KAFKA_PACED_RATE: &str = "200/s";
 const KAFKA_PACED_DURATION: (&str, &str) = ("10s", "5s");
+/// The rows `--quick` paces: the two that "batching adds 50-100 ms" reads (the baseline
+/// and the 50 ms linger); the full suite paces every row for the table.
+const KAFKA_PACED_ROWS_QUICK: &str = "1,5";
 /// Each broker's run of the `brokers` family (NATS, then RabbitMQ, whose node takes
 /// about 8 s to start): long enough for the JVM client to settle; `--quick` keeps 3 s.
 const BROKER_DURATION: &str = "10s";
@@ -116,7 +119,7 @@ pub async fn run(args: ClaimsArgs) -> anyhow::Result<ExitCode> {
     } else {
         (KAFKA_RECORDS, KAFKA_PACED_DURATION.0)
     };
-    let kafka = KafkaBenchLine::try_parse_from([
+    let mut kafka_line = vec![
         "kafka-bench",
         "--table5",
         "--records",
@@ -127,11 +130,15 @@ pub async fn run(args: ClaimsArgs) -> anyhow::Result<ExitCode> {
         KAFKA_PACED_RATE,
         "--paced-duration",
         paced_duration,
-    ])
-    .context("the Table 5 flags of kafka-bench")?
-    .args
-    .spec()
-    .context("the Table 5 settings of kafka-bench")?;
+    ];
+    if args.quick {
+        kafka_line.extend(["--paced-rows", KAFKA_PACED_ROWS_QUICK]);
+    }
+    let kafka = KafkaBenchLine::try_parse_from(kafka_line)
+        .context("the Table 5 flags of kafka-bench")?
+        .args
+        .spec()
+        .context("the Table 5 settings of kafka-bench")?;
     let duration = if args.quick {
         BROKER_DURATION_QUICK
     } else {

@@ -113,6 +113,11 @@ pub struct KafkaBenchArgs {
     #[arg(long, requires = "paced_rate")]
     paced_duration: Option<String>,
 
+    /// Pace only these rows, numbered as the tables number them, e.g. `1,5` (Table 5's
+    /// baseline and 50 ms linger); every row when not given.
+    #[arg(long, requires = "paced_rate", value_delimiter = ',')]
+    paced_rows: Vec<usize>,
+
     /// Skip Apache Kafka's ProducerPerformance (rdkafka alone).
     #[arg(long)]
     no_perf_tool: bool,
@@ -223,6 +228,7 @@ impl KafkaBenchArgs {
             perf_tool: !self.no_perf_tool,
             warm_up_records: self.warm_up_records,
             paced,
+            paced_rows: self.paced_rows.clone(),
             consume_timeout: quantity("--consume-timeout", &self.consume_timeout, parse_duration)?,
         })
     }

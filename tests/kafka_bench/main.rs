@@ -152,3 +152,21 @@ fn a_paced_rate_of_zero_is_exit_2_naming_the_flag() {
     assert!(stderr.contains("--paced-rate 0/s"), "{stderr}");
     assert!(!stderr.contains("starting the brokers"), "{stderr}");
 }
+
+#[test]
+fn a_paced_row_past_the_last_is_exit_2_naming_the_flag_and_the_rows() {
+    let output = kafka_bench(&[
+        "--brokers",
+        "1",
+        "--table5",
+        "--paced-rate",
+        "200/s",
+        "--paced-rows",
+        "1,6",
+    ]);
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--paced-rows 6"), "{stderr}");
+    assert!(stderr.contains("rows 1 to 5"), "{stderr}");
+    assert!(!stderr.contains("starting the brokers"), "{stderr}");
+}

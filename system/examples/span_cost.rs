@@ -377,7 +377,7 @@ where
     let mut context = TraceContext::from_headers(&headers);
     let span = telemetry::request_span(&headers, &mut context, method, route);
     handle(context.clone()).instrument(span.clone()).await;
-    telemetry::record_response(&span, method, route, 201);
+    telemetry::record_response(&span, method, None, 201);
     context.traceparent
 }
 

@@ -470,15 +470,17 @@ pub async fn observe(State(metrics): State<Metrics>, mut request: Request, next:
     request.extensions_mut().insert(context.clone());
     let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
     let status = response.status();
-    let route = match response.extensions().get::<RouteLabel>() {
-        Some(label) => label.0.to_string(),
-        None => route,
-    };
+    // The gateway routes by itself: its handler names the route afterwards.
+    let renamed = response
+        .extensions()
+        .get::<RouteLabel>()
+        .map(|label| label.0);
+    let route = renamed.map_or(route, str::to_string);
     metrics
         .http_requests
         .with_label_values(&[&route, &method, status.as_str()])
         .observe(started.elapsed().as_secs_f64());
-    super::telemetry::record_response(&span, &method, &route, status.as_u16());
+    super::telemetry::record_response(&span, &method, renamed, status.as_u16());
     if status.is_server_error() {
         span.in_scope(|| tracing::warn!(status = status.as_u16(), "request failed"));
     }

@@ -280,11 +280,10 @@ async fn start_local(
             "max_connections=300",
             "-c",
             "logging_collector=off",
-            // Autovacuum looks at each database every 5 s, not every minute, so a table that
-            // grows from empty is analyzed while it grows. Until the first ANALYZE, a prepared
-            // statement keeps the generic plan made when its table held a few rows: a
-            // sequential scan for `WHERE order_id = ANY($1)`, which at 400 sagas/s was most of
-            // the services' queries' time in a run's first minute.
+            // Autovacuum visits each database every 5 s, not every minute, so a table growing
+            // from empty is analyzed as it grows. Until then a prepared statement keeps the
+            // generic plan made on a few rows: a sequential scan for `order_id = ANY($1)`,
+            // most of the services' query time in a run's first minute at 400 sagas/s.
             "-c",
             "autovacuum_naptime=5s",
             // Per-statement timings for profiling (`CREATE EXTENSION pg_stat_statements` in

@@ -8,14 +8,16 @@
 //! `GET /orders/{id}/view?min_version=N&wait=5s` long-polls until the view has reached
 //! version N (without `wait` it answers at once: the view, 404 if there is none yet, 408 if
 //! it is older than N): once the transaction that changes a view commits, the projector announces it
-//! ([`Changes`]) and the waiters of this replica look again at once, so a client learns of
-//! the change as soon as it commits (a waiter on another replica looks again every
+//! ([`Changes`]) with the view as written (`RETURNING`), and the waiters of this replica
+//! answer with it at once, without looking again, so a client learns of the change as soon
+//! as it commits (a waiter on another replica looks again every
 //! [`Changes::POLL`], or only every [`Changes::SOLE_POLL`] while this replica projects every
 //! partition). This is how the consistency window (write acknowledged -> read model
 //! serves it) is measured from outside. Projection lag (event time to applied
 //! time) is a metric, and part of the summary.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::platform::outbox::OutboxTx;
@@ -84,7 +86,7 @@ CREATE TABLE order_total_deltas (
 
 pub const TOPICS: &[&str] = &[messages::ORDERS_EVENTS];
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OrderView {
     pub order_id: Uuid,
     pub user_id: Uuid,
@@ -100,10 +102,14 @@ pub struct OrderView {
     pub projected_at: DateTime<Utc>,
 }
 
+/// What a long-poll for an order's view is handed once its change committed: the view as
+/// the projector wrote it.
+pub(crate) type ViewChanges = Changes<Arc<OrderView>>;
+
 #[derive(Clone)]
 pub(crate) struct ViewState {
     pool: Pool,
-    views: Changes,
+    views: ViewChanges,
 }
 
 /// `GET /orders/{id}/view`, `GET /analytics/summary`.
@@ -142,7 +148,7 @@ async fn fold_totals(pool: Pool, shutdown: tokio_util::sync::CancellationToken) 
     .await
 }
 
-pub fn routes(pool: Pool, views: Changes) -> Router {
+pub fn routes(pool: Pool, views: ViewChanges) -> Router {
     Router::new()
         .route("/orders/{id}/view", get(get_view))
         .route("/analytics/summary", get(summary))
@@ -221,7 +227,12 @@ async fn load_view(pool: &Pool, order_id: Uuid) -> Result<Option<OrderView>, Api
             &[&order_id],
         )
         .await?;
-    Ok(row.map(|row| OrderView {
+    Ok(row.as_ref().map(view_of_row))
+}
+
+/// A view from a row of `order_views`' columns in their table order.
+fn view_of_row(row: &tokio_postgres::Row) -> OrderView {
+    OrderView {
         order_id: row.get(0),
         user_id: row.get(1),
         status: row.get(2),
@@ -233,7 +244,7 @@ async fn load_view(pool: &Pool, order_id: Uuid) -> Result<Option<OrderView>, Api
         created_at: row.get(8),
         updated_at: row.get(9),
         projected_at: row.get(10),
-    }))
+    }
 }
 
 /// How long after its id was issued an order's view may still be missing: far beyond the
@@ -288,8 +299,14 @@ pub(crate) async fn get_view(
     let deadline = Instant::now() + wait;
     // Watch before looking, so a change between the look and the wait is not missed.
     let mut changes = state.views.watch(&order_id.to_string());
+    // What this replica's projector handed over when it woke us; a database look otherwise.
+    let mut handed: Option<Arc<OrderView>> = None;
     loop {
-        match load_view(&state.pool, order_id).await? {
+        let view = match handed.take() {
+            Some(view) => Some(Arc::unwrap_or_clone(view)),
+            None => load_view(&state.pool, order_id).await?,
+        };
+        match view {
             Some(view) if view.user_id != user_id => {
                 return Err(ApiError::NotFound(format!("no order {order_id}")));
             }
@@ -319,7 +336,10 @@ pub(crate) async fn get_view(
         // Woken once this replica projected the version waited for, or look again after a
         // while anyway: another replica may have projected it.
         let poll = state.views.poll_interval();
-        let _ = tokio::time::timeout(remaining.min(poll), changes.reached(min_version)).await;
+        handed = tokio::time::timeout(remaining.min(poll), changes.reached(min_version))
+            .await
+            .ok()
+            .flatten();
     }
 }
 
@@ -381,7 +401,7 @@ pub(crate) async fn summary(
 /// Applies `order.created` / `order.updated` to the view and the totals.
 pub struct Projector {
     /// Where committed view changes are announced to this replica's long-polls.
-    views: Changes,
+    views: ViewChanges,
     lag: Gauge,
     /// The same lag for every event, so the last step of a saga (its projection) has a
     /// distribution beside the orders service's per-step one.
@@ -389,7 +409,7 @@ pub struct Projector {
 }
 
 impl Projector {
-    pub fn new(metrics: &Metrics, views: Changes) -> Projector {
+    pub fn new(metrics: &Metrics, views: ViewChanges) -> Projector {
         let lag = metrics.register(Gauge::with_opts(Opts::new(
             "projection_lag_seconds",
             "Seconds from an order event's time to its projection into the read model",
@@ -465,19 +485,17 @@ impl BatchHandler for Projector {
             newest.insert(order.order_id, order);
             self.observe_lag(event);
         }
-        // Each event's view (its key) can be seen at its version once committed: then wake
-        // its waiters (an older version than one announced wakes nobody).
-        let announced: Vec<(String, i64)> = (changes.iter())
-            .map(|(event, order)| (event.key.clone(), order.version))
-            .collect();
+        let written = write_views(tx, newest.into_values()).await?;
+        totals.write(tx).await?;
+        // Each view can be seen at its version once committed: then wake its waiters
+        // with the view as written (an older version than one announced wakes nobody).
         let views = self.views.clone();
         tx.on_commit(move || {
-            for (key, version) in &announced {
-                views.announce(key, *version);
+            for view in written {
+                views.announce(&view.order_id.to_string(), view.version, Arc::new(view));
             }
         });
-        write_views(tx, newest.into_values()).await?;
-        totals.write(tx).await
+        Ok(())
     }
 
     fn ownership(&self) -> Option<Ownership> {
@@ -542,11 +560,12 @@ impl TotalDeltas {
     }
 }
 
-/// Writes the newest state of each order of a batch into its view, in one statement.
+/// Writes the newest state of each order of a batch into its view, in one statement, and
+/// returns the views as written.
 async fn write_views<'a>(
     tx: &OutboxTx<'_>,
     orders: impl Iterator<Item = &'a OrderChanged>,
-) -> Result<(), HandleError> {
+) -> Result<Vec<OrderView>, HandleError> {
     let mut columns = ViewColumns::default();
     for order in orders {
         let items =
@@ -554,22 +573,23 @@ async fn write_views<'a>(
         columns.push(order, items);
     }
     if columns.order_id.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let c = &columns;
-    tx.execute_prepared(
+    let rows = tx.query_prepared(
         "INSERT INTO order_views (order_id, user_id, status, step, items, amount_cents, reason, version, created_at, updated_at, projected_at)
          SELECT *, now() FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[], $6::bigint[], $7::text[], $8::bigint[], $9::timestamptz[], $10::timestamptz[])
          ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, step = EXCLUDED.step, items = EXCLUDED.items,
              amount_cents = EXCLUDED.amount_cents, reason = EXCLUDED.reason, version = EXCLUDED.version,
-             updated_at = EXCLUDED.updated_at, projected_at = now()",
+             updated_at = EXCLUDED.updated_at, projected_at = now()
+         RETURNING order_id, user_id, status, step, items, amount_cents, reason, version, created_at, updated_at, projected_at",
         &[
             &c.order_id, &c.user_id, &c.status, &c.step, &c.items, &c.amount_cents, &c.reason,
             &c.version, &c.created_at, &c.updated_at,
         ],
     )
     .await?;
-    Ok(())
+    Ok(rows.iter().map(view_of_row).collect())
 }
 
 /// The view rows of one statement, column by column (`unnest` takes one array per column).

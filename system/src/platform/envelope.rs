@@ -47,6 +47,11 @@ pub enum EnvelopeError {
 
 impl Envelope {
     /// A new event with a fresh id, stamped now.
+    ///
+    /// The id is a UUIDv7 (time-ordered): consumers record it in `processed_events`' primary
+    /// key and the outbox in a unique index, so time-ordered ids append to those B-trees'
+    /// rightmost pages where random ones (v4) landed on a random leaf each, every one a page
+    /// to read, dirty and write to the WAL in full after a checkpoint.
     pub fn new(
         event_type: impl Into<String>,
         version: u32,
@@ -54,7 +59,7 @@ impl Envelope {
         payload: serde_json::Value,
     ) -> Envelope {
         Envelope {
-            id: Uuid::new_v4(),
+            id: Uuid::now_v7(),
             event_type: event_type.into(),
             version,
             key: key.into(),

@@ -1,5 +1,6 @@
 //! The order saga end to end through the gateway.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{ensure, Context};
@@ -200,7 +201,49 @@ pub async fn concurrent_orders_never_oversell(h: Arc<Harness>) -> anyhow::Result
         .await?
         .get(0);
     ensure!(lowest >= 0, "the stock stream went negative ({lowest})");
-    Ok(())
+    saga_gauge_matches_the_orders_table(&h).await
+}
+
+/// The orders service's `saga_orders` gauge, which counts PENDING in the table and the
+/// finished sagas from the deltas the saga appends, agrees with the orders table once its
+/// refresh caught up: a delta counted twice or lost would keep them apart.
+async fn saga_gauge_matches_the_orders_table(h: &Harness) -> anyhow::Result<()> {
+    let orders = h
+        .system
+        .service_url(ServiceKind::Orders, 1)
+        .context("orders' URL")?;
+    let pool = h.database(ServiceKind::Orders)?;
+    let mut last = String::new();
+    for _ in 0..50 {
+        let mut table: BTreeMap<String, i64> = ["PENDING", "COMPLETED", "CANCELLED"]
+            .into_iter()
+            .map(|status| (status.to_string(), 0))
+            .collect();
+        for row in pool
+            .get()
+            .await?
+            .query("SELECT status, count(*) FROM orders GROUP BY status", &[])
+            .await?
+        {
+            table.insert(row.get(0), row.get(1));
+        }
+        let metrics = h.metrics(&orders).await?;
+        let gauge: BTreeMap<String, i64> = metrics
+            .lines()
+            .filter(|l| l.starts_with("faultline_saga_orders{"))
+            .filter_map(|l| {
+                let status = l.split("status=\"").nth(1)?.split('"').next()?;
+                let value = l.rsplit(' ').next()?.parse::<f64>().ok()?;
+                Some((status.to_string(), value as i64))
+            })
+            .collect();
+        if gauge == table {
+            return Ok(());
+        }
+        last = format!("the table {table:?}, the gauge {gauge:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("the saga_orders gauge never matched the orders table in 10 s: {last}")
 }
 
 pub async fn idempotency_key_creates_one_order(h: Arc<Harness>) -> anyhow::Result<()> {

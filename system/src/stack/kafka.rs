@@ -402,6 +402,11 @@ async fn start_local(
         ));
 
         let mut server_args = jvm_args(spec.heap_mb, &dir, &classpath);
+        // After the defaults, so that a flag given here wins (e.g. a heap, a GC, or
+        // `-XX:TieredStopAtLevel=1` for C1 only); split on whitespace.
+        let extra = std::env::var("FAULTLINE_KAFKA_JVM_OPTS").unwrap_or_default();
+        let at = server_args.len() - 2; // before `-cp CLASSPATH`
+        server_args.splice(at..at, extra.split_whitespace().map(String::from));
         server_args.extend([
             "kafka.Kafka".into(),
             dir.join("server.properties").display().to_string(),

@@ -85,6 +85,14 @@ CREATE TABLE saga_total_deltas (
 INSERT INTO saga_totals (status, sagas)
     SELECT status, count(*) FROM orders WHERE status <> 'PENDING' GROUP BY status;",
     },
+    // A saga's row is updated three times, twice without changing `status` (its only
+    // indexed column that changes): with room left on the page those two are HOT updates,
+    // which write no index entries. At fillfactor 100, 47% of the updates were HOT.
+    Migration {
+        version: 5,
+        name: "room for HOT updates",
+        sql: "ALTER TABLE orders SET (fillfactor = 80);",
+    },
 ];
 
 pub const TOPICS: &[&str] = &[

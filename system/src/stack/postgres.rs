@@ -188,6 +188,25 @@ impl PostgresServer {
     }
 }
 
+/// The server's settings beyond the address and socket (`postgres -c` each).
+const SETTINGS: &[&str] = &[
+    "fsync=on",
+    "max_connections=300",
+    "logging_collector=off",
+    // Autovacuum visits each database every 5 s, not every minute, so a table growing from
+    // empty is analyzed as it grows. Until then a prepared statement keeps the generic plan
+    // made on a few rows: a sequential scan for `order_id = ANY($1)`, most of the services'
+    // query time in a run's first minute at 400 sagas/s.
+    "autovacuum_naptime=5s",
+    // ANALYZE samples 300 × this many rows and sorts every column's sample: at the default
+    // (100) that sort was 4.5% of the machine's CPU at 500 sagas/s (jsonb payloads). The
+    // services' statements are key lookups that need row counts, not fine histograms.
+    "default_statistics_target=10",
+    // Per-statement timings for profiling (`CREATE EXTENSION pg_stat_statements` in any
+    // database to read them); it costs about a percent.
+    "shared_preload_libraries=pg_stat_statements",
+];
+
 async fn start_local(
     port: u16,
     data_root: &Path,
@@ -274,31 +293,14 @@ async fn start_local(
             "listen_addresses=127.0.0.1",
             "-c",
             &format!("unix_socket_directories={}", dir.display()),
-            "-c",
-            "fsync=on",
-            "-c",
-            "max_connections=300",
-            "-c",
-            "logging_collector=off",
-            // Autovacuum visits each database every 5 s, not every minute, so a table growing
-            // from empty is analyzed as it grows. Until then a prepared statement keeps the
-            // generic plan made on a few rows: a sequential scan for `order_id = ANY($1)`,
-            // most of the services' query time in a run's first minute at 400 sagas/s.
-            "-c",
-            "autovacuum_naptime=5s",
-            // ANALYZE samples 300 × this many rows and sorts every column's sample: at the
-            // default (100) that sort was 4.5% of the machine's CPU at 500 sagas/s
-            // (jsonb payloads). The services' statements are key lookups that need row
-            // counts, not fine histograms.
-            "-c",
-            "default_statistics_target=10",
-            // Per-statement timings for profiling (`CREATE EXTENSION pg_stat_statements` in
-            // any database to read them); it costs about a percent.
-            "-c",
-            "shared_preload_libraries=pg_stat_statements",
         ]
         .iter()
         .map(|s| s.to_string())
+        .chain(
+            SETTINGS
+                .iter()
+                .flat_map(|s| ["-c".to_string(), s.to_string()]),
+        )
         .collect(),
         env: Vec::new(),
         cwd: Some(dir.clone()),

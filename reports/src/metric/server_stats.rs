@@ -4,11 +4,11 @@
 //! (results' `database`, the statements the services' databases ran); and the
 //! `name{label="value",...}` syntax the `server:` scopes share.
 //!
-//! A counter's `rate` is its increase per second over the run; under a capacity search,
-//! over the step at capacity alone. The results of a search are that step's, and its
-//! start is the series' time zero, but the scrape ran through the whole search: the
-//! increase over every step, those that broke the gates included, would be a rate of
-//! no load that ran.
+//! A counter's `rate` is its increase per second over the run, from the load's start (the
+//! series' time zero) to its end: the scrape starts before the load and goes on after it,
+//! and those seconds of no load would dilute the rate. Under a capacity search, over the
+//! step at capacity alone: the results of a search are that step's, and its start is the
+//! series' time zero, but the scrape ran through the whole search.
 
 use faultline_results::{Results, ServerHistogram};
 
@@ -24,24 +24,25 @@ pub(super) fn series(
 ) -> Result<f64, String> {
     let missing = || format!("no series {name} was scraped");
     if stat == Stat::Rate {
-        let window = results
-            .capacity
-            .as_ref()
-            .map(|_| (0.0, results.metadata.duration_secs));
+        let window = (0.0, results.metadata.duration_secs);
         let mut total = 0.0;
         let mut any = false;
         let matching = (results.server_metrics.iter())
             .filter(|s| s.name == name && super::has_labels(&s.labels, labels));
         for series in matching {
-            if let Some(rate) = counter_rate(&series.points, window) {
+            if let Some(rate) = counter_rate(&series.points, Some(window)) {
                 total += rate;
                 any = true;
             }
         }
-        return match (any, window) {
+        let secs = window.1;
+        return match (any, &results.capacity) {
             (true, _) => Ok(total),
-            (false, Some((_, secs))) => Err(format!(
+            (false, Some(_)) => Err(format!(
                 "{name} was not scraped twice during the capacity search's step at capacity ({secs} s)"
+            )),
+            (false, None) if any_series(results, name, labels) => Err(format!(
+                "{name} was not scraped twice during the load ({secs} s)"
             )),
             (false, None) => Err(missing()),
         };
@@ -57,6 +58,11 @@ pub(super) fn series(
         Stat::Last => Ok(values[values.len() - 1]),
         _ => Err("not a server stat".into()),
     }
+}
+
+/// Whether a series named `name` with `labels` was scraped at all.
+fn any_series(results: &Results, name: &str, labels: &[(String, String)]) -> bool {
+    (results.server_metrics.iter()).any(|s| s.name == name && super::has_labels(&s.labels, labels))
 }
 
 /// A counter's increase per second between the times of `window` (the whole series

@@ -26,10 +26,11 @@ pub(super) fn series(
     if stat == Stat::Rate {
         let window = (0.0, results.metadata.duration_secs);
         let mut total = 0.0;
-        let mut any = false;
+        let (mut scraped, mut any) = (false, false);
         let matching = (results.server_metrics.iter())
             .filter(|s| s.name == name && super::has_labels(&s.labels, labels));
         for series in matching {
+            scraped = true;
             if let Some(rate) = counter_rate(&series.points, Some(window)) {
                 total += rate;
                 any = true;
@@ -41,7 +42,7 @@ pub(super) fn series(
             (false, Some(_)) => Err(format!(
                 "{name} was not scraped twice during the capacity search's step at capacity ({secs} s)"
             )),
-            (false, None) if any_series(results, name, labels) => Err(format!(
+            (false, None) if scraped => Err(format!(
                 "{name} was not scraped twice during the load ({secs} s)"
             )),
             (false, None) => Err(missing()),
@@ -58,11 +59,6 @@ pub(super) fn series(
         Stat::Last => Ok(values[values.len() - 1]),
         _ => Err("not a server stat".into()),
     }
-}
-
-/// Whether a series named `name` with `labels` was scraped at all.
-fn any_series(results: &Results, name: &str, labels: &[(String, String)]) -> bool {
-    (results.server_metrics.iter()).any(|s| s.name == name && super::has_labels(&s.labels, labels))
 }
 
 /// A counter's increase per second between the times of `window` (the whole series

@@ -44,13 +44,10 @@ use crate::platform::sql::{self, Prepared};
 
 pub const NAME: &str = "orders";
 
-pub const MIGRATIONS: &[Migration] = &[
-    Migration::outbox(1),
-    Migration::processed_events(2),
-    Migration {
-        version: 3,
-        name: "orders",
-        sql: "
+pub const MIGRATIONS: &[Migration] = &{
+    let [outbox, processed_events, orders] = Migration::with_event_tables(
+        "orders",
+        "
 CREATE TABLE orders (
     id              UUID PRIMARY KEY,
     user_id         UUID NOT NULL,
@@ -66,14 +63,18 @@ CREATE TABLE orders (
     UNIQUE (user_id, idempotency_key)
 );
 CREATE INDEX orders_by_status ON orders (status);",
-    },
-    // Counting the finished sagas with `GROUP BY status` read the whole table every second
-    // on every replica (43 ms a call at 28,000 orders, growing with the table). The saga
-    // appends each batch's finished count instead, and `SagaMetrics::refresh` folds them.
-    Migration {
-        version: 4,
-        name: "saga totals",
-        sql: "
+    );
+    [
+        outbox,
+        processed_events,
+        orders,
+        // Counting the finished sagas with `GROUP BY status` read the whole table every second
+        // on every replica (43 ms a call at 28,000 orders, growing with the table). The saga
+        // appends each batch's finished count instead, and `SagaMetrics::refresh` folds them.
+        Migration {
+            version: 4,
+            name: "saga totals",
+            sql: "
 CREATE TABLE saga_totals (
     status  TEXT PRIMARY KEY,
     sagas   BIGINT NOT NULL
@@ -84,16 +85,17 @@ CREATE TABLE saga_total_deltas (
 );
 INSERT INTO saga_totals (status, sagas)
     SELECT status, count(*) FROM orders WHERE status <> 'PENDING' GROUP BY status;",
-    },
-    // A saga's row is updated three times, twice without changing `status` (its only
-    // indexed column that changes): with room left on the page those two are HOT updates,
-    // which write no index entries. At fillfactor 100, 47% of the updates were HOT.
-    Migration {
-        version: 5,
-        name: "room for HOT updates",
-        sql: "ALTER TABLE orders SET (fillfactor = 80);",
-    },
-];
+        },
+        // A saga's row is updated three times, twice without changing `status` (its only
+        // indexed column that changes): with room left on the page those two are HOT updates,
+        // which write no index entries. At fillfactor 100, 47% of the updates were HOT.
+        Migration {
+            version: 5,
+            name: "room for HOT updates",
+            sql: "ALTER TABLE orders SET (fillfactor = 80);",
+        },
+    ]
+};
 
 pub const TOPICS: &[&str] = &[
     messages::ORDERS_EVENTS,

@@ -401,12 +401,11 @@ async fn start_local(
             })?,
         ));
 
-        let mut server_args = jvm_args(spec.heap_mb, &dir, &classpath);
-        // After the defaults, so that a flag given here wins (e.g. a heap, a GC, or
-        // `-XX:TieredStopAtLevel=1` for C1 only); split on whitespace.
+        // Split on whitespace; after the defaults, so that a flag given here wins (e.g. a
+        // heap, a GC, or `-XX:TieredStopAtLevel=1` for C1 only).
         let extra = std::env::var("FAULTLINE_KAFKA_JVM_OPTS").unwrap_or_default();
-        let at = server_args.len() - 2; // before `-cp CLASSPATH`
-        server_args.splice(at..at, extra.split_whitespace().map(String::from));
+        let extra: Vec<&str> = extra.split_whitespace().collect();
+        let mut server_args = jvm_args(spec.heap_mb, &dir, &classpath, &extra);
         server_args.extend([
             "kafka.Kafka".into(),
             dir.join("server.properties").display().to_string(),
@@ -464,7 +463,7 @@ fn storage_format_args(
     cluster_id: &str,
     principals: &Option<KafkaPrincipals>,
 ) -> Vec<String> {
-    let mut args = jvm_args(256, dir, classpath);
+    let mut args = jvm_args(256, dir, classpath, &[]);
     args.extend([
         "kafka.tools.StorageTool".into(),
         "format".into(),
@@ -514,9 +513,10 @@ async fn await_formatters(formatters: Vec<Formatter>, timeout: Duration) -> Resu
     Ok(())
 }
 
-/// The JVM's flags for a broker's tools and server, whose files are in `dir`.
-fn jvm_args(heap_mb: u32, dir: &Path, classpath: &str) -> Vec<String> {
-    vec![
+/// The JVM's flags for a broker's tools and server, whose files are in `dir`, then
+/// `extra` ones, then the classpath.
+fn jvm_args(heap_mb: u32, dir: &Path, classpath: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
         format!("-Xms{}m", heap_mb / 2),
         format!("-Xmx{heap_mb}m"),
         "-XX:+UseG1GC".into(),
@@ -527,9 +527,10 @@ fn jvm_args(heap_mb: u32, dir: &Path, classpath: &str) -> Vec<String> {
             "-Dlog4j2.configurationFile={}",
             dir.join("log4j2.properties").display()
         ),
-        "-cp".into(),
-        classpath.to_string(),
-    ]
+    ];
+    args.extend(extra.iter().map(|flag| flag.to_string()));
+    args.extend(["-cp".into(), classpath.to_string()]);
+    args
 }
 
 fn validate(spec: &LocalKafka) -> Result<(), StackError> {

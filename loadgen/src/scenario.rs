@@ -246,6 +246,10 @@ pub struct JourneysSpec {
     #[serde(default)]
     pub driver: Driver,
     pub users: Option<usize>,
+    /// Log the users in at set-up, before the clock starts, instead of on their first
+    /// journey (`--login-before-start`): for a run that measures what follows a login.
+    #[serde(default)]
+    pub login_before_start: bool,
     pub ingest_batch: Option<usize>,
     #[serde(default, deserialize_with = "duration_opt::deserialize")]
     pub consistency_deadline: Option<Duration>,
@@ -338,6 +342,7 @@ impl LoadSpec {
                 if let Some(users) = journeys.users {
                     config.users = users;
                 }
+                config.login_before_start = journeys.login_before_start;
                 if let Some(batch) = journeys.ingest_batch {
                     config.ingest_batch = batch;
                 }
@@ -534,6 +539,7 @@ mod tests {
             [load.journeys]
             mix = { browse = 6, checkout = 3 }
             users = 5
+            login_before_start = true
             ledger = "ledger.jsonl"
             [[gates]]
             metric = "http.p99"
@@ -547,6 +553,7 @@ mod tests {
             panic!("journeys expected");
         };
         assert_eq!(config.users, 5);
+        assert!(config.login_before_start);
         assert_eq!(config.schedule.duration(), Duration::from_secs(15));
         assert_eq!(
             config.mix.weights(),

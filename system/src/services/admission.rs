@@ -9,6 +9,9 @@
 //! [`Admission::observe`] is fed the PENDING and finished counts from the database every
 //! refresh (the source of truth across replicas); between refreshes each admitted order
 //! counts itself, so a burst cannot overshoot the limit by a refresh's worth of orders.
+//! Nothing uncounts the ones that finish meanwhile, so the count drifts up by a refresh's
+//! arrivals: the orders service refreshes often ([`REFRESH_EVERY`]) to keep that drift
+//! well under [`MIN_PENDING_LIMIT`].
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,8 +22,21 @@ use crate::platform::http::ApiError;
 /// The limit while no completion rate is known yet (just started, or nothing finished):
 /// small enough to drain within any sane deadline on this kind of machine.
 pub const MIN_PENDING_LIMIT: i64 = 500;
-/// Weight of the newest rate sample in the smoothed completion rate.
+/// How often the orders service reads the counts into [`Admission::observe`]. At 1 s a
+/// fresh system taking 500 orders/s shed hundreds in its first seconds (capacity-checkout:
+/// 532 of 30,000, all in seconds 1 to 4) while its sagas took under 0.6 s: a second's
+/// arrivals, counted locally on top of the pending ones, reached the limit before the
+/// completion rate had been measured.
+pub const REFRESH_EVERY: Duration = Duration::from_millis(250);
+/// Weight of one second's rate sample in the smoothed completion rate when the sample is
+/// below it (a sample over a shorter time weighs less: the smoothing follows time, not the
+/// number of refreshes). A falling rate may be the demand falling, not the capacity.
 const RATE_SMOOTHING: f64 = 0.3;
+/// The same weight when the sample is above it: sagas that did finish prove the capacity
+/// at once. Rising as slowly as it falls, the estimate lagged a load that started on an
+/// idle system by seconds, and the limit stayed at [`MIN_PENDING_LIMIT`] while a fresh
+/// system's first sagas (slower while its JIT and plans warm up) already filled it.
+const RATE_RISE: f64 = 0.9;
 
 /// How the limit on pending sagas is set.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -57,15 +73,24 @@ impl Admission {
     /// The database's counts: sagas pending, and sagas ever finished (completed or
     /// cancelled), whose growth is the completion rate.
     pub fn observe(&self, pending: i64, finished: i64) {
+        self.observe_at(Instant::now(), pending, finished);
+    }
+
+    fn observe_at(&self, now: Instant, pending: i64, finished: i64) {
         self.pending.store(pending, Ordering::Relaxed);
-        let now = Instant::now();
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((at, before)) = *last {
             let seconds = now.duration_since(at).as_secs_f64();
             if seconds > 0.0 {
                 let sample = (finished - before).max(0) as f64 / seconds;
                 let old = f64::from_bits(self.finished_per_second.load(Ordering::Relaxed));
-                let smoothed = old + RATE_SMOOTHING * (sample - old);
+                let per_second = if sample > old {
+                    RATE_RISE
+                } else {
+                    RATE_SMOOTHING
+                };
+                let weight = 1.0 - (1.0 - per_second).powf(seconds.min(1e3));
+                let smoothed = old + weight * (sample - old);
                 self.finished_per_second
                     .store(smoothed.to_bits(), Ordering::Relaxed);
             }
@@ -169,6 +194,33 @@ mod tests {
         assert!(
             limit > 5 * MIN_PENDING_LIMIT,
             "limit {limit} did not grow with the rate"
+        );
+    }
+
+    #[test]
+    fn the_rate_rises_within_a_second_and_falls_over_several() {
+        let admission = Admission::new(AdmissionPolicy::Deadline(Duration::from_secs(5)));
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        // Idle for a second, then 400 sagas finished per second, read every 250 ms.
+        admission.observe_at(at(0), 0, 0);
+        admission.observe_at(at(1_000), 0, 0);
+        for quarter in 1..=4 {
+            admission.observe_at(at(1_000 + 250 * quarter), 300, 100 * quarter as i64);
+        }
+        let risen = admission.limit().unwrap_or(0);
+        assert!(
+            (1_700..=2_000).contains(&risen),
+            "after a second at 400/s the limit is {risen}, not near 400/s x 5 s"
+        );
+        // Then nothing finishes for a second: the estimate falls by about 30%.
+        for quarter in 1..=4 {
+            admission.observe_at(at(2_000 + 250 * quarter), 300, 400);
+        }
+        let fallen = admission.limit().unwrap_or(0);
+        assert!(
+            fallen < risen && fallen > risen / 2,
+            "after a second with none finished the limit went from {risen} to {fallen}"
         );
     }
 

@@ -15,7 +15,6 @@
 //! saga ends in exactly one terminal state.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use crate::platform::outbox::OutboxTx;
 use axum::extract::{Path, State};
@@ -29,7 +28,7 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::admission::Admission;
+use super::admission::{Admission, REFRESH_EVERY};
 use super::messages::{
     self, types, Amount, Failed, OrderChanged, OrderItem, OrderRef, Reserve, V1,
 };
@@ -133,7 +132,7 @@ pub const MAX_IDEMPOTENCY_KEY: usize = 200;
 /// The orders service's own metrics, registered in the process registry.
 #[derive(Clone)]
 pub struct SagaMetrics {
-    /// Orders by status, refreshed every second from the database.
+    /// Orders by status, refreshed from the database every [`REFRESH_EVERY`].
     pub by_status: IntGaugeVec,
     /// Saga moves by the step they left and the step they entered.
     pub transitions: IntCounterVec,
@@ -177,7 +176,7 @@ impl SagaMetrics {
         admission: Admission,
         shutdown: tokio_util::sync::CancellationToken,
     ) {
-        sql::every(Duration::from_secs(1), &pool, &shutdown, |client| {
+        sql::every(REFRESH_EVERY, &pool, &shutdown, |client| {
             let (by_status, admission) = (&self.by_status, &admission);
             async move {
                 let Ok(rows) = sagas_by_status(&client).await else {

@@ -135,14 +135,16 @@ pub(crate) async fn start(ctx: &mut ServiceContext<'_>) -> Result<Router, Servic
 const FOLD_EVERY: Duration = Duration::from_secs(1);
 
 /// Folds `order_total_deltas` into `order_totals` every [`FOLD_EVERY`], in one statement,
-/// so a reader summing both never counts a delta twice or misses one.
+/// so a reader summing both never counts a delta twice or misses one. The upsert goes in
+/// status order: two replicas folding at once then lock the rows in the same order, and one
+/// waits for the other instead of both deadlocking.
 async fn fold_totals(pool: Pool, shutdown: tokio_util::sync::CancellationToken) {
     sql::every(FOLD_EVERY, &pool, &shutdown, |client| async move {
         if let Err(error) = client
             .execute_prepared(
                 "WITH folded AS (DELETE FROM order_total_deltas RETURNING status, orders, amount_cents)
                  INSERT INTO order_totals (status, orders, amount_cents)
-                 SELECT status, sum(orders), sum(amount_cents) FROM folded GROUP BY status
+                 SELECT status, sum(orders), sum(amount_cents) FROM folded GROUP BY status ORDER BY status
                  ON CONFLICT (status) DO UPDATE SET orders = order_totals.orders + EXCLUDED.orders,
                      amount_cents = order_totals.amount_cents + EXCLUDED.amount_cents",
                 &[],

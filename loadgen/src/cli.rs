@@ -39,6 +39,9 @@ use crate::{
     tls::{TlsSettings, TlsVersion},
 };
 
+mod merge;
+pub use merge::{run_merge, MergeArgs};
+
 /// The target, the hosts to spread requests over (empty: the target alone), and each
 /// request's own host among them (empty: requests meet every host in turn).
 type Targets = (Target, Vec<Host>, Vec<usize>);
@@ -48,6 +51,8 @@ type Targets = (Target, Vec<Host>, Vec<usize>);
 pub struct ScenarioExtras {
     pub gates: Vec<GateSpec>,
     pub text: String,
+    /// Its `[load] warm_up`: run before the load, not recorded ([`crate::warm_up`]).
+    pub warm_up: Option<std::time::Duration>,
 }
 
 /// What `faultline load` runs: a plan, and a capacity search over it when asked.
@@ -667,6 +672,10 @@ pub async fn run_plan(
     args: &LoadArgs,
     judge: &impl StepJudge,
 ) -> Result<Results, LoadError> {
+    let warm_up = match run.scenario.as_ref().and_then(|s| s.warm_up) {
+        Some(duration) => Some(crate::warm_up::before(&run.plan, duration, args.quiet).await?),
+        None => None,
+    };
     let live = !args.quiet && std::io::stderr().is_terminal();
     let scrape = (!args.scrape.is_empty()).then(|| crate::scrape::ScrapeSpec {
         targets: args.scrape.clone(),
@@ -702,6 +711,7 @@ pub async fn run_plan(
         results.gates = extras.gates;
         results.scenario_text = Some(extras.text);
     }
+    results.warm_up = warm_up;
     if live {
         eprint!("\r\x1b[2K");
     }
@@ -750,51 +760,4 @@ pub fn run_har(args: &HarArgs) -> Result<Conversion, LoadError> {
     }
     eprintln!("{}", conversion.summary(&source));
     Ok(conversion)
-}
-
-/// Arguments of `faultline merge`.
-#[derive(Debug, Clone, clap::Args)]
-#[group(skip)]
-pub struct MergeArgs {
-    /// Results files of several load workers.
-    #[arg(required = true, num_args = 2..)]
-    pub inputs: Vec<PathBuf>,
-
-    /// Write the merged results here (stdout when not given).
-    #[arg(long, short = 'o')]
-    pub output: Option<PathBuf>,
-}
-
-/// Runs `faultline merge`: merges results files exactly, writes them, and prints
-/// the summary (on stderr when the results themselves go to stdout).
-pub fn run_merge(args: &MergeArgs) -> Result<Results, LoadError> {
-    let mut inputs = args.inputs.iter();
-    let first = inputs.next().ok_or_else(|| LoadError::InvalidArgument {
-        option: "inputs",
-        reason: "no results files given".into(),
-    })?;
-    let mut merged = Results::read(first)?;
-    for path in inputs {
-        let next = Results::read(path)?;
-        merged = Results::merge(&merged, &next).map_err(|e| LoadError::BadResults {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-    }
-    match &args.output {
-        Some(path) => {
-            merged.write(path)?;
-            print!("{}", summary_table(&merged));
-        }
-        None => {
-            let text =
-                serde_json::to_string_pretty(&merged).map_err(|e| LoadError::BadResults {
-                    path: "(merged)".into(),
-                    reason: e.to_string(),
-                })?;
-            println!("{text}");
-            eprint!("{}", summary_table(&merged));
-        }
-    }
-    Ok(merged)
 }

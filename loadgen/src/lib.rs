@@ -40,6 +40,8 @@
 //! - [`scenario`]: the `[load]` table of a scenario file ([`scenario::LoadSpec`]),
 //!   turned into plain requests or journeys; the file as a whole is read by
 //!   `faultline-scenarios`, which depends on this crate.
+//! - [`warm_up`]: a scenario's `[load] warm_up`, the load's own requests or journeys at
+//!   its starting rate, run first and not recorded (a JVM's JIT, cold caches).
 //! - [`capacity`]: capacity search (`--find-max`, `[load.find_max]`): a staircase of
 //!   rates, each step a run of the engine, judged, then bisection to the knee.
 //! - [`tls`]: HTTPS settings (`--insecure`, `--cacert`, `--cert`/`--key`,
@@ -66,6 +68,7 @@ pub mod summary;
 pub mod target;
 pub mod template;
 pub mod tls;
+pub mod warm_up;
 
 pub use classify::Classify;
 pub use engine::{run, LoadConfig, Progress};

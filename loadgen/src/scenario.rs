@@ -109,6 +109,10 @@ pub struct LoadSpec {
     pub journeys: Option<JourneysSpec>,
     /// A capacity search instead of `rate`, `stages` or `closed`.
     pub find_max: Option<FindMaxSpec>,
+    /// A warm-up before the measured load: its requests or journeys at the rate it starts
+    /// with, for this long, not recorded ([`crate::warm_up`]).
+    #[serde(default, deserialize_with = "duration_opt::deserialize")]
+    pub warm_up: Option<Duration>,
 }
 
 /// The `[load.tls]` table (paths relative to the working directory).
@@ -291,6 +295,7 @@ impl LoadSpec {
         if self.target.is_some() && !self.targets.is_empty() {
             return Err(bad("give load.target or load.targets, not both".into()));
         }
+        self.check_warm_up().map_err(&bad)?;
         let hosts = match target {
             Some(_) => Vec::new(),
             None if self.targets.is_empty() => Vec::new(),
@@ -414,6 +419,35 @@ impl LoadSpec {
                 "give exactly one of load.rate, load.stages or load.closed = true".into(),
             )),
         }
+    }
+
+    /// `load.warm_up`: longer than zero, and only where a warm-up means the same load.
+    fn check_warm_up(&self) -> Result<(), String> {
+        let Some(warm_up) = self.warm_up else {
+            return Ok(());
+        };
+        if warm_up.is_zero() {
+            return Err("load.warm_up must be longer than zero (or left out)".into());
+        }
+        if self.find_max.is_some() {
+            return Err(
+                "load.warm_up does not go with [load.find_max]: each of its steps \
+                        starts from the one before"
+                    .into(),
+            );
+        }
+        if self
+            .feeder
+            .as_ref()
+            .is_some_and(|f| f.mode == FeederMode::Once)
+        {
+            return Err(
+                "load.warm_up with a feeder in mode \"once\": the warm-up would use \
+                        up rows the load needs"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// The capacity search `[load.find_max]` asks for, checked (`None` without one).

@@ -49,6 +49,10 @@ pub fn summary_table(results: &Results) -> String {
     if let Some(capacity) = &results.capacity {
         let _ = writeln!(out, "search      {}", capacity.headline());
     }
+    if let Some(warm_up) = &results.warm_up {
+        let line = crate::warm_up::line(warm_up);
+        let _ = writeln!(out, "warm-up     {}", line.trim_start_matches("warm-up: "));
+    }
     if let Some(message) = &results.generator.message {
         let _ = writeln!(out, "WARNING     {message}");
     }

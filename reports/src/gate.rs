@@ -448,6 +448,9 @@ impl GateReport {
             results.totals.requests,
             results.totals.achieved_rate
         ));
+        if let Some(sentence) = warm_up_sentence(results) {
+            md.push_str(&format!("{sentence}\n\n"));
+        }
         if let Some(capacity) = &results.capacity {
             md.push_str(&crate::capacity::markdown(capacity));
         }
@@ -481,6 +484,21 @@ impl GateReport {
 
 fn escape_md(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
+}
+
+/// The sentence that says the run had a warm-up (`[load] warm_up`), which its figures
+/// leave out; `None` without one.
+pub(crate) fn warm_up_sentence(results: &Results) -> Option<String> {
+    let warm_up = results.warm_up.as_ref()?;
+    let pace = warm_up.rate.map_or_else(
+        || " (closed model)".to_string(),
+        |rate| format!(" at {rate}/s"),
+    );
+    Some(format!(
+        "After a {:.0} s warm-up{pace} ({} requests, {} ok), not recorded: these figures are \
+         of the load that followed it.",
+        warm_up.duration_secs, warm_up.requests, warm_up.ok
+    ))
 }
 
 #[cfg(test)]

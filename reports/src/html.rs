@@ -155,6 +155,9 @@ fn header(page: &mut String, results: &Results) {
             LatencyOrigin::ActualSendTime => "actual send time: server stalls are hidden (coordinated omission), for demonstration only",
         }
     );
+    if let Some(sentence) = crate::gate::warm_up_sentence(results) {
+        let _ = writeln!(page, "<p class=\"meta\">{}</p>", escape(&sentence));
+    }
     if let Some(message) = &results.generator.message {
         let _ = writeln!(page, "<p class=\"warn\">{}</p>", escape(message));
     }
@@ -455,6 +458,19 @@ fn environment(page: &mut String, results: &Results) {
     row("target", m.target.clone());
     row("started at", m.started_at.clone());
     row("duration", secs(m.duration_secs));
+    if let Some(warm_up) = &results.warm_up {
+        let pace = warm_up
+            .rate
+            .map_or("closed".to_string(), |r| format!("at {r}/s"));
+        row(
+            "warm-up (not recorded)",
+            format!(
+                "{} {pace}, {} requests",
+                secs(warm_up.duration_secs),
+                warm_up.requests
+            ),
+        );
+    }
     row("HTTP version", format!("{:?}", m.http_version));
     row("connections", m.connections.to_string());
     if m.streams > 1 {

@@ -152,6 +152,7 @@ impl Results {
             resources: None,
             traces: None,
             prometheus: None,
+            warm_up: None,
         })
     }
 }

@@ -66,7 +66,7 @@ pub use resources::{MachineSample, ProcessResources, ProcessSample, ResourceResu
 pub use results::{
     CheckerResults, DeployStep, EndpointResults, FaultWindow, GeneratorHealth, HttpVersion,
     JourneyResults, JourneySecond, LatencyOrigin, Machine, MetricKind, MetricSeries,
-    PrometheusSource, Results, RunInfo, RunMetadata, SecondResults, TimePoint, Totals,
+    PrometheusSource, Results, RunInfo, RunMetadata, SecondResults, TimePoint, Totals, WarmUp,
     SCHEMA_VERSION,
 };
 pub use schedule::{Arrivals, LoadModel, Stage, TargetSchedule};

@@ -10,7 +10,7 @@ use crate::{
     histogram::{EncodedHistogram, HistogramCodecError, LatencySummary},
     results::{
         EndpointResults, GeneratorHealth, JourneyResults, JourneySecond, Results, RunMetadata,
-        SecondResults, Totals, SCHEMA_VERSION,
+        SecondResults, Totals, WarmUp, SCHEMA_VERSION,
     },
     schedule::{LoadModel, Stage, TargetSchedule},
 };
@@ -160,7 +160,23 @@ impl Results {
             resources: a.resources.clone().or(b.resources.clone()),
             traces: crate::traces::Traces::merge_runs(&a.traces, &b.traces),
             prometheus: a.prometheus.clone().or_else(|| b.prometheus.clone()),
+            warm_up: WarmUp::merge_runs(&a.warm_up, &b.warm_up),
         })
+    }
+}
+
+impl WarmUp {
+    /// Each worker warmed up with its share of the arrivals: their counts add up.
+    fn merge_runs(a: &Option<WarmUp>, b: &Option<WarmUp>) -> Option<WarmUp> {
+        match (a, b) {
+            (Some(x), Some(y)) => Some(WarmUp {
+                duration_secs: x.duration_secs.max(y.duration_secs),
+                rate: x.rate,
+                requests: x.requests + y.requests,
+                ok: x.ok + y.ok,
+            }),
+            (x, y) => x.clone().or(y.clone()),
+        }
     }
 }
 

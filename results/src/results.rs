@@ -89,6 +89,25 @@ pub struct Results {
     /// the raw series are kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<PrometheusSource>,
+    /// The warm-up run before the measured load (`[load] warm_up`), when there was one:
+    /// what it sent. None of it is in the rest of these results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_up: Option<WarmUp>,
+}
+
+/// A warm-up: the load's own requests or journeys, run before the measured load and not
+/// recorded, so that a system whose first seconds are not its steady state (a JVM still
+/// compiling, cold caches) is measured after them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WarmUp {
+    /// How long it ran, in seconds.
+    pub duration_secs: f64,
+    /// Its constant arrival rate (requests or journeys per second); `None` for a closed
+    /// model.
+    pub rate: Option<f64>,
+    /// Requests it sent, and how many of them succeeded.
+    pub requests: u64,
+    pub ok: u64,
 }
 
 /// Where a run's Prometheus served its series, and where it keeps them.

@@ -100,6 +100,7 @@ fn plan_scenario(
         scenario: Some(ScenarioExtras {
             gates: scenario.gates,
             text: scenario.text,
+            warm_up: scenario.load.warm_up,
         }),
     };
     Ok((run, checked.capacity_gates))

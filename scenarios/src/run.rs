@@ -40,7 +40,7 @@ use faultline_loadgen::{
     scenario::LoadPlan,
     scrape::{ScrapeSpec, Scraper, DEFAULT_HISTOGRAMS, DEFAULT_METRICS},
     summary::progress_line,
-    Progress,
+    warm_up, Progress,
 };
 use faultline_reports::{Baseline, Claims, GateReport, Report, ReportError};
 use faultline_results::{CapacityStep, CheckerResults, FaultWindow, Results, RunInfo, TimePoint};
@@ -265,6 +265,16 @@ async fn load_with_faults(
         }
         config.exemplars = traces::exemplar_limits(&checked.system);
     }
+    // A warm-up runs before anything is measured: the scrape, the samplers and the fault
+    // timeline all start with the load itself.
+    tokio::pin!(interrupted);
+    let warm_up = match checked.scenario.load.warm_up {
+        Some(duration) => tokio::select! {
+            done = warm_up::before(&plan, duration, false) => Some(done?),
+            _ = &mut interrupted => return Err(RunError::Interrupted),
+        },
+        None => None,
+    };
     let scraper = Scraper::start(ScrapeSpec {
         targets: service_urls(system),
         metrics: DEFAULT_METRICS.iter().map(|m| m.to_string()).collect(),
@@ -328,7 +338,7 @@ async fn load_with_faults(
     };
     let results = tokio::select! {
         results = load => results,
-        _ = interrupted => {
+        _ = &mut interrupted => {
             cancel.cancel();
             let _ = timeline_task.await;
             return Err(RunError::Interrupted);
@@ -341,8 +351,10 @@ async fn load_with_faults(
     let (timeline_wall, timeline) = timeline_task
         .await
         .map_err(|e| RunError::Timeline(e.to_string()))?;
+    let mut results = results?;
+    results.warm_up = warm_up;
     Ok(Loaded {
-        results: results?,
+        results,
         timeline,
         timeline_wall,
         scraper,
@@ -438,7 +450,13 @@ async fn finish(
     results.resources = sampler.finish(started_at).await;
     results.database = statements.finish().await;
     if let Some(ledger) = results.write_ledger.clone() {
-        results.checker = check(system, Path::new(&ledger), options.settle_deadline).await;
+        // The warm-up's orders are the system's too: checked with the load's.
+        let mut ledgers = vec![PathBuf::from(&ledger)];
+        let warmed = warm_up::ledger_beside(Path::new(&ledger));
+        if results.warm_up.is_some() && warmed.exists() {
+            ledgers.push(warmed);
+        }
+        results.checker = check(system, &ledgers, options.settle_deadline).await;
     }
     traces::fetch(system, &mut results).await;
     prometheus::record(system, &mut results, started_at).await;
@@ -509,16 +527,19 @@ fn fault_windows(
 /// as "not measured" rather than pass.
 async fn check(
     system: &System,
-    ledger: &Path,
+    ledgers: &[PathBuf],
     settle_deadline: Duration,
 ) -> Option<CheckerResults> {
-    let entries = match Ledger::read(ledger) {
-        Ok(entries) => entries,
-        Err(error) => {
-            eprintln!("run: the checker cannot read the ledger: {error}");
-            return None;
+    let mut entries = Vec::new();
+    for ledger in ledgers {
+        match Ledger::read(ledger) {
+            Ok(read) => entries.extend(read),
+            Err(error) => {
+                eprintln!("run: the checker cannot read the ledger: {error}");
+                return None;
+            }
         }
-    };
+    }
     let orders: Vec<LedgerOrder> = entries
         .iter()
         .map(|entry| LedgerOrder {

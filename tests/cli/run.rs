@@ -180,6 +180,62 @@ max = "0"
 }
 
 #[test]
+fn a_warm_up_runs_before_the_load_and_its_orders_are_checked_with_the_load_s() {
+    let (_dir, out, results, stderr) = run_passing(
+        r#"name = "warmed"
+[system]
+rate_limit = 0
+[load]
+rate = 4
+duration = "2s"
+warm_up = "2s"
+seed = 7
+[load.journeys]
+mix = { checkout = 1 }
+users = 2
+[[gates]]
+metric = "checker.lost"
+max = "0"
+"#,
+    );
+    let warm_up = &results["warm_up"];
+    assert_eq!(warm_up["rate"], 4.0, "{warm_up}");
+    assert!(warm_up["ok"].as_u64().unwrap() > 0, "{warm_up}");
+    let acknowledged = |file: &str| {
+        std::fs::read_to_string(out.join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}\nstderr:\n{stderr}"))
+            .lines()
+            .filter(|l| l.contains("\"acknowledged\""))
+            .count() as u64
+    };
+    let (load, warming) = (
+        acknowledged("ledger.jsonl"),
+        acknowledged("warm-up-ledger.jsonl"),
+    );
+    // The results hold the load's orders only; the checker checked the warm-up's too.
+    let placed = results["endpoints"]["POST /api/orders"]["totals"]["ok"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        load > 0 && warming > 0 && placed == load,
+        "{placed} placed, ledgers {load} + {warming}"
+    );
+    let checker = &results["checker"];
+    let checked = checker["checked"].as_u64().unwrap();
+    assert!(
+        checked >= load + warming,
+        "checked {checked} of {load} + {warming}"
+    );
+    // With a seed, the warm-up's idempotency keys are not the load's.
+    assert_eq!(checker["duplicated"], 0, "{checker}");
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(
+        html.contains("warm-up"),
+        "the report does not say there was a warm-up"
+    );
+}
+
+#[test]
 fn faults_on_postgres_and_redis_act_through_proxies_the_services_use() {
     // Checkouts only: each order's insert is a round trip to PostgreSQL, so 150 ms each way
     // shows in every POST /api/orders only if the services go through the proxy. The

@@ -43,6 +43,30 @@ max = "500ms"
     assert_eq!(results.scenario_text.as_deref(), Some(text.as_str()));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_up_runs_first_at_the_load_s_rate_and_is_not_recorded() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("scenario.toml");
+    let text = format!(
+        "name = \"warmed\"\n[load]\ntarget = \"{}\"\nstages = \"1s:0->40, 1s:40\"\nwarm_up = \"1s\"\nconnections = 4\n",
+        server.url("/a")
+    );
+    std::fs::write(&scenario, &text).unwrap();
+    let args = load_args(&["--scenario", scenario.to_str().unwrap(), "-q"]);
+    let results = load::run(args, RunInfo::default()).await.unwrap();
+    let warm_up = results
+        .warm_up
+        .as_ref()
+        .expect("the warm-up is in the results");
+    // The load ramps up from nothing: the warm-up runs at the rate it ramps to.
+    assert_eq!(warm_up.rate, Some(40.0));
+    assert_eq!((warm_up.requests, warm_up.ok), (40, 40), "{warm_up:?}");
+    // The ramp's 20 and the 40 after it are recorded; the server saw the warm-up's too.
+    assert_eq!(results.totals.requests, 60);
+    assert_eq!(server.total(), 100, "{:?}", server.seen());
+}
+
 #[tokio::test]
 async fn bad_scenarios_are_usage_errors_naming_the_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -65,6 +89,14 @@ async fn bad_scenarios_are_usage_errors_naming_the_file_and_line() {
         (
             "[load]\ntarget = \"http://127.0.0.1:1/\"\n[load.find_max]\nstart = 10\nmax = 100\ngates = [\"http.p99<fast\"]\n",
             "[load.find_max]: gates",
+        ),
+        (
+            "[load]\ntarget = \"http://127.0.0.1:1/\"\nrate = 5\nduration = \"1s\"\nwarm_up = \"0s\"\n",
+            "load.warm_up must be longer than zero",
+        ),
+        (
+            "[load]\ntarget = \"http://127.0.0.1:1/\"\nwarm_up = \"5s\"\n[load.find_max]\nstart = 10\nmax = 100\ngates = [\"http.p99<100ms\"]\n",
+            "load.warm_up does not go with [load.find_max]",
         ),
     ] {
         std::fs::write(&scenario, text).unwrap();

@@ -129,7 +129,7 @@ pub async fn before(plan: &LoadPlan, duration: Duration, quiet: bool) -> Result<
     Ok(done)
 }
 
-/// The line that says a warm-up ran: `warm-up: 20 s at 500/s, 19,840 requests (19,790
+/// The line that says a warm-up ran: `warm-up: 20 s at 500/s, 19840 requests (19790
 /// ok), not recorded`.
 pub fn line(warm_up: &WarmUp) -> String {
     let pace = match warm_up.rate {

@@ -312,6 +312,15 @@ impl LoadSpec {
             },
         };
         let schedule = self.schedule(arrivals, bad)?;
+        if let (Some(_), Schedule::Open { stages, .. }) = (self.warm_up, &schedule) {
+            if crate::warm_up::start_rate(stages).is_none() {
+                return Err(bad(
+                    "load.warm_up: the load's first stage asks for nothing to \
+                                warm up with (start it above 0, or ramp it up from 0)"
+                        .into(),
+                ));
+            }
+        }
         let timeout = self.timeout.unwrap_or(Duration::from_secs(5));
         let connections = self.connections.unwrap_or(64);
         let late_threshold = self.late_threshold.unwrap_or(Duration::from_millis(10));

@@ -96,6 +96,7 @@ pub async fn run(plan: LoadPlan) -> Result<WarmUp, LoadError> {
         rate,
         requests: results.totals.requests,
         ok: results.totals.ok,
+        ledger: results.write_ledger,
     })
 }
 
@@ -132,14 +133,7 @@ pub async fn before(plan: &LoadPlan, duration: Duration, quiet: bool) -> Result<
 /// The line that says a warm-up ran: `warm-up: 20 s at 500/s, 19840 requests (19790
 /// ok), not recorded`.
 pub fn line(warm_up: &WarmUp) -> String {
-    let pace = match warm_up.rate {
-        Some(rate) => format!("at {rate}/s"),
-        None => "closed".to_string(),
-    };
-    format!(
-        "warm-up: {:.0} s {pace}, {} requests ({} ok), not recorded",
-        warm_up.duration_secs, warm_up.requests, warm_up.ok
-    )
+    format!("warm-up: {}, not recorded", warm_up.describe())
 }
 
 #[cfg(test)]

@@ -490,14 +490,9 @@ fn escape_md(text: &str) -> String {
 /// leave out; `None` without one.
 pub(crate) fn warm_up_sentence(results: &Results) -> Option<String> {
     let warm_up = results.warm_up.as_ref()?;
-    let pace = warm_up.rate.map_or_else(
-        || " (closed model)".to_string(),
-        |rate| format!(" at {rate}/s"),
-    );
     Some(format!(
-        "After a {:.0} s warm-up{pace} ({} requests, {} ok), not recorded: these figures are \
-         of the load that followed it.",
-        warm_up.duration_secs, warm_up.requests, warm_up.ok
+        "After a warm-up of {}, not recorded: these figures are of the load that followed it.",
+        warm_up.describe()
     ))
 }
 

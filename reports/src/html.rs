@@ -459,17 +459,7 @@ fn environment(page: &mut String, results: &Results) {
     row("started at", m.started_at.clone());
     row("duration", secs(m.duration_secs));
     if let Some(warm_up) = &results.warm_up {
-        let pace = warm_up
-            .rate
-            .map_or("closed".to_string(), |r| format!("at {r}/s"));
-        row(
-            "warm-up (not recorded)",
-            format!(
-                "{} {pace}, {} requests",
-                secs(warm_up.duration_secs),
-                warm_up.requests
-            ),
-        );
+        row("warm-up (not recorded)", warm_up.describe());
     }
     row("HTTP version", format!("{:?}", m.http_version));
     row("connections", m.connections.to_string());

@@ -174,6 +174,7 @@ impl WarmUp {
                 rate: x.rate,
                 requests: x.requests + y.requests,
                 ok: x.ok + y.ok,
+                ledger: x.ledger.clone().or(y.ledger.clone()),
             }),
             (x, y) => x.clone().or(y.clone()),
         }

@@ -108,6 +108,24 @@ pub struct WarmUp {
     /// Requests it sent, and how many of them succeeded.
     pub requests: u64,
     pub ok: u64,
+    /// The ledger of the orders its journeys placed, when it kept one: a checker checks
+    /// them with the load's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<String>,
+}
+
+impl WarmUp {
+    /// What it was, for a summary or a report: `20 s at 500/s, 19840 requests (19790 ok)`.
+    pub fn describe(&self) -> String {
+        let pace = match self.rate {
+            Some(rate) => format!("at {rate}/s"),
+            None => "closed".to_string(),
+        };
+        format!(
+            "{:.0} s {pace}, {} requests ({} ok)",
+            self.duration_secs, self.requests, self.ok
+        )
+    }
 }
 
 /// Where a run's Prometheus served its series, and where it keeps them.

@@ -452,10 +452,13 @@ async fn finish(
     if let Some(ledger) = results.write_ledger.clone() {
         // The warm-up's orders are the system's too: checked with the load's.
         let mut ledgers = vec![PathBuf::from(&ledger)];
-        let warmed = warm_up::ledger_beside(Path::new(&ledger));
-        if results.warm_up.is_some() && warmed.exists() {
-            ledgers.push(warmed);
-        }
+        ledgers.extend(
+            results
+                .warm_up
+                .as_ref()
+                .and_then(|w| w.ledger.as_ref())
+                .map(PathBuf::from),
+        );
         results.checker = check(system, &ledgers, options.settle_deadline).await;
     }
     traces::fetch(system, &mut results).await;

@@ -98,6 +98,10 @@ async fn bad_scenarios_are_usage_errors_naming_the_file_and_line() {
             "[load]\ntarget = \"http://127.0.0.1:1/\"\nwarm_up = \"5s\"\n[load.find_max]\nstart = 10\nmax = 100\ngates = [\"http.p99<100ms\"]\n",
             "load.warm_up does not go with [load.find_max]",
         ),
+        (
+            "[load]\ntarget = \"http://127.0.0.1:1/\"\nstages = \"1s:0->0, 1s:0->5\"\nwarm_up = \"5s\"\n",
+            "load.warm_up: the load's first stage asks for nothing",
+        ),
     ] {
         std::fs::write(&scenario, text).unwrap();
         let args = load_args(&["--scenario", scenario.to_str().unwrap(), "-q"]);
